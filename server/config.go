@@ -1,0 +1,264 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Config is the whole server configuration. cmd/parley fills it from YAML
+// and environment variables (viper); tests build it directly. The
+// mapstructure tags are the YAML key names documented in
+// configs/parley.example.yaml.
+type Config struct {
+	Hosts        []string           `mapstructure:"hosts"`
+	DataDir      string             `mapstructure:"data_dir"`
+	TLS          TLSConfig          `mapstructure:"tls"`
+	Listen       ListenConfig       `mapstructure:"listen"`
+	Storage      StorageConfig      `mapstructure:"storage"`
+	Registration RegistrationConfig `mapstructure:"registration"`
+	Limits       LimitsConfig       `mapstructure:"limits"`
+	Auth         AuthConfig         `mapstructure:"auth"`
+	C2S          C2SConfig          `mapstructure:"c2s"`
+	WebSocket    WebSocketConfig    `mapstructure:"websocket"`
+	Contact      ContactConfig      `mapstructure:"contact"`
+	Log          LogConfig          `mapstructure:"log"`
+}
+
+// TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
+// certificate is generated once into data_dir and reused.
+type TLSConfig struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+}
+
+// ListenConfig holds listener addresses; "" disables a listener.
+type ListenConfig struct {
+	C2S    string `mapstructure:"c2s"`
+	C2STLS string `mapstructure:"c2s_tls"`
+	HTTP   string `mapstructure:"http"`
+	HTTPS  string `mapstructure:"https"`
+	Admin  string `mapstructure:"admin"`
+}
+
+// StorageConfig selects the store backend.
+type StorageConfig struct {
+	Backend  string         `mapstructure:"backend"`
+	Postgres PostgresConfig `mapstructure:"postgres"`
+}
+
+// PostgresConfig configures the PostgreSQL backend.
+type PostgresConfig struct {
+	DSN      string `mapstructure:"dsn"`
+	MaxConns int    `mapstructure:"max_conns"`
+}
+
+// RegistrationConfig controls XEP-0077 in-band registration.
+type RegistrationConfig struct {
+	Open bool `mapstructure:"open"`
+	// PerAddressPerHour limits successful registrations from one IP address.
+	PerAddressPerHour int `mapstructure:"per_address_per_hour"`
+}
+
+// LimitsConfig bounds what one client can make the server hold or do.
+type LimitsConfig struct {
+	MaxStanzaBytes     int `mapstructure:"max_stanza_bytes"`
+	MaxDepth           int `mapstructure:"max_depth"`
+	MaxAttributes      int `mapstructure:"max_attributes"`
+	MaxOfflineMessages int `mapstructure:"max_offline_messages"`
+	MaxRosterItems     int `mapstructure:"max_roster_items"`
+	MaxBlockItems      int `mapstructure:"max_block_items"`
+	SendQueue          int `mapstructure:"send_queue"`
+	// StanzasPerSecond is the sustained rate a client may send (burst of
+	// twice that); excess stanzas are read more slowly, not dropped.
+	StanzasPerSecond int `mapstructure:"stanzas_per_second"`
+}
+
+// AuthConfig controls SASL.
+type AuthConfig struct {
+	RequireTLS    bool          `mapstructure:"require_tls"`
+	AllowPlain    bool          `mapstructure:"allow_plain"`
+	Iterations    int           `mapstructure:"iterations"`
+	Timeout       time.Duration `mapstructure:"timeout"`
+	MaxFailures   int           `mapstructure:"max_failures"`
+	FailureWindow time.Duration `mapstructure:"failure_window"`
+}
+
+// C2SConfig controls client sessions.
+type C2SConfig struct {
+	// PingInterval: the server pings a client silent for this long
+	// (XEP-0199) and closes it when the ping is not answered in PingTimeout.
+	PingInterval time.Duration `mapstructure:"ping_interval"`
+	PingTimeout  time.Duration `mapstructure:"ping_timeout"`
+}
+
+// WebSocketConfig controls the RFC 7395 endpoint.
+type WebSocketConfig struct {
+	// Origins allowed to open a WebSocket; empty allows any (authentication
+	// is SASL, not cookies).
+	Origins []string `mapstructure:"origins"`
+}
+
+// ContactConfig lists XEP-0157 contact addresses (URIs such as
+// xmpp:admin@example.org or mailto:abuse@example.org).
+type ContactConfig struct {
+	Abuse    []string `mapstructure:"abuse"`
+	Admin    []string `mapstructure:"admin"`
+	Feedback []string `mapstructure:"feedback"`
+	Sales    []string `mapstructure:"sales"`
+	Security []string `mapstructure:"security"`
+	Support  []string `mapstructure:"support"`
+}
+
+// LogConfig controls structured logging.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // text or json
+}
+
+// DefaultConfig is what `parley serve` runs with no config file.
+func DefaultConfig() Config {
+	return Config{
+		Hosts:   []string{"localhost"},
+		DataDir: "./data",
+		Listen: ListenConfig{
+			C2S:    ":5222",
+			C2STLS: ":5223",
+			HTTP:   ":5280",
+			HTTPS:  ":5281",
+			Admin:  "127.0.0.1:5290",
+		},
+		Storage:      StorageConfig{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10}},
+		Registration: RegistrationConfig{PerAddressPerHour: 5},
+		Limits: LimitsConfig{
+			MaxStanzaBytes:     262144,
+			MaxDepth:           32,
+			MaxAttributes:      64,
+			MaxOfflineMessages: 1000,
+			MaxRosterItems:     2000,
+			MaxBlockItems:      1000,
+			SendQueue:          1024,
+			StanzasPerSecond:   100,
+		},
+		Auth: AuthConfig{
+			RequireTLS:    true,
+			AllowPlain:    true,
+			Iterations:    10000,
+			Timeout:       30 * time.Second,
+			MaxFailures:   5,
+			FailureWindow: 5 * time.Minute,
+		},
+		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second},
+		Log: LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Validate checks values and returns an error naming the key path and what
+// was expected.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
+	}
+	if len(c.Hosts) == 0 {
+		bad("hosts", "expected at least one domain name")
+	}
+	seen := map[string]bool{}
+	for i, h := range c.Hosts {
+		j, err := jid.Parse(h)
+		if err != nil || j.Localpart() != "" || j.Resourcepart() != "" || strings.ContainsAny(h, "@/ ") {
+			bad(fmt.Sprintf("hosts[%d]", i), "%q is not a valid domain name", h)
+			continue
+		}
+		if seen[j.Domainpart()] {
+			bad(fmt.Sprintf("hosts[%d]", i), "%q is listed twice", h)
+		}
+		seen[j.Domainpart()] = true
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "expected a directory path")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key must both be set, or both empty for a self-signed certificate")
+	}
+	for key, addr := range map[string]string{
+		"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS,
+		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
+	} {
+		if addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(key, "%q is not a host:port address (\"\" disables the listener)", addr)
+		}
+	}
+	switch c.Storage.Backend {
+	case "sqlite":
+	case "postgres":
+		if c.Storage.Postgres.DSN == "" {
+			bad("storage.postgres.dsn", "expected a PostgreSQL connection string when storage.backend is postgres")
+		}
+	default:
+		bad("storage.backend", "%q is not supported (expected sqlite or postgres)", c.Storage.Backend)
+	}
+	if c.Storage.Postgres.MaxConns < 0 {
+		bad("storage.postgres.max_conns", "expected a positive number")
+	}
+	if c.Registration.PerAddressPerHour < 0 {
+		bad("registration.per_address_per_hour", "expected zero (no limit) or a positive number")
+	}
+	positive := func(key string, v, min int) {
+		if v < min {
+			bad(key, "expected a number >= %d, got %d", min, v)
+		}
+	}
+	positive("limits.max_stanza_bytes", c.Limits.MaxStanzaBytes, 10000)
+	positive("limits.max_depth", c.Limits.MaxDepth, 4)
+	positive("limits.max_attributes", c.Limits.MaxAttributes, 8)
+	positive("limits.max_offline_messages", c.Limits.MaxOfflineMessages, 0)
+	positive("limits.max_roster_items", c.Limits.MaxRosterItems, 1)
+	positive("limits.max_block_items", c.Limits.MaxBlockItems, 1)
+	positive("limits.send_queue", c.Limits.SendQueue, 16)
+	positive("limits.stanzas_per_second", c.Limits.StanzasPerSecond, 1)
+	positive("auth.iterations", c.Auth.Iterations, 4096)
+	positive("auth.max_failures", c.Auth.MaxFailures, 1)
+	if c.Auth.Timeout <= 0 {
+		bad("auth.timeout", "expected a positive duration such as 30s")
+	}
+	if c.Auth.FailureWindow <= 0 {
+		bad("auth.failure_window", "expected a positive duration such as 5m")
+	}
+	if c.C2S.PingInterval < 0 || c.C2S.PingTimeout <= 0 {
+		bad("c2s.ping_interval", "expected positive durations for c2s.ping_interval (0 disables) and c2s.ping_timeout")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not a level (expected debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not a format (expected text or json)", c.Log.Format)
+	}
+	for _, group := range []struct {
+		key  string
+		uris []string
+	}{{"contact.abuse", c.Contact.Abuse}, {"contact.admin", c.Contact.Admin}, {"contact.feedback", c.Contact.Feedback},
+		{"contact.sales", c.Contact.Sales}, {"contact.security", c.Contact.Security}, {"contact.support", c.Contact.Support}} {
+		for i, u := range group.uris {
+			if !strings.Contains(u, ":") {
+				bad(fmt.Sprintf("%s[%d]", group.key, i), "%q is not a URI (expected e.g. xmpp:admin@example.org or mailto:abuse@example.org)", u)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
