@@ -1,0 +1,89 @@
+package wire
+
+import (
+	"errors"
+	"strings"
+)
+
+// Namespaces of the stream layer.
+const (
+	NSStream   = "http://etherx.jabber.org/streams"
+	NSClient   = "jabber:client"
+	NSServer   = "jabber:server"
+	NSStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
+	NSStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSFraming  = "urn:ietf:params:xml:ns:xmpp-framing"
+	NSXML      = "http://www.w3.org/XML/1998/namespace"
+	nsXMLNSURI = "http://www.w3.org/2000/xmlns/"
+)
+
+// StreamError is an RFC 6120 §4.9 stream error. Reading functions return
+// one when the peer violated the protocol; the caller sends it and closes.
+type StreamError struct {
+	Condition string // e.g. "not-well-formed", "policy-violation"
+	Text      string
+}
+
+func (e *StreamError) Error() string {
+	if e.Text == "" {
+		return "stream error: " + e.Condition
+	}
+	return "stream error: " + e.Condition + ": " + e.Text
+}
+
+// Bytes renders the error as a <stream:error/> element, using the
+// conventional "stream" prefix (declared on every stream header we write).
+func (e *StreamError) Bytes() []byte {
+	var b strings.Builder
+	b.WriteString("<stream:error><")
+	b.WriteString(e.Condition)
+	b.WriteString(" xmlns='" + NSStreams + "'/>")
+	if e.Text != "" {
+		b.WriteString("<text xmlns='" + NSStreams + "' xml:lang='en'>")
+		b.WriteString(EscapeText(e.Text))
+		b.WriteString("</text>")
+	}
+	b.WriteString("</stream:error>")
+	return []byte(b.String())
+}
+
+// Stream error conditions used across the server.
+const (
+	CondBadFormat              = "bad-format"
+	CondConflict               = "conflict"
+	CondConnectionTimeout      = "connection-timeout"
+	CondHostUnknown            = "host-unknown"
+	CondInvalidFrom            = "invalid-from"
+	CondInvalidNamespace       = "invalid-namespace"
+	CondInternalServerError    = "internal-server-error"
+	CondNotAuthorized          = "not-authorized"
+	CondNotWellFormed          = "not-well-formed"
+	CondPolicyViolation        = "policy-violation"
+	CondResourceConstraint     = "resource-constraint"
+	CondRestrictedXML          = "restricted-xml"
+	CondSystemShutdown         = "system-shutdown"
+	CondUndefinedCondition     = "undefined-condition"
+	CondUnsupportedEncoding    = "unsupported-encoding"
+	CondUnsupportedStanzaType  = "unsupported-stanza-type"
+	CondUnsupportedVersion     = "unsupported-version"
+	CondUnsupportedFeature     = "unsupported-feature"
+	CondInvalidXML             = "invalid-xml"
+	CondImproperAddressing     = "improper-addressing"
+	CondReset                  = "reset"
+	CondSeeOtherHost           = "see-other-host"
+	CondBadNamespacePrefix     = "bad-namespace-prefix"
+	CondNotAuthorizedStanzaErr = "not-authorized"
+)
+
+// ErrStreamEnd is returned by Reader.Next when the peer closed its stream
+// with </stream:stream> (or <close/> over WebSocket).
+var ErrStreamEnd = errors.New("wire: stream closed by peer")
+
+func streamErr(cond, text string) *StreamError { return &StreamError{Condition: cond, Text: text} }
+
+// AsStreamError reports whether err is (or wraps) a *StreamError.
+func AsStreamError(err error) (*StreamError, bool) {
+	var se *StreamError
+	ok := errors.As(err, &se)
+	return se, ok
+}

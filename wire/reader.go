@@ -1,0 +1,516 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Limits bound what one peer can make the parser hold. Zero values take
+// the defaults below.
+type Limits struct {
+	MaxStanzaBytes int // bytes of one top-level element, including markup
+	MaxDepth       int // element nesting below the stream root
+	MaxAttrs       int // attributes (including namespace declarations) per element
+}
+
+// Default limits (RFC 6120 §13.12 asks for at least 10000 bytes).
+const (
+	DefaultMaxStanzaBytes = 256 << 10
+	DefaultMaxDepth       = 32
+	DefaultMaxAttrs       = 64
+	maxHeaderBytes        = 8 << 10
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxStanzaBytes <= 0 {
+		l.MaxStanzaBytes = DefaultMaxStanzaBytes
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	if l.MaxAttrs <= 0 {
+		l.MaxAttrs = DefaultMaxAttrs
+	}
+	return l
+}
+
+// Header is a parsed <stream:stream> (or WebSocket <open/>) header.
+type Header struct {
+	To, From, ID, Version, Lang string
+	NS                          string // default (content) namespace
+}
+
+// errTooBig is raised by the byte source when an element outgrows the
+// limit, so encoding/xml never buffers an oversized token.
+var errTooBig = errors.New("wire: element too large")
+
+// Reader splits an XMPP stream into top-level elements, enforcing limits and
+// the RFC 6120 §11 restrictions. It keeps the original bytes of each element.
+type Reader struct {
+	lim Limits
+	src *byteSource
+	dec *xml.Decoder
+
+	started  bool              // header read
+	contentNS string           // default namespace of the stream
+	streamNS map[string]string // prefixes declared on the stream header
+	fragmentMode bool
+}
+
+// byteSource feeds encoding/xml one byte at a time (it asks for an
+// io.ByteReader) and records everything it hands out, so the exact bytes of
+// an element can be sliced out by input offset.
+type byteSource struct {
+	br    *bufio.Reader
+	buf   []byte
+	base  int64 // input offset of buf[0]
+	limit int   // max len(buf) before errTooBig; 0 = no limit
+}
+
+func (b *byteSource) ReadByte() (byte, error) {
+	c, err := b.br.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	if b.limit > 0 && len(b.buf) >= b.limit {
+		return 0, errTooBig
+	}
+	b.buf = append(b.buf, c)
+	return c, nil
+}
+
+func (b *byteSource) Read(p []byte) (int, error) {
+	// encoding/xml only uses ReadByte; Read exists to satisfy io.Reader.
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c, err := b.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	p[0] = c
+	return 1, nil
+}
+
+// discard drops recorded bytes before input offset off.
+func (b *byteSource) discard(off int64) {
+	n := int(off - b.base)
+	if n <= 0 {
+		return
+	}
+	if n > len(b.buf) {
+		n = len(b.buf)
+	}
+	rest := copy(b.buf, b.buf[n:])
+	b.buf = b.buf[:rest]
+	b.base += int64(n)
+}
+
+// NewReader returns a Reader on r.
+func NewReader(r io.Reader, lim Limits) *Reader {
+	rd := &Reader{lim: lim.withDefaults()}
+	rd.Reset(r)
+	return rd
+}
+
+// Reset starts a new stream on r (after STARTTLS or SASL success, RFC 6120
+// §4.3.3): the next call must be ReadHeader.
+func (r *Reader) Reset(rd io.Reader) {
+	br, ok := rd.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(rd, 4096)
+	}
+	r.src = &byteSource{br: br}
+	r.dec = xml.NewDecoder(r.src)
+	r.dec.Strict = true
+	r.dec.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
+		return nil, streamErr(CondUnsupportedEncoding, "only UTF-8 is supported")
+	}
+	r.started = false
+	r.streamNS = nil
+}
+
+// fragment puts the reader in single-element mode (no stream header).
+func (r *Reader) fragment(ns string) {
+	r.started = true
+	r.fragmentMode = true
+	r.contentNS = ns
+}
+
+// ReadHeader reads an optional XML declaration and the stream header.
+// A <stream:stream> is required unless websocket is true, in which case an
+// RFC 7395 <open/> is expected.
+func (r *Reader) ReadHeader() (Header, error) {
+	r.src.limit = maxHeaderBytes
+	defer func() { r.src.limit = 0 }()
+	sawDecl := false
+	for {
+		tok, err := r.rawToken()
+		if err != nil {
+			return Header{}, err
+		}
+		switch t := tok.(type) {
+		case xml.ProcInst:
+			if t.Target != "xml" || sawDecl {
+				return Header{}, streamErr(CondRestrictedXML, "processing instructions are not allowed")
+			}
+			if enc := procInstAttr(string(t.Inst), "encoding"); enc != "" && !strings.EqualFold(enc, "utf-8") {
+				return Header{}, streamErr(CondUnsupportedEncoding, "only UTF-8 is supported")
+			}
+			sawDecl = true
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return Header{}, streamErr(CondNotWellFormed, "text before the stream header")
+			}
+		case xml.StartElement:
+			return r.header(t)
+		case xml.Comment:
+			return Header{}, streamErr(CondRestrictedXML, "comments are not allowed")
+		case xml.Directive:
+			return Header{}, streamErr(CondRestrictedXML, "DTDs and directives are not allowed")
+		default:
+			return Header{}, streamErr(CondNotWellFormed, "expected a stream header")
+		}
+		r.src.discard(r.dec.InputOffset())
+	}
+}
+
+func (r *Reader) header(t xml.StartElement) (Header, error) {
+	ns := map[string]string{}
+	h := Header{}
+	for _, a := range t.Attr {
+		switch {
+		case a.Name.Space == "xmlns":
+			ns[a.Name.Local] = a.Value
+		case a.Name.Space == "" && a.Name.Local == "xmlns":
+			h.NS = a.Value
+		case a.Name.Space == "xml" && a.Name.Local == "lang":
+			h.Lang = a.Value
+		case a.Name.Space == "":
+			switch a.Name.Local {
+			case "to":
+				h.To = a.Value
+			case "from":
+				h.From = a.Value
+			case "id":
+				h.ID = a.Value
+			case "version":
+				h.Version = a.Value
+			}
+		}
+	}
+	if len(t.Attr) > r.lim.MaxAttrs {
+		return h, streamErr(CondPolicyViolation, "too many attributes")
+	}
+	elemNS := h.NS
+	if t.Name.Space != "" {
+		elemNS = ns[t.Name.Space]
+	}
+	switch {
+	case t.Name.Local == "stream" && elemNS == NSStream:
+	case t.Name.Local == "open" && elemNS == NSFraming:
+		// RFC 7395: a self-closing <open/> frame is the whole header.
+		r.src.discard(r.dec.InputOffset())
+		if _, err := r.rawToken(); err != nil { // the matching EndElement
+			return h, err
+		}
+		h.NS = NSClient
+		r.contentNS = NSClient
+		r.started = true
+		r.fragmentMode = true
+		r.src.discard(r.dec.InputOffset())
+		return h, nil
+	default:
+		return h, streamErr(CondInvalidNamespace, "expected a stream header in "+NSStream)
+	}
+	r.streamNS = ns
+	r.contentNS = h.NS
+	r.started = true
+	r.src.discard(r.dec.InputOffset())
+	return h, nil
+}
+
+func procInstAttr(inst, name string) string {
+	i := strings.Index(inst, name)
+	if i < 0 {
+		return ""
+	}
+	rest := strings.TrimLeft(inst[i+len(name):], " \t\r\n=")
+	if rest == "" {
+		return ""
+	}
+	q := rest[0]
+	if q != '"' && q != '\'' {
+		return ""
+	}
+	if j := strings.IndexByte(rest[1:], q); j >= 0 {
+		return rest[1 : 1+j]
+	}
+	return ""
+}
+
+// rawToken wraps RawToken and maps parser failures to stream errors.
+func (r *Reader) rawToken() (xml.Token, error) {
+	tok, err := r.dec.RawToken()
+	if err != nil {
+		return nil, r.mapErr(err)
+	}
+	return tok, nil
+}
+
+func (r *Reader) mapErr(err error) error {
+	if se, ok := AsStreamError(err); ok {
+		return se
+	}
+	if errors.Is(err, errTooBig) {
+		return streamErr(CondPolicyViolation, fmt.Sprintf("stanza exceeds %d bytes", r.lim.MaxStanzaBytes))
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
+	}
+	var syn *xml.SyntaxError
+	if errors.As(err, &syn) {
+		msg := syn.Msg
+		if syn.Msg == "unexpected EOF" {
+			return io.EOF
+		}
+		if strings.Contains(msg, "entity") {
+			return streamErr(CondRestrictedXML, "entity references other than the predefined ones are not allowed")
+		}
+		return streamErr(CondNotWellFormed, msg)
+	}
+	// A transport error (closed connection, timeout): not the peer's XML.
+	return err
+}
+
+// Next returns the next top-level element. It returns ErrStreamEnd when the
+// peer closed the stream, io.EOF when the transport ended, a *StreamError
+// when the peer broke the rules, or another error from the transport.
+func (r *Reader) Next() (*Stanza, error) {
+	if !r.started {
+		return nil, errors.New("wire: Next before ReadHeader")
+	}
+	r.src.limit = 0
+	for {
+		r.src.discard(r.dec.InputOffset())
+		start := r.dec.InputOffset()
+		// Bytes between stanzas (whitespace keepalives) count against the
+		// limit too, so a peer cannot stream endless text.
+		r.src.limit = r.lim.MaxStanzaBytes
+		tok, err := r.rawToken()
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) != 0 {
+				return nil, streamErr(CondBadFormat, "text is not allowed between stanzas")
+			}
+			continue
+		case xml.EndElement:
+			return nil, ErrStreamEnd
+		case xml.StartElement:
+			return r.element(t, start)
+		case xml.Comment:
+			return nil, streamErr(CondRestrictedXML, "comments are not allowed")
+		case xml.ProcInst:
+			return nil, streamErr(CondRestrictedXML, "processing instructions are not allowed")
+		case xml.Directive:
+			return nil, streamErr(CondRestrictedXML, "DTDs and directives are not allowed")
+		}
+	}
+}
+
+type scope struct {
+	name  xml.Name
+	decls map[string]string // prefixes declared on this element
+}
+
+// element reads the rest of a top-level element started by first.
+func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
+	var stack []scope
+	needCanonical := false // uses stream-scope prefixes, is prefixed, or has a redundant xmlns
+
+	lookup := func(prefix string) (string, bool) {
+		for i := len(stack) - 1; i >= 0; i-- {
+			if v, ok := stack[i].decls[prefix]; ok {
+				return v, true
+			}
+		}
+		if v, ok := r.streamNS[prefix]; ok {
+			needCanonical = true
+			return v, true
+		}
+		return "", false
+	}
+	push := func(t xml.StartElement) error {
+		if len(stack) >= r.lim.MaxDepth {
+			return streamErr(CondPolicyViolation, fmt.Sprintf("elements nested deeper than %d", r.lim.MaxDepth))
+		}
+		if len(t.Attr) > r.lim.MaxAttrs {
+			return streamErr(CondPolicyViolation, fmt.Sprintf("more than %d attributes on one element", r.lim.MaxAttrs))
+		}
+		var decls map[string]string
+		for i, a := range t.Attr {
+			for _, b := range t.Attr[:i] {
+				if a.Name == b.Name {
+					return streamErr(CondNotWellFormed, "duplicate attribute "+attrName(a.Name))
+				}
+			}
+			if a.Name.Space == "xmlns" {
+				if a.Name.Local == "xml" || a.Name.Local == "xmlns" || a.Value == "" {
+					return streamErr(CondNotWellFormed, "invalid namespace declaration xmlns:"+a.Name.Local)
+				}
+				if decls == nil {
+					decls = map[string]string{}
+				}
+				decls[a.Name.Local] = a.Value
+			} else if a.Name.Space == "" && a.Name.Local == "xmlns" {
+				if decls == nil {
+					decls = map[string]string{}
+				}
+				decls[""] = a.Value
+			}
+		}
+		stack = append(stack, scope{name: t.Name, decls: decls})
+		// Every prefix used must be bound (XML Namespaces §5).
+		if p := t.Name.Space; p != "" {
+			if _, ok := lookup(p); !ok {
+				return streamErr(CondNotWellFormed, "undeclared namespace prefix "+p)
+			}
+		}
+		for _, a := range t.Attr {
+			if p := a.Name.Space; p != "" && p != "xmlns" && p != "xml" {
+				if _, ok := lookup(p); !ok {
+					return streamErr(CondNotWellFormed, "undeclared namespace prefix "+p)
+				}
+			}
+		}
+		return nil
+	}
+	if err := push(first); err != nil {
+		return nil, err
+	}
+	rootNS := r.contentNS
+	if first.Name.Space != "" {
+		rootNS, _ = lookup(first.Name.Space)
+		needCanonical = true
+	} else if v, ok := stack[0].decls[""]; ok {
+		rootNS = v
+		if v == r.contentNS || isContentNS(v) {
+			needCanonical = true // drop the redundant xmlns from the root
+		}
+	}
+	bodyStart := r.dec.InputOffset() - start
+	for len(stack) > 0 {
+		tok, err := r.rawToken()
+		if err != nil {
+			if errors.Is(err, io.EOF) && r.fragmentMode {
+				return nil, streamErr(CondNotWellFormed, "incomplete element")
+			}
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if err := push(t); err != nil {
+				return nil, err
+			}
+		case xml.EndElement:
+			top := stack[len(stack)-1].name
+			if t.Name != top {
+				return nil, streamErr(CondNotWellFormed, "mismatched end tag </"+attrName(t.Name)+">")
+			}
+			stack = stack[:len(stack)-1]
+		case xml.Comment:
+			return nil, streamErr(CondRestrictedXML, "comments are not allowed")
+		case xml.ProcInst:
+			return nil, streamErr(CondRestrictedXML, "processing instructions are not allowed")
+		case xml.Directive:
+			return nil, streamErr(CondRestrictedXML, "DTDs and directives are not allowed")
+		}
+	}
+	end := r.dec.InputOffset()
+	b := r.src.buf[start-r.src.base : end-r.src.base]
+	raw := make([]byte, len(b))
+	copy(raw, b)
+
+	ns := rootNS
+	if isContentNS(ns) {
+		ns = NSClient
+	}
+	s := &Stanza{Name: first.Name.Local, NS: ns, Raw: raw, bodyStart: int(bodyStart)}
+	if raw[len(raw)-2] == '/' && int(bodyStart) == len(raw) {
+		s.bodyStart = len(raw)
+	}
+	if needCanonical {
+		tree, err := parseTree(r.wrapForTree(raw), r.contentNS)
+		if err != nil {
+			return nil, streamErr(CondNotWellFormed, err.Error())
+		}
+		if tree.Name.Local == "parley-wrap" {
+			tree = tree.FirstElement()
+		}
+		if isContentNS(tree.Name.Space) {
+			normalizeContentNS(tree)
+		}
+		c := FromElement(tree)
+		return c, nil
+	}
+	for _, a := range first.Attr {
+		switch {
+		case a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns"):
+			continue
+		case a.Name.Space == "xml":
+			a.Name.Space = NSXML
+		case a.Name.Space != "":
+			a.Name.Space, _ = lookup(a.Name.Space)
+		}
+		s.attrs = append(s.attrs, a)
+	}
+	s.fillHeader()
+	return s, nil
+}
+
+// wrapForTree re-declares stream-level prefixes around raw so that it can
+// be parsed on its own.
+func (r *Reader) wrapForTree(raw []byte) []byte {
+	if len(r.streamNS) == 0 {
+		return raw
+	}
+	var b bytes.Buffer
+	b.WriteString("<parley-wrap")
+	for p, v := range r.streamNS {
+		b.WriteString(" xmlns:" + p + "='" + EscapeAttr(v) + "'")
+	}
+	b.WriteByte('>')
+	b.Write(raw)
+	b.WriteString("</parley-wrap>")
+	return b.Bytes()
+}
+
+func isContentNS(ns string) bool { return ns == NSClient || ns == NSServer }
+
+// normalizeContentNS maps jabber:server to jabber:client throughout a tree
+// so that stanzas from any stream compare and serialize the same way.
+func normalizeContentNS(e *Element) {
+	if e.Name.Space == NSServer {
+		e.Name.Space = NSClient
+	}
+	for _, c := range e.Children {
+		if c.Elem != nil {
+			normalizeContentNS(c.Elem)
+		}
+	}
+}
+
+func attrName(n xml.Name) string {
+	if n.Space == "" {
+		return n.Local
+	}
+	return n.Space + ":" + n.Local
+}

@@ -1,0 +1,161 @@
+package wire
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+const hdr = `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>`
+
+func readAll(t *testing.T, in string, lim Limits) ([]*Stanza, error) {
+	t.Helper()
+	r := NewReader(strings.NewReader(in), lim)
+	if _, err := r.ReadHeader(); err != nil {
+		return nil, err
+	}
+	var out []*Stanza
+	for {
+		s, err := r.Next()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, s)
+	}
+}
+
+func TestReaderKeepsRawBytes(t *testing.T) {
+	msg := `<message to='b@example.org' type='chat' id='1'><body>hi &amp; &lt;3</body><x xmlns='urn:x'><y a="1"/></x></message>`
+	out, err := readAll(t, hdr+msg+"\n "+`<presence/>`+`</stream:stream>`, Limits{})
+	if !errors.Is(err, ErrStreamEnd) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(out) != 2 {
+		t.Fatalf("got %d stanzas", len(out))
+	}
+	if string(out[0].Raw) != msg {
+		t.Fatalf("raw = %s", out[0].Raw)
+	}
+	s := out[0]
+	if s.Name != "message" || s.NS != NSClient || s.Type != "chat" || s.ID != "1" || s.To != "b@example.org" {
+		t.Fatalf("header = %+v", s)
+	}
+	if got := s.Child(NSClient, "body").Text(); got != "hi & <3" {
+		t.Fatalf("body = %q", got)
+	}
+	if s.Child("urn:x", "x").Child("urn:x", "y").AttrValue("a") != "1" {
+		t.Fatal("nested child not found")
+	}
+	if string(out[1].Raw) != "<presence/>" || !out[1].IsStanza() {
+		t.Fatalf("presence raw = %s", out[1].Raw)
+	}
+	w := s.WithAttr("from", "a@example.org/r")
+	if !strings.HasPrefix(string(w.Raw), `<message to='b@example.org' type='chat' id='1' from='a@example.org/r'>`) || w.From != "a@example.org/r" {
+		t.Fatalf("WithAttr raw = %s", w.Raw)
+	}
+	if string(s.Raw) != msg {
+		t.Fatal("WithAttr modified the original")
+	}
+	if w.Child(NSClient, "body").Text() != "hi & <3" {
+		t.Fatal("WithAttr lost the body")
+	}
+}
+
+func TestReaderErrors(t *testing.T) {
+	cases := []struct {
+		name, in, cond string
+	}{
+		{"doctype", `<!DOCTYPE x [<!ENTITY a "b">]>` + hdr, CondRestrictedXML},
+		{"doctype-after-header", hdr + `<!DOCTYPE x>`, CondRestrictedXML},
+		{"comment", hdr + `<message><!-- hi --></message>`, CondRestrictedXML},
+		{"pi", hdr + `<?foo bar?>`, CondRestrictedXML},
+		{"entity", hdr + `<message><body>&foo;</body></message>`, CondRestrictedXML},
+		{"bad-utf8", hdr + "<message><body>\xff</body></message>", CondNotWellFormed},
+		{"nul-ref", hdr + "<message><body>&#0;</body></message>", CondNotWellFormed},
+		{"mismatch", hdr + "<message><body></message>", CondNotWellFormed},
+		{"dup-attr", hdr + "<message to='a' to='b'/>", CondNotWellFormed},
+		{"undeclared-prefix", hdr + "<message><x:y/></message>", CondNotWellFormed},
+		{"text", hdr + "hello", CondBadFormat},
+		{"depth", hdr + strings.Repeat("<a>", 100), CondPolicyViolation},
+		{"size", hdr + "<message><body>" + strings.Repeat("x", 300000) + "</body></message>", CondPolicyViolation},
+		{"attrs", hdr + "<message" + func() string {
+			var b strings.Builder
+			for i := 0; i < 100; i++ {
+				b.WriteString(" a" + strings.Repeat("x", i) + "='1'")
+			}
+			return b.String()
+		}() + "/>", CondPolicyViolation},
+		{"wrong-ns", `<stream:stream xmlns:stream='urn:wrong' xmlns='jabber:client'>`, CondInvalidNamespace},
+		{"encoding", `<?xml version='1.0' encoding='ISO-8859-1'?>` + hdr, CondUnsupportedEncoding},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := readAll(t, c.in, Limits{})
+			se, ok := AsStreamError(err)
+			if !ok {
+				t.Fatalf("err = %v, want stream error %s", err, c.cond)
+			}
+			if se.Condition != c.cond {
+				t.Fatalf("condition = %s (%s), want %s", se.Condition, se.Text, c.cond)
+			}
+		})
+	}
+}
+
+func TestReaderCanonicalizesNamespaces(t *testing.T) {
+	in := hdr + `<message xmlns='jabber:client' to='x@y'><body>a</body></message>` +
+		`<stream:features/>` + `<jc:message xmlns:jc='jabber:client' to='z@y'><jc:body>b</jc:body></jc:message>`
+	out, err := readAll(t, in, Limits{})
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(out) != 3 {
+		t.Fatalf("got %d", len(out))
+	}
+	if string(out[0].Raw) != `<message to='x@y'><body>a</body></message>` {
+		t.Fatalf("raw0 = %s", out[0].Raw)
+	}
+	if out[1].NS != NSStream || out[1].Name != "features" {
+		t.Fatalf("features = %s %s", out[1].NS, out[1].Name)
+	}
+	if string(out[2].Raw) != `<message to='z@y'><body>b</body></message>` {
+		t.Fatalf("raw2 = %s", out[2].Raw)
+	}
+}
+
+func TestParseFragment(t *testing.T) {
+	s, err := Parse([]byte(`<message xmlns='jabber:client' to='a@b'><body>x</body></message>`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(s.Raw) != `<message to='a@b'><body>x</body></message>` {
+		t.Fatalf("raw = %s", s.Raw)
+	}
+	if _, err := Parse([]byte(`<a/><b/>`), Limits{}); err == nil {
+		t.Fatal("two elements accepted")
+	}
+	if _, err := Parse([]byte(`<a>`), Limits{}); err == nil {
+		t.Fatal("incomplete accepted")
+	}
+	o, err := Parse([]byte(`<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>`), Limits{})
+	if err != nil || o.NS != NSFraming || o.To != "example.org" {
+		t.Fatalf("open = %+v %v", o, err)
+	}
+}
+
+func TestFromElementRoundTrip(t *testing.T) {
+	e := NewElement(NSClient, "iq", "type", "result", "id", "x'1").Add(
+		NewElement("jabber:iq:roster", "query").Add(NewElement("jabber:iq:roster", "item", "jid", "a@b", "name", "<A&B>")))
+	s := FromElement(e)
+	p, err := Parse(s.Raw, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Raw) != string(s.Raw) || p.ID != "x'1" || p.Type != "result" {
+		t.Fatalf("round trip %s vs %s", p.Raw, s.Raw)
+	}
+	if p.Child("jabber:iq:roster", "query").Child("jabber:iq:roster", "item").AttrValue("name") != "<A&B>" {
+		t.Fatal("attr lost")
+	}
+}

@@ -1,0 +1,263 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io"
+	"sync"
+)
+
+// Stanza is one top-level element read from a stream: a stanza (message,
+// presence, iq) or a nonza (sasl, sm, starttls, ...). It is immutable once
+// built, so one *Stanza may be queued to many sessions; WithAttr and
+// friends return modified copies.
+//
+// Raw always holds a complete, self-contained serialization. For stanzas in
+// the content namespace (jabber:client / jabber:server) the root carries no
+// xmlns, so the bytes are valid in either kind of stream and are written
+// out unchanged ("decode once, forward bytes").
+type Stanza struct {
+	Name string // local name of the root element
+	NS   string // namespace of the root element (NSClient for stanzas from any stream)
+	Type string
+	ID   string
+	From string
+	To   string
+	Lang string
+	Raw  []byte
+
+	attrs     []xml.Attr // root attributes, resolved, without xmlns declarations
+	bodyStart int        // offset in Raw just after the root start tag
+
+	once    sync.Once
+	tree    *Element
+	treeErr error
+}
+
+// IsStanza reports whether s is a message, presence or iq in the content
+// namespace.
+func (s *Stanza) IsStanza() bool {
+	return s.NS == NSClient && (s.Name == "message" || s.Name == "presence" || s.Name == "iq")
+}
+
+// Attr returns the value of a plain root attribute.
+func (s *Stanza) Attr(name string) string {
+	for _, a := range s.attrs {
+		if a.Name.Local == name && a.Name.Space == "" {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// Tree returns the namespace-resolved element tree, parsed on first use.
+// The tree is shared: callers must not modify it (use Tree().Copy()).
+func (s *Stanza) Tree() *Element {
+	s.once.Do(func() {
+		if s.tree != nil {
+			return
+		}
+		s.tree, s.treeErr = parseTree(s.Raw, contentDefault(s.NS))
+	})
+	if s.treeErr != nil {
+		// Raw was validated when it was read, so this cannot happen for
+		// stanzas from a Reader; return an empty root rather than nil.
+		return &Element{Name: xml.Name{Space: s.NS, Local: s.Name}}
+	}
+	return s.tree
+}
+
+// Child returns the first child element of the root with ns and local.
+func (s *Stanza) Child(ns, local string) *Element { return s.Tree().Child(ns, local) }
+
+// WithAttr returns a copy of s with the plain root attribute set (or
+// removed when value is ""). Only the start tag is rewritten.
+func (s *Stanza) WithAttr(name, value string) *Stanza {
+	attrs := make([]xml.Attr, 0, len(s.attrs)+1)
+	found := false
+	for _, a := range s.attrs {
+		if a.Name.Local == name && a.Name.Space == "" {
+			found = true
+			if value == "" {
+				continue
+			}
+			a.Value = value
+		}
+		attrs = append(attrs, a)
+	}
+	if !found && value != "" {
+		attrs = append(attrs, xml.Attr{Name: xml.Name{Local: name}, Value: value})
+	}
+	return s.rebuild(attrs)
+}
+
+// WithFromTo returns a copy with from and to set (either may be "").
+func (s *Stanza) WithFromTo(from, to string) *Stanza {
+	if s.From == from && s.To == to {
+		return s
+	}
+	c := s.WithAttr("from", from)
+	if c.To != to {
+		c = c.WithAttr("to", to)
+	}
+	return c
+}
+
+func (s *Stanza) rebuild(attrs []xml.Attr) *Stanza {
+	selfClosing := s.bodyStart >= len(s.Raw)
+	hdr := appendStartTag(nil, s.Name, s.NS, attrs, selfClosing)
+	raw := make([]byte, 0, len(hdr)+len(s.Raw)-s.bodyStart)
+	raw = append(raw, hdr...)
+	if !selfClosing {
+		raw = append(raw, s.Raw[s.bodyStart:]...)
+	}
+	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: attrs, bodyStart: len(hdr)}
+	if selfClosing {
+		n.bodyStart = len(raw)
+	}
+	n.fillHeader()
+	return n
+}
+
+func (s *Stanza) fillHeader() {
+	s.Type, s.ID, s.From, s.To, s.Lang = "", "", "", "", ""
+	for _, a := range s.attrs {
+		switch {
+		case a.Name.Space == "" && a.Name.Local == "type":
+			s.Type = a.Value
+		case a.Name.Space == "" && a.Name.Local == "id":
+			s.ID = a.Value
+		case a.Name.Space == "" && a.Name.Local == "from":
+			s.From = a.Value
+		case a.Name.Space == "" && a.Name.Local == "to":
+			s.To = a.Value
+		case a.Name.Space == NSXML && a.Name.Local == "lang":
+			s.Lang = a.Value
+		}
+	}
+}
+
+// appendStartTag writes a root start tag. Content-namespace roots get no
+// xmlns so the bytes fit both c2s and s2s streams.
+func appendStartTag(buf []byte, name, ns string, attrs []xml.Attr, selfClosing bool) []byte {
+	e := Element{Name: xml.Name{Space: ns, Local: name}, Attr: attrs}
+	parent := ""
+	if ns == NSClient {
+		parent = NSClient
+	}
+	b := e.AppendXML(buf, parent) // no children: ends with "/>"
+	if !selfClosing {
+		b = append(b[:len(b)-2], '>')
+	}
+	return b
+}
+
+// FromElement builds a stanza from a tree. Stanza roots must use NSClient.
+func FromElement(e *Element) *Stanza {
+	parent := ""
+	if e.Name.Space == NSClient {
+		parent = NSClient
+	}
+	raw := e.AppendXML(nil, parent)
+	s := &Stanza{Name: e.Name.Local, NS: e.Name.Space, Raw: raw}
+	for _, a := range e.Attr {
+		if a.Name.Space == "xml" {
+			a.Name.Space = NSXML
+		}
+		s.attrs = append(s.attrs, a)
+	}
+	s.bodyStart = len(appendStartTag(nil, s.Name, s.NS, s.attrs, len(e.Children) == 0))
+	s.tree = e
+	s.once.Do(func() {})
+	s.fillHeader()
+	return s
+}
+
+// Parse parses one complete element (for example a WebSocket frame or a
+// stored stanza) with the default namespace NSClient.
+func Parse(b []byte, lim Limits) (*Stanza, error) {
+	r := NewReader(bytes.NewReader(b), lim)
+	r.fragment(NSClient)
+	s, err := r.Next()
+	if err != nil {
+		if errors.Is(err, ErrStreamEnd) || errors.Is(err, io.EOF) {
+			return nil, streamErr(CondNotWellFormed, "incomplete element")
+		}
+		return nil, err
+	}
+	// Anything but whitespace after the element is an error.
+	if _, err := r.Next(); !errors.Is(err, io.EOF) && !errors.Is(err, ErrStreamEnd) {
+		if err == nil {
+			return nil, streamErr(CondNotWellFormed, "more than one element")
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// MustParse is Parse for literals in code and tests; it panics on error.
+func MustParse(s string) *Stanza {
+	st, err := Parse([]byte(s), Limits{})
+	if err != nil {
+		panic("wire.MustParse: " + err.Error() + ": " + s)
+	}
+	return st
+}
+
+func contentDefault(ns string) string {
+	if ns == NSClient {
+		return NSClient
+	}
+	return ""
+}
+
+// parseTree builds a resolved tree from self-contained bytes.
+func parseTree(raw []byte, defaultNS string) (*Element, error) {
+	d := xml.NewDecoder(bytes.NewReader(raw))
+	d.Strict = true
+	d.DefaultSpace = defaultNS
+	var stack []*Element
+	var root *Element
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			if root == nil {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return root, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			e := &Element{Name: t.Name}
+			for _, a := range t.Attr {
+				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+					continue
+				}
+				e.Attr = append(e.Attr, a)
+			}
+			if len(stack) == 0 {
+				root = e
+			} else {
+				p := stack[len(stack)-1]
+				p.Children = append(p.Children, Node{Elem: e})
+			}
+			stack = append(stack, e)
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			if len(stack) == 0 {
+				continue
+			}
+			p := stack[len(stack)-1]
+			if n := len(p.Children); n > 0 && p.Children[n-1].Elem == nil {
+				p.Children[n-1].Text += string(t)
+			} else {
+				p.Children = append(p.Children, Node{Text: string(t)})
+			}
+		}
+	}
+}
