@@ -1,0 +1,326 @@
+// Package module is Parley's extension API. Feature modules register typed
+// hooks, IQ handlers, disco features and stream features into a Registry;
+// the router runs them in the order the modules were registered (the single
+// list in server/modules.go), so there are no priority numbers.
+package module
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Module is one feature. Optional interfaces Starter and Stopper are found by
+// type assertion.
+type Module interface {
+	Name() string
+	Register(r *Registry) error
+}
+
+// Starter is implemented by modules with background work.
+type Starter interface {
+	Start(ctx context.Context) error
+}
+
+// Stopper is implemented by modules that must flush or release on shutdown.
+type Stopper interface {
+	Stop(ctx context.Context) error
+}
+
+// Verdict is a hook's decision.
+type Verdict int
+
+const (
+	// Continue passes the stanza to the next handler and then on.
+	Continue Verdict = iota
+	// Handled stops processing: the handler took care of the stanza.
+	Handled
+	// Drop stops processing and discards the stanza silently.
+	Drop
+)
+
+// OriginKind says where a stanza entered the server.
+type OriginKind int
+
+const (
+	// FromClient: a local user's c2s session (From is its full JID).
+	FromClient OriginKind = iota
+	// FromServer: a remote server over s2s.
+	FromServer
+	// FromLocal: generated inside this server by a module or the router.
+	FromLocal
+)
+
+// Origin describes where a stanza came from.
+type Origin struct {
+	Kind    OriginKind
+	Session Session // set for FromClient
+}
+
+// Event is what hooks see. Handlers may replace Stanza (e.g. to add a
+// stanza-id); later handlers and delivery use the replacement.
+type Event struct {
+	Stanza *wire.Stanza
+	From   jid.JID
+	To     jid.JID // never empty: a missing 'to' is resolved to the sender's bare JID or the server
+	Origin Origin
+	// ArchiveID is set by the archive for later handlers (stanza-id).
+	ArchiveID string
+}
+
+// Handler is a hook on a routing point.
+type Handler func(ctx context.Context, ev *Event) Verdict
+
+// Target is what an IQ is addressed to.
+type Target int
+
+const (
+	// TargetServer: the server domain.
+	TargetServer Target = iota
+	// TargetAccount: a local user's bare JID (or no 'to': the sender's own account).
+	TargetAccount
+)
+
+// IQHandler answers an IQ request of type get or set. It returns the
+// payload of the result (nil for an empty result) or an error; a *StanzaError
+// becomes that error reply, any other error internal-server-error.
+// A handler may send other stanzas (e.g. query results) before returning.
+type IQHandler func(ctx context.Context, ev *Event) (*wire.Element, error)
+
+// StanzaError is an error an IQ handler or hook returns to the sender.
+type StanzaError struct {
+	Condition string
+	Text      string
+	App       *wire.Element // application-specific condition
+}
+
+func (e *StanzaError) Error() string {
+	if e.Text != "" {
+		return e.Condition + ": " + e.Text
+	}
+	return e.Condition
+}
+
+// Errorf returns a *StanzaError with a formatted text.
+func Errorf(cond, format string, args ...any) *StanzaError {
+	return &StanzaError{Condition: cond, Text: fmt.Sprintf(format, args...)}
+}
+
+// Err returns a *StanzaError without text.
+func Err(cond string) *StanzaError { return &StanzaError{Condition: cond} }
+
+// Flags are per-session booleans that modules set and the router or other
+// modules read.
+type Flags uint32
+
+const (
+	// FlagInterested: the session requested the roster (gets roster pushes).
+	FlagInterested Flags = 1 << iota
+	// FlagCarbons: XEP-0280 enabled.
+	FlagCarbons
+	// FlagInitialPresenceSent: the session has sent initial presence.
+	FlagInitialPresenceSent
+	// FlagInactive: XEP-0352 client state is inactive.
+	FlagInactive
+)
+
+// Session is a bound client session as modules and the router see it.
+// Methods are safe for concurrent use.
+type Session interface {
+	JID() jid.JID
+	// Send enqueues without blocking; an error means the session is gone or
+	// its queue overflowed (it is then closed with policy-violation).
+	Send(st *wire.Stanza) error
+	// Presence is the last available presence broadcast, nil when unavailable.
+	Presence() *wire.Stanza
+	SetPresence(st *wire.Stanza)
+	// Priority of the current presence (RFC 6121 §4.7.2.3); 0 when unavailable.
+	Priority() int
+	Flags() Flags
+	SetFlags(set, clear Flags)
+	// Close ends the stream with a stream error (nil for a plain close).
+	Close(err *wire.StreamError)
+	// Conn returns the connection id for logs.
+	ConnID() string
+}
+
+// Sessions gives modules read access to bound sessions.
+type Sessions interface {
+	// Resources returns the sessions bound for a local bare JID.
+	Resources(bare jid.JID) []Session
+	// Session returns the session bound to a full JID, or nil.
+	Session(full jid.JID) Session
+}
+
+// Sender lets modules emit stanzas into normal routing.
+type Sender interface {
+	// Route routes a stanza generated by the server (origin FromLocal).
+	Route(ctx context.Context, st *wire.Stanza) error
+	// Request sends an IQ get/set and waits for its result or error.
+	Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, error)
+}
+
+// ErrNoSession is returned by Session.Send when the session has ended.
+var ErrNoSession = errors.New("module: session closed")
+
+// Identity is a disco#info identity.
+type Identity struct{ Category, Type, Name string }
+
+// StreamFeatureFunc returns a stream feature element for a session being
+// negotiated, or nil. bound reports whether the resource is bound already
+// (features offered after authentication).
+type StreamFeatureFunc func(authenticated bool) *wire.Element
+
+// Host is a service host (e.g. upload.example.org): it receives every
+// stanza addressed to its domain or JIDs under it.
+type Host struct {
+	Domain  string
+	Parent  string // the virtual host it belongs to
+	Name    string // disco name
+	Handler Handler
+}
+
+// Registry collects the hooks of all modules. It is filled during startup
+// (Register calls) and read-only afterwards, so reads take no lock.
+type Registry struct {
+	outbound      []Handler
+	inbound       []Handler
+	undeliverable []Handler
+	iq            map[iqKey]IQHandler
+
+	features        []string
+	accountFeatures []string
+	identities      []Identity
+	streamFeatures  []StreamFeatureFunc
+	hosts           []Host
+
+	onBound   []func(ctx context.Context, s Session)
+	onUnbound []func(ctx context.Context, s Session)
+
+	sender   Sender
+	sessions Sessions
+	domains  []string
+	started  time.Time
+}
+
+type iqKey struct {
+	ns, local string
+	target    Target
+}
+
+// NewRegistry returns an empty registry for the given local domains.
+func NewRegistry(domains []string, sender Sender, sessions Sessions) *Registry {
+	return &Registry{iq: map[iqKey]IQHandler{}, sender: sender, sessions: sessions, domains: domains, started: time.Now()}
+}
+
+// Outbound hooks stanzas from local users before routing (Prosody pre-*).
+func (r *Registry) Outbound(h Handler) { r.outbound = append(r.outbound, h) }
+
+// Inbound hooks stanzas to local users before delivery.
+func (r *Registry) Inbound(h Handler) { r.inbound = append(r.inbound, h) }
+
+// Undeliverable hooks stanzas to a local user with no eligible resource.
+func (r *Registry) Undeliverable(h Handler) { r.undeliverable = append(r.undeliverable, h) }
+
+// IQ registers the handler for requests whose payload is {ns}local sent to
+// target. Registering the same key twice is a programming error.
+func (r *Registry) IQ(ns, local string, target Target, h IQHandler) {
+	k := iqKey{ns, local, target}
+	if _, dup := r.iq[k]; dup {
+		panic("module: duplicate IQ handler for {" + ns + "}" + local)
+	}
+	r.iq[k] = h
+}
+
+// Feature adds a server disco#info feature.
+func (r *Registry) Feature(ns ...string) { r.features = append(r.features, ns...) }
+
+// AccountFeature adds a feature to disco#info on users' bare JIDs.
+func (r *Registry) AccountFeature(ns ...string) { r.accountFeatures = append(r.accountFeatures, ns...) }
+
+// Identity adds a server disco#info identity.
+func (r *Registry) Identity(id Identity) { r.identities = append(r.identities, id) }
+
+// StreamFeature adds a stream feature.
+func (r *Registry) StreamFeature(f StreamFeatureFunc) { r.streamFeatures = append(r.streamFeatures, f) }
+
+// AddHost registers a service host.
+func (r *Registry) AddHost(h Host) { r.hosts = append(r.hosts, h) }
+
+// OnBound subscribes to resource binding.
+func (r *Registry) OnBound(f func(ctx context.Context, s Session)) { r.onBound = append(r.onBound, f) }
+
+// OnUnbound subscribes to session end (after the session left the registry).
+func (r *Registry) OnUnbound(f func(ctx context.Context, s Session)) {
+	r.onUnbound = append(r.onUnbound, f)
+}
+
+// Sender returns the stanza sender.
+func (r *Registry) Sender() Sender { return r.sender }
+
+// Sessions returns the session directory.
+func (r *Registry) Sessions() Sessions { return r.sessions }
+
+// Domains returns the local virtual hosts.
+func (r *Registry) Domains() []string { return r.domains }
+
+// Started is when the server started.
+func (r *Registry) Started() time.Time { return r.started }
+
+// Read side, used by the router, c2s and the disco module.
+
+// OutboundHooks returns the outbound chain.
+func (r *Registry) OutboundHooks() []Handler { return r.outbound }
+
+// InboundHooks returns the inbound chain.
+func (r *Registry) InboundHooks() []Handler { return r.inbound }
+
+// UndeliverableHooks returns the undeliverable chain.
+func (r *Registry) UndeliverableHooks() []Handler { return r.undeliverable }
+
+// IQHandler looks up an IQ handler.
+func (r *Registry) IQHandler(ns, local string, t Target) IQHandler { return r.iq[iqKey{ns, local, t}] }
+
+// Features returns the server features.
+func (r *Registry) Features() []string { return r.features }
+
+// AccountFeatures returns bare-JID features.
+func (r *Registry) AccountFeatures() []string { return r.accountFeatures }
+
+// Identities returns the server identities.
+func (r *Registry) Identities() []Identity { return r.identities }
+
+// StreamFeatures returns the stream feature functions.
+func (r *Registry) StreamFeatures() []StreamFeatureFunc { return r.streamFeatures }
+
+// Hosts returns the service hosts.
+func (r *Registry) Hosts() []Host { return r.hosts }
+
+// FireBound runs OnBound subscribers.
+func (r *Registry) FireBound(ctx context.Context, s Session) {
+	for _, f := range r.onBound {
+		f(ctx, s)
+	}
+}
+
+// FireUnbound runs OnUnbound subscribers.
+func (r *Registry) FireUnbound(ctx context.Context, s Session) {
+	for _, f := range r.onUnbound {
+		f(ctx, s)
+	}
+}
+
+// RunChain runs handlers in order until one stops the chain.
+func RunChain(ctx context.Context, hs []Handler, ev *Event) Verdict {
+	for _, h := range hs {
+		if v := h(ctx, ev); v != Continue {
+			return v
+		}
+	}
+	return Continue
+}

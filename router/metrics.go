@@ -1,0 +1,38 @@
+package router
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	stanzasRouted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "router", Name: "stanzas_total",
+		Help: "Stanzas routed, by kind (message, presence, iq) and origin (client, server, local).",
+	}, []string{"kind", "origin"})
+	stanzasDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "router", Name: "dropped_total",
+		Help: "Stanzas not delivered, by reason.",
+	}, []string{"reason"})
+	routeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "parley", Subsystem: "router", Name: "route_seconds",
+		Help:    "Time to route one stanza, from Route to enqueue on the recipient sessions.",
+		Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1},
+	})
+	sessionsBound = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "router", Name: "sessions",
+		Help: "Bound client sessions.",
+	})
+)
+
+func init() {
+	prometheus.MustRegister(stanzasRouted, stanzasDropped, routeSeconds, sessionsBound)
+}
+
+func originLabel(k int) string {
+	switch k {
+	case 0:
+		return "client"
+	case 1:
+		return "server"
+	default:
+		return "local"
+	}
+}

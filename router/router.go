@@ -1,0 +1,483 @@
+// Package router decides where every stanza goes: hook chains, IQ handlers,
+// local delivery per RFC 6121 §8, service hosts and remote domains.
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Remote sends stanzas to other domains (implemented by s2s).
+type Remote interface {
+	Send(ctx context.Context, st *wire.Stanza) error
+}
+
+// Config configures a Router.
+type Config struct {
+	Domains []string
+	// UserExists reports whether a local account exists (for delivery
+	// errors and offline storage).
+	UserExists func(ctx context.Context, bare string) (bool, error)
+	// MaxSessions per account (0: 20).
+	MaxSessions int
+	Logger      *slog.Logger
+}
+
+// Router routes stanzas. It is safe for concurrent use.
+type Router struct {
+	cfg     Config
+	log     *slog.Logger
+	domains map[string]bool
+	reg     *module.Registry
+	hosts   map[string]module.Host
+	remote  Remote
+
+	mu       sync.RWMutex
+	sessions map[string][]module.Session // bare JID -> sessions
+
+	pendMu  sync.Mutex
+	pending map[string]pendingIQ
+}
+
+type pendingIQ struct {
+	peer string // JID the request was sent to
+	ch   chan *wire.Stanza
+}
+
+// ErrTooManySessions is returned by Bind when an account has too many.
+var ErrTooManySessions = errors.New("router: too many sessions for this account")
+
+// New returns a router. Call SetRegistry before routing.
+func New(cfg Config) *Router {
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Router{cfg: cfg, log: cfg.Logger, domains: map[string]bool{}, hosts: map[string]module.Host{},
+		sessions: map[string][]module.Session{}, pending: map[string]pendingIQ{}}
+	for _, d := range cfg.Domains {
+		r.domains[d] = true
+	}
+	return r
+}
+
+// SetRegistry installs the module registry (after all modules registered).
+func (r *Router) SetRegistry(reg *module.Registry) {
+	r.reg = reg
+	for _, h := range reg.Hosts() {
+		r.hosts[h.Domain] = h
+	}
+}
+
+// SetRemote installs the s2s sender.
+func (r *Router) SetRemote(rem Remote) { r.remote = rem }
+
+// IsLocal reports whether domain is a virtual host served here.
+func (r *Router) IsLocal(domain string) bool { return r.domains[domain] }
+
+// Bind registers a session. A session with the same full JID is replaced
+// and returned so the caller can close it with <conflict/> (RFC 6120
+// §7.7.2.2).
+func (r *Router) Bind(s module.Session) (replaced module.Session, err error) {
+	j := s.JID()
+	bare := j.Bare().String()
+	r.mu.Lock()
+	list := r.sessions[bare]
+	for i, o := range list {
+		if o.JID().Resourcepart() == j.Resourcepart() {
+			list[i] = s
+			r.mu.Unlock()
+			return o, nil
+		}
+	}
+	if len(list) >= r.cfg.MaxSessions {
+		r.mu.Unlock()
+		return nil, ErrTooManySessions
+	}
+	r.sessions[bare] = append(list, s)
+	r.mu.Unlock()
+	sessionsBound.Inc()
+	return nil, nil
+}
+
+// Unbind removes s if it is still the bound session for its JID, and
+// reports whether it was.
+func (r *Router) Unbind(s module.Session) bool {
+	bare := s.JID().Bare().String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.sessions[bare]
+	for i, o := range list {
+		if o == s {
+			list = append(list[:i:i], list[i+1:]...)
+			if len(list) == 0 {
+				delete(r.sessions, bare)
+			} else {
+				r.sessions[bare] = list
+			}
+			sessionsBound.Dec()
+			return true
+		}
+	}
+	return false
+}
+
+// Resources returns the sessions of a bare JID.
+func (r *Router) Resources(bare jid.JID) []module.Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	list := r.sessions[bare.Bare().String()]
+	return append([]module.Session(nil), list...)
+}
+
+// Session returns the session bound to full, or nil.
+func (r *Router) Session(full jid.JID) module.Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.sessions[full.Bare().String()] {
+		if s.JID().Resourcepart() == full.Resourcepart() {
+			return s
+		}
+	}
+	return nil
+}
+
+// AllSessions returns every bound session (for shutdown).
+func (r *Router) AllSessions() []module.Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []module.Session
+	for _, l := range r.sessions {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// Route routes st. origin says where it entered the server; for FromClient
+// the caller has already stamped 'from' with the session's full JID.
+func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origin) error {
+	start := time.Now()
+	defer func() { routeSeconds.Observe(time.Since(start).Seconds()) }()
+	stanzasRouted.WithLabelValues(st.Name, originLabel(int(origin.Kind))).Inc()
+
+	ev := &module.Event{Stanza: st, Origin: origin}
+	var err error
+	if st.From != "" {
+		if ev.From, err = jid.Parse(st.From); err != nil {
+			stanzasDropped.WithLabelValues("bad-from").Inc()
+			return nil
+		}
+	}
+	switch {
+	case st.To != "":
+		if ev.To, err = jid.Parse(st.To); err != nil {
+			r.bounce(ctx, st, wire.ErrJIDMalformed, "the 'to' address is not a valid JID")
+			return nil
+		}
+	case origin.Kind == module.FromClient:
+		// RFC 6120 §10.3: no 'to' means the user's own account.
+		ev.To = ev.From.Bare()
+	default:
+		stanzasDropped.WithLabelValues("no-to").Inc()
+		return nil
+	}
+	if origin.Kind == module.FromClient && module.RunChain(ctx, r.reg.OutboundHooks(), ev) != module.Continue {
+		return nil
+	}
+	r.dispatch(ctx, ev)
+	return nil
+}
+
+func (r *Router) dispatch(ctx context.Context, ev *module.Event) {
+	domain := ev.To.Domainpart()
+	if h, ok := r.hosts[domain]; ok {
+		h.Handler(ctx, ev)
+		return
+	}
+	if !r.domains[domain] {
+		r.toRemote(ctx, ev)
+		return
+	}
+	if ev.To.Localpart() == "" {
+		r.toServer(ctx, ev)
+		return
+	}
+	r.toUser(ctx, ev)
+}
+
+func (r *Router) toRemote(ctx context.Context, ev *module.Event) {
+	st := ev.Stanza
+	if ev.Origin.Kind == module.FromServer {
+		// Never relay between remote domains.
+		stanzasDropped.WithLabelValues("relay").Inc()
+		return
+	}
+	if r.remote == nil {
+		r.bounce(ctx, st, wire.ErrRemoteServerNotFound, "federation with "+ev.To.Domainpart()+" is not available")
+		return
+	}
+	if err := r.remote.Send(ctx, st); err != nil {
+		r.bounce(ctx, st, wire.ErrRemoteServerNotFound, err.Error())
+	}
+}
+
+func (r *Router) toServer(ctx context.Context, ev *module.Event) {
+	st := ev.Stanza
+	if st.Name != "iq" {
+		// Presence and messages addressed to the server itself have no
+		// recipient; modules hook them in the chains if they care.
+		if module.RunChain(ctx, r.reg.InboundHooks(), ev) == module.Continue {
+			stanzasDropped.WithLabelValues("to-server").Inc()
+		}
+		return
+	}
+	r.handleIQ(ctx, ev, module.TargetServer)
+}
+
+func (r *Router) handleIQ(ctx context.Context, ev *module.Event, target module.Target) {
+	st := ev.Stanza
+	switch st.Type {
+	case "result", "error":
+		r.resolvePending(st)
+		return
+	case "get", "set":
+	default:
+		r.bounce(ctx, st, wire.ErrBadRequest, "iq type must be get, set, result or error")
+		return
+	}
+	payload := st.Tree().FirstElement()
+	if payload == nil || len(st.Tree().Elements()) != 1 {
+		r.bounce(ctx, st, wire.ErrBadRequest, "an iq get or set must have exactly one child element")
+		return
+	}
+	h := r.reg.IQHandler(payload.Name.Space, payload.Name.Local, target)
+	if h == nil {
+		r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
+		return
+	}
+	res, err := h(ctx, ev)
+	if err != nil {
+		var se *module.StanzaError
+		if errors.As(err, &se) {
+			r.routeLocal(ctx, wire.ErrorReplyApp(st, se.Condition, se.Text, se.App))
+			return
+		}
+		r.log.Error("iq handler failed", "ns", payload.Name.Space, "err", err)
+		r.bounce(ctx, st, wire.ErrInternalServerError, "")
+		return
+	}
+	r.routeLocal(ctx, wire.IQResult(st, res))
+}
+
+func (r *Router) toUser(ctx context.Context, ev *module.Event) {
+	if module.RunChain(ctx, r.reg.InboundHooks(), ev) != module.Continue {
+		return
+	}
+	st := ev.Stanza
+	to := ev.To
+	full := to.Resourcepart() != ""
+	switch st.Name {
+	case "iq":
+		if !full {
+			r.handleIQ(ctx, ev, module.TargetAccount)
+			return
+		}
+		if s := r.Session(to); s != nil {
+			r.send(s, st)
+			return
+		}
+		if st.Type == "get" || st.Type == "set" {
+			r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
+		}
+	case "message":
+		if full {
+			if s := r.Session(to); s != nil {
+				r.send(s, st)
+				return
+			}
+			switch st.Type {
+			case "groupchat":
+				r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
+				return
+			case "headline", "error":
+				stanzasDropped.WithLabelValues("no-resource").Inc()
+				return
+			}
+		}
+		r.messageToBare(ctx, ev)
+	case "presence":
+		if full {
+			if s := r.Session(to); s != nil {
+				r.send(s, st)
+			}
+			return
+		}
+		for _, s := range r.Resources(to) {
+			if s.Presence() != nil {
+				r.send(s, st)
+			}
+		}
+	}
+}
+
+// messageToBare applies RFC 6121 §8.5.2.1: deliver to every available
+// resource with non-negative priority, else the undeliverable chain
+// (offline storage).
+func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
+	st := ev.Stanza
+	if st.Type == "error" {
+		stanzasDropped.WithLabelValues("error-to-bare").Inc()
+		return
+	}
+	if st.Type == "groupchat" {
+		r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
+		return
+	}
+	delivered := false
+	for _, s := range r.Resources(ev.To) {
+		if s.Presence() != nil && s.Priority() >= 0 {
+			r.send(s, st)
+			delivered = true
+		}
+	}
+	if delivered {
+		return
+	}
+	exists, err := r.userExists(ctx, ev.To.Bare())
+	if err != nil {
+		r.bounce(ctx, st, wire.ErrInternalServerError, "")
+		return
+	}
+	if !exists {
+		if st.Type != "headline" {
+			r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
+		}
+		return
+	}
+	if module.RunChain(ctx, r.reg.UndeliverableHooks(), ev) == module.Continue {
+		stanzasDropped.WithLabelValues("offline").Inc()
+	}
+}
+
+func (r *Router) userExists(ctx context.Context, bare jid.JID) (bool, error) {
+	if len(r.Resources(bare)) > 0 {
+		return true, nil
+	}
+	if r.cfg.UserExists == nil {
+		return false, nil
+	}
+	return r.cfg.UserExists(ctx, bare.String())
+}
+
+func (r *Router) send(s module.Session, st *wire.Stanza) {
+	if err := s.Send(st); err != nil {
+		stanzasDropped.WithLabelValues("queue").Inc()
+	}
+}
+
+// routeLocal routes a server-generated stanza.
+func (r *Router) routeLocal(ctx context.Context, st *wire.Stanza) {
+	if st == nil {
+		return
+	}
+	_ = r.Route(ctx, st, module.Origin{Kind: module.FromLocal})
+}
+
+// bounce answers st with an error (never answering errors or results).
+func (r *Router) bounce(ctx context.Context, st *wire.Stanza, cond, text string) {
+	stanzasDropped.WithLabelValues(cond).Inc()
+	if st.From == "" {
+		return
+	}
+	r.routeLocal(ctx, wire.ErrorReply(st, cond, text))
+}
+
+// Bounce is bounce for other packages (s2s failures).
+func (r *Router) Bounce(ctx context.Context, st *wire.Stanza, cond, text string) {
+	r.bounce(ctx, st, cond, text)
+}
+
+// Sender returns the module.Sender backed by this router.
+func (r *Router) Sender() module.Sender { return sender{r} }
+
+type sender struct{ r *Router }
+
+func (s sender) Route(ctx context.Context, st *wire.Stanza) error {
+	return s.r.Route(ctx, st, module.Origin{Kind: module.FromLocal})
+}
+
+func (s sender) Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, error) {
+	return s.r.Request(ctx, iq)
+}
+
+// Request sends an IQ from the server and waits for the answer.
+func (r *Router) Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, error) {
+	id := iq.ID
+	if id == "" {
+		id = NewID()
+		iq = iq.WithAttr("id", id)
+	}
+	key := id + "\x00" + iq.To
+	ch := make(chan *wire.Stanza, 1)
+	r.pendMu.Lock()
+	r.pending[key] = pendingIQ{peer: iq.To, ch: ch}
+	r.pendMu.Unlock()
+	defer func() {
+		r.pendMu.Lock()
+		delete(r.pending, key)
+		r.pendMu.Unlock()
+	}()
+	if err := r.Route(ctx, iq, module.Origin{Kind: module.FromLocal}); err != nil {
+		return nil, err
+	}
+	select {
+	case res := <-ch:
+		return res, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// resolvePending matches an IQ response by id and responder (CVE-2024-46957
+// class: a response from anyone else is dropped).
+func (r *Router) resolvePending(st *wire.Stanza) {
+	key := st.ID + "\x00" + st.From
+	r.pendMu.Lock()
+	p, ok := r.pending[key]
+	if !ok && strings.Contains(st.From, "/") {
+		// A request to a bare JID may be answered by a full JID of it.
+		if bare, _, _ := strings.Cut(st.From, "/"); bare != "" {
+			p, ok = r.pending[st.ID+"\x00"+bare]
+			key = st.ID + "\x00" + bare
+		}
+	}
+	if ok {
+		delete(r.pending, key)
+	}
+	r.pendMu.Unlock()
+	if ok {
+		p.ch <- st
+		return
+	}
+	stanzasDropped.WithLabelValues("unexpected-iq-response").Inc()
+}
+
+// NewID returns a random identifier for stanzas and streams.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
