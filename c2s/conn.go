@@ -1,0 +1,533 @@
+package c2s
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+const maxSASLFailures = 3
+
+// errRestart tells the read loop that the stream restarts (RFC 6120 §4.3.3).
+var errRestart = errors.New("stream restart")
+
+// conn is one client connection. Its goroutine (run) owns all fields.
+type conn struct {
+	srv *Server
+	t   transport
+	id  string
+	log *slog.Logger
+
+	domain        string
+	lang          string
+	authenticated bool
+	username      string
+	saslFailures  int
+	neg           *auth.Negotiation
+	mech          string
+
+	sess      *session
+	mu        sync.Mutex // guards sess for shutdown from other goroutines
+	ctx       context.Context
+	cancel    context.CancelFunc
+	limiter   *limiter
+	bindTimer *time.Timer
+}
+
+func newConn(s *Server, t transport) *conn {
+	id := router.NewID()[:12]
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{srv: s, t: t, id: id, ctx: ctx, cancel: cancel,
+		log:     s.log.With("conn", id, "transport", t.kind(), "remote", t.remoteAddr()),
+		limiter: newLimiter(s.cfg.StanzasPerSecond)}
+}
+
+func (c *conn) run() {
+	defer c.cancel()
+	c.log.Debug("connection opened")
+	c.bindTimer = time.AfterFunc(c.srv.cfg.AuthTimeout, func() {
+		c.fail(&wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "authentication took too long"})
+	})
+	defer c.bindTimer.Stop()
+	err := c.loop()
+	c.finish(err)
+}
+
+func (c *conn) loop() error {
+	for {
+		if err := c.openStream(); err != nil {
+			return err
+		}
+		for {
+			st, err := c.t.next()
+			if err != nil {
+				return err
+			}
+			if err := c.handle(st); err != nil {
+				if err == errRestart {
+					break
+				}
+				return err
+			}
+		}
+	}
+}
+
+// finish ends the connection after the read loop stopped.
+func (c *conn) finish(err error) {
+	var se *wire.StreamError
+	switch {
+	case err == nil, errors.Is(err, wire.ErrStreamEnd):
+	case errors.As(err, &se):
+		streamErrors.WithLabelValues(se.Condition).Inc()
+		c.log.Info("stream error", "condition", se.Condition, "text", se.Text)
+	case errors.Is(err, io.EOF):
+	default:
+		c.log.Debug("connection ended", "err", err)
+	}
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, wire.ErrStreamEnd) && se == nil {
+			c.t.close()
+		} else {
+			c.t.closeStream(se)
+		}
+		return
+	}
+	sess.Close(se)
+	if c.srv.router.Unbind(sess) {
+		c.srv.reg.FireUnbound(context.Background(), sess)
+	}
+	select {
+	case <-sess.done:
+	case <-time.After(5 * time.Second):
+		c.t.close()
+	}
+	c.log.Info("session ended", "jid", sess.jid.String())
+}
+
+// fail ends the stream with a stream error from any goroutine.
+func (c *conn) fail(se *wire.StreamError) {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	streamErrors.WithLabelValues(se.Condition).Inc()
+	if sess != nil {
+		sess.Close(se)
+		return
+	}
+	c.t.closeStream(se)
+}
+
+func (c *conn) shutdown() {
+	c.fail(&wire.StreamError{Condition: wire.CondSystemShutdown, Text: "the server is shutting down"})
+}
+
+// openStream reads the client's header and answers with ours and the
+// features for the current state.
+func (c *conn) openStream() error {
+	h, err := c.t.readHeader()
+	if err != nil {
+		if se, ok := wire.AsStreamError(err); ok {
+			c.headerThenError(se)
+		}
+		return err
+	}
+	if c.lang == "" {
+		c.lang = h.Lang
+		if c.lang == "" || len(c.lang) > 35 {
+			c.lang = "en"
+		}
+	}
+	var se *wire.StreamError
+	to := strings.ToLower(h.To)
+	switch {
+	case h.NS != wire.NSClient:
+		se = &wire.StreamError{Condition: wire.CondInvalidNamespace, Text: "the default namespace must be jabber:client"}
+	case !versionOK(h.Version):
+		se = &wire.StreamError{Condition: wire.CondUnsupportedVersion, Text: "this server speaks XMPP version 1.0"}
+	case to == "" || !c.srv.domains[to]:
+		se = &wire.StreamError{Condition: wire.CondHostUnknown, Text: "this server does not serve " + h.To}
+	case c.domain != "" && to != c.domain:
+		se = &wire.StreamError{Condition: wire.CondHostUnknown, Text: "the domain cannot change on stream restart"}
+	}
+	if se != nil {
+		c.headerThenError(se)
+		return se
+	}
+	c.domain = to
+	return c.t.writeHeader(router.NewID(), c.domain, c.lang, c.features())
+}
+
+func versionOK(v string) bool {
+	major, _, _ := strings.Cut(v, ".")
+	return major == "1"
+}
+
+func (c *conn) headerThenError(se *wire.StreamError) {
+	from := c.domain
+	if from == "" && len(c.srv.cfg.Domains) > 0 {
+		from = c.srv.cfg.Domains[0]
+	}
+	_ = c.t.writeHeader(router.NewID(), from, "en", nil)
+	c.t.closeStream(se)
+}
+
+func (c *conn) features() []byte {
+	var b []byte
+	switch {
+	case c.authenticated:
+		b = append(b, "<bind xmlns='"+xep.NSBind+"'/><session xmlns='"+xep.NSSession+"'><optional/></session>"...)
+	case !c.t.secure() && c.t.kind() == "tcp":
+		b = append(b, "<starttls xmlns='"+xep.NSTLS+"'>"...)
+		if c.srv.cfg.RequireTLS {
+			b = append(b, "<required/>"...)
+		}
+		b = append(b, "</starttls>"...)
+		if !c.srv.cfg.RequireTLS {
+			b = c.appendMechanisms(b)
+		}
+	default:
+		b = c.appendMechanisms(b)
+	}
+	if c.authenticated || c.t.secure() || !c.srv.cfg.RequireTLS {
+		for _, f := range c.srv.reg.StreamFeatures() {
+			if e := f(c.authenticated); e != nil {
+				b = e.AppendXML(b, "")
+			}
+		}
+	}
+	return b
+}
+
+func (c *conn) bindings() auth.ChannelBindings {
+	cs := c.t.tlsState()
+	if cs == nil {
+		return auth.ChannelBindings{}
+	}
+	cb := auth.BindingsFromTLS(cs)
+	if c.srv.leaf != nil {
+		cb.TLSServerEndPoint = auth.ServerEndPoint(c.srv.leaf)
+	}
+	return cb
+}
+
+func (c *conn) appendMechanisms(b []byte) []byte {
+	cb := c.bindings()
+	mechs := c.srv.auth.Mechanisms(c.t.secure(), cb)
+	b = append(b, "<mechanisms xmlns='"+xep.NSSASL+"'>"...)
+	for _, m := range mechs {
+		b = append(b, "<mechanism>"+m+"</mechanism>"...)
+	}
+	b = append(b, "</mechanisms>"...)
+	if types := cb.Types(); len(types) > 0 {
+		// XEP-0440: tell clients which channel bindings we support.
+		b = append(b, "<sasl-channel-binding xmlns='"+xep.NSSASLCB+"'>"...)
+		for _, t := range types {
+			b = append(b, "<channel-binding type='"+t+"'/>"...)
+		}
+		b = append(b, "</sasl-channel-binding>"...)
+	}
+	return b
+}
+
+// handle processes one top-level element according to the stream state.
+func (c *conn) handle(st *wire.Stanza) error {
+	if c.sess != nil {
+		return c.handleBound(st)
+	}
+	switch {
+	case st.NS == xep.NSTLS && st.Name == "starttls":
+		return c.startTLS()
+	case st.NS == xep.NSSASL:
+		return c.handleSASL(st)
+	case st.IsStanza():
+		return c.handleUnbound(st)
+	}
+	return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
+}
+
+func (c *conn) startTLS() error {
+	if c.t.secure() || c.authenticated || c.t.kind() != "tcp" {
+		_ = c.t.writeRaw([]byte("<failure xmlns='" + xep.NSTLS + "'/>"))
+		_ = c.t.flush()
+		return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "TLS is already negotiated or not available here"}
+	}
+	if err := c.t.writeRaw([]byte("<proceed xmlns='" + xep.NSTLS + "'/>")); err != nil {
+		return err
+	}
+	if err := c.t.flush(); err != nil {
+		return err
+	}
+	if err := c.t.startTLS(c.srv.cfg.TLS); err != nil {
+		c.log.Debug("TLS handshake failed", "err", err)
+		c.t.close()
+		return io.EOF
+	}
+	c.t.restart()
+	return errRestart
+}
+
+// handleUnbound handles stanzas before resource binding.
+func (c *conn) handleUnbound(st *wire.Stanza) error {
+	if !c.authenticated {
+		if st.Name == "iq" && c.srv.register != nil && st.Child(xep.NSRegister, "query") != nil &&
+			(c.t.secure() || !c.srv.cfg.RequireTLS) {
+			if reply := c.srv.register.PreAuth(c.ctx, st, c.domain, c.t.remoteAddr(), c.t.secure()); reply != nil {
+				if err := c.t.write(reply); err != nil {
+					return err
+				}
+				return c.t.flush()
+			}
+			return nil
+		}
+		if !c.t.secure() && c.srv.cfg.RequireTLS {
+			return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "use STARTTLS first"}
+		}
+		return &wire.StreamError{Condition: wire.CondNotAuthorized, Text: "authenticate first"}
+	}
+	if st.Name == "iq" && st.Type == "set" && st.Child(xep.NSBind, "bind") != nil {
+		return c.bind(st)
+	}
+	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil {
+		// RFC 3921 session establishment is a no-op kept for old clients.
+		if err := c.t.write(wire.IQResult(st.WithFromTo(st.From, ""), nil)); err != nil {
+			return err
+		}
+		return c.t.flush()
+	}
+	return &wire.StreamError{Condition: wire.CondNotAuthorized, Text: "bind a resource first"}
+}
+
+func (c *conn) writeIQ(st *wire.Stanza) error {
+	if err := c.t.write(st); err != nil {
+		return err
+	}
+	return c.t.flush()
+}
+
+func (c *conn) bind(st *wire.Stanza) error {
+	res := strings.TrimSpace(st.Child(xep.NSBind, "bind").ChildText(xep.NSBind, "resource"))
+	if res == "" {
+		res = "parley-" + router.NewID()[:8]
+	}
+	full, err := jid.New(c.username, c.domain, res)
+	if err != nil || len(res) > 1023 {
+		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrBadRequest, "the resource is not valid"))
+	}
+	s := &session{id: c.id, jid: full, t: c.t, out: make(chan outItem, c.srv.cfg.SendQueue), done: make(chan struct{})}
+	reply := wire.IQResult(st.WithFromTo("", ""), wire.NewElement(xep.NSBind, "bind").Add(
+		wire.NewElement(xep.NSBind, "jid").AddText(full.String())))
+	replaced, err := c.srv.router.Bind(s)
+	if errors.Is(err, router.ErrTooManySessions) {
+		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrResourceConstraint, "too many sessions for this account"))
+	}
+	if replaced != nil {
+		replaced.Close(&wire.StreamError{Condition: wire.CondConflict, Text: "replaced by a new session with the same resource"})
+	}
+	s.out <- outItem{st: reply}
+	c.mu.Lock()
+	c.sess = s
+	c.mu.Unlock()
+	go s.writeLoop()
+	c.bindTimer.Stop()
+	c.log.Info("session bound", "jid", full.String())
+	c.srv.reg.FireBound(c.ctx, s)
+	if c.srv.cfg.PingInterval > 0 {
+		go c.pinger(s)
+	}
+	return nil
+}
+
+// handleBound handles everything after binding.
+func (c *conn) handleBound(st *wire.Stanza) error {
+	c.limiter.wait(c.ctx)
+	if !st.IsStanza() {
+		switch st.NS {
+		case xep.NSTLS, xep.NSSASL:
+			return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "negotiation is already complete"}
+		}
+		return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
+	}
+	stanzasIn.WithLabelValues(st.Name).Inc()
+	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil && (st.To == "" || st.To == c.domain) {
+		return c.sess.Send(wire.IQResult(st.WithFromTo(c.sess.jid.String(), ""), nil))
+	}
+	full := c.sess.jid.String()
+	if st.From != full {
+		// RFC 6120 §8.1.2.1: the server stamps 'from' with the full JID,
+		// whatever the client put there.
+		st = st.WithAttr("from", full)
+	}
+	return c.srv.router.Route(c.ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess})
+}
+
+// pinger pings an idle client (XEP-0199) and closes dead connections.
+func (c *conn) pinger(s *session) {
+	interval, timeout := c.srv.cfg.PingInterval, c.srv.cfg.PingTimeout
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-timer.C:
+		}
+		idle := time.Since(c.t.lastActivity())
+		if idle < interval {
+			timer.Reset(interval - idle)
+			continue
+		}
+		ping := wire.FromElement(wire.NewElement(wire.NSClient, "iq", "type", "get", "id", "ping-"+router.NewID()[:10],
+			"from", c.domain, "to", s.jid.String()).Add(wire.NewElement(xep.NSPing, "ping")))
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_, err := c.srv.router.Request(ctx, ping)
+		cancel()
+		if err != nil && time.Since(c.t.lastActivity()) >= timeout {
+			c.fail(&wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "no answer to ping"})
+			return
+		}
+		timer.Reset(interval)
+	}
+}
+
+// handleSASL runs RFC 6120 §6 authentication.
+func (c *conn) handleSASL(st *wire.Stanza) error {
+	if c.authenticated {
+		return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "already authenticated"}
+	}
+	switch st.Name {
+	case "auth":
+		if c.neg != nil {
+			return c.saslFailure("malformed-request", "an authentication is already in progress")
+		}
+		if !c.t.secure() && c.srv.cfg.RequireTLS {
+			return c.saslFailure("encryption-required", "use STARTTLS before authenticating")
+		}
+		c.mech = st.Attr("mechanism")
+		if !c.srv.throttle.Allowed(c.t.remoteAddr(), "") {
+			authentications.WithLabelValues(c.mech, "throttled").Inc()
+			return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
+		}
+		neg, err := c.srv.auth.Start(c.ctx, c.mech, c.domain, c.t.secure(), c.bindings())
+		if err != nil {
+			return c.saslError(err)
+		}
+		c.neg = neg
+		text := strings.TrimSpace(st.Tree().Text())
+		if text == "" {
+			return c.saslWrite("<challenge xmlns='" + xep.NSSASL + "'/>")
+		}
+		return c.saslStep(text)
+	case "response":
+		if c.neg == nil {
+			return c.saslFailure("malformed-request", "no authentication in progress")
+		}
+		return c.saslStep(strings.TrimSpace(st.Tree().Text()))
+	case "abort":
+		c.neg = nil
+		return c.saslFailure("aborted", "")
+	}
+	return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected SASL element " + st.Name}
+}
+
+func (c *conn) saslStep(text string) error {
+	var in []byte
+	if text != "=" {
+		var err error
+		if in, err = base64.StdEncoding.DecodeString(text); err != nil {
+			c.neg = nil
+			return c.saslFailure("incorrect-encoding", "the data is not valid base64")
+		}
+	}
+	out, done, err := c.neg.Step(c.ctx, in)
+	if err != nil {
+		return c.saslError(err)
+	}
+	if !done {
+		return c.saslWrite("<challenge xmlns='" + xep.NSSASL + "'>" + base64.StdEncoding.EncodeToString(out) + "</challenge>")
+	}
+	user := c.neg.Username()
+	c.neg = nil
+	bare := user + "@" + c.domain
+	if !c.srv.throttle.Allowed(c.t.remoteAddr(), bare) {
+		authentications.WithLabelValues(c.mech, "throttled").Inc()
+		return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
+	}
+	c.srv.throttle.Succeeded(c.t.remoteAddr(), bare)
+	authentications.WithLabelValues(c.mech, "success").Inc()
+	c.authenticated = true
+	c.username = user
+	c.log = c.log.With("user", bare)
+	c.log.Info("authenticated", "mechanism", c.mech)
+	success := "<success xmlns='" + xep.NSSASL + "'/>"
+	if len(out) > 0 {
+		success = "<success xmlns='" + xep.NSSASL + "'>" + base64.StdEncoding.EncodeToString(out) + "</success>"
+	}
+	if err := c.saslWrite(success); err != nil {
+		return err
+	}
+	c.t.restart()
+	return errRestart
+}
+
+func (c *conn) saslError(err error) error {
+	neg := c.neg
+	c.neg = nil
+	var f *auth.Failure
+	if errors.As(err, &f) {
+		if f.Condition == "not-authorized" {
+			user := ""
+			if neg != nil {
+				user = neg.Username()
+			}
+			bare := ""
+			if user != "" {
+				bare = user + "@" + c.domain
+			}
+			c.srv.throttle.Failed(c.t.remoteAddr(), bare)
+		}
+		return c.saslFailure(f.Condition, f.Text)
+	}
+	c.log.Error("SASL failed", "err", err)
+	return c.saslFailure("temporary-auth-failure", "")
+}
+
+func (c *conn) saslFailure(cond, text string) error {
+	authentications.WithLabelValues(c.mech, "failure").Inc()
+	b := "<failure xmlns='" + xep.NSSASL + "'><" + cond + "/>"
+	if text != "" {
+		b += "<text xml:lang='en'>" + wire.EscapeText(text) + "</text>"
+	}
+	b += "</failure>"
+	if err := c.saslWrite(b); err != nil {
+		return err
+	}
+	c.saslFailures++
+	if c.saslFailures >= maxSASLFailures {
+		return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many failed authentication attempts"}
+	}
+	return nil
+}
+
+func (c *conn) saslWrite(s string) error {
+	if err := c.t.writeRaw([]byte(s)); err != nil {
+		return err
+	}
+	return c.t.flush()
+}

@@ -1,0 +1,211 @@
+// Package c2s serves client connections: STARTTLS and direct-TLS TCP
+// listeners and RFC 7395 WebSocket. Each connection runs the negotiation
+// state machine (TLS → SASL → bind) in one goroutine that owns its state,
+// stamps 'from' on what the client sends and hands stanzas to the router.
+package c2s
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Registration answers XEP-0077 requests on streams that are not yet
+// authenticated.
+type Registration interface {
+	PreAuth(ctx context.Context, iq *wire.Stanza, domain, remoteAddr string, secure bool) *wire.Stanza
+}
+
+// Config configures client service.
+type Config struct {
+	Domains          []string
+	TLS              *tls.Config
+	Limits           wire.Limits
+	SendQueue        int
+	StanzasPerSecond int
+	RequireTLS       bool
+	AuthTimeout      time.Duration
+	PingInterval     time.Duration // 0 disables server pings
+	PingTimeout      time.Duration
+	// WebSocketOrigins: allowed Origin patterns (empty: any).
+	WebSocketOrigins []string
+	Logger           *slog.Logger
+}
+
+// Server accepts client connections.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	router   *router.Router
+	reg      *module.Registry
+	auth     *auth.Server
+	throttle *auth.Throttle
+	register Registration
+	domains  map[string]bool
+	leaf     *x509.Certificate // our certificate, for tls-server-end-point
+
+	mu     sync.Mutex
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// New returns a client server. register may be nil.
+func New(cfg Config, r *router.Router, reg *module.Registry, a *auth.Server, th *auth.Throttle, register Registration) *Server {
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 1024
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 30 * time.Second
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, router: r, reg: reg, auth: a, throttle: th, register: register,
+		domains: map[string]bool{}, conns: map[*conn]struct{}{}}
+	for _, d := range cfg.Domains {
+		s.domains[d] = true
+	}
+	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
+		cert := cfg.TLS.Certificates[0]
+		s.leaf = cert.Leaf
+		if s.leaf == nil && len(cert.Certificate) > 0 {
+			s.leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+		}
+	}
+	return s
+}
+
+// ServeTCP accepts connections on ln until it is closed. With directTLS the
+// TLS handshake happens first (XEP-0368); otherwise clients use STARTTLS.
+func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		go s.serveTCPConn(c, directTLS)
+	}
+}
+
+func (s *Server) serveTCPConn(c net.Conn, directTLS bool) {
+	if directTLS {
+		tc := tls.Server(c, s.cfg.TLS)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		c = tc
+	}
+	s.serve(newTCPTransport(c, s.cfg.Limits))
+}
+
+// WebSocketHandler serves RFC 7395 at the path it is mounted on. secure
+// says whether the HTTP listener itself is TLS; plain HTTP counts as
+// secure only from loopback (a local reverse proxy or a local client).
+func (s *Server) WebSocketHandler(secure bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		opts := &websocket.AcceptOptions{Subprotocols: []string{"xmpp"}}
+		if len(s.cfg.WebSocketOrigins) == 0 {
+			// Web clients are served from other origins and authenticate
+			// with SASL, not cookies, so any origin may connect.
+			opts.InsecureSkipVerify = true
+		} else {
+			opts.OriginPatterns = s.cfg.WebSocketOrigins
+		}
+		if !strings.Contains(strings.ToLower(r.Header.Get("Sec-WebSocket-Protocol")), "xmpp") {
+			http.Error(w, "the WebSocket subprotocol must be xmpp (RFC 7395)", http.StatusBadRequest)
+			return
+		}
+		c, err := websocket.Accept(w, r, opts)
+		if err != nil {
+			return
+		}
+		isSecure := secure || r.TLS != nil || isLoopback(r.RemoteAddr)
+		s.serve(newWSTransport(c, s.cfg.Limits, isSecure, r.TLS, r.RemoteAddr))
+	})
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (s *Server) serve(t transport) {
+	c := newConn(s, t)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		t.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	connections.WithLabelValues(t.kind()).Inc()
+	connectionsTotal.WithLabelValues(t.kind()).Inc()
+	defer func() {
+		connections.WithLabelValues(t.kind()).Dec()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	c.run()
+}
+
+// Shutdown closes every stream with <system-shutdown/> and waits for the
+// connections to finish (or ctx to expire).
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
