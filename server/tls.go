@@ -304,7 +304,10 @@ const (
 // CertProblem is one finding of CertificateProblems.
 type CertProblem struct {
 	Severity CertSeverity
-	Message  string
+	// Kind is one of "invalid", "expired", "expiring", "not-yet-valid",
+	// "host" and "self-signed".
+	Kind    string
+	Message string
 }
 
 // CheckCertificate returns human-readable problems with cert for hosts at
@@ -322,39 +325,39 @@ func CheckCertificate(cert *tls.Certificate, hosts []string, now time.Time) []st
 // CertificateProblems is CheckCertificate with a severity for each problem.
 func CertificateProblems(cert *tls.Certificate, hosts []string, now time.Time) []CertProblem {
 	var out []CertProblem
-	add := func(sev CertSeverity, format string, args ...any) {
-		out = append(out, CertProblem{sev, fmt.Sprintf(format, args...)})
+	add := func(sev CertSeverity, kind, format string, args ...any) {
+		out = append(out, CertProblem{sev, kind, fmt.Sprintf(format, args...)})
 	}
 	if cert == nil || len(cert.Certificate) == 0 {
-		add(CertFail, "no certificate")
+		add(CertFail, "invalid", "no certificate")
 		return out
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		var err error
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			add(CertFail, "certificate cannot be parsed: %v", err)
+			add(CertFail, "invalid", "certificate cannot be parsed: %v", err)
 			return out
 		}
 	}
 	const day = "2006-01-02 15:04 MST"
 	switch left := leaf.NotAfter.Sub(now); {
 	case left <= 0:
-		add(CertFail, "certificate expired on %s (%s ago)", leaf.NotAfter.UTC().Format(day), roundDays(-left))
+		add(CertFail, "expired", "certificate expired on %s (%s ago)", leaf.NotAfter.UTC().Format(day), roundDays(-left))
 	case left < expiryWarning:
-		add(CertWarn, "certificate expires in %s (on %s)", roundDays(left), leaf.NotAfter.UTC().Format(day))
+		add(CertWarn, "expiring", "certificate expires in %s (on %s)", roundDays(left), leaf.NotAfter.UTC().Format(day))
 	}
 	if now.Before(leaf.NotBefore) {
-		add(CertFail, "certificate is not valid before %s", leaf.NotBefore.UTC().Format(day))
+		add(CertFail, "not-yet-valid", "certificate is not valid before %s", leaf.NotBefore.UTC().Format(day))
 	}
 	for _, h := range hosts {
 		name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), ".")
 		if err := leaf.VerifyHostname(name); err != nil {
-			add(CertFail, "certificate does not cover host %q (it covers %s)", h, coveredNames(leaf))
+			add(CertFail, "host", "certificate does not cover host %q (it covers %s)", h, coveredNames(leaf))
 		}
 	}
 	if isSelfSigned(leaf) {
-		add(CertWarn, "certificate is self-signed: clients will ask users to accept it and other servers will not trust it; set tls.cert and tls.key for production")
+		add(CertWarn, "self-signed", "certificate is self-signed: clients will ask users to accept it and other servers will not trust it; set tls.cert and tls.key for production")
 	}
 	return out
 }

@@ -1,0 +1,417 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/parley-xmpp/parley/server"
+)
+
+// Configuration sources, lowest precedence first:
+//
+//  1. server.DefaultConfig();
+//  2. the YAML file: --config FILE; without --config the first of
+//     defaultConfigPaths that exists (./parley.yaml, then
+//     /etc/parley/parley.yaml); without either, defaults only;
+//  3. environment variables PARLEY_<KEY_PATH>: the key path in capitals with
+//     "_" for ".", e.g. PARLEY_LISTEN_C2S=":6222" for listen.c2s. Lists take
+//     space- or comma-separated values (PARLEY_HOSTS="a.example b.example").
+//     A variable that is set but empty sets the key to "" (or an empty list),
+//     e.g. PARLEY_LISTEN_HTTP= disables that listener.
+//
+// Unknown keys, keys without a value and values of the wrong type are
+// errors naming the full key path; then server.Config.Validate runs.
+
+// envPrefix prefixes every environment override.
+const envPrefix = "PARLEY_"
+
+// defaultConfigPaths are tried in order when no --config is given.
+var defaultConfigPaths = []string{"parley.yaml", "/etc/parley/parley.yaml"}
+
+// configKey is one leaf key of server.Config.
+type configKey struct {
+	path  string // "listen.c2s"
+	env   string // "PARLEY_LISTEN_C2S"
+	index []int  // field index path in server.Config
+	typ   reflect.Type
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// configKeys lists every leaf key of server.Config from its mapstructure
+// tags, in declaration order. Nested structs are key groups.
+func configKeys() []configKey {
+	var keys []configKey
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			path := prefix + name
+			idx := append(append([]int(nil), index...), i)
+			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+				walk(f.Type, path+".", idx)
+				continue
+			}
+			keys = append(keys, configKey{
+				path:  path,
+				env:   envPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_")),
+				index: idx,
+				typ:   f.Type,
+			})
+		}
+	}
+	walk(reflect.TypeFor[server.Config](), "", nil)
+	return keys
+}
+
+// configGroups returns the key paths that are groups (nested structs).
+func configGroups(keys []configKey) map[string]bool {
+	groups := map[string]bool{}
+	for _, k := range keys {
+		parts := strings.Split(k.path, ".")
+		for i := 1; i < len(parts); i++ {
+			groups[strings.Join(parts[:i], ".")] = true
+		}
+	}
+	return groups
+}
+
+// resolveConfigPath returns the file loadConfig reads: path when given, else
+// the first existing default path, else "" (defaults and environment only).
+func resolveConfigPath(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	for _, p := range defaultConfigPaths {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("config: %w", err)
+		}
+	}
+	return "", nil
+}
+
+// loadConfig builds the configuration from defaults, the YAML file (path, or
+// a default location when path is ""), and PARLEY_* environment variables,
+// and validates it.
+func loadConfig(path string) (server.Config, error) {
+	file, err := resolveConfigPath(path)
+	if err != nil {
+		return server.Config{}, err
+	}
+	cfg, err := readConfig(file)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%s%w", sourcePrefix(file), err)
+	}
+	return cfg, nil
+}
+
+// readConfig is loadConfig without the default file search and without
+// Validate: defaults, then file (when not ""), then the environment.
+func readConfig(file string) (server.Config, error) {
+	cfg := server.DefaultConfig()
+	keys := configKeys()
+	v := viper.New()
+	v.SetConfigType("yaml")
+	v.AllowEmptyEnv(true)
+
+	var errs []string
+	bad := map[string]bool{} // keys with structural errors in the file
+	if file != "" {
+		if _, err := os.Stat(file); err != nil {
+			return cfg, fmt.Errorf("config file: %w", err)
+		}
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", file, err)
+		}
+		errs, bad = checkFileKeys(v, keys)
+	}
+	for _, k := range keys {
+		if err := v.BindEnv(k.path, k.env); err != nil {
+			return cfg, err
+		}
+	}
+	rv := reflect.ValueOf(&cfg).Elem()
+	for _, k := range keys {
+		if bad[k.path] || !v.IsSet(k.path) {
+			continue
+		}
+		env, fromEnv := os.LookupEnv(k.env)
+		raw := v.Get(k.path)
+		if fromEnv {
+			raw = env
+		}
+		if err := setValue(rv.FieldByIndex(k.index), raw); err != nil {
+			name := k.path
+			if fromEnv {
+				name += " (from " + k.env + ")"
+			}
+			var ie *indexError
+			if errors.As(err, &ie) {
+				name = fmt.Sprintf("%s[%d]", k.path, ie.index)
+				err = ie.err
+			}
+			errs = append(errs, name+": "+err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return cfg, fmt.Errorf("%sinvalid configuration:\n  %s", sourcePrefix(file), strings.Join(errs, "\n  "))
+	}
+	return cfg, nil
+}
+
+func sourcePrefix(file string) string {
+	if file == "" {
+		return ""
+	}
+	return "config file " + file + ": "
+}
+
+// checkFileKeys reports unknown keys, keys with no value and groups given
+// a plain value, from the file alone (before environment variables are
+// bound).
+func checkFileKeys(v *viper.Viper, keys []configKey) (errs []string, reported map[string]bool) {
+	leaves := map[string]configKey{}
+	for _, k := range keys {
+		leaves[k.path] = k
+	}
+	groups := configGroups(keys)
+	reported = map[string]bool{}
+	report := func(key, msg string) {
+		if !reported[key] {
+			reported[key] = true
+			errs = append(errs, key+": "+msg)
+		}
+	}
+	for _, key := range v.AllKeys() {
+		parts := strings.Split(key, ".")
+		for i := 1; i <= len(parts); i++ {
+			p := strings.Join(parts[:i], ".")
+			if k, ok := leaves[p]; ok {
+				if i < len(parts) {
+					// A mapping where a plain value belongs.
+					report(p, "expected "+describeType(k.typ)+", got a mapping")
+				} else if v.Get(p) == nil {
+					report(p, "no value (write \"\" or [] for an empty value, or remove the key to keep the default)")
+				}
+				break
+			}
+			if groups[p] {
+				if i == len(parts) {
+					if val := v.Get(p); val != nil {
+						if _, isMap := val.(map[string]any); !isMap {
+							report(p, fmt.Sprintf("expected a mapping of keys, got %s", describeValue(val)))
+						}
+					}
+				}
+				continue
+			}
+			report(p, "unknown key")
+			break
+		}
+	}
+	return errs, reported
+}
+
+// indexError is a problem with one element of a list.
+type indexError struct {
+	index int
+	err   error
+}
+
+func (e *indexError) Error() string { return fmt.Sprintf("[%d]: %v", e.index, e.err) }
+
+// setValue stores raw (from YAML, or a string from the environment) into
+// dst, converting it with errors that say what was expected.
+func setValue(dst reflect.Value, raw any) error {
+	t := dst.Type()
+	fail := func() error {
+		return fmt.Errorf("expected %s, got %s", describeType(t), describeValue(raw))
+	}
+	switch {
+	case t == durationType:
+		switch x := raw.(type) {
+		case string:
+			d, err := time.ParseDuration(strings.TrimSpace(x))
+			if err != nil {
+				return fail()
+			}
+			dst.SetInt(int64(d))
+			return nil
+		case int, int64, uint64:
+			if reflect.ValueOf(x).Convert(reflect.TypeFor[int64]()).Int() == 0 {
+				dst.SetInt(0)
+				return nil
+			}
+			return fmt.Errorf("expected %s, got %s (add a unit: s, m or h)", describeType(t), describeValue(raw))
+		}
+		return fail()
+	case t.Kind() == reflect.String:
+		s, ok := raw.(string)
+		if !ok {
+			return fail()
+		}
+		dst.SetString(s)
+		return nil
+	case t.Kind() == reflect.Bool:
+		switch x := raw.(type) {
+		case bool:
+			dst.SetBool(x)
+			return nil
+		case string:
+			b, err := strconv.ParseBool(strings.TrimSpace(x))
+			if err != nil {
+				return fail()
+			}
+			dst.SetBool(b)
+			return nil
+		}
+		return fail()
+	case dst.CanInt():
+		n, ok := toInt64(raw)
+		if !ok || dst.OverflowInt(n) {
+			return fail()
+		}
+		dst.SetInt(n)
+		return nil
+	case dst.CanUint():
+		n, ok := toInt64(raw)
+		if !ok || n < 0 || dst.OverflowUint(uint64(n)) {
+			return fail()
+		}
+		dst.SetUint(uint64(n))
+		return nil
+	case dst.CanFloat():
+		switch x := raw.(type) {
+		case float64:
+			dst.SetFloat(x)
+			return nil
+		case string:
+			f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+			if err != nil {
+				return fail()
+			}
+			dst.SetFloat(f)
+			return nil
+		}
+		if n, ok := toInt64(raw); ok {
+			dst.SetFloat(float64(n))
+			return nil
+		}
+		return fail()
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		var items []string
+		switch x := raw.(type) {
+		case string:
+			// Environment (or a lone YAML string): space or comma separated.
+			items = strings.FieldsFunc(x, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+		case []any:
+			for i, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return &indexError{i, fmt.Errorf("expected a string, got %s", describeValue(e))}
+				}
+				items = append(items, s)
+			}
+		case []string:
+			items = x
+		default:
+			return fail()
+		}
+		if len(items) == 0 {
+			dst.SetZero()
+			return nil
+		}
+		out := reflect.MakeSlice(t, len(items), len(items))
+		for i, s := range items {
+			out.Index(i).SetString(s)
+		}
+		dst.Set(out)
+		return nil
+	}
+	return fmt.Errorf("unsupported configuration type %s", t)
+}
+
+func toInt64(raw any) (int64, bool) {
+	switch x := raw.(type) {
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int32:
+		return int64(x), true
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(x), true
+	case float64:
+		if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
+			return 0, false
+		}
+		return int64(x), true
+	case string:
+		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+// describeType names what a key expects, for error messages.
+func describeType(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "a duration such as 30s, 5m or 1h"
+	case t.Kind() == reflect.String:
+		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "an integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		return "a list of strings"
+	}
+	return t.String()
+}
+
+// describeValue shows a value found in the configuration.
+func describeValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "no value"
+	case string:
+		return strconv.Quote(x)
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/server"
+	"github.com/parley-xmpp/parley/storage"
+)
+
+const passwordFlagHelp = "the password (visible to other local users in the process list; " +
+	"without it the password is asked for on a terminal, or read as one line from stdin)"
+
+func newUserCmd(opts *globalOptions) *cobra.Command {
+	user := &cobra.Command{
+		Use:   "user",
+		Short: "Manage user accounts (add, passwd, delete, list)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return cmd.Help()
+		},
+	}
+
+	add := &cobra.Command{
+		Use:   "add JID",
+		Short: "Create an account, e.g. parley user add alice@example.org",
+		Args:  exactArgs(1, "one JID such as alice@example.org"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+				bare, err := userJID(args[0], cfg.Hosts)
+				if err != nil {
+					return err
+				}
+				exists, err := st.AccountExists(ctx, bare)
+				if err != nil {
+					return err
+				}
+				if exists {
+					return fmt.Errorf("user %s already exists", bare)
+				}
+				creds, err := credentialsFor(cmd, cfg, bare)
+				if err != nil {
+					return err
+				}
+				if err := st.CreateAccount(ctx, bare, creds); errors.Is(err, storage.ErrExists) {
+					return fmt.Errorf("user %s already exists", bare)
+				} else if err != nil {
+					return fmt.Errorf("creating user %s: %w", bare, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s created\n", bare)
+				return nil
+			})
+		},
+	}
+	add.Flags().StringP("password", "p", "", passwordFlagHelp)
+
+	passwd := &cobra.Command{
+		Use:   "passwd JID",
+		Short: "Set the password of an account",
+		Args:  exactArgs(1, "one JID such as alice@example.org"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+				bare, err := userJID(args[0], cfg.Hosts)
+				if err != nil {
+					return err
+				}
+				exists, err := st.AccountExists(ctx, bare)
+				if err != nil {
+					return err
+				}
+				if !exists {
+					return fmt.Errorf("no such user %s", bare)
+				}
+				creds, err := credentialsFor(cmd, cfg, bare)
+				if err != nil {
+					return err
+				}
+				if err := st.SetCredentials(ctx, bare, creds); errors.Is(err, storage.ErrNotFound) {
+					return fmt.Errorf("no such user %s", bare)
+				} else if err != nil {
+					return fmt.Errorf("setting password of %s: %w", bare, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed\n", bare)
+				return nil
+			})
+		},
+	}
+	passwd.Flags().StringP("password", "p", "", passwordFlagHelp)
+
+	del := &cobra.Command{
+		Use:   "delete JID",
+		Short: "Delete an account and everything stored for it (roster, offline messages, vCard, ...)",
+		Args:  exactArgs(1, "one JID such as alice@example.org"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+				bare, err := userJID(args[0], cfg.Hosts)
+				if err != nil {
+					return err
+				}
+				if err := st.DeleteAccount(ctx, bare); errors.Is(err, storage.ErrNotFound) {
+					return fmt.Errorf("no such user %s", bare)
+				} else if err != nil {
+					return fmt.Errorf("deleting user %s: %w", bare, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted\n", bare)
+				return nil
+			})
+		},
+	}
+
+	list := &cobra.Command{
+		Use:   "list [DOMAIN]",
+		Short: "List accounts, one bare JID a line (all hosts, or one)",
+		Args:  maxArgs(1, "one domain"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+				domain := ""
+				if len(args) == 1 {
+					var err error
+					if domain, err = servedDomain(args[0], cfg.Hosts); err != nil {
+						return err
+					}
+				}
+				users, err := st.ListAccounts(ctx, domain)
+				if err != nil {
+					return fmt.Errorf("listing users: %w", err)
+				}
+				for _, u := range users {
+					fmt.Fprintln(cmd.OutOrStdout(), u)
+				}
+				return nil
+			})
+		},
+	}
+
+	user.AddCommand(add, passwd, del, list)
+	return user
+}
+
+// withStore loads the configuration, opens the store, runs fn and closes
+// the store.
+func withStore(cmd *cobra.Command, opts *globalOptions, fn func(context.Context, server.Config, storage.Store) error) error {
+	cfg, err := loadConfig(opts.configFile)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	st, err := server.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	err = fn(ctx, cfg, st)
+	if cerr := st.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing store: %w", cerr)
+	}
+	return err
+}
+
+// credentialsFor reads the password and derives SCRAM credentials.
+func credentialsFor(cmd *cobra.Command, cfg server.Config, bare string) ([]storage.SCRAMCredential, error) {
+	password, err := readPassword(cmd, bare)
+	if err != nil {
+		return nil, err
+	}
+	return auth.DeriveCredentials(password, cfg.Auth.Iterations)
+}
+
+// userJID normalizes s to a bare JID user@domain on one of hosts.
+func userJID(s string, hosts []string) (string, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a valid JID: %v", s, err)
+	}
+	if j.Localpart() == "" {
+		return "", fmt.Errorf("%q is not a user JID: expected user@domain", s)
+	}
+	if j.Resourcepart() != "" {
+		return "", fmt.Errorf("%q has a resource: expected a bare JID user@domain", s)
+	}
+	if _, err := servedDomain(j.Domainpart(), hosts); err != nil {
+		return "", err
+	}
+	return j.Bare().String(), nil
+}
+
+// servedDomain normalizes domain and checks it is one of hosts.
+func servedDomain(domain string, hosts []string) (string, error) {
+	d, err := jid.Parse(domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return "", fmt.Errorf("%q is not a domain name", domain)
+	}
+	for _, h := range hosts {
+		if hj, err := jid.Parse(h); err == nil && hj.Domainpart() == d.Domainpart() {
+			return d.Domainpart(), nil
+		}
+	}
+	return "", fmt.Errorf("domain %s is not served here (hosts: %s)", d.Domainpart(), strings.Join(hosts, ", "))
+}
