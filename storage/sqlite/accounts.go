@@ -1,0 +1,155 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// domainOf returns the domainpart of a bare JID; a JID without a localpart
+// is all domain.
+func domainOf(bare string) string {
+	if i := strings.LastIndexByte(bare, '@'); i >= 0 {
+		return bare[i+1:]
+	}
+	return bare
+}
+
+func (s *Store) CreateAccount(ctx context.Context, bare string, creds []storage.SCRAMCredential) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO accounts (bare, domain) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+			bare, domainOf(bare))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return storage.ErrExists
+		}
+		return insertCredentials(ctx, tx, bare, creds)
+	})
+}
+
+func (s *Store) SetCredentials(ctx context.Context, bare string, creds []storage.SCRAMCredential) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if ok, err := accountExists(ctx, tx, bare); err != nil {
+			return err
+		} else if !ok {
+			return storage.ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE bare = ?`, bare); err != nil {
+			return err
+		}
+		return insertCredentials(ctx, tx, bare, creds)
+	})
+}
+
+func insertCredentials(ctx context.Context, tx *sql.Tx, bare string, creds []storage.SCRAMCredential) error {
+	for i, c := range creds {
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO credentials (bare, pos, hash, salt, iterations, stored_key, server_key)
+			 VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			bare, i, c.Hash, blob(c.Salt), c.Iterations, blob(c.StoredKey), blob(c.ServerKey)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) Credentials(ctx context.Context, bare string) ([]storage.SCRAMCredential, error) {
+	var creds []storage.SCRAMCredential
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		if ok, err := accountExists(ctx, tx, bare); err != nil {
+			return err
+		} else if !ok {
+			return storage.ErrNotFound
+		}
+		rows, err := tx.QueryContext(ctx,
+			`SELECT hash, salt, iterations, stored_key, server_key
+			 FROM credentials WHERE bare = ? ORDER BY pos`, bare)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c storage.SCRAMCredential
+			if err := rows.Scan(&c.Hash, &c.Salt, &c.Iterations, &c.StoredKey, &c.ServerKey); err != nil {
+				return err
+			}
+			creds = append(creds, c)
+		}
+		return rows.Err()
+	})
+	return creds, err
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func accountExists(ctx context.Context, q querier, bare string) (bool, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM accounts WHERE bare = ?`, bare).Scan(&n)
+	return n > 0, err
+}
+
+func (s *Store) AccountExists(ctx context.Context, bare string) (bool, error) {
+	return accountExists(ctx, s.r, bare)
+}
+
+// ownedTables hold per-user rows keyed by owner; credentials go with the
+// accounts row through ON DELETE CASCADE.
+var ownedTables = []string{"roster_items", "roster_versions", "pending_in", "offline", "vcards", "blocklist"}
+
+func (s *Store) DeleteAccount(ctx context.Context, bare string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE bare = ?`, bare)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return storage.ErrNotFound
+		}
+		for _, table := range ownedTables {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE owner = ?`, bare); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) ListAccounts(ctx context.Context, domain string) ([]string, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if domain == "" {
+		rows, err = s.r.QueryContext(ctx, `SELECT bare FROM accounts ORDER BY bare`)
+	} else {
+		rows, err = s.r.QueryContext(ctx, `SELECT bare FROM accounts WHERE domain = ? ORDER BY bare`, domain)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return scanStrings(rows)
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,170 @@
+// Package sqlite is Parley's embedded storage backend: one SQLite database
+// file in the data directory, accessed through the pure-Go modernc.org/sqlite
+// driver.
+//
+// SQLite allows one writer at a time. Rather than letting goroutines race
+// for the write lock and retry on SQLITE_BUSY, the Store funnels all writes
+// through a pool of exactly one connection; Go's pool then queues writers
+// (honouring their contexts) and readers use a separate pool, which WAL
+// mode lets run alongside the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/parley-xmpp/parley/storage"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// FileName is the database file Open creates inside the data directory.
+const FileName = "parley.db"
+
+// busyTimeout covers lock waits that the single-writer pool cannot prevent:
+// other processes on the same file (backups, admin tools) and WAL
+// checkpoints.
+const busyTimeout = 5 * time.Second
+
+// Store implements storage.Store on SQLite.
+type Store struct {
+	w *sql.DB // exactly one connection: all writes
+	r *sql.DB // read-only pool
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open creates dir (mode 0700) if needed, opens or creates dir/parley.db and
+// brings its schema up to date.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	return open(ctx, dir, migrationsRoot())
+}
+
+func migrationsRoot() fs.FS {
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory is fixed at build time
+	}
+	return sub
+}
+
+func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	file := filepath.Join(dir, FileName)
+	// The driver splits the DSN at the first '?', so such a path cannot be
+	// expressed.
+	if strings.ContainsRune(file, '?') {
+		return nil, fmt.Errorf("sqlite: path %q must not contain '?'", file)
+	}
+
+	pragmas := url.Values{}
+	pragmas.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	pragmas.Add("_pragma", "foreign_keys(1)")
+	pragmas.Add("_pragma", "synchronous(NORMAL)") // durable enough with WAL; a crash loses at most the last commits, never consistency
+
+	wq := url.Values{}
+	for k, v := range pragmas {
+		wq[k] = append([]string(nil), v...)
+	}
+	wq.Add("_pragma", "journal_mode(WAL)")
+	// Take the write lock at BEGIN, so a transaction never fails halfway
+	// because it could not upgrade from a read lock.
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", file+"?"+wq.Encode())
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+
+	// The writer must create the file and switch it to WAL before any
+	// reader opens it.
+	if err := migrate(ctx, w, migrations); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+
+	rq := pragmas
+	rq.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", file+"?"+rq.Encode())
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+
+	s := &Store{w: w, r: r}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return s, nil
+}
+
+// Ping checks that both pools can reach the database.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return err
+	}
+	return s.w.PingContext(ctx)
+}
+
+// Close closes both pools. The last connection to close checkpoints the
+// WAL back into the main file.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// write runs fn in a write transaction, committing when fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// read runs fn in a read transaction, so that several queries see one
+// snapshot of the database.
+func (s *Store) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // nothing to commit
+	return fn(tx)
+}
+
+// Times are stored as Unix microseconds: exact for every time.Time from
+// year 1 on, and the same precision PostgreSQL keeps.
+func toMicros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// blob keeps NOT NULL blob columns happy when the caller passes nil.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
