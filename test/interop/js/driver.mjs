@@ -1,0 +1,340 @@
+// Drive one xmpp.js (@xmpp/client) client through a list of actions
+// against a Parley server. The twin of ../slixmpp/driver.py: same JSON
+// arguments, same actions, same JSON-lines output.
+//
+// Usage: node driver.mjs '<json>'   (or the JSON on stdin)
+//
+// The JSON object has:
+//   service          xmpp://127.0.0.1:PORT (TCP, STARTTLS required) or
+//                    ws://127.0.0.1:PORT/xmpp-websocket
+//   domain           the XMPP domain (default "localhost")
+//   jid, password    the account; jid may carry the resource to bind
+//   mechanism        SASL mechanism to use (default SCRAM-SHA-1: xmpp.js
+//                    0.14 implements only SCRAM-SHA-1, PLAIN and ANONYMOUS)
+//   timeout          default seconds for each wait action (default 10)
+//   deadline         seconds for the whole run (default 60)
+//   actions          list of {"op": ...}; see do() below
+//
+// Output: one JSON object per line with an "event" key (login, roster,
+// roster_item, presence, message, sent, pong, done, error, timeout);
+// exit 0 after "done", 1 after "error", 2 after "timeout".
+//
+// Certificate verification is off (NODE_TLS_REJECT_UNAUTHORIZED=0): test
+// servers use a self-signed certificate.
+
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+const raw = process.argv[2] ?? readFileSync(0, "utf8");
+const cfg = JSON.parse(raw);
+
+// Node 20 has a WebSocket global only behind a flag; @xmpp/websocket needs it.
+if (typeof globalThis.WebSocket === "undefined" && !process.env.INTEROP_WS_REEXEC) {
+  const r = spawnSync(
+    process.execPath,
+    ["--experimental-websocket", ...process.argv.slice(1, 2), raw],
+    { stdio: "inherit", env: { ...process.env, INTEROP_WS_REEXEC: "1" } },
+  );
+  process.exit(r.status ?? 1);
+}
+
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+// Silence Node's warning about the line above; everything else still warns.
+const origEmitWarning = process.emitWarning;
+process.emitWarning = (w, ...rest) => {
+  if (String(w).includes("NODE_TLS_REJECT_UNAUTHORIZED")) return;
+  origEmitWarning.call(process, w, ...rest);
+};
+
+const { client, xml, jid: parseJID } = await import("@xmpp/client");
+const clientPkg = JSON.parse(
+  readFileSync(new URL("./node_modules/@xmpp/client/package.json", import.meta.url), "utf8"),
+);
+
+const NS_ROSTER = "jabber:iq:roster";
+const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_STREAM = "http://etherx.jabber.org/streams";
+
+function emit(event, fields = {}) {
+  const o = { ...fields, event };
+  const sorted = Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
+  process.stdout.write(JSON.stringify(sorted) + "\n");
+}
+
+class Timeout extends Error {}
+
+const defaultTimeout = Number(cfg.timeout ?? 10);
+const own = parseJID(cfg.jid);
+const mechanism = cfg.mechanism ?? "SCRAM-SHA-1";
+
+const xmpp = client({
+  service: cfg.service,
+  domain: cfg.domain ?? own.domain,
+  resource: own.resource || undefined,
+  credentials: async (authenticate, mechanisms) => {
+    if (!mechanisms.includes(mechanism)) {
+      throw new Error(
+        `mechanism ${mechanism} not usable: xmpp.js and the server share only [${mechanisms.join(", ")}]`,
+      );
+    }
+    await authenticate({ username: own.local, password: cfg.password }, mechanism);
+  },
+});
+xmpp.reconnect.stop(); // a test client must never reconnect silently
+
+let offered = [];
+let authMechanism = "";
+let sawStartTLS = false;
+const backlog = []; // {kind, el}
+let wake = () => {};
+let changed = new Promise((r) => (wake = r));
+function notify() {
+  wake();
+  changed = new Promise((r) => (wake = r));
+}
+let fatal = null;
+
+xmpp.on("element", (el) => {
+  if (el.is("features", NS_STREAM)) {
+    const m = el.getChild("mechanisms", NS_SASL);
+    if (m) offered = m.getChildren("mechanism").map((c) => c.text()).sort();
+  }
+});
+xmpp.on("send", (el) => {
+  if (el.is("auth", NS_SASL)) authMechanism = el.attrs.mechanism;
+  if (el.name === "starttls") sawStartTLS = true;
+});
+xmpp.on("stanza", (el) => {
+  if (el.is("message") || el.is("presence")) {
+    backlog.push({ kind: el.name, el });
+    notify();
+  }
+});
+xmpp.on("error", (err) => {
+  fatal ??= err;
+  notify();
+});
+xmpp.on("offline", () => {
+  fatal ??= new Error("went offline");
+  notify();
+});
+
+// The roster as this client sees it: the roster result plus pushes.
+const roster = new Map();
+function rosterItem(item) {
+  return {
+    subscription: item.attrs.subscription ?? "none",
+    ask: item.attrs.ask ?? "",
+    name: item.attrs.name ?? "",
+    groups: item.getChildren("group").map((g) => g.text()).sort(),
+  };
+}
+function rosterView() {
+  return Object.fromEntries([...roster.entries()].sort());
+}
+xmpp.iqCallee.set(NS_ROSTER, "query", (ctx) => {
+  const from = ctx.stanza.attrs.from;
+  if (from && from !== own.bare().toString()) {
+    return xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: "urn:ietf:params:xml:ns:xmpp-stanzas" }));
+  }
+  for (const item of ctx.element.getChildren("item")) {
+    if (item.attrs.subscription === "remove") roster.delete(item.attrs.jid);
+    else roster.set(item.attrs.jid, rosterItem(item));
+  }
+  notify();
+  return true;
+});
+
+function fromMatches(el, want) {
+  if (!want) return true;
+  const from = el.attrs.from ?? "";
+  if (want.includes("/")) return from === want;
+  return from === want || from.startsWith(want + "/");
+}
+
+function take(kind, match) {
+  const i = backlog.findIndex((b) => b.kind === kind && match(b.el));
+  if (i < 0) return null;
+  return backlog.splice(i, 1)[0].el;
+}
+
+function backlogText() {
+  return backlog.map((b) => b.el.toString());
+}
+
+async function waitFor(what, timeout, check) {
+  const deadline = Date.now() + timeout * 1000;
+  for (;;) {
+    const got = check();
+    if (got) return got;
+    if (fatal) throw new Error(`${fatal.message ?? fatal} while waiting for ${what}`);
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Timeout(`${what} within ${timeout}s`);
+    await Promise.race([changed, new Promise((r) => setTimeout(r, Math.min(left, 200)))]);
+  }
+}
+
+function withTimeout(promise, seconds, what) {
+  let t;
+  return Promise.race([
+    promise,
+    new Promise((_, rej) => {
+      t = setTimeout(() => rej(new Timeout(`${what} within ${seconds}s`)), seconds * 1000);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+function messageFields(m) {
+  const d = m.getChild("delay", "urn:xmpp:delay");
+  return {
+    from: m.attrs.from ?? "",
+    to: m.attrs.to ?? "",
+    type: m.attrs.type ?? "",
+    id: m.attrs.id ?? "",
+    body: m.getChildText("body") ?? "",
+    delay: d ? { stamp: d.attrs.stamp ?? "", from: d.attrs.from ?? "" } : null,
+    raw: m.toString(),
+  };
+}
+
+let sendSeq = 0;
+
+async function run() {
+  const address = await withTimeout(
+    xmpp.start(),
+    Number(cfg.login_timeout ?? 15),
+    "session start (connect, STARTTLS, SASL, bind)",
+  );
+  emit("login", {
+    jid: address.toString(),
+    mechanism: authMechanism,
+    offered,
+    // tls: the stream is encrypted (STARTTLS on TCP, wss:// on WebSocket);
+    // secure: xmpp.js's own view, which also counts ws:// to loopback.
+    tls: cfg.service.startsWith("xmpp:") ? sawStartTLS && xmpp.isSecure() : cfg.service.startsWith("wss:"),
+    secure: xmpp.isSecure(),
+    starttls: sawStartTLS,
+    library: "xmpp.js",
+    version: clientPkg.version,
+  });
+  for (const a of cfg.actions ?? []) await act(a);
+  emit("done");
+}
+
+async function act(a) {
+  const timeout = Number(a.timeout ?? defaultTimeout);
+  switch (a.op) {
+    case "roster": {
+      const res = await xmpp.iqCaller.request(
+        xml("iq", { type: "get", id: `roster${++sendSeq}` }, xml("query", { xmlns: NS_ROSTER })),
+        timeout * 1000,
+      );
+      const server = {};
+      roster.clear();
+      for (const item of res.getChild("query", NS_ROSTER)?.getChildren("item") ?? []) {
+        const it = rosterItem(item);
+        server[item.attrs.jid] = { subscription: it.subscription, ask: it.ask, name: it.name };
+        roster.set(item.attrs.jid, it);
+      }
+      emit("roster", { items: rosterView(), server });
+      break;
+    }
+    case "presence":
+      await xmpp.send(xml("presence"));
+      emit("sent", { op: a.op });
+      break;
+    case "subscribe":
+    case "subscribed":
+    case "unsubscribe":
+    case "unsubscribed":
+      await xmpp.send(xml("presence", { to: a.to, type: a.op }));
+      emit("sent", { op: a.op, to: a.to });
+      break;
+    case "send":
+      await xmpp.send(
+        xml("message", { to: a.to, type: a.type ?? "chat", id: `m${++sendSeq}` }, xml("body", {}, a.body)),
+      );
+      emit("sent", { op: a.op, to: a.to, body: a.body });
+      break;
+    case "wait_presence": {
+      const type = a.type ?? "available";
+      let p;
+      try {
+        p = await waitFor(`presence type=${type} from ${a.from}`, timeout, () =>
+          take("presence", (el) => (el.attrs.type ?? "available") === type && fromMatches(el, a.from)),
+        );
+      } catch (e) {
+        if (e instanceof Timeout) e.message += `; backlog: ${JSON.stringify(backlogText())}`;
+        throw e;
+      }
+      emit("presence", { type, from: p.attrs.from ?? "", to: p.attrs.to ?? "", raw: p.toString() });
+      break;
+    }
+    case "wait_message": {
+      let m;
+      try {
+        m = await waitFor(`message ${JSON.stringify(a.body)} from ${a.from}`, timeout, () =>
+          take(
+            "message",
+            (el) => el.attrs.type !== "error" && el.getChildText("body") === a.body && fromMatches(el, a.from),
+          ),
+        );
+      } catch (e) {
+        if (e instanceof Timeout) e.message += `; backlog: ${JSON.stringify(backlogText())}`;
+        throw e;
+      }
+      emit("message", messageFields(m));
+      break;
+    }
+    case "wait_roster": {
+      const sub = a.subscription ?? "both";
+      try {
+        await waitFor(`roster item ${a.jid} with subscription ${sub}`, timeout, () => roster.get(a.jid)?.subscription === sub);
+      } catch (e) {
+        if (e instanceof Timeout) e.message += `; roster: ${JSON.stringify(rosterView())}`;
+        throw e;
+      }
+      emit("roster_item", { jid: a.jid, item: roster.get(a.jid) });
+      break;
+    }
+    case "ping": {
+      // A round trip to our own server; an error reply counts too.
+      const ping = xml("iq", { type: "get", to: own.domain, id: `ping${++sendSeq}` }, xml("ping", { xmlns: "urn:xmpp:ping" }));
+      try {
+        await xmpp.iqCaller.request(ping, timeout * 1000);
+      } catch (e) {
+        if (!e.element && !(e.name === "StanzaError")) throw e;
+      }
+      emit("pong");
+      break;
+    }
+    case "sleep":
+      await new Promise((r) => setTimeout(r, Number(a.seconds) * 1000));
+      break;
+    default:
+      throw new Error(`unknown op ${JSON.stringify(a.op)}`);
+  }
+}
+
+async function close() {
+  try {
+    await withTimeout(xmpp.stop(), 5, "stop");
+  } catch {
+    xmpp.socket?.end?.();
+  }
+}
+
+let code = 0;
+try {
+  await withTimeout(run(), Number(cfg.deadline ?? 60), "the whole run");
+} catch (e) {
+  if (e instanceof Timeout) {
+    emit("timeout", { error: `timed out waiting for ${e.message}` });
+    code = 2;
+  } else {
+    emit("error", { error: `${e.name ?? "Error"}: ${e.message ?? e}${e.condition ? ` (condition ${e.condition})` : ""}` });
+    code = 1;
+  }
+}
+await close();
+process.exit(code);
