@@ -68,20 +68,9 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?'", file)
 	}
 
-	pragmas := url.Values{}
-	pragmas.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
-	pragmas.Add("_pragma", "foreign_keys(1)")
-	pragmas.Add("_pragma", "synchronous(NORMAL)") // durable enough with WAL; a crash loses at most the last commits, never consistency
-
-	wq := url.Values{}
-	for k, v := range pragmas {
-		wq[k] = append([]string(nil), v...)
-	}
-	wq.Add("_pragma", "journal_mode(WAL)")
 	// Take the write lock at BEGIN, so a transaction never fails halfway
 	// because it could not upgrade from a read lock.
-	wq.Set("_txlock", "immediate")
-	w, err := sql.Open("sqlite", file+"?"+wq.Encode())
+	w, err := sql.Open("sqlite", dsn(file, "journal_mode(WAL)")+"&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +86,7 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
-	rq := pragmas
-	rq.Add("_pragma", "query_only(1)")
-	r, err := sql.Open("sqlite", file+"?"+rq.Encode())
+	r, err := sql.Open("sqlite", dsn(file, "query_only(1)"))
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -114,6 +101,21 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return s, nil
+}
+
+// dsn builds a driver DSN that sets the pragmas every connection needs
+// plus extra ones.
+func dsn(file string, extra ...string) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	// With WAL, NORMAL skips the fsync per commit: a power cut can lose the
+	// last commits but never corrupts the database.
+	q.Add("_pragma", "synchronous(NORMAL)")
+	for _, p := range extra {
+		q.Add("_pragma", p)
+	}
+	return file + "?" + q.Encode()
 }
 
 // Ping checks that both pools can reach the database.

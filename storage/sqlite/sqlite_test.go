@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -330,5 +331,31 @@ func BenchmarkRosterItems(b *testing.B) {
 		if err != nil || len(items) != 100 {
 			b.Fatal(len(items), err)
 		}
+	}
+}
+
+// A writer queued behind a long transaction gives up when its context
+// expires instead of waiting for the single write connection forever.
+func TestQueuedWriterHonoursDeadline(t *testing.T) {
+	st := openTemp(t, t.TempDir())
+	tx, err := st.w.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = st.SetVCard(ctx, "a@example.com", []byte("<vCard/>"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("SetVCard behind a held writer: %v, want deadline exceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("gave up after %v", d)
+	}
+	// Readers are not blocked by the writer.
+	if _, err := st.VCard(t.Context(), "a@example.com"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("VCard while writer busy: %v", err)
 	}
 }
