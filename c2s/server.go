@@ -117,18 +117,15 @@ func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 }
 
 func (s *Server) serveTCPConn(c net.Conn, directTLS bool) {
+	t := newTCPTransport(c, s.cfg.Limits)
 	if directTLS {
-		tc := tls.Server(c, s.cfg.TLS)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
+		if err := t.startTLS(s.cfg.TLS); err != nil {
 			_ = c.Close()
 			return
 		}
-		c = tc
+		t.restart()
 	}
-	s.serve(newTCPTransport(c, s.cfg.Limits))
+	s.serve(t)
 }
 
 // WebSocketHandler serves RFC 7395 at the path it is mounted on. secure

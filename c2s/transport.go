@@ -77,10 +77,6 @@ func newTCPTransport(c net.Conn, lim wire.Limits) *tcpTransport {
 	ac := &activityConn{Conn: c}
 	ac.last.Store(time.Now().UnixNano())
 	t := &tcpTransport{raw: ac, conn: ac, lim: lim}
-	if tc, ok := c.(*tls.Conn); ok {
-		t.tls = true
-		_ = tc
-	}
 	t.rd = wire.NewReader(t.conn, lim)
 	t.bw = bufio.NewWriterSize(t.conn, 4096)
 	return t

@@ -402,7 +402,17 @@ func (r *Router) bounce(ctx context.Context, st *wire.Stanza, cond, text string)
 	if st.From == "" {
 		return
 	}
-	r.routeLocal(ctx, wire.ErrorReply(st, cond, text))
+	reply := wire.ErrorReply(st, cond, text)
+	if reply == nil {
+		return
+	}
+	if _, err := jid.Parse(reply.From); err != nil {
+		// Answer a malformed address from the sender's server instead.
+		if from, err := jid.Parse(st.From); err == nil {
+			reply = reply.WithAttr("from", from.Domainpart())
+		}
+	}
+	r.routeLocal(ctx, reply)
 }
 
 // Bounce is bounce for other packages (s2s failures).

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -56,9 +57,9 @@ type Reader struct {
 	src *byteSource
 	dec *xml.Decoder
 
-	started  bool              // header read
-	contentNS string           // default namespace of the stream
-	streamNS map[string]string // prefixes declared on the stream header
+	started      bool              // header read
+	contentNS    string            // default namespace of the stream
+	streamNS     map[string]string // prefixes declared on the stream header
 	fragmentMode bool
 }
 
@@ -400,6 +401,10 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	if first.Name.Space != "" {
 		rootNS, _ = lookup(first.Name.Space)
 		needCanonical = true
+	}
+	if rootNS == NSStream && first.Name.Local == "stream" {
+		// A second stream header inside the stream would never end.
+		return nil, streamErr(CondUnsupportedStanzaType, "a stream cannot be opened inside a stream")
 	} else if v, ok := stack[0].decls[""]; ok {
 		rootNS = v
 		if v == r.contentNS || isContentNS(v) {
@@ -436,6 +441,11 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	}
 	end := r.dec.InputOffset()
 	b := r.src.buf[start-r.src.base : end-r.src.base]
+	if bytes.Contains(b, []byte("&#")) {
+		if err := checkCharRefs(b); err != nil {
+			return nil, err
+		}
+	}
 	raw := make([]byte, len(b))
 	copy(raw, b)
 
@@ -513,4 +523,37 @@ func attrName(n xml.Name) string {
 		return n.Local
 	}
 	return n.Space + ":" + n.Local
+}
+
+// checkCharRefs rejects numeric character references to code points XML
+// forbids. encoding/xml turns surrogates into U+FFFD silently, which would
+// let a sender smuggle characters a strict peer rejects.
+func checkCharRefs(b []byte) error {
+	for {
+		i := bytes.Index(b, []byte("&#"))
+		if i < 0 {
+			return nil
+		}
+		b = b[i+2:]
+		end := bytes.IndexByte(b, ';')
+		if end < 0 {
+			return nil
+		}
+		ref := string(b[:end])
+		var n uint64
+		var err error
+		if strings.HasPrefix(ref, "x") {
+			n, err = strconv.ParseUint(ref[1:], 16, 32)
+		} else {
+			n, err = strconv.ParseUint(ref, 10, 32)
+		}
+		if err != nil {
+			return streamErr(CondNotWellFormed, "invalid character reference &#"+ref+";")
+		}
+		r := rune(n)
+		if !(r == 0x09 || r == 0x0A || r == 0x0D || (r >= 0x20 && r <= 0xD7FF) || (r >= 0xE000 && r <= 0xFFFD) || (r >= 0x10000 && r <= 0x10FFFF)) {
+			return streamErr(CondNotWellFormed, "character reference to an illegal code point &#"+ref+";")
+		}
+		b = b[end:]
+	}
 }

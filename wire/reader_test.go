@@ -73,6 +73,7 @@ func TestReaderErrors(t *testing.T) {
 		{"entity", hdr + `<message><body>&foo;</body></message>`, CondRestrictedXML},
 		{"bad-utf8", hdr + "<message><body>\xff</body></message>", CondNotWellFormed},
 		{"nul-ref", hdr + "<message><body>&#0;</body></message>", CondNotWellFormed},
+		{"surrogate-ref", hdr + "<message><body>&#xD800;</body></message>", CondNotWellFormed},
 		{"mismatch", hdr + "<message><body></message>", CondNotWellFormed},
 		{"dup-attr", hdr + "<message to='a' to='b'/>", CondNotWellFormed},
 		{"undeclared-prefix", hdr + "<message><x:y/></message>", CondNotWellFormed},
