@@ -211,7 +211,14 @@ class Driver:
         x = self.xmpp
         timeout = float(a.get("timeout", self.default_timeout))
         if op == "roster":
-            res = await x.get_roster(timeout=timeout)
+            # slixmpp's own roster fetch (it may use roster versioning, and
+            # then the result can be empty), which feeds its roster view...
+            await x.get_roster(timeout=timeout)
+            # ...and a plain fetch without 'ver', for the server's full view.
+            iq = x.Iq()
+            iq["type"] = "get"
+            iq.enable("roster")
+            res = await iq.send(timeout=timeout)
             server_items = {}
             for jid, item in res["roster"]["items"].items():
                 server_items[str(jid)] = {"subscription": item["subscription"],
