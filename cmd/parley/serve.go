@@ -44,6 +44,12 @@ the store is closed.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			go func() {
+				// After the first signal, restore the default handling so
+				// a second one ends a shutdown that hangs.
+				<-ctx.Done()
+				stop()
+			}()
 			return srv.Run(ctx)
 		},
 	}
