@@ -122,6 +122,15 @@ func loadConfig(path string) (server.Config, error) {
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
+		var fromEnv []string
+		for _, k := range configKeys() {
+			if _, ok := os.LookupEnv(k.env); ok {
+				fromEnv = append(fromEnv, k.env)
+			}
+		}
+		if len(fromEnv) > 0 {
+			return cfg, fmt.Errorf("%s%w\n  (environment overrides in effect: %s)", sourcePrefix(file), err, strings.Join(fromEnv, ", "))
+		}
 		return cfg, fmt.Errorf("%s%w", sourcePrefix(file), err)
 	}
 	return cfg, nil

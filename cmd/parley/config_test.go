@@ -309,7 +309,8 @@ func TestEnvErrors(t *testing.T) {
 		{"PARLEY_AUTH_REQUIRE_TLS", "sure", `auth.require_tls (from PARLEY_AUTH_REQUIRE_TLS): expected true or false, got "sure"`},
 		{"PARLEY_C2S_PING_TIMEOUT", "soon", `c2s.ping_timeout (from PARLEY_C2S_PING_TIMEOUT): expected a duration`},
 		{"PARLEY_HOSTS", "", "hosts: expected at least one domain name"},
-		{"PARLEY_STORAGE_BACKEND", "mysql", `storage.backend: "mysql" is not supported`},
+		{"PARLEY_STORAGE_BACKEND", "mysql", `storage.backend: "mysql" is not supported (expected sqlite or postgres)
+  (environment overrides in effect: PARLEY_STORAGE_BACKEND)`},
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			t.Setenv(tc.env, tc.value)
