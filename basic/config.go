@@ -1,0 +1,34 @@
+// Package basic answers the small server queries every XMPP server is
+// expected to handle: service discovery (XEP-0030) with contact addresses
+// (XEP-0157) and entity capabilities (XEP-0115), ping (XEP-0199), software
+// version (XEP-0092), entity time (XEP-0202) and vcard-temp (XEP-0054).
+package basic
+
+import "log/slog"
+
+// CapsNode is the XEP-0115 'node' of Parley's capabilities.
+const CapsNode = "https://parley.im"
+
+// DefaultMaxVCardBytes bounds a stored vCard (serialized).
+const DefaultMaxVCardBytes = 64 << 10
+
+// Config configures the module.
+type Config struct {
+	// ServerName is the disco identity name and the XEP-0092 name
+	// ("Parley" when empty).
+	ServerName string
+	// Version is the XEP-0092 version ("unknown" when empty).
+	Version string
+	// OS is reported in XEP-0092 replies only when set: the operating
+	// system is not revealed by default (XEP-0092 §5, privacy).
+	OS string
+	// Contact maps XEP-0157 field names (abuse-addresses, admin-addresses,
+	// feedback-addresses, sales-addresses, security-addresses,
+	// status-addresses, support-addresses) to URIs (mailto:, xmpp:,
+	// https:). Empty: no contact form in disco#info.
+	Contact map[string][]string
+	// MaxVCardBytes bounds a vCard set by a user (DefaultMaxVCardBytes
+	// when <= 0).
+	MaxVCardBytes int
+	Logger        *slog.Logger
+}
