@@ -1,0 +1,47 @@
+// Package register implements XEP-0077 In-Band Registration: account
+// creation on streams that are not yet authenticated (called by c2s through
+// PreAuth), and, for authenticated users, reading the registration,
+// changing the password and removing the account.
+//
+// Security choices (XEP-0077 §11 says the protocol is insecure unless the
+// channel is protected):
+//   - Registration (get and set) is refused with not-authorized on a stream
+//     without TLS, whatever c2s's require_tls says: the password travels in
+//     clear text inside the IQ.
+//   - Successful registrations are limited per remote address and hour; IPv6
+//     addresses count per /64, since one host usually holds a whole /64.
+//     Requests over the limit get resource-constraint (type wait) with text.
+//   - Errors never echo the request (it holds the password).
+//   - Password change and removal work whether or not registration is open:
+//     they only concern the authenticated user's own account.
+package register
+
+import (
+	"log/slog"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// Config configures the module.
+type Config struct {
+	// Open enables registration of new accounts.
+	Open bool
+	// PerAddressPerHour limits successful registrations from one address
+	// (an IPv4 address or an IPv6 /64) in any hour; 0 means no limit.
+	PerAddressPerHour int
+	// Derive computes the credentials to store for a password (typically
+	// auth.DeriveCredentials with the configured iterations). It rejects
+	// passwords that PRECIS OpaqueString refuses. Required.
+	Derive func(password string) ([]storage.SCRAMCredential, error)
+	// Domains where accounts may be registered (the registry's domains
+	// when empty).
+	Domains []string
+	// MaxTrackedAddresses bounds the rate limiter's memory
+	// (DefaultMaxTrackedAddresses when <= 0).
+	MaxTrackedAddresses int
+	Logger              *slog.Logger
+}
+
+// DefaultMaxTrackedAddresses is the default bound on addresses the rate
+// limiter remembers.
+const DefaultMaxTrackedAddresses = 10000

@@ -1,0 +1,244 @@
+package register
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+// Instructions is the text of <instructions/> in the registration form.
+const Instructions = "Choose a username and password for use with this service."
+
+// Module implements module.Module.
+type Module struct {
+	cfg      Config
+	accounts storage.Accounts
+	log      *slog.Logger
+	limit    *limiter
+	now      func() time.Time
+	domains  []string
+}
+
+var _ module.Module = (*Module)(nil)
+
+// New returns the module.
+func New(cfg Config, accounts storage.Accounts) *Module {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxTrackedAddresses <= 0 {
+		cfg.MaxTrackedAddresses = DefaultMaxTrackedAddresses
+	}
+	return &Module{cfg: cfg, accounts: accounts, log: cfg.Logger, now: time.Now,
+		limit: newLimiter(cfg.PerAddressPerHour, cfg.MaxTrackedAddresses), domains: cfg.Domains}
+}
+
+// Name implements module.Module.
+func (m *Module) Name() string { return "register" }
+
+// Register implements module.Module. Authenticated users reach the
+// account management handlers with no 'to' or their bare JID (the account)
+// or their server's domain (as in XEP-0077 §3.3's password change example).
+func (m *Module) Register(r *module.Registry) error {
+	if m.cfg.Derive == nil {
+		return errors.New("register: Config.Derive is required")
+	}
+	if len(m.domains) == 0 {
+		m.domains = r.Domains()
+	}
+	r.Feature(xep.NSRegister)
+	r.IQ(xep.NSRegister, "query", module.TargetAccount, m.handleAccount)
+	r.IQ(xep.NSRegister, "query", module.TargetServer, m.handleServer)
+	r.StreamFeature(func(authenticated bool) *wire.Element {
+		if authenticated || !m.cfg.Open {
+			return nil
+		}
+		return wire.NewElement(xep.NSRegisterFeat, "register")
+	})
+	return nil
+}
+
+// PreAuth answers a jabber:iq:register request received on a stream of
+// domain that is not authenticated yet, from remoteAddr; secure reports
+// TLS. It returns the reply to write to the stream, or nil when nothing is
+// to be sent (a result or error from the client).
+func (m *Module) PreAuth(ctx context.Context, iq *wire.Stanza, domain, remoteAddr string, secure bool) *wire.Stanza {
+	if iq.Name != "iq" || (iq.Type != "get" && iq.Type != "set") {
+		return nil
+	}
+	// Nothing is routed before authentication: answer from the server,
+	// never from whatever the client put in 'from'.
+	iq = iq.WithFromTo("", iq.To)
+	fail := func(err *module.StanzaError) *wire.Stanza {
+		return wire.ErrorReplyApp(iq, err.Condition, err.Text, err.App)
+	}
+	if iq.To != "" {
+		if to, err := jid.Parse(iq.To); err != nil || to.String() != domain {
+			return fail(module.Errorf(wire.ErrServiceUnavailable, "registration is only available with %s", domain))
+		}
+	}
+	query := iq.Child(xep.NSRegister, "query")
+	if query == nil || len(iq.Tree().Elements()) != 1 {
+		return fail(module.Err(wire.ErrBadRequest))
+	}
+	if !slices.Contains(m.domains, domain) || m.cfg.Derive == nil {
+		return fail(module.Err(wire.ErrServiceUnavailable))
+	}
+	if iq.Type == "get" {
+		if !m.cfg.Open {
+			return fail(module.Err(wire.ErrServiceUnavailable))
+		}
+		if !secure {
+			return fail(module.Errorf(wire.ErrNotAuthorized, "registration requires an encrypted connection (STARTTLS)"))
+		}
+		q := wire.NewElement(xep.NSRegister, "query").Add(
+			wire.NewElement(xep.NSRegister, "instructions").AddText(Instructions),
+			wire.NewElement(xep.NSRegister, "username"),
+			wire.NewElement(xep.NSRegister, "password"))
+		return wire.IQResult(iq, q)
+	}
+	if err := m.create(ctx, query, domain, remoteAddr, secure); err != nil {
+		return fail(err)
+	}
+	return wire.IQResult(iq, nil)
+}
+
+// create handles a registration set before authentication.
+func (m *Module) create(ctx context.Context, query *wire.Element, domain, remoteAddr string, secure bool) *module.StanzaError {
+	if !m.cfg.Open {
+		return module.Errorf(wire.ErrNotAllowed, "registration is closed on this server")
+	}
+	if !secure {
+		return module.Errorf(wire.ErrNotAuthorized, "registration requires an encrypted connection (STARTTLS)")
+	}
+	if query.Child(xep.NSRegister, "remove") != nil {
+		return module.Errorf(wire.ErrUnexpectedRequest, "authenticate before removing an account")
+	}
+	username := query.ChildText(xep.NSRegister, "username")
+	password := query.ChildText(xep.NSRegister, "password")
+	if username == "" || password == "" {
+		return module.Errorf(wire.ErrNotAcceptable, "a username and a password are required")
+	}
+	j, err := jid.New(username, domain, "")
+	if err != nil || j.Localpart() == "" {
+		return module.Errorf(wire.ErrNotAcceptable, "this username is not allowed")
+	}
+	bare := j.String()
+
+	key := addressKey(remoteAddr)
+	ok, release := m.limit.reserve(key, m.now())
+	if !ok {
+		registrations.WithLabelValues("rate-limited").Inc()
+		m.log.Info("registration rate limited", "addr", key)
+		return module.Errorf(wire.ErrResourceConstraint, "too many registrations from your address; try again later")
+	}
+	success := false
+	defer func() {
+		if !success {
+			release()
+		}
+	}()
+
+	// Check for a conflict before the costly key derivation.
+	exists, err := m.accounts.AccountExists(ctx, bare)
+	if err != nil {
+		m.log.Error("registration: account lookup failed", "err", err)
+		return module.Err(wire.ErrInternalServerError)
+	}
+	if exists {
+		registrations.WithLabelValues("conflict").Inc()
+		return module.Errorf(wire.ErrConflict, "this username is taken")
+	}
+	creds, err := m.cfg.Derive(password)
+	if err != nil {
+		registrations.WithLabelValues("invalid").Inc()
+		return module.Errorf(wire.ErrNotAcceptable, "this password is not allowed")
+	}
+	switch err := m.accounts.CreateAccount(ctx, bare, creds); {
+	case errors.Is(err, storage.ErrExists):
+		registrations.WithLabelValues("conflict").Inc()
+		return module.Errorf(wire.ErrConflict, "this username is taken")
+	case err != nil:
+		m.log.Error("registration: creating account failed", "err", err)
+		return module.Err(wire.ErrInternalServerError)
+	}
+	success = true
+	registrations.WithLabelValues("ok").Inc()
+	m.log.Info("account registered", "jid", bare, "addr", key)
+	return nil
+}
+
+func (m *Module) handleAccount(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	if ev.Origin.Kind != module.FromClient || !ev.From.Bare().Equal(ev.To.Bare()) {
+		return nil, module.Errorf(wire.ErrForbidden, "you can only manage your own account")
+	}
+	return m.manage(ctx, ev, ev.To.Bare())
+}
+
+func (m *Module) handleServer(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	// Only the server's own users manage their account here; entities of
+	// other servers cannot register over federation.
+	if ev.Origin.Kind != module.FromClient || ev.From.Domainpart() != ev.To.Domainpart() || ev.From.Localpart() == "" {
+		return nil, module.Err(wire.ErrServiceUnavailable)
+	}
+	return m.manage(ctx, ev, ev.From.Bare())
+}
+
+// manage handles requests of the authenticated user owning account.
+func (m *Module) manage(ctx context.Context, ev *module.Event, account jid.JID) (*wire.Element, error) {
+	query := ev.Stanza.Child(xep.NSRegister, "query")
+	bare := account.String()
+	if ev.Stanza.Type == "get" {
+		return wire.NewElement(xep.NSRegister, "query").Add(
+			wire.NewElement(xep.NSRegister, "registered"),
+			wire.NewElement(xep.NSRegister, "username").AddText(account.Localpart())), nil
+	}
+	if query.Child(xep.NSRegister, "remove") != nil {
+		if len(query.Elements()) != 1 {
+			return nil, module.Errorf(wire.ErrBadRequest, "<remove/> must be the only child of <query/>")
+		}
+		switch err := m.accounts.DeleteAccount(ctx, bare); {
+		case errors.Is(err, storage.ErrNotFound):
+			return nil, module.Err(wire.ErrItemNotFound)
+		case err != nil:
+			return nil, fmt.Errorf("register: deleting %s: %w", bare, err)
+		}
+		m.log.Info("account removed in-band", "jid", bare)
+		return nil, nil
+	}
+	username := query.Child(xep.NSRegister, "username")
+	passwordEl := query.Child(xep.NSRegister, "password")
+	if username == nil || passwordEl == nil {
+		return nil, module.Errorf(wire.ErrBadRequest, "a password change needs <username/> and <password/>")
+	}
+	if j, err := jid.New(username.Text(), account.Domainpart(), ""); err != nil || !j.Equal(account) {
+		return nil, module.Errorf(wire.ErrForbidden, "you can only change your own password")
+	}
+	password := passwordEl.Text()
+	if password == "" {
+		// XEP-0077 §3.3: never change to an empty password.
+		return nil, module.Errorf(wire.ErrBadRequest, "the new password must not be empty")
+	}
+	creds, err := m.cfg.Derive(password)
+	if err != nil {
+		return nil, module.Errorf(wire.ErrNotAcceptable, "this password is not allowed")
+	}
+	switch err := m.accounts.SetCredentials(ctx, bare, creds); {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, module.Err(wire.ErrItemNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("register: setting credentials of %s: %w", bare, err)
+	}
+	m.log.Info("password changed in-band", "jid", bare)
+	return nil, nil
+}
