@@ -149,6 +149,23 @@ func (r *Reader) fragment(ns string) {
 func (r *Reader) ReadHeader() (Header, error) {
 	r.src.limit = maxHeaderBytes
 	defer func() { r.src.limit = 0 }()
+	// Fail fast on peers that are not speaking XML at all (an HTTP request,
+	// a TLS ClientHello on the STARTTLS port): the tokenizer would wait for
+	// a '<' that never comes.
+	for i := 0; i < maxHeaderBytes; i++ {
+		b, err := r.src.br.Peek(1)
+		if err != nil {
+			return Header{}, r.mapErr(err)
+		}
+		if b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n' {
+			_, _ = r.src.br.ReadByte()
+			continue
+		}
+		if b[0] != '<' {
+			return Header{}, streamErr(CondNotWellFormed, "expected an XML stream")
+		}
+		break
+	}
 	sawDecl := false
 	for {
 		tok, err := r.rawToken()

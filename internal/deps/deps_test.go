@@ -1,0 +1,77 @@
+// Package deps keeps the import rules of ARCHITECTURE.md.
+package deps
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/parley-xmpp/parley/"
+
+// allowed lists, per package, the project packages it may import.
+// Feature modules share one rule; "*" means anything.
+var allowed = map[string][]string{
+	"wire":                {},
+	"xep":                 {"wire"},
+	"module":              {"wire"},
+	"storage":             {"wire"},
+	"storage/sqlite":      {"storage"},
+	"storage/storagetest": {"storage"},
+	"storage/pg":          {"storage"},
+	"auth":                {"storage"},
+	"router":              {"wire", "xep", "module"},
+	"sm":                  {"wire", "module", "xep"},
+	"c2s":                 {"wire", "xep", "auth", "sm", "router", "module"},
+	"s2s":                 {"wire", "xep", "auth", "router", "module"},
+	"server":              {"*"},
+	"cmd/parley":          {"*"},
+}
+
+var featureModules = []string{"im", "basic", "register", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi"}
+
+func TestImportRules(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, f := range featureModules {
+		allowed[f] = []string{"module", "storage", "wire", "xep"}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], mod)
+		if strings.HasPrefix(pkg, "internal/") || strings.HasPrefix(pkg, "test/") {
+			continue // test helpers may import anything
+		}
+		rule, ok := allowed[pkg]
+		if !ok {
+			t.Errorf("package %s has no import rule: add it to ARCHITECTURE.md and this test", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if strings.Contains(imp, "spf13/viper") && pkg != "cmd/parley" {
+				t.Errorf("%s imports viper; only cmd/parley may", pkg)
+			}
+			if strings.Contains(imp, "jackc/pgx") && pkg != "storage/pg" {
+				t.Errorf("%s imports pgx; only storage/pg may", pkg)
+			}
+			if !strings.HasPrefix(imp, mod) {
+				continue
+			}
+			dep := strings.TrimPrefix(imp, mod)
+			if !permitted(rule, dep) {
+				t.Errorf("%s must not import %s (allowed: %v)", pkg, dep, rule)
+			}
+		}
+	}
+}
+
+func permitted(rule []string, dep string) bool {
+	for _, r := range rule {
+		if r == "*" || r == dep {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,354 @@
+package testserver
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mellium.im/sasl"
+
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Timeout bounds every wait in scripted clients.
+const Timeout = 5 * time.Second
+
+// Client is a scripted XMPP client over a real socket. A background
+// goroutine reads stanzas into a backlog; Expect takes the first matching
+// one, so unrelated stanzas (e.g. presence) never make a test flaky.
+type Client struct {
+	t    testing.TB
+	conn net.Conn
+	JID  string // full JID after bind
+
+	mu      sync.Mutex
+	backlog []*wire.Stanza
+	err     error // read error that ended the stream (e.g. a *wire.StreamError)
+	notify  chan struct{}
+	rd      *wire.Reader
+	header  wire.Header
+	reading bool
+}
+
+// Dial opens a raw TCP connection to the STARTTLS port without speaking.
+func (s *Server) Dial() net.Conn {
+	s.t.Helper()
+	c, err := net.DialTimeout("tcp", s.Addr("c2s"), Timeout)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Connect opens a stream and negotiates STARTTLS; it stops before SASL.
+func (s *Server) Connect() *Client {
+	s.t.Helper()
+	c := &Client{t: s.t, conn: s.Dial(), notify: make(chan struct{}, 1)}
+	c.startStream()
+	f := c.Features()
+	if f.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
+		s.t.Fatalf("no starttls offered: %s", f.Raw)
+	}
+	c.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	if p := c.next(); p.Name != "proceed" {
+		s.t.Fatalf("expected proceed, got %s", p.Raw)
+	}
+	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, ServerName: Domain})
+	if err := tc.Handshake(); err != nil {
+		s.t.Fatal(err)
+	}
+	c.conn = tc
+	c.startStream()
+	return c
+}
+
+// Login connects and authenticates with SCRAM-SHA-256 and binds resource
+// (empty: server-generated). It does not send initial presence.
+func (s *Server) Login(user, password, resource string) *Client {
+	s.t.Helper()
+	c := s.Connect()
+	f := c.Features()
+	if err := c.Auth(f, "SCRAM-SHA-256", user, password); err != nil {
+		s.t.Fatalf("login %s: %v", user, err)
+	}
+	c.startStream()
+	c.Features()
+	c.Bind(resource)
+	c.startReader()
+	return c
+}
+
+func (c *Client) startStream() {
+	c.write("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='" + Domain + "' version='1.0'>")
+	c.rd = wire.NewReader(c.conn, wire.Limits{MaxStanzaBytes: 1 << 20})
+	h, err := c.rd.ReadHeader()
+	if err != nil {
+		c.t.Fatalf("reading stream header: %v", err)
+	}
+	c.header = h
+}
+
+// Features reads a <stream:features/> element.
+func (c *Client) Features() *wire.Stanza {
+	f := c.next()
+	if f.Name != "features" {
+		c.t.Fatalf("expected features, got %s", f.Raw)
+	}
+	return f
+}
+
+// next reads synchronously (only during negotiation).
+func (c *Client) next() *wire.Stanza {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(Timeout))
+	defer c.conn.SetReadDeadline(time.Time{})
+	st, err := c.rd.Next()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return st
+}
+
+func (c *Client) write(s string) {
+	c.t.Helper()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(Timeout))
+	if _, err := c.conn.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// Auth runs a SASL mechanism; it returns an error describing a <failure/>.
+func (c *Client) Auth(features *wire.Stanza, mech, user, password string) error {
+	var m sasl.Mechanism
+	switch mech {
+	case "SCRAM-SHA-1":
+		m = sasl.ScramSha1
+	case "SCRAM-SHA-256":
+		m = sasl.ScramSha256
+	case "SCRAM-SHA-256-PLUS":
+		m = sasl.ScramSha256Plus
+	case "PLAIN":
+		m = sasl.Plain
+	default:
+		return fmt.Errorf("unknown mechanism %s", mech)
+	}
+	var remote []string
+	for _, e := range features.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms").Elements() {
+		remote = append(remote, e.Text())
+	}
+	opts := []sasl.Option{sasl.Credentials(func() ([]byte, []byte, []byte) { return []byte(user), []byte(password), nil }),
+		sasl.RemoteMechanisms(remote...)}
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		opts = append(opts, sasl.TLSState(tc.ConnectionState()))
+	}
+	n := sasl.NewClient(m, opts...)
+	_, resp, err := n.Step(nil)
+	if err != nil {
+		return err
+	}
+	c.write("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='" + mech + "'>" + b64(resp) + "</auth>")
+	for {
+		st := c.next()
+		data, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(st.Tree().Text()))
+		switch st.Name {
+		case "challenge":
+			_, resp, err := n.Step(data)
+			if err != nil {
+				return err
+			}
+			c.write("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64(resp) + "</response>")
+		case "success":
+			if len(data) > 0 {
+				if _, _, err := n.Step(data); err != nil {
+					return fmt.Errorf("server signature: %w", err)
+				}
+			}
+			return nil
+		case "failure":
+			return errors.New("failure: " + string(st.Raw))
+		default:
+			return errors.New("unexpected: " + string(st.Raw))
+		}
+	}
+}
+
+func b64(b []byte) string {
+	if len(b) == 0 {
+		return "="
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// Bind binds a resource and records the full JID.
+func (c *Client) Bind(resource string) {
+	c.t.Helper()
+	res := ""
+	if resource != "" {
+		res = "<resource>" + resource + "</resource>"
+	}
+	c.write("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>" + res + "</bind></iq>")
+	st := c.next()
+	if st.Type != "result" {
+		c.t.Fatalf("bind failed: %s", st.Raw)
+	}
+	c.JID = st.Child("urn:ietf:params:xml:ns:xmpp-bind", "bind").ChildText("urn:ietf:params:xml:ns:xmpp-bind", "jid")
+}
+
+func (c *Client) startReader() {
+	if c.reading {
+		return
+	}
+	c.reading = true
+	go func() {
+		for {
+			st, err := c.rd.Next()
+			c.mu.Lock()
+			if err != nil {
+				c.err = err
+			} else {
+				c.backlog = append(c.backlog, st)
+			}
+			c.mu.Unlock()
+			select {
+			case c.notify <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// Send writes raw XML (fmt-style).
+func (c *Client) Send(format string, args ...any) {
+	c.t.Helper()
+	if len(args) == 0 {
+		c.write(format)
+		return
+	}
+	c.write(fmt.Sprintf(format, args...))
+}
+
+// Expect waits for the first stanza satisfying match and removes it from
+// the backlog; it fails the test after Timeout.
+func (c *Client) Expect(what string, match func(*wire.Stanza) bool) *wire.Stanza {
+	c.t.Helper()
+	st, ok := c.wait(Timeout, match)
+	if !ok {
+		c.mu.Lock()
+		var seen []string
+		for _, s := range c.backlog {
+			seen = append(seen, string(s.Raw))
+		}
+		err := c.err
+		c.mu.Unlock()
+		c.t.Fatalf("%s: did not receive %s within %v (stream err: %v); backlog:\n%s", c.JID, what, Timeout, err, strings.Join(seen, "\n"))
+	}
+	return st
+}
+
+// ExpectNone asserts no matching stanza arrives within d.
+func (c *Client) ExpectNone(what string, d time.Duration, match func(*wire.Stanza) bool) {
+	c.t.Helper()
+	if st, ok := c.wait(d, match); ok {
+		c.t.Fatalf("%s: unexpectedly received %s: %s", c.JID, what, st.Raw)
+	}
+}
+
+func (c *Client) wait(d time.Duration, match func(*wire.Stanza) bool) (*wire.Stanza, bool) {
+	deadline := time.Now().Add(d)
+	for {
+		c.mu.Lock()
+		for i, s := range c.backlog {
+			if match(s) {
+				c.backlog = append(c.backlog[:i:i], c.backlog[i+1:]...)
+				c.mu.Unlock()
+				return s, true
+			}
+		}
+		ended := c.err != nil
+		c.mu.Unlock()
+		left := time.Until(deadline)
+		if left <= 0 || ended {
+			return nil, false
+		}
+		select {
+		case <-c.notify:
+		case <-time.After(min(left, 50*time.Millisecond)):
+		}
+	}
+}
+
+// StreamError waits for the stream to end and returns the stream error.
+func (c *Client) StreamError() *wire.StreamError {
+	c.t.Helper()
+	c.startReader()
+	deadline := time.Now().Add(Timeout)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		err := c.err
+		var se *wire.Stanza
+		for _, s := range c.backlog {
+			if s.Name == "error" && s.NS == wire.NSStream {
+				se = s
+			}
+		}
+		c.mu.Unlock()
+		if se != nil {
+			cond := se.Tree().FirstElement()
+			return &wire.StreamError{Condition: cond.Name.Local, Text: se.Tree().ChildText(wire.NSStreams, "text")}
+		}
+		if err != nil {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("%s: stream did not end", c.JID)
+	return nil
+}
+
+// Close ends the stream politely.
+func (c *Client) Close() {
+	_, _ = c.conn.Write([]byte("</stream:stream>"))
+	_ = c.conn.Close()
+}
+
+// IQ sends an iq and waits for its response (matched by id).
+func (c *Client) IQ(id, format string, args ...any) *wire.Stanza {
+	c.t.Helper()
+	c.Send(format, args...)
+	return c.Expect("iq response "+id, func(s *wire.Stanza) bool {
+		return s.Name == "iq" && s.ID == id && (s.Type == "result" || s.Type == "error")
+	})
+}
+
+// Is returns a matcher for name and type, optionally from a JID prefix.
+func Is(name, typ string) func(*wire.Stanza) bool {
+	return func(s *wire.Stanza) bool { return s.Name == name && (typ == "*" || s.Type == typ) }
+}
+
+// MessageWithBody matches a message with the body text.
+func MessageWithBody(body string) func(*wire.Stanza) bool {
+	return func(s *wire.Stanza) bool {
+		return s.Name == "message" && s.Child(wire.NSClient, "body").Text() == body
+	}
+}
+
+// PresenceFrom matches presence of the type from a JID (prefix match on
+// bare when from has no resource).
+func PresenceFrom(from, typ string) func(*wire.Stanza) bool {
+	return func(s *wire.Stanza) bool {
+		if s.Name != "presence" || s.Type != typ {
+			return false
+		}
+		return s.From == from || strings.HasPrefix(s.From, from+"/")
+	}
+}

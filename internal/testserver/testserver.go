@@ -1,0 +1,78 @@
+// Package testserver runs a real Parley server in-process on loopback with a
+// temporary store, and provides a scripted XMPP client for end-to-end tests
+// (client A sends ..., B receives ...). Tests only.
+package testserver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/server"
+)
+
+// Domain is the default virtual host of test servers.
+const Domain = "localhost"
+
+// Server is a running test server.
+type Server struct {
+	*server.Server
+	Cfg server.Config
+	t   testing.TB
+}
+
+// Option changes the configuration before start.
+type Option func(*server.Config)
+
+// Start runs a server on 127.0.0.1 with ephemeral ports and a temp data
+// dir; it is shut down when the test ends. Set PARLEY_TEST_LOG=1 to see
+// its log.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = server.ListenConfig{
+		C2S: "127.0.0.1:0", C2STLS: "127.0.0.1:0", HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0", Admin: "127.0.0.1:0",
+	}
+	cfg.Auth.Iterations = 4096 // keep tests fast; production default is higher
+	cfg.Limits.StanzasPerSecond = 10000
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var w io.Writer = io.Discard
+	if os.Getenv("PARLEY_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		t.Fatalf("testserver: %v", err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatalf("testserver: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &Server{Server: srv, Cfg: cfg, t: t}
+}
+
+// AddUser creates an account with the password.
+func (s *Server) AddUser(user, password string) string {
+	s.t.Helper()
+	creds, err := auth.DeriveCredentials(password, s.Cfg.Auth.Iterations)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	bare := user + "@" + Domain
+	if err := s.Store().CreateAccount(context.Background(), bare, creds); err != nil {
+		s.t.Fatalf("create %s: %v", bare, err)
+	}
+	return bare
+}

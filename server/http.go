@@ -1,0 +1,63 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// clientHTTP serves what XMPP web clients need: RFC 7395 WebSocket and
+// XEP-0156 host-meta discovery, with CORS for browsers on other origins.
+func (s *Server) clientHTTP(secure bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/xmpp-websocket", s.c2s.WebSocketHandler(secure))
+	mux.HandleFunc("/.well-known/host-meta", func(w http.ResponseWriter, r *http.Request) {
+		if cors(w, r) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/xrd+xml; charset=utf-8")
+		_, _ = w.Write([]byte("<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n" +
+			"  <Link rel='urn:xmpp:alt-connections:websocket' href='" + wsURL(r, secure) + "'/>\n</XRD>\n"))
+	})
+	mux.HandleFunc("/.well-known/host-meta.json", func(w http.ResponseWriter, r *http.Request) {
+		if cors(w, r) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"links": []map[string]string{
+			{"rel": "urn:xmpp:alt-connections:websocket", "href": wsURL(r, secure)},
+		}})
+	})
+	return mux
+}
+
+// cors sets CORS headers and answers preflight requests; it reports
+// whether the request was fully handled.
+func cors(w http.ResponseWriter, r *http.Request) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type")
+	h.Set("Access-Control-Max-Age", "86400")
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return true
+	}
+	return false
+}
+
+func wsURL(r *http.Request, secure bool) string {
+	scheme := "ws"
+	if secure || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "wss"
+	}
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		host = fh
+	}
+	return scheme + "://" + host + "/xmpp-websocket"
+}

@@ -1,0 +1,48 @@
+package server
+
+import (
+	"log/slog"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/basic"
+	"github.com/parley-xmpp/parley/c2s"
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/register"
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// buildModules is the one ordered list of modules. Hook order follows this
+// list (CoreDNS plugin.cfg style): blocking and presence (im) first, so a
+// blocked stanza never reaches the archive or carbons.
+func buildModules(cfg Config, store storage.Store, log *slog.Logger) []module.Module {
+	contact := map[string][]string{
+		"abuse-addresses":    cfg.Contact.Abuse,
+		"admin-addresses":    cfg.Contact.Admin,
+		"feedback-addresses": cfg.Contact.Feedback,
+		"sales-addresses":    cfg.Contact.Sales,
+		"security-addresses": cfg.Contact.Security,
+		"support-addresses":  cfg.Contact.Support,
+	}
+	return []module.Module{
+		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log}, store),
+		register.New(register.Config{
+			Open:              cfg.Registration.Open,
+			PerAddressPerHour: cfg.Registration.PerAddressPerHour,
+			Derive: func(password string) ([]storage.SCRAMCredential, error) {
+				return auth.DeriveCredentials(password, cfg.Auth.Iterations)
+			},
+			Domains: cfg.Hosts,
+			Logger:  log,
+		}, store),
+	}
+}
+
+// registrationOf finds the XEP-0077 module for pre-authentication requests.
+func registrationOf(mods []module.Module) c2s.Registration {
+	for _, m := range mods {
+		if r, ok := m.(*register.Module); ok {
+			return r
+		}
+	}
+	return nil
+}

@@ -1,0 +1,331 @@
+// Package server wires Parley together from a Config: storage, router,
+// modules, listeners. cmd/parley and the in-process test server both use it,
+// which is why the wiring lives here rather than in package main (see
+// docs/adr/0001-server-package.md).
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/c2s"
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/sqlite"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Version is set at build time (-ldflags "-X .../server.Version=...").
+var Version = "0.1.0-dev"
+
+// OpenStore opens the configured storage backend.
+func OpenStore(ctx context.Context, cfg Config) (storage.Store, error) {
+	switch cfg.Storage.Backend {
+	case "", "sqlite":
+		st, err := sqlite.Open(ctx, cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("storage (sqlite in %s): %w", cfg.DataDir, err)
+		}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("storage.backend: %q is not available in this build (use sqlite)", cfg.Storage.Backend)
+	}
+}
+
+// Server is a running Parley instance.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    storage.Store
+	ownStore bool
+	tls      *tls.Config
+	router   *router.Router
+	reg      *module.Registry
+	modules  []module.Module
+	c2s      *c2s.Server
+
+	mu        sync.Mutex
+	listeners map[string]net.Listener
+	https     []*http.Server
+	ready     atomic.Bool
+	started   bool
+}
+
+// New builds a server from cfg. It opens the store and loads (or creates)
+// the certificate, but binds no port until Start.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	return NewWithStore(cfg, log, nil)
+}
+
+// NewWithStore is New with an already open store (tests); the caller keeps
+// ownership of it.
+func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cert, err := LoadOrCreateCertificate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}}
+	s.tls = &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"xmpp-client"},
+	}
+	if store == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if store, err = OpenStore(ctx, cfg); err != nil {
+			return nil, err
+		}
+		s.ownStore = true
+	}
+	s.store = store
+
+	s.router = router.New(router.Config{
+		Domains:    cfg.Hosts,
+		UserExists: store.AccountExists,
+		Logger:     log,
+	})
+	s.reg = module.NewRegistry(cfg.Hosts, s.router.Sender(), s.router)
+	s.modules = buildModules(cfg, store, log)
+	for _, m := range s.modules {
+		if err := m.Register(s.reg); err != nil {
+			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
+		}
+	}
+	s.router.SetRegistry(s.reg)
+
+	secret, err := loadOrCreateSecret(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
+		Secret: secret, Iterations: cfg.Auth.Iterations}, store)
+	throttle := auth.NewThrottle(cfg.Auth.MaxFailures, cfg.Auth.FailureWindow)
+	s.c2s = c2s.New(c2s.Config{
+		Domains: cfg.Hosts,
+		TLS:     s.tls,
+		Limits: wire.Limits{
+			MaxStanzaBytes: cfg.Limits.MaxStanzaBytes,
+			MaxDepth:       cfg.Limits.MaxDepth,
+			MaxAttrs:       cfg.Limits.MaxAttributes,
+		},
+		SendQueue:        cfg.Limits.SendQueue,
+		StanzasPerSecond: cfg.Limits.StanzasPerSecond,
+		RequireTLS:       cfg.Auth.RequireTLS,
+		AuthTimeout:      cfg.Auth.Timeout,
+		PingInterval:     cfg.C2S.PingInterval,
+		PingTimeout:      cfg.C2S.PingTimeout,
+		WebSocketOrigins: cfg.WebSocket.Origins,
+		Logger:           log,
+	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
+	return s, nil
+}
+
+// Router exposes the router (tests, load tools).
+func (s *Server) Router() *router.Router { return s.router }
+
+// Store exposes the store.
+func (s *Server) Store() storage.Store { return s.store }
+
+// Addr returns the bound address of a listener ("c2s", "c2s_tls", "http",
+// "https", "admin"), or "" when it is disabled.
+func (s *Server) Addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ln := s.listeners[name]; ln != nil {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+// Start binds every configured listener and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("server already started")
+	}
+	s.started = true
+	for _, m := range s.modules {
+		if st, ok := m.(module.Starter); ok {
+			if err := st.Start(ctx); err != nil {
+				return fmt.Errorf("module %s: %w", m.Name(), err)
+			}
+		}
+	}
+	type lspec struct{ name, addr string }
+	for _, l := range []lspec{{"c2s", s.cfg.Listen.C2S}, {"c2s_tls", s.cfg.Listen.C2STLS},
+		{"http", s.cfg.Listen.HTTP}, {"https", s.cfg.Listen.HTTPS}, {"admin", s.cfg.Listen.Admin}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			s.closeListenersLocked()
+			return fmt.Errorf("listen.%s: cannot listen on %s: %w", l.name, l.addr, err)
+		}
+		s.listeners[l.name] = ln
+	}
+	if ln := s.listeners["c2s"]; ln != nil {
+		go s.serveC2S(ln, false)
+	}
+	if ln := s.listeners["c2s_tls"]; ln != nil {
+		go s.serveC2S(ln, true)
+	}
+	if ln := s.listeners["http"]; ln != nil {
+		s.serveHTTP(ln, s.clientHTTP(false))
+	}
+	if ln := s.listeners["https"]; ln != nil {
+		s.serveHTTP(tls.NewListener(ln, s.tlsForHTTP()), s.clientHTTP(true))
+	}
+	if ln := s.listeners["admin"]; ln != nil {
+		s.serveHTTP(ln, s.adminHTTP())
+	}
+	s.ready.Store(true)
+	attrs := []any{"hosts", s.cfg.Hosts, "data_dir", s.cfg.DataDir}
+	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin"} {
+		if ln := s.listeners[n]; ln != nil {
+			attrs = append(attrs, n, ln.Addr().String())
+		}
+	}
+	s.log.Info("parley is running", attrs...)
+	return nil
+}
+
+func (s *Server) serveC2S(ln net.Listener, directTLS bool) {
+	// For direct TLS (XEP-0368) c2s runs the handshake itself, with a
+	// timeout, in the connection goroutine.
+	if err := s.c2s.ServeTCP(ln, directTLS); err != nil {
+		s.log.Error("client listener stopped", "err", err)
+	}
+}
+
+func (s *Server) tlsForHTTP() *tls.Config {
+	c := s.tls.Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c
+}
+
+func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	s.https = append(s.https, hs)
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http listener stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+func (s *Server) adminHTTP() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if !s.ready.Load() {
+			http.Error(w, "starting or stopping", http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.store.Ping(ctx); err != nil {
+			http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+// Run starts the server and blocks until ctx is cancelled, then shuts down
+// gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		s.Close()
+		return err
+	}
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Shutdown(sctx)
+	return nil
+}
+
+// Shutdown stops accepting, closes every stream with <system-shutdown/>,
+// stops modules and closes the store.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.ready.Store(false)
+	s.mu.Lock()
+	s.closeListenersLocked()
+	servers := s.https
+	s.mu.Unlock()
+	s.c2s.Shutdown(ctx)
+	for _, hs := range servers {
+		_ = hs.Shutdown(ctx)
+	}
+	for i := len(s.modules) - 1; i >= 0; i-- {
+		if st, ok := s.modules[i].(module.Stopper); ok {
+			if err := st.Stop(ctx); err != nil {
+				s.log.Warn("module stop failed", "module", s.modules[i].Name(), "err", err)
+			}
+		}
+	}
+	s.Close()
+}
+
+// Close releases the store (when the server opened it).
+func (s *Server) Close() {
+	if s.ownStore && s.store != nil {
+		_ = s.store.Close()
+		s.store = nil
+	}
+}
+
+func (s *Server) closeListenersLocked() {
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+}
+
+// loadOrCreateSecret returns the server secret (keys fake SCRAM salts for
+// unknown users, so they stay stable across restarts and reveal nothing).
+func loadOrCreateSecret(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("data_dir: cannot write %s: %w", path, err)
+	}
+	return b, nil
+}
