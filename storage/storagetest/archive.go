@@ -1,0 +1,350 @@
+package storagetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// ArchiveOpener returns a new, empty archive store and arranges (with
+// t.Cleanup) for it to be closed.
+type ArchiveOpener = func(t *testing.T) storage.Archive
+
+// RunArchive runs the archive contract (XEP-0313 storage) as subtests of t.
+func RunArchive(t *testing.T, open ArchiveOpener) {
+	t.Run("AppendAndQuery", func(t *testing.T) { testArchiveAppend(t, open) })
+	t.Run("Paging", func(t *testing.T) { testArchivePaging(t, open) })
+	t.Run("Filters", func(t *testing.T) { testArchiveFilters(t, open) })
+	t.Run("UnknownIDs", func(t *testing.T) { testArchiveUnknownIDs(t, open) })
+	t.Run("SameTimestamp", func(t *testing.T) { testArchiveSameTimestamp(t, open) })
+	t.Run("Metadata", func(t *testing.T) { testArchiveMetadata(t, open) })
+	t.Run("Dedup", func(t *testing.T) { testArchiveDedup(t, open) })
+	t.Run("Prefs", func(t *testing.T) { testArchivePrefs(t, open) })
+	t.Run("Delete", func(t *testing.T) { testArchiveDelete(t, open) })
+	t.Run("Retention", func(t *testing.T) { testArchiveRetention(t, open) })
+}
+
+const (
+	archOwner = "juliet@capulet.example"
+	archRomeo = "romeo@montague.example"
+	archNurse = "nurse@capulet.example"
+)
+
+// archFill appends n messages, one a minute from stamp(0), alternating
+// with romeo and the nurse; it returns their IDs in order.
+func archFill(t *testing.T, st storage.Archive, owner string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		with := archRomeo
+		if i%2 == 1 {
+			with = archNurse
+		}
+		id, err := st.AppendArchive(t.Context(), owner, storage.ArchivedMessage{
+			With: with, WithResource: fmt.Sprintf("r%d", i%3), Timestamp: stamp(i * 60),
+			FromFull: with + "/r", Raw: fmt.Appendf(nil, "<message id='m%d'><body>%d</body></message>", i, i),
+		})
+		must(t, "AppendArchive", err)
+		ids[i] = id
+	}
+	return ids
+}
+
+func pageIDs(p storage.ArchivePage) []string {
+	var out []string
+	for _, m := range p.Messages {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+func wantPage(t *testing.T, what string, p storage.ArchivePage, ids []string, complete bool, count, index int) {
+	t.Helper()
+	if got := pageIDs(p); !slices.Equal(got, ids) {
+		t.Fatalf("%s: ids %v, want %v", what, got, ids)
+	}
+	if p.Complete != complete || p.Count != count || (len(ids) > 0 && p.FirstIndex != index) {
+		t.Fatalf("%s: complete=%v count=%d index=%d, want %v %d %d", what, p.Complete, p.Count, p.FirstIndex, complete, count, index)
+	}
+}
+
+func testArchiveAppend(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	raws := [][]byte{stanza1, stanza2, {}, []byte("<message/>")}
+	var ids []string
+	for i, raw := range raws {
+		id, err := st.AppendArchive(ctx, archOwner, storage.ArchivedMessage{
+			ID: "ignored", Owner: "ignored", With: archRomeo, WithResource: "balcony", Timestamp: stamp(i),
+			OriginID: fmt.Sprint("o", i), FromFull: archRomeo + "/balcony", Raw: raw,
+		})
+		must(t, "AppendArchive", err)
+		if id == "" || id == "ignored" || slices.Contains(ids, id) {
+			t.Fatalf("AppendArchive id %q (earlier %v)", id, ids)
+		}
+		ids = append(ids, id)
+	}
+	if !slices.IsSorted(ids) {
+		t.Errorf("IDs of messages appended in time order do not sort: %v", ids)
+	}
+	p, err := st.QueryArchive(ctx, archOwner, storage.ArchiveQuery{Max: 10})
+	must(t, "QueryArchive", err)
+	wantPage(t, "all", p, ids, true, len(raws), 0)
+	for i, m := range p.Messages {
+		if m.Owner != archOwner || m.With != archRomeo || m.WithResource != "balcony" || !m.Timestamp.Equal(stamp(i)) ||
+			m.OriginID != fmt.Sprint("o", i) || m.FromFull != archRomeo+"/balcony" {
+			t.Errorf("message %d = %+v", i, m)
+		}
+		wantBytes(t, fmt.Sprintf("message %d", i), m.Raw, raws[i])
+	}
+	// Other archives are separate.
+	p, err = st.QueryArchive(ctx, archRomeo, storage.ArchiveQuery{Max: 10})
+	must(t, "QueryArchive other", err)
+	wantPage(t, "other owner", p, nil, true, 0, 0)
+	if _, err := st.QueryArchive(ctx, archRomeo, storage.ArchiveQuery{Max: 10, IDs: ids[:1]}); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("another owner's id: %v, want ErrNotFound", err)
+	}
+	// A zero timestamp means now.
+	before := time.Now().Add(-time.Second)
+	_, err = st.AppendArchive(ctx, archNurse, storage.ArchivedMessage{With: archOwner, Raw: []byte("<message/>")})
+	must(t, "AppendArchive now", err)
+	p, err = st.QueryArchive(ctx, archNurse, storage.ArchiveQuery{Max: 1})
+	must(t, "QueryArchive now", err)
+	if len(p.Messages) != 1 || p.Messages[0].Timestamp.Before(before) || p.Messages[0].Timestamp.After(time.Now().Add(time.Second)) {
+		t.Errorf("zero timestamp stored as %+v", p.Messages)
+	}
+}
+
+func testArchivePaging(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	ids := archFill(t, st, archOwner, 10)
+	archFill(t, st, archRomeo, 3)
+	q := func(q storage.ArchiveQuery) storage.ArchivePage {
+		t.Helper()
+		p, err := st.QueryArchive(ctx, archOwner, q)
+		must(t, "QueryArchive", err)
+		return p
+	}
+	wantPage(t, "first page", q(storage.ArchiveQuery{Max: 4}), ids[0:4], false, 10, 0)
+	wantPage(t, "second page", q(storage.ArchiveQuery{Max: 4, PageAfter: ids[3]}), ids[4:8], false, 10, 4)
+	wantPage(t, "third page", q(storage.ArchiveQuery{Max: 4, PageAfter: ids[7]}), ids[8:10], true, 10, 8)
+	wantPage(t, "exact fit", q(storage.ArchiveQuery{Max: 5, PageAfter: ids[4]}), ids[5:10], true, 10, 5)
+	wantPage(t, "after the last", q(storage.ArchiveQuery{Max: 4, PageAfter: ids[9]}), nil, true, 10, 0)
+	wantPage(t, "last page", q(storage.ArchiveQuery{Max: 4, Last: true}), ids[6:10], false, 10, 6)
+	wantPage(t, "page before", q(storage.ArchiveQuery{Max: 4, PageBefore: ids[6]}), ids[2:6], false, 10, 2)
+	wantPage(t, "first page backward", q(storage.ArchiveQuery{Max: 4, PageBefore: ids[2]}), ids[0:2], true, 10, 0)
+	wantPage(t, "whole", q(storage.ArchiveQuery{Max: 100, Last: true}), ids, true, 10, 0)
+	p := q(storage.ArchiveQuery{Max: 0})
+	if len(p.Messages) != 0 || p.Count != 10 {
+		t.Errorf("max 0: %d messages, count %d", len(p.Messages), p.Count)
+	}
+	// Paging within a filter: count and index refer to the filtered set.
+	wantPage(t, "filtered page", q(storage.ArchiveQuery{With: archNurse, Max: 2, PageAfter: ids[3]}), []string{ids[5], ids[7]}, false, 5, 2)
+	wantPage(t, "filtered last", q(storage.ArchiveQuery{With: archNurse, Max: 2, Last: true}), []string{ids[7], ids[9]}, false, 5, 3)
+}
+
+func testArchiveFilters(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	ids := archFill(t, st, archOwner, 10)
+	cases := []struct {
+		name string
+		q    storage.ArchiveQuery
+		want []string
+	}{
+		{"with bare", storage.ArchiveQuery{With: archRomeo}, []string{ids[0], ids[2], ids[4], ids[6], ids[8]}},
+		{"with full", storage.ArchiveQuery{With: archRomeo, WithResource: "r0"}, []string{ids[0], ids[6]}},
+		{"with unknown", storage.ArchiveQuery{With: "tybalt@capulet.example"}, nil},
+		{"start inclusive", storage.ArchiveQuery{Start: stamp(7 * 60)}, ids[7:]},
+		{"end inclusive", storage.ArchiveQuery{End: stamp(2 * 60)}, ids[:3]},
+		{"start and end", storage.ArchiveQuery{Start: stamp(3*60 - 1), End: stamp(5*60 + 1)}, ids[3:6]},
+		{"start in another zone", storage.ArchiveQuery{Start: stamp(8 * 60).UTC()}, ids[8:]},
+		{"after-id", storage.ArchiveQuery{AfterID: ids[6]}, ids[7:]},
+		{"before-id", storage.ArchiveQuery{BeforeID: ids[2]}, ids[:2]},
+		{"between ids", storage.ArchiveQuery{AfterID: ids[2], BeforeID: ids[5]}, ids[3:5]},
+		{"ids", storage.ArchiveQuery{IDs: []string{ids[5], ids[1], ids[5]}}, []string{ids[1], ids[5]}},
+		{"ids empty list", storage.ArchiveQuery{IDs: []string{}}, nil},
+		{"ids and with", storage.ArchiveQuery{IDs: []string{ids[1], ids[2]}, With: archNurse}, []string{ids[1]}},
+		{"with and time", storage.ArchiveQuery{With: archNurse, Start: stamp(4 * 60), End: stamp(8 * 60)}, []string{ids[5], ids[7]}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.q.Max = 100
+			p, err := st.QueryArchive(ctx, archOwner, c.q)
+			must(t, "QueryArchive", err)
+			wantPage(t, c.name, p, c.want, true, len(c.want), 0)
+		})
+	}
+}
+
+func testArchiveUnknownIDs(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ids := archFill(t, st, archOwner, 3)
+	for name, q := range map[string]storage.ArchiveQuery{
+		"after-id":    {AfterID: "nope"},
+		"before-id":   {BeforeID: "nope"},
+		"ids":         {IDs: []string{ids[0], "nope"}},
+		"page after":  {PageAfter: "nope"},
+		"page before": {PageBefore: "nope"},
+	} {
+		q.Max = 10
+		if _, err := st.QueryArchive(t.Context(), archOwner, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+// testArchiveSameTimestamp: messages stored in the same microsecond keep
+// their order, and paging between them neither skips nor repeats.
+func testArchiveSameTimestamp(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	var ids []string
+	for i := range 7 {
+		id, err := st.AppendArchive(ctx, archOwner, storage.ArchivedMessage{With: archRomeo, Timestamp: stamp(0), Raw: fmt.Appendf(nil, "<message id='%d'/>", i)})
+		must(t, "AppendArchive", err)
+		ids = append(ids, id)
+	}
+	var got []string
+	after := ""
+	for range 10 {
+		p, err := st.QueryArchive(ctx, archOwner, storage.ArchiveQuery{Max: 2, PageAfter: after})
+		must(t, "QueryArchive", err)
+		got = append(got, pageIDs(p)...)
+		if p.Complete {
+			break
+		}
+		after = p.Messages[len(p.Messages)-1].ID
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("paged %v, appended %v", got, ids)
+	}
+	p, err := st.QueryArchive(ctx, archOwner, storage.ArchiveQuery{Max: 2, PageBefore: ids[3]})
+	must(t, "QueryArchive", err)
+	wantPage(t, "backward", p, ids[1:3], false, 7, 1)
+}
+
+func testArchiveMetadata(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	first, last, err := st.ArchiveMetadata(t.Context(), archOwner)
+	must(t, "ArchiveMetadata empty", err)
+	if first != nil || last != nil {
+		t.Fatalf("empty archive: %+v %+v", first, last)
+	}
+	ids := archFill(t, st, archOwner, 4)
+	first, last, err = st.ArchiveMetadata(t.Context(), archOwner)
+	must(t, "ArchiveMetadata", err)
+	if first == nil || last == nil || first.ID != ids[0] || last.ID != ids[3] ||
+		!first.Timestamp.Equal(stamp(0)) || !last.Timestamp.Equal(stamp(180)) {
+		t.Fatalf("metadata %+v %+v, want %s %s", first, last, ids[0], ids[3])
+	}
+}
+
+func testArchiveDedup(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	from := archRomeo + "/orchard"
+	id, err := st.AppendArchive(ctx, archOwner, storage.ArchivedMessage{With: archRomeo, Timestamp: stamp(0), OriginID: "o1", FromFull: from, Raw: []byte("<message/>")})
+	must(t, "AppendArchive", err)
+	m, err := st.FindArchivedByOrigin(ctx, archOwner, "o1", from, stamp(-300))
+	must(t, "FindArchivedByOrigin", err)
+	if m.ID != id {
+		t.Fatalf("found %q, want %q", m.ID, id)
+	}
+	for name, c := range map[string]struct {
+		owner, origin, from string
+		since               time.Time
+	}{
+		"other origin-id":  {archOwner, "o2", from, stamp(-300)},
+		"other resource":   {archOwner, "o1", archRomeo + "/hall", stamp(-300)},
+		"outside window":   {archOwner, "o1", from, stamp(1)},
+		"other owner":      {archRomeo, "o1", from, stamp(-300)},
+		"empty origin-id":  {archOwner, "", from, stamp(-300)},
+		"empty from, same": {archOwner, "o1", "", stamp(-300)},
+	} {
+		if _, err := st.FindArchivedByOrigin(ctx, c.owner, c.origin, c.from, c.since); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s: %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+func testArchivePrefs(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	if _, err := st.ArchivePrefs(ctx, archOwner); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("unset prefs: %v, want ErrNotFound", err)
+	}
+	p := storage.ArchivePrefs{Default: storage.ArchiveRoster, Always: []string{archRomeo, "zoë@example.org/ü"}, Never: []string{archNurse}}
+	must(t, "SetArchivePrefs", st.SetArchivePrefs(ctx, archOwner, p))
+	got, err := st.ArchivePrefs(ctx, archOwner)
+	must(t, "ArchivePrefs", err)
+	if got.Default != p.Default || !slices.Equal(got.Always, p.Always) || !slices.Equal(got.Never, p.Never) {
+		t.Fatalf("prefs %+v, want %+v", got, p)
+	}
+	must(t, "SetArchivePrefs", st.SetArchivePrefs(ctx, archOwner, storage.ArchivePrefs{Default: storage.ArchiveNever}))
+	got, err = st.ArchivePrefs(ctx, archOwner)
+	must(t, "ArchivePrefs", err)
+	if got.Default != storage.ArchiveNever || len(got.Always) != 0 || len(got.Never) != 0 {
+		t.Fatalf("replaced prefs %+v", got)
+	}
+	if _, err := st.ArchivePrefs(ctx, archRomeo); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("other owner's prefs: %v", err)
+	}
+}
+
+func testArchiveDelete(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	archFill(t, st, archOwner, 3)
+	keep := archFill(t, st, archRomeo, 2)
+	must(t, "SetArchivePrefs", st.SetArchivePrefs(ctx, archOwner, storage.ArchivePrefs{Default: storage.ArchiveNever}))
+	must(t, "DeleteArchive", st.DeleteArchive(ctx, archOwner))
+	p, err := st.QueryArchive(ctx, archOwner, storage.ArchiveQuery{Max: 10})
+	must(t, "QueryArchive", err)
+	wantPage(t, "deleted", p, nil, true, 0, 0)
+	if _, err := st.ArchivePrefs(ctx, archOwner); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("prefs after delete: %v", err)
+	}
+	p, err = st.QueryArchive(ctx, archRomeo, storage.ArchiveQuery{Max: 10})
+	must(t, "QueryArchive other", err)
+	wantPage(t, "other owner kept", p, keep, true, 2, 0)
+	must(t, "DeleteArchive again", st.DeleteArchive(ctx, archOwner))
+}
+
+func testArchiveRetention(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	a := archFill(t, st, archOwner, 5) // stamp(0) .. stamp(240)
+	r := archFill(t, st, archRomeo, 5)
+	n, err := st.DeleteArchiveBefore(ctx, stamp(150), 3)
+	must(t, "DeleteArchiveBefore", err)
+	if n != 3 {
+		t.Fatalf("first batch deleted %d, want 3", n)
+	}
+	n, err = st.DeleteArchiveBefore(ctx, stamp(150), 3)
+	must(t, "DeleteArchiveBefore", err)
+	if n != 3 {
+		t.Fatalf("second batch deleted %d, want 3", n)
+	}
+	n, err = st.DeleteArchiveBefore(ctx, stamp(150), 0)
+	must(t, "DeleteArchiveBefore", err)
+	if n != 0 {
+		t.Fatalf("third batch deleted %d, want 0", n)
+	}
+	for owner, ids := range map[string][]string{archOwner: a, archRomeo: r} {
+		p, err := st.QueryArchive(ctx, owner, storage.ArchiveQuery{Max: 10})
+		must(t, "QueryArchive", err)
+		wantPage(t, owner, p, ids[3:], true, 2, 0)
+	}
+	// New messages never reuse an ID.
+	id, err := st.AppendArchive(ctx, archOwner, storage.ArchivedMessage{With: archRomeo, Timestamp: stamp(0), Raw: []byte("<message/>")})
+	must(t, "AppendArchive", err)
+	if slices.Contains(a, id) {
+		t.Fatalf("ID %s reused", id)
+	}
+}
