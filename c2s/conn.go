@@ -15,6 +15,7 @@ import (
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/sm"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
 )
@@ -109,16 +110,9 @@ func (c *conn) finish(err error) {
 		}
 		return
 	}
-	sess.Close(se)
-	if c.srv.router.Unbind(sess) {
-		c.srv.reg.FireUnbound(context.Background(), sess)
-	}
-	select {
-	case <-sess.done:
-	case <-time.After(5 * time.Second):
-		c.t.close()
-	}
-	c.log.Info("session ended", "jid", sess.jid.String())
+	clean := err == nil || errors.Is(err, wire.ErrStreamEnd)
+	c.endSession(sess, se, clean)
+	c.log.Info("connection ended", "jid", sess.jid.String())
 }
 
 // fail ends the stream with a stream error from any goroutine.
@@ -128,8 +122,13 @@ func (c *conn) fail(se *wire.StreamError) {
 	c.mu.Unlock()
 	streamErrors.WithLabelValues(se.Condition).Inc()
 	if sess != nil {
-		sess.Close(se)
-		return
+		sess.mu.Lock()
+		mine := sess.owner == c
+		sess.mu.Unlock()
+		if mine {
+			sess.Close(se)
+			return
+		}
 	}
 	c.t.closeStream(se)
 }
@@ -192,7 +191,8 @@ func (c *conn) features() []byte {
 	var b []byte
 	switch {
 	case c.authenticated:
-		b = append(b, "<bind xmlns='"+xep.NSBind+"'/><session xmlns='"+xep.NSSession+"'><optional/></session>"...)
+		b = append(b, "<bind xmlns='"+xep.NSBind+"'/><session xmlns='"+xep.NSSession+"'><optional/></session>"+
+			"<sm xmlns='"+sm.NS+"'/><csi xmlns='"+nsCSI+"'/>"...)
 	case !c.t.secure() && c.t.kind() == "tcp":
 		b = append(b, "<starttls xmlns='"+xep.NSTLS+"'>"...)
 		if c.srv.cfg.RequireTLS {
@@ -258,6 +258,10 @@ func (c *conn) handle(st *wire.Stanza) error {
 		return c.handleSASL(st)
 	case st.IsStanza():
 		return c.handleUnbound(st)
+	case c.authenticated && st.NS == sm.NS && st.Name == "resume":
+		return c.resume(st)
+	case c.authenticated && st.NS == sm.NS && st.Name == "enable":
+		return c.writeNonza(smFailed("unexpected-request", nil))
 	}
 	return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
 }
@@ -330,7 +334,8 @@ func (c *conn) bind(st *wire.Stanza) error {
 	if err != nil || len(res) > 1023 {
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrBadRequest, "the resource is not valid"))
 	}
-	s := &session{id: c.id, jid: full, t: c.t, out: make(chan outItem, c.srv.cfg.SendQueue), done: make(chan struct{})}
+	s := &session{id: c.id, jid: full, srv: c.srv, domain: c.domain, t: c.t, owner: c,
+		out: make(chan outItem, c.srv.cfg.SendQueue), done: make(chan struct{})}
 	reply := wire.IQResult(st.WithFromTo("", ""), wire.NewElement(xep.NSBind, "bind").Add(
 		wire.NewElement(xep.NSBind, "jid").AddText(full.String())))
 	replaced, err := c.srv.router.Bind(s)
@@ -362,8 +367,23 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 		case xep.NSTLS, xep.NSSASL:
 			return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "negotiation is already complete"}
 		}
-		return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
+		return c.handleSMBound(st)
 	}
+	if err := c.routeBound(st); err != nil {
+		return err
+	}
+	// Counted only once routing returned: storage and delivery queues have
+	// the stanza, so an <a/> never acknowledges something not committed.
+	s := c.sess
+	s.mu.Lock()
+	if s.smq != nil {
+		s.hIn++
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (c *conn) routeBound(st *wire.Stanza) error {
 	stanzasIn.WithLabelValues(st.Name).Inc()
 	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil && (st.To == "" || st.To == c.domain) {
 		return c.sess.Send(wire.IQResult(st.WithFromTo(c.sess.jid.String(), ""), nil))
@@ -387,6 +407,12 @@ func (c *conn) pinger(s *session) {
 		case <-s.done:
 			return
 		case <-timer.C:
+		}
+		s.mu.Lock()
+		mine := s.owner == c
+		s.mu.Unlock()
+		if !mine {
+			return // hibernated or resumed elsewhere; the new owner pings
 		}
 		idle := time.Since(c.t.lastActivity())
 		if idle < interval {

@@ -21,6 +21,7 @@ import (
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/sm"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -41,6 +42,14 @@ type Config struct {
 	AuthTimeout      time.Duration
 	PingInterval     time.Duration // 0 disables server pings
 	PingTimeout      time.Duration
+	// ResumeTimeout is the longest a stream management session stays
+	// resumable after its connection drops (XEP-0198); 0 disables resumption.
+	ResumeTimeout time.Duration
+	// MaxUnacked bounds the stanzas kept for a client until it acknowledges them.
+	MaxUnacked int
+	// AckQuiet: ask for an acknowledgement this long after the last write
+	// when stanzas are unacknowledged.
+	AckQuiet time.Duration
 	// WebSocketOrigins: allowed Origin patterns (empty: any).
 	WebSocketOrigins []string
 	Logger           *slog.Logger
@@ -57,6 +66,9 @@ type Server struct {
 	register Registration
 	domains  map[string]bool
 	leaf     *x509.Certificate // our certificate, for tls-server-end-point
+
+	smDir *sm.Directory[*session]
+	tombs *tombstones
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
@@ -78,8 +90,15 @@ func New(cfg Config, r *router.Router, reg *module.Registry, a *auth.Server, th 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxUnacked <= 0 {
+		cfg.MaxUnacked = 1000
+	}
+	if cfg.AckQuiet <= 0 {
+		cfg.AckQuiet = 30 * time.Second
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, router: r, reg: reg, auth: a, throttle: th, register: register,
-		domains: map[string]bool{}, conns: map[*conn]struct{}{}}
+		domains: map[string]bool{}, conns: map[*conn]struct{}{},
+		smDir: sm.NewDirectory[*session](), tombs: &tombstones{m: map[string]tomb{}}}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
@@ -186,6 +205,12 @@ func (s *Server) serve(t transport) {
 	c.run()
 }
 
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 // Shutdown closes every stream with <system-shutdown/> and waits for the
 // connections to finish (or ctx to expire).
 func (s *Server) Shutdown(ctx context.Context) {
@@ -198,6 +223,12 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.shutdown()
+	}
+	// Hibernated sessions have no connection: end them now.
+	for _, ms := range s.router.AllSessions() {
+		if ss, ok := ms.(*session); ok && ss.transport() == nil {
+			go s.terminate(ss, nil)
+		}
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

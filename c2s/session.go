@@ -4,28 +4,51 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/sm"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
-// session is a bound client stream as the router and modules see it. The
-// connection goroutine owns negotiation; after binding, a writer goroutine
-// drains out so that Send never blocks the router.
+// session is a bound client session as the router and modules see it. It
+// can outlive its connection: with stream management resumption it
+// hibernates when the transport drops and is attached to the next
+// connection that resumes it.
+//
+// Writes go through a writer goroutine draining out, so Send never blocks
+// the router. wmu serializes the writer with resumption (which replays
+// unacknowledged stanzas before anything new is written).
 type session struct {
-	id   string
-	jid  jid.JID
-	t    transport
-	out  chan outItem
-	done chan struct{}
+	id     string
+	jid    jid.JID
+	srv    *Server
+	domain string
+	out    chan outItem
+	done   chan struct{}
 
-	mu       sync.Mutex
-	presence *wire.Stanza
-	priority int
-	flags    atomic.Uint32
+	wmu sync.Mutex // held while writing to the transport
 
+	mu        sync.Mutex
+	t         transport // nil while hibernated
+	owner     *conn     // the connection reading for this session, nil while hibernated
+	presence  *wire.Stanza
+	priority  int
+	smq       *sm.Queue // nil until <enable/>
+	smID      string    // resumption id, "" when not resumable
+	smMax     time.Duration
+	hIn       uint32 // stanzas handled from the client (XEP-0198 inbound h)
+	rPending  bool   // an <r/> is outstanding
+	ackTimer  *time.Timer
+	hibernate *time.Timer
+	ended     bool
+	inactive  bool           // XEP-0352
+	held      []*wire.Stanza // CSI: held while inactive, latest per key
+
+	flags     atomic.Uint32
 	closeOnce sync.Once
 }
 
@@ -33,9 +56,12 @@ type outItem struct {
 	st    *wire.Stanza
 	close bool
 	err   *wire.StreamError
+	flush bool // CSI <active/>: write what is held
 }
 
 var _ module.Session = (*session)(nil)
+
+const ackEvery = 5
 
 func (s *session) JID() jid.JID   { return s.jid }
 func (s *session) ConnID() string { return s.id }
@@ -96,37 +122,207 @@ func (s *session) SetFlags(set, clear module.Flags) {
 	}
 }
 
-// Close ends the stream. It is safe to call from any goroutine, more than
-// once.
+// Close ends the session's stream with err (nil for a plain close). It is
+// safe to call from any goroutine, more than once.
 func (s *session) Close(err *wire.StreamError) {
 	s.closeOnce.Do(func() {
 		select {
 		case s.out <- outItem{close: true, err: err}:
 		default:
 			// Queue full: skip what is queued and close now.
-			go s.t.closeStream(err)
+			if t := s.transport(); t != nil {
+				go t.closeStream(err)
+			}
 		}
 	})
+}
+
+func (s *session) transport() transport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t
 }
 
 // writeLoop writes queued stanzas, flushing whenever the queue drains.
 func (s *session) writeLoop() {
 	defer close(s.done)
+	broken := false
 	for item := range s.out {
 		if item.close {
-			_ = s.t.flush()
-			s.t.closeStream(item.err)
+			s.wmu.Lock()
+			if t := s.transport(); t != nil && !broken {
+				_ = t.flush()
+				t.closeStream(item.err)
+			}
+			s.wmu.Unlock()
 			return
 		}
-		if err := s.t.write(item.st); err != nil {
-			s.t.close()
-			return
+		if item.flush {
+			s.mu.Lock()
+			held := s.held
+			s.held = nil
+			s.mu.Unlock()
+			for _, st := range held {
+				broken = s.writeOne(st, broken)
+			}
+		} else if s.hold(item.st) {
+			continue
+		} else {
+			broken = s.writeOne(item.st, broken)
 		}
 		if len(s.out) == 0 {
-			if err := s.t.flush(); err != nil {
-				s.t.close()
-				return
+			s.wmu.Lock()
+			if t := s.transport(); t != nil && !broken {
+				if t.flush() != nil {
+					broken = true
+				}
 			}
+			s.wmu.Unlock()
+			s.armAckRequest()
 		}
 	}
+}
+
+// writeOne counts st for stream management and writes it if a transport
+// is attached. It reports whether the transport is broken.
+func (s *session) writeOne(st *wire.Stanza, broken bool) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	q, t := s.smq, s.t
+	s.mu.Unlock()
+	if q != nil {
+		if err := q.Push(st, time.Now()); err != nil {
+			go s.Close(&wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many unacknowledged stanzas"})
+			return true
+		}
+	}
+	if t == nil {
+		return false // hibernated: kept in the SM queue for resumption
+	}
+	if broken {
+		return true
+	}
+	if err := t.write(st); err != nil {
+		t.close()
+		return true
+	}
+	if q != nil && q.Len() >= ackEvery {
+		s.requestAck(t)
+	}
+	return false
+}
+
+// requestAck sends <r/> unless one is outstanding. Caller holds wmu.
+func (s *session) requestAck(t transport) {
+	s.mu.Lock()
+	if s.rPending {
+		s.mu.Unlock()
+		return
+	}
+	s.rPending = true
+	s.mu.Unlock()
+	_ = t.writeRaw([]byte("<r xmlns='" + sm.NS + "'/>"))
+}
+
+// armAckRequest asks for an ack after a quiet period when stanzas are
+// still unacknowledged, so the server learns about a dead connection even
+// when the client sends nothing.
+func (s *session) armAckRequest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.smq == nil || s.smq.Len() == 0 || s.rPending || s.ackTimer != nil {
+		return
+	}
+	s.ackTimer = time.AfterFunc(s.srv.cfg.AckQuiet, func() {
+		s.mu.Lock()
+		s.ackTimer = nil
+		s.mu.Unlock()
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		if t := s.transport(); t != nil && s.smq.Len() > 0 {
+			s.requestAck(t)
+			_ = t.flush()
+		}
+	})
+}
+
+// handleAck processes the client's <a h=/>.
+func (s *session) handleAck(h uint32) error {
+	s.mu.Lock()
+	q := s.smq
+	s.rPending = false
+	s.mu.Unlock()
+	if q == nil {
+		return nil
+	}
+	return q.Ack(h)
+}
+
+// hold implements XEP-0352: while the client is inactive, presence, chat
+// states and PEP notifications wait (only the latest per sender and kind);
+// anything important flushes them first.
+func (s *session) hold(st *wire.Stanza) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.inactive {
+		return false
+	}
+	key, holdable := csiKey(st)
+	if !holdable {
+		if len(s.held) > 0 {
+			held := s.held
+			s.held = nil
+			s.mu.Unlock()
+			for _, h := range held {
+				s.writeOne(h, false)
+			}
+			s.mu.Lock()
+		}
+		return false
+	}
+	for i, h := range s.held {
+		if k, _ := csiKey(h); k == key {
+			s.held = append(s.held[:i:i], s.held[i+1:]...)
+			break
+		}
+	}
+	s.held = append(s.held, st)
+	return true
+}
+
+// csiKey says whether st can wait while the client is inactive, and what
+// newer stanza replaces it.
+func csiKey(st *wire.Stanza) (string, bool) {
+	switch st.Name {
+	case "presence":
+		if st.Type == "" || st.Type == "unavailable" {
+			return "p\x00" + st.From, true
+		}
+	case "message":
+		if xep.HasBody(st) || xep.IsEncrypted(st) || st.Child(xep.NSHints, "store") != nil || st.Type == "error" {
+			return "", false
+		}
+		if xep.IsChatStateOnly(st) {
+			return "cs\x00" + st.From, true
+		}
+		if ev := st.Child("http://jabber.org/protocol/pubsub#event", "event"); ev != nil {
+			node := ev.Child("http://jabber.org/protocol/pubsub#event", "items").AttrValue("node")
+			return "pep\x00" + st.From + "\x00" + node, true
+		}
+	}
+	return "", false
+}
+
+// withDelay marks a resent stanza with when it was first queued.
+func withDelay(st *wire.Stanza, stamp time.Time, from string) *wire.Stanza {
+	if st.Name != "message" && st.Name != "presence" {
+		return st
+	}
+	if st.Child(xep.NSDelay, "delay") != nil {
+		return st
+	}
+	e := st.Tree().Copy()
+	e.Add(wire.NewElement(xep.NSDelay, "delay", "from", from, "stamp", stamp.UTC().Format("2006-01-02T15:04:05.000Z")))
+	return wire.FromElement(e)
 }

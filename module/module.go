@@ -199,8 +199,9 @@ type Registry struct {
 	streamFeatures  []StreamFeatureFunc
 	hosts           []Host
 
-	onBound   []func(ctx context.Context, s Session)
-	onUnbound []func(ctx context.Context, s Session)
+	onBound      []func(ctx context.Context, s Session)
+	onUnbound    []func(ctx context.Context, s Session)
+	onHibernated []func(ctx context.Context, s Session)
 
 	sender   Sender
 	sessions Sessions
@@ -258,6 +259,20 @@ func (r *Registry) OnBound(f func(ctx context.Context, s Session)) { r.onBound =
 // OnUnbound subscribes to session end (after the session left the registry).
 func (r *Registry) OnUnbound(f func(ctx context.Context, s Session)) {
 	r.onUnbound = append(r.onUnbound, f)
+}
+
+// OnHibernated subscribes to sessions whose connection dropped while
+// stream management keeps them resumable (XEP-0198); stanzas for them are
+// queued, so push notifications are the way to reach the device.
+func (r *Registry) OnHibernated(f func(ctx context.Context, s Session)) {
+	r.onHibernated = append(r.onHibernated, f)
+}
+
+// FireHibernated runs OnHibernated subscribers.
+func (r *Registry) FireHibernated(ctx context.Context, s Session) {
+	for _, f := range r.onHibernated {
+		f(ctx, s)
+	}
 }
 
 // Sender returns the stanza sender.

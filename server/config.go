@@ -94,6 +94,11 @@ type C2SConfig struct {
 	// (XEP-0199) and closes it when the ping is not answered in PingTimeout.
 	PingInterval time.Duration `mapstructure:"ping_interval"`
 	PingTimeout  time.Duration `mapstructure:"ping_timeout"`
+	// ResumeTimeout: how long a stream management session (XEP-0198) stays
+	// resumable after its connection drops; 0 disables resumption.
+	ResumeTimeout time.Duration `mapstructure:"resume_timeout"`
+	// MaxUnacked: stanzas kept for a client until it acknowledges them.
+	MaxUnacked int `mapstructure:"max_unacked"`
 }
 
 // WebSocketConfig controls the RFC 7395 endpoint.
@@ -152,7 +157,8 @@ func DefaultConfig() Config {
 			MaxFailures:   5,
 			FailureWindow: 5 * time.Minute,
 		},
-		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second},
+		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
+			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -235,6 +241,10 @@ func (c *Config) Validate() error {
 	if c.C2S.PingInterval < 0 || c.C2S.PingTimeout <= 0 {
 		bad("c2s.ping_interval", "expected positive durations for c2s.ping_interval (0 disables) and c2s.ping_timeout")
 	}
+	if c.C2S.ResumeTimeout < 0 {
+		bad("c2s.resume_timeout", "expected a duration such as 5m (0s disables resumption)")
+	}
+	positive("c2s.max_unacked", c.C2S.MaxUnacked, 16)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -136,6 +136,8 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		AuthTimeout:      cfg.Auth.Timeout,
 		PingInterval:     cfg.C2S.PingInterval,
 		PingTimeout:      cfg.C2S.PingTimeout,
+		ResumeTimeout:    cfg.C2S.ResumeTimeout,
+		MaxUnacked:       cfg.C2S.MaxUnacked,
 		WebSocketOrigins: cfg.WebSocket.Origins,
 		Logger:           log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))

@@ -22,6 +22,8 @@ const (
 type StreamError struct {
 	Condition string // e.g. "not-well-formed", "policy-violation"
 	Text      string
+	// App is an optional application-specific condition element.
+	App *Element
 }
 
 func (e *StreamError) Error() string {
@@ -42,6 +44,9 @@ func (e *StreamError) Bytes() []byte {
 		b.WriteString("<text xmlns='" + NSStreams + "' xml:lang='en'>")
 		b.WriteString(EscapeText(e.Text))
 		b.WriteString("</text>")
+	}
+	if e.App != nil {
+		b.Write(e.App.Bytes())
 	}
 	b.WriteString("</stream:error>")
 	return []byte(b.String())

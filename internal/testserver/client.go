@@ -85,6 +85,29 @@ func (s *Server) Login(user, password, resource string) *Client {
 	return c
 }
 
+// Authenticate connects and authenticates but does not bind, for stream
+// management resumption tests; call StartReader before Expect.
+func (s *Server) Authenticate(user, password string) *Client {
+	s.t.Helper()
+	c := s.Connect()
+	if err := c.Auth(c.Features(), "SCRAM-SHA-256", user, password); err != nil {
+		s.t.Fatalf("login %s: %v", user, err)
+	}
+	c.startStream()
+	c.Features()
+	return c
+}
+
+// StartReader switches the client to background reading (Expect).
+func (c *Client) StartReader() { c.startReader() }
+
+// Next reads one element synchronously (before StartReader).
+func (c *Client) Next() *wire.Stanza { return c.next() }
+
+// Drop closes the TCP connection without ending the stream, like a phone
+// losing its network.
+func (c *Client) Drop() { _ = c.conn.Close() }
+
 func (c *Client) startStream() {
 	c.write("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='" + Domain + "' version='1.0'>")
 	c.rd = wire.NewReader(c.conn, wire.Limits{MaxStanzaBytes: 1 << 20})

@@ -1,0 +1,303 @@
+package c2s
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/sm"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+const nsCSI = "urn:xmpp:csi:0"
+
+// tombstones remember the final inbound h of ended resumable sessions, so a
+// late <resume/> gets <failed h=.../> and the client knows what arrived.
+type tombstones struct {
+	mu sync.Mutex
+	m  map[string]tomb
+}
+
+type tomb struct {
+	bare string
+	h    uint32
+	exp  time.Time
+}
+
+func (ts *tombstones) add(id, bare string, h uint32, ttl time.Duration) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	now := time.Now()
+	for k, v := range ts.m {
+		if now.After(v.exp) {
+			delete(ts.m, k)
+		}
+	}
+	if len(ts.m) < 100000 {
+		ts.m[id] = tomb{bare: bare, h: h, exp: now.Add(ttl)}
+	}
+}
+
+func (ts *tombstones) get(id, bare string) (uint32, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	t, ok := ts.m[id]
+	if !ok || t.bare != bare || time.Now().After(t.exp) {
+		return 0, false
+	}
+	return t.h, true
+}
+
+func smFailed(cond string, h *uint32) string {
+	b := "<failed xmlns='" + sm.NS + "'"
+	if h != nil {
+		b += " h='" + strconv.FormatUint(uint64(*h), 10) + "'"
+	}
+	return b + "><" + cond + " xmlns='" + wire.NSStanzas + "'/></failed>"
+}
+
+// handleSMBound handles stream management and CSI nonzas after binding.
+func (c *conn) handleSMBound(st *wire.Stanza) error {
+	s := c.sess
+	switch {
+	case st.NS == sm.NS && st.Name == "enable":
+		s.mu.Lock()
+		already := s.smq != nil
+		s.mu.Unlock()
+		if already {
+			return c.sessWrite(smFailed("unexpected-request", nil))
+		}
+		resume := st.Attr("resume") == "true" || st.Attr("resume") == "1"
+		max := c.srv.cfg.ResumeTimeout
+		if v, err := strconv.Atoi(st.Attr("max")); err == nil && v > 0 && time.Duration(v)*time.Second < max {
+			max = time.Duration(v) * time.Second
+		}
+		reply := "<enabled xmlns='" + sm.NS + "'"
+		s.mu.Lock()
+		s.smq = sm.NewQueue(c.srv.cfg.MaxUnacked)
+		s.hIn = 0
+		if resume && max > 0 {
+			s.smID = sm.NewID()
+			s.smMax = max
+			reply += " id='" + s.smID + "' resume='true' max='" + strconv.Itoa(int(max/time.Second)) + "'"
+		}
+		s.mu.Unlock()
+		if s.smID != "" {
+			c.srv.smDir.Add(s.smID, s.jid.Bare().String(), s)
+		}
+		return c.sessWrite(reply + "/>")
+	case st.NS == sm.NS && st.Name == "r":
+		s.mu.Lock()
+		enabled, h := s.smq != nil, s.hIn
+		s.mu.Unlock()
+		if !enabled {
+			return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "stream management is not enabled"}
+		}
+		return c.sessWrite("<a xmlns='" + sm.NS + "' h='" + strconv.FormatUint(uint64(h), 10) + "'/>")
+	case st.NS == sm.NS && st.Name == "a":
+		h, err := strconv.ParseUint(st.Attr("h"), 10, 32)
+		if err != nil {
+			return &wire.StreamError{Condition: wire.CondUndefinedCondition, Text: "the h attribute must be an unsigned 32-bit integer"}
+		}
+		return c.ackError(s.handleAck(uint32(h)))
+	case st.NS == nsCSI && (st.Name == "active" || st.Name == "inactive"):
+		s.mu.Lock()
+		s.inactive = st.Name == "inactive"
+		s.mu.Unlock()
+		if st.Name == "active" {
+			s.SetFlags(0, module.FlagInactive)
+			s.out <- outItem{flush: true}
+		} else {
+			s.SetFlags(module.FlagInactive, 0)
+		}
+		return nil
+	}
+	return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
+}
+
+func (c *conn) ackError(err error) error {
+	var high *sm.ErrTooHigh
+	if errors.As(err, &high) {
+		return &wire.StreamError{Condition: wire.CondUndefinedCondition, Text: high.Error(),
+			App: wire.NewElement(sm.NS, "handled-count-too-high", "h", strconv.FormatUint(uint64(high.H), 10),
+				"send-count", strconv.FormatUint(uint64(high.Sent), 10))}
+	}
+	return err
+}
+
+// sessWrite writes a nonza on the session's transport, in order with the
+// writer goroutine.
+func (c *conn) sessWrite(b string) error {
+	s := c.sess
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	t := s.transport()
+	if t == nil {
+		return nil
+	}
+	if err := t.writeRaw([]byte(b)); err != nil {
+		return err
+	}
+	return t.flush()
+}
+
+// resume handles <resume/> on an authenticated, unbound stream.
+func (c *conn) resume(st *wire.Stanza) error {
+	bare := c.username + "@" + c.domain
+	id := st.Attr("previd")
+	h64, err := strconv.ParseUint(st.Attr("h"), 10, 32)
+	if err != nil {
+		return c.writeNonza(smFailed("bad-request", nil))
+	}
+	s, ok := c.srv.smDir.Get(id, bare)
+	if !ok {
+		if h, ok := c.srv.tombs.get(id, bare); ok {
+			return c.writeNonza(smFailed("item-not-found", &h))
+		}
+		return c.writeNonza(smFailed("item-not-found", nil))
+	}
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return c.writeNonza(smFailed("item-not-found", nil))
+	}
+	old := s.owner
+	s.owner = nil
+	if s.hibernate != nil {
+		s.hibernate.Stop()
+		s.hibernate = nil
+	}
+	s.mu.Unlock()
+	if old != nil {
+		// The old connection may still look alive (XEP-0198 §5): take the
+		// session away from it; its reader ends without ending the session.
+		old.t.close()
+	}
+	if err := c.ackError(s.handleAck(uint32(h64))); err != nil {
+		return err
+	}
+	// Attach: replay what the client has not acknowledged, then let the
+	// writer continue on the new transport.
+	s.wmu.Lock()
+	s.mu.Lock()
+	hIn := s.hIn
+	s.t = c.t
+	s.owner = c
+	s.rPending = false
+	unacked := s.smq.Unacked()
+	// Replayed stanzas are counted again from the acknowledged point.
+	s.smq = sm.NewQueueFrom(s.smq)
+	q := s.smq
+	s.mu.Unlock()
+	werr := c.t.writeRaw([]byte("<resumed xmlns='" + sm.NS + "' previd='" + wire.EscapeAttr(id) + "' h='" + strconv.FormatUint(uint64(hIn), 10) + "'/>"))
+	for _, it := range unacked {
+		rs := withDelay(it.St, it.Stamp, c.domain)
+		_ = q.Push(it.St, it.Stamp)
+		if werr == nil {
+			werr = c.t.write(rs)
+		}
+	}
+	if werr == nil {
+		werr = c.t.flush()
+	}
+	s.wmu.Unlock()
+	c.mu.Lock()
+	c.sess = s
+	c.mu.Unlock()
+	c.bindTimer.Stop()
+	c.log = c.log.With("jid", s.jid.String())
+	c.log.Info("session resumed", "replayed", len(unacked))
+	if c.srv.cfg.PingInterval > 0 {
+		go c.pinger(s)
+	}
+	return werr
+}
+
+func (c *conn) writeNonza(b string) error {
+	if err := c.t.writeRaw([]byte(b)); err != nil {
+		return err
+	}
+	return c.t.flush()
+}
+
+// endSession is called when the connection owning s ends. It hibernates a
+// resumable session after an unclean end, otherwise terminates it.
+func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
+	s.mu.Lock()
+	if s.owner != c {
+		// Resumed on another connection meanwhile.
+		s.mu.Unlock()
+		c.t.close()
+		return
+	}
+	resumable := s.smID != "" && !clean && se == nil && !c.srv.isClosing()
+	if resumable {
+		s.owner = nil
+		s.t = nil
+		s.hibernate = time.AfterFunc(s.smMax, func() { c.srv.terminate(s, nil) })
+		s.mu.Unlock()
+		c.t.close()
+		c.log.Info("session hibernated", "jid", s.jid.String(), "unacked", s.smq.Len())
+		c.srv.reg.FireHibernated(context.Background(), s)
+		return
+	}
+	s.mu.Unlock()
+	c.srv.terminate(s, se)
+}
+
+// terminate ends a session for good: stream closed, unacknowledged
+// messages stored offline (they were archived already, so they are not
+// routed again), unanswered IQs bounced, unavailable broadcast.
+func (srv *Server) terminate(s *session, se *wire.StreamError) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	if s.hibernate != nil {
+		s.hibernate.Stop()
+	}
+	q, id, h := s.smq, s.smID, s.hIn
+	s.mu.Unlock()
+	if id != "" {
+		srv.smDir.Remove(id)
+		srv.tombs.add(id, s.jid.Bare().String(), h, 2*srv.cfg.ResumeTimeout)
+	}
+	s.Close(se)
+	ctx := context.Background()
+	if srv.router.Unbind(s) {
+		if q != nil {
+			srv.rescue(ctx, s, q.Unacked())
+		}
+		srv.reg.FireUnbound(ctx, s)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		if t := s.transport(); t != nil {
+			t.close()
+		}
+	}
+}
+
+// rescue handles stanzas the client never acknowledged.
+func (srv *Server) rescue(ctx context.Context, s *session, items []sm.Item) {
+	for _, it := range items {
+		st := it.St
+		switch {
+		case st.Name == "message" && xep.OfflineWorthy(st):
+			ev := &module.Event{Stanza: withDelay(st, it.Stamp, s.jid.Domainpart()), To: s.jid.Bare(), Origin: module.Origin{Kind: module.FromLocal}}
+			ev.From, _ = jid.Parse(st.From)
+			module.RunChain(ctx, srv.reg.UndeliverableHooks(), ev)
+		case st.Name == "iq" && (st.Type == "get" || st.Type == "set"):
+			srv.router.Bounce(ctx, st, wire.ErrRecipientUnavailable, "")
+		}
+	}
+}

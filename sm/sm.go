@@ -1,0 +1,149 @@
+// Package sm holds XEP-0198 stream management state: the counters and the
+// buffer of stanzas not yet acknowledged by the client, and the directory
+// of sessions that can be resumed.
+package sm
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// NS is the stream management namespace.
+const NS = "urn:xmpp:sm:3"
+
+// Item is an outbound stanza kept until the client acknowledges it.
+type Item struct {
+	St    *wire.Stanza
+	Stamp time.Time // when it was first queued, for <delay/> on resend
+}
+
+// ErrTooHigh is returned when a client acknowledges more than was sent.
+type ErrTooHigh struct{ H, Sent uint32 }
+
+func (e *ErrTooHigh) Error() string {
+	return fmt.Sprintf("You acknowledged %d stanzas, but I only sent you %d so far.", e.H, e.Sent)
+}
+
+// ErrFull is returned when the unacknowledged buffer is at its limit.
+var ErrFull = errors.New("sm: too many unacknowledged stanzas")
+
+// Queue counts stanzas sent to a client and keeps those not yet
+// acknowledged. Counters are 32-bit and wrap (XEP-0198 §4).
+type Queue struct {
+	mu    sync.Mutex
+	items []Item
+	sent  uint32 // stanzas counted as sent (h the client should reach)
+	acked uint32 // last h the client acknowledged
+	max   int
+}
+
+// NewQueue returns a queue holding at most max unacknowledged stanzas.
+func NewQueue(max int) *Queue { return &Queue{max: max} }
+
+// Push records st as sent.
+func (q *Queue) Push(st *wire.Stanza, now time.Time) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.max > 0 && len(q.items) >= q.max {
+		return ErrFull
+	}
+	q.items = append(q.items, Item{St: st, Stamp: now})
+	q.sent++
+	return nil
+}
+
+// Ack processes <a h=/>: it drops acknowledged stanzas.
+func (q *Queue) Ack(h uint32) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := h - q.acked // stanzas newly acknowledged, modulo 2^32
+	if n > uint32(len(q.items)) {
+		return &ErrTooHigh{H: h, Sent: q.sent}
+	}
+	q.items = append(q.items[:0:0], q.items[n:]...)
+	q.acked = h
+	return nil
+}
+
+// Unacked returns the stanzas not yet acknowledged, oldest first.
+func (q *Queue) Unacked() []Item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]Item(nil), q.items...)
+}
+
+// Len is the number of unacknowledged stanzas.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Sent is the outbound counter.
+func (q *Queue) Sent() uint32 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.sent
+}
+
+// NewID returns an unguessable resumption id (128 random bits).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Directory maps resumption ids to sessions. An id is bound to the account
+// it was issued for: a client of another account cannot resume it.
+type Directory[S any] struct {
+	mu sync.Mutex
+	m  map[string]entry[S]
+}
+
+type entry[S any] struct {
+	bare string
+	s    S
+}
+
+// NewDirectory returns an empty directory.
+func NewDirectory[S any]() *Directory[S] { return &Directory[S]{m: map[string]entry[S]{}} }
+
+// Add registers a resumable session.
+func (d *Directory[S]) Add(id, bare string, s S) {
+	d.mu.Lock()
+	d.m[id] = entry[S]{bare: bare, s: s}
+	d.mu.Unlock()
+}
+
+// Get returns the session for id if it belongs to bare.
+func (d *Directory[S]) Get(id, bare string) (S, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.m[id]
+	if !ok || e.bare != bare {
+		var zero S
+		return zero, false
+	}
+	return e.s, true
+}
+
+// Remove forgets id.
+func (d *Directory[S]) Remove(id string) {
+	d.mu.Lock()
+	delete(d.m, id)
+	d.mu.Unlock()
+}
+
+// NewQueueFrom returns an empty queue continuing q's acknowledged counter,
+// for replaying unacknowledged stanzas on resumption.
+func NewQueueFrom(q *Queue) *Queue {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return &Queue{max: q.max, sent: q.acked, acked: q.acked}
+}
