@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,9 +29,27 @@ func runCLI(t *testing.T, stdin string, args ...string) cliResult {
 
 func runCLIContext(t *testing.T, ctx context.Context, stdin string, args ...string) cliResult {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	code := execute(ctx, args, strings.NewReader(stdin), &out, &errOut)
 	return cliResult{out.String(), errOut.String(), code}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // testCLIConfig writes a config with a temporary data_dir, two hosts and
@@ -343,6 +362,7 @@ func TestServe(t *testing.T) {
 	select {
 	case r := <-done:
 		r.ok(t, "")
+		t.Logf("serve log:\n%s", r.err)
 		if !strings.Contains(r.err, `"msg":"configuration loaded"`) {
 			t.Errorf("stderr is not the JSON log: %q", r.err)
 		}
