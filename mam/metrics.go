@@ -1,0 +1,30 @@
+package mam
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	archived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "mam", Name: "archived_total",
+		Help: "Messages stored in archives, by direction (in, out).",
+	}, []string{"direction"})
+	duplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "mam", Name: "duplicates_total",
+		Help: "Resent messages (same origin-id and sender) not archived again.",
+	})
+	storeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "mam", Name: "store_errors_total",
+		Help: "Messages that could not be archived (delivered anyway).",
+	})
+	queries = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "mam", Name: "queries_total",
+		Help: "Archive queries answered.",
+	})
+	purged = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "mam", Name: "purged_total",
+		Help: "Messages deleted by the retention policy.",
+	})
+)
+
+func init() {
+	prometheus.MustRegister(archived, duplicates, storeErrors, queries, purged)
+}

@@ -1,0 +1,419 @@
+package mam
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+// Namespaces.
+const (
+	NS         = "urn:xmpp:mam:2"
+	NSExtended = "urn:xmpp:mam:2#extended"
+	NSForward  = "urn:xmpp:forward:0"
+	NSRSM      = "http://jabber.org/protocol/rsm"
+	nsCarbons  = "urn:xmpp:carbons:2"
+)
+
+// Accounts reports whether a local account exists (storage.Accounts
+// satisfies it).
+type Accounts interface {
+	AccountExists(ctx context.Context, bare string) (bool, error)
+}
+
+// Module implements module.Module, module.Starter and module.Stopper.
+type Module struct {
+	cfg      Config
+	log      *slog.Logger
+	archive  storage.Archive
+	roster   storage.Roster
+	accounts Accounts
+	now      func() time.Time
+
+	reg *module.Registry
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+var (
+	_ module.Module  = (*Module)(nil)
+	_ module.Starter = (*Module)(nil)
+	_ module.Stopper = (*Module)(nil)
+)
+
+// New returns the module. roster is used for the "roster" archiving
+// policy; when nil, that policy archives everything. accounts keeps
+// messages to non-existent local users out of the archive; when nil every
+// local user is assumed to exist.
+func New(cfg Config, archive storage.Archive, roster storage.Roster, accounts Accounts) *Module {
+	cfg = cfg.withDefaults()
+	return &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, accounts: accounts, now: time.Now}
+}
+
+// Name implements module.Module.
+func (m *Module) Name() string { return "mam" }
+
+// Register implements module.Module.
+func (m *Module) Register(r *module.Registry) error {
+	m.reg = r
+	r.AccountFeature(NS, NSExtended, xep.NSSID)
+	r.Feature(xep.NSSID)
+	r.Outbound(m.outbound)
+	r.Inbound(m.inbound)
+	r.IQ(NS, "query", module.TargetAccount, m.handleQuery)
+	r.IQ(NS, "metadata", module.TargetAccount, m.handleMetadata)
+	r.IQ(NS, "prefs", module.TargetAccount, m.handlePrefs)
+	return nil
+}
+
+// Start implements module.Starter: with a retention period, a background
+// loop deletes expired messages.
+func (m *Module) Start(ctx context.Context) error {
+	if m.cfg.Retention <= 0 || m.stop != nil {
+		return nil
+	}
+	m.stop = make(chan struct{})
+	m.done.Add(1)
+	go m.purgeLoop(m.stop)
+	return nil
+}
+
+// Stop implements module.Stopper.
+func (m *Module) Stop(ctx context.Context) error {
+	if m.stop == nil {
+		return nil
+	}
+	close(m.stop)
+	m.stop = nil
+	ch := make(chan struct{})
+	go func() { m.done.Wait(); close(ch) }()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Module) purgeLoop(stop chan struct{}) {
+	defer m.done.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	t := time.NewTicker(m.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		m.Purge(ctx)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Purge deletes messages older than the retention period, in batches, and
+// returns how many it deleted. It does nothing without a retention period.
+func (m *Module) Purge(ctx context.Context) int {
+	if m.cfg.Retention <= 0 {
+		return 0
+	}
+	cutoff := m.now().Add(-m.cfg.Retention)
+	total := 0
+	for ctx.Err() == nil {
+		n, err := m.archive.DeleteArchiveBefore(ctx, cutoff, m.cfg.PurgeBatch)
+		total += n
+		purged.Add(float64(n))
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Error("mam: retention purge failed", "err", err)
+			}
+			break
+		}
+		if n < m.cfg.PurgeBatch {
+			break
+		}
+	}
+	return total
+}
+
+// shouldArchive decides from a message's content whether it belongs in a
+// user archive (XEP-0313 §7.1.1, XEP-0334).
+//
+// Never: errors, headlines, groupchat (MUC archives are the room's job),
+// no-store / no-permanent-store hints, chat states without content, MAM
+// results and carbon copies.
+//
+// Always: a <body/>, an OMEMO <encrypted/> payload in either namespace
+// (with or without body: we cannot tell what it holds), a <subject/>.
+//
+// Receipts and markers: we follow Prosody's mod_mam, which archives XEP-0333
+// chat markers so that a client catching up through MAM learns what the
+// user already read on another device. XEP-0184 receipts without a body are
+// not archived (they only matter to the live conversation); a client that
+// wants one kept adds the XEP-0334 <store/> hint, which is honoured for any
+// message that is not only a chat state.
+func shouldArchive(st *wire.Stanza) bool {
+	if st.Name != "message" {
+		return false
+	}
+	switch st.Type {
+	case "", "normal", "chat":
+	default:
+		return false
+	}
+	if xep.Hint(st, "no-store") || xep.Hint(st, "no-permanent-store") {
+		return false
+	}
+	if st.Child(NS, "result") != nil || st.Child(nsCarbons, "sent") != nil || st.Child(nsCarbons, "received") != nil {
+		return false
+	}
+	if xep.HasBody(st) || xep.IsEncrypted(st) || st.Child(wire.NSClient, "subject") != nil {
+		return true
+	}
+	for _, c := range st.Tree().Elements() {
+		if c.Name.Space == xep.NSMarkers {
+			return true
+		}
+	}
+	return xep.Hint(st, "store") && !xep.IsChatStateOnly(st)
+}
+
+// outbound archives a local user's message into the sender's archive.
+func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict {
+	st := ev.Stanza
+	if st.Name != "message" || ev.Origin.Kind != module.FromClient || ev.From.Localpart() == "" {
+		return module.Continue
+	}
+	owner := ev.From.Bare()
+	// XEP-0359: the user's own client cannot claim a place in the user's
+	// archive (it would show up in sent carbons and the archive).
+	if s := stripStanzaID(st, owner.String()); s != st {
+		ev.Stanza, st = s, s
+	}
+	if ev.To.Bare().Equal(owner) {
+		// To the user's own account: the inbound hook archives it, once.
+		return module.Continue
+	}
+	if !shouldArchive(st) {
+		return module.Continue
+	}
+	if id := m.store(ctx, owner, ev.To, ev.From, st, "out"); id != "" {
+		ev.ArchiveID = id
+	}
+	return module.Continue
+}
+
+// inbound archives a message into the local recipient's archive and
+// stamps it with the archive id.
+func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
+	// An id from the outbound chain belongs to the sender's archive.
+	ev.ArchiveID = ""
+	st := ev.Stanza
+	if st.Name != "message" || ev.To.Localpart() == "" {
+		return module.Continue
+	}
+	owner := ev.To.Bare()
+	if ev.Origin.Kind == module.FromLocal {
+		if st.Child(NS, "result") != nil {
+			// Our own query result: if the querying session is gone, drop
+			// it rather than let RFC 6121 hand it to other resources.
+			if ev.To.Resourcepart() != "" && m.reg.Sessions().Session(ev.To) == nil {
+				return module.Drop
+			}
+			return module.Continue
+		}
+		if hasStanzaID(st, owner.String()) {
+			// Generated here and already archived (e.g. redelivery).
+			return module.Continue
+		}
+	} else if s := stripStanzaID(st, owner.String()); s != st {
+		// XEP-0359 §4: nobody else may speak for this archive.
+		ev.Stanza, st = s, s
+	}
+	if ev.From.Domainpart() == "" || !shouldArchive(st) || !m.exists(ctx, owner) {
+		return module.Continue
+	}
+	id := m.store(ctx, owner, ev.From, ev.From, st, "in")
+	if id == "" {
+		return module.Continue
+	}
+	ev.Stanza = addStanzaID(st, owner.String(), id)
+	ev.ArchiveID = id
+	return module.Continue
+}
+
+func (m *Module) exists(ctx context.Context, owner jid.JID) bool {
+	if m.accounts == nil || len(m.reg.Sessions().Resources(owner)) > 0 {
+		return true
+	}
+	ok, err := m.accounts.AccountExists(ctx, owner.String())
+	if err != nil {
+		m.log.Error("mam: account lookup failed", "user", owner.String(), "err", err)
+		return false
+	}
+	return ok
+}
+
+// store archives st in owner's archive unless the user's preferences say
+// otherwise or it is a resend of an archived message (then the earlier
+// message's id is returned). It returns "" when nothing was archived.
+// Storage errors are logged and the message is delivered anyway: losing
+// one archive entry is better than losing the message.
+func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire.Stanza, direction string) string {
+	ok, err := m.allowed(ctx, owner, other)
+	if err != nil {
+		storeErrors.Inc()
+		m.log.Error("mam: reading preferences failed", "user", owner.String(), "err", err)
+		return ""
+	}
+	if !ok {
+		return ""
+	}
+	now := m.now()
+	originID := ""
+	if o := st.Child(xep.NSSID, "origin-id"); o != nil {
+		originID = o.AttrValue("id")
+	}
+	if originID != "" && m.cfg.DedupWindow > 0 {
+		prev, err := m.archive.FindArchivedByOrigin(ctx, owner.String(), originID, from.String(), now.Add(-m.cfg.DedupWindow))
+		if err == nil {
+			duplicates.Inc()
+			return prev.ID
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			m.log.Error("mam: duplicate lookup failed", "user", owner.String(), "err", err)
+		}
+	}
+	id, err := m.archive.AppendArchive(ctx, owner.String(), storage.ArchivedMessage{
+		With:         other.Bare().String(),
+		WithResource: other.Resourcepart(),
+		Timestamp:    now,
+		OriginID:     originID,
+		FromFull:     from.String(),
+		Raw:          st.Raw,
+	})
+	if err != nil {
+		storeErrors.Inc()
+		m.log.Error("mam: archiving failed", "user", owner.String(), "err", err)
+		return ""
+	}
+	archived.WithLabelValues(direction).Inc()
+	return id
+}
+
+// allowed applies the XEP-0441 preferences of owner to a message with
+// other. A JID on the never list wins over the always list.
+func (m *Module) allowed(ctx context.Context, owner, other jid.JID) (bool, error) {
+	p, err := m.prefs(ctx, owner)
+	if err != nil {
+		return false, err
+	}
+	if matchAny(p.Never, other) {
+		return false, nil
+	}
+	if matchAny(p.Always, other) {
+		return true, nil
+	}
+	switch p.Default {
+	case storage.ArchiveNever:
+		return false, nil
+	case storage.ArchiveRoster:
+		if m.roster == nil || other.Bare().Equal(owner) {
+			return true, nil
+		}
+		_, err := m.roster.RosterItem(ctx, owner.String(), other.Bare().String())
+		if errors.Is(err, storage.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	default:
+		return true, nil
+	}
+}
+
+func (m *Module) prefs(ctx context.Context, owner jid.JID) (storage.ArchivePrefs, error) {
+	p, err := m.archive.ArchivePrefs(ctx, owner.String())
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.ArchivePrefs{Default: m.cfg.DefaultPolicy}, nil
+	}
+	return p, err
+}
+
+// matchAny implements XEP-0441 §2.4.1: a listed full JID matches the target
+// as is, a listed bare JID matches the target's bare JID.
+func matchAny(list []string, target jid.JID) bool {
+	for _, s := range list {
+		j, err := jid.Parse(s)
+		if err != nil {
+			continue
+		}
+		if j.Resourcepart() == "" {
+			if j.Equal(target.Bare()) {
+				return true
+			}
+		} else if j.Equal(target) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasStanzaID reports whether st carries a stanza-id by 'by'.
+func hasStanzaID(st *wire.Stanza, by string) bool {
+	for _, e := range st.Tree().ChildrenNamed(xep.NSSID, "stanza-id") {
+		if sameJID(e.AttrValue("by"), by) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripStanzaID returns st without stanza-ids by 'by', or st itself when
+// it has none.
+func stripStanzaID(st *wire.Stanza, by string) *wire.Stanza {
+	if st.Name != "message" || !hasStanzaID(st, by) {
+		return st
+	}
+	t := st.Tree().Copy()
+	out := t.Children[:0]
+	for _, c := range t.Children {
+		if c.Elem != nil && c.Elem.Name.Space == xep.NSSID && c.Elem.Name.Local == "stanza-id" && sameJID(c.Elem.AttrValue("by"), by) {
+			continue
+		}
+		out = append(out, c)
+	}
+	t.Children = out
+	return wire.FromElement(t)
+}
+
+// addStanzaID returns a copy of st with <stanza-id by= id=/>.
+func addStanzaID(st *wire.Stanza, by, id string) *wire.Stanza {
+	t := st.Tree().Copy()
+	t.Add(wire.NewElement(xep.NSSID, "stanza-id", "by", by, "id", id))
+	return wire.FromElement(t)
+}
+
+// sameJID compares JIDs after normalization (falling back to the strings
+// when one does not parse).
+func sameJID(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ja, err1 := jid.Parse(a)
+	jb, err2 := jid.Parse(b)
+	return err1 == nil && err2 == nil && ja.Equal(jb)
+}
