@@ -1,0 +1,292 @@
+// Package im implements instant messaging and presence (RFC 6121) as a
+// module: the roster (with XEP-0237 versioning), presence broadcast and
+// probes, presence subscriptions with pre-approval, offline messages
+// (XEP-0160) and the blocking command (XEP-0191).
+//
+// The user's side of a subscription changes in the Outbound hook (when the
+// user's client sends the stanza); the contact's side changes in the Inbound
+// hook when the stanza arrives, so the same code serves local and remote
+// contacts.
+package im
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+// Namespaces of the stream features this module offers.
+const (
+	NSPreApproval = "urn:xmpp:features:pre-approval"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxRosterItems     = 1000
+	DefaultMaxOfflineMessages = 500
+	DefaultMaxBlockItems      = 1000
+	// MaxNameLength and MaxGroupLength bound roster item names and group
+	// names in bytes (RFC 6121 §2.3.3 "server-configured limit").
+	MaxNameLength  = 1023
+	MaxGroupLength = 1023
+	// maxBlockCache bounds the number of users whose block list is cached.
+	maxBlockCache = 100_000
+)
+
+// Config configures the module. Zero limits take the defaults; a negative
+// limit means no limit.
+type Config struct {
+	MaxRosterItems     int
+	MaxOfflineMessages int
+	MaxBlockItems      int
+	Logger             *slog.Logger
+	// UserExists reports whether a local account exists. Inbound
+	// subscription stanzas and probes for accounts that do not exist are
+	// dropped. When nil, the roster store is asked if it implements
+	// AccountExists (storage.Accounts); otherwise every user is assumed
+	// to exist.
+	UserExists func(ctx context.Context, bare string) (bool, error)
+}
+
+// Module implements module.Module.
+type Module struct {
+	cfg     Config
+	log     *slog.Logger
+	roster  storage.Roster
+	offline storage.Offline
+	blocks  storage.Blocklist
+
+	sender   module.Sender
+	sessions module.Sessions
+
+	// locks serialize read-modify-write of one user's roster (striped by
+	// user). They are never held while routing, so handlers that trigger
+	// each other (both users local) cannot deadlock.
+	locks [64]sync.Mutex
+
+	stateMu sync.Mutex
+	state   map[module.Session]*sessState
+
+	blockMu    sync.Mutex
+	blockCache map[string]blockSet
+	blockGen   uint64
+}
+
+// sessState is what the module remembers about one bound session.
+type sessState struct {
+	directed      map[string]bool // JIDs that got directed presence not covered by a subscription
+	blockInterest bool            // the session requested the block list
+}
+
+var _ module.Module = (*Module)(nil)
+
+// New returns the module.
+func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks storage.Blocklist) *Module {
+	if cfg.MaxRosterItems == 0 {
+		cfg.MaxRosterItems = DefaultMaxRosterItems
+	}
+	if cfg.MaxOfflineMessages == 0 {
+		cfg.MaxOfflineMessages = DefaultMaxOfflineMessages
+	}
+	if cfg.MaxBlockItems == 0 {
+		cfg.MaxBlockItems = DefaultMaxBlockItems
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.UserExists == nil {
+		if a, ok := roster.(interface {
+			AccountExists(ctx context.Context, bare string) (bool, error)
+		}); ok {
+			cfg.UserExists = a.AccountExists
+		}
+	}
+	return &Module{cfg: cfg, log: cfg.Logger.With("module", "im"), roster: roster, offline: offline, blocks: blocks,
+		state: map[module.Session]*sessState{}, blockCache: map[string]blockSet{}}
+}
+
+// Name implements module.Module.
+func (m *Module) Name() string { return "im" }
+
+// Register implements module.Module.
+func (m *Module) Register(r *module.Registry) error {
+	m.sender = r.Sender()
+	m.sessions = r.Sessions()
+	if m.sender == nil || m.sessions == nil {
+		return errors.New("im: registry has no sender or session directory")
+	}
+	r.IQ(xep.NSRoster, "query", module.TargetAccount, m.handleRoster)
+	r.StreamFeature(func(authenticated bool) *wire.Element {
+		if !authenticated {
+			return nil
+		}
+		return wire.NewElement(xep.NSRosterVer, "ver")
+	})
+	r.StreamFeature(func(authenticated bool) *wire.Element {
+		if !authenticated {
+			return nil
+		}
+		return wire.NewElement(NSPreApproval, "sub")
+	})
+	if m.blocks != nil {
+		r.Feature(xep.NSBlocking)
+		r.IQ(xep.NSBlocking, "blocklist", module.TargetAccount, m.handleBlocklist)
+		r.IQ(xep.NSBlocking, "block", module.TargetAccount, m.handleBlock)
+		r.IQ(xep.NSBlocking, "unblock", module.TargetAccount, m.handleUnblock)
+	}
+	if m.offline != nil {
+		r.Feature(xep.NSOffline)
+		r.Undeliverable(m.undeliverable)
+	}
+	r.Outbound(m.outbound)
+	r.Inbound(m.inbound)
+	r.OnUnbound(m.unbound)
+	return nil
+}
+
+// outbound hooks stanzas from local clients.
+func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict {
+	if v := m.outboundBlocked(ctx, ev); v != module.Continue {
+		return v
+	}
+	if ev.Stanza.Name != "presence" {
+		return module.Continue
+	}
+	return m.outboundPresence(ctx, ev)
+}
+
+// inbound hooks stanzas to local entities.
+func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
+	if ev.To.Localpart() == "" {
+		return module.Continue
+	}
+	if v := m.inboundBlocked(ctx, ev); v != module.Continue {
+		return v
+	}
+	if ev.Stanza.Name != "presence" {
+		return module.Continue
+	}
+	switch ev.Stanza.Type {
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		return m.inboundSubscription(ctx, ev)
+	case "probe":
+		return m.inboundProbe(ctx, ev)
+	}
+	return module.Continue
+}
+
+// lock locks the roster of bare and returns the unlock function.
+func (m *Module) lock(bare string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(bare))
+	mu := &m.locks[h.Sum32()%uint32(len(m.locks))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// sessionState returns the state of s, creating it when create is set.
+func (m *Module) sessionState(s module.Session, create bool) *sessState {
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	st := m.state[s]
+	if st == nil && create {
+		st = &sessState{}
+		m.state[s] = st
+	}
+	return st
+}
+
+// originSession returns the client session that sent ev.
+func (m *Module) originSession(ev *module.Event) module.Session {
+	if ev.Origin.Session != nil {
+		return ev.Origin.Session
+	}
+	if ev.Origin.Kind == module.FromClient && ev.From.Resourcepart() != "" {
+		return m.sessions.Session(ev.From)
+	}
+	return nil
+}
+
+// userExists reports whether the local account bare exists.
+func (m *Module) userExists(ctx context.Context, bare jid.JID) bool {
+	if len(m.sessions.Resources(bare)) > 0 {
+		return true
+	}
+	if m.cfg.UserExists == nil {
+		return true
+	}
+	ok, err := m.cfg.UserExists(ctx, bare.String())
+	if err != nil {
+		m.log.Error("account lookup failed", "user", bare.String(), "err", err)
+		return false
+	}
+	return ok
+}
+
+// route sends a server-generated stanza into normal routing.
+func (m *Module) route(ctx context.Context, st *wire.Stanza) {
+	if st == nil {
+		return
+	}
+	if err := m.sender.Route(ctx, st); err != nil {
+		m.log.Debug("route failed", "to", st.To, "err", err)
+	}
+}
+
+// routeAll routes stanzas in order.
+func (m *Module) routeAll(ctx context.Context, sts []*wire.Stanza) {
+	for _, st := range sts {
+		m.route(ctx, st)
+	}
+}
+
+// availableResources returns the sessions of bare with available presence.
+func (m *Module) availableResources(bare jid.JID) []module.Session {
+	var out []module.Session
+	for _, s := range m.sessions.Resources(bare) {
+		if s.Presence() != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// sameBare reports whether a and b have the same bare JID.
+func sameBare(a, b jid.JID) bool {
+	return a.Localpart() == b.Localpart() && a.Domainpart() == b.Domainpart()
+}
+
+// newID returns a random stanza id.
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// presence builds a presence stanza without payload.
+func presence(typ, from, to string) *wire.Stanza {
+	return wire.FromElement(wire.NewElement(wire.NSClient, "presence", "type", typ, "from", from, "to", to))
+}
+
+// stanzaErr is a helper for IQ handler errors.
+func stanzaErr(cond, text string) error { return &module.StanzaError{Condition: cond, Text: text} }
+
+// isNotFound reports storage.ErrNotFound.
+func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+
+// wireAttr is a plain attribute, for values that may be empty.
+func wireAttr(name, value string) xml.Attr {
+	return xml.Attr{Name: xml.Name{Local: name}, Value: value}
+}

@@ -1,0 +1,81 @@
+package im
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+// undeliverable stores messages for users with no available resource
+// (XEP-0160). Messages not worth storing are left to the router (dropped).
+func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Verdict {
+	st := ev.Stanza
+	if st.Name != "message" || !xep.OfflineWorthy(st) {
+		return module.Continue
+	}
+	owner := ev.To.Bare().String()
+	stamp := time.Now().UTC()
+	stored := withDelay(st, ev.To.Domainpart(), stamp)
+	max := m.cfg.MaxOfflineMessages
+	if max < 0 {
+		max = 0
+	}
+	if _, err := m.offline.StoreOffline(ctx, owner, stored.Raw, stamp, max); err != nil {
+		if errors.Is(err, storage.ErrQuotaExceeded) {
+			m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "offline storage for "+owner+" is full"))
+			return module.Handled
+		}
+		m.log.Error("storing offline message", "user", owner, "err", err)
+		m.route(ctx, wire.ErrorReply(st, wire.ErrInternalServerError, ""))
+		return module.Handled
+	}
+	return module.Handled
+}
+
+// withDelay returns a copy of st with an XEP-0203 <delay/> from domain.
+func withDelay(st *wire.Stanza, domain string, stamp time.Time) *wire.Stanza {
+	e := st.Tree().Copy()
+	e.Add(wire.NewElement(xep.NSDelay, "delay", "from", domain, "stamp", stamp.UTC().Format(time.RFC3339)).
+		AddText("Offline Storage"))
+	return wire.FromElement(e)
+}
+
+// deliverOffline sends the stored messages to a session that has just
+// become available with non-negative priority, then deletes them.
+func (m *Module) deliverOffline(ctx context.Context, s module.Session) {
+	if m.offline == nil {
+		return
+	}
+	owner := s.JID().Bare().String()
+	// Two resources coming online at once must not both get the queue.
+	unlock := m.lock(owner)
+	defer unlock()
+	msgs, err := m.offline.OfflineMessages(ctx, owner)
+	if err != nil {
+		m.log.Error("loading offline messages", "user", owner, "err", err)
+		return
+	}
+	var upTo int64
+	for _, msg := range msgs {
+		st, err := wire.Parse(msg.Raw, wire.Limits{})
+		if err != nil {
+			m.log.Error("stored offline message is not well-formed", "user", owner, "id", msg.ID, "err", err)
+			upTo = msg.ID
+			continue
+		}
+		if err := s.Send(st); err != nil {
+			break
+		}
+		upTo = msg.ID
+	}
+	if upTo > 0 {
+		if err := m.offline.DeleteOffline(ctx, owner, upTo); err != nil {
+			m.log.Error("deleting delivered offline messages", "user", owner, "err", err)
+		}
+	}
+}
