@@ -1,0 +1,233 @@
+// Package carbons implements XEP-0280 Message Carbons (urn:xmpp:carbons:2):
+// a user's carbons-enabled resources get <sent/> copies of the messages the
+// user's other resources send and <received/> copies of messages delivered
+// to the user's other resources.
+//
+// Copies wrap the stanza as it is delivered, so this module must be
+// registered after mam: received copies then carry the recipient archive's
+// <stanza-id/>, and sent copies get the sender archive's stanza-id
+// (module.Event.ArchiveID, XEP-0313 §3.3) although the original sent to
+// the contact does not.
+//
+// Copies are written straight into the sessions (module.Session.Send) rather
+// than routed: a copy for a resource that went away in the meantime is
+// dropped instead of being redelivered by RFC 6121 to the bare JID, and
+// copies never re-enter the hook chains.
+package carbons
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+// Namespaces.
+const (
+	NS        = "urn:xmpp:carbons:2"
+	NSForward = "urn:xmpp:forward:0"
+	nsMAM     = "urn:xmpp:mam:2"
+	nsMUCUser = "http://jabber.org/protocol/muc#user"
+	nsInvite  = "jabber:x:conference" // XEP-0249 direct invitation
+)
+
+// Config configures the module.
+type Config struct {
+	Logger *slog.Logger
+}
+
+// Module implements module.Module.
+type Module struct {
+	log *slog.Logger
+	reg *module.Registry
+}
+
+var _ module.Module = (*Module)(nil)
+
+// New returns the module.
+func New(cfg Config) *Module {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Module{log: cfg.Logger}
+}
+
+// Name implements module.Module.
+func (m *Module) Name() string { return "carbons" }
+
+// Register implements module.Module.
+func (m *Module) Register(r *module.Registry) error {
+	m.reg = r
+	r.Feature(NS)
+	r.IQ(NS, "enable", module.TargetAccount, m.handleToggle)
+	r.IQ(NS, "disable", module.TargetAccount, m.handleToggle)
+	r.Outbound(m.outbound)
+	r.Inbound(m.inbound)
+	return nil
+}
+
+// handleToggle enables or disables carbons for the requesting session
+// (§3, §4). Repeated requests simply succeed (§9.1).
+func (m *Module) handleToggle(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	s := ev.Origin.Session
+	if ev.Origin.Kind != module.FromClient || s == nil || !ev.From.Bare().Equal(ev.To.Bare()) {
+		return nil, module.Errorf(wire.ErrNotAllowed, "carbons are enabled by the user's own sessions")
+	}
+	if ev.Stanza.Type != "set" {
+		return nil, module.Err(wire.ErrBadRequest)
+	}
+	if ev.Stanza.Tree().FirstElement().Name.Local == "enable" {
+		s.SetFlags(module.FlagCarbons, 0)
+	} else {
+		s.SetFlags(0, module.FlagCarbons)
+	}
+	return nil, nil
+}
+
+// isCarbon reports whether st carries a carbon copy.
+func isCarbon(st *wire.Stanza) bool {
+	return st.Child(NS, "sent") != nil || st.Child(NS, "received") != nil
+}
+
+// eligible implements §6.1 for the messages this server sees. A
+// <private/> element or an XEP-0334 <no-copy/> hint (either one, as
+// Prosody does) opts a message out; errors are never copied (we do not
+// track which message an error answers); groupchat is left to the MUC.
+func eligible(st *wire.Stanza) bool {
+	if st.Name != "message" || st.Child(NS, "private") != nil || xep.Hint(st, "no-copy") ||
+		isCarbon(st) || st.Child(nsMAM, "result") != nil {
+		return false
+	}
+	switch st.Type {
+	case "chat":
+		return true
+	case "", "normal":
+	default: // error, groupchat, headline
+		return false
+	}
+	if xep.HasBody(st) || xep.IsEncrypted(st) || st.Child(nsInvite, "x") != nil ||
+		st.Child(nsMUCUser, "x").Child(nsMUCUser, "invite") != nil {
+		return true
+	}
+	for _, c := range st.Tree().Elements() {
+		switch c.Name.Space {
+		case xep.NSReceipts, xep.NSChatStates, xep.NSMarkers:
+			return true
+		}
+	}
+	return false
+}
+
+// outbound sends <sent/> copies of a user's message to the user's other
+// carbons-enabled resources (§7).
+func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict {
+	st := ev.Stanza
+	if ev.Origin.Kind != module.FromClient || st.Name != "message" || ev.From.Localpart() == "" || !eligible(st) {
+		return module.Continue
+	}
+	user := ev.From.Bare()
+	if ev.To.Bare().Equal(user) {
+		// To the user's own account: the resources get the message itself,
+		// or a <received/> copy from the inbound hook.
+		return module.Continue
+	}
+	var fwd *wire.Stanza
+	for _, s := range m.reg.Sessions().Resources(user) {
+		if s.JID().Equal(ev.From) || s.Flags()&module.FlagCarbons == 0 {
+			continue
+		}
+		if fwd == nil {
+			fwd = st
+			if ev.ArchiveID != "" {
+				t := st.Tree().Copy()
+				t.Add(wire.NewElement(xep.NSSID, "stanza-id", "by", user.String(), "id", ev.ArchiveID))
+				fwd = wire.FromElement(t)
+			}
+		}
+		m.deliver(s, "sent", user, fwd)
+	}
+	return module.Continue
+}
+
+// inbound drops forged carbons and sends <received/> copies to the user's
+// carbons-enabled resources that do not get the message itself (§6).
+func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
+	st := ev.Stanza
+	if st.Name != "message" || ev.To.Localpart() == "" {
+		return module.Continue
+	}
+	if isCarbon(st) {
+		if ev.Origin.Kind != module.FromLocal {
+			// Only this server makes carbons for its users (§11,
+			// CVE-2017-5589): anything else is an impersonation attempt.
+			return module.Drop
+		}
+		return module.Continue
+	}
+	if !eligible(st) {
+		return module.Continue
+	}
+	if st.Type == "chat" && st.Child(nsMUCUser, "x") != nil && ev.From.Resourcepart() != "" &&
+		st.Child(nsMUCUser, "x").Child(nsMUCUser, "invite") == nil {
+		// A private message from a MUC occupant: the room already sends it
+		// to every joined client (§6.1).
+		return module.Continue
+	}
+	user := ev.To.Bare()
+	sessions := m.reg.Sessions()
+	// Who gets the message itself, by the router's RFC 6121 §8.5 rules.
+	var target module.Session
+	if ev.To.Resourcepart() != "" {
+		target = sessions.Session(ev.To)
+	}
+	for _, s := range sessions.Resources(user) {
+		if s.Flags()&module.FlagCarbons == 0 || s.JID().Equal(ev.From) {
+			continue
+		}
+		if target != nil {
+			if s == target {
+				continue
+			}
+		} else if s.Presence() != nil && s.Priority() >= 0 {
+			continue
+		}
+		m.deliver(s, "received", user, st)
+	}
+	return module.Continue
+}
+
+// deliver writes one copy into a session; a closed session just misses it.
+func (m *Module) deliver(s module.Session, kind string, user jid.JID, st *wire.Stanza) {
+	c, err := wrap(kind, user.String(), s.JID().String(), st)
+	if err != nil {
+		m.log.Error("carbons: cannot wrap message", "err", err)
+		return
+	}
+	_ = s.Send(c)
+}
+
+// wrap builds <message from=user to=resource><sent|received><forwarded>
+// st </forwarded></…></message>, keeping st's bytes.
+func wrap(kind, from, to string, st *wire.Stanza) (*wire.Stanza, error) {
+	var b bytes.Buffer
+	b.WriteString("<message from='" + wire.EscapeAttr(from) + "' to='" + wire.EscapeAttr(to) + "'")
+	if st.Type != "" {
+		b.WriteString(" type='" + wire.EscapeAttr(st.Type) + "'")
+	}
+	b.WriteString("><" + kind + " xmlns='" + NS + "'><forwarded xmlns='" + NSForward + "'>")
+	const root = "<message"
+	raw := st.Raw
+	if bytes.HasPrefix(raw, []byte(root)) && len(raw) > len(root) && bytes.IndexByte([]byte(" \t\r\n/>"), raw[len(root)]) >= 0 {
+		b.WriteString(root + " xmlns='" + wire.NSClient + "'")
+		b.Write(raw[len(root):])
+	} else {
+		b.Write(st.Tree().AppendXML(nil, NSForward))
+	}
+	b.WriteString("</forwarded></" + kind + "></message>")
+	return wire.Parse(b.Bytes(), wire.Limits{MaxStanzaBytes: b.Len() + 1, MaxDepth: wire.DefaultMaxDepth + 4, MaxAttrs: wire.DefaultMaxAttrs + 2})
+}
