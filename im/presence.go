@@ -76,6 +76,7 @@ func (m *Module) broadcastAvailable(ctx context.Context, s module.Session, p *wi
 	full := s.JID().String()
 	owner := s.JID().Bare()
 	initial := s.Presence() == nil
+	oldPriority := s.Priority()
 	s.SetPresence(p)
 	s.SetFlags(module.FlagInitialPresenceSent, 0)
 
@@ -117,11 +118,11 @@ func (m *Module) broadcastAvailable(ctx context.Context, s module.Session, p *wi
 	m.routeAll(ctx, out)
 	if initial {
 		m.deliverPendingIn(ctx, s, bl)
-		// XEP-0160 §3: offline messages go to the first resource with
-		// non-negative priority.
-		if s.Priority() >= 0 {
-			m.deliverOffline(ctx, s)
-		}
+	}
+	// XEP-0160 §3: offline messages go to the first resource that is
+	// available with non-negative priority.
+	if s.Priority() >= 0 && (initial || oldPriority < 0) {
+		m.deliverOffline(ctx, s)
 	}
 }
 

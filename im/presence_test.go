@@ -1,6 +1,7 @@
 package im
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -204,10 +205,50 @@ func TestOfflineMessages(t *testing.T) {
 	b3.expectNone(t, "redelivery", msg("second"))
 	b.expectNone(t, "delivery to the negative-priority resource", msg("second"))
 
+	// A resource raising its priority from negative gets what was stored
+	// meanwhile.
+	for _, s := range []*session{b2, b3} {
+		e.send(s, "<presence><priority>-5</priority></presence>")
+	}
+	e.send(a, "<message to='%s' type='chat'><body>stored again</body></message>", bob)
+	e.send(b, "<presence><priority>1</priority></presence>")
+	b.expect(t, "offline message after raising priority", msg("stored again"))
+
 	// Online now: direct delivery, nothing stored.
 	e.send(a, "<message to='%s' type='chat'><body>live</body></message>", bob)
-	b2.expect(t, "live message", msg("live"))
+	b.expect(t, "live message", msg("live"))
 	if n, _ := e.store.CountOffline(e.ctx, bob); n != 0 {
 		t.Errorf("live message stored")
+	}
+}
+
+// Many sessions coming and going at once (run with -race).
+func TestConcurrentPresence(t *testing.T) {
+	e := setup(t, Config{})
+	a := e.online(alice + "/a")
+	b := e.online(bob + "/b")
+	subscribe(t, e, a, b)
+	subscribe(t, e, b, a)
+	done := make(chan struct{})
+	for i := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for j := range 10 {
+				s := e.login(fmt.Sprintf("%s/r%d-%d", bob, i, j))
+				e.send(s, "<presence/>")
+				e.send(s, "<presence to='%s'/>", carol)
+				e.send(a, "<message to='%s' type='chat'><body>x</body></message>", bob)
+				e.logout(s)
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	e.mod.stateMu.Lock()
+	n := len(e.mod.state)
+	e.mod.stateMu.Unlock()
+	if n != 0 {
+		t.Errorf("%d session states left after logouts", n)
 	}
 }
