@@ -27,6 +27,20 @@ type Config struct {
 	WebSocket    WebSocketConfig    `mapstructure:"websocket"`
 	Contact      ContactConfig      `mapstructure:"contact"`
 	Log          LogConfig          `mapstructure:"log"`
+	MAM          MAMConfig          `mapstructure:"mam"`
+}
+
+// MAMConfig controls the message archive (XEP-0313).
+type MAMConfig struct {
+	// Retention deletes archived messages older than this; 0 keeps them forever.
+	Retention time.Duration `mapstructure:"retention"`
+	// DedupWindow: a message resent with the same origin-id by the same
+	// client within this window is archived and delivered once.
+	DedupWindow time.Duration `mapstructure:"dedup_window"`
+	// DefaultPolicy for users who set no preferences: always, roster or never.
+	DefaultPolicy string `mapstructure:"default_policy"`
+	// MaxPageSize caps the results of one query.
+	MaxPageSize int `mapstructure:"max_page_size"`
 }
 
 // TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
@@ -160,6 +174,7 @@ func DefaultConfig() Config {
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
 		Log: LogConfig{Level: "info", Format: "text"},
+		MAM: MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
 	}
 }
 
@@ -245,6 +260,18 @@ func (c *Config) Validate() error {
 		bad("c2s.resume_timeout", "expected a duration such as 5m (0s disables resumption)")
 	}
 	positive("c2s.max_unacked", c.C2S.MaxUnacked, 16)
+	if c.MAM.Retention < 0 {
+		bad("mam.retention", "expected a duration such as 8760h (0s keeps messages forever)")
+	}
+	if c.MAM.DedupWindow < 0 {
+		bad("mam.dedup_window", "expected a duration such as 5m")
+	}
+	switch c.MAM.DefaultPolicy {
+	case "always", "roster", "never":
+	default:
+		bad("mam.default_policy", "%q is not a policy (expected always, roster or never)", c.MAM.DefaultPolicy)
+	}
+	positive("mam.max_page_size", c.MAM.MaxPageSize, 10)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

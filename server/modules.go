@@ -6,6 +6,9 @@ import (
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/basic"
 	"github.com/parley-xmpp/parley/c2s"
+	"github.com/parley-xmpp/parley/carbons"
+	"github.com/parley-xmpp/parley/im"
+	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/storage"
@@ -24,6 +27,21 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger) []module.Mo
 		"support-addresses":  cfg.Contact.Support,
 	}
 	return []module.Module{
+		im.New(im.Config{
+			MaxRosterItems:     cfg.Limits.MaxRosterItems,
+			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,
+			MaxBlockItems:      cfg.Limits.MaxBlockItems,
+			Logger:             log,
+		}, store, store, store),
+		// mam before carbons: copies carry the stanza-id the archive adds.
+		mam.New(mam.Config{
+			Retention:     cfg.MAM.Retention,
+			DedupWindow:   cfg.MAM.DedupWindow,
+			DefaultPolicy: cfg.MAM.DefaultPolicy,
+			MaxPageSize:   cfg.MAM.MaxPageSize,
+			Logger:        log,
+		}, store, store, store),
+		carbons.New(carbons.Config{Logger: log}),
 		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log}, store),
 		register.New(register.Config{
 			Open:              cfg.Registration.Open,

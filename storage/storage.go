@@ -133,6 +133,7 @@ type Store interface {
 	Offline
 	VCards
 	Blocklist
+	Archive
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
