@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -198,7 +199,10 @@ func (s *session) writeOne(st *wire.Stanza, broken bool) bool {
 		}
 	}
 	if t == nil {
-		return false // hibernated: kept in the SM queue for resumption
+		// Hibernated: kept in the SM queue for resumption; modules (push)
+		// may wake the device.
+		s.srv.reg.FireStanzaQueued(context.Background(), s, st)
+		return false
 	}
 	if broken {
 		return true

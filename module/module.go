@@ -202,6 +202,7 @@ type Registry struct {
 	onBound      []func(ctx context.Context, s Session)
 	onUnbound    []func(ctx context.Context, s Session)
 	onHibernated []func(ctx context.Context, s Session)
+	onQueued     []func(ctx context.Context, s Session, st *wire.Stanza)
 
 	sender   Sender
 	sessions Sessions
@@ -272,6 +273,19 @@ func (r *Registry) OnHibernated(f func(ctx context.Context, s Session)) {
 func (r *Registry) FireHibernated(ctx context.Context, s Session) {
 	for _, f := range r.onHibernated {
 		f(ctx, s)
+	}
+}
+
+// OnStanzaQueued subscribes to stanzas queued for a hibernated session
+// (nothing can deliver them until the client resumes).
+func (r *Registry) OnStanzaQueued(f func(ctx context.Context, s Session, st *wire.Stanza)) {
+	r.onQueued = append(r.onQueued, f)
+}
+
+// FireStanzaQueued runs OnStanzaQueued subscribers.
+func (r *Registry) FireStanzaQueued(ctx context.Context, s Session, st *wire.Stanza) {
+	for _, f := range r.onQueued {
+		f(ctx, s, st)
 	}
 }
 
