@@ -43,10 +43,13 @@ func (n *Negotiation) clientFirst(ctx context.Context, in string) ([]byte, error
 		return nil, fail(CondMalformedRequest, n.mech+" needs channel binding")
 	case !n.plus && cbType != "":
 		return nil, fail(CondMalformedRequest, "channel binding needs a -PLUS mechanism")
-	case flag == "y" && n.offeredPlus:
-		// The client can bind but believes we cannot, although we offered
-		// -PLUS: someone removed it from the feature list (RFC 5802 §6).
-		return nil, fail(CondNotAuthorized, "channel binding downgrade detected")
+	// A 'y' flag while we offered -PLUS would be a downgrade sign (RFC 5802
+	// §6) if both sides knew the same binding types. They often do not:
+	// slixmpp and other clients implement only tls-unique, which TLS 1.3
+	// does not have, so they try -PLUS, fail, and fall back with 'y'.
+	// Refusing them locks real users out; clients that share a binding type
+	// with us use -PLUS and keep its protection, and XEP-0440 tells them
+	// which types we have.
 	case cbType != "":
 		if cbData = n.cb.data(cbType); len(cbData) == 0 {
 			return nil, fail(CondMalformedRequest, "unsupported channel binding type")

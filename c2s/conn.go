@@ -20,7 +20,10 @@ import (
 	"github.com/parley-xmpp/parley/xep"
 )
 
-const maxSASLFailures = 3
+const (
+	maxSASLFailures = 3
+	maxSASLAttempts = 10
+)
 
 // errRestart tells the read loop that the stream restarts (RFC 6120 §4.3.3).
 var errRestart = errors.New("stream restart")
@@ -37,6 +40,7 @@ type conn struct {
 	authenticated bool
 	username      string
 	saslFailures  int
+	saslAttempts  int
 	neg           *auth.Negotiation
 	mech          string
 
@@ -544,8 +548,14 @@ func (c *conn) saslFailure(cond, text string) error {
 	if err := c.saslWrite(b); err != nil {
 		return err
 	}
-	c.saslFailures++
-	if c.saslFailures >= maxSASLFailures {
+	// Only wrong credentials count against the stream: clients probe
+	// mechanisms and channel-binding types they cannot use and fall back
+	// (RFC 6120 §6.4.5 retries). Other failures have their own, higher cap.
+	c.saslAttempts++
+	if cond == "not-authorized" {
+		c.saslFailures++
+	}
+	if c.saslFailures >= maxSASLFailures || c.saslAttempts >= maxSASLAttempts {
 		return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many failed authentication attempts"}
 	}
 	return nil
