@@ -59,11 +59,12 @@ type Server struct {
 	modules  []module.Module
 	c2s      *c2s.Server
 
-	mu        sync.Mutex
-	listeners map[string]net.Listener
-	https     []*http.Server
-	ready     atomic.Bool
-	started   bool
+	mu           sync.Mutex
+	listeners    map[string]net.Listener
+	https        []*http.Server
+	ready        atomic.Bool
+	shutdownOnce sync.Once
+	started      bool
 }
 
 // New builds a server from cfg. It opens the store and loads (or creates)
@@ -279,6 +280,10 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown stops accepting, closes every stream with <system-shutdown/>,
 // stops modules and closes the store.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.shutdownOnce.Do(func() { s.shutdown(ctx) })
+}
+
+func (s *Server) shutdown(ctx context.Context) {
 	s.ready.Store(false)
 	s.mu.Lock()
 	s.closeListenersLocked()
@@ -300,6 +305,8 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 // Close releases the store (when the server opened it).
 func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ownStore && s.store != nil {
 		_ = s.store.Close()
 		s.store = nil
