@@ -109,10 +109,12 @@ func (m *Module) buildServerInfo() *wire.Element {
 
 func (m *Module) buildAccountInfo() *wire.Element {
 	var features []string
+	ids := []module.Identity{{Category: "account", Type: "registered"}}
 	if m.reg != nil {
 		features = m.reg.AccountFeatures()
+		ids = append(ids, m.reg.AccountIdentities()...)
 	}
-	return infoQuery([]module.Identity{{Category: "account", Type: "registered"}}, features)
+	return infoQuery(ids, features)
 }
 
 // infoQuery builds a disco#info <query/>: identities and features sorted
@@ -235,14 +237,29 @@ func (m *Module) handleAccountInfo(_ context.Context, ev *module.Event) (*wire.E
 	return m.accountInfo.Copy(), nil
 }
 
-func (m *Module) handleAccountItems(_ context.Context, ev *module.Event) (*wire.Element, error) {
+func (m *Module) handleAccountItems(ctx context.Context, ev *module.Event) (*wire.Element, error) {
 	if err := getOnly(ev); err != nil {
 		return nil, err
 	}
 	if payload(ev).AttrValue("node") != "" {
 		return nil, module.Err(wire.ErrItemNotFound)
 	}
-	return wire.NewElement(xep.NSDiscoItems, "query"), nil
+	q := wire.NewElement(xep.NSDiscoItems, "query")
+	if m.reg == nil {
+		return q, nil
+	}
+	owner, requester := ev.To.Bare().String(), ev.From.Bare().String()
+	for _, f := range m.reg.AccountItemsProviders() {
+		items, err := f(ctx, owner, requester)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			e := wire.NewElement(xep.NSDiscoItems, "item", "jid", it.JID, "node", it.Node, "name", it.Name)
+			q.Add(e)
+		}
+	}
+	return q, nil
 }
 
 func (m *Module) handlePing(_ context.Context, ev *module.Event) (*wire.Element, error) {

@@ -195,6 +195,8 @@ type Registry struct {
 
 	features        []string
 	accountFeatures []string
+	accountIDs      []Identity
+	accountItems    []AccountItemsFunc
 	identities      []Identity
 	streamFeatures  []StreamFeatureFunc
 	hosts           []Host
@@ -244,6 +246,26 @@ func (r *Registry) Feature(ns ...string) { r.features = append(r.features, ns...
 
 // AccountFeature adds a feature to disco#info on users' bare JIDs.
 func (r *Registry) AccountFeature(ns ...string) { r.accountFeatures = append(r.accountFeatures, ns...) }
+
+// AccountIdentity adds a disco#info identity on users' bare JIDs (e.g.
+// pubsub/pep).
+func (r *Registry) AccountIdentity(id Identity) { r.accountIDs = append(r.accountIDs, id) }
+
+// AccountIdentities returns the bare-JID identities.
+func (r *Registry) AccountIdentities() []Identity { return r.accountIDs }
+
+// DiscoItem is one disco#items entry.
+type DiscoItem struct{ JID, Node, Name string }
+
+// AccountItemsFunc lists disco#items of owner's bare JID as visible to
+// requester (e.g. PEP nodes the requester may access).
+type AccountItemsFunc func(ctx context.Context, owner, requester string) ([]DiscoItem, error)
+
+// AccountItems adds a provider of disco#items on users' bare JIDs.
+func (r *Registry) AccountItems(f AccountItemsFunc) { r.accountItems = append(r.accountItems, f) }
+
+// AccountItemsProviders returns the bare-JID disco#items providers.
+func (r *Registry) AccountItemsProviders() []AccountItemsFunc { return r.accountItems }
 
 // Identity adds a server disco#info identity.
 func (r *Registry) Identity(id Identity) { r.identities = append(r.identities, id) }
