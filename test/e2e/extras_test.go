@@ -97,3 +97,14 @@ func TestBlocking(t *testing.T) {
 	s.Send("<message to='%s' type='chat'><body>hello again</body></message>", alice)
 	a.Expect("unblocked message", isMsg("hello again"))
 }
+
+// TestAuthenticationTimeout: a connection that does not finish logging in
+// within auth.timeout is closed with connection-timeout.
+func TestAuthenticationTimeout(t *testing.T) {
+	ts := testserver.Start(t, func(c *server.Config) { c.Auth.Timeout = 300 * time.Millisecond })
+	c := ts.Connect()
+	c.Features()
+	if se := c.StreamError(); se == nil || se.Condition != "connection-timeout" {
+		t.Fatalf("got %v, want connection-timeout", se)
+	}
+}
