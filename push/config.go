@@ -1,0 +1,98 @@
+// Package push implements XEP-0357 Push Notifications (urn:xmpp:push:0):
+// clients enable and disable XMPP Push Services (App Servers) on their
+// account, and the server publishes a summary notification to every
+// enabled service when a message arrives that the user cannot receive
+// right now.
+//
+// Triggers:
+//   - Undeliverable: a message worth a notification for a user with no
+//     available resource. The hook only enqueues work and returns
+//     Continue, so it must come before im's offline storage (which
+//     returns Handled) in the module list.
+//   - OnStanzaQueued: such a message queued for a hibernated XEP-0198
+//     session. When that session enabled push itself, only its own
+//     registrations are notified; otherwise all of the account's.
+//
+// A message is worth a notification when it is a chat or normal message
+// with a body, an OMEMO payload or a XEP-0353 call proposal. Receipts,
+// markers and chat states are stored offline but wake no device. For
+// undeliverable messages the XEP-0334 no-store hints also suppress the
+// notification, since such a message is dropped.
+//
+// Notifications carry the urn:xmpp:push:summary form: message-count (the
+// messages since the previous notification to that registration) and
+// last-message-sender; last-message-body only with Config.IncludeBody and
+// never for encrypted messages. Per registration, at most one notification
+// is published per Coalesce window: the first message of a burst is
+// published at once, the rest are counted and published together when the
+// window ends.
+//
+// When an App Server answers with an error, its registration is disabled
+// (XEP-0357 §7.1), except for errors of type 'wait' and
+// remote-server-not-found / remote-server-timeout, which are transient.
+// A pubsub affiliation change to 'none' from the service (XEP-0357 §8)
+// disables the registration too.
+package push
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultCoalesce         = 2 * time.Second
+	DefaultTimeout          = 30 * time.Second
+	DefaultMaxRegistrations = 20
+	DefaultMaxFormBytes     = 8 << 10
+	DefaultQueueSize        = 4096
+	// maxBodyBytes bounds last-message-body (cut at a rune boundary).
+	maxBodyBytes = 1024
+	maxNodeBytes = 1024
+)
+
+// Config configures the module.
+type Config struct {
+	// IncludeBody adds last-message-body to notifications. Off by default:
+	// the body then travels through the App Server and the platform's push
+	// service. Bodies of encrypted messages are never included.
+	IncludeBody bool
+	// Coalesce is the shortest time between two notifications to one
+	// registration (DefaultCoalesce when 0; negative: every message is
+	// published at once).
+	Coalesce time.Duration
+	// Timeout bounds the wait for an App Server's answer (DefaultTimeout
+	// when <= 0).
+	Timeout time.Duration
+	// MaxRegistrations per account (DefaultMaxRegistrations when <= 0).
+	MaxRegistrations int
+	// MaxFormBytes bounds the serialized publish-options form
+	// (DefaultMaxFormBytes when <= 0).
+	MaxFormBytes int
+	// QueueSize is how many triggers may wait for the background worker;
+	// beyond it they are dropped and counted (DefaultQueueSize when <= 0).
+	QueueSize int
+	Logger    *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Coalesce == 0 {
+		c.Coalesce = DefaultCoalesce
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxRegistrations <= 0 {
+		c.MaxRegistrations = DefaultMaxRegistrations
+	}
+	if c.MaxFormBytes <= 0 {
+		c.MaxFormBytes = DefaultMaxFormBytes
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

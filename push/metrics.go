@@ -1,0 +1,30 @@
+package push
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	notificationsSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "push", Name: "notifications_sent_total",
+		Help: "Push notifications the App Server acknowledged.",
+	})
+	notificationFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "push", Name: "notification_failures_total",
+		Help: "Push notifications that failed, by reason (error: the App Server answered with an error; timeout: no answer).",
+	}, []string{"reason"})
+	registrationsDisabled = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "push", Name: "registrations_disabled_total",
+		Help: "Registrations disabled after an App Server error or affiliation change.",
+	})
+	coalesced = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "push", Name: "coalesced_total",
+		Help: "Messages folded into a later notification instead of getting their own.",
+	})
+	dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "push", Name: "dropped_total",
+		Help: "Triggers dropped because the push queue was full.",
+	})
+)
+
+func init() {
+	prometheus.MustRegister(notificationsSent, notificationFailures, registrationsDisabled, coalesced, dropped)
+}
