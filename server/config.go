@@ -28,6 +28,17 @@ type Config struct {
 	Contact      ContactConfig      `mapstructure:"contact"`
 	Log          LogConfig          `mapstructure:"log"`
 	MAM          MAMConfig          `mapstructure:"mam"`
+	Push         PushConfig         `mapstructure:"push"`
+}
+
+// PushConfig controls XEP-0357 push notifications.
+type PushConfig struct {
+	// IncludeBody puts the message text in notifications of unencrypted
+	// messages (it then passes through the app server and the phone
+	// vendor's push service). Encrypted messages never carry content.
+	IncludeBody bool `mapstructure:"include_body"`
+	// Coalesce: one notification per burst of messages within this window.
+	Coalesce time.Duration `mapstructure:"coalesce"`
 }
 
 // MAMConfig controls the message archive (XEP-0313).
@@ -173,8 +184,9 @@ func DefaultConfig() Config {
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
-		Log: LogConfig{Level: "info", Format: "text"},
-		MAM: MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
+		Log:  LogConfig{Level: "info", Format: "text"},
+		MAM:  MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
+		Push: PushConfig{Coalesce: 2 * time.Second},
 	}
 }
 
@@ -265,6 +277,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MAM.DedupWindow < 0 {
 		bad("mam.dedup_window", "expected a duration such as 5m")
+	}
+	if c.Push.Coalesce < 0 {
+		bad("push.coalesce", "expected a duration such as 2s")
 	}
 	switch c.MAM.DefaultPolicy {
 	case "always", "roster", "never":

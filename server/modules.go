@@ -10,6 +10,7 @@ import (
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/push"
 	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/storage"
 )
@@ -27,6 +28,9 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger) []module.Mo
 		"support-addresses":  cfg.Contact.Support,
 	}
 	return []module.Module{
+		// push only queues work in its hooks; before im so that its
+		// Undeliverable hook sees what im then stores offline.
+		push.New(push.Config{IncludeBody: cfg.Push.IncludeBody, Coalesce: cfg.Push.Coalesce, Logger: log}, store),
 		im.New(im.Config{
 			MaxRosterItems:     cfg.Limits.MaxRosterItems,
 			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,

@@ -134,6 +134,7 @@ type Store interface {
 	VCards
 	Blocklist
 	Archive
+	PushRegistrations
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
