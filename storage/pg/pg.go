@@ -1,0 +1,246 @@
+// Package pg is Parley's PostgreSQL storage backend, for production and
+// for clusters of several Parley nodes sharing one database. It talks to
+// the server through a pgx/v5 connection pool.
+//
+// Behaviour mirrors storage/sqlite, which the contract suite in
+// storage/storagetest pins down; where PostgreSQL needs extra care to
+// keep SQLite's guarantees (SQLite has a single writer, PostgreSQL many),
+// the method comments say how.
+//
+// Every call runs under Config.QueryTimeout, so a database that has gone
+// away or hangs never blocks a caller for longer than that; such failures
+// are recognised by IsUnavailable. The pool reconnects by itself once the
+// database is back.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// DefaultQueryTimeout is used when Config.QueryTimeout is zero.
+const DefaultQueryTimeout = 5 * time.Second
+
+// Config configures Open.
+type Config struct {
+	// DSN is a libpq connection string, URL ("postgres://user@host/db")
+	// or key=value ("host=... dbname=...") form.
+	DSN string
+	// MaxConns bounds the pool; 0 means pgxpool's default
+	// (max(4, number of CPUs)).
+	MaxConns int
+	// Schema, when set, is the only schema on the search_path of every
+	// connection, and Open creates it if it does not exist. Meant for
+	// tests and for sharing one database between installations.
+	Schema string
+	// Migrate applies pending migrations at Open. Callers normally set
+	// it; without it Open refuses a database whose schema is not up to
+	// date.
+	Migrate bool
+	// QueryTimeout bounds every call (including waiting for a pooled
+	// connection); DefaultQueryTimeout when zero.
+	QueryTimeout time.Duration
+}
+
+// Store implements storage.Store on PostgreSQL.
+type Store struct {
+	pool    *pgxpool.Pool
+	timeout time.Duration
+}
+
+var (
+	_ storage.Store             = (*Store)(nil)
+	_ storage.PushRegistrations = (*Store)(nil)
+)
+
+// Open connects to the database, applies migrations when cfg.Migrate is
+// set (otherwise checks that none is pending) and returns the Store.
+// Errors name the server and database but never the password.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, openError(cfg.DSN, nil, err)
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = int32(cfg.MaxConns)
+	}
+	timeout := cfg.QueryTimeout
+	if timeout <= 0 {
+		timeout = DefaultQueryTimeout
+	}
+	if cfg.Schema != "" {
+		pcfg.ConnConfig.RuntimeParams["search_path"] = quoteIdent(cfg.Schema)
+	}
+	// A dead server must not make a connection attempt outlast a call.
+	if pcfg.ConnConfig.ConnectTimeout == 0 || pcfg.ConnConfig.ConnectTimeout > timeout {
+		pcfg.ConnConfig.ConnectTimeout = timeout
+	}
+
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
+	}
+	s := &Store{pool: pool, timeout: timeout}
+
+	if cfg.Schema != "" {
+		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(cfg.Schema)); err != nil {
+			// Two processes creating it at once: one loses the race on
+			// the catalog's unique index, and the schema is there.
+			if !isSQLState(err, "23505") && !isSQLState(err, "42P06") {
+				pool.Close()
+				return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, fmt.Errorf("create schema %s: %w", cfg.Schema, err))
+			}
+		}
+	}
+
+	// Migrations may take longer than one query (building an index on a
+	// big table); they get a generous bound of their own.
+	mctx, mcancel := context.WithTimeout(parent, max(time.Minute, 10*timeout))
+	defer mcancel()
+	if err := s.prepareSchema(mctx, cfg.Migrate); err != nil {
+		pool.Close()
+		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
+	}
+	return s, nil
+}
+
+func (s *Store) prepareSchema(ctx context.Context, apply bool) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if apply {
+		_, err := migrate(ctx, conn.Conn(), embeddedMigrations())
+		return err
+	}
+	return checkCurrent(ctx, conn.Conn(), embeddedMigrations())
+}
+
+// Ping checks that the database answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.queryRow(ctx, `SELECT 1`, nil, &one)
+}
+
+// Close closes the pool, waiting for connections in use to be returned.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// run calls fn under the query timeout. When that timeout (and not the
+// caller's own deadline) cuts fn short, the error also matches ErrTimeout.
+func (s *Store) run(ctx context.Context, fn func(ctx context.Context) error) error {
+	tctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errTimeoutCause)
+	defer cancel()
+	err := fn(tctx)
+	if err != nil && ctx.Err() == nil && context.Cause(tctx) == errTimeoutCause {
+		err = fmt.Errorf("%w (%v): %w", ErrTimeout, s.timeout, err)
+	}
+	return err
+}
+
+// write runs fn in a read-committed transaction, committing when fn
+// returns nil, all under the query timeout.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return s.run(ctx, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	})
+}
+
+// read runs fn in a read-only repeatable-read transaction, so that several
+// queries see one snapshot of the database.
+func (s *Store) read(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	return s.run(ctx, func(ctx context.Context) error {
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+			func(tx pgx.Tx) error { return fn(ctx, tx) })
+	})
+}
+
+// exec runs one statement under the query timeout and returns the number
+// of rows it affected.
+func (s *Store) exec(ctx context.Context, sql string, args ...any) (n int64, err error) {
+	err = s.run(ctx, func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, sql, args...)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// queryRow runs a query expected to return at most one row and scans it,
+// under the query timeout; pgx.ErrNoRows when there is none.
+func (s *Store) queryRow(ctx context.Context, sql string, args []any, dest ...any) error {
+	return s.run(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, sql, args...).Scan(dest...)
+	})
+}
+
+// query runs a query under the query timeout and calls fn for each row.
+func (s *Store) query(ctx context.Context, sql string, args []any, fn func(pgx.Rows) error) error {
+	return s.run(ctx, func(ctx context.Context) error { return queryEach(ctx, s.pool, sql, args, fn) })
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func queryEach(ctx context.Context, q querier, sql string, args []any, fn func(pgx.Rows) error) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Times are stored as timestamptz, which keeps microseconds. Like
+// storage/sqlite, finer parts are truncated, and times come back in UTC.
+func micros(t time.Time) time.Time { return time.UnixMicro(t.UnixMicro()).UTC() }
+
+// blob keeps NOT NULL bytea columns happy when the caller passes nil: pgx
+// sends a nil slice as NULL.
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func isSQLState(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}
+
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
