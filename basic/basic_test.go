@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
@@ -74,7 +75,7 @@ func TestServerDiscoInfo(t *testing.T) {
 		"abuse-addresses":   {"mailto:abuse@example.org"},
 		"sales-addresses":   nil, // no addresses: no field
 	}}, other{})
-	a := e.login("alice@example.org/a")
+	a := e.Login("alice@example.org/a")
 	body := "<identity category='pubsub' type='pep'/>" +
 		"<identity category='server' type='im' name='Parley'/>" +
 		"<feature var='http://jabber.org/protocol/disco#info'/>" +
@@ -90,7 +91,7 @@ func TestServerDiscoInfo(t *testing.T) {
 		"<field var='abuse-addresses'><value>mailto:abuse@example.org</value></field>" +
 		"<field var='support-addresses'><value>xmpp:support@example.org</value><value>https://example.org/support</value></field>" +
 		"</x></query></iq>"
-	e.expect(a, "<iq type='get' id='i1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='i1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='i1'><query xmlns='http://jabber.org/protocol/disco#info'>"+body)
 
 	ver := e.mod.Ver()
@@ -99,23 +100,23 @@ func TestServerDiscoInfo(t *testing.T) {
 	}
 	// The caps node answers with the same content (XEP-0115 §6.2).
 	node := CapsNode + "#" + ver
-	e.expect(a, "<iq type='get' id='i2' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='"+node+"'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='i2' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='"+node+"'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='i2'><query xmlns='http://jabber.org/protocol/disco#info' node='"+node+"'>"+body)
 	// Any other node is unknown, and so is a stale caps node.
 	for _, n := range []string{"http://jabber.org/protocol/commands", CapsNode + "#stale"} {
-		e.expect(a, "<iq type='get' id='i3' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='"+n+"'/></iq>",
+		e.ExpectReply(a, "<iq type='get' id='i3' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='"+n+"'/></iq>",
 			"<iq from='example.org' to='alice@example.org/a' type='error' id='i3'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
 	}
 	// disco#info is a query: set is not served.
-	if res := e.iq(a, "<iq type='set' id='i4' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"); errCondition(res) != "service-unavailable" {
+	if res := e.IQ(a, "<iq type='set' id='i4' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"); modtest.ErrCondition(res) != "service-unavailable" {
 		t.Errorf("set: %s", res.Raw)
 	}
 }
 
 func TestServerDiscoInfoWithoutContacts(t *testing.T) {
 	e := setup(t, Config{ServerName: "Test Server"})
-	a := e.login("alice@example.org/a")
-	e.expect(a, "<iq type='get' id='i1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+	a := e.Login("alice@example.org/a")
+	e.ExpectReply(a, "<iq type='get' id='i1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='i1'><query xmlns='http://jabber.org/protocol/disco#info'>"+
 			"<identity category='server' type='im' name='Test Server'/>"+
 			"<feature var='http://jabber.org/protocol/disco#info'/>"+
@@ -135,144 +136,144 @@ func TestServerDiscoInfoWithoutContacts(t *testing.T) {
 
 func TestServerDiscoItems(t *testing.T) {
 	e := setup(t, Config{}, other{})
-	a := e.login("alice@example.org/a")
-	e.expect(a, "<iq type='get' id='d1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+	a := e.Login("alice@example.org/a")
+	e.ExpectReply(a, "<iq type='get' id='d1' to='example.org'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='d1'><query xmlns='http://jabber.org/protocol/disco#items'>"+
 			"<item jid='conference.example.org' name='Chatrooms'/><item jid='upload.example.org' name='Uploads'/></query></iq>")
-	e.expect(a, "<iq type='get' id='d2' to='example.org'><query xmlns='http://jabber.org/protocol/disco#items' node='x'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='d2' to='example.org'><query xmlns='http://jabber.org/protocol/disco#items' node='x'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='error' id='d2'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
 }
 
 func TestAccountDisco(t *testing.T) {
 	e := setup(t, Config{}, other{})
-	a := e.login("alice@example.org/a")
-	b := e.login("bob@example.org/b")
+	a := e.Login("alice@example.org/a")
+	b := e.Login("bob@example.org/b")
 	info := "<query xmlns='http://jabber.org/protocol/disco#info'><identity category='account' type='registered'/>" +
 		"<feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/>" +
 		"<feature var='urn:xmpp:mam:2'/><feature var='vcard-temp'/></query></iq>"
 	// Own account, with and without 'to' (a reply to a request without
 	// 'to' has no 'from', RFC 6120 §8.1.2.1).
-	e.expect(a, "<iq type='get' id='a1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='a1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='a1'>"+info)
-	e.expect(a, "<iq type='get' id='a2' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='a2' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 		"<iq from='alice@example.org' to='alice@example.org/a' type='result' id='a2'>"+info)
 	// Another user's account: the server answers for it.
-	e.expect(b, "<iq type='get' id='a3' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+	e.ExpectReply(b, "<iq type='get' id='a3' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 		"<iq from='alice@example.org' to='bob@example.org/b' type='result' id='a3'>"+info)
-	e.expect(b, "<iq type='get' id='a4' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='urn:xmpp:mam:2'/></iq>",
+	e.ExpectReply(b, "<iq type='get' id='a4' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#info' node='urn:xmpp:mam:2'/></iq>",
 		"<iq from='alice@example.org' to='bob@example.org/b' type='error' id='a4'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
-	e.expect(a, "<iq type='get' id='a5'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='a5'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='a5'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
-	e.expect(b, "<iq type='get' id='a6' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+	e.ExpectReply(b, "<iq type='get' id='a6' to='alice@example.org'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
 		"<iq from='alice@example.org' to='bob@example.org/b' type='result' id='a6'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>")
 }
 
 func TestPingVersionTime(t *testing.T) {
 	e := setup(t, Config{Version: "0.3.0"})
-	a := e.login("alice@example.org/a")
-	b := e.login("bob@example.org/b")
-	e.expect(a, "<iq type='get' id='p1' to='example.org'><ping xmlns='urn:xmpp:ping'/></iq>",
+	a := e.Login("alice@example.org/a")
+	b := e.Login("bob@example.org/b")
+	e.ExpectReply(a, "<iq type='get' id='p1' to='example.org'><ping xmlns='urn:xmpp:ping'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='p1'/>")
-	e.expect(a, "<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='p2'><ping xmlns='urn:xmpp:ping'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='p2'/>")
-	e.expect(b, "<iq type='get' id='p3' to='alice@example.org'><ping xmlns='urn:xmpp:ping'/></iq>",
+	e.ExpectReply(b, "<iq type='get' id='p3' to='alice@example.org'><ping xmlns='urn:xmpp:ping'/></iq>",
 		"<iq from='alice@example.org' to='bob@example.org/b' type='result' id='p3'/>")
-	e.expect(a, "<iq type='set' id='p4' to='example.org'><ping xmlns='urn:xmpp:ping'/></iq>",
+	e.ExpectReply(a, "<iq type='set' id='p4' to='example.org'><ping xmlns='urn:xmpp:ping'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='error' id='p4'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
 
 	// No OS unless configured.
-	e.expect(a, "<iq type='get' id='v1' to='example.org'><query xmlns='jabber:iq:version'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='v1' to='example.org'><query xmlns='jabber:iq:version'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='v1'><query xmlns='jabber:iq:version'><name>Parley</name><version>0.3.0</version></query></iq>")
 	// Version is a server query only: on an account it is the user's
 	// clients' business (the router answers service-unavailable).
-	if res := e.iq(b, "<iq type='get' id='v2' to='alice@example.org'><query xmlns='jabber:iq:version'/></iq>"); errCondition(res) != "service-unavailable" {
+	if res := e.IQ(b, "<iq type='get' id='v2' to='alice@example.org'><query xmlns='jabber:iq:version'/></iq>"); modtest.ErrCondition(res) != "service-unavailable" {
 		t.Errorf("version on account: %s", res.Raw)
 	}
 
 	e.mod.now = func() time.Time {
 		return time.Date(2006, 12, 19, 12, 58, 35, 500, time.FixedZone("CST", -6*3600))
 	}
-	e.expect(a, "<iq type='get' id='t1' to='example.org'><time xmlns='urn:xmpp:time'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='t1' to='example.org'><time xmlns='urn:xmpp:time'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='t1'><time xmlns='urn:xmpp:time'><tzo>-06:00</tzo><utc>2006-12-19T18:58:35Z</utc></time></iq>")
 	e.mod.now = func() time.Time { return time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC) }
-	e.expect(a, "<iq type='get' id='t2' to='example.org'><time xmlns='urn:xmpp:time'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='t2' to='example.org'><time xmlns='urn:xmpp:time'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='t2'><time xmlns='urn:xmpp:time'><tzo>+00:00</tzo><utc>2024-01-02T03:04:05Z</utc></time></iq>")
 }
 
 func TestVersionOS(t *testing.T) {
 	e := setup(t, Config{ServerName: "P", Version: "1", OS: "Linux"})
-	a := e.login("alice@example.org/a")
-	e.expect(a, "<iq type='get' id='v1' to='example.org'><query xmlns='jabber:iq:version'/></iq>",
+	a := e.Login("alice@example.org/a")
+	e.ExpectReply(a, "<iq type='get' id='v1' to='example.org'><query xmlns='jabber:iq:version'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='v1'><query xmlns='jabber:iq:version'><name>P</name><version>1</version><os>Linux</os></query></iq>")
 }
 
 func TestVCard(t *testing.T) {
 	e := setup(t, Config{MaxVCardBytes: 200})
-	a := e.login("alice@example.org/a")
-	m := e.login("mallory@example.org/m")
+	a := e.Login("alice@example.org/a")
+	m := e.Login("mallory@example.org/m")
 	empty := "<vCard xmlns='vcard-temp'/></iq>"
 	// Nothing stored: an empty vCard, for the owner and for others.
-	e.expect(a, "<iq type='get' id='g1'><vCard xmlns='vcard-temp'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='g1'><vCard xmlns='vcard-temp'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='g1'>"+empty)
-	e.expect(m, "<iq type='get' id='g2' to='alice@example.org'><vCard xmlns='vcard-temp'/></iq>",
+	e.ExpectReply(m, "<iq type='get' id='g2' to='alice@example.org'><vCard xmlns='vcard-temp'/></iq>",
 		"<iq from='alice@example.org' to='mallory@example.org/m' type='result' id='g2'>"+empty)
 
 	vcard := "<vCard xmlns='vcard-temp'><FN>Alice</FN><NICKNAME>al</NICKNAME><x xmlns='urn:example:ext' a='1'/></vCard>"
-	e.expect(a, "<iq type='set' id='s1'>"+vcard+"</iq>",
+	e.ExpectReply(a, "<iq type='set' id='s1'>"+vcard+"</iq>",
 		"<iq to='alice@example.org/a' type='result' id='s1'/>")
-	raw, err := e.store.VCard(context.Background(), "alice@example.org")
+	raw, err := e.Store.VCard(context.Background(), "alice@example.org")
 	if err != nil || string(raw) != vcard {
 		t.Fatalf("stored %q, %v", raw, err)
 	}
-	e.expect(a, "<iq type='get' id='g3'><vCard xmlns='vcard-temp'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='g3'><vCard xmlns='vcard-temp'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='g3'>"+vcard+"</iq>")
 	// Public to read.
-	e.expect(m, "<iq type='get' id='g4' to='alice@example.org'><vCard xmlns='vcard-temp'/></iq>",
+	e.ExpectReply(m, "<iq type='get' id='g4' to='alice@example.org'><vCard xmlns='vcard-temp'/></iq>",
 		"<iq from='alice@example.org' to='mallory@example.org/m' type='result' id='g4'>"+vcard+"</iq>")
 
 	// Another user cannot set it; it stays unchanged.
-	e.expect(m, "<iq type='set' id='x1' to='alice@example.org'><vCard xmlns='vcard-temp'><FN>Pwned</FN></vCard></iq>",
+	e.ExpectReply(m, "<iq type='set' id='x1' to='alice@example.org'><vCard xmlns='vcard-temp'><FN>Pwned</FN></vCard></iq>",
 		"<iq from='alice@example.org' to='mallory@example.org/m' type='error' id='x1'><error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"+
 			"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>you can only change your own vCard</text></error></iq>")
-	if raw, _ := e.store.VCard(context.Background(), "alice@example.org"); string(raw) != vcard {
+	if raw, _ := e.Store.VCard(context.Background(), "alice@example.org"); string(raw) != vcard {
 		t.Fatalf("vCard changed by another user: %s", raw)
 	}
 	// Nor can a remote server claiming to be alice (not a client origin).
 	forged := wire.MustParse("<iq type='set' id='x2' from='alice@example.org/evil' to='alice@example.org'><vCard xmlns='vcard-temp'><FN>Pwned</FN></vCard></iq>")
-	if err := e.router.Route(context.Background(), forged, module.Origin{Kind: module.FromServer}); err != nil {
+	if err := e.Router.Route(context.Background(), forged, module.Origin{Kind: module.FromServer}); err != nil {
 		t.Fatal(err)
 	}
-	if raw, _ := e.store.VCard(context.Background(), "alice@example.org"); string(raw) != vcard {
+	if raw, _ := e.Store.VCard(context.Background(), "alice@example.org"); string(raw) != vcard {
 		t.Fatalf("vCard changed by a remote server: %s", raw)
 	}
 
 	// Setting with an explicit 'to' of one's own bare JID works.
-	e.expect(a, "<iq type='set' id='s2' to='alice@example.org'><vCard xmlns='vcard-temp'><FN>A.</FN></vCard></iq>",
+	e.ExpectReply(a, "<iq type='set' id='s2' to='alice@example.org'><vCard xmlns='vcard-temp'><FN>A.</FN></vCard></iq>",
 		"<iq from='alice@example.org' to='alice@example.org/a' type='result' id='s2'/>")
 	// Too large.
 	big := "<iq type='set' id='s3'><vCard xmlns='vcard-temp'><DESC>" + strings.Repeat("x", 200) + "</DESC></vCard></iq>"
-	e.expect(a, big, "<iq to='alice@example.org/a' type='error' id='s3'><error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"+
+	e.ExpectReply(a, big, "<iq to='alice@example.org/a' type='error' id='s3'><error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"+
 		"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>the vCard is larger than 200 bytes</text></error></iq>")
-	e.expect(a, "<iq type='get' id='g5'><vCard xmlns='vcard-temp'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='g5'><vCard xmlns='vcard-temp'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='g5'><vCard xmlns='vcard-temp'><FN>A.</FN></vCard></iq>")
 }
 
 func TestVCardDefaultLimit(t *testing.T) {
 	e := setup(t, Config{})
-	a := e.login("alice@example.org/a")
+	a := e.Login("alice@example.org/a")
 	ok := "<iq type='set' id='s1'><vCard xmlns='vcard-temp'><DESC>" + strings.Repeat("x", 60<<10) + "</DESC></vCard></iq>"
-	if res := e.iq(a, ok); res.Type != "result" {
+	if res := e.IQ(a, ok); res.Type != "result" {
 		t.Fatalf("60 KiB vCard: %s", res.Raw[:200])
 	}
 	tooBig := "<iq type='set' id='s2'><vCard xmlns='vcard-temp'><DESC>" + strings.Repeat("x", 64<<10) + "</DESC></vCard></iq>"
-	if res := e.iq(a, tooBig); errCondition(res) != "not-acceptable" {
+	if res := e.IQ(a, tooBig); modtest.ErrCondition(res) != "not-acceptable" {
 		t.Fatalf("64 KiB+ vCard: %s", res.Raw)
 	}
 }
 
 func TestCapsStreamFeature(t *testing.T) {
 	e := setup(t, Config{}, other{})
-	fs := e.reg.StreamFeatures()
+	fs := e.Registry.StreamFeatures()
 	if len(fs) != 1 {
 		t.Fatalf("%d stream features", len(fs))
 	}
