@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -24,7 +25,7 @@ func reg(id, user, password string) string {
 func TestStreamFeature(t *testing.T) {
 	for _, open := range []bool{true, false} {
 		e := setup(t, Config{Open: open})
-		fs := e.reg.StreamFeatures()
+		fs := e.Registry.StreamFeatures()
 		if len(fs) != 1 {
 			t.Fatalf("%d stream features", len(fs))
 		}
@@ -52,7 +53,7 @@ func TestPreAuthGet(t *testing.T) {
 		"<iq type='error' id='g3'><error type='auth'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"+
 			"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>registration requires an encrypted connection (STARTTLS)</text></error></iq>")
 	// Addressed to someone else, or a client-supplied 'from'.
-	if res := e.preAuth("<iq type='get' id='g4' to='other.example'><query xmlns='jabber:iq:register'/></iq>", addr1, true); errCondition(res) != "service-unavailable" {
+	if res := e.preAuth("<iq type='get' id='g4' to='other.example'><query xmlns='jabber:iq:register'/></iq>", addr1, true); modtest.ErrCondition(res) != "service-unavailable" {
 		t.Errorf("to other domain: %s", res.Raw)
 	}
 	e.expectPre("<iq type='get' id='g5' from='admin@example.org/x'><query xmlns='jabber:iq:register'/></iq>", addr1, true,
@@ -63,7 +64,7 @@ func TestPreAuthGet(t *testing.T) {
 	}
 	// A domain we do not serve.
 	res := e.mod.PreAuth(context.Background(), wire.MustParse("<iq type='get' id='g7'><query xmlns='jabber:iq:register'/></iq>"), "other.example", addr1, true)
-	if errCondition(res) != "service-unavailable" {
+	if modtest.ErrCondition(res) != "service-unavailable" {
 		t.Errorf("unknown domain: %s", res.Raw)
 	}
 
@@ -81,7 +82,7 @@ func TestPreAuthRegister(t *testing.T) {
 	// Conflict, also after case mapping (UsernameCaseMapped).
 	for _, user := range []string{"alice", "ALICE", "Alice"} {
 		res := e.preAuth(reg("r2", user, "other"), addr2, true)
-		if errCondition(res) != "conflict" || errText(res) != "this username is taken" {
+		if modtest.ErrCondition(res) != "conflict" || errText(res) != "this username is taken" {
 			t.Errorf("%s: %s", user, res.Raw)
 		}
 	}
@@ -109,7 +110,7 @@ func TestPreAuthRegister(t *testing.T) {
 		{"too long", reg("n9", strings.Repeat("a", 1100), "pw")},
 	} {
 		res := e.preAuth(tc.req, addr1, true)
-		if errCondition(res) != "not-acceptable" {
+		if modtest.ErrCondition(res) != "not-acceptable" {
 			t.Errorf("%s: %s", tc.name, res.Raw)
 		}
 		if res != nil && strings.Contains(string(res.Raw), "<password") {
@@ -121,7 +122,7 @@ func TestPreAuthRegister(t *testing.T) {
 	}
 	// Removing an account needs authentication.
 	res := e.preAuth("<iq type='set' id='x1'><query xmlns='jabber:iq:register'><remove/></query></iq>", addr1, true)
-	if errCondition(res) != "unexpected-request" || !e.exists("alice@example.org") {
+	if modtest.ErrCondition(res) != "unexpected-request" || !e.exists("alice@example.org") {
 		t.Errorf("pre-auth remove: %s", res.Raw)
 	}
 	// No TLS.
@@ -149,7 +150,7 @@ func TestRateLimit(t *testing.T) {
 		"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>too many registrations from your address; try again later</text></error></iq>"
 	e.expectPre(reg("a", "u1", "pw"), "192.0.2.1:1000", true, "<iq type='result' id='a'/>")
 	// Failures do not use up the allowance.
-	if res := e.preAuth(reg("b", "u1", "pw"), "192.0.2.1:1001", true); errCondition(res) != "conflict" {
+	if res := e.preAuth(reg("b", "u1", "pw"), "192.0.2.1:1001", true); modtest.ErrCondition(res) != "conflict" {
 		t.Fatalf("conflict: %s", res.Raw)
 	}
 	e.clock = e.clock.Add(30 * time.Minute)
@@ -190,11 +191,11 @@ func TestRateLimitConcurrent(t *testing.T) {
 		switch {
 		case r.Type == "result":
 			ok++
-		case errCondition(r) != "resource-constraint":
+		case modtest.ErrCondition(r) != "resource-constraint":
 			t.Errorf("unexpected reply %s", r.Raw)
 		}
 	}
-	accounts, err := e.store.ListAccounts(context.Background(), domain)
+	accounts, err := e.Store.ListAccounts(context.Background(), domain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,34 +258,34 @@ func TestAuthenticated(t *testing.T) {
 	ctx := context.Background()
 	for _, u := range []string{"alice", "mallory"} {
 		creds, _ := derive("old")
-		if err := e.store.CreateAccount(ctx, u+"@example.org", creds); err != nil {
+		if err := e.Store.CreateAccount(ctx, u+"@example.org", creds); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := e.login("alice@example.org/a")
-	m := e.login("mallory@example.org/m")
+	a := e.Connect("alice@example.org/a")
+	m := e.Connect("mallory@example.org/m")
 
 	registered := "<query xmlns='jabber:iq:register'><registered/><username>alice</username></query></iq>"
-	e.expect(a, "<iq type='get' id='g1'><query xmlns='jabber:iq:register'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='g1'><query xmlns='jabber:iq:register'/></iq>",
 		"<iq to='alice@example.org/a' type='result' id='g1'>"+registered)
-	e.expect(a, "<iq type='get' id='g2' to='example.org'><query xmlns='jabber:iq:register'/></iq>",
+	e.ExpectReply(a, "<iq type='get' id='g2' to='example.org'><query xmlns='jabber:iq:register'/></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='g2'>"+registered)
 
 	// Password change, with no 'to' and to the server (XEP-0077 §3.3).
-	e.expect(a, reg("p1", "alice", "new one"), "<iq to='alice@example.org/a' type='result' id='p1'/>")
+	e.ExpectReply(a, reg("p1", "alice", "new one"), "<iq to='alice@example.org/a' type='result' id='p1'/>")
 	if !e.passwordIs("alice@example.org", "new one") {
 		t.Fatal("password not changed")
 	}
-	e.expect(a, "<iq type='set' id='p2' to='example.org'><query xmlns='jabber:iq:register'><username>Alice</username><password>newer</password></query></iq>",
+	e.ExpectReply(a, "<iq type='set' id='p2' to='example.org'><query xmlns='jabber:iq:register'><username>Alice</username><password>newer</password></query></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='p2'/>")
 	if !e.passwordIs("alice@example.org", "newer") {
 		t.Fatal("password not changed via the domain")
 	}
 	// Empty password: kept (XEP-0077 §3.3).
-	if res := e.iq(a, reg("p3", "alice", "")); errCondition(res) != "bad-request" {
+	if res := e.IQ(a, reg("p3", "alice", "")); modtest.ErrCondition(res) != "bad-request" {
 		t.Errorf("empty password: %s", res.Raw)
 	}
-	if res := e.iq(a, "<iq type='set' id='p4'><query xmlns='jabber:iq:register'><password>x</password></query></iq>"); errCondition(res) != "bad-request" {
+	if res := e.IQ(a, "<iq type='set' id='p4'><query xmlns='jabber:iq:register'><password>x</password></query></iq>"); modtest.ErrCondition(res) != "bad-request" {
 		t.Errorf("no username: %s", res.Raw)
 	}
 	if !e.passwordIs("alice@example.org", "newer") {
@@ -300,7 +301,7 @@ func TestAuthenticated(t *testing.T) {
 		"<iq type='set' id='m4' to='alice@example.org'><query xmlns='jabber:iq:register'><remove/></query></iq>",
 		"<iq type='get' id='m5' to='alice@example.org'><query xmlns='jabber:iq:register'/></iq>",
 	} {
-		if res := e.iq(m, req); errCondition(res) != "forbidden" {
+		if res := e.IQ(m, req); modtest.ErrCondition(res) != "forbidden" {
 			t.Errorf("%s: %s", req, res.Raw)
 		}
 	}
@@ -309,7 +310,7 @@ func TestAuthenticated(t *testing.T) {
 	}
 	// A remote entity cannot use the server's registration.
 	forged := wire.MustParse("<iq type='set' id='f1' from='eve@remote.example/x' to='example.org'><query xmlns='jabber:iq:register'><username>alice</username><password>pwned</password></query></iq>")
-	if err := e.router.Route(ctx, forged, module.Origin{Kind: module.FromServer}); err != nil {
+	if err := e.Router.Route(ctx, forged, module.Origin{Kind: module.FromServer}); err != nil {
 		t.Fatal(err)
 	}
 	if !e.passwordIs("alice@example.org", "newer") {
@@ -317,21 +318,21 @@ func TestAuthenticated(t *testing.T) {
 	}
 
 	// Remove: <remove/> must be alone.
-	if res := e.iq(m, "<iq type='set' id='r1'><query xmlns='jabber:iq:register'><remove/><username>mallory</username></query></iq>"); errCondition(res) != "bad-request" {
+	if res := e.IQ(m, "<iq type='set' id='r1'><query xmlns='jabber:iq:register'><remove/><username>mallory</username></query></iq>"); modtest.ErrCondition(res) != "bad-request" {
 		t.Errorf("remove with extras: %s", res.Raw)
 	}
-	e.expect(m, "<iq type='set' id='r2'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+	e.ExpectReply(m, "<iq type='set' id='r2'><query xmlns='jabber:iq:register'><remove/></query></iq>",
 		"<iq to='mallory@example.org/m' type='result' id='r2'/>")
 	if e.exists("mallory@example.org") {
 		t.Fatal("mallory still exists")
 	}
-	e.expect(a, "<iq type='set' id='r3' to='example.org'><query xmlns='jabber:iq:register'><remove/></query></iq>",
+	e.ExpectReply(a, "<iq type='set' id='r3' to='example.org'><query xmlns='jabber:iq:register'><remove/></query></iq>",
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='r3'/>")
 	if e.exists("alice@example.org") {
 		t.Fatal("alice still exists")
 	}
 	// A second remove (the session outlived its account).
-	if res := e.iq(a, "<iq type='set' id='r4'><query xmlns='jabber:iq:register'><remove/></query></iq>"); errCondition(res) != "item-not-found" {
+	if res := e.IQ(a, "<iq type='set' id='r4'><query xmlns='jabber:iq:register'><remove/></query></iq>"); modtest.ErrCondition(res) != "item-not-found" {
 		t.Errorf("second remove: %s", res.Raw)
 	}
 }
