@@ -80,7 +80,10 @@ func TestOpenErrorHidesPassword(t *testing.T) {
 		fmt.Sprintf("host=127.0.0.1 port=%d user=parley password='%s' dbname=parleydb sslmode=disable", port, secret),
 	} {
 		for name, call := range map[string]func() error{
-			"Open":    func() error { _, err := Open(t.Context(), Config{DSN: dsn, Migrate: true, QueryTimeout: 2 * time.Second}); return err },
+			"Open": func() error {
+				_, err := Open(t.Context(), Config{DSN: dsn, Migrate: true, QueryTimeout: 2 * time.Second})
+				return err
+			},
 			"Migrate": func() error { _, err := Migrate(t.Context(), dsn); return err },
 			"Status":  func() error { _, err := Status(t.Context(), dsn); return err },
 		} {
