@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
@@ -25,10 +26,10 @@ func stanzaIDs(st *wire.Stanza) map[string][]string {
 }
 
 func (e *env) archive(owner string) []storage.ArchivedMessage {
-	e.t.Helper()
-	p, err := e.store.QueryArchive(context.Background(), owner, storage.ArchiveQuery{Max: 1000})
+	e.T.Helper()
+	p, err := e.Store.QueryArchive(context.Background(), owner, storage.ArchiveQuery{Max: 1000})
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return p.Messages
 }
@@ -46,19 +47,19 @@ var base = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 // seed stores n messages in owner's archive, one a minute from base,
 // alternating between romeo@other.example and nurse@example.org.
 func (e *env) seed(owner string, n int) []string {
-	e.t.Helper()
+	e.T.Helper()
 	var ids []string
 	for i := range n {
 		with := "romeo@other.example"
 		if i%2 == 1 {
 			with = "nurse@example.org"
 		}
-		id, err := e.store.AppendArchive(context.Background(), owner, storage.ArchivedMessage{
+		id, err := e.Store.AppendArchive(context.Background(), owner, storage.ArchivedMessage{
 			With: with, WithResource: "r", Timestamp: base.Add(time.Duration(i) * time.Minute), FromFull: with + "/r",
 			Raw: fmt.Appendf(nil, "<message from='%s/r' to='%s' type='chat' id='m%d'><body>%d</body></message>", with, owner, i, i),
 		})
 		if err != nil {
-			e.t.Fatal(err)
+			e.T.Fatal(err)
 		}
 		ids = append(ids, id)
 	}
@@ -75,22 +76,22 @@ type fin struct {
 }
 
 // query runs a MAM query from s and checks the shape of every result.
-func (e *env) query(s *session, inner string) (fin, *wire.Stanza) {
-	e.t.Helper()
-	results, reply := e.iq(s, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qid'>"+inner+"</query></iq>")
+func (e *env) query(s *modtest.Session, inner string) (fin, *wire.Stanza) {
+	e.T.Helper()
+	results, reply := e.IQCollect(s, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='qid'>"+inner+"</query></iq>")
 	var f fin
 	if reply.Type != "result" {
 		return f, reply
 	}
 	for _, r := range results {
 		res := r.Child(NS, "result")
-		if res == nil || r.To != s.j.String() || r.From != s.j.Bare().String() {
-			e.t.Fatalf("not a result for %s: %s", s.j, r.Raw)
+		if res == nil || r.To != s.JID().String() || r.From != s.JID().Bare().String() {
+			e.T.Fatalf("not a result for %s: %s", s.JID(), r.Raw)
 		}
 		fwd := res.Child(NSForward, "forwarded")
 		msg := fwd.Child(wire.NSClient, "message")
 		if msg == nil || fwd.Child(xep.NSDelay, "delay") == nil {
-			e.t.Fatalf("result without forwarded message and delay: %s", r.Raw)
+			e.T.Fatalf("result without forwarded message and delay: %s", r.Raw)
 		}
 		f.results = append(f.results, res.AttrValue("id"))
 		f.queryIDs = append(f.queryIDs, res.AttrValue("queryid"))
@@ -99,7 +100,7 @@ func (e *env) query(s *session, inner string) (fin, *wire.Stanza) {
 	}
 	fe := reply.Child(NS, "fin")
 	if fe == nil {
-		e.t.Fatalf("reply without fin: %s", reply.Raw)
+		e.T.Fatalf("reply without fin: %s", reply.Raw)
 	}
 	f.complete = fe.AttrValue("complete") == "true"
 	set := fe.Child(NSRSM, "set")
@@ -135,10 +136,10 @@ func TestArchiveBeforeDelivery(t *testing.T) {
 	alice := e.login("alice@example.org/phone")
 	bob := e.login("bob@example.org/desk")
 	var atDelivery []storage.ArchivedMessage
-	bob.onSend = func(*wire.Stanza) { atDelivery = e.archive("bob@example.org") }
+	bob.OnSend = func(*wire.Stanza) { atDelivery = e.archive("bob@example.org") }
 
-	e.send(alice, "<message to='bob@example.org' type='chat' id='m1'><body>hi</body></message>")
-	got := bob.take()
+	e.Send(alice, "<message to='bob@example.org' type='chat' id='m1'><body>hi</body></message>")
+	got := bob.Take()
 	if len(got) != 1 {
 		t.Fatalf("bob got %d stanzas", len(got))
 	}
@@ -158,7 +159,7 @@ func TestArchiveBeforeDelivery(t *testing.T) {
 	if len(out) != 1 || out[0].With != "bob@example.org" || out[0].ID == m.ID {
 		t.Fatalf("alice's archive %+v", out)
 	}
-	if got := alice.take(); len(got) != 0 {
+	if got := alice.Take(); len(got) != 0 {
 		t.Errorf("alice got %d stanzas", len(got))
 	}
 }
@@ -166,9 +167,9 @@ func TestArchiveBeforeDelivery(t *testing.T) {
 func TestOutboundToRemoteArchivedAndBounceNot(t *testing.T) {
 	e := setup(t, Config{})
 	alice := e.login("alice@example.org/phone")
-	e.send(alice, "<message to='romeo@other.example/orchard' type='chat' id='m1'><body>hi</body></message>")
+	e.Send(alice, "<message to='romeo@other.example/orchard' type='chat' id='m1'><body>hi</body></message>")
 	// No federation in this test: the router bounces; the error is not archived.
-	got := alice.take()
+	got := alice.Take()
 	if len(got) != 1 || got[0].Type != "error" || len(stanzaIDs(got[0])) != 0 {
 		t.Fatalf("alice got %d stanzas", len(got))
 	}
@@ -210,12 +211,12 @@ func TestWhatIsArchived(t *testing.T) {
 			if c.typ != "" {
 				typ = " type='" + c.typ + "'"
 			}
-			e.send(alice, "<message to='bob@example.org/b' id='m1'"+typ+">"+c.payload+"</message>")
+			e.Send(alice, "<message to='bob@example.org/b' id='m1'"+typ+">"+c.payload+"</message>")
 			in, out := e.archive("bob@example.org"), e.archive("alice@example.org")
 			if c.archived != (len(in) == 1) || c.archived != (len(out) == 1) {
 				t.Fatalf("archived in %d, out %d; want %v", len(in), len(out), c.archived)
 			}
-			got := bob.take()
+			got := bob.Take()
 			if c.typ == "groupchat" {
 				return // bounced by the router
 			}
@@ -235,13 +236,13 @@ func TestOMEMOWithoutBodyByteForByte(t *testing.T) {
 	raw := "<message from='romeo@other.example/orchard' to='bob@example.org' type='chat' id='x1'>\n  " +
 		"<encrypted xmlns=\"eu.siacs.conversations.axolotl\"><header sid='27183'><key rid='31415'>BASE64+/==</key>" +
 		"<iv>BASE64</iv></header><payload>\tQUJD&#x41;</payload></encrypted>\n  <store xmlns='urn:xmpp:hints'/></message>"
-	in := e.remote(raw)
+	in := e.Remote(raw)
 	a := e.archive("bob@example.org")
 	if len(a) != 1 || !bytes.Equal(a[0].Raw, in.Raw) {
 		t.Fatalf("archived %q\nwant     %q", a[0].Raw, in.Raw)
 	}
-	bob.take()
-	results, _ := e.iq(bob, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2'/></iq>")
+	bob.Take()
+	results, _ := e.IQCollect(bob, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2'/></iq>")
 	if len(results) != 1 {
 		t.Fatalf("%d results", len(results))
 	}
@@ -259,11 +260,11 @@ func TestOMEMOWithoutBodyByteForByte(t *testing.T) {
 func TestInjectedStanzaIDStripped(t *testing.T) {
 	e := setup(t, Config{})
 	bob := e.login("bob@example.org/b")
-	e.remote("<message from='romeo@other.example/o' to='bob@example.org' type='chat' id='x'><body>hi</body>" +
+	e.Remote("<message from='romeo@other.example/o' to='bob@example.org' type='chat' id='x'><body>hi</body>" +
 		"<stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.org' id='forged'/>" +
 		"<stanza-id xmlns='urn:xmpp:sid:0' by='BOB@example.org' id='forged2'/>" +
 		"<stanza-id xmlns='urn:xmpp:sid:0' by='other.example' id='theirs'/></message>")
-	got := bob.take()
+	got := bob.Take()
 	ids := stanzaIDs(got[0])
 	a := e.archive("bob@example.org")
 	if len(a) != 1 || !slices.Equal(ids["bob@example.org"], []string{a[0].ID}) || len(ids["BOB@example.org"]) != 0 {
@@ -276,15 +277,15 @@ func TestInjectedStanzaIDStripped(t *testing.T) {
 		t.Errorf("forged id archived: %s", a[0].Raw)
 	}
 	// Stripped even when the message is not archived.
-	e.remote("<message from='romeo@other.example/o' to='bob@example.org/b' type='chat' id='y'><body>hi</body>" +
+	e.Remote("<message from='romeo@other.example/o' to='bob@example.org/b' type='chat' id='y'><body>hi</body>" +
 		"<no-store xmlns='urn:xmpp:hints'/><stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.org' id='forged'/></message>")
-	got = bob.take()
+	got = bob.Take()
 	if len(got) != 1 || len(stanzaIDs(got[0])) != 0 {
 		t.Fatalf("no-store message delivered as %s", got[0].Raw)
 	}
 	// And a user's own client cannot plant one in its sent messages.
 	alice := e.login("alice@example.org/a")
-	e.send(alice, "<message to='bob@example.org' type='chat' id='z'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='alice@example.org' id='mine'/></message>")
+	e.Send(alice, "<message to='bob@example.org' type='chat' id='z'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='alice@example.org' id='mine'/></message>")
 	if out := e.archive("alice@example.org"); len(out) != 1 || bytes.Contains(out[0].Raw, []byte("mine")) {
 		t.Fatalf("alice's archive %+v", out)
 	}
@@ -295,9 +296,9 @@ func TestDedupByOriginID(t *testing.T) {
 	alice := e.login("alice@example.org/a")
 	bob := e.login("bob@example.org/b")
 	msg := "<message to='bob@example.org' type='chat' id='m%d'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='o1'/></message>"
-	e.send(alice, fmt.Sprintf(msg, 1))
-	e.send(alice, fmt.Sprintf(msg, 2)) // resent, e.g. after a reconnect
-	got := bob.take()
+	e.Send(alice, fmt.Sprintf(msg, 1))
+	e.Send(alice, fmt.Sprintf(msg, 2)) // resent, e.g. after a reconnect
+	got := bob.Take()
 	if len(got) != 2 {
 		t.Fatalf("bob got %d (the resend is still delivered)", len(got))
 	}
@@ -310,13 +311,13 @@ func TestDedupByOriginID(t *testing.T) {
 	}
 	// Another resource using the same origin-id is a different message.
 	alice2 := e.login("alice@example.org/b")
-	e.send(alice2, fmt.Sprintf(msg, 3))
+	e.Send(alice2, fmt.Sprintf(msg, 3))
 	if in := e.archive("bob@example.org"); len(in) != 2 {
 		t.Fatalf("other resource: %d archived", len(in))
 	}
 	// Outside the window it is archived again.
 	e.mod.now = func() time.Time { return time.Now().Add(10 * time.Minute) }
-	e.send(alice, fmt.Sprintf(msg, 4))
+	e.Send(alice, fmt.Sprintf(msg, 4))
 	if in := e.archive("bob@example.org"); len(in) != 3 {
 		t.Fatalf("after the window: %d archived", len(in))
 	}
@@ -326,12 +327,12 @@ func TestMessageToSelfArchivedOnce(t *testing.T) {
 	e := setup(t, Config{})
 	a := e.login("alice@example.org/a")
 	b := e.login("alice@example.org/b")
-	e.send(a, "<message to='alice@example.org/b' type='chat' id='m1'><body>note</body></message>")
+	e.Send(a, "<message to='alice@example.org/b' type='chat' id='m1'><body>note</body></message>")
 	arch := e.archive("alice@example.org")
 	if len(arch) != 1 || arch[0].With != "alice@example.org" {
 		t.Fatalf("archive %+v", arch)
 	}
-	got := b.take()
+	got := b.Take()
 	if len(got) != 1 || stanzaIDs(got[0])["alice@example.org"][0] != arch[0].ID {
 		t.Fatalf("delivered %v", got)
 	}
@@ -344,13 +345,13 @@ func TestMessageToSelfArchivedOnce(t *testing.T) {
 
 func TestNoArchiveForUnknownUser(t *testing.T) {
 	e := setup(t, Config{})
-	e.remote("<message from='romeo@other.example/o' to='ghost@example.org' type='chat' id='x'><body>hi</body></message>")
+	e.Remote("<message from='romeo@other.example/o' to='ghost@example.org' type='chat' id='x'><body>hi</body></message>")
 	if a := e.archive("ghost@example.org"); len(a) != 0 {
 		t.Fatalf("archived for a user that does not exist: %d", len(a))
 	}
 	// An offline but existing user gets it archived.
-	e.account("carol@example.org")
-	e.remote("<message from='romeo@other.example/o' to='carol@example.org' type='chat' id='x'><body>hi</body></message>")
+	e.Account("carol@example.org")
+	e.Remote("<message from='romeo@other.example/o' to='carol@example.org' type='chat' id='x'><body>hi</body></message>")
 	if a := e.archive("carol@example.org"); len(a) != 1 {
 		t.Fatalf("offline user: %d archived", len(a))
 	}
@@ -483,8 +484,8 @@ func TestQueryErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			results, reply := e.iq(bob, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2'>"+c.q+"</query></iq>")
-			if got := errCondition(reply); got != c.cond || len(results) != 0 {
+			results, reply := e.IQCollect(bob, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2'>"+c.q+"</query></iq>")
+			if got := modtest.ErrCondition(reply); got != c.cond || len(results) != 0 {
 				t.Fatalf("got %q and %d results, want %q: %s", got, len(results), c.cond, reply.Raw)
 			}
 		})
@@ -492,14 +493,14 @@ func TestQueryErrors(t *testing.T) {
 	// Another user's archive: forbidden, nothing leaks.
 	for _, payload := range []string{"<query xmlns='urn:xmpp:mam:2'/>", "<metadata xmlns='urn:xmpp:mam:2'/>", "<prefs xmlns='urn:xmpp:mam:2'/>"} {
 		for _, typ := range []string{"get", "set"} {
-			results, reply := e.iq(alice, "<iq type='"+typ+"' id='q2' to='bob@example.org'>"+payload+"</iq>")
-			if errCondition(reply) != wire.ErrForbidden || len(results) != 0 {
+			results, reply := e.IQCollect(alice, "<iq type='"+typ+"' id='q2' to='bob@example.org'>"+payload+"</iq>")
+			if modtest.ErrCondition(reply) != wire.ErrForbidden || len(results) != 0 {
 				t.Fatalf("%s %s on another's archive: %s (+%d)", typ, payload, reply.Raw, len(results))
 			}
 		}
 	}
 	// Addressed explicitly to one's own bare JID it works.
-	results, reply := e.iq(alice, "<iq type='set' id='q3' to='alice@example.org'><query xmlns='urn:xmpp:mam:2'/></iq>")
+	results, reply := e.IQCollect(alice, "<iq type='set' id='q3' to='alice@example.org'><query xmlns='urn:xmpp:mam:2'/></iq>")
 	if reply.Type != "result" || len(results) != 1 {
 		t.Fatalf("own archive by address: %s", reply.Raw)
 	}
@@ -508,7 +509,7 @@ func TestQueryErrors(t *testing.T) {
 func TestFormMetadataFeatures(t *testing.T) {
 	e := setup(t, Config{})
 	bob := e.login("bob@example.org/b")
-	_, reply := e.iq(bob, "<iq type='get' id='f1'><query xmlns='urn:xmpp:mam:2'/></iq>")
+	_, reply := e.IQCollect(bob, "<iq type='get' id='f1'><query xmlns='urn:xmpp:mam:2'/></iq>")
 	x := reply.Child(NS, "query").Child(xep.NSDataForms, "x")
 	var vars []string
 	for _, f := range x.ChildrenNamed(xep.NSDataForms, "field") {
@@ -518,12 +519,12 @@ func TestFormMetadataFeatures(t *testing.T) {
 		t.Fatalf("form fields %v", vars)
 	}
 
-	_, reply = e.iq(bob, "<iq type='get' id='m1'><metadata xmlns='urn:xmpp:mam:2'/></iq>")
+	_, reply = e.IQCollect(bob, "<iq type='get' id='m1'><metadata xmlns='urn:xmpp:mam:2'/></iq>")
 	if want := "<metadata xmlns='urn:xmpp:mam:2'/>"; !strings.Contains(string(reply.Raw), want) {
 		t.Fatalf("empty metadata: %s", reply.Raw)
 	}
 	ids := e.seed("bob@example.org", 3)
-	_, reply = e.iq(bob, "<iq type='get' id='m2'><metadata xmlns='urn:xmpp:mam:2'/></iq>")
+	_, reply = e.IQCollect(bob, "<iq type='get' id='m2'><metadata xmlns='urn:xmpp:mam:2'/></iq>")
 	md := reply.Child(NS, "metadata")
 	if s, en := md.Child(NS, "start"), md.Child(NS, "end"); s.AttrValue("id") != ids[0] || s.AttrValue("timestamp") != "2024-05-01T10:00:00Z" ||
 		en.AttrValue("id") != ids[2] || en.AttrValue("timestamp") != "2024-05-01T10:02:00Z" {
@@ -531,7 +532,7 @@ func TestFormMetadataFeatures(t *testing.T) {
 	}
 
 	for _, f := range []string{NS, NSExtended, xep.NSSID} {
-		if !slices.Contains(e.reg.AccountFeatures(), f) {
+		if !slices.Contains(e.Registry.AccountFeatures(), f) {
 			t.Errorf("account feature %s missing", f)
 		}
 	}
@@ -541,28 +542,28 @@ func TestPrefs(t *testing.T) {
 	e := setup(t, Config{})
 	alice := e.login("alice@example.org/a")
 	bob := e.login("bob@example.org/b")
-	_, reply := e.iq(bob, "<iq type='get' id='p1'><prefs xmlns='urn:xmpp:mam:2'/></iq>")
+	_, reply := e.IQCollect(bob, "<iq type='get' id='p1'><prefs xmlns='urn:xmpp:mam:2'/></iq>")
 	if want := "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>"; !strings.Contains(string(reply.Raw), want) {
 		t.Fatalf("default prefs: %s", reply.Raw)
 	}
-	_, reply = e.iq(bob, "<iq type='set' id='p2'><prefs xmlns='urn:xmpp:mam:2' default='roster'>"+
+	_, reply = e.IQCollect(bob, "<iq type='set' id='p2'><prefs xmlns='urn:xmpp:mam:2' default='roster'>"+
 		"<always><jid>romeo@other.example</jid></always><never><jid>alice@example.org</jid></never></prefs></iq>")
 	if want := "<prefs xmlns='urn:xmpp:mam:2' default='roster'><always><jid>romeo@other.example</jid></always><never><jid>alice@example.org</jid></never></prefs>"; !strings.Contains(string(reply.Raw), want) {
 		t.Fatalf("set prefs: %s", reply.Raw)
 	}
 	// never: alice's messages are not archived by bob (alice still keeps hers).
-	e.send(alice, "<message to='bob@example.org' type='chat' id='m1'><body>x</body></message>")
+	e.Send(alice, "<message to='bob@example.org' type='chat' id='m1'><body>x</body></message>")
 	if len(e.archive("bob@example.org")) != 0 || len(e.archive("alice@example.org")) != 1 {
 		t.Fatal("never list ignored")
 	}
 	// always: romeo, though not in the roster.
-	e.remote("<message from='romeo@other.example/o' to='bob@example.org' type='chat' id='r1'><body>x</body></message>")
+	e.Remote("<message from='romeo@other.example/o' to='bob@example.org' type='chat' id='r1'><body>x</body></message>")
 	// roster: a stranger is not archived, a contact is.
-	e.remote("<message from='tybalt@other.example/o' to='bob@example.org' type='chat' id='t1'><body>x</body></message>")
-	if _, err := e.store.UpsertRosterItem(context.Background(), "bob@example.org", storage.RosterItem{JID: "mercutio@other.example", Subscription: storage.SubBoth}); err != nil {
+	e.Remote("<message from='tybalt@other.example/o' to='bob@example.org' type='chat' id='t1'><body>x</body></message>")
+	if _, err := e.Store.UpsertRosterItem(context.Background(), "bob@example.org", storage.RosterItem{JID: "mercutio@other.example", Subscription: storage.SubBoth}); err != nil {
 		t.Fatal(err)
 	}
-	e.remote("<message from='mercutio@other.example/o' to='bob@example.org' type='chat' id='t2'><body>x</body></message>")
+	e.Remote("<message from='mercutio@other.example/o' to='bob@example.org' type='chat' id='t2'><body>x</body></message>")
 	var with []string
 	for _, m := range e.archive("bob@example.org") {
 		with = append(with, m.With)
@@ -570,8 +571,8 @@ func TestPrefs(t *testing.T) {
 	if !slices.Equal(with, []string{"romeo@other.example", "mercutio@other.example"}) {
 		t.Fatalf("archived with %v", with)
 	}
-	_, reply = e.iq(bob, "<iq type='set' id='p3'><prefs xmlns='urn:xmpp:mam:2' default='sometimes'/></iq>")
-	if errCondition(reply) != wire.ErrBadRequest {
+	_, reply = e.IQCollect(bob, "<iq type='set' id='p3'><prefs xmlns='urn:xmpp:mam:2' default='sometimes'/></iq>")
+	if modtest.ErrCondition(reply) != wire.ErrBadRequest {
 		t.Fatalf("bad default: %s", reply.Raw)
 	}
 }
@@ -604,10 +605,10 @@ func TestResultsForGoneSessionDropped(t *testing.T) {
 	// A result routed to a resource that is no longer bound must not fall
 	// back to the other resources (RFC 6121 would deliver it to the bare JID).
 	res := wire.MustParse("<message to='bob@example.org/gone' from='bob@example.org'><result xmlns='urn:xmpp:mam:2' id='x'/></message>")
-	if err := e.router.Route(context.Background(), res, module.Origin{Kind: module.FromLocal}); err != nil {
+	if err := e.Router.Route(context.Background(), res, module.Origin{Kind: module.FromLocal}); err != nil {
 		t.Fatal(err)
 	}
-	if got := b1.take(); len(got) != 0 {
+	if got := b1.Take(); len(got) != 0 {
 		t.Fatalf("other resource got %s", got[0].Raw)
 	}
 }
