@@ -7,26 +7,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
 )
 
-func (e *env) enable(s *session) {
-	e.t.Helper()
-	_, reply := e.iq(s, "<iq type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+func (e *env) enable(s *modtest.Session) {
+	e.T.Helper()
+	_, reply := e.IQCollect(s, "<iq type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
 	if reply.Type != "result" || s.Flags()&module.FlagCarbons == 0 {
-		e.t.Fatalf("enable: %s", reply.Raw)
+		e.T.Fatalf("enable: %s", reply.Raw)
 	}
 }
 
 // carbon checks that st is a carbon of the given kind for s and returns
 // the forwarded message.
-func carbon(t *testing.T, s *session, kind string, st *wire.Stanza) *wire.Element {
+func carbon(t *testing.T, s *modtest.Session, kind string, st *wire.Stanza) *wire.Element {
 	t.Helper()
-	if st.From != s.j.Bare().String() || st.To != s.j.String() {
-		t.Fatalf("carbon from %q to %q, want from %s to %s", st.From, st.To, s.j.Bare(), s.j)
+	if st.From != s.JID().Bare().String() || st.To != s.JID().String() {
+		t.Fatalf("carbon from %q to %q, want from %s to %s", st.From, st.To, s.JID().Bare(), s.JID())
 	}
 	w := st.Child(NS, kind)
 	if w == nil {
@@ -39,65 +40,65 @@ func carbon(t *testing.T, s *session, kind string, st *wire.Stanza) *wire.Elemen
 	return msg
 }
 
-func one(t *testing.T, s *session) *wire.Stanza {
+func one(t *testing.T, s *modtest.Session) *wire.Stanza {
 	t.Helper()
-	got := s.take()
+	got := s.Take()
 	if len(got) != 1 {
 		var raws []string
 		for _, g := range got {
 			raws = append(raws, string(g.Raw))
 		}
-		t.Fatalf("%s got %d stanzas, want 1: %v", s.j, len(got), raws)
+		t.Fatalf("%s got %d stanzas, want 1: %v", s.JID(), len(got), raws)
 	}
 	return got[0]
 }
 
-func none(t *testing.T, ss ...*session) {
+func none(t *testing.T, ss ...*modtest.Session) {
 	t.Helper()
 	for _, s := range ss {
-		if got := s.take(); len(got) != 0 {
-			t.Fatalf("%s got %s", s.j, got[0].Raw)
+		if got := s.Take(); len(got) != 0 {
+			t.Fatalf("%s got %s", s.JID(), got[0].Raw)
 		}
 	}
 }
 
 func TestEnableDisable(t *testing.T) {
 	e := setup(t, false)
-	a := e.login("alice@example.org/a", 0)
+	a := e.LoginAvailable("alice@example.org/a", 0)
 	e.enable(a)
 	e.enable(a) // again: still a plain result
-	_, reply := e.iq(a, "<iq type='set' id='c2'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
+	_, reply := e.IQCollect(a, "<iq type='set' id='c2'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
 	if reply.Type != "result" || a.Flags()&module.FlagCarbons != 0 {
 		t.Fatalf("disable: %s", reply.Raw)
 	}
-	_, reply = e.iq(a, "<iq type='set' id='c3'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
+	_, reply = e.IQCollect(a, "<iq type='set' id='c3'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
 	if reply.Type != "result" {
 		t.Fatalf("disable again: %s", reply.Raw)
 	}
-	_, reply = e.iq(a, "<iq type='get' id='c4'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
-	if errCondition(reply) != wire.ErrBadRequest {
+	_, reply = e.IQCollect(a, "<iq type='get' id='c4'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+	if modtest.ErrCondition(reply) != wire.ErrBadRequest {
 		t.Fatalf("get: %s", reply.Raw)
 	}
-	e.login("bob@example.org/b", 0)
-	_, reply = e.iq(a, "<iq type='set' id='c5' to='bob@example.org'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
-	if errCondition(reply) != wire.ErrNotAllowed || a.Flags()&module.FlagCarbons != 0 {
+	e.LoginAvailable("bob@example.org/b", 0)
+	_, reply = e.IQCollect(a, "<iq type='set' id='c5' to='bob@example.org'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+	if modtest.ErrCondition(reply) != wire.ErrNotAllowed || a.Flags()&module.FlagCarbons != 0 {
 		t.Fatalf("enable for another account: %s", reply.Raw)
 	}
-	if !slices.Contains(e.reg.Features(), NS) {
+	if !slices.Contains(e.Registry.Features(), NS) {
 		t.Error("feature not advertised")
 	}
 }
 
 func TestSentCarbons(t *testing.T) {
 	e := setup(t, true)
-	a := e.login("alice@example.org/a", 0)
-	b := e.login("alice@example.org/b", 0)
-	c := e.login("alice@example.org/c", 0) // carbons not enabled
-	bob := e.login("bob@example.org/desk", 0)
+	a := e.LoginAvailable("alice@example.org/a", 0)
+	b := e.LoginAvailable("alice@example.org/b", 0)
+	c := e.LoginAvailable("alice@example.org/c", 0) // carbons not enabled
+	bob := e.LoginAvailable("bob@example.org/desk", 0)
 	e.enable(a)
 	e.enable(b)
 
-	e.send(a, "<message to='bob@example.org' type='chat' id='m1'><body>hi</body></message>")
+	e.Send(a, "<message to='bob@example.org' type='chat' id='m1'><body>hi</body></message>")
 	orig := one(t, bob)
 	if _, ok := xepIDs(orig)["alice@example.org"]; ok {
 		t.Fatalf("the contact sees the sender's archive id: %s", orig.Raw)
@@ -129,8 +130,8 @@ func TestSentCarbons(t *testing.T) {
 		"<message to='bob@example.org' type='chat' id='x'><body>secret</body><private xmlns='urn:xmpp:carbons:2'/></message>":                                  false,
 		"<message to='bob@example.org' type='chat' id='x'><body>secret</body><no-copy xmlns='urn:xmpp:hints'/></message>":                                      false,
 	} {
-		e.send(a, payload)
-		got := b.take()
+		e.Send(a, payload)
+		got := b.Take()
 		if copied != (len(got) == 1) {
 			t.Errorf("%s: %d copies, want copied=%v", payload, len(got), copied)
 		}
@@ -139,32 +140,32 @@ func TestSentCarbons(t *testing.T) {
 				t.Errorf("forwarded %s", fwd.String())
 			}
 		}
-		a.take()
-		c.take()
-		bob.take()
+		a.Take()
+		c.Take()
+		bob.Take()
 	}
 }
 
 func TestReceivedCarbons(t *testing.T) {
 	e := setup(t, true)
-	a := e.login("alice@example.org/a", 0)
-	b := e.login("alice@example.org/b", 5)
-	c := e.login("alice@example.org/c", 0)  // carbons not enabled
-	n := e.login("alice@example.org/n", -1) // negative priority: no bare-JID delivery
-	bob := e.login("bob@example.org/desk", 0)
+	a := e.LoginAvailable("alice@example.org/a", 0)
+	b := e.LoginAvailable("alice@example.org/b", 5)
+	c := e.LoginAvailable("alice@example.org/c", 0)  // carbons not enabled
+	n := e.LoginAvailable("alice@example.org/n", -1) // negative priority: no bare-JID delivery
+	bob := e.LoginAvailable("bob@example.org/desk", 0)
 	e.enable(a)
 	e.enable(b)
 	e.enable(n)
 
 	// To a full JID: every other enabled resource gets a copy.
-	e.send(bob, "<message to='alice@example.org/a' type='chat' id='m1'><body>hi</body></message>")
+	e.Send(bob, "<message to='alice@example.org/a' type='chat' id='m1'><body>hi</body></message>")
 	orig := one(t, a)
 	arch := archive(t, e, "alice@example.org")
 	sid := xepIDs(orig)["alice@example.org"]
 	if len(arch) != 1 || sid != arch[0].ID {
 		t.Fatalf("delivered stanza-id %q, archive %v", sid, arch)
 	}
-	for _, s := range []*session{b, n} {
+	for _, s := range []*modtest.Session{b, n} {
 		msg := carbon(t, s, "received", one(t, s))
 		if msg.AttrValue("to") != "alice@example.org/a" || msg.AttrValue("from") != "bob@example.org/desk" {
 			t.Fatalf("forwarded %s", msg.String())
@@ -178,44 +179,44 @@ func TestReceivedCarbons(t *testing.T) {
 
 	// To the bare JID: the available non-negative resources get the
 	// message; only the negative-priority enabled one gets a copy.
-	e.send(bob, "<message to='alice@example.org' type='chat' id='m2'><body>all</body></message>")
-	for _, s := range []*session{a, b, c} {
+	e.Send(bob, "<message to='alice@example.org' type='chat' id='m2'><body>all</body></message>")
+	for _, s := range []*modtest.Session{a, b, c} {
 		if got := one(t, s); got.Child(NS, "received") != nil {
-			t.Fatalf("%s got a carbon instead of the message", s.j)
+			t.Fatalf("%s got a carbon instead of the message", s.JID())
 		}
 	}
 	carbon(t, n, "received", one(t, n))
 
 	// To an unbound resource: delivered as to the bare JID.
-	e.send(bob, "<message to='alice@example.org/gone' type='chat' id='m3'><body>x</body></message>")
-	a.take()
-	b.take()
-	c.take()
+	e.Send(bob, "<message to='alice@example.org/gone' type='chat' id='m3'><body>x</body></message>")
+	a.Take()
+	b.Take()
+	c.Take()
 	carbon(t, n, "received", one(t, n))
 
 	// Private messages are not copied.
-	e.send(bob, "<message to='alice@example.org/a' type='chat' id='m4'><body>x</body><private xmlns='urn:xmpp:carbons:2'/><no-copy xmlns='urn:xmpp:hints'/></message>")
+	e.Send(bob, "<message to='alice@example.org/a' type='chat' id='m4'><body>x</body><private xmlns='urn:xmpp:carbons:2'/><no-copy xmlns='urn:xmpp:hints'/></message>")
 	one(t, a)
 	none(t, b, c, n)
 
 	// Errors and groupchat are not copied.
-	e.send(bob, "<message to='alice@example.org/a' type='error' id='m5'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+	e.Send(bob, "<message to='alice@example.org/a' type='error' id='m5'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
 	one(t, a)
 	none(t, b, n)
-	e.remote("<message from='room@muc.other.example/bob' to='alice@example.org/a' type='groupchat' id='m6'><body>x</body></message>")
+	e.Remote("<message from='room@muc.other.example/bob' to='alice@example.org/a' type='groupchat' id='m6'><body>x</body></message>")
 	one(t, a)
 	none(t, b, n)
 	// A private message from a MUC occupant: the room copies it itself.
-	e.remote("<message from='room@muc.other.example/bob' to='alice@example.org/a' type='chat' id='m7'><body>x</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>")
+	e.Remote("<message from='room@muc.other.example/bob' to='alice@example.org/a' type='chat' id='m7'><body>x</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>")
 	one(t, a)
 	none(t, b, n)
 
 	// After disable, no more copies.
-	_, reply := e.iq(b, "<iq type='set' id='d1'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
+	_, reply := e.IQCollect(b, "<iq type='set' id='d1'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
 	if reply.Type != "result" {
 		t.Fatal(reply.Raw)
 	}
-	e.send(bob, "<message to='alice@example.org/a' type='chat' id='m8'><body>x</body></message>")
+	e.Send(bob, "<message to='alice@example.org/a' type='chat' id='m8'><body>x</body></message>")
 	one(t, a)
 	none(t, b)
 	carbon(t, n, "received", one(t, n))
@@ -223,13 +224,13 @@ func TestReceivedCarbons(t *testing.T) {
 
 func TestMessageToOwnResource(t *testing.T) {
 	e := setup(t, true)
-	a := e.login("alice@example.org/a", 0)
-	b := e.login("alice@example.org/b", 0)
-	c := e.login("alice@example.org/c", 0)
-	for _, s := range []*session{a, b, c} {
+	a := e.LoginAvailable("alice@example.org/a", 0)
+	b := e.LoginAvailable("alice@example.org/b", 0)
+	c := e.LoginAvailable("alice@example.org/c", 0)
+	for _, s := range []*modtest.Session{a, b, c} {
 		e.enable(s)
 	}
-	e.send(a, "<message to='alice@example.org/b' type='chat' id='m1'><body>note</body></message>")
+	e.Send(a, "<message to='alice@example.org/b' type='chat' id='m1'><body>note</body></message>")
 	one(t, b)
 	// c learns of it once (a received copy), a gets nothing back.
 	carbon(t, c, "received", one(t, c))
@@ -241,18 +242,18 @@ func TestMessageToOwnResource(t *testing.T) {
 
 func TestForgedCarbonsDropped(t *testing.T) {
 	e := setup(t, false)
-	a := e.login("alice@example.org/a", 0)
+	a := e.LoginAvailable("alice@example.org/a", 0)
 	e.enable(a)
 	forged := "<received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>" +
 		"<message xmlns='jabber:client' from='juliet@capulet.example/balcony' to='alice@example.org/a' type='chat'><body>meet me</body></message>" +
 		"</forwarded></received>"
-	e.remote("<message from='tybalt@capulet.example/home' to='alice@example.org' type='chat' id='f1'>" + forged + "</message>")
-	e.remote("<message from='alice@example.org' to='alice@example.org/a' type='chat' id='f2'>" + forged + "</message>")
-	mallory := e.login("mallory@example.org/m", 0)
-	e.send(mallory, "<message to='alice@example.org/a' type='chat' id='f3'>"+strings.ReplaceAll(forged, "received", "sent")+"</message>")
+	e.Remote("<message from='tybalt@capulet.example/home' to='alice@example.org' type='chat' id='f1'>" + forged + "</message>")
+	e.Remote("<message from='alice@example.org' to='alice@example.org/a' type='chat' id='f2'>" + forged + "</message>")
+	mallory := e.LoginAvailable("mallory@example.org/m", 0)
+	e.Send(mallory, "<message to='alice@example.org/a' type='chat' id='f3'>"+strings.ReplaceAll(forged, "received", "sent")+"</message>")
 	// Even the user's own client cannot inject one into another resource.
-	b := e.login("alice@example.org/b", 0)
-	e.send(b, "<message to='alice@example.org/a' type='chat' id='f4'>"+forged+"</message>")
+	b := e.LoginAvailable("alice@example.org/b", 0)
+	e.Send(b, "<message to='alice@example.org/a' type='chat' id='f4'>"+forged+"</message>")
 	none(t, a)
 }
 
@@ -281,7 +282,7 @@ func xepIDs(st *wire.Stanza) map[string]string {
 
 func archive(t *testing.T, e *env, owner string) []storage.ArchivedMessage {
 	t.Helper()
-	p, err := e.store.QueryArchive(context.Background(), owner, storage.ArchiveQuery{Max: 100})
+	p, err := e.Store.QueryArchive(context.Background(), owner, storage.ArchiveQuery{Max: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
