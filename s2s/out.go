@@ -1,0 +1,324 @@
+package s2s
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/parley-xmpp/parley/wire"
+)
+
+const (
+	backoffMin = 2 * time.Second
+	backoffMax = 2 * time.Minute
+	// maxBatch bounds the stanzas written between flushes.
+	maxBatch = 64
+)
+
+// outConn owns the outbound stream for one (local, remote) pair. Its
+// goroutine connects, authenticates and then drains the queue; stanzas
+// wait in the queue while it connects.
+type outConn struct {
+	svc   *Service
+	p     pair
+	queue chan *wire.Stanza
+	log   *slog.Logger
+}
+
+func newOutConn(s *Service, p pair) *outConn {
+	return &outConn{svc: s, p: p, queue: make(chan *wire.Stanza, s.cfg.QueueSize),
+		log: s.log.With("dir", "out", "local", p.local, "remote", p.remote)}
+}
+
+func (o *outConn) run() {
+	defer o.svc.wg.Done()
+	for {
+		ost, err := o.connect()
+		if err != nil {
+			o.fail(err)
+			return
+		}
+		o.svc.mu.Lock()
+		delete(o.svc.backoff, o.p)
+		o.svc.mu.Unlock()
+		if !o.serve(ost) {
+			return
+		}
+	}
+}
+
+// fail removes the pair from the pool, starts the backoff and bounces
+// everything queued.
+func (o *outConn) fail(err error) {
+	cond := classify(err)
+	text := "cannot reach " + o.p.remote
+	o.log.Info("outbound connection failed", "err", err, "condition", cond)
+	o.svc.stats.failure(o.p.remote, cond)
+	s := o.svc
+	s.mu.Lock()
+	if s.out[o.p] == o {
+		delete(s.out, o.p)
+	}
+	b := s.backoff[o.p]
+	b.failures++
+	d := backoffMin << min(b.failures-1, 10)
+	if d > backoffMax || d <= 0 {
+		d = backoffMax
+	}
+	b.until, b.cond, b.text = time.Now().Add(d), cond, text
+	if !s.closed {
+		s.backoff[o.p] = b
+	}
+	s.mu.Unlock()
+	for {
+		select {
+		case st := <-o.queue:
+			s.bounce(st, cond, text)
+		default:
+			return
+		}
+	}
+}
+
+// connect establishes an authenticated stream within ConnectTimeout.
+func (o *outConn) connect() (*outStream, error) {
+	ctx, cancel := context.WithTimeout(o.svc.ctx, o.svc.cfg.ConnectTimeout)
+	defer cancel()
+	ost, err := o.svc.dial(ctx, o.p.local, o.p.remote)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.authenticate(ctx, ost); err != nil {
+		ost.closeStream(nil)
+		if ctx.Err() != nil {
+			return nil, &connectError{cond: wire.ErrRemoteServerTimeout, err: err}
+		}
+		return nil, err
+	}
+	_ = ost.conn.SetDeadline(time.Time{})
+	return ost, nil
+}
+
+func offersExternal(feats *wire.Stanza) bool {
+	m := feats.Child(nsSASL, "mechanisms")
+	if m == nil {
+		return false
+	}
+	for _, e := range m.ChildrenNamed(nsSASL, "mechanism") {
+		if e.Text() == "EXTERNAL" {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *outConn) authenticate(ctx context.Context, ost *outStream) error {
+	s := o.svc
+	if ost.certErr != nil {
+		if s.cfg.RequireValidCerts {
+			ost.closeStream(&wire.StreamError{Condition: wire.CondPolicyViolation, Text: "certificate not valid"})
+			return &connectError{cond: wire.ErrRemoteServerNotFound,
+				err: fmt.Errorf("certificate of %s: %w", o.p.remote, ost.certErr)}
+		}
+		o.log.Debug("peer certificate not valid, using dialback", "err", ost.certErr)
+	}
+	if ost.certErr == nil && s.ourCertOK[o.p.local] && offersExternal(ost.features) {
+		ok, err := o.saslExternal(ost)
+		if err != nil {
+			return err
+		}
+		if ok {
+			o.log.Debug("authenticated with SASL EXTERNAL")
+			return nil
+		}
+	}
+	if ost.features.Child(nsDialbackFeat, "dialback") == nil {
+		o.log.Debug("peer does not advertise dialback; trying anyway")
+	}
+	return o.dialback(ost)
+}
+
+// saslExternal runs XEP-0178. It reports false when the peer refused, so
+// that dialback can be tried on the same stream.
+func (o *outConn) saslExternal(ost *outStream) (bool, error) {
+	authz := base64.StdEncoding.EncodeToString([]byte(o.p.local))
+	if err := ost.send([]byte("<auth xmlns='" + nsSASL + "' mechanism='EXTERNAL'>" + authz + "</auth>")); err != nil {
+		return false, err
+	}
+	for {
+		st, err := ost.rd.Next()
+		if err != nil {
+			return false, err
+		}
+		if isStreamError(st) {
+			return false, fmt.Errorf("stream error from %s: %s", o.p.remote, streamErrorCondition(st))
+		}
+		if st.NS != nsSASL {
+			continue
+		}
+		switch st.Name {
+		case "success":
+			ost.restart()
+			if err := ost.header(o.p.local, o.p.remote, "", nil); err != nil {
+				return false, err
+			}
+			h, err := ost.rd.ReadHeader()
+			if err != nil {
+				return false, err
+			}
+			if h.NS != wire.NSServer {
+				return false, fmt.Errorf("%s: stream namespace %q", o.p.remote, h.NS)
+			}
+			feats, err := ost.rd.Next()
+			if err != nil {
+				return false, err
+			}
+			if feats.NS != wire.NSStream || feats.Name != "features" {
+				return false, fmt.Errorf("%s: expected stream features", o.p.remote)
+			}
+			ost.id, ost.features = h.ID, feats
+			return true, nil
+		case "failure":
+			o.log.Debug("SASL EXTERNAL refused, trying dialback")
+			return false, nil
+		case "challenge":
+			if err := ost.send([]byte("<response xmlns='" + nsSASL + "'>=</response>")); err != nil {
+				return false, err
+			}
+		}
+	}
+}
+
+// dialback sends our key (XEP-0220 §2.1.1) and waits for the result.
+func (o *outConn) dialback(ost *outStream) error {
+	if ost.id == "" {
+		return &connectError{cond: wire.ErrRemoteServerNotFound, err: fmt.Errorf("%s sent no stream id", o.p.remote)}
+	}
+	done := o.svc.addPending(o.p.local, o.p.remote, ost.id)
+	defer done()
+	key := o.svc.dialbackKey(o.p.remote, o.p.local, ost.id)
+	req := "<db:result from='" + wire.EscapeAttr(o.p.local) + "' to='" + wire.EscapeAttr(o.p.remote) + "'>" + key + "</db:result>"
+	if err := ost.send([]byte(req)); err != nil {
+		return err
+	}
+	for {
+		st, err := ost.rd.Next()
+		if err != nil {
+			return err
+		}
+		if isStreamError(st) {
+			return fmt.Errorf("stream error from %s: %s", o.p.remote, streamErrorCondition(st))
+		}
+		if st.NS != nsDialback || st.Name != "result" {
+			continue
+		}
+		if !sameDomain(st.From, o.p.remote) || !sameDomain(st.To, o.p.local) {
+			continue // a result for a request we did not send on this stream
+		}
+		switch st.Type {
+		case "valid":
+			o.log.Debug("authenticated with dialback")
+			return nil
+		case "invalid":
+			return &connectError{cond: wire.ErrRemoteServerNotFound, err: fmt.Errorf("%s rejected our dialback key", o.p.remote)}
+		default:
+			return &connectError{cond: wire.ErrRemoteServerTimeout, err: fmt.Errorf("%s: dialback error", o.p.remote)}
+		}
+	}
+}
+
+// serve writes queued stanzas until the stream ends or stays idle. It
+// reports whether the caller should reconnect (stanzas still queued).
+func (o *outConn) serve(ost *outStream) bool {
+	s := o.svc
+	s.stats.conn(o.p.remote, "out", 1)
+	defer s.stats.conn(o.p.remote, "out", -1)
+	readerDone := make(chan error, 1)
+	go func() {
+		// Without bidi the peer sends nothing but keepalives and the
+		// stream end on our outbound stream.
+		for {
+			st, err := ost.rd.Next()
+			if err != nil {
+				readerDone <- err
+				return
+			}
+			if isStreamError(st) {
+				readerDone <- errors.New("stream error: " + streamErrorCondition(st))
+				return
+			}
+		}
+	}()
+	idle := time.NewTimer(s.cfg.IdleTimeout)
+	defer idle.Stop()
+	for {
+		select {
+		case st := <-o.queue:
+			n := 0
+			err := ost.write(st.Raw)
+			for n = 1; err == nil && n < maxBatch; n++ {
+				var more *wire.Stanza
+				select {
+				case more = <-o.queue:
+				default:
+				}
+				if more == nil {
+					break
+				}
+				err = ost.write(more.Raw)
+			}
+			if err == nil {
+				err = ost.flush()
+			}
+			if err != nil {
+				o.log.Info("write failed", "err", err)
+				ost.close()
+				s.stats.failure(o.p.remote, "write")
+				return o.retire()
+			}
+			s.stats.out(o.p.remote, n)
+			idle.Reset(s.cfg.IdleTimeout)
+		case <-idle.C:
+			if o.retire() {
+				idle.Reset(s.cfg.IdleTimeout)
+				continue
+			}
+			o.log.Debug("closing idle stream")
+			ost.closeStream(nil)
+			return false
+		case err := <-readerDone:
+			o.log.Debug("outbound stream ended", "err", err)
+			ost.closeStream(nil)
+			return o.retire()
+		case <-s.ctx.Done():
+			ost.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
+			o.retire()
+			for {
+				select {
+				case st := <-o.queue:
+					s.bounce(st, wire.ErrRemoteServerTimeout, "the server is shutting down")
+				default:
+					return false
+				}
+			}
+		}
+	}
+}
+
+// retire removes the pair from the pool unless stanzas are queued; it
+// reports false when it did, true when the stream is still needed.
+func (o *outConn) retire() bool {
+	s := o.svc
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(o.queue) > 0 && !s.closed {
+		return true
+	}
+	if s.out[o.p] == o {
+		delete(s.out, o.p)
+	}
+	return false
+}

@@ -1,0 +1,366 @@
+// Package s2s connects Parley to other XMPP servers (RFC 6120 server-to-
+// server streams). It accepts inbound streams (STARTTLS on 5269, direct TLS
+// per XEP-0368), keeps one outbound stream per (local, remote) domain pair,
+// authenticates with SASL EXTERNAL (XEP-0178) when certificates allow and
+// with dialback (XEP-0220, keys per XEP-0185) otherwise, and implements
+// router.Remote.
+package s2s
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// DefaultMaxStanzaBytes is the stanza limit on s2s streams when
+// Config.Limits leaves it unset.
+const DefaultMaxStanzaBytes = 512 << 10
+
+// Config configures the s2s service.
+type Config struct {
+	// LocalDomains are the domains this server is authoritative for.
+	LocalDomains []string
+	// TLS holds our certificate(s). It is used as the server config for
+	// inbound streams and as the source of our client certificate on
+	// outbound ones (GetCertificate is consulted with the local domain).
+	TLS *tls.Config
+	// RootCAs validates peer certificates (system roots plus an optional
+	// CA file); nil means the system pool.
+	RootCAs *x509.CertPool
+	// RequireValidCerts refuses peers whose certificate is not valid for
+	// their domain; otherwise such peers may authenticate with dialback.
+	RequireValidCerts bool
+	// Routes maps a remote domain to fixed addresses ("host:port", or
+	// "tls://host:port" for direct TLS), bypassing DNS.
+	Routes map[string][]string
+	// DialbackSecret keys dialback (XEP-0185). It should persist across
+	// restarts and be shared by all nodes of a cluster; when empty a random
+	// one is generated.
+	DialbackSecret []byte
+	// Limits bound what a peer can make us buffer (default 512 KiB stanzas).
+	Limits wire.Limits
+	// IdleTimeout closes streams without traffic (default 10 minutes).
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds connecting, TLS and authentication (default 30s).
+	ConnectTimeout time.Duration
+	// QueueSize bounds stanzas queued per domain pair (default 1000).
+	QueueSize int
+	// Resolver for SRV/A/AAAA lookups (nil: net.DefaultResolver).
+	Resolver *net.Resolver
+	Logger   *slog.Logger
+}
+
+// Service is the server-to-server subsystem.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	router    *router.Router
+	local     map[string]bool
+	secret    []byte // SHA256(DialbackSecret), the HMAC key of XEP-0185
+	serverTLS *tls.Config
+	ourCertOK map[string]bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	mu      sync.Mutex
+	out     map[pair]*outConn
+	backoff map[pair]backoffState
+	in      map[*inConn]struct{}
+	lns     map[net.Listener]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+
+	dbMu      sync.Mutex
+	dbPending map[string]int // local, remote, stream id of our outbound dialback requests
+
+	stats stats
+}
+
+type pair struct{ local, remote string }
+
+type backoffState struct {
+	until    time.Time
+	failures int
+	cond     string
+	text     string
+}
+
+// New returns the service; call ServeTCP for listeners and install it with
+// router.SetRemote.
+func New(cfg Config, r *router.Router) *Service {
+	if cfg.Limits.MaxStanzaBytes <= 0 {
+		cfg.Limits.MaxStanzaBytes = DefaultMaxStanzaBytes
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 1000
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	secret := cfg.DialbackSecret
+	if len(secret) == 0 {
+		secret = []byte(router.NewID() + router.NewID())
+	}
+	h := sha256.Sum256(secret)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "s2s"), router: r, local: map[string]bool{},
+		secret: h[:], ourCertOK: map[string]bool{}, ctx: ctx, cancel: cancel,
+		out: map[pair]*outConn{}, backoff: map[pair]backoffState{}, in: map[*inConn]struct{}{},
+		lns: map[net.Listener]struct{}{}, dbPending: map[string]int{}}
+	for _, d := range cfg.LocalDomains {
+		s.local[strings.ToLower(d)] = true
+	}
+	if cfg.TLS != nil {
+		s.serverTLS = cfg.TLS.Clone()
+		s.serverTLS.ClientAuth = tls.RequestClientCert // verified per domain, see certValid
+		s.serverTLS.NextProtos = []string{alpnServer}
+		if s.serverTLS.MinVersion < tls.VersionTLS12 {
+			s.serverTLS.MinVersion = tls.VersionTLS12
+		}
+	}
+	for d := range s.local {
+		if c := s.certFor(d); c != nil && len(c.Certificate) > 0 {
+			s.ourCertOK[d] = s.chainValid(c.Certificate, d) == nil
+		}
+	}
+	return s
+}
+
+// IsLocal reports whether domain is one of ours.
+func (s *Service) IsLocal(domain string) bool { return s.local[domain] }
+
+// certFor returns our certificate for a local domain, or nil.
+func (s *Service) certFor(local string) *tls.Certificate {
+	if s.cfg.TLS == nil {
+		return nil
+	}
+	if s.cfg.TLS.GetCertificate != nil {
+		if c, err := s.cfg.TLS.GetCertificate(&tls.ClientHelloInfo{ServerName: local}); err == nil && c != nil {
+			return c
+		}
+	}
+	for i := range s.cfg.TLS.Certificates {
+		c := &s.cfg.TLS.Certificates[i]
+		leaf := c.Leaf
+		if leaf == nil && len(c.Certificate) > 0 {
+			leaf, _ = x509.ParseCertificate(c.Certificate[0])
+		}
+		if leaf != nil && certNames(leaf).match(local) {
+			return c
+		}
+	}
+	if len(s.cfg.TLS.Certificates) > 0 {
+		return &s.cfg.TLS.Certificates[0]
+	}
+	return nil
+}
+
+// chainValid checks a DER chain against RootCAs for domain.
+func (s *Service) chainValid(der [][]byte, domain string) error {
+	chain := make([]*x509.Certificate, 0, len(der))
+	for _, b := range der {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return err
+		}
+		chain = append(chain, c)
+	}
+	return verifyChain(chain, s.cfg.RootCAs, domain, time.Now())
+}
+
+// peerCertValid checks the peer's certificate of a TLS connection.
+func (s *Service) peerCertValid(cs *tls.ConnectionState, domain string) error {
+	if cs == nil {
+		return errors.New("no TLS")
+	}
+	return verifyChain(cs.PeerCertificates, s.cfg.RootCAs, domain, time.Now())
+}
+
+func (s *Service) clientTLS(local, remote string, direct bool) *tls.Config {
+	c := &tls.Config{
+		ServerName: remote,
+		MinVersion: tls.VersionTLS12,
+		// The peer certificate is verified after the handshake against the
+		// remote domain (verifyChain), because an invalid certificate is not
+		// fatal when dialback is allowed.
+		InsecureSkipVerify: true,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if c := s.certFor(local); c != nil {
+				return c, nil
+			}
+			return &tls.Certificate{}, nil
+		},
+	}
+	if direct {
+		c.NextProtos = []string{alpnServer}
+	}
+	return c
+}
+
+// Send implements router.Remote: it queues st on the stream for its
+// (from domain, to domain) pair, connecting when needed. Failures are
+// reported to the sender with router.Bounce.
+func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
+	from, err := jid.Parse(st.From)
+	if err != nil {
+		return errors.New("s2s: invalid from address")
+	}
+	to, err := jid.Parse(st.To)
+	if err != nil {
+		return errors.New("s2s: invalid to address")
+	}
+	p := pair{local: from.Domainpart(), remote: to.Domainpart()}
+	if !s.local[p.local] {
+		return errors.New("s2s: " + p.local + " is not a local domain")
+	}
+	if s.local[p.remote] {
+		return errors.New("s2s: " + p.remote + " is a local domain")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("s2s: shutting down")
+	}
+	if b, ok := s.backoff[p]; ok && time.Now().Before(b.until) {
+		s.mu.Unlock()
+		s.bounce(st, b.cond, b.text)
+		return nil
+	}
+	o := s.out[p]
+	if o == nil {
+		o = newOutConn(s, p)
+		s.out[p] = o
+		s.wg.Add(1)
+		go o.run()
+	}
+	select {
+	case o.queue <- st:
+		s.mu.Unlock()
+	default:
+		s.mu.Unlock()
+		s.bounce(st, wire.ErrResourceConstraint, "too many stanzas queued for "+p.remote)
+	}
+	return nil
+}
+
+func (s *Service) bounce(st *wire.Stanza, cond, text string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.router.Bounce(ctx, st, cond, text)
+}
+
+// ServeTCP accepts inbound server connections on ln until it is closed.
+// With directTLS the TLS handshake comes first (XEP-0368, port 5270);
+// otherwise peers must use STARTTLS (port 5269).
+func (s *Service) ServeTCP(ln net.Listener, directTLS bool) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("s2s: shut down")
+	}
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		ic := newInConn(s, c)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		s.in[ic] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go ic.run(directTLS)
+	}
+}
+
+// Shutdown closes listeners and every stream with <system-shutdown/>, and
+// waits for the connection goroutines (or ctx).
+func (s *Service) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	for ln := range s.lns {
+		_ = ln.Close()
+	}
+	ins := make([]*inConn, 0, len(s.in))
+	for c := range s.in {
+		ins = append(ins, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range ins {
+		c.s.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Service) removeIn(c *inConn) {
+	s.mu.Lock()
+	delete(s.in, c)
+	s.mu.Unlock()
+}
+
+// domainOnly parses a domain-only JID (dialback from/to attributes).
+func domainOnly(v string) (string, bool) {
+	j, err := jid.Parse(v)
+	if err != nil || j.Localpart() != "" || j.Resourcepart() != "" {
+		return "", false
+	}
+	return j.Domainpart(), true
+}
+
+func domainOf(v string) (string, bool) {
+	j, err := jid.Parse(v)
+	if err != nil {
+		return "", false
+	}
+	return j.Domainpart(), true
+}
+
+func newStreamID() string { return router.NewID() }

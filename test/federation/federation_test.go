@@ -1,0 +1,108 @@
+package federation
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/wire"
+)
+
+const waitFor = 10 * time.Second
+
+func roundTrip(t *testing.T, a, b *node) {
+	t.Helper()
+	alice := a.bind(t, "alice@a.test/x")
+	bob := b.bind(t, "bob@b.test/y")
+
+	a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "m1", "hello bob"))
+	checkMessage(t, bob.expect(t, waitFor), "alice@a.test/x", "bob@b.test/y", "hello bob")
+
+	b.sendFrom(t, bob, message("bob@b.test/y", "alice@a.test/x", "m2", "hello alice"))
+	checkMessage(t, alice.expect(t, waitFor), "bob@b.test/y", "alice@a.test/x", "hello alice")
+
+	// The streams are reused: more stanzas in both directions, in order.
+	for i := range 5 {
+		a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "n", strings.Repeat("x", i+1)))
+	}
+	for i := range 5 {
+		checkMessage(t, bob.expect(t, waitFor), "alice@a.test/x", "bob@b.test/y", strings.Repeat("x", i+1))
+	}
+	eventually(t, func() bool {
+		st := a.svc.Stats()["b.test"]
+		return st.ConnectionsOut == 1 && st.StanzasOut == 6
+	}, "a.test: 1 outbound connection and 6 stanzas out to b.test")
+	eventually(t, func() bool {
+		st := b.svc.Stats()["a.test"]
+		return st.StanzasIn == 6 && st.ConnectionsIn == 1
+	}, "b.test: 1 inbound connection and 6 stanzas in from a.test")
+}
+
+func TestFederationSASLExternal(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, ca, ca.issue(t, "a.test", "a.test"), ca.issue(t, "b.test", "b.test"), true)
+	roundTrip(t, a, b)
+	waitLog(t, b, "mechanism=EXTERNAL remote=a.test", time.Second)
+	waitLog(t, a, "mechanism=EXTERNAL remote=b.test", time.Second)
+	if strings.Contains(a.logs.String()+b.logs.String(), "mechanism=dialback") {
+		t.Error("dialback was used although both certificates are valid")
+	}
+}
+
+func TestFederationDialbackOnly(t *testing.T) {
+	ca := newCA(t)
+	// Certificates from a trusted CA but for other names, and a subject CN
+	// that names the domain: neither may count for a.test / b.test.
+	a, b := pairOf(t, ca, ca.issue(t, "a.test", "other-a.example"), ca.issue(t, "b.test", "other-b.example"), false)
+	roundTrip(t, a, b)
+	waitLog(t, b, "mechanism=dialback remote=a.test", time.Second)
+	waitLog(t, a, "mechanism=dialback remote=b.test", time.Second)
+	if strings.Contains(a.logs.String()+b.logs.String(), "mechanism=EXTERNAL") {
+		t.Error("SASL EXTERNAL was used with certificates not valid for the domains")
+	}
+}
+
+func TestFederationInvalidCertRefusedWhenRequired(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, ca, ca.issue(t, "a.test", "a.test"), ca.issue(t, "b.test", "wrong.example"), true)
+	alice := a.bind(t, "alice@a.test/x")
+	b.bind(t, "bob@b.test/y")
+	a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "m1", "hi"))
+	st := alice.expect(t, waitFor)
+	if st.Type != "error" || st.Child(wire.NSClient, "error").Child(wire.NSStanzas, wire.ErrRemoteServerNotFound) == nil {
+		t.Fatalf("want remote-server-not-found, got %s", st.Raw)
+	}
+}
+
+func TestFederationPeerDown(t *testing.T) {
+	ca := newCA(t)
+	lnA := listen(t, "127.0.0.2")
+	// A port with nothing listening: reserve one and close it.
+	dead := listen(t, "127.0.0.4")
+	deadAddr := dead.Addr().String()
+	_ = dead.Close()
+	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: ca.issue(t, "a.test", "a.test"),
+		routes: map[string][]string{"c.test": {deadAddr}}})
+	alice := a.bind(t, "alice@a.test/x")
+
+	start := time.Now()
+	a.sendFrom(t, alice, message("alice@a.test/x", "carol@c.test/z", "m1", "anyone?"))
+	st := alice.expect(t, 3*time.Second)
+	if st.Type != "error" || st.ID != "m1" || st.From != "carol@c.test/z" || st.To != "alice@a.test/x" {
+		t.Fatalf("want an error reply to m1, got %s", st.Raw)
+	}
+	if st.Child(wire.NSClient, "error").Child(wire.NSStanzas, wire.ErrRemoteServerNotFound) == nil {
+		t.Fatalf("want remote-server-not-found, got %s", st.Raw)
+	}
+	// While backing off, further stanzas bounce at once.
+	a.sendFrom(t, alice, message("alice@a.test/x", "carol@c.test/z", "m2", "still there?"))
+	if st := alice.expect(t, time.Second); st.ID != "m2" || st.Type != "error" {
+		t.Fatalf("want an error reply to m2, got %s", st.Raw)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("bounces took %v", d)
+	}
+	if f := a.svc.Stats()["c.test"].Failures; f != 1 {
+		t.Errorf("failures = %d, want 1", f)
+	}
+}
