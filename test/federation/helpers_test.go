@@ -166,6 +166,7 @@ type nodeOpts struct {
 	cert              tls.Certificate
 	requireValidCerts bool
 	routes            map[string][]string
+	directTLS         bool
 }
 
 // listen reserves a listener on a loopback address (127.0.0.2, 127.0.0.3).
@@ -198,7 +199,7 @@ func startNode(t *testing.T, domain string, ln net.Listener, ca *testCA, o nodeO
 		Logger:            log,
 	}, r)
 	r.SetRemote(svc)
-	go func() { _ = svc.ServeTCP(ln, false) }()
+	go func() { _ = svc.ServeTCP(ln, o.directTLS) }()
 	n := &node{domain: domain, addr: ln.Addr().String(), ln: ln, router: r, svc: svc, logs: logs, secret: secret}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
