@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -17,18 +18,17 @@ const (
 )
 
 // offline ends s's session as c2s does when a client disconnects.
-func (e *env) offline(s *session) {
-	e.t.Helper()
-	if !e.router.Unbind(s) {
-		e.t.Fatalf("%s was not bound", s.j)
+func (e *env) offline(s *modtest.Session) {
+	e.T.Helper()
+	if !e.Logout(s) {
+		e.T.Fatalf("%s was not bound", s.JID())
 	}
-	e.reg.FireUnbound(context.Background(), s)
 }
 
 func TestFeatures(t *testing.T) {
 	e := setup(t, Config{})
-	if !slices.Contains(e.reg.AccountFeatures(), NS) || !slices.Contains(e.reg.Features(), NS) {
-		t.Fatalf("features %v / account features %v lack %s", e.reg.Features(), e.reg.AccountFeatures(), NS)
+	if !slices.Contains(e.Registry.AccountFeatures(), NS) || !slices.Contains(e.Registry.Features(), NS) {
+		t.Fatalf("features %v / account features %v lack %s", e.Registry.Features(), e.Registry.AccountFeatures(), NS)
 	}
 }
 
@@ -116,7 +116,7 @@ func TestEnableErrors(t *testing.T) {
 	e.enable(a, "kept", "")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := errCondition(e.iq(a, c.xml)); got != c.cond {
+			if got := modtest.ErrCondition(e.iq(a, c.xml)); got != c.cond {
 				t.Fatalf("condition %q, want %q", got, c.cond)
 			}
 		})
@@ -129,7 +129,7 @@ func TestEnableErrors(t *testing.T) {
 	}
 
 	t.Run("remote user", func(t *testing.T) {
-		e.remote("<iq type='set' id='r1' from='mallory@evil.example/x' to='alice@example.org'><enable xmlns='urn:xmpp:push:0' jid='evil.example' node='n'/></iq>")
+		e.Remote("<iq type='set' id='r1' from='mallory@evil.example/x' to='alice@example.org'><enable xmlns='urn:xmpp:push:0' jid='evil.example' node='n'/></iq>")
 		if regs := e.pushes(alice); len(regs) != 1 {
 			t.Fatalf("remote enable stored: %+v", regs)
 		}
@@ -141,7 +141,7 @@ func TestMaxRegistrations(t *testing.T) {
 	a := e.login(alice + "/phone")
 	e.enable(a, "n1", "")
 	e.enable(a, "n2", "")
-	if got := errCondition(e.iq(a, "<iq type='set' id='x'><enable xmlns='urn:xmpp:push:0' jid='"+appJID+"' node='n3'/></iq>")); got != "policy-violation" {
+	if got := modtest.ErrCondition(e.iq(a, "<iq type='set' id='x'><enable xmlns='urn:xmpp:push:0' jid='"+appJID+"' node='n3'/></iq>")); got != "policy-violation" {
 		t.Fatalf("third registration: %q", got)
 	}
 	e.enable(a, "n2", secretForm) // replacing is not adding
@@ -155,7 +155,7 @@ func TestNotificationWhenOffline(t *testing.T) {
 	e.offline(a)
 	bob := e.login("bob@example.org/desk")
 
-	e.send(bob, "<message to='alice@example.org' type='chat' id='m1'><body>secret words</body></message>")
+	e.Send(bob, "<message to='alice@example.org' type='chat' id='m1'><body>secret words</body></message>")
 	iq := app.expectPush(t)
 	if iq.From != alice || iq.To != appJID || iq.ID == "" {
 		t.Fatalf("notification addressing: %s", iq.Raw)
@@ -179,7 +179,7 @@ func TestNotificationWhenOffline(t *testing.T) {
 		t.Fatalf("%d messages reached the next undeliverable hook", reached)
 	}
 	// The App Server's result is consumed by the server, not bounced.
-	if got := bob.take(); len(got) != 0 {
+	if got := bob.Take(); len(got) != 0 {
 		t.Fatalf("bob got %s", got[0].Raw)
 	}
 	eventually(t, "registration kept", func() bool { return len(e.pushes(alice)) == 1 })
@@ -204,18 +204,18 @@ func TestNoNotification(t *testing.T) {
 	carol := e.login("carol@example.org/x")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e.send(bob, c.xml)
+			e.Send(bob, c.xml)
 			app.expectNoPush(t, 100*time.Millisecond)
 		})
 	}
 	t.Run("user without registrations", func(t *testing.T) {
 		e.offline(carol)
-		e.send(bob, "<message to='carol@example.org' type='chat'><body>x</body></message>")
+		e.Send(bob, "<message to='carol@example.org' type='chat'><body>x</body></message>")
 		app.expectNoPush(t, 100*time.Millisecond)
 	})
 	t.Run("user online", func(t *testing.T) {
 		e.login(alice + "/tablet")
-		e.send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
+		e.Send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
 		app.expectNoPush(t, 100*time.Millisecond)
 	})
 }
@@ -242,7 +242,7 @@ func TestBody(t *testing.T) {
 			e.enable(a, "n1", "")
 			e.offline(a)
 			bob := e.login("bob@example.org/desk")
-			e.send(bob, "<message to='alice@example.org' type='chat'>"+c.payload+"</message>")
+			e.Send(bob, "<message to='alice@example.org' type='chat'>"+c.payload+"</message>")
 			iq := app.expectPush(t)
 			s := parseSummary(t, iq)
 			if c.wantBody == "-" {
@@ -275,7 +275,7 @@ func TestCoalesce(t *testing.T) {
 
 	// Each registration gets the first message at once.
 	start := time.Now()
-	e.send(bob, "<message to='alice@example.org' type='chat'><body>1</body></message>")
+	e.Send(bob, "<message to='alice@example.org' type='chat'><body>1</body></message>")
 	nodes := map[string]summary{}
 	for range 2 {
 		s := parseSummary(t, app.expectPush(t))
@@ -296,7 +296,7 @@ func TestCoalesce(t *testing.T) {
 		if i == 3 {
 			from = carol
 		}
-		e.send(from, "<message to='alice@example.org' type='chat'><body>more</body></message>")
+		e.Send(from, "<message to='alice@example.org' type='chat'><body>more</body></message>")
 	}
 	app.expectNoPush(t, window/4)
 	nodes = map[string]summary{}
@@ -314,7 +314,7 @@ func TestCoalesce(t *testing.T) {
 	}
 	// Quiet: nothing more; then a new burst starts at once again.
 	app.expectNoPush(t, window*3/2)
-	e.send(bob, "<message to='alice@example.org' type='chat'><body>later</body></message>")
+	e.Send(bob, "<message to='alice@example.org' type='chat'><body>later</body></message>")
 	start = time.Now()
 	for range 2 {
 		if s := parseSummary(t, app.expectPush(t)); s.count != "1" {
@@ -348,7 +348,7 @@ func TestAppServerErrors(t *testing.T) {
 			e.enable(a, "n2", "")
 			e.offline(a)
 			bob := e.login("bob@example.org/desk")
-			e.send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
+			e.Send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
 			app.expectPush(t)
 			app.expectPush(t)
 			want := 2
@@ -361,7 +361,7 @@ func TestAppServerErrors(t *testing.T) {
 				t.Fatalf("%d registrations, want %d", got, want)
 			}
 			if c.disabled {
-				e.send(bob, "<message to='alice@example.org' type='chat'><body>y</body></message>")
+				e.Send(bob, "<message to='alice@example.org' type='chat'><body>y</body></message>")
 				app.expectNoPush(t, 200*time.Millisecond)
 			}
 		})
@@ -369,16 +369,16 @@ func TestAppServerErrors(t *testing.T) {
 
 	t.Run("re-enabled meanwhile", func(t *testing.T) {
 		e := setup(t, Config{Coalesce: -1})
-		var a *session
+		var a *modtest.Session
 		app := e.app(func(iq *wire.Stanza) *wire.Stanza {
 			e.enable(a, "n1", "") // the user re-enables before the error arrives
 			return wire.MustParse("<iq type='error' id='" + iq.ID + "' to='" + iq.From + "'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
 		})
 		a = e.login(alice + "/phone")
 		e.enable(a, "n1", "")
-		a.offline = true
+		a.SetPresence(nil) // no presence: not eligible for messages to the bare JID
 		bob := e.login("bob@example.org/desk")
-		e.send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
+		e.Send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
 		app.expectPush(t)
 		time.Sleep(200 * time.Millisecond)
 		if got := len(e.pushes(alice)); got != 1 {
@@ -402,9 +402,9 @@ func TestUnansweredKeepsRegistration(t *testing.T) {
 	}
 	e.offline(a)
 	bob := e.login("bob@example.org/desk")
-	e.send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
+	e.Send(bob, "<message to='alice@example.org' type='chat'><body>x</body></message>")
 	eventually(t, "silent app server asked", func() bool {
-		for _, st := range silent.take() {
+		for _, st := range silent.Take() {
 			if st.Child(NSPubSub, "pubsub") != nil {
 				return true
 			}
@@ -426,7 +426,7 @@ func TestHibernatedSession(t *testing.T) {
 	e.enable(phone, "phone-node", "")
 	e.enable(tablet, "tablet-node", "")
 	ctx := context.Background()
-	queue := func(s *session, xml string) { e.reg.FireStanzaQueued(ctx, s, wire.MustParse(xml)) }
+	queue := func(s *modtest.Session, xml string) { e.Registry.FireStanzaQueued(ctx, s, wire.MustParse(xml)) }
 
 	// The phone's stream dropped; c2s queues a message and fires the event:
 	// only the phone's own registration is woken.
@@ -486,12 +486,12 @@ func TestRemoteDisable(t *testing.T) {
 		t.Fatalf("enable: %s", r.Raw)
 	}
 	// Someone else cannot disable the registration.
-	e.remote("<message from='mallory@evil.example' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub' node='n1'><affiliation jid='alice@example.org' affiliation='none'/></pubsub></message>")
+	e.Remote("<message from='mallory@evil.example' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub' node='n1'><affiliation jid='alice@example.org' affiliation='none'/></pubsub></message>")
 	// The service itself can (XEP-0357 §8).
-	e.remote("<message from='push.remote.example' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub' node='n1'><affiliation jid='alice@example.org' affiliation='none'/></pubsub></message>")
+	e.Remote("<message from='push.remote.example' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub' node='n1'><affiliation jid='alice@example.org' affiliation='none'/></pubsub></message>")
 	eventually(t, "remote registration removed", func() bool { return len(e.pushes(alice)) == 2 })
 	// An affiliation of someone else changes nothing.
-	e.remote("<message from='push.remote.example' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub' node='n2'><affiliation jid='bob@example.org' affiliation='none'/></pubsub></message>")
+	e.Remote("<message from='push.remote.example' to='alice@example.org'><pubsub xmlns='http://jabber.org/protocol/pubsub' node='n2'><affiliation jid='bob@example.org' affiliation='none'/></pubsub></message>")
 	time.Sleep(100 * time.Millisecond)
 	for _, r := range e.pushes(alice) {
 		if r.JID != appJID {
@@ -510,9 +510,9 @@ func TestStopAbandonsPending(t *testing.T) {
 	e.enable(a, "n1", "")
 	e.offline(a)
 	bob := e.login("bob@example.org/desk")
-	e.send(bob, "<message to='alice@example.org' type='chat'><body>1</body></message>")
+	e.Send(bob, "<message to='alice@example.org' type='chat'><body>1</body></message>")
 	app.expectPush(t)
-	e.send(bob, "<message to='alice@example.org' type='chat'><body>2</body></message>")
+	e.Send(bob, "<message to='alice@example.org' type='chat'><body>2</body></message>")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := e.mod.Stop(ctx); err != nil {
