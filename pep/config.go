@@ -1,0 +1,55 @@
+package pep
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures the PEP module.
+type Config struct {
+	// NodeDefaults returns configuration defaults for a node name that
+	// override the PEP defaults when the node is created (e.g. the omemo
+	// module's open, persistent device-list and bundle nodes), as data
+	// form field values keyed by field name ("pubsub#access_model" →
+	// "open"). It returns nil for nodes it has no opinion on. Options in a
+	// client's create or publish-options request still take precedence.
+	NodeDefaults func(node string) map[string]string
+	// MaxItems is the largest pubsub#max_items a node may have and the
+	// value of max_items "max" (0: DefaultMaxItems).
+	MaxItems int
+	// MaxNodes per account (0: DefaultMaxNodes).
+	MaxNodes int
+	// MaxPayloadBytes is the largest item payload accepted (0:
+	// DefaultMaxPayloadBytes).
+	MaxPayloadBytes int
+	// DiscoTimeout bounds the disco#info query that resolves a contact's
+	// entity capabilities (0: 10s).
+	DiscoTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultMaxItems        = 256
+	DefaultMaxNodes        = 256
+	DefaultMaxPayloadBytes = 200 << 10
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxItems <= 0 {
+		c.MaxItems = DefaultMaxItems
+	}
+	if c.MaxNodes <= 0 {
+		c.MaxNodes = DefaultMaxNodes
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.DiscoTimeout <= 0 {
+		c.DiscoTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
