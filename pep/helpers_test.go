@@ -315,4 +315,3 @@ func publishXML(id, node, itemID, payload, opts string) string {
 func field(name, value string) string {
 	return "<field var='" + name + "'><value>" + value + "</value></field>"
 }
-
