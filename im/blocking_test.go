@@ -5,6 +5,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
@@ -69,22 +70,22 @@ func TestBlocking(t *testing.T) {
 	}
 	// Warm the cache with the empty list, to check invalidation.
 	e.send(b, "<message to='%s' type='chat'><body>before</body></message>", alice)
-	a.expect(t, "message before blocking", msg("before"))
-	a.take()
-	a2.take()
+	a.Expect(t, "message before blocking", msg("before"))
+	a.Take()
+	a2.Take()
 
 	res = e.iq(a, "<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='Bob@example.org'/></block></iq>")
 	if res.Type != "result" {
 		t.Fatalf("block: %s", res.Raw)
 	}
-	push := a.expect(t, "block push", isBlockPush("block"))
-	if got := blockItemsOf(push, "block"); len(got) != 1 || got[0] != bob || push.To != a.j.String() {
+	push := a.Expect(t, "block push", isBlockPush("block"))
+	if got := blockItemsOf(push, "block"); len(got) != 1 || got[0] != bob || push.To != a.JID().String() {
 		t.Errorf("block push: %s", push.Raw)
 	}
-	a2.expectNone(t, "block push to a resource that did not ask", isBlockPush("block"))
+	a2.ExpectNone(t, "block push to a resource that did not ask", isBlockPush("block"))
 	// Bob sees alice go offline (both her resources).
-	b.expect(t, "unavailable from a", pres("unavailable", a.j.String()))
-	b.expect(t, "unavailable from a2", pres("unavailable", a2.j.String()))
+	b.Expect(t, "unavailable from a", pres("unavailable", a.JID().String()))
+	b.Expect(t, "unavailable from a2", pres("unavailable", a2.JID().String()))
 
 	res = e.iq(a, "<iq type='get' id='bl2'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
 	if got := blockItemsOf(res, "blocklist"); len(got) != 1 || got[0] != bob {
@@ -93,48 +94,48 @@ func TestBlocking(t *testing.T) {
 
 	// Inbound from bob: message bounced, presence dropped, IQ refused.
 	e.send(b, "<message to='%s' type='chat' id='m1'><body>hello?</body></message>", alice)
-	a.expectNone(t, "message from blocked", msg("hello?"))
-	a2.expectNone(t, "message from blocked", msg("hello?"))
-	wantErr(t, b.expect(t, "bounce", func(st *wire.Stanza) bool { return st.ID == "m1" }), wire.ErrServiceUnavailable)
+	a.ExpectNone(t, "message from blocked", msg("hello?"))
+	a2.ExpectNone(t, "message from blocked", msg("hello?"))
+	wantErr(t, b.Expect(t, "bounce", func(st *wire.Stanza) bool { return st.ID == "m1" }), wire.ErrServiceUnavailable)
 	e.send(b, "<presence><show>away</show></presence>")
-	a.expectNone(t, "presence from blocked", pres("", b.j.String()))
+	a.ExpectNone(t, "presence from blocked", pres("", b.JID().String()))
 	e.send(b, "<presence to='%s' type='subscribe'/>", alice)
-	a.expectNone(t, "subscription from blocked", pres("subscribe", bob))
-	res = e.iq(b, "<iq type='get' id='q1' to='%s'><query xmlns='jabber:iq:version'/></iq>", a.j)
+	a.ExpectNone(t, "subscription from blocked", pres("subscribe", bob))
+	res = e.iq(b, "<iq type='get' id='q1' to='%s'><query xmlns='jabber:iq:version'/></iq>", a.JID())
 	wantErr(t, res, wire.ErrServiceUnavailable)
-	a.expectNone(t, "iq from blocked", func(st *wire.Stanza) bool { return st.ID == "q1" })
-	if got := append(a.take(), a2.take()...); len(got) != 0 {
-		t.Errorf("alice received from blocked bob: %s", dump(got))
+	a.ExpectNone(t, "iq from blocked", func(st *wire.Stanza) bool { return st.ID == "q1" })
+	if got := append(a.Take(), a2.Take()...); len(got) != 0 {
+		t.Errorf("alice received from blocked bob: %s", modtest.Dump(got))
 	}
-	b.take()
+	b.Take()
 
 	// Outbound to bob: not-acceptable with <blocked/>; presence dropped.
 	e.send(a, "<message to='%s' type='chat' id='m2'><body>hi</body></message>", bob)
-	st := a.expect(t, "blocked error", func(st *wire.Stanza) bool { return st.ID == "m2" })
+	st := a.Expect(t, "blocked error", func(st *wire.Stanza) bool { return st.ID == "m2" })
 	wantErr(t, st, wire.ErrNotAcceptable)
 	if st.Child(wire.NSClient, "error").Child(xep.NSBlockingErr, "blocked") == nil || st.From != bob {
 		t.Errorf("blocked error: %s", st.Raw)
 	}
-	b.expectNone(t, "message to blocked", msg("hi"))
+	b.ExpectNone(t, "message to blocked", msg("hi"))
 	e.send(a, "<presence to='%s'/>", bob)
 	e.send(a, "<presence><show>xa</show></presence>")
-	b.expectNone(t, "presence to blocked", pres("", a.j.String()))
-	a.expectNone(t, "error for presence", func(st *wire.Stanza) bool { return st.Type == "error" })
+	b.ExpectNone(t, "presence to blocked", pres("", a.JID().String()))
+	a.ExpectNone(t, "error for presence", func(st *wire.Stanza) bool { return st.Type == "error" })
 
 	// Unblock: pushes, and bob gets alice's current presence again.
 	res = e.iq(a, "<iq type='set' id='ub'><unblock xmlns='urn:xmpp:blocking'><item jid='bob@example.org'/></unblock></iq>")
 	if res.Type != "result" {
 		t.Fatalf("unblock: %s", res.Raw)
 	}
-	push = a.expect(t, "unblock push", isBlockPush("unblock"))
+	push = a.Expect(t, "unblock push", isBlockPush("unblock"))
 	if got := blockItemsOf(push, "unblock"); len(got) != 1 || got[0] != bob {
 		t.Errorf("unblock push: %s", push.Raw)
 	}
-	if p := b.expect(t, "presence after unblock", pres("", a.j.String())); p.Child(wire.NSClient, "show").Text() != "xa" {
+	if p := b.Expect(t, "presence after unblock", pres("", a.JID().String())); p.Child(wire.NSClient, "show").Text() != "xa" {
 		t.Errorf("presence after unblock: %s", p.Raw)
 	}
 	e.send(b, "<message to='%s' type='chat'><body>after</body></message>", alice)
-	a.expect(t, "message after unblock", msg("after"))
+	a.Expect(t, "message after unblock", msg("after"))
 }
 
 func TestBlockDomainAndUnblockAll(t *testing.T) {
@@ -145,18 +146,18 @@ func TestBlockDomainAndUnblockAll(t *testing.T) {
 	if res.Type != "result" {
 		t.Fatalf("block: %s", res.Raw)
 	}
-	a.take()
+	a.Take()
 	remote := func(from string) {
 		st := wire.MustParse("<message from='" + from + "' to='alice@example.org' type='chat'><body>spam</body></message>")
-		if err := e.router.Route(e.ctx, st, module.Origin{Kind: module.FromServer}); err != nil {
+		if err := e.Router.Route(e.Ctx, st, module.Origin{Kind: module.FromServer}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	remote("x@evil.example/r")
 	remote("evil.example")
-	a.expectNone(t, "message from blocked domain", msg("spam"))
+	a.ExpectNone(t, "message from blocked domain", msg("spam"))
 	remote("x@good.example/r")
-	a.expect(t, "message from other domain", msg("spam"))
+	a.Expect(t, "message from other domain", msg("spam"))
 
 	// The user's own server is never blocked, even when blocked by name.
 	res = e.iq(a, "<iq type='set' id='b2'><block xmlns='urn:xmpp:blocking'><item jid='example.org'/></block></iq>")
@@ -174,20 +175,20 @@ func TestBlockDomainAndUnblockAll(t *testing.T) {
 	wantErr(t, e.iq(a, "<iq type='set' id='b4'><block xmlns='urn:xmpp:blocking'/></iq>"), wire.ErrBadRequest)
 	wantErr(t, e.iq(a, "<iq type='set' id='b5'><block xmlns='urn:xmpp:blocking'><item jid='a@b@c'/></block></iq>"), wire.ErrBadRequest)
 	wantErr(t, e.iq(a, "<iq type='set' id='b6'><unblock xmlns='urn:xmpp:blocking'><item jid=''/></unblock></iq>"), wire.ErrBadRequest)
-	a.take()
+	a.Take()
 
 	// Unblock all.
 	res = e.iq(a, "<iq type='set' id='ua'><unblock xmlns='urn:xmpp:blocking'/></iq>")
 	if res.Type != "result" {
 		t.Fatalf("unblock all: %s", res.Raw)
 	}
-	push := a.expect(t, "unblock-all push", isBlockPush("unblock"))
+	push := a.Expect(t, "unblock-all push", isBlockPush("unblock"))
 	if len(blockItemsOf(push, "unblock")) != 0 {
 		t.Errorf("unblock-all push: %s", push.Raw)
 	}
-	if list, _ := e.store.BlockList(e.ctx, alice); len(list) != 0 {
+	if list, _ := e.Store.BlockList(e.Ctx, alice); len(list) != 0 {
 		t.Errorf("block list after unblock all: %v", list)
 	}
 	remote("x@evil.example/r")
-	a.expect(t, "message after unblock all", msg("spam"))
+	a.Expect(t, "message after unblock all", msg("spam"))
 }

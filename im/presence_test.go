@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
@@ -19,38 +20,38 @@ func TestInitialPresenceBroadcastAndProbes(t *testing.T) {
 	subscribe(t, e, a, b)
 	subscribe(t, e, b, a)
 	e.send(b, "<presence><show>away</show><status>lunch</status><priority>5</priority></presence>")
-	a.expect(t, "bob's update", func(st *wire.Stanza) bool {
-		return st.Name == "presence" && st.From == b.j.String() && st.Child(wire.NSClient, "show").Text() == "away"
+	a.Expect(t, "bob's update", func(st *wire.Stanza) bool {
+		return st.Name == "presence" && st.From == b.JID().String() && st.Child(wire.NSClient, "show").Text() == "away"
 	})
-	b.expect(t, "echo of bob's own presence", pres("", b.j.String()))
+	b.Expect(t, "echo of bob's own presence", pres("", b.JID().String()))
 
 	// A second resource of alice comes online.
-	a2 := e.login(alice + "/a2")
+	a2 := e.Login(alice + "/a2")
 	e.send(a2, "<presence><status>second</status></presence>")
 	if a2.Presence() == nil || a2.Flags()&module.FlagInitialPresenceSent == 0 {
 		t.Fatal("initial presence not recorded on the session")
 	}
 	// Bob (subscribed from) gets it from the full JID.
-	p := b.expect(t, "a2's initial presence", pres("", a2.j.String()))
+	p := b.Expect(t, "a2's initial presence", pres("", a2.JID().String()))
 	if p.To != bob || p.Child(wire.NSClient, "status").Text() != "second" {
 		t.Errorf("broadcast: %s", p.Raw)
 	}
 	// Alice's first resource gets it too, and a2 gets a's presence.
-	if p := a.expect(t, "a2's presence at a", pres("", a2.j.String())); p.To != a.j.String() {
+	if p := a.Expect(t, "a2's presence at a", pres("", a2.JID().String())); p.To != a.JID().String() {
 		t.Errorf("to own resource: %s", p.Raw)
 	}
-	if p := a2.expect(t, "a's presence at a2", pres("", a.j.String())); p.To != a2.j.String() {
+	if p := a2.Expect(t, "a's presence at a2", pres("", a.JID().String())); p.To != a2.JID().String() {
 		t.Errorf("own resource's presence: %s", p.Raw)
 	}
 	// The probe answer: bob's last presence, from his full JID.
-	p = a2.expect(t, "bob's presence via probe", pres("", b.j.String()))
+	p = a2.Expect(t, "bob's presence via probe", pres("", b.JID().String()))
 	if p.Child(wire.NSClient, "show").Text() != "away" {
 		t.Errorf("probe answer is not bob's last presence: %s", p.Raw)
 	}
-	a2.expect(t, "echo", pres("", a2.j.String()))
+	a2.Expect(t, "echo", pres("", a2.JID().String()))
 	// Probes are never delivered to clients.
-	for _, s := range []*session{a, a2, b} {
-		s.expectNone(t, "probe", func(st *wire.Stanza) bool { return st.Type == "probe" })
+	for _, s := range []*modtest.Session{a, a2, b} {
+		s.ExpectNone(t, "probe", func(st *wire.Stanza) bool { return st.Type == "probe" })
 	}
 
 	// Unavailable: contacts, own resources and the sender itself.
@@ -58,14 +59,14 @@ func TestInitialPresenceBroadcastAndProbes(t *testing.T) {
 	if a2.Presence() != nil {
 		t.Error("presence not cleared")
 	}
-	if p := b.expect(t, "a2 unavailable at bob", pres("unavailable", a2.j.String())); p.Child(wire.NSClient, "status").Text() != "bye" {
+	if p := b.Expect(t, "a2 unavailable at bob", pres("unavailable", a2.JID().String())); p.Child(wire.NSClient, "status").Text() != "bye" {
 		t.Errorf("unavailable: %s", p.Raw)
 	}
-	a.expect(t, "a2 unavailable at a", pres("unavailable", a2.j.String()))
+	a.Expect(t, "a2 unavailable at a", pres("unavailable", a2.JID().String()))
 
 	// Session end without unavailable presence.
-	e.logout(b)
-	a.expect(t, "bob gone", pres("unavailable", b.j.String()))
+	e.Logout(b)
+	a.Expect(t, "bob gone", pres("unavailable", b.JID().String()))
 }
 
 func TestNoBroadcastWithoutSubscription(t *testing.T) {
@@ -74,9 +75,9 @@ func TestNoBroadcastWithoutSubscription(t *testing.T) {
 	b := e.online(bob + "/b")
 	subscribe(t, e, a, b) // alice sees bob; bob does not see alice
 	e.send(a, "<presence><show>dnd</show></presence>")
-	b.expectNone(t, "alice's presence without subscription", pres("", a.j.String()))
+	b.ExpectNone(t, "alice's presence without subscription", pres("", a.JID().String()))
 	e.send(b, "<presence><show>chat</show></presence>")
-	a.expect(t, "bob's presence", pres("", b.j.String()))
+	a.Expect(t, "bob's presence", pres("", b.JID().String()))
 }
 
 func TestDirectedPresence(t *testing.T) {
@@ -87,32 +88,32 @@ func TestDirectedPresence(t *testing.T) {
 	subscribe(t, e, b, a) // bob gets alice's presence
 
 	e.send(a, "<presence to='%s'><status>psst</status></presence>", carol)
-	if p := c.expect(t, "directed presence", pres("", a.j.String())); p.Child(wire.NSClient, "status").Text() != "psst" {
+	if p := c.Expect(t, "directed presence", pres("", a.JID().String())); p.Child(wire.NSClient, "status").Text() != "psst" {
 		t.Errorf("directed: %s", p.Raw)
 	}
 	// Directed to a subscribed contact: covered by the subscription.
-	e.send(a, "<presence to='%s'/>", b.j)
-	b.expect(t, "directed to contact", pres("", a.j.String()))
+	e.send(a, "<presence to='%s'/>", b.JID())
+	b.Expect(t, "directed to contact", pres("", a.JID().String()))
 
 	// Carol, who got directed presence, may probe alice.
 	st := wire.MustParse("<presence type='probe' from='carol@example.org/c' to='alice@example.org'/>")
-	if err := e.router.Route(e.ctx, st, module.Origin{Kind: module.FromLocal}); err != nil {
+	if err := e.Router.Route(e.Ctx, st, module.Origin{Kind: module.FromLocal}); err != nil {
 		t.Fatal(err)
 	}
-	c.expect(t, "probe answer to directed-presence recipient", pres("", a.j.String()))
+	c.Expect(t, "probe answer to directed-presence recipient", pres("", a.JID().String()))
 
-	e.logout(a)
-	c.expect(t, "unavailable to directed-presence recipient", pres("unavailable", a.j.String()))
-	b.expect(t, "unavailable to contact", pres("unavailable", a.j.String()))
-	b.expectNone(t, "only one unavailable", pres("unavailable", a.j.String()))
+	e.Logout(a)
+	c.Expect(t, "unavailable to directed-presence recipient", pres("unavailable", a.JID().String()))
+	b.Expect(t, "unavailable to contact", pres("unavailable", a.JID().String()))
+	b.ExpectNone(t, "only one unavailable", pres("unavailable", a.JID().String()))
 
 	// Directed unavailable withdraws it: no second unavailable at logout.
-	a = e.login(alice + "/a")
+	a = e.Login(alice + "/a")
 	e.send(a, "<presence to='%s'/>", carol)
 	e.send(a, "<presence to='%s' type='unavailable'/>", carol)
-	c.take()
-	e.logout(a)
-	c.expectNone(t, "unavailable after directed unavailable", pres("unavailable", a.j.String()))
+	c.Take()
+	e.Logout(a)
+	c.ExpectNone(t, "unavailable after directed unavailable", pres("unavailable", a.JID().String()))
 }
 
 func TestProbeFromUnsubscribed(t *testing.T) {
@@ -121,25 +122,25 @@ func TestProbeFromUnsubscribed(t *testing.T) {
 	c := e.online(carol + "/c")
 	probe := func(from string) {
 		st := wire.MustParse("<presence type='probe' from='" + from + "' to='alice@example.org'/>")
-		if err := e.router.Route(e.ctx, st, module.Origin{Kind: module.FromLocal}); err != nil {
+		if err := e.Router.Route(e.Ctx, st, module.Origin{Kind: module.FromLocal}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Carol's side wrongly believes she is subscribed to alice.
-	if _, err := e.store.UpsertRosterItem(e.ctx, carol, storage.RosterItem{JID: alice, Subscription: storage.SubTo}); err != nil {
+	if _, err := e.Store.UpsertRosterItem(e.Ctx, carol, storage.RosterItem{JID: alice, Subscription: storage.SubTo}); err != nil {
 		t.Fatal(err)
 	}
 	// A server probe (bare JID) without subscription: unsubscribed, which
 	// brings carol's side back in line.
 	probe(carol)
-	c.expect(t, "unsubscribed", pres("unsubscribed", alice))
-	c.expectNone(t, "presence leak", pres("", alice+"/a"))
+	c.Expect(t, "unsubscribed", pres("unsubscribed", alice))
+	c.ExpectNone(t, "presence leak", pres("", alice+"/a"))
 	e.wantState(carol, alice, "none")
 	wantPush(t, c, alice, "none")
 	// A client's probe (full JID) is ignored.
 	probe(carol + "/c")
-	if got := c.take(); len(got) != 0 {
-		t.Errorf("answer to a client probe: %s", dump(got))
+	if got := c.Take(); len(got) != 0 {
+		t.Errorf("answer to a client probe: %s", modtest.Dump(got))
 	}
 }
 
@@ -147,43 +148,43 @@ func TestPresenceTypeErrors(t *testing.T) {
 	e := setup(t, Config{})
 	a := e.online(alice + "/a")
 	e.send(a, "<presence type='bogus' id='p1'/>")
-	st := a.expect(t, "error", func(st *wire.Stanza) bool { return st.Type == "error" && st.ID == "p1" })
+	st := a.Expect(t, "error", func(st *wire.Stanza) bool { return st.Type == "error" && st.ID == "p1" })
 	wantErr(t, st, wire.ErrBadRequest)
 	// A presence error from a client is routed like directed presence.
 	b := e.online(bob + "/b")
-	e.send(a, "<presence type='error' to='%s'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>", b.j)
-	b.expect(t, "presence error", pres("error", a.j.String()))
+	e.send(a, "<presence type='error' to='%s'><error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>", b.JID())
+	b.Expect(t, "presence error", pres("error", a.JID().String()))
 }
 
 func TestOfflineMessages(t *testing.T) {
 	e := setup(t, Config{MaxOfflineMessages: 2})
 	a := e.online(alice + "/a")
-	e.account(bob)
+	e.Account(bob)
 
 	e.send(a, "<message to='%s' type='chat' id='m1' xml:lang='en'><body>while you were out</body></message>", bob)
 	e.send(a, "<message to='%s' type='chat' id='cs'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>", bob)
 	e.send(a, "<message to='%s/gone' id='m2'><body>second</body></message>", bob)
-	if n, _ := e.store.CountOffline(e.ctx, bob); n != 2 {
+	if n, _ := e.Store.CountOffline(e.Ctx, bob); n != 2 {
 		t.Fatalf("%d messages stored, want 2", n)
 	}
 	// Quota reached.
 	e.send(a, "<message to='%s' type='chat' id='m3'><body>third</body></message>", bob)
-	st := a.expect(t, "quota error", func(st *wire.Stanza) bool { return st.Name == "message" && st.Type == "error" })
+	st := a.Expect(t, "quota error", func(st *wire.Stanza) bool { return st.Name == "message" && st.Type == "error" })
 	wantErr(t, st, wire.ErrResourceConstraint)
 	if st.ID != "m3" || !strings.Contains(string(st.Raw), "offline storage for bob@example.org is full") {
 		t.Errorf("quota error: %s", st.Raw)
 	}
-	a.expectNone(t, "errors for stored messages", func(st *wire.Stanza) bool { return st.Type == "error" })
+	a.ExpectNone(t, "errors for stored messages", func(st *wire.Stanza) bool { return st.Type == "error" })
 
 	// Negative priority: no delivery (XEP-0160).
-	b := e.login(bob + "/neg")
+	b := e.Login(bob + "/neg")
 	e.send(b, "<presence><priority>-1</priority></presence>")
-	b.expectNone(t, "offline message at negative priority", msg("while you were out"))
+	b.ExpectNone(t, "offline message at negative priority", msg("while you were out"))
 	// Non-negative priority: delivered with delay, then deleted.
-	b2 := e.login(bob + "/b2")
+	b2 := e.Login(bob + "/b2")
 	e.send(b2, "<presence/>")
-	m1 := b2.expect(t, "first offline message", msg("while you were out"))
-	m2 := b2.expect(t, "second offline message", msg("second"))
+	m1 := b2.Expect(t, "first offline message", msg("while you were out"))
+	m2 := b2.Expect(t, "second offline message", msg("second"))
 	for _, m := range []*wire.Stanza{m1, m2} {
 		d := m.Child(xep.NSDelay, "delay")
 		if d == nil || d.AttrValue("from") != domain {
@@ -194,30 +195,30 @@ func TestOfflineMessages(t *testing.T) {
 			t.Errorf("delay stamp %q: %v", d.AttrValue("stamp"), err)
 		}
 	}
-	if m1.ID != "m1" || m1.From != a.j.String() || m1.Type != "chat" || m1.Lang != "en" {
+	if m1.ID != "m1" || m1.From != a.JID().String() || m1.Type != "chat" || m1.Lang != "en" {
 		t.Errorf("offline message changed: %s", m1.Raw)
 	}
-	if n, _ := e.store.CountOffline(e.ctx, bob); n != 0 {
+	if n, _ := e.Store.CountOffline(e.Ctx, bob); n != 0 {
 		t.Errorf("%d messages left after delivery", n)
 	}
-	b3 := e.login(bob + "/b3")
+	b3 := e.Login(bob + "/b3")
 	e.send(b3, "<presence/>")
-	b3.expectNone(t, "redelivery", msg("second"))
-	b.expectNone(t, "delivery to the negative-priority resource", msg("second"))
+	b3.ExpectNone(t, "redelivery", msg("second"))
+	b.ExpectNone(t, "delivery to the negative-priority resource", msg("second"))
 
 	// A resource raising its priority from negative gets what was stored
 	// meanwhile.
-	for _, s := range []*session{b2, b3} {
+	for _, s := range []*modtest.Session{b2, b3} {
 		e.send(s, "<presence><priority>-5</priority></presence>")
 	}
 	e.send(a, "<message to='%s' type='chat'><body>stored again</body></message>", bob)
 	e.send(b, "<presence><priority>1</priority></presence>")
-	b.expect(t, "offline message after raising priority", msg("stored again"))
+	b.Expect(t, "offline message after raising priority", msg("stored again"))
 
 	// Online now: direct delivery, nothing stored.
 	e.send(a, "<message to='%s' type='chat'><body>live</body></message>", bob)
-	b.expect(t, "live message", msg("live"))
-	if n, _ := e.store.CountOffline(e.ctx, bob); n != 0 {
+	b.Expect(t, "live message", msg("live"))
+	if n, _ := e.Store.CountOffline(e.Ctx, bob); n != 0 {
 		t.Errorf("live message stored")
 	}
 }
@@ -234,11 +235,11 @@ func TestConcurrentPresence(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for j := range 10 {
-				s := e.login(fmt.Sprintf("%s/r%d-%d", bob, i, j))
+				s := e.Login(fmt.Sprintf("%s/r%d-%d", bob, i, j))
 				e.send(s, "<presence/>")
 				e.send(s, "<presence to='%s'/>", carol)
 				e.send(a, "<message to='%s' type='chat'><body>x</body></message>", bob)
-				e.logout(s)
+				e.Logout(s)
 			}
 		}()
 	}

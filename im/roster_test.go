@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
@@ -17,8 +18,8 @@ const (
 
 func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 	e := setup(t, Config{})
-	a := e.login(alice + "/a")
-	a2 := e.login(alice + "/a2") // never asks for the roster: no pushes
+	a := e.Login(alice + "/a")
+	a2 := e.Login(alice + "/a2") // never asks for the roster: no pushes
 
 	res := e.iq(a, "<iq type='get' id='g1'><query xmlns='jabber:iq:roster' ver=''/></iq>")
 	q := res.Child(xep.NSRoster, "query")
@@ -34,8 +35,8 @@ func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 	if res.Type != "result" {
 		t.Fatalf("roster set: %s", res.Raw)
 	}
-	push := a.expect(t, "roster push", rosterPush(bob))
-	if push.From != "" || push.To != a.j.String() {
+	push := a.Expect(t, "roster push", rosterPush(bob))
+	if push.From != "" || push.To != a.JID().String() {
 		t.Errorf("push addresses: %s", push.Raw)
 	}
 	pq := push.Child(xep.NSRoster, "query")
@@ -48,7 +49,7 @@ func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 	if it.AttrValue("subscription") != "none" || it.HasAttr("ask") || it.AttrValue("name") != "Bob" || len(it.ChildrenNamed(xep.NSRoster, "group")) != 2 {
 		t.Errorf("pushed item: %s", push.Raw)
 	}
-	a2.expectNone(t, "push to uninterested resource", rosterPush(bob))
+	a2.ExpectNone(t, "push to uninterested resource", rosterPush(bob))
 
 	// Unchanged since ver1: empty result.
 	res = e.iq(a, "<iq type='get' id='g2'><query xmlns='jabber:iq:roster' ver='%s'/></iq>", ver1)
@@ -69,7 +70,7 @@ func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 
 	// Update: name and groups change.
 	e.iq(a, "<iq type='set' id='s2'><query xmlns='jabber:iq:roster'><item jid='bob@example.org' name='Robert'/></query></iq>")
-	push = a.expect(t, "update push", rosterPush(bob))
+	push = a.Expect(t, "update push", rosterPush(bob))
 	if it := push.Child(xep.NSRoster, "query").Child(xep.NSRoster, "item"); it.AttrValue("name") != "Robert" || len(it.Elements()) != 0 {
 		t.Errorf("update push: %s", push.Raw)
 	}
@@ -82,7 +83,7 @@ func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 	if res.Type != "result" {
 		t.Fatalf("remove: %s", res.Raw)
 	}
-	push = a.expect(t, "remove push", rosterPush(bob))
+	push = a.Expect(t, "remove push", rosterPush(bob))
 	if push.Child(xep.NSRoster, "query").Child(xep.NSRoster, "item").AttrValue("subscription") != "remove" {
 		t.Errorf("remove push: %s", push.Raw)
 	}
@@ -95,7 +96,7 @@ func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 
 func TestRosterSetErrors(t *testing.T) {
 	e := setup(t, Config{MaxRosterItems: 2})
-	a := e.login(alice + "/a")
+	a := e.Login(alice + "/a")
 	long := strings.Repeat("x", MaxNameLength+1)
 	for _, c := range []struct{ name, payload, cond string }{
 		{"two items", "<item jid='x@example.org'/><item jid='y@example.org'/>", wire.ErrBadRequest},
@@ -108,7 +109,7 @@ func TestRosterSetErrors(t *testing.T) {
 		{"long group", "<item jid='x@example.org'><group>" + long + "</group></item>", wire.ErrNotAcceptable},
 	} {
 		res := e.iq(a, "<iq type='set' id='e'><query xmlns='jabber:iq:roster'>%s</query></iq>", c.payload)
-		if got := errCondition(res); got != c.cond {
+		if got := modtest.ErrCondition(res); got != c.cond {
 			t.Errorf("%s: got %q, want %s: %s", c.name, got, c.cond, res.Raw)
 		}
 	}
@@ -130,8 +131,8 @@ func TestRosterSetErrors(t *testing.T) {
 
 func TestOtherUsersRosterForbidden(t *testing.T) {
 	e := setup(t, Config{})
-	a := e.login(alice + "/a")
-	m := e.login("mallory@example.org/m")
+	a := e.Login(alice + "/a")
+	m := e.Login("mallory@example.org/m")
 	e.iq(a, "<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='friend@example.org'/></query></iq>")
 
 	res := e.iq(m, "<iq type='get' id='x1' to='%s'><query xmlns='jabber:iq:roster'/></iq>", alice)
@@ -157,7 +158,7 @@ func TestOtherUsersRosterForbidden(t *testing.T) {
 func TestStreamFeaturesAndDisco(t *testing.T) {
 	e := setup(t, Config{})
 	var got []string
-	for _, f := range e.reg.StreamFeatures() {
+	for _, f := range e.Registry.StreamFeatures() {
 		if el := f(false); el != nil {
 			t.Errorf("feature before authentication: %s", el)
 		}
@@ -169,7 +170,7 @@ func TestStreamFeaturesAndDisco(t *testing.T) {
 	if strings.Join(got, "") != strings.Join(want, "") {
 		t.Errorf("stream features %v, want %v", got, want)
 	}
-	feats := strings.Join(e.reg.Features(), " ")
+	feats := strings.Join(e.Registry.Features(), " ")
 	for _, f := range []string{xep.NSBlocking, xep.NSOffline} {
 		if !strings.Contains(feats, f) {
 			t.Errorf("feature %s missing from %s", f, feats)

@@ -3,6 +3,7 @@ package im
 import (
 	"testing"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
@@ -21,21 +22,21 @@ func pushState(st *wire.Stanza) string {
 	return s
 }
 
-func wantPush(t *testing.T, s *session, contact, state string) {
+func wantPush(t *testing.T, s *modtest.Session, contact, state string) {
 	t.Helper()
-	p := s.expect(t, "roster push for "+contact, rosterPush(contact))
+	p := s.Expect(t, "roster push for "+contact, rosterPush(contact))
 	if got := pushState(p); got != state {
-		t.Errorf("push to %s for %s: %s, want %s", s.j, contact, got, state)
+		t.Errorf("push to %s for %s: %s, want %s", s.JID(), contact, got, state)
 	}
 }
 
 // subscribe makes 'from' subscribe to 'to' and 'to' approve.
-func subscribe(t *testing.T, e *env, from, to *session) {
+func subscribe(t *testing.T, e *env, from, to *modtest.Session) {
 	t.Helper()
-	e.send(from, "<presence to='%s' type='subscribe'/>", to.j.Bare())
-	e.send(to, "<presence to='%s' type='subscribed'/>", from.j.Bare())
-	from.take()
-	to.take()
+	e.send(from, "<presence to='%s' type='subscribe'/>", to.JID().Bare())
+	e.send(to, "<presence to='%s' type='subscribed'/>", from.JID().Bare())
+	from.Take()
+	to.Take()
 }
 
 func TestSubscriptionRequestAndApproval(t *testing.T) {
@@ -47,11 +48,11 @@ func TestSubscriptionRequestAndApproval(t *testing.T) {
 	// bare JID.
 	e.send(a, "<presence to='Bob@example.org/b' type='subscribe' id='sub1'><status>hi</status></presence>")
 	wantPush(t, a, bob, "none+out")
-	req := b.expect(t, "subscription request", pres("subscribe", alice))
+	req := b.Expect(t, "subscription request", pres("subscribe", alice))
 	if req.To != bob || req.ID != "sub1" || req.Child(wire.NSClient, "status").Text() != "hi" {
 		t.Errorf("request as delivered: %s", req.Raw)
 	}
-	b.expectNone(t, "no push for a request", rosterPush(alice))
+	b.ExpectNone(t, "no push for a request", rosterPush(alice))
 	e.wantState(alice, bob, "none+out")
 	e.wantState(bob, alice, "absent+in")
 
@@ -59,8 +60,8 @@ func TestSubscriptionRequestAndApproval(t *testing.T) {
 	e.send(b, "<presence to='%s' type='subscribed'/>", alice)
 	wantPush(t, b, alice, "from")
 	wantPush(t, a, bob, "to")
-	a.expect(t, "approval", pres("subscribed", bob))
-	if p := a.expect(t, "bob's presence after approval", pres("", b.j.String())); p.To != alice {
+	a.Expect(t, "approval", pres("subscribed", bob))
+	if p := a.Expect(t, "bob's presence after approval", pres("", b.JID().String())); p.To != alice {
 		t.Errorf("presence after approval: %s", p.Raw)
 	}
 	e.wantState(alice, bob, "to")
@@ -69,13 +70,13 @@ func TestSubscriptionRequestAndApproval(t *testing.T) {
 	// And the other way round: both.
 	e.send(b, "<presence to='%s' type='subscribe'/>", alice)
 	wantPush(t, b, alice, "from+out")
-	a.expect(t, "request from bob", pres("subscribe", bob))
+	a.Expect(t, "request from bob", pres("subscribe", bob))
 	e.wantState(alice, bob, "to+in")
 	e.send(a, "<presence to='%s' type='subscribed'/>", bob)
 	wantPush(t, a, bob, "both")
 	wantPush(t, b, alice, "both")
-	b.expect(t, "approval from alice", pres("subscribed", alice))
-	b.expect(t, "alice's presence", pres("", a.j.String()))
+	b.Expect(t, "approval from alice", pres("subscribed", alice))
+	b.Expect(t, "alice's presence", pres("", a.JID().String()))
 	e.wantState(alice, bob, "both")
 	e.wantState(bob, alice, "both")
 
@@ -83,11 +84,11 @@ func TestSubscriptionRequestAndApproval(t *testing.T) {
 	// bob; alice's server ignores the answer, as she has no request
 	// outstanding (RFC 6121 A.3.3).
 	e.send(a, "<presence to='%s' type='subscribe'/>", bob)
-	b.expectNone(t, "repeated request", pres("subscribe", alice))
-	a.expectNone(t, "answer to the repeated request", pres("subscribed", bob))
+	b.ExpectNone(t, "repeated request", pres("subscribe", alice))
+	a.ExpectNone(t, "answer to the repeated request", pres("subscribed", bob))
 	// A repeated approval is not routed.
 	e.send(a, "<presence to='%s' type='subscribed'/>", bob)
-	b.expectNone(t, "repeated approval", pres("subscribed", alice))
+	b.ExpectNone(t, "repeated approval", pres("subscribed", alice))
 	e.wantState(alice, bob, "both")
 	e.wantState(bob, alice, "both")
 }
@@ -97,18 +98,18 @@ func TestSubscriptionDenied(t *testing.T) {
 	a := e.online(alice + "/a")
 	b := e.online(bob + "/b")
 	e.send(a, "<presence to='%s' type='subscribe'/>", bob)
-	a.take()
-	b.take()
+	a.Take()
+	b.Take()
 	e.send(b, "<presence to='%s' type='unsubscribed'/>", alice)
-	a.expect(t, "denial", pres("unsubscribed", bob))
+	a.Expect(t, "denial", pres("unsubscribed", bob))
 	wantPush(t, a, bob, "none")
-	b.expectNone(t, "no presence from bob to alice", pres("", b.j.String()))
+	b.ExpectNone(t, "no presence from bob to alice", pres("", b.JID().String()))
 	e.wantState(alice, bob, "none")
 	e.wantState(bob, alice, "absent")
 	// An unsolicited 'subscribed' later changes nothing and is not
 	// delivered.
 	e.send(b, "<presence to='%s' type='subscribed'/>", alice)
-	a.expectNone(t, "unsolicited subscribed", pres("subscribed", bob))
+	a.ExpectNone(t, "unsolicited subscribed", pres("subscribed", bob))
 	e.wantState(alice, bob, "none")
 }
 
@@ -120,15 +121,15 @@ func TestPreApproval(t *testing.T) {
 	// Bob pre-approves alice: nothing is sent to her.
 	e.send(b, "<presence to='%s' type='subscribed'/>", alice)
 	wantPush(t, b, alice, "none+approved")
-	a.expectNone(t, "pre-approval is not routed", pres("subscribed", bob))
+	a.ExpectNone(t, "pre-approval is not routed", pres("subscribed", bob))
 	e.wantState(bob, alice, "none+approved")
 
 	// Alice's request is approved at once.
 	e.send(a, "<presence to='%s' type='subscribe'/>", bob)
-	b.expectNone(t, "pre-approved request", pres("subscribe", alice))
+	b.ExpectNone(t, "pre-approved request", pres("subscribe", alice))
 	wantPush(t, b, alice, "from")
-	a.expect(t, "automatic approval", pres("subscribed", bob))
-	a.expect(t, "bob's presence", pres("", b.j.String()))
+	a.Expect(t, "automatic approval", pres("subscribed", bob))
+	a.Expect(t, "bob's presence", pres("", b.JID().String()))
 	e.wantState(alice, bob, "to")
 	e.wantState(bob, alice, "from")
 
@@ -137,10 +138,10 @@ func TestPreApproval(t *testing.T) {
 	e.wantState(bob, carol, "none+approved")
 	c := e.online(carol + "/c")
 	e.send(b, "<presence to='%s' type='unsubscribed'/>", carol)
-	c.expectNone(t, "pre-approval cancellation", pres("unsubscribed", bob))
+	c.ExpectNone(t, "pre-approval cancellation", pres("unsubscribed", bob))
 	e.wantState(bob, carol, "none")
 	e.send(c, "<presence to='%s' type='subscribe'/>", bob)
-	b.expect(t, "request after cancelled pre-approval", pres("subscribe", carol))
+	b.Expect(t, "request after cancelled pre-approval", pres("subscribe", carol))
 	e.wantState(bob, carol, "none+in")
 }
 
@@ -156,9 +157,9 @@ func TestUnsubscribeAndCancel(t *testing.T) {
 	e.send(a, "<presence to='%s' type='unsubscribe'/>", bob)
 	wantPush(t, a, bob, "from")
 	wantPush(t, b, alice, "to")
-	b.expect(t, "unsubscribe", pres("unsubscribe", alice))
-	a.expect(t, "bob goes offline for alice", pres("unavailable", b.j.String()))
-	b.expectNone(t, "alice still sends presence", pres("unavailable", a.j.String()))
+	b.Expect(t, "unsubscribe", pres("unsubscribe", alice))
+	a.Expect(t, "bob goes offline for alice", pres("unavailable", b.JID().String()))
+	b.ExpectNone(t, "alice still sends presence", pres("unavailable", a.JID().String()))
 	e.wantState(alice, bob, "from")
 	e.wantState(bob, alice, "to")
 
@@ -166,14 +167,14 @@ func TestUnsubscribeAndCancel(t *testing.T) {
 	e.send(a, "<presence to='%s' type='unsubscribed'/>", bob)
 	wantPush(t, a, bob, "none")
 	wantPush(t, b, alice, "none")
-	b.expect(t, "cancellation", pres("unsubscribed", alice))
-	b.expect(t, "alice goes offline for bob", pres("unavailable", a.j.String()))
+	b.Expect(t, "cancellation", pres("unsubscribed", alice))
+	b.Expect(t, "alice goes offline for bob", pres("unavailable", a.JID().String()))
 	e.wantState(alice, bob, "none")
 	e.wantState(bob, alice, "none")
 
 	// Presence is no longer broadcast either way.
 	e.send(a, "<presence><show>away</show></presence>")
-	b.expectNone(t, "broadcast after cancel", pres("", a.j.String()))
+	b.ExpectNone(t, "broadcast after cancel", pres("", a.JID().String()))
 }
 
 func TestRosterRemoveCancelsSubscriptions(t *testing.T) {
@@ -185,9 +186,9 @@ func TestRosterRemoveCancelsSubscriptions(t *testing.T) {
 
 	e.iq(a, "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='%s' subscription='remove'/></query></iq>", bob)
 	wantPush(t, a, bob, "remove")
-	b.expect(t, "unsubscribe", pres("unsubscribe", alice))
-	b.expect(t, "unsubscribed", pres("unsubscribed", alice))
-	b.expect(t, "unavailable", pres("unavailable", a.j.String()))
+	b.Expect(t, "unsubscribe", pres("unsubscribe", alice))
+	b.Expect(t, "unsubscribed", pres("unsubscribed", alice))
+	b.Expect(t, "unavailable", pres("unavailable", a.JID().String()))
 	wantPush(t, b, alice, "to") // after the unsubscribe
 	wantPush(t, b, alice, "none")
 	e.wantState(alice, bob, "absent")
@@ -197,9 +198,9 @@ func TestRosterRemoveCancelsSubscriptions(t *testing.T) {
 	e.send(b, "<presence to='%s' type='subscribe'/>", alice)
 	e.wantState(alice, bob, "absent+in")
 	e.iq(a, "<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='%s'/></query></iq>", bob)
-	b.take()
+	b.Take()
 	e.iq(a, "<iq type='set' id='rm2'><query xmlns='jabber:iq:roster'><item jid='%s' subscription='remove'/></query></iq>", bob)
-	b.expect(t, "declined", pres("unsubscribed", alice))
+	b.Expect(t, "declined", pres("unsubscribed", alice))
 	e.wantState(alice, bob, "absent")
 	e.wantState(bob, alice, "none")
 }
@@ -207,35 +208,35 @@ func TestRosterRemoveCancelsSubscriptions(t *testing.T) {
 func TestPendingRequestRedeliveredAndUnknownUser(t *testing.T) {
 	e := setup(t, Config{})
 	a := e.online(alice + "/a")
-	e.account(bob)
+	e.Account(bob)
 
 	e.send(a, "<presence to='%s' type='subscribe'/>", bob)
 	e.wantState(bob, alice, "absent+in")
 	// Bob logs in later: the request arrives with initial presence.
-	b := e.login(bob + "/b")
-	b.expectNone(t, "request before initial presence", pres("subscribe", alice))
+	b := e.Login(bob + "/b")
+	b.ExpectNone(t, "request before initial presence", pres("subscribe", alice))
 	e.send(b, "<presence/>")
-	b.expect(t, "stored request", pres("subscribe", alice))
-	e.logout(b)
+	b.Expect(t, "stored request", pres("subscribe", alice))
+	e.Logout(b)
 	// Still unanswered: delivered again next time.
-	b = e.login(bob + "/b2")
+	b = e.Login(bob + "/b2")
 	e.send(b, "<presence/>")
-	b.expect(t, "stored request again", pres("subscribe", alice))
+	b.Expect(t, "stored request again", pres("subscribe", alice))
 	e.send(b, "<presence to='%s' type='subscribed'/>", alice)
 	e.wantState(bob, alice, "from")
-	e.logout(b)
-	b = e.login(bob + "/b3")
+	e.Logout(b)
+	b = e.Login(bob + "/b3")
 	e.send(b, "<presence/>")
-	b.expectNone(t, "answered request", pres("subscribe", alice))
+	b.ExpectNone(t, "answered request", pres("subscribe", alice))
 
 	// Requests to users that do not exist are dropped silently.
-	a.take()
+	a.Take()
 	e.send(a, "<presence to='nobody@example.org' type='subscribe'/>")
 	e.wantState(alice, "nobody@example.org", "none+out")
-	if ps, _ := e.store.PendingIn(e.ctx, "nobody@example.org"); len(ps) != 0 {
+	if ps, _ := e.Store.PendingIn(e.Ctx, "nobody@example.org"); len(ps) != 0 {
 		t.Errorf("pending request stored for a missing user: %v", ps)
 	}
-	a.expectNone(t, "error for a missing user", func(st *wire.Stanza) bool { return st.Type == "error" })
+	a.ExpectNone(t, "error for a missing user", func(st *wire.Stanza) bool { return st.Type == "error" })
 
 	// Subscribing to oneself is ignored.
 	e.send(a, "<presence to='%s' type='subscribe'/>", alice)
@@ -247,9 +248,9 @@ func TestSubscriptionRosterLimit(t *testing.T) {
 	a := e.online(alice + "/a")
 	e.online(bob + "/b")
 	e.send(a, "<presence to='%s' type='subscribe'/>", carol)
-	a.take()
+	a.Take()
 	e.send(a, "<presence to='%s' type='subscribe' id='x'/>", bob)
-	st := a.expect(t, "error", func(st *wire.Stanza) bool { return st.Name == "presence" && st.Type == "error" })
+	st := a.Expect(t, "error", func(st *wire.Stanza) bool { return st.Name == "presence" && st.Type == "error" })
 	wantErr(t, st, wire.ErrNotAllowed)
 	e.wantState(alice, bob, "absent")
 }
@@ -260,20 +261,20 @@ func TestInboundSubscriptionFromRemote(t *testing.T) {
 	a := e.online(alice + "/a")
 	in := func(typ string) {
 		st := wire.MustParse("<presence from='romeo@remote.example/home' to='alice@example.org/a' type='" + typ + "'/>")
-		if err := e.router.Route(e.ctx, st, module.Origin{Kind: module.FromServer}); err != nil {
+		if err := e.Router.Route(e.Ctx, st, module.Origin{Kind: module.FromServer}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	in("subscribe")
-	req := a.expect(t, "remote request", pres("subscribe", "romeo@remote.example"))
+	req := a.Expect(t, "remote request", pres("subscribe", "romeo@remote.example"))
 	if req.To != alice {
 		t.Errorf("request not normalized to bare JIDs: %s", req.Raw)
 	}
 	e.wantState(alice, "romeo@remote.example", "absent+in")
 	in("unsubscribe")
-	a.expect(t, "withdrawn request", pres("unsubscribe", "romeo@remote.example"))
+	a.Expect(t, "withdrawn request", pres("unsubscribe", "romeo@remote.example"))
 	e.wantState(alice, "romeo@remote.example", "absent")
 	in("subscribed")
-	a.expectNone(t, "unsolicited subscribed", pres("subscribed", "romeo@remote.example"))
+	a.ExpectNone(t, "unsolicited subscribed", pres("subscribed", "romeo@remote.example"))
 	e.wantState(alice, "romeo@remote.example", "absent")
 }
