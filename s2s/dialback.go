@@ -13,7 +13,8 @@ import (
 )
 
 // dialbackKey computes the XEP-0185 key:
-// HMAC-SHA256(SHA256(secret), receiving ' ' originating ' ' streamID).
+// HMAC-SHA256(hex(SHA256(secret)), receiving ' ' originating ' ' streamID),
+// hex encoded, as in the XEP-0185/XEP-0220 examples.
 // The spaces separate the fields unambiguously: domains and stream ids we
 // accept never contain spaces (CVE-2016-0756).
 func (s *Service) dialbackKey(receiving, originating, streamID string) string {

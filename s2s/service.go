@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -68,7 +69,7 @@ type Service struct {
 	log       *slog.Logger
 	router    *router.Router
 	local     map[string]bool
-	secret    []byte // SHA256(DialbackSecret), the HMAC key of XEP-0185
+	secret    []byte // hex(SHA256(DialbackSecret)), the HMAC key of XEP-0185
 	serverTLS *tls.Config
 	ourCertOK map[string]bool
 	ctx       context.Context
@@ -122,10 +123,11 @@ func New(cfg Config, r *router.Router) *Service {
 	if len(secret) == 0 {
 		secret = []byte(router.NewID() + router.NewID())
 	}
+	// XEP-0185 keys the HMAC with the hex digest of the secret.
 	h := sha256.Sum256(secret)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "s2s"), router: r, local: map[string]bool{},
-		secret: h[:], ourCertOK: map[string]bool{}, ctx: ctx, cancel: cancel,
+		secret: []byte(hex.EncodeToString(h[:])), ourCertOK: map[string]bool{}, ctx: ctx, cancel: cancel,
 		out: map[pair]*outConn{}, backoff: map[pair]backoffState{}, in: map[*inConn]struct{}{},
 		lns: map[net.Listener]struct{}{}, dbPending: map[string]int{}}
 	for _, d := range cfg.LocalDomains {

@@ -190,7 +190,7 @@ func TestUnsolicitedDialback(t *testing.T) {
 // dialbackKey is the XEP-0185 key as a server holding secret computes it.
 func dialbackKey(secret []byte, receiving, originating, id string) string {
 	k := sha256.Sum256(secret)
-	m := hmac.New(sha256.New, k[:])
+	m := hmac.New(sha256.New, []byte(hex.EncodeToString(k[:])))
 	m.Write([]byte(receiving + " " + originating + " " + id))
 	return hex.EncodeToString(m.Sum(nil))
 }
