@@ -1,55 +1,26 @@
-package router
+package router_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
-	"mellium.im/xmpp/jid"
-
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
 )
 
-// recorder is a module.Session standing in for a client connection.
-type recorder struct {
-	j     jid.JID
-	mu    sync.Mutex
-	got   []*wire.Stanza
-	pres  *wire.Stanza
-	prio  int
-	flags module.Flags
-	count int
-}
-
-func (r *recorder) JID() jid.JID { return r.j }
-func (r *recorder) Send(st *wire.Stanza) error {
-	r.mu.Lock()
-	r.count++
-	if r.got != nil || r.count < 100 {
-		r.got = append(r.got, st)
-	}
-	r.mu.Unlock()
-	return nil
-}
-func (r *recorder) Presence() *wire.Stanza         { return r.pres }
-func (r *recorder) SetPresence(st *wire.Stanza)    { r.pres = st }
-func (r *recorder) Priority() int                  { return r.prio }
-func (r *recorder) Flags() module.Flags            { return r.flags }
-func (r *recorder) SetFlags(set, clr module.Flags) { r.flags = r.flags | set&^clr }
-func (r *recorder) Close(*wire.StreamError)        {}
-func (r *recorder) ConnID() string                 { return "test" }
-
-func newTestRouter(t testing.TB) *Router {
-	r := New(Config{Domains: []string{"example.org"}, UserExists: func(ctx context.Context, bare string) (bool, error) {
+func newTestRouter(t testing.TB) *router.Router {
+	r := router.New(router.Config{Domains: []string{"example.org"}, UserExists: func(ctx context.Context, bare string) (bool, error) {
 		return bare == "carol@example.org", nil
 	}})
 	r.SetRegistry(module.NewRegistry([]string{"example.org"}, r.Sender(), r))
 	return r
 }
 
-func online(r *Router, full string, prio int) *recorder {
-	s := &recorder{j: jid.MustParse(full), prio: prio, pres: wire.MustParse("<presence/>")}
+// online binds an available session for full with priority prio.
+func online(r *router.Router, full string, prio int) *modtest.Session {
+	s := modtest.NewSession(full).Available(prio)
 	r.Bind(s)
 	return s
 }
@@ -65,28 +36,28 @@ func TestDeliveryRules(t *testing.T) {
 		r.Route(ctx, wire.MustParse(s), module.Origin{Kind: module.FromClient, Session: alice})
 	}
 	route("<message from='alice@example.org/a' to='bob@example.org' type='chat'><body>x</body></message>")
-	if len(b1.got) != 1 || len(b3.got) != 1 || len(b2.got) != 0 {
-		t.Fatalf("bare chat: one=%d two=%d three=%d", len(b1.got), len(b2.got), len(b3.got))
+	if len(b1.Received()) != 1 || len(b3.Received()) != 1 || len(b2.Received()) != 0 {
+		t.Fatalf("bare chat: one=%d two=%d three=%d", len(b1.Received()), len(b2.Received()), len(b3.Received()))
 	}
 	// Full JID reaches even a negative-priority resource.
 	route("<message from='alice@example.org/a' to='bob@example.org/two' type='chat'><body>x</body></message>")
-	if len(b2.got) != 1 {
+	if len(b2.Received()) != 1 {
 		t.Fatal("full JID delivery failed")
 	}
 	// Unknown resource: chat falls back to the bare JID.
 	route("<message from='alice@example.org/a' to='bob@example.org/gone' type='chat'><body>x</body></message>")
-	if len(b1.got) != 2 {
+	if len(b1.Received()) != 2 {
 		t.Fatal("fallback to bare failed")
 	}
 	// Unknown user: service-unavailable back to the sender.
 	route("<message from='alice@example.org/a' to='nobody@example.org' id='e1' type='chat'><body>x</body></message>")
-	if len(alice.got) != 1 || alice.got[0].Type != "error" || alice.got[0].Child(wire.NSClient, "error").Child(wire.NSStanzas, "service-unavailable") == nil {
-		t.Fatalf("unknown user: %s", alice.got[0].Raw)
+	if len(alice.Received()) != 1 || alice.Received()[0].Type != "error" || alice.Received()[0].Child(wire.NSClient, "error").Child(wire.NSStanzas, "service-unavailable") == nil {
+		t.Fatalf("unknown user: %s", alice.Received()[0].Raw)
 	}
 	// IQ to an unavailable full JID: service-unavailable.
 	route("<iq from='alice@example.org/a' to='bob@example.org/gone' id='q' type='get'><query xmlns='urn:x'/></iq>")
-	if len(alice.got) != 2 || alice.got[1].Child(wire.NSClient, "error").Child(wire.NSStanzas, "service-unavailable") == nil {
-		t.Fatalf("iq: %s", alice.got[1].Raw)
+	if len(alice.Received()) != 2 || alice.Received()[1].Child(wire.NSClient, "error").Child(wire.NSStanzas, "service-unavailable") == nil {
+		t.Fatalf("iq: %s", alice.Received()[1].Raw)
 	}
 }
 
@@ -96,7 +67,7 @@ func BenchmarkRouteLocal(b *testing.B) {
 	r := newTestRouter(b)
 	alice := online(r, "alice@example.org/a", 0)
 	bob := online(r, "bob@example.org/b", 0)
-	bob.got = nil
+	bob.Take()
 	st := wire.MustParse("<message from='alice@example.org/a' to='bob@example.org/b' type='chat' id='x'><body>hello</body></message>")
 	ctx := context.Background()
 	origin := module.Origin{Kind: module.FromClient, Session: alice}
