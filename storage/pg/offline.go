@@ -13,7 +13,8 @@ import (
 // StoreOffline (the second is a hash of the owner).
 const offlineLockClass = 0x4f66666c // "Offl"
 
-// StoreOffline holds a per-owner advisory lock for its transaction, which
+// StoreOffline holds a per-owner advisory lock for its (implicit)
+// transaction, which
 // gives PostgreSQL what SQLite's single writer gives for free:
 //
 //   - the quota check and the insert are atomic, so concurrent senders
@@ -26,17 +27,21 @@ const offlineLockClass = 0x4f66666c // "Offl"
 // Different owners do not wait for each other (barring hash collisions).
 func (s *Store) StoreOffline(ctx context.Context, owner string, raw []byte, stamp time.Time, max int) (int64, error) {
 	var id int64
-	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, offlineLockClass, owner); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, offlineLockClass, owner)
+	// The conditional insert returns no row when the quota is full. Its
+	// snapshot is taken after the lock was granted, so it counts every
+	// message committed by the owner's previous StoreOffline.
+	b.Queue(`INSERT INTO offline (owner, raw, stamp)
+		 SELECT $1, $2, $3
+		 WHERE $4::integer <= 0 OR (SELECT COUNT(*) FROM offline WHERE owner = $1) < $4::integer
+		 RETURNING id`,
+		owner, blob(raw), micros(stamp), max)
+	err := s.batch(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		// The conditional insert returns no row when the quota is full.
-		err := tx.QueryRow(ctx,
-			`INSERT INTO offline (owner, raw, stamp)
-			 SELECT $1, $2, $3
-			 WHERE $4::integer <= 0 OR (SELECT COUNT(*) FROM offline WHERE owner = $1) < $4::integer
-			 RETURNING id`,
-			owner, blob(raw), micros(stamp), max).Scan(&id)
+		err := br.QueryRow().Scan(&id)
 		if isNoRows(err) {
 			return storage.ErrQuotaExceeded
 		}

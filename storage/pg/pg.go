@@ -173,6 +173,20 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx
 	})
 }
 
+// batch sends the queued statements in one round trip and calls fn to
+// read their results, all under the query timeout. Outside a transaction
+// PostgreSQL runs such a pipeline as one implicit transaction: it commits
+// only if every statement succeeds, and locks taken by one statement are
+// held until the end (yet in read committed each statement still gets a
+// fresh snapshot, taken after the locks before it were granted).
+func (s *Store) batch(ctx context.Context, b *pgx.Batch, fn func(br pgx.BatchResults) error) error {
+	return s.run(ctx, func(ctx context.Context) error {
+		br := s.pool.SendBatch(ctx, b)
+		err := fn(br)
+		return errors.Join(err, br.Close())
+	})
+}
+
 // exec runs one statement under the query timeout and returns the number
 // of rows it affected.
 func (s *Store) exec(ctx context.Context, sql string, args ...any) (n int64, err error) {

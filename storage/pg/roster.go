@@ -24,13 +24,14 @@ const noVersion = "0"
 // The upsert locks the counter row until the transaction ends, so
 // concurrent changes to one roster are serialised and never share a
 // version.
+const bumpVersionSQL = `INSERT INTO roster_versions (owner, ver)
+	VALUES ($1, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+	ON CONFLICT (owner) DO UPDATE SET ver = roster_versions.ver + 1
+	RETURNING ver`
+
 func bumpVersion(ctx context.Context, tx pgx.Tx, owner string) (string, error) {
 	var v int64
-	err := tx.QueryRow(ctx,
-		`INSERT INTO roster_versions (owner, ver)
-		 VALUES ($1, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
-		 ON CONFLICT (owner) DO UPDATE SET ver = roster_versions.ver + 1
-		 RETURNING ver`, owner).Scan(&v)
+	err := tx.QueryRow(ctx, bumpVersionSQL, owner).Scan(&v)
 	if err != nil {
 		return "", err
 	}
@@ -114,23 +115,27 @@ func (s *Store) RosterItem(ctx context.Context, owner, contact string) (storage.
 
 // UpsertRosterItem always bumps the version, even when the stored item is
 // unchanged: callers only write when something happened, and a spurious
-// bump merely costs a client one full roster fetch.
+// bump merely costs a client one full roster fetch. Both statements go in
+// one round trip, as one implicit transaction.
 func (s *Store) UpsertRosterItem(ctx context.Context, owner string, item storage.RosterItem) (string, error) {
-	var ver string
-	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx,
-			`INSERT INTO roster_items (owner, `+rosterColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
-			 ON CONFLICT (owner, contact) DO UPDATE SET
-			   name = excluded.name, subscription = excluded.subscription,
-			   ask = excluded.ask, approved = excluded.approved, groups = excluded.groups`,
-			owner, item.JID, item.Name, item.Subscription, item.Ask, item.Approved, nonNil(item.Groups)); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO roster_items (owner, `+rosterColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		 ON CONFLICT (owner, contact) DO UPDATE SET
+		   name = excluded.name, subscription = excluded.subscription,
+		   ask = excluded.ask, approved = excluded.approved, groups = excluded.groups`,
+		owner, item.JID, item.Name, item.Subscription, item.Ask, item.Approved, nonNil(item.Groups))
+	b.Queue(bumpVersionSQL, owner)
+	var ver int64
+	err := s.batch(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		var err error
-		ver, err = bumpVersion(ctx, tx, owner)
-		return err
+		return br.QueryRow().Scan(&ver)
 	})
-	return ver, err
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(ver, 10), nil
 }
 
 // DeleteRosterItem returns ErrNotFound, leaving the version alone, when the

@@ -1,0 +1,304 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// cluster is a PostgreSQL cluster owned by one test: its own data
+// directory, port and socket directory, so stopping it disturbs nobody.
+type cluster struct {
+	t     *testing.T
+	bin   string // directory of initdb, pg_ctl
+	dir   string // everything lives below
+	data  string
+	port  int
+	runAs string // "" or the user to run the server as (when we are root)
+}
+
+// findPGBin returns the newest /usr/lib/postgresql/*/bin holding initdb
+// and pg_ctl, else the directory of initdb on $PATH, else "".
+func findPGBin() string {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
+	if p, err := exec.LookPath("initdb"); err == nil {
+		dirs = append(dirs, filepath.Dir(p))
+	}
+	for _, d := range dirs {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_ctl")) {
+			return d
+		}
+	}
+	return ""
+}
+
+func versionOf(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+func isExec(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// startCluster initdbs and starts a cluster, or skips the test (loudly)
+// when that is impossible here.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	bin := findPGBin()
+	if bin == "" {
+		t.Skip("initdb/pg_ctl not found (looked in /usr/lib/postgresql/*/bin and $PATH) — outage test skipped")
+	}
+	c := &cluster{t: t, bin: bin, port: freePort(t)}
+	if os.Geteuid() == 0 {
+		// initdb refuses to run as root: run the cluster as postgres.
+		if _, err := user.Lookup("postgres"); err != nil {
+			t.Skip("running as root and there is no postgres user to run initdb as — outage test skipped")
+		}
+		if _, err := exec.LookPath("runuser"); err != nil {
+			t.Skip("running as root and runuser is missing — outage test skipped")
+		}
+		c.runAs = "postgres"
+	}
+	dir, err := os.MkdirTemp("", "parley-pg-outage-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.dir, c.data = dir, filepath.Join(dir, "data")
+	t.Cleanup(func() {
+		c.pgctl(30*time.Second, "stop", "-m", "immediate") // if still running; errors ignored
+		os.RemoveAll(dir)
+	})
+	if c.runAs != "" {
+		u, _ := user.Lookup(c.runAs)
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Skipf("cannot hand %s to %s: %v — outage test skipped", dir, c.runAs, err)
+		}
+	}
+	if out, err := c.run(2*time.Minute, filepath.Join(bin, "initdb"), "-D", c.data, "-U", "postgres",
+		"-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
+		t.Skipf("initdb failed (%v) — outage test skipped:\n%s", err, out)
+	}
+	c.start()
+	return c
+}
+
+// run runs a command, as c.runAs when set, bounded by timeout.
+func (c *cluster) run(timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if c.runAs != "" {
+		args = append([]string{"-u", c.runAs, "--", name}, args...)
+		name = "runuser"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = c.dir
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *cluster) pgctl(timeout time.Duration, args ...string) (string, error) {
+	args = append([]string{"-D", c.data, "-w", "-t", strconv.Itoa(int(timeout.Seconds()))}, args...)
+	return c.run(timeout+10*time.Second, filepath.Join(c.bin, "pg_ctl"), args...)
+}
+
+func (c *cluster) start() {
+	c.t.Helper()
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=20", c.port, c.dir)
+	if out, err := c.pgctl(30*time.Second, "start", "-l", filepath.Join(c.dir, "log"), "-o", opts); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		c.t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+}
+
+func (c *cluster) stop() {
+	c.t.Helper()
+	if out, err := c.pgctl(30*time.Second, "stop", "-m", "fast"); err != nil {
+		c.t.Fatalf("pg_ctl stop: %v\n%s", err, out)
+	}
+}
+
+func (c *cluster) dsn() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+}
+
+// TestOutage stops the database under an open Store: calls must fail
+// fast with IsUnavailable errors, and once the database is back the same
+// Store must work again with everything committed before still there.
+func TestOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	c := startCluster(t)
+	ctx := t.Context()
+	const timeout = 2 * time.Second
+	st, err := Open(ctx, Config{DSN: c.dsn(), MaxConns: 4, Migrate: true, QueryTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	// Committed writes of every kind.
+	const juliet, romeo = "juliet@capulet.example", "romeo@montague.example"
+	creds := []storage.SCRAMCredential{{Hash: "SHA-256", Salt: []byte("salt"), Iterations: 4096, StoredKey: []byte("sk"), ServerKey: []byte("svk")}}
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	must("CreateAccount", st.CreateAccount(ctx, juliet, creds))
+	ver, err := st.UpsertRosterItem(ctx, juliet, storage.RosterItem{JID: romeo, Subscription: storage.SubBoth, Groups: []string{"Lovers"}})
+	must("UpsertRosterItem", err)
+	var offlineIDs []int64
+	for i := range 3 {
+		id, err := st.StoreOffline(ctx, juliet, fmt.Appendf(nil, "<message id='%d'/>", i), time.Now(), 100)
+		must("StoreOffline", err)
+		offlineIDs = append(offlineIDs, id)
+	}
+	must("SetVCard", st.SetVCard(ctx, juliet, []byte("<vCard/>")))
+	archID, err := st.AppendArchive(ctx, juliet, storage.ArchivedMessage{With: romeo, Raw: []byte("<message/>")})
+	must("AppendArchive", err)
+	// Use several pool connections, so that the outage hits idle ones too.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { st.Ping(ctx) })
+	}
+	wg.Wait()
+
+	c.stop()
+
+	// Every call fails, fast, and says the database is unavailable. Run
+	// them concurrently as well, so that none waits for another.
+	calls := map[string]func(context.Context) error{
+		"Ping":          st.Ping,
+		"AccountExists": func(ctx context.Context) error { _, err := st.AccountExists(ctx, juliet); return err },
+		"RosterItems":   func(ctx context.Context) error { _, _, err := st.RosterItems(ctx, juliet); return err },
+		"StoreOffline": func(ctx context.Context) error {
+			_, err := st.StoreOffline(ctx, juliet, []byte("<message/>"), time.Now(), 100)
+			return err
+		},
+		"SetVCard": func(ctx context.Context) error { return st.SetVCard(ctx, juliet, []byte("<vCard>new</vCard>")) },
+		"UpsertRosterItem": func(ctx context.Context) error {
+			_, err := st.UpsertRosterItem(ctx, juliet, storage.RosterItem{JID: "nurse@capulet.example", Subscription: storage.SubNone})
+			return err
+		},
+		"QueryArchive": func(ctx context.Context) error {
+			_, err := st.QueryArchive(ctx, juliet, storage.ArchiveQuery{Max: 10})
+			return err
+		},
+	}
+	check := func(name string, call func(context.Context) error, log bool) error {
+		start := time.Now()
+		err := call(ctx)
+		d := time.Since(start)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%s succeeded with the database stopped", name)
+		case !IsUnavailable(err):
+			return fmt.Errorf("%s: %v (%T) is not IsUnavailable", name, err, errors.Unwrap(err))
+		case d > timeout+time.Second:
+			return fmt.Errorf("%s took %v to fail (timeout %v)", name, d, timeout)
+		}
+		if log {
+			t.Logf("%s while down, after %v: %v", name, d.Round(time.Millisecond), err)
+		}
+		return nil
+	}
+	for round := range 2 {
+		for name, call := range calls {
+			if err := check(name, call, round == 0); err != nil {
+				t.Errorf("round %d: %v", round, err)
+			}
+		}
+	}
+	errs := make(chan error, 3*len(calls))
+	for range 3 {
+		for name, call := range calls {
+			wg.Go(func() {
+				if err := check(name, call, false); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent: %v", err)
+	}
+
+	c.start()
+
+	// The same Store recovers by itself: no reopen.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := st.Ping(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Store did not reconnect within 20s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Everything committed before the outage is there; nothing attempted
+	// during it is.
+	got, err := st.Credentials(ctx, juliet)
+	if err != nil || len(got) != 1 || string(got[0].StoredKey) != "sk" {
+		t.Errorf("Credentials after restart = %+v, %v", got, err)
+	}
+	items, v, err := st.RosterItems(ctx, juliet)
+	if err != nil || v != ver || len(items) != 1 || items[0].JID != romeo {
+		t.Errorf("RosterItems after restart = %+v, %q, %v; want one item, version %q", items, v, err, ver)
+	}
+	msgs, err := st.OfflineMessages(ctx, juliet)
+	var ids []int64
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	if err != nil || !slices.Equal(ids, offlineIDs) {
+		t.Errorf("offline IDs after restart = %v, %v; want %v", ids, err, offlineIDs)
+	}
+	if vc, err := st.VCard(ctx, juliet); err != nil || string(vc) != "<vCard/>" {
+		t.Errorf("VCard after restart = %q, %v", vc, err)
+	}
+	if p, err := st.QueryArchive(ctx, juliet, storage.ArchiveQuery{Max: 10}); err != nil || len(p.Messages) != 1 || p.Messages[0].ID != archID {
+		t.Errorf("archive after restart = %+v, %v", p, err)
+	}
+
+	// New writes work, on every pool connection.
+	for i := range 8 {
+		id, err := st.StoreOffline(ctx, juliet, []byte("<message>after</message>"), time.Now(), 100)
+		if err != nil {
+			t.Fatalf("StoreOffline %d after restart: %v", i, err)
+		}
+		if id <= offlineIDs[len(offlineIDs)-1] {
+			t.Errorf("offline ID %d after restart not above %d", id, offlineIDs[len(offlineIDs)-1])
+		}
+	}
+	next, err := st.UpsertRosterItem(ctx, juliet, storage.RosterItem{JID: "nurse@capulet.example", Subscription: storage.SubNone})
+	if err != nil || mustInt(t, next) != mustInt(t, ver)+1 {
+		t.Errorf("UpsertRosterItem after restart = %q, %v; want version after %q", next, err, ver)
+	}
+	if n, err := st.CountOffline(ctx, juliet); err != nil || n != len(offlineIDs)+8 {
+		t.Errorf("CountOffline after restart = %d, %v", n, err)
+	}
+}
