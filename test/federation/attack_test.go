@@ -241,3 +241,23 @@ func TestFederationDirectTLS(t *testing.T) {
 		routes: map[string][]string{"a.test": {"tls://" + lnA.Addr().String()}}})
 	roundTrip(t, a, b)
 }
+
+func TestOversizedStanzaFromPeer(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, ca, ca.issue(t, "a.test", "a.test"), ca.issue(t, "b.test", "b.test"), true)
+	alice := a.bind(t, "alice@a.test/x")
+	bob := b.bind(t, "bob@b.test/y")
+	evilCert := ca.issue(t, "evil.test", "evil.test")
+	p := dialRaw(t, b.addr, "evil.test", "b.test", &evilCert)
+	p.saslExternal()
+	big := make([]byte, 600<<10)
+	for i := range big {
+		big[i] = 'x'
+	}
+	// The server stops reading at the limit, so write in the background.
+	go func() { _, _ = p.tc.Write([]byte(message("mallory@evil.test/m", "bob@b.test/y", "big", string(big)))) }()
+	p.expectStreamError(wire.CondPolicyViolation)
+	// Other peers are unaffected.
+	a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "g1", "genuine"))
+	checkMessage(t, bob.expect(t, waitFor), "alice@a.test/x", "bob@b.test/y", "genuine")
+}

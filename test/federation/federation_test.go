@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,69 @@ func TestFederationPeerDown(t *testing.T) {
 	}
 	if f := a.svc.Stats()["c.test"].Failures; f != 1 {
 		t.Errorf("failures = %d, want 1", f)
+	}
+}
+
+func TestFederationIdleCloseAndReconnect(t *testing.T) {
+	ca := newCA(t)
+	lnA := listen(t, "127.0.0.2")
+	lnB := listen(t, "127.0.0.3")
+	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: ca.issue(t, "a.test", "a.test"), idle: 300 * time.Millisecond,
+		routes: map[string][]string{"b.test": {lnB.Addr().String()}}})
+	b := startNode(t, "b.test", lnB, ca, nodeOpts{cert: ca.issue(t, "b.test", "b.test"), idle: time.Minute,
+		routes: map[string][]string{"a.test": {lnA.Addr().String()}}})
+	alice := a.bind(t, "alice@a.test/x")
+	bob := b.bind(t, "bob@b.test/y")
+
+	a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "m1", "one"))
+	checkMessage(t, bob.expect(t, waitFor), "alice@a.test/x", "bob@b.test/y", "one")
+	eventually(t, func() bool { return a.svc.Stats()["b.test"].ConnectionsOut == 0 }, "idle outbound stream closed")
+	eventually(t, func() bool { return b.svc.Stats()["a.test"].ConnectionsIn == 0 }, "inbound side closed too")
+
+	a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "m2", "two"))
+	checkMessage(t, bob.expect(t, waitFor), "alice@a.test/x", "bob@b.test/y", "two")
+}
+
+// A peer that comes back after being down is reached again once the
+// backoff has passed.
+func TestFederationPeerComesBack(t *testing.T) {
+	ca := newCA(t)
+	lnA := listen(t, "127.0.0.2")
+	lnB := listen(t, "127.0.0.3")
+	addrB := lnB.Addr().String()
+	_ = lnB.Close()
+	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: ca.issue(t, "a.test", "a.test"),
+		routes: map[string][]string{"b.test": {addrB}}})
+	alice := a.bind(t, "alice@a.test/x")
+	a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "m1", "one"))
+	if st := alice.expect(t, 3*time.Second); st.Type != "error" {
+		t.Fatalf("want a bounce, got %s", st.Raw)
+	}
+	lnB2, err := net.Listen("tcp", addrB)
+	if err != nil {
+		t.Skipf("cannot rebind %s: %v", addrB, err)
+	}
+	t.Cleanup(func() { _ = lnB2.Close() })
+	b := startNode(t, "b.test", lnB2, ca, nodeOpts{cert: ca.issue(t, "b.test", "b.test"),
+		routes: map[string][]string{"a.test": {lnA.Addr().String()}}})
+	bob := b.bind(t, "bob@b.test/y")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.sendFrom(t, alice, message("alice@a.test/x", "bob@b.test/y", "m2", "two"))
+		select {
+		case st := <-bob.ch:
+			checkMessage(t, st, "alice@a.test/x", "bob@b.test/y", "two")
+			return
+		case st := <-alice.ch:
+			if st.Type != "error" {
+				t.Fatalf("unexpected %s", st.Raw)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("neither delivered nor bounced")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b.test never reached again")
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }

@@ -167,6 +167,7 @@ type nodeOpts struct {
 	requireValidCerts bool
 	routes            map[string][]string
 	directTLS         bool
+	idle              time.Duration
 }
 
 // listen reserves a listener on a loopback address (127.0.0.2, 127.0.0.3).
@@ -196,6 +197,7 @@ func startNode(t *testing.T, domain string, ln net.Listener, ca *testCA, o nodeO
 		Routes:            o.routes,
 		DialbackSecret:    secret,
 		ConnectTimeout:    5 * time.Second,
+		IdleTimeout:       o.idle,
 		Logger:            log,
 	}, r)
 	r.SetRemote(svc)
