@@ -29,6 +29,30 @@ type Config struct {
 	Log          LogConfig          `mapstructure:"log"`
 	MAM          MAMConfig          `mapstructure:"mam"`
 	Push         PushConfig         `mapstructure:"push"`
+	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
+	Upload       UploadConfig       `mapstructure:"upload"`
+}
+
+// OMEMOConfig controls end-to-end encryption policy.
+type OMEMOConfig struct {
+	// RequireE2E lists local domains whose users may send one-to-one chat
+	// messages only OMEMO-encrypted; others are refused with an error
+	// that tells the user why.
+	RequireE2E []string `mapstructure:"require_e2e"`
+}
+
+// UploadConfig controls XEP-0363 HTTP File Upload.
+type UploadConfig struct {
+	// MaxFileSize in bytes.
+	MaxFileSize int64 `mapstructure:"max_file_size"`
+	// Quota per user in bytes (negative: no quota).
+	Quota int64 `mapstructure:"quota"`
+	// FileTTL deletes files older than this; 0 keeps them.
+	FileTTL time.Duration `mapstructure:"file_ttl"`
+	// BaseURL is the public URL of the upload handler (mounted at /upload/
+	// on the http and https listeners), e.g. https://example.org/upload
+	// behind a reverse proxy. Empty: https://<domain>:<https port>/upload.
+	BaseURL string `mapstructure:"base_url"`
 }
 
 // PushConfig controls XEP-0357 push notifications.
@@ -184,9 +208,10 @@ func DefaultConfig() Config {
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
-		Log:  LogConfig{Level: "info", Format: "text"},
-		MAM:  MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
-		Push: PushConfig{Coalesce: 2 * time.Second},
+		Log:    LogConfig{Level: "info", Format: "text"},
+		MAM:    MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
+		Push:   PushConfig{Coalesce: 2 * time.Second},
+		Upload: UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30},
 	}
 }
 
@@ -277,6 +302,20 @@ func (c *Config) Validate() error {
 	}
 	if c.MAM.DedupWindow < 0 {
 		bad("mam.dedup_window", "expected a duration such as 5m")
+	}
+	if c.Upload.MaxFileSize <= 0 {
+		bad("upload.max_file_size", "expected a positive number of bytes")
+	}
+	if c.Upload.FileTTL < 0 {
+		bad("upload.file_ttl", "expected a duration such as 720h (0s keeps files)")
+	}
+	if u := c.Upload.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		bad("upload.base_url", "%q is not an http(s) URL", u)
+	}
+	for i, d := range c.OMEMO.RequireE2E {
+		if !seen[strings.ToLower(d)] {
+			bad(fmt.Sprintf("omemo.require_e2e[%d]", i), "%q is not one of hosts", d)
+		}
 	}
 	if c.Push.Coalesce < 0 {
 		bad("push.coalesce", "expected a duration such as 2s")

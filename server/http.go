@@ -11,6 +11,10 @@ import (
 func (s *Server) clientHTTP(secure bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/xmpp-websocket", s.c2s.WebSocketHandler(secure))
+	if s.upload != nil {
+		// XEP-0363: the handler sets its own CORS and security headers.
+		mux.Handle("/upload/", s.upload.Handler())
+	}
 	mux.HandleFunc("/.well-known/host-meta", func(w http.ResponseWriter, r *http.Request) {
 		if cors(w, r) {
 			return

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/basic"
@@ -10,15 +12,39 @@ import (
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/omemo"
+	"github.com/parley-xmpp/parley/pep"
 	"github.com/parley-xmpp/parley/push"
 	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/upload"
 )
 
 // buildModules is the one ordered list of modules. Hook order follows this
 // list (CoreDNS plugin.cfg style): blocking and presence (im) first, so a
 // blocked stanza never reaches the archive or carbons.
-func buildModules(cfg Config, store storage.Store, log *slog.Logger) []module.Module {
+func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []byte, uploadBase func(domain string) string) ([]module.Module, *upload.Module, error) {
+	blobs, err := upload.NewDiskBlobs(filepath.Join(cfg.DataDir, "upload"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("data_dir: upload directory: %w", err)
+	}
+	up := upload.New(upload.Config{
+		Domains:      cfg.Hosts,
+		Secret:       secret,
+		MaxFileSize:  cfg.Upload.MaxFileSize,
+		QuotaPerUser: cfg.Upload.Quota,
+		FileTTL:      cfg.Upload.FileTTL,
+		BaseURL:      cfg.Upload.BaseURL,
+		BaseURLFunc: func(domain string) string {
+			if cfg.Upload.BaseURL != "" {
+				return cfg.Upload.BaseURL
+			}
+			return uploadBase(domain)
+		},
+		Logger: log,
+	}, store, blobs)
+	// Account removal (in-band) also deletes the user's uploaded files.
+	accounts := up.WrapAccounts(store)
 	contact := map[string][]string{
 		"abuse-addresses":    cfg.Contact.Abuse,
 		"admin-addresses":    cfg.Contact.Admin,
@@ -27,16 +53,22 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger) []module.Mo
 		"security-addresses": cfg.Contact.Security,
 		"support-addresses":  cfg.Contact.Support,
 	}
-	return []module.Module{
+	mods := []module.Module{
 		// push only queues work in its hooks; before im so that its
 		// Undeliverable hook sees what im then stores offline.
 		push.New(push.Config{IncludeBody: cfg.Push.IncludeBody, Coalesce: cfg.Push.Coalesce, Logger: log}, store),
+		// pep before im: im's presence hook ends the chain, and pep must
+		// see a resource come online to send it the last items.
+		pep.New(pep.Config{NodeDefaults: omemo.NodeDefaults, Logger: log}, store, store, store),
 		im.New(im.Config{
 			MaxRosterItems:     cfg.Limits.MaxRosterItems,
 			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,
 			MaxBlockItems:      cfg.Limits.MaxBlockItems,
 			Logger:             log,
 		}, store, store, store),
+		// omemo after im (presence) and before mam: refused messages are
+		// never archived or copied.
+		omemo.New(omemo.Config{RequireE2E: cfg.OMEMO.RequireE2E, Logger: log}),
 		// mam before carbons: copies carry the stanza-id the archive adds.
 		mam.New(mam.Config{
 			Retention:     cfg.MAM.Retention,
@@ -55,8 +87,10 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger) []module.Mo
 			},
 			Domains: cfg.Hosts,
 			Logger:  log,
-		}, store),
+		}, accounts),
+		up,
 	}
+	return mods, up, nil
 }
 
 // registrationOf finds the XEP-0077 module for pre-authentication requests.

@@ -27,6 +27,7 @@ import (
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/sqlite"
+	"github.com/parley-xmpp/parley/upload"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -58,6 +59,7 @@ type Server struct {
 	reg      *module.Registry
 	modules  []module.Module
 	c2s      *c2s.Server
+	upload   *upload.Module
 
 	mu           sync.Mutex
 	listeners    map[string]net.Listener
@@ -108,7 +110,13 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		Logger:     log,
 	})
 	s.reg = module.NewRegistry(cfg.Hosts, s.router.Sender(), s.router)
-	s.modules = buildModules(cfg, store, log)
+	secret, err := loadOrCreateSecret(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if s.modules, s.upload, err = buildModules(cfg, store, log, secret, s.uploadBaseURL); err != nil {
+		return nil, err
+	}
 	for _, m := range s.modules {
 		if err := m.Register(s.reg); err != nil {
 			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
@@ -116,10 +124,6 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	}
 	s.router.SetRegistry(s.reg)
 
-	secret, err := loadOrCreateSecret(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
 	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
 		Secret: secret, Iterations: cfg.Auth.Iterations}, store)
 	throttle := auth.NewThrottle(cfg.Auth.MaxFailures, cfg.Auth.FailureWindow)
@@ -143,6 +147,16 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		Logger:           log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
 	return s, nil
+}
+
+// uploadBaseURL is the public URL of the upload handler for a domain when
+// upload.base_url is not set: the https listener under the domain's name.
+func (s *Server) uploadBaseURL(domain string) string {
+	port := "5281"
+	if a := s.Addr("https"); a != "" {
+		_, port, _ = net.SplitHostPort(a)
+	}
+	return "https://" + domain + ":" + port + "/upload"
 }
 
 // Router exposes the router (tests, load tools).

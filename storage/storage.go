@@ -135,6 +135,8 @@ type Store interface {
 	Blocklist
 	Archive
 	PushRegistrations
+	PEP
+	Uploads
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

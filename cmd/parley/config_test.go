@@ -226,6 +226,8 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 			env, want = "env-value", "env-value"
 		case k.typ.Kind() == reflect.Int:
 			env, want = "4242", 4242
+		case k.typ.Kind() == reflect.Int64:
+			env, want = "4242", int64(4242)
 		case k.typ.Kind() == reflect.Bool:
 			def := reflect.ValueOf(server.DefaultConfig()).FieldByIndex(k.index).Bool()
 			env, want = map[bool]string{true: "false", false: "true"}[def], !def
