@@ -244,6 +244,11 @@ func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, openError(dsn, nil, err)
 	}
+	// Without connect_timeout in the DSN, an unreachable host must not
+	// hold the command until the operating system gives up.
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = DefaultQueryTimeout
+	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, openError(dsn, &cc.Config, err)
