@@ -31,6 +31,23 @@ type Config struct {
 	Push         PushConfig         `mapstructure:"push"`
 	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
 	Upload       UploadConfig       `mapstructure:"upload"`
+	S2S          S2SConfig          `mapstructure:"s2s"`
+}
+
+// S2SConfig controls federation with other XMPP servers.
+type S2SConfig struct {
+	// RequireValidCerts refuses peers whose certificate is not valid for
+	// their domain instead of falling back to dialback (XEP-0220).
+	RequireValidCerts bool `mapstructure:"require_valid_certs"`
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	CAFile string `mapstructure:"ca_file"`
+	// Routes sends a remote domain to fixed addresses instead of DNS, for
+	// private federation: entries "domain=host:port" (STARTTLS) or
+	// "domain=tls://host:port" (direct TLS); repeat a domain for several
+	// addresses, tried in order.
+	Routes []string `mapstructure:"routes"`
+	// IdleTimeout closes server connections unused for this long.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 }
 
 // OMEMOConfig controls end-to-end encryption policy.
@@ -92,6 +109,10 @@ type ListenConfig struct {
 	HTTP   string `mapstructure:"http"`
 	HTTPS  string `mapstructure:"https"`
 	Admin  string `mapstructure:"admin"`
+	// S2S and S2STLS accept other servers (STARTTLS on 5269, direct TLS
+	// per XEP-0368 on 5270).
+	S2S    string `mapstructure:"s2s"`
+	S2STLS string `mapstructure:"s2s_tls"`
 }
 
 // StorageConfig selects the store backend.
@@ -185,6 +206,8 @@ func DefaultConfig() Config {
 			HTTP:   ":5280",
 			HTTPS:  ":5281",
 			Admin:  "127.0.0.1:5290",
+			S2S:    ":5269",
+			S2STLS: ":5270",
 		},
 		Storage:      StorageConfig{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10}},
 		Registration: RegistrationConfig{PerAddressPerHour: 5},
@@ -212,6 +235,7 @@ func DefaultConfig() Config {
 		MAM:    MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
 		Push:   PushConfig{Coalesce: 2 * time.Second},
 		Upload: UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30},
+		S2S:    S2SConfig{IdleTimeout: 10 * time.Minute},
 	}
 }
 
@@ -246,6 +270,7 @@ func (c *Config) Validate() error {
 	for key, addr := range map[string]string{
 		"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS,
 		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
+		"listen.s2s": c.Listen.S2S, "listen.s2s_tls": c.Listen.S2STLS,
 	} {
 		if addr == "" {
 			continue
@@ -303,6 +328,15 @@ func (c *Config) Validate() error {
 	if c.MAM.DedupWindow < 0 {
 		bad("mam.dedup_window", "expected a duration such as 5m")
 	}
+	if c.S2S.IdleTimeout <= 0 {
+		bad("s2s.idle_timeout", "expected a positive duration such as 10m")
+	}
+	for i, r := range c.S2S.Routes {
+		d, a, ok := strings.Cut(r, "=")
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(a, "tls://")); !ok || d == "" || err != nil {
+			bad(fmt.Sprintf("s2s.routes[%d]", i), "%q is not domain=host:port (or domain=tls://host:port)", r)
+		}
+	}
 	if c.Upload.MaxFileSize <= 0 {
 		bad("upload.max_file_size", "expected a positive number of bytes")
 	}
@@ -352,4 +386,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// RouteMap returns s2s.routes as domain → addresses.
+func (c S2SConfig) RouteMap() map[string][]string {
+	m := map[string][]string{}
+	for _, r := range c.Routes {
+		if d, a, ok := strings.Cut(r, "="); ok {
+			m[strings.ToLower(d)] = append(m[strings.ToLower(d)], a)
+		}
+	}
+	return m
 }

@@ -6,8 +6,11 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +28,7 @@ import (
 	"github.com/parley-xmpp/parley/c2s"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
+	"github.com/parley-xmpp/parley/s2s"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/sqlite"
 	"github.com/parley-xmpp/parley/upload"
@@ -59,6 +63,7 @@ type Server struct {
 	reg      *module.Registry
 	modules  []module.Module
 	c2s      *c2s.Server
+	s2s      *s2s.Service
 	upload   *upload.Module
 
 	mu           sync.Mutex
@@ -123,6 +128,9 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		}
 	}
 	s.router.SetRegistry(s.reg)
+	if err := s.setupS2S(cfg, secret); err != nil {
+		return nil, err
+	}
 
 	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
 		Secret: secret, Iterations: cfg.Auth.Iterations}, store)
@@ -193,7 +201,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	type lspec struct{ name, addr string }
 	for _, l := range []lspec{{"c2s", s.cfg.Listen.C2S}, {"c2s_tls", s.cfg.Listen.C2STLS},
-		{"http", s.cfg.Listen.HTTP}, {"https", s.cfg.Listen.HTTPS}, {"admin", s.cfg.Listen.Admin}} {
+		{"http", s.cfg.Listen.HTTP}, {"https", s.cfg.Listen.HTTPS}, {"admin", s.cfg.Listen.Admin},
+		{"s2s", s.cfg.Listen.S2S}, {"s2s_tls", s.cfg.Listen.S2STLS}} {
 		if l.addr == "" {
 			continue
 		}
@@ -219,9 +228,18 @@ func (s *Server) Start(ctx context.Context) error {
 	if ln := s.listeners["admin"]; ln != nil {
 		s.serveHTTP(ln, s.adminHTTP())
 	}
+	for name, direct := range map[string]bool{"s2s": false, "s2s_tls": true} {
+		if ln := s.listeners[name]; ln != nil {
+			go func() {
+				if err := s.s2s.ServeTCP(ln, direct); err != nil {
+					s.log.Error("server-to-server listener stopped", "err", err)
+				}
+			}()
+		}
+	}
 	s.ready.Store(true)
 	attrs := []any{"hosts", s.cfg.Hosts, "data_dir", s.cfg.DataDir}
-	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin"} {
+	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin", "s2s", "s2s_tls"} {
 		if ln := s.listeners[n]; ln != nil {
 			attrs = append(attrs, n, ln.Addr().String())
 		}
@@ -304,6 +322,7 @@ func (s *Server) shutdown(ctx context.Context) {
 	servers := s.https
 	s.mu.Unlock()
 	s.c2s.Shutdown(ctx)
+	s.s2s.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)
 	}
@@ -351,4 +370,42 @@ func loadOrCreateSecret(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("data_dir: cannot write %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// setupS2S builds federation: trust roots, a dialback secret derived from
+// the server secret (stable across restarts and equal on every node that
+// shares data_dir's secret), and local domains including service hosts.
+func (s *Server) setupS2S(cfg Config, secret []byte) error {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if cfg.S2S.CAFile != "" {
+		pem, err := os.ReadFile(cfg.S2S.CAFile)
+		if err != nil {
+			return fmt.Errorf("s2s.ca_file: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("s2s.ca_file: %s holds no PEM certificate", cfg.S2S.CAFile)
+		}
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("parley s2s dialback"))
+	local := append([]string(nil), cfg.Hosts...)
+	for _, h := range s.reg.Hosts() {
+		local = append(local, h.Domain)
+	}
+	s.s2s = s2s.New(s2s.Config{
+		LocalDomains:      local,
+		TLS:               s.tls,
+		RootCAs:           roots,
+		RequireValidCerts: cfg.S2S.RequireValidCerts,
+		Routes:            cfg.S2S.RouteMap(),
+		DialbackSecret:    mac.Sum(nil),
+		Limits:            wire.Limits{MaxStanzaBytes: max(cfg.Limits.MaxStanzaBytes, s2s.DefaultMaxStanzaBytes), MaxDepth: cfg.Limits.MaxDepth, MaxAttrs: cfg.Limits.MaxAttributes},
+		IdleTimeout:       cfg.S2S.IdleTimeout,
+		Logger:            s.log,
+	}, s.router)
+	s.router.SetRemote(s.s2s)
+	return nil
 }
