@@ -125,6 +125,11 @@ type StorageConfig struct {
 type PostgresConfig struct {
 	DSN      string `mapstructure:"dsn"`
 	MaxConns int    `mapstructure:"max_conns"`
+	// Schema to use (created if missing); empty: the DSN's search_path.
+	Schema string `mapstructure:"schema"`
+	// NoMigrate skips applying migrations at start (run `parley db migrate`
+	// instead); the server then refuses a schema that is not up to date.
+	NoMigrate bool `mapstructure:"no_migrate"`
 }
 
 // RegistrationConfig controls XEP-0077 in-band registration.

@@ -30,6 +30,7 @@ import (
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/s2s"
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/pg"
 	"github.com/parley-xmpp/parley/storage/sqlite"
 	"github.com/parley-xmpp/parley/upload"
 	"github.com/parley-xmpp/parley/wire"
@@ -47,8 +48,15 @@ func OpenStore(ctx context.Context, cfg Config) (storage.Store, error) {
 			return nil, fmt.Errorf("storage (sqlite in %s): %w", cfg.DataDir, err)
 		}
 		return st, nil
+	case "postgres":
+		st, err := pg.Open(ctx, pg.Config{DSN: cfg.Storage.Postgres.DSN, MaxConns: cfg.Storage.Postgres.MaxConns,
+			Schema: cfg.Storage.Postgres.Schema, Migrate: !cfg.Storage.Postgres.NoMigrate})
+		if err != nil {
+			return nil, fmt.Errorf("storage (postgres): %w", err)
+		}
+		return st, nil
 	default:
-		return nil, fmt.Errorf("storage.backend: %q is not available in this build (use sqlite)", cfg.Storage.Backend)
+		return nil, fmt.Errorf("storage.backend: %q is not supported (use sqlite or postgres)", cfg.Storage.Backend)
 	}
 }
 

@@ -5,11 +5,15 @@ package testserver
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/server"
@@ -40,6 +44,16 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	cfg.Auth.Iterations = 4096 // keep tests fast; production default is higher
 	cfg.Limits.StanzasPerSecond = 10000
+	// PARLEY_TEST_STORAGE=postgres runs the same tests on PostgreSQL
+	// (PARLEY_TEST_POSTGRES, default the local server), each server in a
+	// schema of its own that is dropped afterwards.
+	if os.Getenv("PARLEY_TEST_STORAGE") == "postgres" {
+		cfg.Storage.Backend = "postgres"
+		cfg.Storage.Postgres.DSN = PostgresDSN()
+		cfg.Storage.Postgres.Schema = "parley_test_" + strings.ToLower(rand.Text()[:12])
+		schema := cfg.Storage.Postgres.Schema
+		t.Cleanup(func() { dropSchema(cfg.Storage.Postgres.DSN, schema) })
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -75,4 +89,23 @@ func (s *Server) AddUser(user, password string) string {
 		s.t.Fatalf("create %s: %v", bare, err)
 	}
 	return bare
+}
+
+// PostgresDSN is the PostgreSQL server tests use.
+func PostgresDSN() string {
+	if d := os.Getenv("PARLEY_TEST_POSTGRES"); d != "" {
+		return d
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+func dropSchema(dsn, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 }
