@@ -23,9 +23,10 @@ const Timeout = 5 * time.Second
 // goroutine reads stanzas into a backlog; Expect takes the first matching
 // one, so unrelated stanzas (e.g. presence) never make a test flaky.
 type Client struct {
-	t    testing.TB
-	conn net.Conn
-	JID  string // full JID after bind
+	t      testing.TB
+	conn   net.Conn
+	domain string
+	JID    string // full JID after bind
 
 	mu      sync.Mutex
 	backlog []*wire.Stanza
@@ -50,7 +51,7 @@ func (s *Server) Dial() net.Conn {
 // Connect opens a stream and negotiates STARTTLS; it stops before SASL.
 func (s *Server) Connect() *Client {
 	s.t.Helper()
-	c := &Client{t: s.t, conn: s.Dial(), notify: make(chan struct{}, 1)}
+	c := &Client{t: s.t, conn: s.Dial(), notify: make(chan struct{}, 1), domain: s.Domain}
 	c.startStream()
 	f := c.Features()
 	if f.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
@@ -60,7 +61,7 @@ func (s *Server) Connect() *Client {
 	if p := c.next(); p.Name != "proceed" {
 		s.t.Fatalf("expected proceed, got %s", p.Raw)
 	}
-	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, ServerName: Domain})
+	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, ServerName: c.domain})
 	if err := tc.Handshake(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func (c *Client) Next() *wire.Stanza { return c.next() }
 func (c *Client) Drop() { _ = c.conn.Close() }
 
 func (c *Client) startStream() {
-	c.write("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='" + Domain + "' version='1.0'>")
+	c.write("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='" + c.domain + "' version='1.0'>")
 	c.rd = wire.NewReader(c.conn, wire.Limits{MaxStanzaBytes: 1 << 20})
 	h, err := c.rd.ReadHeader()
 	if err != nil {

@@ -25,8 +25,9 @@ const Domain = "localhost"
 // Server is a running test server.
 type Server struct {
 	*server.Server
-	Cfg server.Config
-	t   testing.TB
+	Cfg    server.Config
+	Domain string // the first virtual host
+	t      testing.TB
 }
 
 // Option changes the configuration before start.
@@ -74,7 +75,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &Server{Server: srv, Cfg: cfg, t: t}
+	return &Server{Server: srv, Cfg: cfg, Domain: cfg.Hosts[0], t: t}
 }
 
 // AddUser creates an account with the password.
@@ -84,7 +85,7 @@ func (s *Server) AddUser(user, password string) string {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	bare := user + "@" + Domain
+	bare := user + "@" + s.Domain
 	if err := s.Store().CreateAccount(context.Background(), bare, creds); err != nil {
 		s.t.Fatalf("create %s: %v", bare, err)
 	}

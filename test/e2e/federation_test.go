@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"net"
+	"testing"
+
+	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// freePort reserves a port on ip for a server started right after.
+func freePort(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Skipf("cannot listen on %s (loopback alias missing?): %v", ip, err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestFederationBetweenTwoParleys: two full servers for different
+// domains on 127.0.0.2 and 127.0.0.3 (self-signed certificates, so they
+// verify each other with dialback) chat and subscribe both ways, and MAM
+// archives on each side.
+func TestFederationBetweenTwoParleys(t *testing.T) {
+	aS2S, bS2S := freePort(t, "127.0.0.2"), freePort(t, "127.0.0.3")
+	mk := func(domain, ip, s2sAddr, peer, peerAddr string) *testserver.Server {
+		return testserver.Start(t, func(c *server.Config) {
+			c.Hosts = []string{domain}
+			c.Listen = server.ListenConfig{C2S: ip + ":0", S2S: s2sAddr}
+			c.S2S.Routes = []string{peer + "=" + peerAddr}
+		})
+	}
+	a := mk("a.test", "127.0.0.2", aS2S, "b.test", bS2S)
+	b := mk("b.test", "127.0.0.3", bS2S, "a.test", aS2S)
+	a.AddUser("alice", "pw1")
+	b.AddUser("bob", "pw2")
+	alice := a.Login("alice", "pw1", "phone")
+	bob := b.Login("bob", "pw2", "laptop")
+	alice.Send("<presence/>")
+	bob.Send("<presence/>")
+
+	subscribe(t, alice, bob, "alice@a.test", "bob@b.test")
+	alice.Send("<message to='bob@b.test' type='chat' id='f1'><body>hello from a.test</body></message>")
+	m := bob.Expect("federated message", isMsg("hello from a.test"))
+	if m.From != "alice@a.test/phone" {
+		t.Fatalf("from = %s", m.From)
+	}
+	if sid := m.Child(nsSID, "stanza-id"); sid == nil || sid.AttrValue("by") != "bob@b.test" {
+		t.Fatalf("no stanza-id by the receiving server: %s", m.Raw)
+	}
+	bob.Send("<message to='alice@a.test/phone' type='chat'><body>hi back</body></message>")
+	alice.Expect("reply", isMsg("hi back"))
+	// Presence flows after the subscription.
+	bob.Send("<presence><show>away</show></presence>")
+	alice.Expect("bob's presence", func(s *wire.Stanza) bool {
+		return s.Name == "presence" && s.From == bob.JID && s.Child(wire.NSClient, "show").Text() == "away"
+	})
+	// IQ across servers: a remote user's vCard.
+	res := alice.IQ("v", "<iq type='get' id='v' to='bob@b.test'><vCard xmlns='vcard-temp'/></iq>")
+	if res.Type != "result" {
+		t.Fatalf("remote vcard: %s", res.Raw)
+	}
+	// An unknown remote domain bounces quickly.
+	alice.Send("<message to='nobody@unreachable.invalid' id='u1' type='chat'><body>x</body></message>")
+	e := alice.Expect("bounce", func(s *wire.Stanza) bool { return s.ID == "u1" })
+	if e.Type != "error" {
+		t.Fatalf("no bounce: %s", e.Raw)
+	}
+}
