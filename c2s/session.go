@@ -326,7 +326,5 @@ func withDelay(st *wire.Stanza, stamp time.Time, from string) *wire.Stanza {
 	if st.Child(xep.NSDelay, "delay") != nil {
 		return st
 	}
-	e := st.Tree().Copy()
-	e.Add(wire.NewElement(xep.NSDelay, "delay", "from", from, "stamp", stamp.UTC().Format("2006-01-02T15:04:05.000Z")))
-	return wire.FromElement(e)
+	return st.WithChild(wire.NewElement(xep.NSDelay, "delay", "from", from, "stamp", stamp.UTC().Format("2006-01-02T15:04:05.000Z")))
 }

@@ -144,9 +144,7 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 		if fwd == nil {
 			fwd = st
 			if ev.ArchiveID != "" {
-				t := st.Tree().Copy()
-				t.Add(wire.NewElement(xep.NSSID, "stanza-id", "by", user.String(), "id", ev.ArchiveID))
-				fwd = wire.FromElement(t)
+				fwd = st.WithChild(wire.NewElement(xep.NSSID, "stanza-id", "by", user.String(), "id", ev.ArchiveID))
 			}
 		}
 		m.deliver(s, "sent", user, fwd)

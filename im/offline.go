@@ -39,10 +39,8 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 
 // withDelay returns a copy of st with an XEP-0203 <delay/> from domain.
 func withDelay(st *wire.Stanza, domain string, stamp time.Time) *wire.Stanza {
-	e := st.Tree().Copy()
-	e.Add(wire.NewElement(xep.NSDelay, "delay", "from", domain, "stamp", stamp.UTC().Format(time.RFC3339)).
+	return st.WithChild(wire.NewElement(xep.NSDelay, "delay", "from", domain, "stamp", stamp.UTC().Format(time.RFC3339)).
 		AddText("Offline Storage"))
-	return wire.FromElement(e)
 }
 
 // deliverOffline sends the stored messages to a session that has just

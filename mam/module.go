@@ -402,9 +402,7 @@ func stripStanzaID(st *wire.Stanza, by string) *wire.Stanza {
 
 // addStanzaID returns a copy of st with <stanza-id by= id=/>.
 func addStanzaID(st *wire.Stanza, by, id string) *wire.Stanza {
-	t := st.Tree().Copy()
-	t.Add(wire.NewElement(xep.NSSID, "stanza-id", "by", by, "id", id))
-	return wire.FromElement(t)
+	return st.WithChild(wire.NewElement(xep.NSSID, "stanza-id", "by", by, "id", id))
 }
 
 // sameJID compares JIDs after normalization (falling back to the strings

@@ -160,3 +160,23 @@ func TestFromElementRoundTrip(t *testing.T) {
 		t.Fatal("attr lost")
 	}
 }
+
+func TestWithChildKeepsBytes(t *testing.T) {
+	orig := `<message to='a@b' type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'><payload>ab&#x2F;cd</payload></encrypted></message>`
+	s := MustParse(orig)
+	w := s.WithChild(NewElement("urn:xmpp:sid:0", "stanza-id", "by", "a@b", "id", "x1"))
+	want := orig[:len(orig)-len("</message>")] + `<stanza-id xmlns='urn:xmpp:sid:0' by='a@b' id='x1'/></message>`
+	if string(w.Raw) != want {
+		t.Fatalf("got  %s\nwant %s", w.Raw, want)
+	}
+	if w.Child("urn:xmpp:sid:0", "stanza-id").AttrValue("id") != "x1" || w.To != "a@b" {
+		t.Fatal("tree or header wrong")
+	}
+	e := MustParse(`<message to='a@b'/>`).WithChild(NewElement(NSClient, "body").AddText("x"))
+	if string(e.Raw) != `<message to='a@b'><body>x</body></message>` {
+		t.Fatalf("self-closing: %s", e.Raw)
+	}
+	if _, err := Parse(e.Raw, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -261,3 +261,33 @@ func parseTree(raw []byte, defaultNS string) (*Element, error) {
 		}
 	}
 }
+
+// WithChild returns a copy of s with e appended as the last child. The
+// original bytes are kept and e is spliced in before the end tag, so
+// payloads (e.g. OMEMO ciphertext) stay byte for byte what the sender sent.
+func (s *Stanza) WithChild(e *Element) *Stanza {
+	child := e.AppendXML(nil, s.NS)
+	var raw []byte
+	var bodyStart int
+	if s.bodyStart >= len(s.Raw) {
+		hdr := appendStartTag(nil, s.Name, s.NS, s.attrs, false)
+		bodyStart = len(hdr)
+		raw = append(hdr, child...)
+		raw = append(raw, "</"+s.Name+">"...)
+	} else {
+		end := bytes.LastIndex(s.Raw, []byte("</"))
+		if end < s.bodyStart {
+			// Cannot happen for a stanza that was parsed; fall back to the tree.
+			t := s.Tree().Copy()
+			return FromElement(t.Add(e))
+		}
+		raw = make([]byte, 0, len(s.Raw)+len(child))
+		raw = append(raw, s.Raw[:end]...)
+		raw = append(raw, child...)
+		raw = append(raw, s.Raw[end:]...)
+		bodyStart = s.bodyStart
+	}
+	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: s.attrs, bodyStart: bodyStart}
+	n.fillHeader()
+	return n
+}

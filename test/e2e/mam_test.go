@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,34 @@ func TestStanzaIDSpoofing(t *testing.T) {
 		if s.AttrValue("id") == "forged" {
 			t.Fatalf("forged stanza-id delivered: %s", got.Raw)
 		}
+	}
+}
+
+// TestEncryptedPayloadByteForByte: OMEMO payloads reach the recipient
+// exactly as sent (live with a stanza-id added, and from offline storage),
+// even with character references a re-serialization would rewrite.
+func TestEncryptedPayloadByteForByte(t *testing.T) {
+	ts := testserver.Start(t)
+	alice := ts.AddUser("alice", "pw1")
+	ts.AddUser("bob", "pw2")
+	const enc = `<encrypted xmlns="eu.siacs.conversations.axolotl"><header sid="123"><key rid="456">a2V5&#x2F;Zm9v</key><iv>aXY=</iv></header><payload>cGF5&#43;bG9hZA==</payload></encrypted>`
+	b := ts.Login("bob", "pw2", "")
+	a := ts.Login("alice", "pw1", "")
+	a.Send("<presence/>")
+	a.Expect("own presence", func(s *wire.Stanza) bool { return s.Name == "presence" && s.From == a.JID })
+	b.Send("<message to='%s' type='chat' id='e1'>"+enc+"<store xmlns='urn:xmpp:hints'/></message>", alice)
+	m := a.Expect("encrypted message", func(s *wire.Stanza) bool { return s.ID == "e1" })
+	if !strings.Contains(string(m.Raw), enc) || m.Child(nsSID, "stanza-id") == nil {
+		t.Fatalf("payload changed or no stanza-id: %s", m.Raw)
+	}
+	a.Close()
+	time.Sleep(100 * time.Millisecond)
+	b.Send("<message to='%s' type='chat' id='e2'>"+enc+"</message>", alice)
+	time.Sleep(200 * time.Millisecond)
+	a2 := ts.Login("alice", "pw1", "")
+	a2.Send("<presence/>")
+	m = a2.Expect("offline encrypted message", func(s *wire.Stanza) bool { return s.ID == "e2" })
+	if !strings.Contains(string(m.Raw), enc) {
+		t.Fatalf("offline payload changed: %s", m.Raw)
 	}
 }
