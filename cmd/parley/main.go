@@ -4,6 +4,9 @@
 //	parley user add|passwd|delete JID   manage accounts
 //	parley user list [DOMAIN]           list accounts
 //	parley check [--config FILE]        check configuration, certificate, listeners, DNS
+//	parley db migrate|status            apply / show database migrations
+//	parley db copy --from DIR --to DSN  copy a SQLite database to PostgreSQL
+//	parley upload stats|prune           show / prune HTTP upload files
 //	parley version                      print version information
 //
 // Configuration: --config FILE, else ./parley.yaml, else
@@ -84,6 +87,8 @@ See configs/parley.example.yaml for every key.`,
 		newServeCmd(opts),
 		newUserCmd(opts),
 		newCheckCmd(opts),
+		newDBCmd(opts),
+		newUploadCmd(opts),
 		newVersionCmd(),
 	)
 	return root

@@ -1,0 +1,498 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/pg"
+	"github.com/parley-xmpp/parley/storage/sqlite"
+)
+
+func newDBCmd(opts *globalOptions) *cobra.Command {
+	db := &cobra.Command{
+		Use:   "db",
+		Short: "Manage the database (migrate, status, copy)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return cmd.Help()
+		},
+	}
+
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations (PostgreSQL; SQLite migrates itself at open)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(opts.configFile)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch cfg.Storage.Backend {
+			case "postgres":
+				pgc := cfg.Storage.Postgres
+				applied, err := pg.MigrateSchema(cmd.Context(), pgc.DSN, pgc.Schema)
+				for _, name := range applied {
+					fmt.Fprintf(out, "applied %s\n", name)
+				}
+				if err != nil {
+					return fmt.Errorf("migrating %s: %w", describePG(pgc.DSN, pgc.Schema), err)
+				}
+				if len(applied) == 0 {
+					fmt.Fprintf(out, "%s: schema is up to date, nothing to apply\n", describePG(pgc.DSN, pgc.Schema))
+				} else {
+					fmt.Fprintf(out, "%s: %d migration(s) applied\n", describePG(pgc.DSN, pgc.Schema), len(applied))
+				}
+				return nil
+			default:
+				return sqliteVersion(cmd.Context(), out, cfg.DataDir)
+			}
+		},
+	}
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show applied and pending database migrations",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(opts.configFile)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch cfg.Storage.Backend {
+			case "postgres":
+				pgc := cfg.Storage.Postgres
+				st, err := pg.StatusSchema(cmd.Context(), pgc.DSN, pgc.Schema)
+				if err != nil {
+					return fmt.Errorf("reading migration status of %s: %w", describePG(pgc.DSN, pgc.Schema), err)
+				}
+				printStatus(out, describePG(pgc.DSN, pgc.Schema), st)
+				return nil
+			default:
+				return sqliteVersion(cmd.Context(), out, cfg.DataDir)
+			}
+		},
+	}
+
+	var from, to, schema string
+	cp := &cobra.Command{
+		Use:   "copy --from DATA_DIR --to DSN [--schema SCHEMA]",
+		Short: "Copy everything from a SQLite data directory to PostgreSQL (safe to re-run)",
+		Long: `Copy every record of the SQLite database in DATA_DIR (parley.db) to the
+PostgreSQL database DSN: accounts with their SCRAM credentials, rosters with
+their versions, pending subscriptions, offline messages, vCards, block lists,
+the message archive (IDs and timestamps kept) and preferences, push
+registrations, PEP nodes and items, and upload records. The PostgreSQL schema
+is migrated first. Records that already exist are left alone, so the copy can
+be re-run. Afterwards the row counts of both databases are compared.
+
+Uploaded files themselves stay in DATA_DIR/upload.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if from == "" || to == "" {
+				return usageError{errors.New("db copy: --from and --to are required")}
+			}
+			return runCopy(cmd.Context(), cmd.OutOrStdout(), from, to, schema)
+		},
+	}
+	cp.Flags().StringVar(&from, "from", "", "SQLite data directory (holding parley.db)")
+	cp.Flags().StringVar(&to, "to", "", "PostgreSQL connection string")
+	cp.Flags().StringVar(&schema, "schema", "", "PostgreSQL schema (default: the DSN's search_path)")
+
+	db.AddCommand(migrate, status, cp)
+	return db
+}
+
+// describePG names the database without its password.
+func describePG(dsn, schema string) string {
+	s := "PostgreSQL " + pg.RedactDSN(dsn)
+	if schema != "" {
+		s += " (schema " + schema + ")"
+	}
+	return s
+}
+
+func printStatus(out io.Writer, target string, st []pg.MigrationStatus) {
+	fmt.Fprintf(out, "%s\n", target)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tNAME\tSTATUS")
+	pending, unknown := 0, 0
+	for _, m := range st {
+		state := "pending"
+		switch {
+		case m.Applied && !m.Known:
+			state = "applied " + m.AppliedAt.Format("2006-01-02 15:04:05Z") + " (unknown to this binary)"
+			unknown++
+		case m.Applied:
+			state = "applied " + m.AppliedAt.Format("2006-01-02 15:04:05Z")
+		default:
+			pending++
+		}
+		fmt.Fprintf(tw, "%04d\t%s\t%s\n", m.Version, m.Name, state)
+	}
+	tw.Flush()
+	switch {
+	case unknown > 0:
+		fmt.Fprintf(out, "%d migration(s) unknown to this binary: the database was written by a newer Parley\n", unknown)
+	case pending > 0:
+		fmt.Fprintf(out, "%d migration(s) pending: run parley db migrate\n", pending)
+	default:
+		fmt.Fprintln(out, "schema is up to date")
+	}
+}
+
+func sqliteVersion(ctx context.Context, out io.Writer, dir string) error {
+	st, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("storage (sqlite in %s): %w", dir, err)
+	}
+	defer st.Close()
+	applied, known, err := st.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("storage (sqlite in %s): %w", dir, err)
+	}
+	fmt.Fprintf(out, "SQLite database %s/%s: migrations are applied automatically when it is opened\n", dir, sqlite.FileName)
+	fmt.Fprintf(out, "schema version %d (this binary knows %d)\n", applied, known)
+	return nil
+}
+
+// copyTables are compared after a copy, in this order.
+var copyTables = []string{
+	"accounts", "credentials", "roster_items", "roster_versions", "pending_in", "offline",
+	"vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_nodes",
+	"pep_items", "uploads",
+}
+
+// archivePage is how many archived messages are copied per transaction.
+const archivePage = 500
+
+type copier struct {
+	ctx    context.Context
+	src    *sqlite.Store
+	dst    *pg.Store
+	copied map[string]int
+	notes  []string
+}
+
+func runCopy(ctx context.Context, out io.Writer, from, to, schema string) error {
+	src, err := sqlite.Open(ctx, from)
+	if err != nil {
+		return fmt.Errorf("source (sqlite in %s): %w", from, err)
+	}
+	defer src.Close()
+	dst, err := pg.Open(ctx, pg.Config{DSN: to, Schema: schema, Migrate: true})
+	if err != nil {
+		return fmt.Errorf("target (%s): %w", describePG(to, schema), err)
+	}
+	defer dst.Close()
+
+	c := &copier{ctx: ctx, src: src, dst: dst, copied: map[string]int{}}
+	steps := []struct {
+		what string
+		fn   func() error
+	}{
+		{"accounts", c.accounts},
+		{"rosters", c.rosters},
+		{"offline messages", c.offline},
+		{"vCards", c.vcards},
+		{"block lists", c.blocklists},
+		{"archive", c.archive},
+		{"archive preferences", c.archivePrefs},
+		{"push registrations", c.pushes},
+		{"PEP", c.pep},
+		{"uploads", c.uploads},
+	}
+	for _, s := range steps {
+		if err := s.fn(); err != nil {
+			return fmt.Errorf("copying %s: %w", s.what, err)
+		}
+	}
+	fmt.Fprintf(out, "copied %s/%s to %s\n", from, sqlite.FileName, describePG(to, schema))
+	for _, n := range c.notes {
+		fmt.Fprintf(out, "note: %s\n", n)
+	}
+	return verifyCopy(ctx, out, src, dst, c.copied)
+}
+
+func verifyCopy(ctx context.Context, out io.Writer, src *sqlite.Store, dst *pg.Store, copied map[string]int) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "TABLE\tSQLITE\tPOSTGRES\tNEW\t")
+	var missing []string
+	for _, t := range copyTables {
+		ns, err := src.ExportCount(ctx, t)
+		if err != nil {
+			return fmt.Errorf("counting %s in sqlite: %w", t, err)
+		}
+		nd, err := dst.Count(ctx, t)
+		if err != nil {
+			return fmt.Errorf("counting %s in postgres: %w", t, err)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", t, ns, nd, copied[t])
+		if nd < ns {
+			missing = append(missing, fmt.Sprintf("%s (%d of %d)", t, nd, ns))
+		}
+	}
+	tw.Flush()
+	if len(missing) > 0 {
+		return fmt.Errorf("verification failed: PostgreSQL has fewer rows than SQLite in %v", missing)
+	}
+	fmt.Fprintln(out, "verified: PostgreSQL has every row of SQLite")
+	return nil
+}
+
+func (c *copier) accounts() error {
+	users, err := c.src.ListAccounts(c.ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		creds, err := c.src.Credentials(c.ctx, u)
+		if err != nil {
+			return fmt.Errorf("%s: %w", u, err)
+		}
+		err = c.dst.CreateAccount(c.ctx, u, creds)
+		switch {
+		case err == nil:
+			c.copied["accounts"]++
+			c.copied["credentials"] += len(creds)
+		case errors.Is(err, storage.ErrExists):
+			have, err := c.dst.Credentials(c.ctx, u)
+			if err != nil {
+				return fmt.Errorf("%s: %w", u, err)
+			}
+			if !sameCreds(have, creds) {
+				c.notes = append(c.notes, fmt.Sprintf("account %s exists in PostgreSQL with other credentials; kept them", u))
+			}
+		default:
+			return fmt.Errorf("%s: %w", u, err)
+		}
+	}
+	return nil
+}
+
+func sameCreds(a, b []storage.SCRAMCredential) bool {
+	return slices.EqualFunc(a, b, func(x, y storage.SCRAMCredential) bool {
+		return x.Hash == y.Hash && x.Iterations == y.Iterations && string(x.Salt) == string(y.Salt) &&
+			string(x.StoredKey) == string(y.StoredKey) && string(x.ServerKey) == string(y.ServerKey)
+	})
+}
+
+// eachOwner calls fn for each owner with records of kind in the source.
+func (c *copier) eachOwner(kind string, fn func(owner string) error) error {
+	owners, err := c.src.ExportOwners(c.ctx, kind)
+	if err != nil {
+		return err
+	}
+	for _, o := range owners {
+		if err := fn(o); err != nil {
+			return fmt.Errorf("%s: %w", o, err)
+		}
+	}
+	return nil
+}
+
+func (c *copier) rosters() error {
+	return c.eachOwner("roster", func(o string) error {
+		items, ver, err := c.src.RosterItems(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		haveItems, haveVer, err := c.dst.RosterItems(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		if err := c.dst.ImportRoster(c.ctx, o, items, ver); err != nil {
+			return err
+		}
+		for _, it := range items {
+			if !slices.ContainsFunc(haveItems, func(h storage.RosterItem) bool { return h.JID == it.JID }) {
+				c.copied["roster_items"]++
+			}
+		}
+		if haveVer == "0" && ver != "0" {
+			c.copied["roster_versions"]++
+		}
+		pending, err := c.src.PendingIn(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		have, err := c.dst.PendingIn(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, p := range pending {
+			if slices.ContainsFunc(have, func(h storage.PendingSubscription) bool { return h.From == p.From }) {
+				continue
+			}
+			if err := c.dst.AddPendingIn(c.ctx, o, p); err != nil {
+				return err
+			}
+			c.copied["pending_in"]++
+		}
+		return nil
+	})
+}
+
+func (c *copier) offline() error {
+	return c.eachOwner("offline", func(o string) error {
+		msgs, err := c.src.OfflineMessages(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		n, err := c.dst.ImportOffline(c.ctx, o, msgs)
+		c.copied["offline"] += n
+		return err
+	})
+}
+
+func (c *copier) vcards() error {
+	return c.eachOwner("vcards", func(o string) error {
+		raw, err := c.src.VCard(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		if _, err := c.dst.VCard(c.ctx, o); err == nil {
+			return nil // exists: keep it
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		c.copied["vcards"]++
+		return c.dst.SetVCard(c.ctx, o, raw)
+	})
+}
+
+func (c *copier) blocklists() error {
+	return c.eachOwner("blocklist", func(o string) error {
+		jids, err := c.src.BlockList(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		have, err := c.dst.BlockList(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		var add []string
+		for _, j := range jids {
+			if !slices.Contains(have, j) {
+				add = append(add, j)
+			}
+		}
+		c.copied["blocklist"] += len(add)
+		return c.dst.Block(c.ctx, o, add)
+	})
+}
+
+func (c *copier) archive() error {
+	return c.eachOwner("archive", func(o string) error {
+		after := ""
+		for {
+			msgs, err := c.src.ExportArchive(c.ctx, o, after, archivePage)
+			if err != nil {
+				return err
+			}
+			if len(msgs) == 0 {
+				return nil
+			}
+			n, err := c.dst.ImportArchive(c.ctx, msgs)
+			if err != nil {
+				return err
+			}
+			c.copied["archive"] += n
+			after = msgs[len(msgs)-1].ID
+		}
+	})
+}
+
+func (c *copier) archivePrefs() error {
+	return c.eachOwner("archive_prefs", func(o string) error {
+		p, err := c.src.ArchivePrefs(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		if _, err := c.dst.ArchivePrefs(c.ctx, o); err == nil {
+			return nil
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		c.copied["archive_prefs"]++
+		return c.dst.SetArchivePrefs(c.ctx, o, p)
+	})
+}
+
+func (c *copier) pushes() error {
+	return c.eachOwner("push", func(o string) error {
+		regs, err := c.src.Pushes(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		have, err := c.dst.Pushes(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, r := range regs {
+			if slices.ContainsFunc(have, func(h storage.PushRegistration) bool { return h.JID == r.JID && h.Node == r.Node }) {
+				continue
+			}
+			if err := c.dst.AddPush(c.ctx, o, r); err != nil {
+				return err
+			}
+			c.copied["push_registrations"]++
+		}
+		return nil
+	})
+}
+
+func (c *copier) pep() error {
+	return c.eachOwner("pep", func(o string) error {
+		nodes, err := c.src.PEPNodes(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			items, err := c.src.PEPItems(c.ctx, o, n.Name, nil, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := c.dst.PEPNode(c.ctx, o, n.Name); errors.Is(err, storage.ErrNotFound) {
+				c.copied["pep_nodes"]++
+			} else if err != nil {
+				return err
+			}
+			k, err := c.dst.ImportPEPNode(c.ctx, o, n, items)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			c.copied["pep_items"] += k
+		}
+		return nil
+	})
+}
+
+func (c *copier) uploads() error {
+	return c.eachOwner("uploads", func(o string) error {
+		ups, err := c.src.OwnerUploads(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		for _, u := range ups {
+			ok, err := c.dst.ImportUpload(c.ctx, u)
+			if err != nil {
+				return err
+			}
+			if ok {
+				c.copied["uploads"]++
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,159 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// Import helpers for copying another backend's data in (`parley db
+// copy`). They keep what the storage interfaces would assign afresh
+// (roster versions, offline and archive IDs, timestamps, publication
+// order) and are idempotent: records that exist are left alone.
+
+// CountTables are the tables Count accepts.
+var CountTables = map[string]bool{
+	"accounts": true, "credentials": true, "roster_items": true, "roster_versions": true,
+	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
+	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
+	"uploads": true,
+}
+
+// Count returns the number of rows of one of CountTables.
+func (s *Store) Count(ctx context.Context, table string) (int64, error) {
+	if !CountTables[table] {
+		return 0, fmt.Errorf("pg: unknown table %q", table)
+	}
+	var n int64
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM `+table, nil, &n)
+	return n, err
+}
+
+// ImportRoster upserts owner's roster items and sets the roster version to
+// ver (as RosterVersion reports it), without bumping it.
+func (s *Store) ImportRoster(ctx context.Context, owner string, items []storage.RosterItem, ver string) error {
+	v, err := strconv.ParseInt(ver, 10, 64)
+	if err != nil {
+		return fmt.Errorf("roster version %q of %s: %w", ver, owner, err)
+	}
+	return s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		for _, item := range items {
+			if _, err := tx.Exec(ctx, `INSERT INTO roster_items (owner, `+rosterColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
+				 ON CONFLICT (owner, contact) DO UPDATE SET
+				   name = excluded.name, subscription = excluded.subscription,
+				   ask = excluded.ask, approved = excluded.approved, groups = excluded.groups`,
+				owner, item.JID, item.Name, item.Subscription, item.Ask, item.Approved, nonNil(item.Groups)); err != nil {
+				return err
+			}
+		}
+		if v == 0 {
+			return nil // never changed: no row, as in storage/sqlite
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO roster_versions (owner, ver) VALUES ($1, $2)
+			 ON CONFLICT (owner) DO UPDATE SET ver = excluded.ver`, owner, v)
+		return err
+	})
+}
+
+// ImportOffline stores owner's offline messages under their IDs, skipping
+// IDs already present, and moves the ID sequence past them. It returns how
+// many it stored.
+func (s *Store) ImportOffline(ctx context.Context, owner string, msgs []storage.OfflineMessage) (int, error) {
+	n := 0
+	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		n = 0
+		for _, m := range msgs {
+			tag, err := tx.Exec(ctx, `INSERT INTO offline (id, owner, raw, stamp) OVERRIDING SYSTEM VALUE
+				 VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`, m.ID, owner, blob(m.Raw), micros(m.Stamp))
+			if err != nil {
+				return err
+			}
+			n += int(tag.RowsAffected())
+		}
+		// The sequence must never hand out an imported ID.
+		_, err := tx.Exec(ctx, `SELECT setval(seq, GREATEST(COALESCE(pg_sequence_last_value(seq), 0),
+				(SELECT COALESCE(MAX(id), 0) FROM offline), 1))
+			 FROM (SELECT pg_get_serial_sequence('offline', 'id')::regclass AS seq) x`)
+		return err
+	})
+	return n, err
+}
+
+// ImportArchive stores messages (Owner, ID and Timestamp as given),
+// skipping those already present, and returns how many it stored.
+func (s *Store) ImportArchive(ctx context.Context, msgs []storage.ArchivedMessage) (int, error) {
+	n := 0
+	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		n = 0
+		for _, m := range msgs {
+			if m.ID == "" || m.Owner == "" {
+				return fmt.Errorf("archived message without owner or ID")
+			}
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM archive WHERE owner = $1 AND id = $2)`,
+				m.Owner, m.ID).Scan(&exists); err != nil {
+				return err
+			}
+			if exists {
+				continue
+			}
+			if _, err := tx.Exec(ctx,
+				`INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				m.Owner, micros(m.Timestamp), m.ID, m.With, m.WithResource, m.OriginID, m.FromFull, blob(m.Raw)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ImportPEPNode creates the node unless it exists (keeping the existing
+// configuration) and adds the items it lacks, in the order given (oldest
+// first). It returns how many items it stored.
+func (s *Store) ImportPEPNode(ctx context.Context, owner string, node storage.PEPNode, items []storage.PEPItem) (int, error) {
+	cfg, err := encodeConfig(node.Config)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		n = 0
+		if _, err := tx.Exec(ctx, `INSERT INTO pep_nodes (owner, node, config, created) VALUES ($1, $2, $3::jsonb, $4)
+			 ON CONFLICT DO NOTHING`, owner, node.Name, cfg, micros(node.Created)); err != nil {
+			return err
+		}
+		for _, it := range items {
+			tag, err := tx.Exec(ctx, `INSERT INTO pep_items (owner, node, id, payload, publisher, stamp)
+				 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+				owner, node.Name, it.ID, blob(it.Payload), it.Publisher, micros(it.Stamp))
+			if err != nil {
+				return err
+			}
+			n += int(tag.RowsAffected())
+		}
+		return nil
+	})
+	return n, err
+}
+
+// ImportUpload stores an upload record as it is (any state) unless its ID
+// exists, and reports whether it stored it.
+func (s *Store) ImportUpload(ctx context.Context, u storage.Upload) (bool, error) {
+	var completed *time.Time
+	if !u.Completed.IsZero() {
+		c := micros(u.Completed)
+		completed = &c
+	}
+	k, err := s.exec(ctx, `INSERT INTO uploads (`+uploadColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		 ON CONFLICT DO NOTHING`,
+		u.ID, u.Owner, u.Filename, u.Size, u.ContentType, int16(u.State), micros(u.Created), micros(u.Expires), completed)
+	return k == 1, err
+}

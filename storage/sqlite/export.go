@@ -1,0 +1,110 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// Read-only helpers for exporting a database to another backend
+// (`parley db copy`). Together with the storage interfaces they reach
+// every record: the interfaces are keyed by owner, these list the owners
+// and the records the interfaces cannot enumerate.
+
+// SchemaVersion returns the highest migration applied to the database and
+// the highest this binary knows.
+func (s *Store) SchemaVersion(ctx context.Context) (applied, known int, err error) {
+	ms, err := loadMigrations(migrationsRoot())
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(ms) > 0 {
+		known = ms[len(ms)-1].version
+	}
+	err = s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&applied)
+	return applied, known, err
+}
+
+// exportTables maps the owner-keyed kinds to their tables.
+var exportTables = map[string]string{
+	"roster":        `SELECT owner FROM roster_items UNION SELECT owner FROM roster_versions UNION SELECT owner FROM pending_in`,
+	"offline":       `SELECT DISTINCT owner FROM offline`,
+	"vcards":        `SELECT owner FROM vcards`,
+	"blocklist":     `SELECT DISTINCT owner FROM blocklist`,
+	"archive":       `SELECT DISTINCT owner FROM archive`,
+	"archive_prefs": `SELECT owner FROM archive_prefs`,
+	"push":          `SELECT DISTINCT owner FROM push_registrations`,
+	"pep":           `SELECT DISTINCT owner FROM pep_nodes`,
+	"uploads":       `SELECT DISTINCT owner FROM uploads`,
+}
+
+// ExportOwners lists, sorted, the owners that have records of kind:
+// "roster" (items, version or pending subscriptions), "offline",
+// "vcards", "blocklist", "archive", "archive_prefs", "push", "pep" or
+// "uploads".
+func (s *Store) ExportOwners(ctx context.Context, kind string) ([]string, error) {
+	q, ok := exportTables[kind]
+	if !ok {
+		return nil, fmt.Errorf("sqlite: unknown export kind %q", kind)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT owner FROM (`+q+`) ORDER BY owner`)
+	if err != nil {
+		return nil, err
+	}
+	return scanStrings(rows)
+}
+
+// ExportCount counts the rows of one table (for verifying a copy). table
+// is one of accounts, credentials, roster_items, roster_versions,
+// pending_in, offline, vcards, blocklist, archive, archive_prefs,
+// push_registrations, pep_nodes, pep_items, uploads.
+func (s *Store) ExportCount(ctx context.Context, table string) (int64, error) {
+	if !ExportedTables[table] {
+		return 0, fmt.Errorf("sqlite: unknown table %q", table)
+	}
+	var n int64
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n)
+	return n, err
+}
+
+// ExportedTables are the tables ExportCount accepts.
+var ExportedTables = map[string]bool{
+	"accounts": true, "credentials": true, "roster_items": true, "roster_versions": true,
+	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
+	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
+	"uploads": true,
+}
+
+// ExportArchive returns up to limit archived messages of owner after the
+// message afterID ("" for the start), in archive order (timestamp, ID),
+// with their IDs and timestamps.
+func (s *Store) ExportArchive(ctx context.Context, owner, afterID string, limit int) ([]storage.ArchivedMessage, error) {
+	var out []storage.ArchivedMessage
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var rows *sql.Rows
+		var err error
+		if afterID == "" {
+			rows, err = tx.QueryContext(ctx, `SELECT `+archiveColumns+` FROM archive WHERE owner = ?
+				ORDER BY ts, id LIMIT ?`, owner, limit)
+		} else {
+			rows, err = tx.QueryContext(ctx, `SELECT `+archiveColumns+` FROM archive WHERE owner = ?
+				AND (ts, id) > (SELECT ts, id FROM archive WHERE owner = ? AND id = ?)
+				ORDER BY ts, id LIMIT ?`, owner, owner, afterID, limit)
+		}
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanArchived(rows, owner)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
