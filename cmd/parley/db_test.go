@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/pg"
+	"github.com/parley-xmpp/parley/storage/sqlite"
+)
+
+const defaultTestPG = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// needPG returns the test server's DSN, skipping loudly when it is not
+// reachable.
+func needPG(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("PARLEY_TEST_POSTGRES")
+	if dsn == "" {
+		dsn = defaultTestPG
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err == nil {
+		err = conn.Ping(ctx)
+		conn.Close(ctx)
+	}
+	if err != nil {
+		t.Skipf("PostgreSQL not reachable at %s: %v — PostgreSQL tests SKIPPED (set PARLEY_TEST_POSTGRES to a reachable server)",
+			pg.RedactDSN(dsn), err)
+	}
+	return dsn
+}
+
+// testSchema names a random schema that is dropped when the test ends.
+func testSchema(t *testing.T, dsn string) string {
+	t.Helper()
+	var b [8]byte
+	rand.Read(b[:])
+	schema := "parley_cli_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+func TestDBMigrateStatusPostgres(t *testing.T) {
+	dsn := needPG(t)
+	schema := testSchema(t, dsn)
+	cfg, _ := testCLIConfig(t, fmt.Sprintf("storage:\n  backend: postgres\n  postgres:\n    dsn: %q\n    schema: %q\n", dsn, schema))
+
+	r := runCLI(t, "", "db", "status", "--config", cfg)
+	okHas(t, r, "pending: run parley db migrate")
+	if !strings.Contains(r.out, "0001_init.sql") || strings.Contains(r.out, "applied 2") {
+		t.Fatalf("status before migrate:\n%s", r.out)
+	}
+	r = runCLI(t, "", "db", "migrate", "--config", cfg)
+	okHas(t, r, "applied 0001_init.sql")
+	if !strings.Contains(r.out, "schema "+schema) {
+		t.Errorf("migrate output does not name the schema:\n%s", r.out)
+	}
+	r = runCLI(t, "", "db", "migrate", "--config", cfg)
+	okHas(t, r, "nothing to apply")
+	r = runCLI(t, "", "db", "status", "--config", cfg)
+	okHas(t, r, "schema is up to date")
+	if strings.Contains(r.out, "pending") {
+		t.Errorf("status after migrate:\n%s", r.out)
+	}
+	// The server can open what migrate made, without migrating.
+	st, err := pg.Open(context.Background(), pg.Config{DSN: dsn, Schema: schema})
+	if err != nil {
+		t.Fatalf("open migrated schema: %v", err)
+	}
+	st.Close()
+}
+
+func TestDBErrorsHidePassword(t *testing.T) {
+	dsn := "postgres://parley:s3cretpw@127.0.0.1:1/parley?connect_timeout=2"
+	cfg, _ := testCLIConfig(t, fmt.Sprintf("storage:\n  backend: postgres\n  postgres:\n    dsn: %q\n", dsn))
+	for _, cmd := range []string{"migrate", "status"} {
+		r := runCLI(t, "", "db", cmd, "--config", cfg)
+		r.fails(t, "127.0.0.1:1")
+		if strings.Contains(r.err+r.out, "s3cretpw") {
+			t.Errorf("db %s leaks the password: %s", cmd, r.err)
+		}
+	}
+	r := runCLI(t, "", "db", "copy", "--from", t.TempDir(), "--to", dsn)
+	r.fails(t, "127.0.0.1:1")
+	if strings.Contains(r.err+r.out, "s3cretpw") {
+		t.Errorf("db copy leaks the password: %s", r.err)
+	}
+	runCLI(t, "", "db", "copy", "--from", t.TempDir()).fails(t, "--from and --to are required")
+}
+
+func TestDBStatusSQLite(t *testing.T) {
+	cfg, dataDir := testCLIConfig(t, "")
+	for _, cmd := range []string{"migrate", "status"} {
+		r := runCLI(t, "", "db", cmd, "--config", cfg)
+		okHas(t, r, "applied automatically")
+		if !strings.Contains(r.out, dataDir) || !strings.Contains(r.out, "schema version 5") && !strings.Contains(r.out, "schema version") {
+			t.Errorf("db %s:\n%s", cmd, r.out)
+		}
+	}
+}
+
+// fillStore writes one of everything through the storage interfaces.
+func fillStore(t *testing.T, ctx context.Context, st storage.Store) []string {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
+	owners := []string{"alice@example.org", "bob@example.org", "carol@localhost"}
+	for i, o := range owners[:2] {
+		must(st.CreateAccount(ctx, o, []storage.SCRAMCredential{
+			{Hash: "SHA-256", Salt: []byte{byte(i), 1}, Iterations: 4096, StoredKey: []byte("sk" + o), ServerKey: []byte("vk" + o)},
+			{Hash: "SHA-1", Salt: []byte{byte(i), 2}, Iterations: 4096, StoredKey: []byte("sk1" + o), ServerKey: []byte("vk1" + o)},
+		}))
+	}
+	_, err := st.UpsertRosterItem(ctx, "alice@example.org", storage.RosterItem{JID: "bob@example.org", Name: "Bob",
+		Subscription: storage.SubBoth, Groups: []string{"Friends", "Work"}})
+	must(err)
+	_, err = st.UpsertRosterItem(ctx, "alice@example.org", storage.RosterItem{JID: "dave@remote.example", Subscription: storage.SubNone, Ask: true})
+	must(err)
+	_, err = st.UpsertRosterItem(ctx, "alice@example.org", storage.RosterItem{JID: "dave@remote.example", Subscription: storage.SubTo, Approved: true})
+	must(err)
+	must(st.AddPendingIn(ctx, "bob@example.org", storage.PendingSubscription{From: "eve@remote.example", Raw: []byte("<presence type='subscribe'/>"), Stamp: base}))
+	for i := range 3 {
+		_, err := st.StoreOffline(ctx, "bob@example.org", []byte(fmt.Sprintf("<message id='o%d'/>", i)), base.Add(time.Duration(i)*time.Second), 0)
+		must(err)
+	}
+	_, err = st.StoreOffline(ctx, "carol@localhost", []byte("<message/>"), base, 0)
+	must(err)
+	must(st.DeleteOffline(ctx, "bob@example.org", 1)) // IDs start after a gap
+	must(st.SetVCard(ctx, "alice@example.org", []byte("<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>")))
+	must(st.Block(ctx, "alice@example.org", []string{"spam@bad.example", "bad.example", "aaa@bad.example"}))
+	// Archive across months (partitions) and years.
+	for i := range 1203 {
+		ts := base.AddDate(0, -i%40, 0).Add(time.Duration(i) * time.Millisecond)
+		_, err := st.AppendArchive(ctx, owners[i%2], storage.ArchivedMessage{With: "dave@remote.example", WithResource: "phone",
+			Timestamp: ts, OriginID: fmt.Sprintf("origin-%d", i), FromFull: "dave@remote.example/phone",
+			Raw: []byte(fmt.Sprintf("<message><body>%d</body></message>", i))})
+		must(err)
+	}
+	must(st.SetArchivePrefs(ctx, "alice@example.org", storage.ArchivePrefs{Default: storage.ArchiveRoster,
+		Always: []string{"z@x", "a@x"}, Never: []string{"n@x"}}))
+	must(st.AddPush(ctx, "alice@example.org", storage.PushRegistration{JID: "push.example", Node: "n1", Form: []byte("<x xmlns='jabber:x:data'/>"), Created: base}))
+	must(st.AddPush(ctx, "alice@example.org", storage.PushRegistration{JID: "push.example", Node: "n2", Created: base}))
+	must(st.CreatePEPNode(ctx, "alice@example.org", storage.PEPNode{Name: "urn:xmpp:avatar:data",
+		Config: map[string][]string{"pubsub#access_model": {"presence"}, "pubsub#roster_groups_allowed": {"b", "a"}}, Created: base}))
+	for _, id := range []string{"z", "a", "m", "a"} { // republished "a" becomes newest
+		_, err := st.PublishPEPItem(ctx, "alice@example.org", "urn:xmpp:avatar:data", storage.PEPItem{ID: id,
+			Payload: []byte("<data xmlns='urn:xmpp:avatar:data'>" + id + "</data>"), Publisher: "alice@example.org/pc", Stamp: base}, 0)
+		must(err)
+	}
+	must(st.CreatePEPNode(ctx, "bob@example.org", storage.PEPNode{Name: "empty", Config: map[string][]string{}, Created: base}))
+	for i, state := range []storage.UploadState{storage.UploadPending, storage.UploadInProgress, storage.UploadComplete} {
+		u := storage.Upload{ID: fmt.Sprintf("up%d", i), Owner: "bob@example.org", Filename: "f.txt", Size: int64(100 + i),
+			ContentType: "text/plain", Created: base.Add(time.Duration(i) * time.Minute), Expires: base.Add(time.Hour)}
+		must(st.CreateUpload(ctx, u, 0))
+		if state >= storage.UploadInProgress {
+			must(st.StartUpload(ctx, u.ID))
+		}
+		if state == storage.UploadComplete {
+			must(st.CompleteUpload(ctx, u.ID, base.Add(2*time.Minute)))
+		}
+	}
+	return owners
+}
+
+// dump reads everything of owners through the storage interfaces.
+func dump(t *testing.T, ctx context.Context, st storage.Store, owners []string) map[string]any {
+	t.Helper()
+	d := map[string]any{}
+	put := func(k string, v any, err error) {
+		t.Helper()
+		if err != nil && err != storage.ErrNotFound {
+			t.Fatalf("%s: %v", k, err)
+		}
+		d[k] = v
+	}
+	accts, err := st.ListAccounts(ctx, "")
+	put("accounts", accts, err)
+	for _, o := range owners {
+		creds, err := st.Credentials(ctx, o)
+		put(o+" creds", creds, err)
+		items, ver, err := st.RosterItems(ctx, o)
+		put(o+" roster", items, err)
+		put(o+" roster ver", ver, nil)
+		pend, err := st.PendingIn(ctx, o)
+		put(o+" pending", pend, err)
+		off, err := st.OfflineMessages(ctx, o)
+		put(o+" offline", off, err)
+		vc, err := st.VCard(ctx, o)
+		put(o+" vcard", vc, err)
+		bl, err := st.BlockList(ctx, o)
+		put(o+" blocklist", bl, err)
+		page, err := st.QueryArchive(ctx, o, storage.ArchiveQuery{Max: 100000})
+		put(o+" archive", page, err)
+		prefs, err := st.ArchivePrefs(ctx, o)
+		put(o+" prefs", prefs, err)
+		pushes, err := st.Pushes(ctx, o)
+		slices.SortFunc(pushes, func(a, b storage.PushRegistration) int { return strings.Compare(a.Node, b.Node) })
+		put(o+" push", pushes, err)
+		nodes, err := st.PEPNodes(ctx, o)
+		put(o+" pep", nodes, err)
+		for _, n := range nodes {
+			items, err := st.PEPItems(ctx, o, n.Name, nil, 0)
+			put(o+" pep "+n.Name, items, err)
+		}
+		ups, err := st.OwnerUploads(ctx, o)
+		put(o+" uploads", ups, err)
+	}
+	us, err := st.UploadStats(ctx)
+	put("upload stats", us, err)
+	return d
+}
+
+func TestDBCopy(t *testing.T) {
+	dsn := needPG(t)
+	schema := testSchema(t, dsn)
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := fillStore(t, ctx, src)
+	want := dump(t, ctx, src, owners)
+	src.Close()
+
+	r := runCLI(t, "", "db", "copy", "--from", dir, "--to", dsn, "--schema", schema)
+	okHas(t, r, "verified")
+	t.Logf("first copy:\n%s", r.out)
+	if !regexpMatch(`archive\s+1203\s+1203\s+1203`, r.out) {
+		t.Errorf("copy output lacks the archive counts:\n%s", r.out)
+	}
+
+	check := func() {
+		t.Helper()
+		dst, err := pg.Open(ctx, pg.Config{DSN: dsn, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dst.Close()
+		got := dump(t, ctx, dst, owners)
+		for k, w := range want {
+			if !reflect.DeepEqual(got[k], w) {
+				t.Errorf("%s:\n got %+v\nwant %+v", k, got[k], w)
+			}
+		}
+		// New offline messages get IDs after the copied ones.
+		id, err := dst.StoreOffline(ctx, "carol@localhost", []byte("<message/>"), time.Now(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id <= 4 {
+			t.Errorf("new offline message got ID %d, reusing a copied one", id)
+		}
+		if err := dst.DeleteOffline(ctx, "carol@localhost", id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dst.StoreOffline(ctx, "carol@localhost", []byte("<message/>"), time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check()
+	// carol's queue was rewritten above; the source still has the old ID.
+	want["carol@localhost offline"] = nil
+
+	r = runCLI(t, "", "db", "copy", "--from", dir, "--to", dsn, "--schema", schema)
+	okHas(t, r, "verified")
+	t.Logf("second copy:\n%s", r.out)
+	if !regexpMatch(`archive\s+1203\s+1203\s+0`, r.out) || !regexpMatch(`accounts\s+2\s+2\s+0`, r.out) ||
+		!regexpMatch(`pep_items\s+3\s+3\s+0`, r.out) || !regexpMatch(`uploads\s+3\s+3\s+0`, r.out) {
+		t.Errorf("second copy was not a no-op:\n%s", r.out)
+	}
+	delete(want, "carol@localhost offline")
+	check()
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// okHas checks that r succeeded and its output contains want.
+func okHas(t *testing.T, r cliResult, want string) {
+	t.Helper()
+	r.ok(t, "")
+	if !strings.Contains(r.out, want) {
+		t.Fatalf("stdout %q, want it to contain %q", r.out, want)
+	}
+}
