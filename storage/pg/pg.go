@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,12 +49,22 @@ type Config struct {
 	// QueryTimeout bounds every call (including waiting for a pooled
 	// connection); DefaultQueryTimeout when zero.
 	QueryTimeout time.Duration
+	// PartitionMonthsAhead is how many months after the current one get
+	// an archive partition ahead of time (see EnsurePartitions), at Open
+	// and then daily until Close; DefaultPartitionMonthsAhead when zero.
+	// Negative disables partition maintenance (rows of months without a
+	// partition then go to the default partition).
+	PartitionMonthsAhead int
 }
 
 // Store implements storage.Store on PostgreSQL.
 type Store struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
+
+	stop      chan struct{} // closed by Close: stops the partition loop
+	loopDone  chan struct{} // closed when the partition loop has ended; nil without loop
+	closeOnce sync.Once
 }
 
 var (
@@ -91,7 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
 	}
-	s := &Store{pool: pool, timeout: timeout}
+	s := &Store{pool: pool, timeout: timeout, stop: make(chan struct{})}
 
 	if cfg.Schema != "" {
 		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+quoteIdent(cfg.Schema)); err != nil {
@@ -116,6 +127,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
 	}
+	if months := cfg.PartitionMonthsAhead; months >= 0 {
+		if months == 0 {
+			months = DefaultPartitionMonthsAhead
+		}
+		if _, err := s.EnsurePartitions(mctx, time.Now(), months); err != nil {
+			pool.Close()
+			return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
+		}
+		s.loopDone = make(chan struct{})
+		go s.partitionLoop(months)
+	}
 	return s, nil
 }
 
@@ -138,9 +160,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.queryRow(ctx, `SELECT 1`, nil, &one)
 }
 
-// Close closes the pool, waiting for connections in use to be returned.
+// Close stops the partition maintenance loop and closes the pool,
+// waiting for connections in use to be returned.
 func (s *Store) Close() error {
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		if s.loopDone != nil {
+			<-s.loopDone
+		}
+		s.pool.Close()
+	})
 	return nil
 }
 
