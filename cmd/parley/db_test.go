@@ -119,7 +119,7 @@ func TestDBStatusSQLite(t *testing.T) {
 	for _, cmd := range []string{"migrate", "status"} {
 		r := runCLI(t, "", "db", cmd, "--config", cfg)
 		okHas(t, r, "applied automatically")
-		if !strings.Contains(r.out, dataDir) || !strings.Contains(r.out, "schema version 5") && !strings.Contains(r.out, "schema version") {
+		if !strings.Contains(r.out, dataDir) || !regexpMatch(`schema version [1-9][0-9]* \(this binary knows [1-9][0-9]*\)`, r.out) {
 			t.Errorf("db %s:\n%s", cmd, r.out)
 		}
 	}
