@@ -85,34 +85,28 @@ func (s *Store) ImportOffline(ctx context.Context, owner string, msgs []storage.
 }
 
 // ImportArchive stores messages (Owner, ID and Timestamp as given),
-// skipping those already present, and returns how many it stored.
+// skipping those whose (owner, ID) is already present, in one statement,
+// and returns how many it stored.
 func (s *Store) ImportArchive(ctx context.Context, msgs []storage.ArchivedMessage) (int, error) {
-	n := 0
-	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		n = 0
-		for _, m := range msgs {
-			if m.ID == "" || m.Owner == "" {
-				return fmt.Errorf("archived message without owner or ID")
-			}
-			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM archive WHERE owner = $1 AND id = $2)`,
-				m.Owner, m.ID).Scan(&exists); err != nil {
-				return err
-			}
-			if exists {
-				continue
-			}
-			if _, err := tx.Exec(ctx,
-				`INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
-				 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				m.Owner, micros(m.Timestamp), m.ID, m.With, m.WithResource, m.OriginID, m.FromFull, blob(m.Raw)); err != nil {
-				return err
-			}
-			n++
+	n := len(msgs)
+	owners, ids, withs, ress, origins, froms := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n)
+	stamps, raws := make([]time.Time, n), make([][]byte, n)
+	for i, m := range msgs {
+		if m.ID == "" || m.Owner == "" {
+			return 0, fmt.Errorf("archived message without owner or ID")
 		}
-		return nil
-	})
-	return n, err
+		owners[i], ids[i], withs[i], ress[i], origins[i], froms[i] = m.Owner, m.ID, m.With, m.WithResource, m.OriginID, m.FromFull
+		stamps[i], raws[i] = micros(m.Timestamp), blob(m.Raw)
+	}
+	k, err := s.exec(ctx, `INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+		 SELECT u.owner, u.ts, u.id, u.with_bare, u.with_resource, u.origin_id, u.from_full, u.raw
+		 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])
+		   AS u (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+		 WHERE NOT EXISTS (SELECT 1 FROM archive a WHERE a.owner = u.owner AND a.id = u.id)
+		 ON CONFLICT DO NOTHING`,
+		owners, stamps, ids, withs, ress, origins, froms, raws)
+	return int(k), err
 }
 
 // ImportPEPNode creates the node unless it exists (keeping the existing
