@@ -124,7 +124,9 @@ func (s *Store) partitionLoop(monthsAhead int) {
 			}()
 			// A failure (database away) is retried at the next tick;
 			// rows meanwhile land in the default partition.
-			_, _ = s.EnsurePartitions(ctx, time.Now(), monthsAhead)
+			if _, err := s.EnsurePartitions(ctx, time.Now(), monthsAhead); err != nil && ctx.Err() == nil {
+				s.log.Warn("storage: creating archive partitions ahead of time failed; retrying tomorrow", "err", err)
+			}
 			cancel()
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -55,6 +56,9 @@ type Config struct {
 	// Negative disables partition maintenance (rows of months without a
 	// partition then go to the default partition).
 	PartitionMonthsAhead int
+	// Logger receives partition maintenance failures; slog.Default()
+	// when nil.
+	Logger *slog.Logger
 }
 
 // Store implements storage.Store on PostgreSQL.
@@ -62,6 +66,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
 
+	log       *slog.Logger
 	stop      chan struct{} // closed by Close: stops the partition loop
 	loopDone  chan struct{} // closed when the partition loop has ended; nil without loop
 	closeOnce sync.Once
@@ -131,9 +136,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if months == 0 {
 			months = DefaultPartitionMonthsAhead
 		}
+		s.log = cfg.Logger
+		if s.log == nil {
+			s.log = slog.Default()
+		}
+		// Not fatal: without a partition for its month a message goes to
+		// the default partition, and the daily loop tries again (a
+		// database role without the right to create tables must not keep
+		// the server from starting).
 		if _, err := s.EnsurePartitions(mctx, time.Now(), months); err != nil {
-			pool.Close()
-			return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
+			s.log.Warn("storage: creating archive partitions ahead of time failed; retrying daily",
+				"err", openError(cfg.DSN, &pcfg.ConnConfig.Config, err))
 		}
 		s.loopDone = make(chan struct{})
 		go s.partitionLoop(months)
