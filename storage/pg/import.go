@@ -35,7 +35,8 @@ func (s *Store) Count(ctx context.Context, table string) (int64, error) {
 }
 
 // ImportRoster upserts owner's roster items and sets the roster version to
-// ver (as RosterVersion reports it), without bumping it.
+// ver (as RosterVersion reports it) without bumping it; a higher version
+// already stored is kept, so versions never go back.
 func (s *Store) ImportRoster(ctx context.Context, owner string, items []storage.RosterItem, ver string) error {
 	v, err := strconv.ParseInt(ver, 10, 64)
 	if err != nil {
@@ -55,7 +56,7 @@ func (s *Store) ImportRoster(ctx context.Context, owner string, items []storage.
 			return nil // never changed: no row, as in storage/sqlite
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO roster_versions (owner, ver) VALUES ($1, $2)
-			 ON CONFLICT (owner) DO UPDATE SET ver = excluded.ver`, owner, v)
+			 ON CONFLICT (owner) DO UPDATE SET ver = GREATEST(roster_versions.ver, excluded.ver)`, owner, v)
 		return err
 	})
 }
