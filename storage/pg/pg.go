@@ -101,7 +101,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	// Opening is not a query: a short QueryTimeout must not fail a start
+	// on a busy machine.
+	ctx, cancel := context.WithTimeout(ctx, max(timeout, 30*time.Second))
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
