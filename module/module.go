@@ -165,6 +165,10 @@ type Sender interface {
 	Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, error)
 }
 
+// ErrReplied is returned by an IQ handler that has already sent its reply
+// through the Sender (e.g. to do more after it); the router sends nothing.
+var ErrReplied = errors.New("module: reply already sent")
+
 // ErrNoSession is returned by Session.Send when the session has ended.
 var ErrNoSession = errors.New("module: session closed")
 

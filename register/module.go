@@ -27,6 +27,8 @@ type Module struct {
 	limit    *limiter
 	now      func() time.Time
 	domains  []string
+	sender   module.Sender
+	sessions module.Sessions
 }
 
 var _ module.Module = (*Module)(nil)
@@ -56,6 +58,7 @@ func (m *Module) Register(r *module.Registry) error {
 	if len(m.domains) == 0 {
 		m.domains = r.Domains()
 	}
+	m.sender, m.sessions = r.Sender(), r.Sessions()
 	r.Feature(xep.NSRegister)
 	r.IQ(xep.NSRegister, "query", module.TargetAccount, m.handleAccount)
 	r.IQ(xep.NSRegister, "query", module.TargetServer, m.handleServer)
@@ -214,7 +217,16 @@ func (m *Module) manage(ctx context.Context, ev *module.Event, account jid.JID) 
 			return nil, fmt.Errorf("register: deleting %s: %w", bare, err)
 		}
 		m.log.Info("account removed in-band", "jid", bare)
-		return nil, nil
+		if m.sender == nil || m.sessions == nil {
+			return nil, nil
+		}
+		// XEP-0077 §3.2: answer, then end every session of the account.
+		// The reply is queued before the close on the requester's stream.
+		_ = m.sender.Route(ctx, wire.IQResult(ev.Stanza, nil))
+		for _, s := range m.sessions.Resources(account) {
+			s.Close(&wire.StreamError{Condition: wire.CondNotAuthorized, Text: "the account has been removed"})
+		}
+		return nil, module.ErrReplied
 	}
 	username := query.Child(xep.NSRegister, "username")
 	passwordEl := query.Child(xep.NSRegister, "password")

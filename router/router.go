@@ -269,6 +269,9 @@ func (r *Router) handleIQ(ctx context.Context, ev *module.Event, target module.T
 		return
 	}
 	res, err := h(ctx, ev)
+	if errors.Is(err, module.ErrReplied) {
+		return
+	}
 	if err != nil {
 		var se *module.StanzaError
 		if errors.As(err, &se) {

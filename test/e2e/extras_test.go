@@ -59,6 +59,20 @@ func TestInBandRegistration(t *testing.T) {
 	if n.JID == "" {
 		t.Fatal("cannot log in with the new account")
 	}
+	// Removing the account answers, then ends every session of it.
+	other := ts.Login("newbie", "s3cret!", "other")
+	if r := n.IQ("rm", "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>"); r.Type != "result" {
+		t.Fatalf("remove: %s", r.Raw)
+	}
+	for _, c := range []*testserver.Client{n, other} {
+		if se := c.StreamError(); se == nil || se.Condition != "not-authorized" {
+			t.Fatalf("session after removal: %v", se)
+		}
+	}
+	gone := ts.Connect()
+	if err := gone.Auth(gone.Features(), "SCRAM-SHA-256", "newbie", "s3cret!"); err == nil {
+		t.Fatal("removed account can still log in")
+	}
 	// Closed by default.
 	ts2 := testserver.Start(t)
 	c2 := ts2.Connect()
