@@ -31,7 +31,9 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 			return module.Handled
 		}
 		m.log.Error("storing offline message", "user", owner, "err", err)
-		m.route(ctx, wire.ErrorReply(st, wire.ErrInternalServerError, ""))
+		// Storage is down or slow: tell the sender to retry rather than
+		// pretend the message was kept.
+		m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "the recipient is offline and storage is temporarily unavailable; try again later"))
 		return module.Handled
 	}
 	return module.Handled

@@ -361,7 +361,8 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 	}
 	exists, err := r.userExists(ctx, ev.To.Bare())
 	if err != nil {
-		r.bounce(ctx, st, wire.ErrInternalServerError, "")
+		r.log.Warn("cannot look up recipient", "to", ev.To.Bare().String(), "err", err)
+		r.bounce(ctx, st, wire.ErrResourceConstraint, "storage is temporarily unavailable; try again later")
 		return
 	}
 	if !exists {
