@@ -12,20 +12,21 @@ const mod = "github.com/parley-xmpp/parley/"
 // allowed lists, per package, the project packages it may import.
 // Feature modules share one rule; "*" means anything.
 var allowed = map[string][]string{
-	"wire":                {},
-	"xep":                 {"wire"},
-	"module":              {"wire"},
-	"storage":             {"wire"},
-	"storage/sqlite":      {"storage"},
-	"storage/storagetest": {"storage"},
-	"storage/pg":          {"storage"},
-	"auth":                {"storage"},
-	"router":              {"wire", "xep", "module"},
-	"sm":                  {"wire", "module", "xep"},
-	"c2s":                 {"wire", "xep", "auth", "sm", "router", "module"},
-	"s2s":                 {"wire", "xep", "auth", "router", "module"},
-	"server":              {"*"},
-	"cmd/parley":          {"*"},
+	"wire":                  {},
+	"xep":                   {"wire"},
+	"module":                {"wire"},
+	"storage":               {"wire"},
+	"storage/sqlite":        {"storage"},
+	"storage/storagetest":   {"storage"},
+	"storage/pg":            {"storage"},
+	"auth":                  {"storage"},
+	"router":                {"wire", "xep", "module"},
+	"sm":                    {"wire", "module", "xep"},
+	"c2s":                   {"wire", "xep", "auth", "sm", "router", "module"},
+	"s2s":                   {"wire", "xep", "auth", "router", "module"},
+	"server":                {"*"},
+	"cmd/parley":            {"*"},
+	"cmd/parley-storebench": {"*"},
 }
 
 var featureModules = []string{"im", "basic", "register", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi"}
