@@ -1,6 +1,7 @@
 package pep
 
 import (
+	"context"
 	"log/slog"
 	"time"
 )
@@ -14,6 +15,14 @@ type Config struct {
 	// "open"). It returns nil for nodes it has no opinion on. Options in a
 	// client's create or publish-options request still take precedence.
 	NodeDefaults func(node string) map[string]string
+	// OnPublish, when set, is called after a client of the owner published
+	// an item (not for items published through Module.PublishItem), e.g.
+	// for the private module's XEP-0411 bookmarks sync. payload is the raw
+	// payload element. Errors are the callee's to log.
+	OnPublish func(ctx context.Context, owner, node, id string, payload []byte)
+	// OnRetract, when set, is called after a client of the owner retracted
+	// an item (not for Module.RetractItem).
+	OnRetract func(ctx context.Context, owner, node, id string)
 	// MaxItems is the largest pubsub#max_items a node may have and the
 	// value of max_items "max" (0: DefaultMaxItems).
 	MaxItems int

@@ -367,6 +367,9 @@ func (m *Module) publish(ctx context.Context, ev *module.Event, owner string, op
 		}
 		m.notify(ctx, owner, name, c, itemsEvent(name, itemXML(id, payload)))
 	}
+	if m.cfg.OnPublish != nil {
+		m.cfg.OnPublish(ctx, owner, name, id, raw)
+	}
 	return wire.NewElement(NSPubSub, "pubsub").Add(
 		wire.NewElement(NSPubSub, "publish", "node", name).Add(wire.NewElement(NSPubSub, "item", "id", id))), nil
 }
@@ -411,6 +414,11 @@ func (m *Module) retract(ctx context.Context, ev *module.Event, owner string, op
 			b = append(b, "<retract id='"+wire.EscapeAttr(id)+"'/>"...)
 		}
 		m.notify(ctx, owner, name, c, itemsEvent(name, b))
+	}
+	if m.cfg.OnRetract != nil {
+		for _, id := range retracted {
+			m.cfg.OnRetract(ctx, owner, name, id)
+		}
 	}
 	return nil, nil
 }

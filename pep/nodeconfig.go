@@ -149,6 +149,9 @@ func normalize(f string, vals []string, maxItems int) (out []string, known bool,
 // defaultsFor returns the configuration a new node starts with.
 func (m *Module) defaultsFor(node string) nodeConfig {
 	c := nodeConfig(maps.Clone(baseDefaults))
+	for f, v := range BuiltinNodeDefaults(node) {
+		c[f] = []string{v}
+	}
 	if m.cfg.NodeDefaults == nil {
 		return c
 	}
