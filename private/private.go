@@ -1,0 +1,131 @@
+// Package private implements XEP-0049 private XML storage and keeps
+// XEP-0048 bookmarks stored there in sync with XEP-0402 PEP bookmarks
+// (XEP-0411, urn:xmpp:bookmarks:1#compat).
+package private
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Namespaces.
+const (
+	NS              = "jabber:iq:private"
+	NSBookmarks     = "storage:bookmarks"    // XEP-0048
+	NSBookmarks2    = "urn:xmpp:bookmarks:1" // XEP-0402 (also the PEP node)
+	NSBookmarksSync = NSBookmarks2 + "#compat"
+)
+
+// DefaultMaxBytes is the default limit of one stored element.
+const DefaultMaxBytes = 64 << 10
+
+// PEP is what the bookmarks sync needs from the PEP service; *pep.Module
+// implements it.
+type PEP interface {
+	PublishItem(ctx context.Context, owner, node, id string, payload []byte) error
+	RetractItem(ctx context.Context, owner, node, id string) error
+	Items(ctx context.Context, owner, node string) ([]storage.PEPItem, error)
+}
+
+// Config configures the module.
+type Config struct {
+	// PEP enables the bookmarks sync (nil: plain private XML storage).
+	// The PEP module must also call OnPEPPublish and OnPEPRetract (its
+	// Config.OnPublish and Config.OnRetract).
+	PEP PEP
+	// MaxBytes limits one stored element (0: DefaultMaxBytes).
+	MaxBytes int
+	Logger   *slog.Logger
+}
+
+// Module implements module.Module.
+type Module struct {
+	cfg   Config
+	store storage.PrivateXML
+	log   *slog.Logger
+	mu    sync.Mutex // serialises bookmark read-modify-write
+}
+
+var _ module.Module = (*Module)(nil)
+
+// New returns the module.
+func New(cfg Config, store storage.PrivateXML) *Module {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Module{cfg: cfg, store: store, log: cfg.Logger}
+}
+
+// Name implements module.Module.
+func (m *Module) Name() string { return "private" }
+
+// Register implements module.Module.
+func (m *Module) Register(r *module.Registry) error {
+	r.AccountFeature(NS)
+	if m.cfg.PEP != nil {
+		r.AccountFeature(NSBookmarksSync)
+	}
+	r.IQ(NS, "query", module.TargetAccount, m.handle)
+	return nil
+}
+
+// reserved namespaces cannot be stored (XEP-0049 §3: not-acceptable).
+var reserved = map[string]bool{"": true, wire.NSClient: true, "jabber:server": true, NS: true}
+
+func (m *Module) handle(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	if ev.Origin.Kind != module.FromClient || !ev.From.Bare().Equal(ev.To.Bare()) {
+		return nil, module.Errorf(wire.ErrForbidden, "private XML belongs to the account's own clients")
+	}
+	owner := ev.To.Bare().String()
+	q := ev.Stanza.Child(NS, "query")
+	els := q.Elements()
+	if len(els) != 1 {
+		return nil, module.Errorf(wire.ErrBadRequest, "the query must hold exactly one element")
+	}
+	child := els[0]
+	ns := child.Name.Space
+	if reserved[ns] {
+		return nil, module.Errorf(wire.ErrNotAcceptable, "namespace %q cannot be stored", ns)
+	}
+	if ev.Stanza.Type == "get" {
+		raw, err := m.store.PrivateXML(ctx, owner, ns)
+		if errors.Is(err, storage.ErrNotFound) {
+			return wire.NewElement(NS, "query").Add(wire.NewElement(ns, child.Name.Local)), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		st, err := wire.Parse(raw, wire.Limits{})
+		if err != nil {
+			return nil, fmt.Errorf("private: stored %s of %s: %w", ns, owner, err)
+		}
+		return wire.NewElement(NS, "query").Add(st.Tree()), nil
+	}
+	raw := child.Bytes()
+	if len(raw) > m.cfg.MaxBytes {
+		return nil, module.Errorf(wire.ErrNotAcceptable, "at most %d bytes per namespace", m.cfg.MaxBytes)
+	}
+	if ns == NSBookmarks && m.cfg.PEP != nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+	}
+	if err := m.store.SetPrivateXML(ctx, owner, ns, raw); err != nil {
+		return nil, err
+	}
+	if ns == NSBookmarks && m.cfg.PEP != nil {
+		if err := m.toPEP(ctx, owner, child); err != nil {
+			m.log.Warn("private: bookmarks to PEP", "owner", owner, "err", err)
+		}
+	}
+	return nil, nil
+}
