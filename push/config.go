@@ -27,6 +27,15 @@
 // published at once, the rest are counted and published together when the
 // window ends.
 //
+// Delivery is durable when the module has a storage.PushJobs: every
+// notification is stored as a job before it is sent and deleted once the
+// App Server acknowledged it. When the App Server does not answer, or
+// answers with a transient error, the job is retried after Config.Backoff
+// (5s, 30s, 2m, 10m, 1h by default); after Config.MaxAttempts attempts it
+// is dropped with a log line and parley_push_dropped_total{reason="retries"}.
+// A worker started by Start sends due jobs, so jobs pending at shutdown are
+// sent after the next start.
+//
 // When an App Server answers with an error, its registration is disabled
 // (XEP-0357 §7.1), except for errors of type 'wait' and
 // remote-server-not-found / remote-server-timeout, which are transient.
@@ -46,10 +55,16 @@ const (
 	DefaultMaxRegistrations = 20
 	DefaultMaxFormBytes     = 8 << 10
 	DefaultQueueSize        = 4096
+	DefaultMaxAttempts      = 6
+	DefaultPollInterval     = time.Second
+	DefaultBatchSize        = 64
 	// maxBodyBytes bounds last-message-body (cut at a rune boundary).
 	maxBodyBytes = 1024
 	maxNodeBytes = 1024
 )
+
+// DefaultBackoff is the wait before each retry of a notification.
+var DefaultBackoff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, time.Hour}
 
 // Config configures the module.
 type Config struct {
@@ -72,6 +87,18 @@ type Config struct {
 	// QueueSize is how many triggers may wait for the background worker;
 	// beyond it they are dropped and counted (DefaultQueueSize when <= 0).
 	QueueSize int
+	// Backoff is the wait before retry n (the last entry is reused);
+	// DefaultBackoff when empty.
+	Backoff []time.Duration
+	// MaxAttempts is how many delivery attempts a notification gets before
+	// it is dropped (DefaultMaxAttempts when <= 0).
+	MaxAttempts int
+	// PollInterval is how often the worker looks for due jobs
+	// (DefaultPollInterval when <= 0).
+	PollInterval time.Duration
+	// BatchSize bounds the jobs in flight at once (DefaultBatchSize when
+	// <= 0).
+	BatchSize int
 	Logger    *slog.Logger
 }
 
@@ -90,6 +117,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = DefaultBackoff
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

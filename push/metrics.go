@@ -19,12 +19,14 @@ var (
 		Namespace: "parley", Subsystem: "push", Name: "coalesced_total",
 		Help: "Messages folded into a later notification instead of getting their own.",
 	})
-	dropped = prometheus.NewCounter(prometheus.CounterOpts{
+	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "push", Name: "dropped_total",
-		Help: "Triggers dropped because the push queue was full.",
-	})
+		Help: "Push work dropped, by reason (queue: a trigger found the queue full; retries: a notification failed MaxAttempts times).",
+	}, []string{"reason"})
+	dropped        = droppedTotal.WithLabelValues("queue")
+	droppedRetries = droppedTotal.WithLabelValues("retries")
 )
 
 func init() {
-	prometheus.MustRegister(notificationsSent, notificationFailures, registrationsDisabled, coalesced, dropped)
+	prometheus.MustRegister(notificationsSent, notificationFailures, registrationsDisabled, coalesced, droppedTotal)
 }

@@ -35,6 +35,11 @@ type Module struct {
 
 	jobs chan job
 
+	// queue, when not nil, makes delivery durable (see durable.go);
+	// inflight holds the IDs of jobs being sent, guarded by mu.
+	queue    storage.PushJobs
+	inflight map[int64]bool
+
 	// ctx is cancelled by Stop; it bounds storage calls and requests.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -54,13 +59,23 @@ var (
 )
 
 // New returns the module. Notifications are published only between Start
-// and Stop; triggers before Start wait in the queue.
+// and Stop; triggers before Start wait in the queue. When regs also
+// implements storage.PushJobs, delivery is durable (as with NewDurable).
 func New(cfg Config, regs storage.PushRegistrations) *Module {
+	q, _ := regs.(storage.PushJobs)
+	return NewDurable(cfg, regs, q)
+}
+
+// NewDurable returns the module with durable delivery through queue:
+// notifications are stored before they are sent and retried with backoff.
+// A nil queue gives fire-and-forget delivery.
+func NewDurable(cfg Config, regs storage.PushRegistrations, queue storage.PushJobs) *Module {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Module{
 		cfg: cfg, log: cfg.Logger, regs: regs, now: time.Now,
 		jobs: make(chan job, cfg.QueueSize), ctx: ctx, cancel: cancel,
+		queue: queue, inflight: map[int64]bool{},
 		windows: map[regKey]*window{}, bySession: map[module.Session]map[regKey]bool{},
 	}
 }
@@ -82,7 +97,8 @@ func (m *Module) Register(r *module.Registry) error {
 	return nil
 }
 
-// Start implements module.Starter: it starts the background worker.
+// Start implements module.Starter: it starts the background worker and,
+// with durable delivery, the loop that sends due jobs.
 func (m *Module) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -92,6 +108,10 @@ func (m *Module) Start(ctx context.Context) error {
 	m.started = true
 	m.wg.Add(1)
 	go m.work()
+	if m.queue != nil {
+		m.wg.Add(1)
+		go m.retryLoop()
+	}
 	return nil
 }
 

@@ -189,6 +189,10 @@ func (m *Module) publish(owner string, r storage.PushRegistration, n int, info m
 
 func (m *Module) send(owner string, r storage.PushRegistration, n int, info msgInfo) {
 	iq := m.notification(owner, r, n, info)
+	if m.queue != nil {
+		m.sendDurable(owner, r, iq)
+		return
+	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout)
 	defer cancel()
 	res, err := m.reg.Sender().Request(ctx, iq)

@@ -1,0 +1,154 @@
+package storagetest
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// PushJobsOpener returns a new, empty push job queue and arranges (with
+// t.Cleanup) for it to be closed. Returning the same backing store from
+// two calls within one test must give the same queue (RunPushJobs uses it
+// to check that jobs survive reopening when reopen is not nil).
+type PushJobsOpener = func(t *testing.T) storage.PushJobs
+
+// RunPushJobs runs the durable push job queue contract as subtests of t.
+// reopen, when not nil, closes the store open returned last in this test
+// and opens it again on the same data.
+func RunPushJobs(t *testing.T, open PushJobsOpener, reopen func(t *testing.T) storage.PushJobs) {
+	t.Run("Empty", func(t *testing.T) {
+		got, err := open(t).DuePushJobs(t.Context(), stamp(1e6), 10)
+		must(t, "DuePushJobs", err)
+		if len(got) != 0 {
+			t.Fatalf("DuePushJobs on an empty store = %+v", got)
+		}
+	})
+	t.Run("RoundTrip", func(t *testing.T) { testPushJobsRoundTrip(t, open) })
+	t.Run("DueOrderLimit", func(t *testing.T) { testPushJobsDue(t, open) })
+	t.Run("RescheduleDelete", func(t *testing.T) { testPushJobsReschedule(t, open) })
+	if reopen != nil {
+		t.Run("Reopen", func(t *testing.T) {
+			st := open(t)
+			j := pushJob("juliet@capulet.example", 0)
+			id, err := st.EnqueuePushJob(t.Context(), j)
+			must(t, "EnqueuePushJob", err)
+			j.ID = id
+			st = reopen(t)
+			got, err := st.DuePushJobs(t.Context(), stamp(0), 10)
+			must(t, "DuePushJobs after reopening", err)
+			wantJobs(t, "after reopening", got, j)
+		})
+	}
+}
+
+func pushJob(owner string, dueSec int) storage.PushJob {
+	return storage.PushJob{
+		Owner: owner, JID: "push-5.client.example", Node: "n ü 'q' <x>",
+		RegCreated: stamp(-100), Payload: stanza1, Due: stamp(dueSec), Created: stamp(-1),
+	}
+}
+
+func wantJobs(t *testing.T, what string, got []storage.PushJob, want ...storage.PushJob) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		g, w := got[i], want[i]
+		ok = g.ID == w.ID && g.Owner == w.Owner && g.JID == w.JID && g.Node == w.Node &&
+			g.RegCreated.Equal(w.RegCreated) && bytes.Equal(g.Payload, w.Payload) &&
+			g.Due.Equal(w.Due) && g.Attempts == w.Attempts && g.Created.Equal(w.Created)
+	}
+	if !ok {
+		t.Fatalf("%s:\n got %s\nwant %s", what, fmtJobs(got), fmtJobs(want))
+	}
+}
+
+func fmtJobs(js []storage.PushJob) string {
+	var b bytes.Buffer
+	for _, j := range js {
+		fmt.Fprintf(&b, "\n  {id=%d %q %q %q reg=%s due=%s attempts=%d created=%s payload=%q}", j.ID, j.Owner, j.JID, j.Node,
+			j.RegCreated.UTC().Format(time.RFC3339Nano), j.Due.UTC().Format(time.RFC3339Nano), j.Attempts,
+			j.Created.UTC().Format(time.RFC3339Nano), j.Payload)
+	}
+	return b.String()
+}
+
+func testPushJobsRoundTrip(t *testing.T, open PushJobsOpener) {
+	st := open(t)
+	ctx := t.Context()
+	a := pushJob("juliet@capulet.example", 0)
+	a.Attempts = 2
+	a.ID = 12345 // ignored
+	id, err := st.EnqueuePushJob(ctx, a)
+	must(t, "EnqueuePushJob", err)
+	a.ID = id
+	b := pushJob("romeo@montague.example", 0)
+	b.Payload = allBytes(3)
+	idb, err := st.EnqueuePushJob(ctx, b)
+	must(t, "EnqueuePushJob", err)
+	if idb == id {
+		t.Fatalf("two jobs got the same ID %d", id)
+	}
+	b.ID = idb
+	got, err := st.DuePushJobs(ctx, stamp(0), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "due jobs", got, a, b)
+}
+
+func testPushJobsDue(t *testing.T, open PushJobsOpener) {
+	st := open(t)
+	ctx := t.Context()
+	var jobs []storage.PushJob
+	for _, sec := range []int{30, 10, 20, 10, 40} {
+		j := pushJob("juliet@capulet.example", sec)
+		id, err := st.EnqueuePushJob(ctx, j)
+		must(t, "EnqueuePushJob", err)
+		j.ID = id
+		jobs = append(jobs, j)
+	}
+	got, err := st.DuePushJobs(ctx, stamp(9), 10)
+	must(t, "DuePushJobs before any is due", err)
+	wantJobs(t, "nothing due yet", got)
+	got, err = st.DuePushJobs(ctx, stamp(10), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "due at exactly now, ties by ID", got, jobs[1], jobs[3])
+	got, err = st.DuePushJobs(ctx, stamp(30), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "earliest first", got, jobs[1], jobs[3], jobs[2], jobs[0])
+	got, err = st.DuePushJobs(ctx, stamp(100), 2)
+	must(t, "DuePushJobs with a limit", err)
+	wantJobs(t, "limited", got, jobs[1], jobs[3])
+}
+
+func testPushJobsReschedule(t *testing.T, open PushJobsOpener) {
+	st := open(t)
+	ctx := t.Context()
+	a, b := pushJob("juliet@capulet.example", 0), pushJob("juliet@capulet.example", 1)
+	var err error
+	a.ID, err = st.EnqueuePushJob(ctx, a)
+	must(t, "EnqueuePushJob", err)
+	b.ID, err = st.EnqueuePushJob(ctx, b)
+	must(t, "EnqueuePushJob", err)
+
+	must(t, "RescheduleJob", st.RescheduleJob(ctx, a.ID, stamp(60), 3))
+	a.Due, a.Attempts = stamp(60), 3
+	got, err := st.DuePushJobs(ctx, stamp(59), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "after rescheduling a", got, b)
+	got, err = st.DuePushJobs(ctx, stamp(60), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "after a's new due time", got, b, a)
+
+	must(t, "DeleteJob", st.DeleteJob(ctx, b.ID))
+	must(t, "DeleteJob again", st.DeleteJob(ctx, b.ID))
+	must(t, "RescheduleJob of a deleted job", st.RescheduleJob(ctx, b.ID, stamp(0), 1))
+	got, err = st.DuePushJobs(ctx, stamp(100), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "after deleting b", got, a)
+	must(t, "DeleteJob", st.DeleteJob(ctx, a.ID))
+	got, err = st.DuePushJobs(ctx, stamp(100), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "after deleting all", got)
+}
