@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/omemo"
 	"github.com/parley-xmpp/parley/pep"
+	"github.com/parley-xmpp/parley/private"
 	"github.com/parley-xmpp/parley/push"
 	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/storage"
@@ -53,13 +55,24 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 		"security-addresses": cfg.Contact.Security,
 		"support-addresses":  cfg.Contact.Support,
 	}
+	var privMod *private.Module
+	pepMod := pep.New(pep.Config{NodeDefaults: omemo.NodeDefaults, Logger: log,
+		OnPublish: func(ctx context.Context, owner, node, id string, payload []byte) {
+			privMod.OnPEPPublish(ctx, owner, node, id, payload)
+		},
+		OnRetract: func(ctx context.Context, owner, node, id string) { privMod.OnPEPRetract(ctx, owner, node, id) },
+	}, store, store, store)
+	privMod = private.New(private.Config{PEP: pepMod, Logger: log}, store)
 	mods := []module.Module{
 		// push only queues work in its hooks; before im so that its
 		// Undeliverable hook sees what im then stores offline.
-		push.New(push.Config{IncludeBody: cfg.Push.IncludeBody, Coalesce: cfg.Push.Coalesce, Logger: log}, store),
+		push.NewDurable(push.Config{IncludeBody: cfg.Push.IncludeBody, Coalesce: cfg.Push.Coalesce, Logger: log}, store, store),
 		// pep before im: im's presence hook ends the chain, and pep must
 		// see a resource come online to send it the last items.
-		pep.New(pep.Config{NodeDefaults: omemo.NodeDefaults, Logger: log}, store, store, store),
+		pepMod,
+		// XEP-0049 private storage, with bookmarks kept in sync with PEP
+		// (XEP-0411).
+		privMod,
 		im.New(im.Config{
 			MaxRosterItems:     cfg.Limits.MaxRosterItems,
 			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,

@@ -137,6 +137,8 @@ type Store interface {
 	PushRegistrations
 	PEP
 	Uploads
+	PrivateXML
+	PushJobs
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -127,6 +127,7 @@ func TestPushContract(t *testing.T) {
 	// DeleteAccount clears push_registrations, so the whole suite runs,
 	// DeleteAccount check included.
 	storagetest.RunPush(t, func(t *testing.T) storage.PushRegistrations { return openTest(t) })
+	storagetest.RunPrivate(t, func(t *testing.T) storage.PrivateXML { return openTest(t) })
 }
 
 func mustInt(t *testing.T, s string) int64 {

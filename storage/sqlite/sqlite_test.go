@@ -28,6 +28,9 @@ func openTemp(t testing.TB, dir string) *Store {
 
 func TestContract(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store { return openTemp(t, t.TempDir()) })
+	t.Run("Private", func(t *testing.T) {
+		storagetest.RunPrivate(t, func(t *testing.T) storage.PrivateXML { return openTemp(t, t.TempDir()) })
+	})
 }
 
 func TestOpenCreatesPrivateDir(t *testing.T) {
