@@ -7,6 +7,7 @@
 //	parley db migrate|status            apply / show database migrations
 //	parley db copy --from DIR --to DSN  copy a SQLite database to PostgreSQL
 //	parley upload stats|prune           show / prune HTTP upload files
+//	parley archive export --user JID    export a user's message archive
 //	parley version                      print version information
 //
 // Configuration: --config FILE, else ./parley.yaml, else
@@ -89,6 +90,7 @@ See configs/parley.example.yaml for every key.`,
 		newCheckCmd(opts),
 		newDBCmd(opts),
 		newUploadCmd(opts),
+		newArchiveCmd(opts),
 		newVersionCmd(),
 	)
 	return root
