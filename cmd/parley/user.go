@@ -34,22 +34,7 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 		Short: "Create an account, e.g. parley user add alice@example.org",
 		Args:  exactArgs(1, "one JID such as alice@example.org"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
-				bare, err := userJID(args[0], cfg.Hosts)
-				if err != nil {
-					return err
-				}
-				exists, err := st.AccountExists(ctx, bare)
-				if err != nil {
-					return err
-				}
-				if exists {
-					return fmt.Errorf("user %s already exists", bare)
-				}
-				creds, err := credentialsFor(cmd, cfg, bare)
-				if err != nil {
-					return err
-				}
+			return withNewPassword(cmd, opts, args[0], false, func(ctx context.Context, st storage.Store, bare string, creds []storage.SCRAMCredential) error {
 				if err := st.CreateAccount(ctx, bare, creds); errors.Is(err, storage.ErrExists) {
 					return fmt.Errorf("user %s already exists", bare)
 				} else if err != nil {
@@ -67,22 +52,7 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 		Short: "Set the password of an account",
 		Args:  exactArgs(1, "one JID such as alice@example.org"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
-				bare, err := userJID(args[0], cfg.Hosts)
-				if err != nil {
-					return err
-				}
-				exists, err := st.AccountExists(ctx, bare)
-				if err != nil {
-					return err
-				}
-				if !exists {
-					return fmt.Errorf("no such user %s", bare)
-				}
-				creds, err := credentialsFor(cmd, cfg, bare)
-				if err != nil {
-					return err
-				}
+			return withNewPassword(cmd, opts, args[0], true, func(ctx context.Context, st storage.Store, bare string, creds []storage.SCRAMCredential) error {
 				if err := st.SetCredentials(ctx, bare, creds); errors.Is(err, storage.ErrNotFound) {
 					return fmt.Errorf("no such user %s", bare)
 				} else if err != nil {
@@ -162,6 +132,34 @@ func withStore(cmd *cobra.Command, opts *globalOptions, fn func(context.Context,
 		err = fmt.Errorf("closing store: %w", cerr)
 	}
 	return err
+}
+
+// withNewPassword opens the store like withStore, normalizes the JID arg,
+// checks that the account exists (mustExist) or does not, reads the new
+// password and runs fn with the derived SCRAM credentials.
+func withNewPassword(cmd *cobra.Command, opts *globalOptions, arg string, mustExist bool,
+	fn func(ctx context.Context, st storage.Store, bare string, creds []storage.SCRAMCredential) error) error {
+	return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+		bare, err := userJID(arg, cfg.Hosts)
+		if err != nil {
+			return err
+		}
+		exists, err := st.AccountExists(ctx, bare)
+		if err != nil {
+			return err
+		}
+		if exists && !mustExist {
+			return fmt.Errorf("user %s already exists", bare)
+		}
+		if !exists && mustExist {
+			return fmt.Errorf("no such user %s", bare)
+		}
+		creds, err := credentialsFor(cmd, cfg, bare)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, st, bare, creds)
+	})
 }
 
 // credentialsFor reads the password and derives SCRAM credentials.

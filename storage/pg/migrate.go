@@ -5,13 +5,12 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-xmpp/parley/storage"
 )
 
 //go:embed migrations/*.sql
@@ -31,42 +30,6 @@ func embeddedMigrations() fs.FS {
 // other. (The two-key lock space never overlaps the one-key space.)
 const migrationLockClass = 0x5061726c // "Parl"
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads files named NNNN_description.sql from the root of
-// fsys, ordered by version. Versions must be unique and positive so that
-// the order cannot depend on how a directory happens to be listed.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	seen := map[int]string{}
-	for _, name := range names {
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", name)
-		}
-		if other, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %q and %q share version %d", other, name, v)
-		}
-		seen[v] = name
-		body, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(body)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	return ms, nil
-}
-
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    integer     PRIMARY KEY,
 	name       text        NOT NULL,
@@ -82,7 +45,7 @@ const lockMigrations = `SELECT pg_advisory_xact_lock($1, hashtext(COALESCE(curre
 // lock, so nodes starting at once apply every migration exactly once: the
 // ones that wait find it applied.
 func migrate(ctx context.Context, conn *pgx.Conn, fsys fs.FS) ([]string, error) {
-	ms, err := loadMigrations(fsys)
+	ms, err := storage.LoadMigrations(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
@@ -105,10 +68,10 @@ func migrate(ctx context.Context, conn *pgx.Conn, fsys fs.FS) ([]string, error) 
 	for _, m := range ms {
 		done, err := applyMigration(ctx, conn, m)
 		if err != nil {
-			return applied, fmt.Errorf("migration %s: %w", m.name, err)
+			return applied, fmt.Errorf("migration %s: %w", m.Name, err)
 		}
 		if done {
-			applied = append(applied, m.name)
+			applied = append(applied, m.Name)
 		}
 	}
 	return applied, nil
@@ -116,27 +79,27 @@ func migrate(ctx context.Context, conn *pgx.Conn, fsys fs.FS) ([]string, error) 
 
 // checkNotNewer refuses a database written by a newer Parley: its schema
 // may mean something this binary does not understand.
-func checkNotNewer(ctx context.Context, conn *pgx.Conn, ms []migration) error {
+func checkNotNewer(ctx context.Context, conn *pgx.Conn, ms []storage.Migration) error {
 	var current int
 	if err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return err
 	}
-	if len(ms) > 0 && current > ms[len(ms)-1].version {
-		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", current, ms[len(ms)-1].version)
+	if len(ms) > 0 && current > ms[len(ms)-1].Version {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d)", current, ms[len(ms)-1].Version)
 	}
 	return nil
 }
 
 // applyMigration applies m unless it is recorded as applied, and reports
 // whether it did.
-func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) (bool, error) {
+func applyMigration(ctx context.Context, conn *pgx.Conn, m storage.Migration) (bool, error) {
 	done := false
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockMigrations, migrationLockClass); err != nil {
 			return err
 		}
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -144,10 +107,10 @@ func applyMigration(ctx context.Context, conn *pgx.Conn, m migration) (bool, err
 		}
 		// No arguments: pgx sends the file with the simple protocol, which
 		// runs several statements.
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
 			return err
 		}
 		done = true
@@ -172,14 +135,14 @@ type MigrationStatus struct {
 
 // readStatus merges the known migrations with schema_migrations.
 func readStatus(ctx context.Context, conn *pgx.Conn, fsys fs.FS) ([]MigrationStatus, error) {
-	ms, err := loadMigrations(fsys)
+	ms, err := storage.LoadMigrations(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
 	byVersion := map[int]*MigrationStatus{}
 	var out []MigrationStatus
 	for _, m := range ms {
-		out = append(out, MigrationStatus{Version: m.version, Name: m.name, Known: true})
+		out = append(out, MigrationStatus{Version: m.Version, Name: m.Name, Known: true})
 	}
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {

@@ -8,6 +8,8 @@ import (
 	"testing/fstest"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-xmpp/parley/storage"
 )
 
 // schemaConn connects to the test server with search_path set to schema.
@@ -42,13 +44,13 @@ func tableExists(t *testing.T, conn *pgx.Conn, name string) bool {
 func TestMigrations(t *testing.T) {
 	dsn := needPostgres(t)
 	ctx := t.Context()
-	embedded, err := loadMigrations(embeddedMigrations())
+	embedded, err := storage.LoadMigrations(embeddedMigrations(), ".")
 	if err != nil || len(embedded) == 0 {
 		t.Fatalf("embedded migrations: %d, %v", len(embedded), err)
 	}
 	var names []string
 	for _, m := range embedded {
-		names = append(names, m.name)
+		names = append(names, m.Name)
 	}
 
 	t.Run("MigrateAndStatus", func(t *testing.T) {
@@ -74,7 +76,7 @@ func TestMigrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, m := range st {
-			if !m.Applied || !m.Known || m.AppliedAt.IsZero() || m.Name != names[i] || m.Version != embedded[i].version {
+			if !m.Applied || !m.Known || m.AppliedAt.IsZero() || m.Name != names[i] || m.Version != embedded[i].Version {
 				t.Errorf("status %d = %+v", i, m)
 			}
 		}
@@ -235,7 +237,7 @@ func TestMigrations(t *testing.T) {
 			"zero":      {"0000_init.sql": {Data: []byte(`SELECT 1;`)}},
 			"duplicate": {"0001_a.sql": {Data: []byte(`SELECT 1;`)}, "001_b.sql": {Data: []byte(`SELECT 1;`)}},
 		} {
-			if _, err := loadMigrations(fsys); err == nil {
+			if _, err := storage.LoadMigrations(fsys, "."); err == nil {
 				t.Errorf("%s: accepted", name)
 			}
 		}

@@ -6,49 +6,32 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/parley-xmpp/parley/storage"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// migration is a storage.Migration under the names this package uses.
 type migration struct {
 	version int
 	name    string
 	sql     string
 }
 
-// loadMigrations reads files named NNNN_description.sql from the root of
-// fsys, ordered by version. Versions must be unique and positive so the
-// order cannot depend on how a directory happens to be listed.
+// loadMigrations reads the numbered migration files at the root of fsys,
+// ordered by version (see storage.LoadMigrations).
 func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
+	loaded, err := storage.LoadMigrations(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
-	var ms []migration
-	seen := map[int]string{}
-	for _, name := range names {
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", name)
-		}
-		if other, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %q and %q share version %d", other, name, v)
-		}
-		seen[v] = name
-		body, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(body)})
+	ms := make([]migration, len(loaded))
+	for i, m := range loaded {
+		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	return ms, nil
 }
 
