@@ -4,7 +4,10 @@
 // version (XEP-0092), entity time (XEP-0202) and vcard-temp (XEP-0054).
 package basic
 
-import "log/slog"
+import (
+	"context"
+	"log/slog"
+)
 
 // CapsNode is the XEP-0115 'node' of Parley's capabilities.
 const CapsNode = "https://parley.im"
@@ -30,5 +33,10 @@ type Config struct {
 	// MaxVCardBytes bounds a vCard set by a user (DefaultMaxVCardBytes
 	// when <= 0).
 	MaxVCardBytes int
-	Logger        *slog.Logger
+	// OnVCardSet, when set, is called after a user's client stored a
+	// vCard, with the vCard as stored (e.g. for the avatar module's
+	// XEP-0398 conversion of the PHOTO to PEP). Errors are the callee's to
+	// log.
+	OnVCardSet func(ctx context.Context, owner string, vcard []byte)
+	Logger     *slog.Logger
 }

@@ -318,5 +318,8 @@ func (m *Module) handleVCard(ctx context.Context, ev *module.Event) (*wire.Eleme
 	if err := m.vcards.SetVCard(ctx, owner, raw); err != nil {
 		return nil, err
 	}
+	if m.cfg.OnVCardSet != nil {
+		m.cfg.OnVCardSet(ctx, owner, raw)
+	}
 	return nil, nil
 }

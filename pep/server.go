@@ -11,21 +11,26 @@ import (
 
 // Well-known nodes with built-in defaults.
 const (
-	NodeAvatarData     = "urn:xmpp:avatar:data"     // XEP-0084
-	NodeAvatarMetadata = "urn:xmpp:avatar:metadata" // XEP-0084
-	NodeBookmarks      = "urn:xmpp:bookmarks:1"     // XEP-0402
+	NodeAvatarData     = "urn:xmpp:avatar:data"            // XEP-0084
+	NodeAvatarMetadata = "urn:xmpp:avatar:metadata"        // XEP-0084
+	NodeBookmarks      = "urn:xmpp:bookmarks:1"            // XEP-0402
+	NodeMDS            = "urn:xmpp:mds:displayed:0"        // XEP-0490
+	NodeNick           = "http://jabber.org/protocol/nick" // XEP-0172
 )
 
 // BuiltinNodeDefaults returns the defaults the module applies to
 // well-known nodes before Config.NodeDefaults: avatars are public and
 // keep one item (XEP-0084 §4.3 recommends open access); bookmarks are
-// private and keep every room (XEP-0402 §3.2 publish options). It returns
-// nil for other nodes.
+// private and keep every room (XEP-0402 §3.2 publish options), as are
+// displayed states, one item per chat (XEP-0490 §4, and its security
+// considerations: a node created implicitly must get this configuration).
+// The user nickname (XEP-0172) keeps the PEP defaults: presence access.
+// It returns nil for other nodes.
 func BuiltinNodeDefaults(node string) map[string]string {
 	switch node {
 	case NodeAvatarData, NodeAvatarMetadata:
 		return map[string]string{fAccessModel: AccessOpen, fMaxItems: "1", fPersistItems: "true"}
-	case NodeBookmarks:
+	case NodeBookmarks, NodeMDS:
 		return map[string]string{fAccessModel: AccessWhitelist, fMaxItems: "max", fPersistItems: "true",
 			fSendLast: "never"}
 	}
@@ -93,6 +98,19 @@ func (m *Module) Items(ctx context.Context, owner, node string) ([]storage.PEPIt
 		return nil, nil
 	}
 	return its, err
+}
+
+// AccessModel returns the access model of one of owner's nodes, "" when
+// the node does not exist.
+func (m *Module) AccessModel(ctx context.Context, owner, node string) (string, error) {
+	c, err := m.node(ctx, owner, node)
+	if err != nil {
+		if isItemNotFound(err) {
+			return "", nil
+		}
+		return "", err
+	}
+	return c.get(fAccessModel), nil
 }
 
 func (m *Module) nodeOrCreate(ctx context.Context, owner, node string) (nodeConfig, error) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/avatar"
 	"github.com/parley-xmpp/parley/basic"
 	"github.com/parley-xmpp/parley/c2s"
 	"github.com/parley-xmpp/parley/carbons"
@@ -56,13 +57,20 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 		"support-addresses":  cfg.Contact.Support,
 	}
 	var privMod *private.Module
+	var avatarMod *avatar.Module
 	pepMod := pep.New(pep.Config{NodeDefaults: omemo.NodeDefaults, Logger: log,
 		OnPublish: func(ctx context.Context, owner, node, id string, payload []byte) {
 			privMod.OnPEPPublish(ctx, owner, node, id, payload)
+			avatarMod.OnPEPPublish(ctx, owner, node, id, payload)
 		},
-		OnRetract: func(ctx context.Context, owner, node, id string) { privMod.OnPEPRetract(ctx, owner, node, id) },
+		OnRetract: func(ctx context.Context, owner, node, id string) {
+			privMod.OnPEPRetract(ctx, owner, node, id)
+			avatarMod.OnPEPRetract(ctx, owner, node, id)
+		},
 	}, store, store, store)
 	privMod = private.New(private.Config{PEP: pepMod, Logger: log}, store)
+	// XEP-0398: PEP avatars ↔ vCard PHOTO, and the hash in presence.
+	avatarMod = avatar.New(avatar.Config{PEP: pepMod, Logger: log}, store)
 	mods := []module.Module{
 		// push only queues work in its hooks; before im so that its
 		// Undeliverable hook sees what im then stores offline.
@@ -73,6 +81,9 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 		// XEP-0049 private storage, with bookmarks kept in sync with PEP
 		// (XEP-0411).
 		privMod,
+		// avatar before im: it adds the XEP-0153 hash to presence that
+		// im then broadcasts.
+		avatarMod,
 		im.New(im.Config{
 			MaxRosterItems:     cfg.Limits.MaxRosterItems,
 			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,
@@ -91,7 +102,8 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 			Logger:        log,
 		}, store, store, store),
 		carbons.New(carbons.Config{Logger: log}),
-		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log}, store),
+		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log,
+			OnVCardSet: avatarMod.OnVCardSet}, store),
 		register.New(register.Config{
 			Open:              cfg.Registration.Open,
 			PerAddressPerHour: cfg.Registration.PerAddressPerHour,

@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	"cmd/parley-storebench": {"*"},
 }
 
-var featureModules = []string{"im", "basic", "register", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private"}
+var featureModules = []string{"im", "basic", "register", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar"}
 
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
