@@ -97,7 +97,9 @@ func (m *Module) Register(r *module.Registry) error {
 	r.AccountItems(m.discoItems)
 	r.IQ(NSPubSub, "pubsub", module.TargetAccount, m.handlePubSub)
 	r.IQ(nsOwner, "pubsub", module.TargetAccount, m.handleOwner)
+	r.AccountFeature(NSMDSServerAssist)
 	r.Outbound(m.outboundPresence)
+	r.Outbound(m.outboundDisplayed)
 	r.Inbound(m.inboundPresence)
 	r.OnUnbound(func(_ context.Context, s module.Session) { m.unavailable(s.JID().Bare().String(), s.JID().String()) })
 	return nil

@@ -284,3 +284,58 @@ func TestPEPAccessModelsFromOtherAccounts(t *testing.T) {
 	a2.Expect("own notification", isEvent("urn:example:roster", "2"))
 	b.ExpectNone("roster notification outside the group", 150*time.Millisecond, isEvent("urn:example:roster", "2"))
 }
+
+// TestPEPMDSServerAssist: XEP-0490 §5: a <displayed/> in a message updates
+// the node, and neither the contact, nor the sender's carbon copy, nor
+// the archive sees it.
+func TestPEPMDSServerAssist(t *testing.T) {
+	alice, bob, a1, a2, b, _ := ownerContactStranger(t)
+	if !hasFeature(t, a1, alice, "urn:xmpp:mds:server-assist:0") {
+		t.Fatal("the account does not advertise urn:xmpp:mds:server-assist:0")
+	}
+	caps1, feat1 := pepCaps(nodeMDS)
+	a1.Send("<presence>%s</presence>", caps1)
+	answerCapsQuery(a1, feat1)
+	if r := a1.IQ("cb", "<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>"); r.Type != "result" {
+		t.Fatalf("carbons: %s", r.Raw)
+	}
+	a2.Send("<presence/>")
+	b.Send("<presence/>")
+	subscribe(t, a2, b, alice, bob)
+
+	a2.Send("<message to='%s' type='chat' id='m1'><body>seen it</body><displayed xmlns='%s'><stanza-id xmlns='urn:xmpp:sid:0' by='%s' id='sid-42'/></displayed></message>",
+		bob, nodeMDS, alice)
+	m := b.Expect("message", isMsg("seen it"))
+	if strings.Contains(string(m.Raw), nodeMDS) || strings.Contains(string(m.Raw), "sid-42") {
+		t.Fatalf("the contact got the displayed element: %s", m.Raw)
+	}
+	n := a1.Expect("displayed notification", isEvent(nodeMDS, bob))
+	if !strings.Contains(string(n.Raw), "sid-42") {
+		t.Fatalf("notification: %s", n.Raw)
+	}
+	c := a1.Expect("carbon copy", func(s *wire.Stanza) bool {
+		return s.Name == "message" && strings.Contains(string(s.Raw), "seen it")
+	})
+	if strings.Contains(string(c.Raw), "sid-42") {
+		t.Fatalf("the carbon copy has the displayed element: %s", c.Raw)
+	}
+	r := getItems(a1, "mds-items", alice, nodeMDS)
+	if it := r.Child(nsPubSub, "pubsub").Child(nsPubSub, "items").Child(nsPubSub, "item"); it.AttrValue("id") != bob {
+		t.Fatalf("items: %s", r.Raw)
+	}
+	if got := configValue(t, a1, nodeMDS, "pubsub#access_model"); got != "whitelist" {
+		t.Fatalf("server-created node has access model %q", got)
+	}
+	if r = a1.IQ("mam", "<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>"); r.Type != "result" {
+		t.Fatalf("mam query: %s", r.Raw)
+	}
+	a1.Expect("mam result", func(s *wire.Stanza) bool {
+		if s.Name != "message" || !strings.Contains(string(s.Raw), "seen it") {
+			return false
+		}
+		if strings.Contains(string(s.Raw), "sid-42") {
+			t.Errorf("the archive has the displayed element: %s", s.Raw)
+		}
+		return true
+	})
+}
