@@ -15,6 +15,14 @@ func TestMDSServerAssist(t *testing.T) {
 	a := e.login(alice + "/a")
 	a2 := e.login(alice + "/b")
 	e.ownOnline(a2, NodeMDS)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if in, _ := e.mod.interestsOf(alice, a2.j.String()); in[NodeMDS] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("caps of alice/b not resolved")
+		}
+	}
 	b := e.login(bob + "/b")
 	b.SetPresence(wire.MustParse("<presence/>"))
 
