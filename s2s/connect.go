@@ -83,6 +83,7 @@ type outStream struct {
 	id       string       // stream id the peer gave us (used in dialback keys)
 	features *wire.Stanza // <stream:features/>
 	certErr  error        // nil when the peer's certificate is valid for its domain
+	bidi     bool         // we requested a bidirectional stream (XEP-0288)
 }
 
 // connectError carries the stanza error condition for bounced stanzas.

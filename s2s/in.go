@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 
-	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -35,16 +33,15 @@ type inConn struct {
 	remote   string // 'from' of the stream header (may be empty)
 	saslDone bool
 
-	mu      sync.Mutex
-	authed  map[pair]bool
-	pending map[pair]bool
-	domains map[string]int // remote domains authenticated (for metrics)
+	// auth holds the authenticated domain pairs, shared with dialback
+	// verification goroutines; done is closed when the stream has ended.
+	auth *authSet
+	done chan struct{}
 }
 
 func newInConn(s *Service, c net.Conn) *inConn {
-	return &inConn{svc: s, s: newStream(c, s.cfg.Limits), authed: map[pair]bool{}, pending: map[pair]bool{},
-		domains: map[string]int{},
-		log:     s.log.With("dir", "in", "remote_addr", c.RemoteAddr().String())}
+	return &inConn{svc: s, s: newStream(c, s.cfg.Limits), auth: newAuthSet(s, "in"), done: make(chan struct{}),
+		log: s.log.With("dir", "in", "remote_addr", c.RemoteAddr().String())}
 }
 
 func (c *inConn) run(directTLS bool) {
@@ -53,13 +50,8 @@ func (c *inConn) run(directTLS bool) {
 	ctx, cancel := context.WithCancel(c.svc.ctx)
 	defer cancel()
 	c.ctx = ctx
-	defer func() {
-		c.mu.Lock()
-		for d := range c.domains {
-			c.svc.stats.conn(d, "in", -1)
-		}
-		c.mu.Unlock()
-	}()
+	defer c.auth.release()
+	defer close(c.done)
 	if c.svc.serverTLS == nil {
 		c.s.headerThenError(c.svc.firstDomain(), &wire.StreamError{Condition: wire.CondInternalServerError, Text: "no certificate configured"})
 		return
@@ -116,11 +108,7 @@ func (c *inConn) loop() error {
 	}
 }
 
-func (c *inConn) isAuthed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.authed) > 0
-}
+func (c *inConn) isAuthed() bool { return c.auth.any() }
 
 func (s *Service) firstDomain() string {
 	if len(s.cfg.LocalDomains) > 0 {
@@ -178,6 +166,10 @@ func (c *inConn) features() []byte {
 		b = append(b, "<mechanisms xmlns='"+nsSASL+"'><mechanism>EXTERNAL</mechanism></mechanisms>"...)
 	}
 	b = append(b, "<dialback xmlns='"+nsDialbackFeat+"'><errors/></dialback>"...)
+	// XEP-0288 §2.1: offered once TLS is in place, before authentication.
+	if c.svc.bidiEnabled() && !c.saslDone && !c.auth.any() && !c.auth.isBidi() {
+		b = append(b, "<bidi xmlns='"+nsBidiFeat+"'/>"...)
+	}
 	return b
 }
 
@@ -193,6 +185,8 @@ func (c *inConn) handle(st *wire.Stanza) error {
 		return c.startTLS()
 	case st.NS == nsSASL && st.Name == "auth":
 		return c.saslAuth(st)
+	case st.NS == nsBidi && st.Name == "bidi":
+		return c.bidi()
 	case isStreamError(st):
 		c.log.Info("peer sent stream error", "condition", streamErrorCondition(st))
 		return wire.ErrStreamEnd
@@ -251,7 +245,7 @@ func (c *inConn) saslAuth(st *wire.Stanza) error {
 			return fail("invalid-authzid")
 		}
 	}
-	c.markAuthed(pair{local: c.local, remote: c.remote})
+	c.auth.mark(pair{local: c.local, remote: c.remote})
 	c.saslDone = true
 	if err := c.s.send([]byte("<success xmlns='" + nsSASL + "'/>")); err != nil {
 		return err
@@ -259,15 +253,6 @@ func (c *inConn) saslAuth(st *wire.Stanza) error {
 	c.log.Info("peer authenticated", "mechanism", "EXTERNAL", "remote", c.remote)
 	c.s.restart()
 	return errRestart
-}
-
-func (c *inConn) markAuthed(p pair) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.authed[p] = true
-	if c.domains[p.remote]++; c.domains[p.remote] == 1 {
-		c.svc.stats.conn(p.remote, "in", 1)
-	}
 }
 
 func dbError(name, from, to, id, typ, cond string) []byte {
@@ -293,113 +278,28 @@ func (c *inConn) dbResult(st *wire.Stanza) error {
 	if err := c.requireTLS(); err != nil {
 		return err
 	}
-	from, okFrom := domainOnly(st.From)
-	to, okTo := domainOnly(st.To)
-	if !okFrom || !okTo {
-		return &wire.StreamError{Condition: wire.CondImproperAddressing, Text: "dialback needs from and to domains"}
-	}
-	if !c.svc.local[to] {
-		return c.s.send(dbError("result", st.To, st.From, "", "cancel", "item-not-found"))
-	}
-	if c.svc.local[from] {
-		authFailures.WithLabelValues("dialback").Inc()
-		return &wire.StreamError{Condition: wire.CondInvalidFrom, Text: "a peer cannot authenticate as a local domain"}
-	}
-	p := pair{local: to, remote: from}
-	key := strings.TrimSpace(st.Tree().Text())
-	c.mu.Lock()
-	if c.authed[p] {
-		c.mu.Unlock()
-		return c.s.send([]byte("<db:result from='" + wire.EscapeAttr(to) + "' to='" + wire.EscapeAttr(from) + "' type='valid'/>"))
-	}
-	if c.pending[p] || len(c.pending) >= maxPendingVerifications {
-		c.mu.Unlock()
-		return c.s.send(dbError("result", to, from, "", "wait", "policy-violation"))
-	}
-	c.pending[p] = true
-	c.mu.Unlock()
-	id := c.id
-	c.svc.wg.Add(1)
-	go func() {
-		defer c.svc.wg.Done()
-		err := c.svc.verifyKey(c.ctx, to, from, id, key)
-		c.mu.Lock()
-		delete(c.pending, p)
-		c.mu.Unlock()
-		var resp []byte
-		switch {
-		case err == nil:
-			c.markAuthed(p)
-			c.log.Info("peer authenticated", "mechanism", "dialback", "remote", from, "local", to)
-			resp = []byte("<db:result from='" + wire.EscapeAttr(to) + "' to='" + wire.EscapeAttr(from) + "' type='valid'/>")
-		case errors.Is(err, errDialbackInvalid):
-			authFailures.WithLabelValues("dialback").Inc()
-			c.log.Info("dialback key rejected by authoritative server", "remote", from)
-			resp = []byte("<db:result from='" + wire.EscapeAttr(to) + "' to='" + wire.EscapeAttr(from) + "' type='invalid'/>")
-		default:
-			authFailures.WithLabelValues("dialback").Inc()
-			c.log.Info("dialback verification failed", "remote", from, "err", err)
-			resp = dbError("result", to, from, "", "cancel", "remote-server-not-found")
-		}
-		_ = c.s.send(resp)
-	}()
-	return nil
+	return c.svc.dialbackRequest(c.ctx, c.s, c.id, c.auth, st, c.log)
 }
 
-// dbVerify answers a verification request as the authoritative server
-// (XEP-0220 §2.2.2). The key must match and we must really be waiting for
-// a dialback result on a stream with that id.
-func (c *inConn) dbVerify(st *wire.Stanza) error {
-	if st.Type != "" {
-		authFailures.WithLabelValues("dialback").Inc()
-		return &wire.StreamError{Condition: condInvalidID, Text: "unsolicited dialback verification"}
+// dbVerify answers a verification request as the authoritative server.
+func (c *inConn) dbVerify(st *wire.Stanza) error { return c.svc.dialbackVerify(c.s, st) }
+
+// bidi enables XEP-0288 on this stream: once the peer has authenticated a
+// domain pair, Send may use the stream for stanzas to it.
+func (c *inConn) bidi() error {
+	if err := c.requireTLS(); err != nil {
+		return err
 	}
-	// Answering needs no TLS: the answer only says whether an HMAC over
-	// public values matches (XEP-0220 allows bare verification streams).
-	from, okFrom := domainOnly(st.From)
-	to, okTo := domainOnly(st.To)
-	if !okFrom || !okTo || st.ID == "" {
-		return &wire.StreamError{Condition: wire.CondImproperAddressing, Text: "dialback needs from, to and id"}
+	if !c.svc.bidiEnabled() {
+		// Not offered; a peer that asks anyway gets no bidirectional use.
+		c.log.Debug("ignoring bidi request: disabled")
+		return nil
 	}
-	if !c.svc.local[to] {
-		return c.s.send(dbError("verify", st.To, st.From, st.ID, "cancel", "item-not-found"))
-	}
-	key := strings.TrimSpace(st.Tree().Text())
-	typ := "invalid"
-	if c.svc.checkKey(from, to, st.ID, key) && c.svc.isPending(to, from, st.ID) {
-		typ = "valid"
-	}
-	return c.s.send([]byte("<db:verify from='" + wire.EscapeAttr(to) + "' to='" + wire.EscapeAttr(from) +
-		"' id='" + wire.EscapeAttr(st.ID) + "' type='" + typ + "'/>"))
+	c.log.Debug("peer enabled bidirectional stream")
+	c.auth.setBidi(&link{s: c.s, done: c.done, log: c.log})
+	return nil
 }
 
 // stanza accepts a stanza only for a domain pair authenticated on this
-// stream (RFC 6120 §13.9, XEP-0220 §4.3).
-func (c *inConn) stanza(st *wire.Stanza) error {
-	c.mu.Lock()
-	n := len(c.authed)
-	c.mu.Unlock()
-	if n == 0 {
-		return &wire.StreamError{Condition: wire.CondNotAuthorized, Text: "authenticate first"}
-	}
-	if st.From == "" || st.To == "" {
-		return &wire.StreamError{Condition: wire.CondImproperAddressing, Text: "stanzas between servers need from and to"}
-	}
-	fromDom, ok := domainOf(st.From)
-	if !ok {
-		return &wire.StreamError{Condition: wire.CondInvalidFrom, Text: "malformed from address"}
-	}
-	toDom, ok := domainOf(st.To)
-	if !ok || !c.svc.local[toDom] {
-		return &wire.StreamError{Condition: wire.CondHostUnknown, Text: "this server does not serve " + st.To}
-	}
-	c.mu.Lock()
-	ok = c.authed[pair{local: toDom, remote: fromDom}]
-	c.mu.Unlock()
-	if !ok {
-		return &wire.StreamError{Condition: wire.CondInvalidFrom, Text: fromDom + " is not authenticated on this stream"}
-	}
-	c.svc.stats.in(fromDom)
-	_ = c.svc.router.Route(c.ctx, st, module.Origin{Kind: module.FromServer})
-	return nil
-}
+// stream.
+func (c *inConn) stanza(st *wire.Stanza) error { return c.svc.acceptStanza(c.ctx, c.auth, st) }

@@ -26,6 +26,9 @@ type outConn struct {
 	p     pair
 	queue chan *wire.Stanza
 	log   *slog.Logger
+	// via, when set, is a bidirectional stream the peer opened (XEP-0288)
+	// that carries the queue until it ends; then we dial as usual.
+	via *link
 }
 
 func newOutConn(s *Service, p pair) *outConn {
@@ -35,6 +38,13 @@ func newOutConn(s *Service, p pair) *outConn {
 
 func (o *outConn) run() {
 	defer o.svc.wg.Done()
+	if l := o.via; l != nil {
+		o.via = nil
+		o.log.Debug("using the peer's bidirectional stream")
+		if !o.serve(l.s, l.done, nil, false) {
+			return
+		}
+	}
 	for {
 		ost, err := o.connect()
 		if err != nil {
@@ -44,7 +54,7 @@ func (o *outConn) run() {
 		o.svc.mu.Lock()
 		delete(o.svc.backoff, o.p)
 		o.svc.mu.Unlock()
-		if !o.serve(ost) {
+		if !o.serveOwn(ost) {
 			return
 		}
 	}
@@ -124,6 +134,14 @@ func (o *outConn) authenticate(ctx context.Context, ost *outStream) error {
 				err: fmt.Errorf("certificate of %s: %w", o.p.remote, ost.certErr)}
 		}
 		o.log.Debug("peer certificate not valid, using dialback", "err", ost.certErr)
+	}
+	// XEP-0288 §2.2: ask for a bidirectional stream before authenticating.
+	if s.bidiEnabled() && ost.features.Child(nsBidiFeat, "bidi") != nil {
+		if err := ost.send([]byte("<bidi xmlns='" + nsBidi + "'/>")); err != nil {
+			return err
+		}
+		ost.bidi = true
+		o.log.Debug("requested bidirectional stream")
 	}
 	if ost.certErr == nil && s.ourCertOK[o.p.local] && offersExternal(ost.features) {
 		ok, err := o.saslExternal(ost)
@@ -230,35 +248,97 @@ func (o *outConn) dialback(ost *outStream) error {
 	}
 }
 
-// serve writes queued stanzas until the stream ends or stays idle. It
-// reports whether the caller should reconnect (stanzas still queued).
-func (o *outConn) serve(ost *outStream) bool {
+// serveOwn serves the queue on a stream we opened. On a bidirectional
+// stream the peer may send us stanzas for the pair we authenticated (and
+// for pairs it adds with dialback); otherwise it sends nothing but
+// keepalives and the stream end.
+func (o *outConn) serveOwn(ost *outStream) bool {
 	s := o.svc
 	s.stats.conn(o.p.remote, "out", 1)
 	defer s.stats.conn(o.p.remote, "out", -1)
-	readerDone := make(chan error, 1)
+	done := make(chan struct{})
+	activity := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(s.ctx)
+	var auth *authSet
+	if ost.bidi {
+		auth = newAuthSet(s, "")
+		auth.mark(o.p)
+		auth.setBidi(&link{s: ost.stream, done: done, log: o.log})
+	}
+	s.wg.Add(1)
 	go func() {
-		// Without bidi the peer sends nothing but keepalives and the
-		// stream end on our outbound stream.
-		for {
-			st, err := ost.rd.Next()
-			if err != nil {
-				readerDone <- err
-				return
-			}
-			if isStreamError(st) {
-				readerDone <- errors.New("stream error: " + streamErrorCondition(st))
-				return
-			}
+		defer s.wg.Done()
+		defer close(done)
+		defer cancel()
+		if auth != nil {
+			defer auth.release()
 		}
+		err := o.read(ctx, ost, auth, activity)
+		var se *wire.StreamError
+		if errors.As(err, &se) {
+			o.log.Info("stream error", "condition", se.Condition, "text", se.Text)
+			streamErrors.WithLabelValues(se.Condition).Inc()
+			ost.closeStream(se)
+			return
+		}
+		o.log.Debug("outbound stream ended", "err", err)
 	}()
+	defer cancel()
+	return o.serve(ost.stream, done, activity, true)
+}
+
+// read reads what the peer sends on our outbound stream.
+func (o *outConn) read(ctx context.Context, ost *outStream, auth *authSet, activity chan<- struct{}) error {
+	s := o.svc
+	for {
+		st, err := ost.rd.Next()
+		if err != nil {
+			return err
+		}
+		if isStreamError(st) {
+			return errors.New("stream error: " + streamErrorCondition(st))
+		}
+		if auth == nil {
+			continue
+		}
+		select {
+		case activity <- struct{}{}:
+		default:
+		}
+		switch {
+		case st.IsStanza():
+			err = s.acceptStanza(ctx, auth, st)
+		case st.NS == nsDialback && st.Name == "result" && st.Type == "":
+			// XEP-0288 §2: the receiving server adds a domain it hosts.
+			err = s.dialbackRequest(ctx, ost.stream, ost.id, auth, st, o.log)
+		case st.NS == nsDialback && st.Name == "result":
+			authFailures.WithLabelValues("dialback").Inc()
+			err = &wire.StreamError{Condition: wire.CondNotAuthorized, Text: "unsolicited dialback result"}
+		case st.NS == nsDialback && st.Name == "verify":
+			err = s.dialbackVerify(ost.stream, st)
+		default:
+			err = &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// serve writes queued stanzas on w until the stream ends (done) or stays
+// idle. It reports whether the caller should reconnect (stanzas still
+// queued). owned streams are ours to close; a borrowed one (the peer's
+// bidirectional stream) is left to its reader, and writing on it keeps its
+// read deadline from expiring.
+func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{}, owned bool) bool {
+	s := o.svc
 	idle := time.NewTimer(s.cfg.IdleTimeout)
 	defer idle.Stop()
 	for {
 		select {
 		case st := <-o.queue:
 			n := 0
-			err := ost.write(st.Raw)
+			err := w.write(st.Raw)
 			for n = 1; err == nil && n < maxBatch; n++ {
 				var more *wire.Stanza
 				select {
@@ -268,33 +348,41 @@ func (o *outConn) serve(ost *outStream) bool {
 				if more == nil {
 					break
 				}
-				err = ost.write(more.Raw)
+				err = w.write(more.Raw)
 			}
 			if err == nil {
-				err = ost.flush()
+				err = w.flush()
 			}
 			if err != nil {
 				o.log.Info("write failed", "err", err)
-				ost.close()
+				w.close()
 				s.stats.failure(o.p.remote, "write")
 				return o.retire()
 			}
+			if !owned {
+				w.setReadDeadline(s.cfg.IdleTimeout)
+			}
 			s.stats.out(o.p.remote, n)
+			idle.Reset(s.cfg.IdleTimeout)
+		case <-activity:
 			idle.Reset(s.cfg.IdleTimeout)
 		case <-idle.C:
 			if o.retire() {
 				idle.Reset(s.cfg.IdleTimeout)
 				continue
 			}
-			o.log.Debug("closing idle stream")
-			ost.closeStream(nil)
+			if owned {
+				o.log.Debug("closing idle stream")
+				w.closeStream(nil)
+			}
 			return false
-		case err := <-readerDone:
-			o.log.Debug("outbound stream ended", "err", err)
-			ost.closeStream(nil)
+		case <-done:
+			if owned {
+				w.closeStream(nil)
+			}
 			return o.retire()
 		case <-s.ctx.Done():
-			ost.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
+			w.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
 			o.retire()
 			for {
 				select {

@@ -58,6 +58,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// QueueSize bounds stanzas queued per domain pair (default 1000).
 	QueueSize int
+	// DisableBidi turns off bidirectional streams (XEP-0288), which are
+	// on by default: then every outbound stanza travels on a connection we
+	// opened and peers' inbound streams carry only their stanzas to us.
+	DisableBidi bool
 	// Resolver for SRV/A/AAAA lookups (nil: net.DefaultResolver).
 	Resolver *net.Resolver
 	Logger   *slog.Logger
@@ -77,6 +81,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	out     map[pair]*outConn
+	links   map[pair]*link // bidirectional streams usable per pair (XEP-0288)
 	backoff map[pair]backoffState
 	in      map[*inConn]struct{}
 	lns     map[net.Listener]struct{}
@@ -128,7 +133,7 @@ func New(cfg Config, r *router.Router) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "s2s"), router: r, local: map[string]bool{},
 		secret: []byte(hex.EncodeToString(h[:])), ourCertOK: map[string]bool{}, ctx: ctx, cancel: cancel,
-		out: map[pair]*outConn{}, backoff: map[pair]backoffState{}, in: map[*inConn]struct{}{},
+		out: map[pair]*outConn{}, links: map[pair]*link{}, backoff: map[pair]backoffState{}, in: map[*inConn]struct{}{},
 		lns: map[net.Listener]struct{}{}, dbPending: map[string]int{}}
 	for _, d := range cfg.LocalDomains {
 		s.local[strings.ToLower(d)] = true
@@ -244,7 +249,11 @@ func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
 		s.mu.Unlock()
 		return errors.New("s2s: shutting down")
 	}
-	if b, ok := s.backoff[p]; ok && time.Now().Before(b.until) {
+	l := s.links[p]
+	if l != nil && l.ended() {
+		l = nil
+	}
+	if b, ok := s.backoff[p]; ok && time.Now().Before(b.until) && l == nil && s.out[p] == nil {
 		s.mu.Unlock()
 		s.bounce(st, b.cond, b.text)
 		return nil
@@ -252,6 +261,9 @@ func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
 	o := s.out[p]
 	if o == nil {
 		o = newOutConn(s, p)
+		// One connection per domain pair: a bidirectional stream the peer
+		// opened and authenticated for this pair is used before dialing.
+		o.via = l
 		s.out[p] = o
 		s.wg.Add(1)
 		go o.run()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,9 @@ const (
 	alpnServer     = "xmpp-server"
 	condInvalidID  = "invalid-id"
 )
+
+// errStreamClosed: the stream was closed (nothing may follow its end tag).
+var errStreamClosed = errors.New("s2s: stream closed")
 
 // stream is one TCP connection carrying an XML stream in jabber:server,
 // optionally upgraded with TLS. Reading is done by exactly one goroutine at
@@ -70,6 +74,9 @@ func (s *stream) header(from, to, id string, features []byte) error {
 func (s *stream) send(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.closed.Load() {
+		return errStreamClosed
+	}
 	if _, err := s.bw.Write(b); err != nil {
 		return err
 	}
@@ -80,6 +87,9 @@ func (s *stream) send(b []byte) error {
 func (s *stream) write(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.closed.Load() {
+		return errStreamClosed
+	}
 	_, err := s.bw.Write(b)
 	return err
 }

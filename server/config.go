@@ -48,6 +48,9 @@ type S2SConfig struct {
 	Routes []string `mapstructure:"routes"`
 	// IdleTimeout closes server connections unused for this long.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+	// Bidi offers and requests bidirectional streams (XEP-0288): one
+	// connection per domain pair carries stanzas both ways.
+	Bidi bool `mapstructure:"bidi"`
 }
 
 // OMEMOConfig controls end-to-end encryption policy.
@@ -240,7 +243,7 @@ func DefaultConfig() Config {
 		MAM:    MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
 		Push:   PushConfig{Coalesce: 2 * time.Second},
 		Upload: UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30},
-		S2S:    S2SConfig{IdleTimeout: 10 * time.Minute},
+		S2S:    S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 	}
 }
 

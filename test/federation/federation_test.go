@@ -39,9 +39,11 @@ func roundTrip(t *testing.T, a, b *node) {
 	}, "b.test: 1 inbound connection and 6 stanzas in from a.test")
 }
 
+// Without bidi (XEP-0288) each server opens its own connection, and
+// authenticates on it.
 func TestFederationSASLExternal(t *testing.T) {
 	ca := newCA(t)
-	a, b := pairOf(t, ca, ca.issue(t, "a.test", "a.test"), ca.issue(t, "b.test", "b.test"), true)
+	a, b := pairWith(t, ca, ca.issue(t, "a.test", "a.test"), ca.issue(t, "b.test", "b.test"), true, false)
 	roundTrip(t, a, b)
 	waitLog(t, b, "mechanism=EXTERNAL remote=a.test", time.Second)
 	waitLog(t, a, "mechanism=EXTERNAL remote=b.test", time.Second)
@@ -54,7 +56,7 @@ func TestFederationDialbackOnly(t *testing.T) {
 	ca := newCA(t)
 	// Certificates from a trusted CA but for other names, and a subject CN
 	// that names the domain: neither may count for a.test / b.test.
-	a, b := pairOf(t, ca, ca.issue(t, "a.test", "other-a.example"), ca.issue(t, "b.test", "other-b.example"), false)
+	a, b := pairWith(t, ca, ca.issue(t, "a.test", "other-a.example"), ca.issue(t, "b.test", "other-b.example"), false, false)
 	roundTrip(t, a, b)
 	waitLog(t, b, "mechanism=dialback remote=a.test", time.Second)
 	waitLog(t, a, "mechanism=dialback remote=b.test", time.Second)
@@ -148,7 +150,7 @@ func TestFederationPeerComesBack(t *testing.T) {
 		t.Skipf("cannot rebind %s: %v", addrB, err)
 	}
 	t.Cleanup(func() { _ = lnB2.Close() })
-	b := startNode(t, "b.test", lnB2, ca, nodeOpts{cert: ca.issue(t, "b.test", "b.test"),
+	b := startNode(t, "b.test", &countingListener{Listener: lnB2}, ca, nodeOpts{cert: ca.issue(t, "b.test", "b.test"),
 		routes: map[string][]string{"a.test": {lnA.Addr().String()}}})
 	bob := b.bind(t, "bob@b.test/y")
 	deadline := time.Now().Add(10 * time.Second)

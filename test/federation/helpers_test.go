@@ -17,6 +17,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +134,16 @@ func (s *recSession) expect(t *testing.T, timeout time.Duration) *wire.Stanza {
 	}
 }
 
+// expectNone fails if anything (a spoofed stanza) was delivered to s.
+func (s *recSession) expectNone(t *testing.T) {
+	t.Helper()
+	select {
+	case st := <-s.ch:
+		t.Fatalf("%s: spoofed stanza delivered: %s", s.j, st.Raw)
+	default:
+	}
+}
+
 // logBuffer collects log lines for assertions.
 type logBuffer struct {
 	mu sync.Mutex
@@ -155,7 +166,7 @@ func (l *logBuffer) String() string {
 type node struct {
 	domain string
 	addr   string
-	ln     net.Listener
+	ln     *countingListener
 	router *router.Router
 	svc    *s2s.Service
 	logs   *logBuffer
@@ -168,20 +179,37 @@ type nodeOpts struct {
 	routes            map[string][]string
 	directTLS         bool
 	idle              time.Duration
+	noBidi            bool
 }
 
 // listen reserves a listener on a loopback address (127.0.0.2, 127.0.0.3).
-func listen(t *testing.T, ip string) net.Listener {
+func listen(t *testing.T, ip string) *countingListener {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Skipf("cannot listen on %s (loopback aliases unavailable?): %v", ip, err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	return ln
+	return &countingListener{Listener: ln}
 }
 
-func startNode(t *testing.T, domain string, ln net.Listener, ca *testCA, o nodeOpts) *node {
+// countingListener counts the TCP connections it accepted.
+type countingListener struct {
+	net.Listener
+	n atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+func (l *countingListener) accepted() int { return int(l.n.Load()) }
+
+func startNode(t *testing.T, domain string, ln *countingListener, ca *testCA, o nodeOpts) *node {
 	t.Helper()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", domain)
@@ -198,6 +226,7 @@ func startNode(t *testing.T, domain string, ln net.Listener, ca *testCA, o nodeO
 		DialbackSecret:    secret,
 		ConnectTimeout:    5 * time.Second,
 		IdleTimeout:       o.idle,
+		DisableBidi:       o.noBidi,
 		Logger:            log,
 	}, r)
 	r.SetRemote(svc)
@@ -217,11 +246,17 @@ func startNode(t *testing.T, domain string, ln net.Listener, ca *testCA, o nodeO
 // pairOf starts a.test on 127.0.0.2 and b.test on 127.0.0.3, routed to
 // each other.
 func pairOf(t *testing.T, ca *testCA, certA, certB tls.Certificate, requireValid bool) (*node, *node) {
+	return pairWith(t, ca, certA, certB, requireValid, true)
+}
+
+// pairWith is pairOf with bidirectional streams (XEP-0288) on or off on
+// both nodes.
+func pairWith(t *testing.T, ca *testCA, certA, certB tls.Certificate, requireValid, bidi bool) (*node, *node) {
 	lnA := listen(t, "127.0.0.2")
 	lnB := listen(t, "127.0.0.3")
-	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: certA, requireValidCerts: requireValid,
+	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: certA, requireValidCerts: requireValid, noBidi: !bidi,
 		routes: map[string][]string{"b.test": {lnB.Addr().String()}}})
-	b := startNode(t, "b.test", lnB, ca, nodeOpts{cert: certB, requireValidCerts: requireValid,
+	b := startNode(t, "b.test", lnB, ca, nodeOpts{cert: certB, requireValidCerts: requireValid, noBidi: !bidi,
 		routes: map[string][]string{"a.test": {lnA.Addr().String()}}})
 	return a, b
 }
