@@ -2,14 +2,13 @@ package federation
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,41 +17,30 @@ import (
 
 // prosody runs a real Prosody (Debian package) serving p.test on
 // 127.0.0.6, routed to a.test at aAddr by a test-only module.
-func startProsody(t *testing.T, ca *testCA, cert tls.Certificate, secureAuth bool, aAddr string) string {
+func startProsody(t *testing.T, ca *testCA, cert tls.Certificate, secureAuth, bidi bool, aAddr string) string {
 	t.Helper()
 	bin, err := exec.LookPath("prosody")
 	if err != nil {
 		t.Skip("SKIPPING PROSODY INTEROP: prosody is not installed (apt-get install prosody)")
 	}
 	dir := t.TempDir()
-	writePEM := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	caPath := writePEM("ca.pem", "CERTIFICATE", ca.cert.Raw)
-	crtPath := writePEM("p.crt", "CERTIFICATE", cert.Certificate[0])
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath := writePEM("p.key", "PRIVATE KEY", keyDER)
+	caPath, crtPath, keyPath := writePEMFiles(t, dir, ca, cert)
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "certs"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t, "127.0.0.6")
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := freePortOn(t, "127.0.0.6")
 	plugins, err := filepath.Abs("testdata/prosody")
 	if err != nil {
 		t.Fatal(err)
 	}
 	aHost, aPort, _ := net.SplitHostPort(aAddr)
+	bidiModule := ""
+	if bidi {
+		bidiModule = `, "s2s_bidi"` // XEP-0288, not loaded by default
+	}
 	cfg := fmt.Sprintf(`
 run_as_root = true
 pidfile = %[1]q
@@ -64,7 +52,7 @@ interfaces = { "127.0.0.6" }
 s2s_ports = { %[6]d }
 s2s_direct_tls_ports = { }
 c2s_direct_tls_ports = { }
-modules_enabled = { "tls", "dialback", "saslauth", "disco", "ping", "parley_test_routes" }
+modules_enabled = { "tls", "dialback", "saslauth", "disco", "ping", "parley_test_routes"%[13]s }
 modules_disabled = { "c2s", "offline" }
 s2s_require_encryption = true
 s2s_secure_auth = %[7]t
@@ -72,7 +60,7 @@ parley_test_routes = { ["a.test"] = { %[8]q, %[9]s } }
 ssl = { certificate = %[10]q, key = %[11]q, cafile = %[12]q }
 VirtualHost "p.test"
 `, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "certs"), plugins,
-		filepath.Join(dir, "prosody.log"), port, secureAuth, aHost, aPort, crtPath, keyPath, caPath)
+		filepath.Join(dir, "prosody.log"), port, secureAuth, aHost, aPort, crtPath, keyPath, caPath, bidiModule)
 	cfgPath := filepath.Join(dir, "prosody.cfg.lua")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -107,7 +95,7 @@ VirtualHost "p.test"
 	}
 }
 
-func prosodyInterop(t *testing.T, secure bool) {
+func prosodyInterop(t *testing.T, secure, bidi bool) {
 	ca := newCA(t)
 	lnA := listen(t, "127.0.0.2")
 	var certA, certP tls.Certificate
@@ -116,7 +104,7 @@ func prosodyInterop(t *testing.T, secure bool) {
 	} else {
 		certA, certP = ca.issue(t, "a.test", "other-a.example"), ca.issue(t, "p.test", "other-p.example")
 	}
-	pAddr := startProsody(t, ca, certP, secure, lnA.Addr().String())
+	pAddr := startProsody(t, ca, certP, secure, bidi, lnA.Addr().String())
 	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: certA, requireValidCerts: secure,
 		routes: map[string][]string{"p.test": {pAddr}}})
 	alice := a.bind(t, "alice@a.test/x")
@@ -138,10 +126,25 @@ func prosodyInterop(t *testing.T, secure bool) {
 	if secure {
 		mech, out = "EXTERNAL", `msg="authenticated with SASL EXTERNAL"`
 	}
+	waitLog(t, a, out, 5*time.Second) // Parley → Prosody
+	if bidi {
+		waitLog(t, a, "requested bidirectional stream", time.Second)
+		// With certificates Prosody answers on our stream and never opens
+		// one of its own. With dialback it must connect to a.test to
+		// verify our key, and Prosody authenticates that connection too.
+		if secure && (lnA.accepted() != 0 || strings.Contains(a.logs.String(), "mechanism="+mech+" remote=p.test")) {
+			t.Fatalf("Prosody opened %d connections to a.test despite bidi", lnA.accepted())
+		}
+		t.Logf("parley <-> prosody federation works with %s over one bidirectional stream", mech)
+		return
+	}
 	waitLog(t, a, "mechanism="+mech+" remote=p.test", 5*time.Second) // Prosody → Parley
-	waitLog(t, a, out, 5*time.Second)                                // Parley → Prosody
 	t.Logf("parley <-> prosody federation works with %s", mech)
 }
 
-func TestProsodyInteropSASLExternal(t *testing.T) { prosodyInterop(t, true) }
-func TestProsodyInteropDialback(t *testing.T)     { prosodyInterop(t, false) }
+func TestProsodyInteropSASLExternal(t *testing.T) { prosodyInterop(t, true, false) }
+func TestProsodyInteropDialback(t *testing.T)     { prosodyInterop(t, false, false) }
+func TestProsodyInteropBidiSASLExternal(t *testing.T) {
+	prosodyInterop(t, true, true)
+}
+func TestProsodyInteropBidiDialback(t *testing.T) { prosodyInterop(t, false, true) }
