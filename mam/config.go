@@ -47,7 +47,13 @@ type Config struct {
 	// DefaultPolicy is the XEP-0441 default for users who never set
 	// preferences: "always" (when empty), "roster" or "never".
 	DefaultPolicy string
-	Logger        *slog.Logger
+	// Fulltext enables XEP-0431 full-text search: the query form offers
+	// the {urn:xmpp:fulltext:0}fulltext field and accounts advertise
+	// urn:xmpp:fulltext:0. The storage indexes plain message bodies
+	// either way (never encrypted messages), so turning it on needs no
+	// reindexing.
+	Fulltext bool
+	Logger   *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

@@ -21,6 +21,7 @@ const (
 	NSExtended = "urn:xmpp:mam:2#extended"
 	NSForward  = "urn:xmpp:forward:0"
 	NSRSM      = "http://jabber.org/protocol/rsm"
+	NSFulltext = "urn:xmpp:fulltext:0" // XEP-0431
 	nsCarbons  = "urn:xmpp:carbons:2"
 )
 
@@ -67,6 +68,9 @@ func (m *Module) Name() string { return "mam" }
 func (m *Module) Register(r *module.Registry) error {
 	m.reg = r
 	r.AccountFeature(NS, NSExtended, xep.NSSID)
+	if m.cfg.Fulltext {
+		r.AccountFeature(NSFulltext)
+	}
 	r.Feature(xep.NSSID)
 	r.Outbound(m.outbound)
 	r.Inbound(m.inbound)

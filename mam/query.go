@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -19,6 +20,12 @@ import (
 )
 
 const nsXDataValidate = "http://jabber.org/protocol/xdata-validate"
+
+// fulltextField is the XEP-0431 search field of the query form.
+const fulltextField = "{" + NSFulltext + "}fulltext"
+
+// maxFulltext bounds the search text of one query (in bytes).
+const maxFulltext = 1024
 
 // ownArchive checks that the requester is the archive's owner (XEP-0313
 // §9.1: a user's archive is the user's alone).
@@ -38,7 +45,7 @@ func (m *Module) handleQuery(ctx context.Context, ev *module.Event) (*wire.Eleme
 		return nil, err
 	}
 	if ev.Stanza.Type == "get" {
-		return queryForm(), nil
+		return queryForm(m.cfg.Fulltext), nil
 	}
 	q := ev.Stanza.Tree().FirstElement()
 	aq, flip, err := m.parseQuery(q)
@@ -138,6 +145,14 @@ func (m *Module) parseQuery(q *wire.Element) (aq storage.ArchiveQuery, flip bool
 				if len(values) > 0 {
 					aq.IDs = values
 				}
+			case fulltextField:
+				if !m.cfg.Fulltext {
+					return aq, false, module.Errorf(wire.ErrFeatureNotImplemented, "full-text search is not enabled on this server")
+				}
+				if len(single) > maxFulltext {
+					return aq, false, module.Errorf(wire.ErrPolicyViolation, "the search text is longer than %d bytes", maxFulltext)
+				}
+				aq.Fulltext = strings.TrimSpace(single)
 			default:
 				return aq, false, module.Errorf(wire.ErrFeatureNotImplemented, "unsupported field %q", name)
 			}
@@ -151,8 +166,17 @@ func (m *Module) parseQuery(q *wire.Element) (aq storage.ArchiveQuery, flip bool
 			}
 			aq.Max = min(n, m.cfg.MaxPageSize)
 		}
-		if set.Child(NSRSM, "index") != nil {
-			return aq, false, module.Errorf(wire.ErrFeatureNotImplemented, "RSM <index/> is not supported; page with <after/> or <before/>")
+		if ix := set.Child(NSRSM, "index"); ix != nil {
+			n, err := strconv.Atoi(strings.TrimSpace(ix.Text()))
+			if err != nil || n < 0 {
+				return aq, false, module.Errorf(wire.ErrBadRequest, "RSM <index/> must be a non-negative integer")
+			}
+			if set.Child(NSRSM, "after") != nil || set.Child(NSRSM, "before") != nil {
+				return aq, false, module.Errorf(wire.ErrBadRequest, "RSM <index/> cannot be combined with <after/> or <before/>")
+			}
+			// XEP-0059 §2.5: the page that starts at this position of the
+			// result set (an OFFSET: cost grows with the index).
+			aq.Index = n
 		}
 		if a := set.Child(NSRSM, "after"); a != nil {
 			if a.Text() == "" {
@@ -171,8 +195,9 @@ func (m *Module) parseQuery(q *wire.Element) (aq storage.ArchiveQuery, flip bool
 	return aq, q.Child(NS, "flip-page") != nil, nil
 }
 
-// queryForm is the form of supported fields (§4.1.5).
-func queryForm() *wire.Element {
+// queryForm is the form of supported fields (§4.1.5), with the XEP-0431
+// search field when fulltext is enabled.
+func queryForm(fulltext bool) *wire.Element {
 	x := wire.NewElement(xep.NSDataForms, "x", "type", "form")
 	x.Add(wire.NewElement(xep.NSDataForms, "field", "type", "hidden", "var", "FORM_TYPE").
 		Add(wire.NewElement(xep.NSDataForms, "value").AddText(NS)))
@@ -183,6 +208,9 @@ func queryForm() *wire.Element {
 	x.Add(wire.NewElement(xep.NSDataForms, "field", "type", "list-multi", "var", "ids").
 		Add(wire.NewElement(nsXDataValidate, "validate", "datatype", "xs:string").
 			Add(wire.NewElement(nsXDataValidate, "open"))))
+	if fulltext {
+		x.Add(wire.NewElement(xep.NSDataForms, "field", "type", "text-single", "var", fulltextField, "label", "Search text"))
+	}
 	return wire.NewElement(NS, "query").Add(x)
 }
 

@@ -96,6 +96,8 @@ type MAMConfig struct {
 	DefaultPolicy string `mapstructure:"default_policy"`
 	// MaxPageSize caps the results of one query.
 	MaxPageSize int `mapstructure:"max_page_size"`
+	// Fulltext offers XEP-0431 full-text search in archive queries.
+	Fulltext bool `mapstructure:"fulltext"`
 }
 
 // TLSConfig names the certificate and key. Both empty: a self-signed ECDSA

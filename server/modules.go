@@ -99,6 +99,7 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 			DedupWindow:   cfg.MAM.DedupWindow,
 			DefaultPolicy: cfg.MAM.DefaultPolicy,
 			MaxPageSize:   cfg.MAM.MaxPageSize,
+			Fulltext:      cfg.MAM.Fulltext,
 			Logger:        log,
 		}, store, store, store),
 		carbons.New(carbons.Config{Logger: log}),

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"errors"
 	"math/big"
 	"sync"
 	"time"
@@ -37,9 +38,10 @@ type ArchivedMessage struct {
 // ArchiveQuery selects and pages messages of one archive. Results are
 // always in archive order: ascending (Timestamp, ID).
 //
-// The filter (With, WithResource, Start, End, AfterID, BeforeID, IDs)
-// defines the result set; Count and FirstIndex refer to it. The paging
-// fields (PageAfter, PageBefore, Last, Max) pick one page of that set.
+// The filter (With, WithResource, Start, End, AfterID, BeforeID, IDs,
+// Fulltext) defines the result set; Count and FirstIndex refer to it. The
+// paging fields (PageAfter, PageBefore, Last, Index, Max) pick one page of
+// that set.
 type ArchiveQuery struct {
 	With         string    // bare JID of the other party; "" for any
 	WithResource string    // with With: only this resource of it
@@ -47,6 +49,12 @@ type ArchiveQuery struct {
 	AfterID      string    // only messages after this one (exclusive)
 	BeforeID     string    // only messages before this one (exclusive)
 	IDs          []string  // only these messages (nil: no restriction)
+	// Fulltext (XEP-0431), when not blank, keeps the messages whose
+	// searchable text contains every whitespace-separated word of it,
+	// case-insensitively. Searchable text is the plain <body/> of a
+	// message; messages with end-to-end encryption (OMEMO, OpenPGP) are
+	// never indexed and never match.
+	Fulltext string
 
 	// PageAfter returns the page after this message (forward paging).
 	PageAfter string
@@ -55,9 +63,25 @@ type ArchiveQuery struct {
 	// Last returns the last page of the result set instead of the first
 	// (RSM <before/>; implied by PageBefore).
 	Last bool
+	// Index, when positive, returns the page that starts at this position
+	// of the result set (RSM <index/>, XEP-0059 §2.5); an empty page when
+	// it is at or beyond Count. It cannot be combined with PageAfter,
+	// PageBefore or Last.
+	Index int
 	// Max is the page size. With Max <= 0 no messages are returned, only
 	// Count.
 	Max int
+}
+
+// Validate reports a query whose paging fields contradict each other.
+func (q ArchiveQuery) Validate() error {
+	if q.Index < 0 {
+		return errors.New("archive query: negative index")
+	}
+	if q.Index > 0 && (q.PageAfter != "" || q.PageBefore != "" || q.Last) {
+		return errors.New("archive query: an index cannot be combined with after, before or last")
+	}
+	return nil
 }
 
 // ArchivePage is one page of an ArchiveQuery.

@@ -172,6 +172,9 @@ func (p *params) add(v any) string {
 // Count, FirstIndex and the page agree even while messages arrive.
 func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
 	var page storage.ArchivePage
+	if err := q.Validate(); err != nil {
+		return page, err
+	}
 	err := s.read(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		page = storage.ArchivePage{}
 		// The filter.
@@ -215,6 +218,9 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 				where = append(where, "id = ANY ("+args.add(ids)+"::text[])")
 			}
 		}
+		if strings.TrimSpace(q.Fulltext) != "" {
+			where = append(where, fulltextFilter(&args, q.Fulltext))
+		}
 		filter := strings.Join(where, " AND ")
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM archive WHERE `+filter, args...).Scan(&page.Count); err != nil {
 			return err
@@ -242,8 +248,9 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			dir = "DESC"
 		}
 		limit := pargs.add(int64(q.Max) + 1)
+		offset := pargs.add(int64(q.Index))
 		rows, err := tx.Query(ctx, `SELECT `+archiveColumns+` FROM archive WHERE `+pwhere+`
-			ORDER BY ts `+dir+`, id `+dir+` LIMIT `+limit, pargs...)
+			ORDER BY ts `+dir+`, id `+dir+` LIMIT `+limit+` OFFSET `+offset, pargs...)
 		if err != nil {
 			return err
 		}

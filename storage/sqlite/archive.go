@@ -190,6 +190,9 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 	if len(q.IDs) > maxArchiveIDs {
 		return page, fmt.Errorf("sqlite: more than %d archive ids in one query", maxArchiveIDs)
 	}
+	if err := q.Validate(); err != nil {
+		return page, err
+	}
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		// The filter.
 		where := []string{"owner = ?"}
@@ -250,6 +253,11 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 				args = append(args, idArgs[1:]...)
 			}
 		}
+		if strings.TrimSpace(q.Fulltext) != "" {
+			w, a := fulltextFilter(owner, q.Fulltext)
+			where = append(where, w)
+			args = append(args, a...)
+		}
 		filter := strings.Join(where, " AND ")
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM archive WHERE `+filter, args...).Scan(&page.Count); err != nil {
 			return err
@@ -283,7 +291,7 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			dir = "DESC"
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT `+archiveColumns+` FROM archive WHERE `+pwhere+`
-			ORDER BY ts `+dir+`, id `+dir+` LIMIT ?`, append(pargs, q.Max+1)...)
+			ORDER BY ts `+dir+`, id `+dir+` LIMIT ? OFFSET ?`, append(pargs, q.Max+1, q.Index)...)
 		if err != nil {
 			return err
 		}

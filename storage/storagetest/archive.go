@@ -3,8 +3,10 @@ package storagetest
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
@@ -26,6 +28,10 @@ func RunArchive(t *testing.T, open ArchiveOpener) {
 	t.Run("Prefs", func(t *testing.T) { testArchivePrefs(t, open) })
 	t.Run("Delete", func(t *testing.T) { testArchiveDelete(t, open) })
 	t.Run("Retention", func(t *testing.T) { testArchiveRetention(t, open) })
+	t.Run("Index", func(t *testing.T) { testArchiveIndex(t, open) })
+	t.Run("Fulltext", func(t *testing.T) { testArchiveFulltext(t, open) })
+	t.Run("FulltextEncrypted", func(t *testing.T) { testArchiveFulltextEncrypted(t, open) })
+	t.Run("FulltextDelete", func(t *testing.T) { testArchiveFulltextDelete(t, open) })
 }
 
 const (
@@ -119,17 +125,21 @@ func testArchiveAppend(t *testing.T, open ArchiveOpener) {
 	}
 }
 
-func testArchivePaging(t *testing.T, open ArchiveOpener) {
-	st := open(t)
-	ctx := t.Context()
-	ids := archFill(t, st, archOwner, 10)
-	archFill(t, st, archRomeo, 3)
-	q := func(q storage.ArchiveQuery) storage.ArchivePage {
+// querier returns a function that queries owner's archive.
+func querier(t *testing.T, st storage.Archive, owner string) func(storage.ArchiveQuery) storage.ArchivePage {
+	return func(q storage.ArchiveQuery) storage.ArchivePage {
 		t.Helper()
-		p, err := st.QueryArchive(ctx, archOwner, q)
+		p, err := st.QueryArchive(t.Context(), owner, q)
 		must(t, "QueryArchive", err)
 		return p
 	}
+}
+
+func testArchivePaging(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ids := archFill(t, st, archOwner, 10)
+	archFill(t, st, archRomeo, 3)
+	q := querier(t, st, archOwner)
 	wantPage(t, "first page", q(storage.ArchiveQuery{Max: 4}), ids[0:4], false, 10, 0)
 	wantPage(t, "second page", q(storage.ArchiveQuery{Max: 4, PageAfter: ids[3]}), ids[4:8], false, 10, 4)
 	wantPage(t, "third page", q(storage.ArchiveQuery{Max: 4, PageAfter: ids[7]}), ids[8:10], true, 10, 8)
@@ -347,4 +357,197 @@ func testArchiveRetention(t *testing.T, open ArchiveOpener) {
 	if slices.Contains(a, id) {
 		t.Fatalf("ID %s reused", id)
 	}
+}
+
+// testArchiveIndex: RSM <index/> page jumps (XEP-0059 §2.5).
+func testArchiveIndex(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	ids := archFill(t, st, archOwner, 10)
+	archFill(t, st, archRomeo, 3)
+	q := querier(t, st, archOwner)
+	wantPage(t, "index 0", q(storage.ArchiveQuery{Max: 3, Index: 0}), ids[0:3], false, 10, 0)
+	wantPage(t, "index 4", q(storage.ArchiveQuery{Max: 3, Index: 4}), ids[4:7], false, 10, 4)
+	wantPage(t, "index 7 exact fit", q(storage.ArchiveQuery{Max: 3, Index: 7}), ids[7:10], true, 10, 7)
+	wantPage(t, "index 8 short", q(storage.ArchiveQuery{Max: 3, Index: 8}), ids[8:10], true, 10, 8)
+	wantPage(t, "index at count", q(storage.ArchiveQuery{Max: 3, Index: 10}), nil, true, 10, 0)
+	wantPage(t, "index beyond count", q(storage.ArchiveQuery{Max: 3, Index: 99}), nil, true, 10, 0)
+	// Within a filter: positions in the filtered set.
+	wantPage(t, "filtered index", q(storage.ArchiveQuery{With: archNurse, Max: 2, Index: 3}), []string{ids[7], ids[9]}, true, 5, 3)
+	wantPage(t, "filter and index", q(storage.ArchiveQuery{AfterID: ids[1], Max: 2, Index: 1}), ids[3:5], false, 8, 1)
+	p := q(storage.ArchiveQuery{Max: 0, Index: 2})
+	if len(p.Messages) != 0 || p.Count != 10 {
+		t.Errorf("max 0 with index: %d messages, count %d", len(p.Messages), p.Count)
+	}
+	for name, bad := range map[string]storage.ArchiveQuery{
+		"negative":    {Index: -1},
+		"with after":  {Index: 2, PageAfter: ids[0]},
+		"with before": {Index: 2, PageBefore: ids[5]},
+		"with last":   {Index: 2, Last: true},
+	} {
+		bad.Max = 3
+		if _, err := st.QueryArchive(ctx, archOwner, bad); err == nil {
+			t.Errorf("index %s: no error", name)
+		}
+	}
+}
+
+// archMessage appends one message with the given raw stanza.
+func archMessage(t *testing.T, st storage.Archive, owner, with string, sec int, raw string) string {
+	t.Helper()
+	id, err := st.AppendArchive(t.Context(), owner, storage.ArchivedMessage{
+		With: with, Timestamp: stamp(sec), FromFull: with + "/r", Raw: []byte(raw)})
+	must(t, "AppendArchive", err)
+	return id
+}
+
+func fulltextIDs(t *testing.T, st storage.Archive, owner string, q storage.ArchiveQuery) storage.ArchivePage {
+	t.Helper()
+	if q.Max == 0 {
+		q.Max = 100
+	}
+	p, err := st.QueryArchive(t.Context(), owner, q)
+	must(t, "QueryArchive "+q.Fulltext, err)
+	return p
+}
+
+// testArchiveFulltext: XEP-0431 searches in <body/> text, every word,
+// case-insensitively, within one archive, combined with the other filters
+// and paging.
+func testArchiveFulltext(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	var ids []string
+	for i, raw := range []string{
+		"<message type='chat' id='1'><body>Wherefore art thou Romeo?</body></message>",
+		"<message type='chat' id='2'><body xml:lang='en'>Deny thy FATHER and refuse thy name</body></message>",
+		"<message xmlns='jabber:client' type='chat' id='3'><body>Romeo &amp; Juliet — a tale of woe</body></message>",
+		"<message type='chat' id='4'><subject>romeo</subject><thread>romeo</thread></message>",
+		"<message type='chat' id='5'><body>Что в имени? То, что зовём мы розой</body></message>",
+		"<message type='chat' id='6'><body>parting is such sweet sorrow</body><html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'><p>parting</p></body></html></message>",
+		"<message type='chat' id='7'><body>ROMEO, ROMEO</body></message>",
+		"<message type='chat' id='8'><body>a rose by any other name</body><body xml:lang='de'>eine Rose</body></message>",
+	} {
+		with := archRomeo
+		if i%2 == 1 {
+			with = archNurse
+		}
+		ids = append(ids, archMessage(t, st, archOwner, with, i*60, raw))
+	}
+	// Another archive with the same words.
+	archMessage(t, st, archRomeo, archOwner, 0, "<message type='chat'><body>Romeo wherefore name rose</body></message>")
+
+	cases := []struct {
+		name string
+		q    storage.ArchiveQuery
+		want []string
+	}{
+		{"one word", storage.ArchiveQuery{Fulltext: "romeo"}, []string{ids[0], ids[2], ids[6]}},
+		{"case", storage.ArchiveQuery{Fulltext: "Father"}, []string{ids[1]}},
+		{"every word", storage.ArchiveQuery{Fulltext: "romeo  juliet"}, []string{ids[2]}},
+		{"not all words", storage.ArchiveQuery{Fulltext: "romeo sorrow"}, nil},
+		{"punctuation ignored", storage.ArchiveQuery{Fulltext: "romeo?"}, []string{ids[0], ids[2], ids[6]}},
+		{"entity decoded", storage.ArchiveQuery{Fulltext: "tale woe"}, []string{ids[2]}},
+		{"not in subject", storage.ArchiveQuery{Fulltext: "thread"}, nil},
+		{"cyrillic", storage.ArchiveQuery{Fulltext: "РОЗОЙ"}, []string{ids[4]}},
+		{"second body", storage.ArchiveQuery{Fulltext: "eine"}, []string{ids[7]}},
+		{"whole words", storage.ArchiveQuery{Fulltext: "rom"}, nil},
+		{"no words", storage.ArchiveQuery{Fulltext: "?!"}, nil},
+		{"syntax is text", storage.ArchiveQuery{Fulltext: `"name" OR NOT* (rose`}, nil},
+		{"with", storage.ArchiveQuery{Fulltext: "romeo", With: archRomeo}, []string{ids[0], ids[2], ids[6]}},
+		{"with other", storage.ArchiveQuery{Fulltext: "name", With: archNurse}, []string{ids[1], ids[7]}},
+		{"time", storage.ArchiveQuery{Fulltext: "romeo", Start: stamp(60), End: stamp(300)}, []string{ids[2]}},
+		{"after-id", storage.ArchiveQuery{Fulltext: "romeo", AfterID: ids[2]}, []string{ids[6]}},
+		{"ids", storage.ArchiveQuery{Fulltext: "name", IDs: []string{ids[0], ids[1]}}, []string{ids[1]}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			wantPage(t, c.name, fulltextIDs(t, st, archOwner, c.q), c.want, true, len(c.want), 0)
+		})
+	}
+	// Blank text is no filter.
+	wantPage(t, "blank", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: " \t"}), ids, true, len(ids), 0)
+	// Paging, count and index refer to the matches.
+	p := fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "romeo", Max: 2})
+	wantPage(t, "first page", p, []string{ids[0], ids[2]}, false, 3, 0)
+	p = fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "romeo", Max: 2, PageAfter: p.Messages[1].ID})
+	wantPage(t, "next page", p, []string{ids[6]}, true, 3, 2)
+	wantPage(t, "last page", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "romeo", Max: 1, Last: true}),
+		[]string{ids[6]}, false, 3, 2)
+	wantPage(t, "index", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "romeo", Max: 1, Index: 1}),
+		[]string{ids[2]}, false, 3, 1)
+	// Only the owner's archive.
+	p = fulltextIDs(t, st, archRomeo, storage.ArchiveQuery{Fulltext: "wherefore"})
+	if p.Count != 1 || len(p.Messages) != 1 || p.Messages[0].Owner != archRomeo {
+		t.Fatalf("other archive: %+v", p)
+	}
+}
+
+// testArchiveFulltextEncrypted: end-to-end encrypted messages are never
+// indexed, whatever their fallback <body/> says.
+func testArchiveFulltextEncrypted(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	plain := archMessage(t, st, archOwner, archRomeo, 0, "<message type='chat'><body>secret plan in plain text</body></message>")
+	for i, raw := range []string{
+		// OMEMO (legacy namespace), with the usual fallback body.
+		`<message type='chat'><body>I sent you an OMEMO encrypted message but your client doesn't seem to support that. secret</body>` +
+			`<encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'><key rid='2'>a2V5</key><iv>aXY=</iv></header><payload>cGF5</payload></encrypted>` +
+			`<encryption xmlns='urn:xmpp:eme:0' namespace='eu.siacs.conversations.axolotl'/><store xmlns='urn:xmpp:hints'/></message>`,
+		// OMEMO 2 (urn:xmpp:omemo:2).
+		`<message type='chat'><encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'><keys jid='a@b'><key rid='2'>a2V5</key></keys></header><payload>cGF5</payload></encrypted><body>secret</body></message>`,
+		// A prefixed element whose namespace the stanza does not declare.
+		`<message type='chat'><body>secret</body><o:encrypted><payload>cGF5</payload></o:encrypted></message>`,
+		// OpenPGP for XMPP and legacy PGP.
+		`<message type='chat'><openpgp xmlns='urn:xmpp:openpgp:0'>b3Blbg==</openpgp><body>secret</body></message>`,
+		`<message type='chat'><body>secret</body><x xmlns='jabber:x:encrypted'>cGdw</x></message>`,
+	} {
+		archMessage(t, st, archOwner, archRomeo, 60*(i+1), raw)
+	}
+	p := fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "secret"})
+	wantPage(t, "only the plain message", p, []string{plain}, true, 1, 0)
+	for _, word := range []string{"omemo", "support", "a2V5", "cGF5", "payload"} {
+		wantPage(t, word, fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: word}), nil, true, 0, 0)
+	}
+	// Still archived and found without a search.
+	if p := fulltextIDs(t, st, archOwner, storage.ArchiveQuery{}); p.Count != 6 {
+		t.Fatalf("archive holds %d messages, want 6", p.Count)
+	}
+}
+
+// testArchiveFulltextDelete: deleted messages leave the index (account
+// deletion, retention), and what stays is still found.
+func testArchiveFulltextDelete(t *testing.T, open ArchiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	archMessage(t, st, archOwner, archRomeo, 0, "<message><body>early lark</body></message>")
+	late := archMessage(t, st, archOwner, archRomeo, 600, "<message><body>late lark</body></message>")
+	archMessage(t, st, archNurse, archRomeo, 0, "<message><body>nurse lark</body></message>")
+	n, err := st.DeleteArchiveBefore(ctx, stamp(300), 0)
+	must(t, "DeleteArchiveBefore", err)
+	if n != 2 {
+		t.Fatalf("retention deleted %d, want 2", n)
+	}
+	wantPage(t, "after retention", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "lark"}), []string{late}, true, 1, 0)
+	must(t, "DeleteArchive", st.DeleteArchive(ctx, archOwner))
+	wantPage(t, "after deletion", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "lark"}), nil, true, 0, 0)
+	// Messages stored again after deletion are indexed.
+	again := archMessage(t, st, archOwner, archRomeo, 900, "<message><body>lark again</body></message>")
+	wantPage(t, "new message", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "lark"}), []string{again}, true, 1, 0)
+}
+
+// MigrationsBefore returns the migrations of fsys (named as
+// storage.LoadMigrations wants) older than version: a schema as an older
+// Parley left it, to test what a newer migration does to existing data.
+func MigrationsBefore(t testing.TB, fsys fs.FS, version int) fs.FS {
+	t.Helper()
+	ms, err := storage.LoadMigrations(fsys, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fstest.MapFS{}
+	for _, m := range ms {
+		if m.Version < version {
+			out[m.Name] = &fstest.MapFile{Data: []byte(m.SQL)}
+		}
+	}
+	return out
 }

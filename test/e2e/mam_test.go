@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -142,5 +143,95 @@ func TestEncryptedPayloadByteForByte(t *testing.T) {
 	m = a2.Expect("offline encrypted message", func(s *wire.Stanza) bool { return s.ID == "e2" })
 	if !strings.Contains(string(m.Raw), enc) {
 		t.Fatalf("offline payload changed: %s", m.Raw)
+	}
+}
+
+// mamPage runs a MAM query and returns the bodies of its results and its
+// <fin/>.
+func mamPage(t *testing.T, c *testserver.Client, id, inner string) ([]string, *wire.Element) {
+	t.Helper()
+	c.Send("<iq type='set' id='%s'><query xmlns='urn:xmpp:mam:2' queryid='%s'>%s</query></iq>", id, id, inner)
+	var bodies []string
+	for {
+		s := c.Expect("mam result or fin "+id, func(s *wire.Stanza) bool {
+			return s.ID == id || (s.Child(nsMAM, "result") != nil && s.Child(nsMAM, "result").AttrValue("queryid") == id)
+		})
+		if s.ID == id {
+			if s.Type != "result" {
+				t.Fatalf("query %s: %s", id, s.Raw)
+			}
+			return bodies, s.Child(nsMAM, "fin")
+		}
+		msg := s.Child(nsMAM, "result").Child(nsForward, "forwarded").Child(wire.NSClient, "message")
+		bodies = append(bodies, msg.ChildText(wire.NSClient, "body"))
+	}
+}
+
+const nsRSM = "http://jabber.org/protocol/rsm"
+
+// TestMAMFulltextSearch (XEP-0431) over a real socket: the form offers
+// the field, a search finds plain messages in both directions and never
+// an OMEMO message whose fallback body has the word, and RSM <index/>
+// jumps within the matches with <count/> and <first index/> consistent.
+func TestMAMFulltextSearch(t *testing.T) {
+	ts := testserver.Start(t, func(c *server.Config) { c.MAM.Fulltext = true })
+	alice := ts.AddUser("alice", "pw1")
+	ts.AddUser("bob", "pw2")
+	a := ts.Login("alice", "pw1", "phone")
+	b := ts.Login("bob", "pw2", "desk")
+	a.Send("<presence/>")
+	b.Send("<presence/>")
+
+	r := a.IQ("d1", "<iq type='get' id='d1' to='%s'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", alice)
+	if !strings.Contains(string(r.Raw), "urn:xmpp:fulltext:0") {
+		t.Fatalf("account disco lacks urn:xmpp:fulltext:0: %s", r.Raw)
+	}
+	r = a.IQ("f1", "<iq type='get' id='f1'><query xmlns='urn:xmpp:mam:2'/></iq>")
+	if !strings.Contains(string(r.Raw), "{urn:xmpp:fulltext:0}fulltext") {
+		t.Fatalf("form lacks the fulltext field: %s", r.Raw)
+	}
+
+	b.Send("<message to='%s' type='chat' id='p1'><body>Shall we picnic by the river?</body></message>", alice)
+	a.Expect("p1", isMsg("Shall we picnic by the river?"))
+	b.Send("<message to='%s' type='chat' id='e1'><body>I sent you an OMEMO encrypted message: picnic</body>"+
+		"<encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'><keys jid='%s'><key rid='2'>a2V5</key></keys></header><payload>cGljbmlj</payload></encrypted>"+
+		"<store xmlns='urn:xmpp:hints'/></message>", alice, alice)
+	a.Expect("e1", func(s *wire.Stanza) bool { return s.ID == "e1" })
+	a.Send("<message to='bob@%s' type='chat' id='p2'><body>Yes! A picnic, RIVER side</body></message>", ts.Domain)
+	b.Expect("p2", isMsg("Yes! A picnic, RIVER side"))
+	b.Send("<message to='%s' type='chat' id='p3'><body>bring bread</body></message>", alice)
+	a.Expect("p3", isMsg("bring bread"))
+
+	field := func(text string) string {
+		return "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field>" +
+			"<field var='{urn:xmpp:fulltext:0}fulltext'><value>" + text + "</value></field></x>"
+	}
+	bodies, fin := mamPage(t, a, "s1", field("picnic river"))
+	if strings.Join(bodies, "|") != "Shall we picnic by the river?|Yes! A picnic, RIVER side" || fin.AttrValue("complete") != "true" ||
+		fin.Child(nsRSM, "set").ChildText(nsRSM, "count") != "2" {
+		t.Fatalf("search: %q %s", bodies, fin.AppendXML(nil, ""))
+	}
+	bodies, fin = mamPage(t, a, "s2", field("omemo"))
+	if len(bodies) != 0 || fin.Child(nsRSM, "set").ChildText(nsRSM, "count") != "0" {
+		t.Fatalf("the encrypted message's fallback body was searchable: %q", bodies)
+	}
+	// Everything is still archived: 4 messages; index 2 of them is "Yes! …".
+	bodies, fin = mamPage(t, a, "s3", "<set xmlns='"+nsRSM+"'><max>1</max><index>2</index></set>")
+	set := fin.Child(nsRSM, "set")
+	if strings.Join(bodies, "|") != "Yes! A picnic, RIVER side" || set.ChildText(nsRSM, "count") != "4" ||
+		set.Child(nsRSM, "first").AttrValue("index") != "2" {
+		t.Fatalf("index 2: %q %s", bodies, fin.AppendXML(nil, ""))
+	}
+	// Page jump within the matches.
+	bodies, fin = mamPage(t, a, "s4", field("picnic")+"<set xmlns='"+nsRSM+"'><max>5</max><index>1</index></set>")
+	set = fin.Child(nsRSM, "set")
+	if strings.Join(bodies, "|") != "Yes! A picnic, RIVER side" || set.ChildText(nsRSM, "count") != "2" ||
+		set.Child(nsRSM, "first").AttrValue("index") != "1" || fin.AttrValue("complete") != "true" {
+		t.Fatalf("index within matches: %q %s", bodies, fin.AppendXML(nil, ""))
+	}
+	// Bob's archive has his own copies; alice's search never sees others'.
+	bodies, _ = mamPage(t, b, "s5", field("bread"))
+	if strings.Join(bodies, "|") != "bring bread" {
+		t.Fatalf("bob's search: %q", bodies)
 	}
 }

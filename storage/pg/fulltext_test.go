@@ -1,0 +1,92 @@
+package pg
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/storagetest"
+)
+
+// TestFulltextBackfill: the migration indexes the messages archived
+// before it, in every partition, never the encrypted ones; an insert
+// through a session whose search_path lacks the schema is indexed too.
+func TestFulltextBackfill(t *testing.T) {
+	dsn := needPostgres(t)
+	schema := newSchema(t, dsn)
+	ctx := context.Background()
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.RuntimeParams["search_path"] = quoteIdent(schema)
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := migrate(ctx, conn, storagetest.MigrationsBefore(t, embeddedMigrations(), 9)); err != nil {
+		t.Fatal(err)
+	}
+	for i, raw := range []string{
+		"<message><body>old swallow one</body></message>",
+		"<message><body>swallow</body><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>",
+		"<message><body>old swallow two</body></message>",
+	} {
+		// 2023-01 has no partition: the default one holds it.
+		if _, err := conn.Exec(ctx, `INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+			VALUES ('a@example.org', '2023-01-01T00:00:00Z'::timestamptz + $1 * interval '1 minute', $2, 'b@example.org', '', '', 'b@example.org/r', $3)`,
+			i, storage.NewArchiveID(time.Date(2023, 1, 1, 0, i, 0, 0, time.UTC)), []byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := Open(ctx, Config{DSN: dsn, Schema: schema, MaxConns: 2, Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := st.QueryArchive(ctx, "a@example.org", storage.ArchiveQuery{Fulltext: "swallow", Max: 10})
+	if err != nil || p.Count != 2 {
+		t.Fatalf("after the migration: %+v %v", p, err)
+	}
+	// Another search_path: the trigger still finds its function.
+	if _, err := conn.Exec(ctx, `SET search_path = pg_catalog`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO `+quoteIdent(schema)+`.archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+		VALUES ('a@example.org', now(), $1, 'b@example.org', '', '', 'b@example.org/r', '<message><body>new swallow</body></message>')`,
+		storage.NewArchiveID(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	p, err = st.QueryArchive(ctx, "a@example.org", storage.ArchiveQuery{Fulltext: "swallow", Max: 10})
+	if err != nil || p.Count != 3 {
+		t.Fatalf("after an insert with another search_path: %+v %v", p, err)
+	}
+}
+
+// TestFulltextNeverFailsInsert: whatever the bytes, indexing does not make
+// an insert fail.
+func TestFulltextNeverFailsInsert(t *testing.T) {
+	st := openTest(t)
+	ctx := context.Background()
+	big := make([]byte, 0, 3<<20)
+	big = append(big, "<message><body>"...)
+	for len(big) < 3<<20-20 {
+		big = append(big, "w"...)
+		big = append(big, byte('a'+len(big)%26), byte('a'+len(big)/26%26), byte('a'+len(big)/676%26), ' ')
+	}
+	big = append(big, "</body></message>"...)
+	for name, raw := range map[string][]byte{
+		"not UTF-8":   []byte("<message><body>\xff\xfe bad</body></message>"),
+		"huge":        big,
+		"NUL":         []byte("<message><body>a\x00b</body></message>"),
+		"half a body": []byte("<message><body>"),
+	} {
+		if _, err := st.AppendArchive(ctx, "a@example.org", storage.ArchivedMessage{With: "b@example.org", Raw: raw}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
