@@ -49,6 +49,14 @@ type session struct {
 	inactive  bool           // XEP-0352
 	held      []*wire.Stanza // CSI: held while inactive, latest per key
 
+	// ackWait has one timer per OnAckOverdue hook, running while an <r/>
+	// is outstanding; overdue marks the hooks whose time ran out. ackGen
+	// changes whenever they are reset, so a timer that fires late does
+	// nothing.
+	ackWait []*time.Timer
+	overdue []bool
+	ackGen  uint64
+
 	flags     atomic.Uint32
 	closeOnce sync.Once
 }
@@ -125,7 +133,38 @@ func (s *session) SetFlags(set, clear module.Flags) {
 
 // Close ends the session's stream with err (nil for a plain close). It is
 // safe to call from any goroutine, more than once.
+//
+// A session that a new bind of the same full JID replaced in the router
+// (RFC 6120 §7.7.2.2, the caller closes it with <conflict/>) is ended for
+// good at once: it can no longer be resumed, what it did not get
+// acknowledged is stored offline, and OnUnbound runs before Close returns,
+// so modules drop its state before the new session's OnBound.
 func (s *session) Close(err *wire.StreamError) {
+	if s.replaced() {
+		s.srv.replaced(s, err)
+		return
+	}
+	s.closeStream(err)
+}
+
+// replaced reports whether s is still running although the router binds
+// another session to its full JID.
+func (s *session) replaced() bool {
+	if s.srv == nil || s.srv.router == nil {
+		return false
+	}
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		return false
+	}
+	cur := s.srv.router.Session(s.jid)
+	return cur != nil && cur != module.Session(s)
+}
+
+// closeStream queues the end of the stream behind what is queued.
+func (s *session) closeStream(err *wire.StreamError) {
 	s.closeOnce.Do(func() {
 		select {
 		case s.out <- outItem{close: true, err: err}:
@@ -211,8 +250,11 @@ func (s *session) writeOne(st *wire.Stanza, broken bool) bool {
 		t.close()
 		return true
 	}
-	if q != nil && q.Len() >= ackEvery {
-		s.requestAck(t)
+	if q != nil {
+		s.stillOverdue(st)
+		if q.Len() >= ackEvery {
+			s.requestAck(t)
+		}
 	}
 	return false
 }
@@ -225,8 +267,79 @@ func (s *session) requestAck(t transport) {
 		return
 	}
 	s.rPending = true
+	s.armAckWaitLocked()
 	s.mu.Unlock()
 	_ = t.writeRaw([]byte("<r xmlns='" + sm.NS + "'/>"))
+}
+
+// armAckWaitLocked starts the OnAckOverdue timers for an <r/> being sent.
+// Caller holds mu.
+func (s *session) armAckWaitLocked() {
+	hooks := s.srv.reg.AckOverdueHooks()
+	if len(hooks) == 0 {
+		return
+	}
+	if s.ackWait == nil {
+		s.ackWait, s.overdue = make([]*time.Timer, len(hooks)), make([]bool, len(hooks))
+	}
+	gen := s.ackGen
+	for i, h := range hooks {
+		if s.ackWait[i] == nil && !s.overdue[i] {
+			s.ackWait[i] = time.AfterFunc(h.After, func() { s.ackOverdue(i, h, gen) })
+		}
+	}
+}
+
+// clearAckWaitLocked stops the OnAckOverdue timers and forgets overdue
+// state: the client answered, or the session hibernated or ended. Caller
+// holds mu.
+func (s *session) clearAckWaitLocked() {
+	s.ackGen++
+	for i, t := range s.ackWait {
+		if t != nil {
+			t.Stop()
+			s.ackWait[i] = nil
+		}
+		s.overdue[i] = false
+	}
+}
+
+// ackOverdue runs when hook i's time for an answer to <r/> ran out.
+func (s *session) ackOverdue(i int, h module.AckOverdueHook, gen uint64) {
+	s.mu.Lock()
+	if gen != s.ackGen || s.ended || s.t == nil || !s.rPending || s.smq == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.ackWait[i] = nil
+	s.overdue[i] = true
+	q := s.smq
+	s.mu.Unlock()
+	items := q.Unacked()
+	if len(items) == 0 {
+		return
+	}
+	sts := make([]*wire.Stanza, len(items))
+	for j, it := range items {
+		sts[j] = it.St
+	}
+	h.F(context.Background(), s, sts)
+}
+
+// stillOverdue passes st, just sent, to the OnAckOverdue hooks whose ack
+// request is overdue.
+func (s *session) stillOverdue(st *wire.Stanza) {
+	s.mu.Lock()
+	var late []module.AckOverdueHook
+	for i, o := range s.overdue {
+		if o {
+			late = append(late, s.srv.reg.AckOverdueHooks()[i])
+		}
+	}
+	s.mu.Unlock()
+	for _, h := range late {
+		h.F(context.Background(), s, []*wire.Stanza{st})
+	}
 }
 
 // armAckRequest asks for an ack after a quiet period when stanzas are
@@ -256,6 +369,7 @@ func (s *session) handleAck(h uint32) error {
 	s.mu.Lock()
 	q := s.smq
 	s.rPending = false
+	s.clearAckWaitLocked()
 	s.mu.Unlock()
 	if q == nil {
 		return nil

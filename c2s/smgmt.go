@@ -230,8 +230,9 @@ func (c *conn) writeNonza(b string) error {
 // resumable session after an unclean end, otherwise terminates it.
 func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
 	s.mu.Lock()
-	if s.owner != c {
-		// Resumed on another connection meanwhile.
+	if s.owner != c || s.ended {
+		// Resumed on another connection meanwhile, or ended already
+		// (replaced by a new session with the same resource).
 		s.mu.Unlock()
 		c.t.close()
 		return
@@ -240,6 +241,7 @@ func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
 	if resumable {
 		s.owner = nil
 		s.t = nil
+		s.clearAckWaitLocked() // queued stanzas fire OnStanzaQueued instead
 		s.hibernate = time.AfterFunc(s.smMax, func() { c.srv.terminate(s, nil) })
 		s.mu.Unlock()
 		c.t.close()
@@ -255,29 +257,55 @@ func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
 // messages stored offline (they were archived already, so they are not
 // routed again), unanswered IQs bounced, unavailable broadcast.
 func (srv *Server) terminate(s *session, se *wire.StreamError) {
+	if srv.end(s, se, false) {
+		srv.awaitWriter(s)
+	}
+}
+
+// replaced terminates a session that a new bind of its full JID took the
+// place of in the router. The hooks run synchronously (the new session's
+// OnBound comes after them); the wait for its writer does not hold up the
+// new session.
+func (srv *Server) replaced(s *session, se *wire.StreamError) {
+	if srv.end(s, se, true) {
+		go srv.awaitWriter(s)
+	}
+}
+
+// end does the work of terminate once per session and reports whether it
+// did. replaced says the router already bound another session in its
+// place, so Unbind finds nothing and the session's end is still announced.
+func (srv *Server) end(s *session, se *wire.StreamError, replaced bool) bool {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.ended = true
 	if s.hibernate != nil {
 		s.hibernate.Stop()
 	}
+	s.clearAckWaitLocked()
 	q, id, h := s.smq, s.smID, s.hIn
 	s.mu.Unlock()
 	if id != "" {
 		srv.smDir.Remove(id)
 		srv.tombs.add(id, s.jid.Bare().String(), h, 2*srv.cfg.ResumeTimeout)
 	}
-	s.Close(se)
+	s.closeStream(se)
 	ctx := context.Background()
-	if srv.router.Unbind(s) {
+	if srv.router.Unbind(s) || replaced {
 		if q != nil {
 			srv.rescue(ctx, s, q.Unacked())
 		}
 		srv.reg.FireUnbound(ctx, s)
 	}
+	return true
+}
+
+// awaitWriter gives the session's writer time to flush and close the
+// stream, then closes the transport.
+func (srv *Server) awaitWriter(s *session) {
 	select {
 	case <-s.done:
 	case <-time.After(5 * time.Second):

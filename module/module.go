@@ -209,6 +209,7 @@ type Registry struct {
 	onUnbound    []func(ctx context.Context, s Session)
 	onHibernated []func(ctx context.Context, s Session)
 	onQueued     []func(ctx context.Context, s Session, st *wire.Stanza)
+	ackOverdue   []AckOverdueHook
 
 	sender   Sender
 	sessions Sessions
@@ -314,6 +315,32 @@ func (r *Registry) FireStanzaQueued(ctx context.Context, s Session, st *wire.Sta
 		f(ctx, s, st)
 	}
 }
+
+// AckOverdueHook is a subscriber to overdue stream management
+// acknowledgements (see OnAckOverdue).
+type AckOverdueHook struct {
+	// After is how long an ack request may stay unanswered.
+	After time.Duration
+	// F gets the stanzas the client has not acknowledged.
+	F func(ctx context.Context, s Session, unacked []*wire.Stanza)
+}
+
+// OnAckOverdue subscribes to sessions whose client has not answered a
+// XEP-0198 ack request (<r/>) within after while stanzas it was sent are
+// unacknowledged: the connection looks alive but the device may be asleep
+// or gone, so push notifications are the way to reach it. f runs once with
+// every unacknowledged stanza when the request becomes overdue, then with
+// each further stanza sent to the session while it stays overdue; an
+// answer (<a/>), hibernation or the end of the session stops it. f must
+// not block: it runs on c2s goroutines. after <= 0 subscribes nothing.
+func (r *Registry) OnAckOverdue(after time.Duration, f func(ctx context.Context, s Session, unacked []*wire.Stanza)) {
+	if after > 0 {
+		r.ackOverdue = append(r.ackOverdue, AckOverdueHook{After: after, F: f})
+	}
+}
+
+// AckOverdueHooks returns the OnAckOverdue subscribers, for c2s.
+func (r *Registry) AckOverdueHooks() []AckOverdueHook { return r.ackOverdue }
 
 // Sender returns the stanza sender.
 func (r *Registry) Sender() Sender { return r.sender }

@@ -12,6 +12,12 @@
 //   - OnStanzaQueued: such a message queued for a hibernated XEP-0198
 //     session. When that session enabled push itself, only its own
 //     registrations are notified; otherwise all of the account's.
+//   - OnAckOverdue (only with Config.AckOverdue > 0): a session that
+//     enabled push itself has not answered a XEP-0198 ack request within
+//     AckOverdue while such messages are unacknowledged (the connection
+//     looks alive but the device is not reading it). Its own
+//     registrations are notified about the unacknowledged messages, and
+//     about each further one while the ack stays overdue.
 //
 // A message is worth a notification when it is a chat or normal message
 // with a body, an OMEMO payload or a XEP-0353 call proposal. Receipts,
@@ -99,7 +105,11 @@ type Config struct {
 	// BatchSize bounds the jobs in flight at once (DefaultBatchSize when
 	// <= 0).
 	BatchSize int
-	Logger    *slog.Logger
+	// AckOverdue, when > 0, also notifies a session's own registrations
+	// when its client leaves a stream management ack request unanswered
+	// this long while messages are unacknowledged. 0 disables it.
+	AckOverdue time.Duration
+	Logger     *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

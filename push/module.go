@@ -93,6 +93,7 @@ func (m *Module) Register(r *module.Registry) error {
 	r.Inbound(m.inbound)
 	r.Undeliverable(m.undeliverable)
 	r.OnStanzaQueued(m.queued)
+	r.OnAckOverdue(m.cfg.AckOverdue, m.ackOverdue)
 	r.OnUnbound(m.unbound)
 	return nil
 }
@@ -149,8 +150,10 @@ func keyOf(owner string, r storage.PushRegistration) regKey { return regKey{owne
 type job struct {
 	owner string // bare JID
 	st    *wire.Stanza
-	// sess is set for a stanza queued to a hibernated session.
-	sess module.Session
+	// sess is set for a stanza queued to a hibernated session or not
+	// acknowledged by a session whose ack is overdue (overdue set).
+	sess    module.Session
+	overdue bool
 	// disable: the service ev.From announced that owner lost its
 	// affiliation to node (XEP-0357 §8); st is nil.
 	disable *regKey
@@ -177,6 +180,15 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 func (m *Module) queued(ctx context.Context, s module.Session, st *wire.Stanza) {
 	if st.Name == "message" {
 		m.enqueue(job{owner: s.JID().Bare().String(), st: st, sess: s})
+	}
+}
+
+// ackOverdue runs on c2s goroutines: enqueue only.
+func (m *Module) ackOverdue(ctx context.Context, s module.Session, unacked []*wire.Stanza) {
+	for _, st := range unacked {
+		if st.Name == "message" {
+			m.enqueue(job{owner: s.JID().Bare().String(), st: st, sess: s, overdue: true})
+		}
 	}
 }
 

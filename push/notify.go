@@ -53,6 +53,16 @@ func (m *Module) handle(j job) {
 	if !ok {
 		return
 	}
+	if j.overdue {
+		m.mu.Lock()
+		enabled := len(m.bySession[j.sess]) > 0
+		m.mu.Unlock()
+		if !enabled {
+			// A slow client that never enabled push (a desktop, say) is
+			// no reason to wake the user's phone.
+			return
+		}
+	}
 	regs, err := m.regs.Pushes(ctx, j.owner)
 	if err != nil {
 		if m.ctx.Err() == nil {
@@ -62,7 +72,8 @@ func (m *Module) handle(j job) {
 	}
 	if j.sess != nil {
 		m.mu.Lock()
-		if mine := m.bySession[j.sess]; len(mine) > 0 {
+		mine := m.bySession[j.sess]
+		if len(mine) > 0 {
 			var own []storage.PushRegistration
 			for _, r := range regs {
 				if mine[keyOf(j.owner, r)] {
@@ -70,6 +81,8 @@ func (m *Module) handle(j job) {
 				}
 			}
 			regs = own
+		} else if j.overdue {
+			regs = nil // disabled meanwhile
 		}
 		m.mu.Unlock()
 	}

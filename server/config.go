@@ -83,6 +83,9 @@ type PushConfig struct {
 	IncludeBody bool `mapstructure:"include_body"`
 	// Coalesce: one notification per burst of messages within this window.
 	Coalesce time.Duration `mapstructure:"coalesce"`
+	// AckOverdue: also notify when a client that enabled push leaves a
+	// stream management ack request unanswered this long; 0 disables.
+	AckOverdue time.Duration `mapstructure:"ack_overdue"`
 }
 
 // MAMConfig controls the message archive (XEP-0313).
@@ -363,6 +366,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Push.Coalesce < 0 {
 		bad("push.coalesce", "expected a duration such as 2s")
+	}
+	if c.Push.AckOverdue < 0 {
+		bad("push.ack_overdue", "expected a duration such as 30s, or 0s to disable")
 	}
 	switch c.MAM.DefaultPolicy {
 	case "always", "roster", "never":

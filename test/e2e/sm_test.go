@@ -166,3 +166,87 @@ func TestClientStateIndication(t *testing.T) {
 		return s.Name == "presence" && s.From == b.JID && s.Child(wire.NSClient, "show").Text() == "away"
 	})
 }
+
+// TestResourceConflictEndsReplacedSession: a new bind of the same full JID
+// replaces the old session (RFC 6120 §7.7.2.2), and the old one ends for
+// good like any other: OnUnbound runs (contacts see it go unavailable
+// before the new one comes online, push forgets its registrations), what
+// it did not acknowledge is stored offline instead of lost, and its
+// resumption id is dead.
+func TestResourceConflictEndsReplacedSession(t *testing.T) {
+	// Bob and alice/phone (stream management on) see each other online.
+	setup := func(t *testing.T) (ts *testserver.Server, alice string, a, b *testserver.Client, id string) {
+		t.Helper()
+		ts = testserver.Start(t)
+		alice = ts.AddUser("alice", "pw1")
+		bob := ts.AddUser("bob", "pw2")
+		ts.AddUser("pushsvc", "pw3")
+		b = ts.Login("bob", "pw2", "desk")
+		b.Send("<presence/>")
+		a, id = enableSM(t, ts, "alice", "pw1", "phone")
+		a.Send("<presence/>")
+		subscribe(t, a, b, alice, bob)
+		b.Expect("alice online", testserver.PresenceFrom(alice+"/phone", ""))
+		return ts, alice, a, b, id
+	}
+	t.Run("hibernated", func(t *testing.T) {
+		ts, alice, a, b, id := setup(t)
+		app := ts.Login("pushsvc", "pw3", "app")
+		if r := a.IQ("e1", "<iq type='set' id='e1'><enable xmlns='urn:xmpp:push:0' jid='%s' node='old-phone'>%s</enable></iq>", app.JID, pushForm); r.Type != "result" {
+			t.Fatalf("enable: %s", r.Raw)
+		}
+		b.Send("<message to='%s/phone' type='chat'><body>never acked</body></message>", alice)
+		a.Expect("message", isMsg("never acked"))
+		a.Drop() // hibernates with the message unacknowledged
+		time.Sleep(300 * time.Millisecond)
+
+		a2 := ts.Login("alice", "pw1", "phone")
+		// OnUnbound ran for the replaced session: im told the contacts.
+		b.Expect("unavailable from the replaced session", testserver.PresenceFrom(alice+"/phone", "unavailable"))
+		// The unacknowledged message went to offline storage, which
+		// wakes the device once (it did not while the message was
+		// delivered live, unacknowledged).
+		iq := app.Expect("push for the message stored offline", isPushNotification)
+		checkNotification(t, iq, alice, "old-phone", b.JID, "never acked")
+		app.Send("<iq type='result' id='%s' to='%s'/>", iq.ID, iq.From)
+		a2.Send("<presence/>")
+		a2.Expect("rescued message", isMsg("never acked"))
+		b.Expect("the new session online", testserver.PresenceFrom(alice+"/phone", ""))
+		// The replaced session cannot be resumed.
+		a3 := ts.Authenticate("alice", "pw1")
+		a3.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", id)
+		if f := a3.Next(); f.Name != "failed" || f.Child(wire.NSStanzas, "item-not-found") == nil {
+			t.Fatalf("resuming the replaced session: %s", f.Raw)
+		}
+		// Nothing is queued for the old session any more: a message to
+		// the full JID reaches the new one.
+		b.Send("<message to='%s/phone' type='chat'><body>to the new one</body></message>", alice)
+		a2.Expect("message to the new session", isMsg("to the new one"))
+		app.ExpectNone("a push for a message the new session got", 2500*time.Millisecond, isPushNotification)
+	})
+	t.Run("connected", func(t *testing.T) {
+		ts, alice, a, b, _ := setup(t)
+		if r := a.IQ("c1", "<iq type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>"); r.Type != "result" {
+			t.Fatalf("enable carbons: %s", r.Raw)
+		}
+		b.Send("<message to='%s/phone' type='chat'><body>unacked live</body></message>", alice)
+		a.Expect("message", isMsg("unacked live"))
+
+		a2 := ts.Login("alice", "pw1", "phone")
+		if se := a.StreamError(); se == nil || se.Condition != "conflict" {
+			t.Fatalf("old session got %v, want conflict", se)
+		}
+		b.Expect("unavailable from the replaced session", testserver.PresenceFrom(alice+"/phone", "unavailable"))
+		a2.Send("<presence/>")
+		a2.Expect("rescued message", isMsg("unacked live"))
+		// Carbons were enabled on the old session only: a message bob
+		// sends to another resource is not copied to the new session.
+		a4 := ts.Login("alice", "pw1", "desk")
+		a4.Send("<presence/>")
+		b.Send("<message to='%s/desk' type='chat'><body>for the desk</body></message>", alice)
+		a4.Expect("desk message", isMsg("for the desk"))
+		a2.ExpectNone("a carbon copy", 300*time.Millisecond, func(s *wire.Stanza) bool {
+			return s.Name == "message" && s.Child("urn:xmpp:carbons:2", "received") != nil
+		})
+	})
+}
