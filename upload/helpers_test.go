@@ -61,7 +61,7 @@ type env struct {
 	router *router.Router
 	reg    *module.Registry
 	store  *sqlite.Store
-	blobs  *DiskBlobs
+	blobs  Blobs
 	mod    *Module
 	srv    *httptest.Server
 	client *http.Client
@@ -69,8 +69,15 @@ type env struct {
 }
 
 // setup wires the module into a real router over a real SQLite store and
-// serves its handler under /upload/ on an httptest TLS server.
+// serves its handler under /upload/ on an httptest TLS server. Files go to
+// DiskBlobs in a temporary directory.
 func setup(t *testing.T, cfg Config) *env {
+	t.Helper()
+	return setupWith(t, cfg, nil)
+}
+
+// setupWith is setup with files in blobs (DiskBlobs when nil).
+func setupWith(t *testing.T, cfg Config, blobs Blobs) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -79,9 +86,10 @@ func setup(t *testing.T, cfg Config) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	blobs, err := NewDiskBlobs(dir + "/upload")
-	if err != nil {
-		t.Fatal(err)
+	if blobs == nil {
+		if blobs, err = NewDiskBlobs(dir + "/upload"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := router.New(router.Config{Domains: []string{domain}, UserExists: store.AccountExists})
 	reg := module.NewRegistry([]string{domain}, r.Sender(), r)

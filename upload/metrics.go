@@ -25,8 +25,12 @@ var (
 	})
 	diskUsage = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "upload", Name: "disk_usage_bytes",
-		Help: "Bytes used by stored files (measured at each sweep, adjusted in between).",
+		Help: "Bytes used by stored files (measured at each sweep, adjusted in between); with the s3 backend, the objects under the bucket prefix.",
 	})
+	blobErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "upload", Name: "backend_errors_total",
+		Help: "Failed calls to the file store (s3 backend), by operation: put, open, get, delete, usage.",
+	}, []string{"op"})
 )
 
 // Rejection reasons.
@@ -45,7 +49,7 @@ const (
 )
 
 func init() {
-	prometheus.MustRegister(slotsIssued, uploadsTotal, uploadBytes, rejections, filesDeleted, diskUsage)
+	prometheus.MustRegister(slotsIssued, uploadsTotal, uploadBytes, rejections, filesDeleted, diskUsage, blobErrors)
 }
 
 func reject(reason string) { rejections.WithLabelValues(reason).Inc() }

@@ -78,7 +78,10 @@ func TestDisco(t *testing.T) {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
+func TestRoundTrip(t *testing.T) { testRoundTrip(t, setup) }
+
+// testRoundTrip runs with files in the store that setup gives (disk or S3).
+func testRoundTrip(t *testing.T, setup func(*testing.T, Config) *env) {
 	e := setup(t, Config{})
 	a := e.login("alice@example.org/phone")
 	data := randomBytes(20<<20, 1)
@@ -240,7 +243,10 @@ func TestQuota(t *testing.T) {
 	e.slot(a, "three.bin", 400, "")
 }
 
-func TestPutRejections(t *testing.T) {
+func TestPutRejections(t *testing.T) { testPutRejections(t, setup) }
+
+// testPutRejections runs with files in the store that setup gives (disk or S3).
+func testPutRejections(t *testing.T, setup func(*testing.T, Config) *env) {
 	e := setup(t, Config{})
 	a := e.login("alice@example.org/phone")
 	b := e.login("bob@example.org/pc")
@@ -336,7 +342,16 @@ func TestPutRejections(t *testing.T) {
 		}
 		resp2, _ := e.get(s3.get)
 		wantStatus(t, "GET", resp2, http.StatusNotFound)
-		assertNoTempFiles(t, e.blobs.Dir())
+		id, _, _ := slotPath(u.Path)
+		if f, _, _, err := e.blobs.Open(id); !errors.Is(err, fs.ErrNotExist) {
+			if f != nil {
+				f.Close()
+			}
+			t.Fatalf("a truncated upload was stored: %v", err)
+		}
+		if d, ok := e.blobs.(*DiskBlobs); ok {
+			assertNoTempFiles(t, d.Dir())
+		}
 	})
 }
 
@@ -399,7 +414,10 @@ func TestServedHeaders(t *testing.T) {
 	wantStatus(t, "DELETE", e.do(req), http.StatusMethodNotAllowed)
 }
 
-func TestExpiryPruneDeleteUser(t *testing.T) {
+func TestExpiryPruneDeleteUser(t *testing.T) { testExpiryPruneDeleteUser(t, setup) }
+
+// testExpiryPruneDeleteUser runs with files in the store that setup gives (disk or S3).
+func testExpiryPruneDeleteUser(t *testing.T, setup func(*testing.T, Config) *env) {
 	e := setup(t, Config{FileTTL: time.Hour})
 	a := e.login("alice@example.org/phone")
 	b := e.login("bob@example.org/pc")
