@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/upload"
 )
 
 // Config is the whole server configuration. cmd/parley fills it from YAML
@@ -73,6 +75,11 @@ type UploadConfig struct {
 	// on the http and https listeners), e.g. https://example.org/upload
 	// behind a reverse proxy. Empty: https://<domain>:<https port>/upload.
 	BaseURL string `mapstructure:"base_url"`
+	// Backend stores the files: "disk" (data_dir/upload) or "s3" (an
+	// S3-compatible bucket, configured in S3). Either way uploads and
+	// downloads go through Parley's /upload/ handler.
+	Backend string          `mapstructure:"backend"`
+	S3      upload.S3Config `mapstructure:"s3"`
 }
 
 // PushConfig controls XEP-0357 push notifications.
@@ -247,7 +254,7 @@ func DefaultConfig() Config {
 		Log:    LogConfig{Level: "info", Format: "text"},
 		MAM:    MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
 		Push:   PushConfig{Coalesce: 2 * time.Second},
-		Upload: UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30},
+		Upload: UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
 		S2S:    S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 	}
 }
@@ -358,6 +365,15 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Upload.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		bad("upload.base_url", "%q is not an http(s) URL", u)
+	}
+	switch c.Upload.Backend {
+	case "disk":
+	case "s3":
+		for _, p := range c.Upload.S3.Problems() {
+			errs = append(errs, "upload.s3."+p)
+		}
+	default:
+		bad("upload.backend", "%q is not supported (expected disk or s3)", c.Upload.Backend)
 	}
 	for i, d := range c.OMEMO.RequireE2E {
 		if !seen[strings.ToLower(d)] {

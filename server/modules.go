@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/avatar"
@@ -27,9 +28,14 @@ import (
 // list (CoreDNS plugin.cfg style): blocking and presence (im) first, so a
 // blocked stanza never reaches the archive or carbons.
 func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []byte, uploadBase func(domain string) string) ([]module.Module, *upload.Module, error) {
-	blobs, err := upload.NewDiskBlobs(filepath.Join(cfg.DataDir, "upload"))
+	ctx, cancel := context.WithTimeout(context.Background(), uploadCheckTimeout)
+	defer cancel()
+	blobs, err := OpenUploadBlobs(ctx, cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("data_dir: upload directory: %w", err)
+		return nil, nil, err
+	}
+	if s3, ok := blobs.(*upload.S3Blobs); ok {
+		log.Info("upload: files are stored in S3", "bucket", s3.Describe(), "prefix", cfg.Upload.S3.Prefix)
 	}
 	up := upload.New(upload.Config{
 		Domains:      cfg.Hosts,
@@ -118,6 +124,24 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 		up,
 	}
 	return mods, up, nil
+}
+
+// uploadCheckTimeout bounds the check of the S3 bucket at startup.
+const uploadCheckTimeout = 20 * time.Second
+
+// OpenUploadBlobs opens the store of uploaded files that upload.backend
+// names: data_dir/upload, or the S3 bucket (checked: reachable, bucket
+// exists, credentials accepted; errors name the key at fault). The server
+// and `parley upload stats|prune` use it.
+func OpenUploadBlobs(ctx context.Context, cfg Config) (upload.Blobs, error) {
+	if cfg.Upload.Backend == "s3" {
+		return upload.NewS3Blobs(ctx, cfg.Upload.S3)
+	}
+	blobs, err := upload.NewDiskBlobs(filepath.Join(cfg.DataDir, "upload"))
+	if err != nil {
+		return nil, fmt.Errorf("data_dir: upload directory: %w", err)
+	}
+	return blobs, nil
 }
 
 // registrationOf finds the XEP-0077 module for pre-authentication requests.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
+	s3test "github.com/parley-xmpp/parley/test/s3"
+	"github.com/parley-xmpp/parley/test/s3/s3opt"
+	"github.com/parley-xmpp/parley/upload"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -67,8 +72,84 @@ func uploadClient(ts *testserver.Server) *http.Client {
 	}}
 }
 
-func TestUploadOverHTTPS(t *testing.T) {
-	ts := testserver.Start(t)
+func TestUploadOverHTTPS(t *testing.T) { testUploadOverHTTPS(t, testserver.Start(t), 3<<20, nil) }
+
+// TestUploadS3OverHTTPS is TestUploadOverHTTPS with upload.backend s3 on a
+// real S3-compatible server (PARLEY_TEST_S3, or s3rver from test/s3): the
+// bytes land in the bucket, come back through Parley's HTTPS handler, and
+// leave the bucket with the account.
+func TestUploadS3OverHTTPS(t *testing.T) {
+	opt, srv, prefix := s3opt.Option(t)
+	ts := testserver.Start(t, opt)
+	// 20 MiB: a multipart upload to the bucket.
+	testUploadOverHTTPS(t, ts, 20<<20, func(id string, size int) {
+		objs := srv.Objects(t, prefix)
+		got, ok := objs[id]
+		if size < 0 {
+			if ok {
+				t.Fatalf("object %s is still in the bucket after account removal", id)
+			}
+			return
+		}
+		if !ok || got != int64(size) {
+			t.Fatalf("bucket holds %v under %s, want %s with %d bytes", objs, prefix, id, size)
+		}
+	})
+}
+
+// TestUploadS3StartupErrors: a server configured with an S3 bucket that
+// does not exist, or an endpoint where nothing listens, does not start and
+// says which key is wrong.
+func TestUploadS3StartupErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	type startupCase struct {
+		name string
+		s3   upload.S3Config
+		want string
+	}
+	cases := []startupCase{
+		{"unreachable", upload.S3Config{Endpoint: closed, Bucket: "files", AccessKey: "a", SecretKey: "s"},
+			"upload.s3.endpoint: cannot reach http://" + closed + "/files"},
+		{"no bucket", upload.S3Config{Endpoint: closed, AccessKey: "a", SecretKey: "s"}, "upload.s3.bucket: expected"},
+	}
+	if srv, ok := s3IfAvailable(t); ok {
+		missing := s3opt.Config(srv, "")
+		missing.Bucket = "parley-missing"
+		cases = append(cases, startupCase{"missing bucket", missing, `upload.s3.bucket: bucket "parley-missing" does not exist`})
+	}
+	for _, c := range cases {
+		cfg := server.DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		cfg.Upload.Backend = "s3"
+		cfg.Upload.S3 = c.s3
+		_, err := server.New(cfg, slog.New(slog.DiscardHandler))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: server.New = %v, want an error with %q", c.name, err, c.want)
+			continue
+		}
+		t.Logf("%s: %v", c.name, err)
+	}
+}
+
+// s3IfAvailable is s3test.Start without skipping the calling test.
+func s3IfAvailable(t *testing.T) (srv s3test.Server, ok bool) {
+	t.Run("s3 server", func(t *testing.T) {
+		srv, ok = s3test.Start(t), true
+	})
+	return srv, ok
+}
+
+// testUploadOverHTTPS uploads a file of size bytes, downloads it (whole
+// and a range) and removes the account, over the server's HTTPS listener.
+// stored, when not nil,
+// checks the store: the file with that id has size bytes, or is gone when
+// size is -1.
+func testUploadOverHTTPS(t *testing.T, ts *testserver.Server, size int, stored func(id string, size int)) {
 	if ts.Addr("https") == "" {
 		t.Fatal("the https listener is disabled")
 	}
@@ -79,7 +160,7 @@ func TestUploadOverHTTPS(t *testing.T) {
 		t.Logf("upload service is %s", host)
 	}
 
-	data := make([]byte, 3<<20)
+	data := make([]byte, size)
 	_, _ = rand.NewChaCha8([32]byte{7}).Read(data)
 	if int64(len(data)) > maxSize {
 		t.Fatalf("max-file-size %d is below the test file", maxSize)
@@ -159,6 +240,12 @@ func TestUploadOverHTTPS(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got, data[100:200]) {
 		t.Fatalf("range GET: %s, %d bytes", resp.Status, len(got))
 	}
+	// The id is the next to last path segment.
+	segs := strings.Split(u.Path, "/")
+	id := segs[len(segs)-2]
+	if stored != nil {
+		stored(id, len(data))
+	}
 
 	// Deleting the account deletes its files.
 	r = a.IQ("rm", "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>")
@@ -167,5 +254,8 @@ func TestUploadOverHTTPS(t *testing.T) {
 	}
 	if resp, _ := get(); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("GET after account removal: %s (is upload's DeleteUser hooked into account deletion?)", resp.Status)
+	}
+	if stored != nil {
+		stored(id, -1)
 	}
 }
