@@ -186,16 +186,24 @@ func (m *Module) sendDue() {
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, storeTimeout)
 	defer cancel()
+	// Claiming leases the jobs in storage in one step, so that nodes
+	// sharing the database never send the same job twice.
 	now := m.now().UTC()
-	due, err := m.queue.DuePushJobs(ctx, now, room)
+	due, err := m.queue.ClaimPushJobs(ctx, now, now.Add(m.lease()), room)
 	if err != nil {
 		if m.ctx.Err() == nil {
-			m.log.Error("push: loading due notifications", "err", err)
+			m.log.Error("push: claiming due notifications", "err", err)
 		}
 		return
 	}
-	for _, j := range due {
+	for i, j := range due {
 		if !m.claim(j.ID) {
+			if m.isStopped() {
+				m.unlease(due[i:])
+				return
+			}
+			// Still in flight here (its lease ran out meanwhile): the
+			// attempt under way reschedules or deletes it.
 			continue
 		}
 		if !m.stillEnabled(ctx, j) {
@@ -203,16 +211,11 @@ func (m *Module) sendDue() {
 			m.release(j.ID)
 			continue
 		}
-		// Lease the job for the duration of the attempt.
-		if err := m.queue.RescheduleJob(ctx, j.ID, now.Add(m.lease()), j.Attempts); err != nil {
-			m.log.Error("push: leasing notification", "job", j.ID, "err", err)
-			m.release(j.ID)
-			continue
-		}
 		m.mu.Lock()
 		if m.stopped {
 			delete(m.inflight, j.ID)
 			m.mu.Unlock()
+			m.unlease(due[i:])
 			return
 		}
 		m.wg.Add(1)
@@ -221,6 +224,25 @@ func (m *Module) sendDue() {
 			defer m.wg.Done()
 			m.attempt(j)
 		}()
+	}
+}
+
+func (m *Module) isStopped() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopped
+}
+
+// unlease makes claimed jobs that will not be sent now due at once again,
+// so that the next start (or another node) sends them without waiting
+// for the lease to run out.
+func (m *Module) unlease(js []storage.PushJob) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), storeTimeout)
+	defer cancel()
+	for _, j := range js {
+		if err := m.queue.RescheduleJob(ctx, j.ID, m.now().UTC(), j.Attempts); err != nil {
+			m.log.Warn("push: releasing notification at shutdown", "job", j.ID, "err", err)
+		}
 	}
 }
 

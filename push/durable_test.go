@@ -46,7 +46,7 @@ func TestPushJobsContractSQLite(t *testing.T) {
 		dir := dirs[t]
 		mu.Unlock()
 		return openDir(t, dir) // the first stays open too: SQLite allows it
-	})
+	}, nil)
 }
 
 func TestPushJobsContractPostgres(t *testing.T) {
@@ -87,6 +87,12 @@ func TestPushJobsContractPostgres(t *testing.T) {
 		mu.Unlock()
 		return openSchema(t, schema)
 	}, func(t *testing.T) storage.PushJobs {
+		mu.Lock()
+		schema := schemas[t]
+		mu.Unlock()
+		return openSchema(t, schema)
+	}, func(t *testing.T) storage.PushJobs {
+		// A second pool on the same schema, like a second node.
 		mu.Lock()
 		schema := schemas[t]
 		mu.Unlock()

@@ -34,8 +34,14 @@ type PushJobs interface {
 	// EnqueuePushJob stores j (its ID is ignored) and returns the new ID.
 	EnqueuePushJob(ctx context.Context, j PushJob) (int64, error)
 	// DuePushJobs returns at most limit jobs with Due <= now, earliest
-	// first.
+	// first. It only reads: to send jobs, claim them with ClaimPushJobs.
 	DuePushJobs(ctx context.Context, now time.Time, limit int) ([]PushJob, error)
+	// ClaimPushJobs takes at most limit jobs with Due <= now (the earliest
+	// due ones) and leases them in one atomic step: their Due becomes
+	// until, so no other caller, in this process or on another node
+	// sharing the database, gets them again before until. It returns them
+	// with the new Due, in no particular order.
+	ClaimPushJobs(ctx context.Context, now, until time.Time, limit int) ([]PushJob, error)
 	// RescheduleJob sets a job's Due and Attempts. Rescheduling a job that
 	// no longer exists is not an error.
 	RescheduleJob(ctx context.Context, id int64, next time.Time, attempts int) error

@@ -37,7 +37,7 @@ const (
 func newArchiveCmd(opts *globalOptions) *cobra.Command {
 	archive := &cobra.Command{
 		Use:   "archive",
-		Short: "Work with message archives (export)",
+		Short: "Work with message archives (export, export-partition)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
@@ -106,7 +106,7 @@ next to FILE under a temporary name and renamed when complete.`,
 	export.Flags().StringVarP(&format, "format", "f", formatJSONL, "output format: jsonl or xep0227")
 	export.Flags().StringVarP(&output, "output", "o", "", "file to write (default: stdout)")
 
-	archive.AddCommand(export)
+	archive.AddCommand(export, newExportPartitionCmd(opts))
 	return archive
 }
 
@@ -193,15 +193,20 @@ func exportJSONL(ctx context.Context, w io.Writer, st storage.Store, owner strin
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return eachArchived(ctx, st, owner, func(m storage.ArchivedMessage) error {
-		return enc.Encode(exportedMessage{
-			ID:        m.ID,
-			Timestamp: m.Timestamp.UTC().Format(time.RFC3339Nano),
-			With:      m.With,
-			From:      m.FromFull,
-			OriginID:  m.OriginID,
-			Stanza:    string(m.Raw),
-		})
+		return enc.Encode(exportLine(m))
 	})
+}
+
+// exportLine is the JSON Lines form of an archived message.
+func exportLine(m storage.ArchivedMessage) exportedMessage {
+	return exportedMessage{
+		ID:        m.ID,
+		Timestamp: m.Timestamp.UTC().Format(time.RFC3339Nano),
+		With:      m.With,
+		From:      m.FromFull,
+		OriginID:  m.OriginID,
+		Stanza:    string(m.Raw),
+	}
 }
 
 // stanzaXML re-serializes a stored stanza as a standalone element with its

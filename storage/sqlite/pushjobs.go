@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
@@ -24,9 +25,26 @@ func (s *Store) DuePushJobs(ctx context.Context, now time.Time, limit int) ([]st
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.r.QueryContext(ctx,
+	return pushJobs(ctx, s.r,
 		`SELECT id, owner, jid, node, reg_created, payload, due, attempts, created FROM push_jobs
 		 WHERE due <= ? ORDER BY due, id LIMIT ?`, toMicros(now), limit)
+}
+
+// ClaimPushJobs leases due jobs in one statement on the writer, so two
+// claims never see the same job as due.
+func (s *Store) ClaimPushJobs(ctx context.Context, now, until time.Time, limit int) ([]storage.PushJob, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	return pushJobs(ctx, s.w,
+		`UPDATE push_jobs SET due = ?
+		 WHERE id IN (SELECT id FROM push_jobs WHERE due <= ? ORDER BY due, id LIMIT ?)
+		 RETURNING id, owner, jid, node, reg_created, payload, due, attempts, created`,
+		toMicros(until), toMicros(now), limit)
+}
+
+func pushJobs(ctx context.Context, db *sql.DB, query string, args ...any) ([]storage.PushJob, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

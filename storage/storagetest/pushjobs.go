@@ -2,7 +2,10 @@ package storagetest
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +20,11 @@ type PushJobsOpener = func(t *testing.T) storage.PushJobs
 
 // RunPushJobs runs the durable push job queue contract as subtests of t.
 // reopen, when not nil, closes the store open returned last in this test
-// and opens it again on the same data.
-func RunPushJobs(t *testing.T, open PushJobsOpener, reopen func(t *testing.T) storage.PushJobs) {
+// and opens it again on the same data. share, when not nil, opens a second
+// handle on the store open returned last, leaving that one open (another
+// node on the same database); without it concurrent claims share one
+// handle.
+func RunPushJobs(t *testing.T, open PushJobsOpener, reopen, share func(t *testing.T) storage.PushJobs) {
 	t.Run("Empty", func(t *testing.T) {
 		got, err := open(t).DuePushJobs(t.Context(), stamp(1e6), 10)
 		must(t, "DuePushJobs", err)
@@ -29,6 +35,8 @@ func RunPushJobs(t *testing.T, open PushJobsOpener, reopen func(t *testing.T) st
 	t.Run("RoundTrip", func(t *testing.T) { testPushJobsRoundTrip(t, open) })
 	t.Run("DueOrderLimit", func(t *testing.T) { testPushJobsDue(t, open) })
 	t.Run("RescheduleDelete", func(t *testing.T) { testPushJobsReschedule(t, open) })
+	t.Run("Claim", func(t *testing.T) { testPushJobsClaim(t, open) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { testPushJobsConcurrentClaims(t, open, share) })
 	if reopen != nil {
 		t.Run("Reopen", func(t *testing.T) {
 			st := open(t)
@@ -151,4 +159,105 @@ func testPushJobsReschedule(t *testing.T, open PushJobsOpener) {
 	got, err = st.DuePushJobs(ctx, stamp(100), 10)
 	must(t, "DuePushJobs", err)
 	wantJobs(t, "after deleting all", got)
+}
+
+func sortJobs(js []storage.PushJob) []storage.PushJob {
+	slices.SortFunc(js, func(a, b storage.PushJob) int { return cmp.Compare(a.ID, b.ID) })
+	return js
+}
+
+func testPushJobsClaim(t *testing.T, open PushJobsOpener) {
+	st := open(t)
+	ctx := t.Context()
+	var jobs []storage.PushJob
+	for _, sec := range []int{30, 10, 20, 40} {
+		j := pushJob("juliet@capulet.example", sec)
+		j.Attempts = sec / 10
+		id, err := st.EnqueuePushJob(ctx, j)
+		must(t, "EnqueuePushJob", err)
+		j.ID = id
+		jobs = append(jobs, j)
+	}
+	got, err := st.ClaimPushJobs(ctx, stamp(9), stamp(100), 10)
+	must(t, "ClaimPushJobs before any is due", err)
+	wantJobs(t, "nothing due yet", got)
+
+	// The earliest due first under a limit; claimed jobs are leased.
+	got, err = st.ClaimPushJobs(ctx, stamp(30), stamp(100), 2)
+	must(t, "ClaimPushJobs", err)
+	leased := func(j storage.PushJob, until int) storage.PushJob { j.Due = stamp(until); return j }
+	wantJobs(t, "claimed with a limit", sortJobs(got), leased(jobs[1], 100), leased(jobs[2], 100))
+	got, err = st.ClaimPushJobs(ctx, stamp(35), stamp(200), 10)
+	must(t, "ClaimPushJobs", err)
+	wantJobs(t, "a second claim gets the rest due only", got, leased(jobs[0], 200))
+	got, err = st.DuePushJobs(ctx, stamp(99), 10)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "leased jobs are not due", got, jobs[3])
+
+	// A lease that ran out: the job can be claimed again.
+	got, err = st.ClaimPushJobs(ctx, stamp(100), stamp(300), 10)
+	must(t, "ClaimPushJobs after the lease", err)
+	wantJobs(t, "claimed again after the lease", sortJobs(got), leased(jobs[1], 300), leased(jobs[2], 300), leased(jobs[3], 300))
+	got, err = st.ClaimPushJobs(ctx, stamp(100), stamp(300), 0)
+	must(t, "ClaimPushJobs with limit 0", err)
+	wantJobs(t, "limit 0", got)
+}
+
+// testPushJobsConcurrentClaims: claimers racing on one database (through
+// two handles when share is given, like two nodes) never get the same job,
+// and together get every job.
+func testPushJobsConcurrentClaims(t *testing.T, open PushJobsOpener, share func(t *testing.T) storage.PushJobs) {
+	const jobs, claimers, batch = 300, 8, 5
+	st := open(t)
+	ctx := t.Context()
+	handles := []storage.PushJobs{st}
+	if share != nil {
+		handles = append(handles, share(t))
+	}
+	for i := range jobs {
+		_, err := st.EnqueuePushJob(ctx, pushJob("juliet@capulet.example", i%7))
+		must(t, "EnqueuePushJob", err)
+	}
+	var (
+		mu     sync.Mutex
+		claims = map[int64]int{}
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	for c := range claimers {
+		h := handles[c%len(handles)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				got, err := h.ClaimPushJobs(ctx, stamp(10), stamp(1000), batch)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				for _, j := range got {
+					claims[j.ID]++
+				}
+				mu.Unlock()
+				if err != nil || len(got) == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("ClaimPushJobs failed %d times, first: %v", len(errs), errs[0])
+	}
+	for id, n := range claims {
+		if n != 1 {
+			t.Errorf("job %d claimed %d times", id, n)
+		}
+	}
+	if len(claims) != jobs {
+		t.Fatalf("%d jobs claimed, want all %d", len(claims), jobs)
+	}
+	got, err := st.DuePushJobs(ctx, stamp(999), jobs)
+	must(t, "DuePushJobs", err)
+	wantJobs(t, "due while every job is leased", got)
 }
