@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -78,9 +77,9 @@ func newUploadCmd(opts *globalOptions) *cobra.Command {
 // registered anywhere: only its file management is used).
 func withUploads(cmd *cobra.Command, opts *globalOptions, fn func(context.Context, *upload.Module) error) error {
 	return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
-		blobs, err := upload.NewDiskBlobs(filepath.Join(cfg.DataDir, "upload"))
+		blobs, err := server.OpenUploadBlobs(ctx, cfg)
 		if err != nil {
-			return fmt.Errorf("data_dir: upload directory: %w", err)
+			return err
 		}
 		m := upload.New(upload.Config{
 			Domains:      cfg.Hosts,
