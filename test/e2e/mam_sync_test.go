@@ -11,7 +11,6 @@ import (
 	"github.com/parley-xmpp/parley/wire"
 )
 
-
 // mamResults is one answered MAM query as a client sees it.
 type mamResults struct {
 	ids, bodies []string
