@@ -134,6 +134,15 @@ type ListenConfig struct {
 type StorageConfig struct {
 	Backend  string         `mapstructure:"backend"`
 	Postgres PostgresConfig `mapstructure:"postgres"`
+	// GroupCommit batches concurrent archive writes into shared
+	// transactions (one commit for many messages); each message is still
+	// acknowledged only once its batch has committed.
+	GroupCommit bool `mapstructure:"group_commit"`
+	// GroupCommitMaxBatch bounds the messages of one batch.
+	GroupCommitMaxBatch int `mapstructure:"group_commit_max_batch"`
+	// GroupCommitMaxWait is how long a batch waits for more messages
+	// after its first.
+	GroupCommitMaxWait time.Duration `mapstructure:"group_commit_max_wait"`
 }
 
 // PostgresConfig configures the PostgreSQL backend.
@@ -229,7 +238,8 @@ func DefaultConfig() Config {
 			S2S:    ":5269",
 			S2STLS: ":5270",
 		},
-		Storage:      StorageConfig{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10}},
+		Storage: StorageConfig{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10},
+			GroupCommit: true, GroupCommitMaxBatch: 256, GroupCommitMaxWait: time.Millisecond},
 		Registration: RegistrationConfig{PerAddressPerHour: 5},
 		Limits: LimitsConfig{
 			MaxStanzaBytes:     262144,
@@ -310,6 +320,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Postgres.MaxConns < 0 {
 		bad("storage.postgres.max_conns", "expected a positive number")
+	}
+	if c.Storage.GroupCommitMaxBatch < 1 || c.Storage.GroupCommitMaxBatch > 4096 {
+		bad("storage.group_commit_max_batch", "expected a number of messages from 1 to 4096")
+	}
+	if c.Storage.GroupCommitMaxWait < 0 || c.Storage.GroupCommitMaxWait > time.Second {
+		bad("storage.group_commit_max_wait", "expected a duration from 0s to 1s")
 	}
 	if c.Registration.PerAddressPerHour < 0 {
 		bad("registration.per_address_per_hour", "expected zero (no limit) or a positive number")

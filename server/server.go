@@ -30,6 +30,7 @@ import (
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/s2s"
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
 	"github.com/parley-xmpp/parley/storage/pg"
 	"github.com/parley-xmpp/parley/storage/sqlite"
 	"github.com/parley-xmpp/parley/upload"
@@ -41,16 +42,21 @@ var Version = "0.1.0-dev"
 
 // OpenStore opens the configured storage backend.
 func OpenStore(ctx context.Context, cfg Config) (storage.Store, error) {
+	gc := groupcommit.Options{Enabled: cfg.Storage.GroupCommit, MaxBatch: cfg.Storage.GroupCommitMaxBatch,
+		MaxWait: cfg.Storage.GroupCommitMaxWait}
+	if gc.MaxWait == 0 {
+		gc.MaxWait = -1 // configured as "do not wait"
+	}
 	switch cfg.Storage.Backend {
 	case "", "sqlite":
-		st, err := sqlite.Open(ctx, cfg.DataDir)
+		st, err := sqlite.OpenOptions(ctx, cfg.DataDir, sqlite.Options{GroupCommit: gc})
 		if err != nil {
 			return nil, fmt.Errorf("storage (sqlite in %s): %w", cfg.DataDir, err)
 		}
 		return st, nil
 	case "postgres":
 		st, err := pg.Open(ctx, pg.Config{DSN: cfg.Storage.Postgres.DSN, MaxConns: cfg.Storage.Postgres.MaxConns,
-			Schema: cfg.Storage.Postgres.Schema, Migrate: !cfg.Storage.Postgres.NoMigrate})
+			Schema: cfg.Storage.Postgres.Schema, Migrate: !cfg.Storage.Postgres.NoMigrate, GroupCommit: gc})
 		if err != nil {
 			return nil, fmt.Errorf("storage (postgres): %w", err)
 		}

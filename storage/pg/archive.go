@@ -15,22 +15,15 @@ import (
 
 var _ storage.Archive = (*Store)(nil)
 
-// AppendArchive implements storage.ArchiveWriter.
+// AppendArchive implements storage.ArchiveWriter. With group commit
+// (Config.GroupCommit) concurrent calls share transactions; either way it
+// returns only once the row is committed.
 func (s *Store) AppendArchive(ctx context.Context, owner string, msg storage.ArchivedMessage) (string, error) {
-	ts := msg.Timestamp
-	if ts.IsZero() {
-		ts = time.Now()
-	}
-	ts = micros(ts)
-	id := storage.NewArchiveID(ts)
-	_, err := s.exec(ctx,
-		`INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		owner, ts, id, msg.With, msg.WithResource, msg.OriginID, msg.FromFull, blob(msg.Raw))
-	if err != nil {
+	r := newArchiveRow(owner, msg)
+	if err := s.appendArchive(ctx, r); err != nil {
 		return "", err
 	}
-	return id, nil
+	return r.id, nil
 }
 
 // DeleteArchive implements storage.ArchiveWriter.

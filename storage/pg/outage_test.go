@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
 )
 
 // cluster is a PostgreSQL cluster owned by one test: its own data
@@ -153,6 +154,14 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	// Archive writes through group commit: a batch during the outage
+	// fails fast for exactly its callers, and the committer recovers.
+	gst, err := Open(ctx, Config{DSN: c.dsn(), MaxConns: 4, QueryTimeout: timeout,
+		GroupCommit: groupcommit.Options{Enabled: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gst.Close()
 
 	// Committed writes of every kind.
 	const juliet, romeo = "juliet@capulet.example", "romeo@montague.example"
@@ -197,6 +206,10 @@ func TestOutage(t *testing.T) {
 		"SetVCard": func(ctx context.Context) error { return st.SetVCard(ctx, juliet, []byte("<vCard>new</vCard>")) },
 		"UpsertRosterItem": func(ctx context.Context) error {
 			_, err := st.UpsertRosterItem(ctx, juliet, storage.RosterItem{JID: "nurse@capulet.example", Subscription: storage.SubNone})
+			return err
+		},
+		"AppendArchive (group commit)": func(ctx context.Context) error {
+			_, err := gst.AppendArchive(ctx, juliet, storage.ArchivedMessage{With: romeo, Raw: []byte("<message>lost</message>")})
 			return err
 		},
 		"QueryArchive": func(ctx context.Context) error {
@@ -282,6 +295,23 @@ func TestOutage(t *testing.T) {
 	}
 	if p, err := st.QueryArchive(ctx, juliet, storage.ArchiveQuery{Max: 10}); err != nil || len(p.Messages) != 1 || p.Messages[0].ID != archID {
 		t.Errorf("archive after restart = %+v, %v", p, err)
+	}
+	// Group commit works again, for concurrent writers.
+	var gids [8]string
+	var gerrs [8]error
+	for i := range gids {
+		wg.Go(func() {
+			gids[i], gerrs[i] = gst.AppendArchive(ctx, juliet, storage.ArchivedMessage{With: romeo, Raw: []byte("<message>back</message>")})
+		})
+	}
+	wg.Wait()
+	for i, err := range gerrs {
+		if err != nil {
+			t.Errorf("group-commit AppendArchive %d after restart: %v", i, err)
+		}
+	}
+	if p, err := st.QueryArchive(ctx, juliet, storage.ArchiveQuery{Max: 100}); err != nil || p.Count != 1+len(gids) {
+		t.Errorf("archive after group-commit writes = %d messages, %v; want %d", p.Count, err, 1+len(gids))
 	}
 
 	// New writes work, on every pool connection.

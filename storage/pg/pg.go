@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
 )
 
 // DefaultQueryTimeout is used when Config.QueryTimeout is zero.
@@ -59,6 +60,9 @@ type Config struct {
 	// Logger receives partition maintenance failures; slog.Default()
 	// when nil.
 	Logger *slog.Logger
+	// GroupCommit batches concurrent AppendArchive calls into shared
+	// transactions (see storage/groupcommit).
+	GroupCommit groupcommit.Options
 }
 
 // Store implements storage.Store on PostgreSQL.
@@ -70,6 +74,8 @@ type Store struct {
 	stop      chan struct{} // closed by Close: stops the partition loop
 	loopDone  chan struct{} // closed when the partition loop has ended; nil without loop
 	closeOnce sync.Once
+
+	archiveW *groupcommit.Committer[archiveRow] // AppendArchive's writer
 }
 
 var (
@@ -153,6 +159,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.loopDone = make(chan struct{})
 		go s.partitionLoop(months)
 	}
+	s.archiveW = s.newArchiveWriter(cfg.GroupCommit)
 	return s, nil
 }
 
@@ -175,10 +182,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.queryRow(ctx, `SELECT 1`, nil, &one)
 }
 
-// Close stops the partition maintenance loop and closes the pool,
-// waiting for connections in use to be returned.
+// Close stops the partition maintenance loop, writes the archive rows
+// queued for group commit and closes the pool, waiting for connections in
+// use to be returned.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.archiveW.Close()
 		close(s.stop)
 		if s.loopDone != nil {
 			<-s.loopDone

@@ -19,24 +19,15 @@ var _ storage.Archive = (*Store)(nil)
 // SQLite's bound-parameter limit.
 const maxArchiveIDs = 500
 
-// AppendArchive implements storage.ArchiveWriter.
+// AppendArchive implements storage.ArchiveWriter. With group commit
+// (OpenOptions) concurrent calls share transactions; either way it
+// returns only once the row is committed.
 func (s *Store) AppendArchive(ctx context.Context, owner string, msg storage.ArchivedMessage) (string, error) {
-	ts := msg.Timestamp
-	if ts.IsZero() {
-		ts = time.Now()
-	}
-	ts = fromMicros(toMicros(ts))
-	id := storage.NewArchiveID(ts)
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			owner, toMicros(ts), id, msg.With, msg.WithResource, msg.OriginID, msg.FromFull, blob(msg.Raw))
-		return err
-	})
-	if err != nil {
+	r := newArchiveRow(owner, msg)
+	if err := s.archiveW.Do(ctx, r); err != nil {
 		return "", err
 	}
-	return id, nil
+	return r.id, nil
 }
 
 // DeleteArchive implements storage.ArchiveWriter.

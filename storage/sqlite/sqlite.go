@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -39,6 +40,8 @@ const busyTimeout = 5 * time.Second
 type Store struct {
 	w *sql.DB // exactly one connection: all writes
 	r *sql.DB // read-only pool
+
+	archiveW *groupcommit.Committer[archiveRow] // AppendArchive's writer
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -96,6 +99,7 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 	r.SetMaxIdleConns(n)
 
 	s := &Store{w: w, r: r}
+	s.archiveW = s.newArchiveWriter(groupcommit.Options{})
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -127,9 +131,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.w.PingContext(ctx)
 }
 
-// Close closes both pools. The last connection to close checkpoints the
-// WAL back into the main file.
+// Close writes the archive rows queued for group commit and closes both
+// pools. The last connection to close checkpoints the WAL back into the
+// main file.
 func (s *Store) Close() error {
+	s.archiveW.Close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -1,0 +1,258 @@
+package groupcommit
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeDB records committed items; items listed in bad fail any
+// transaction they are in.
+type fakeDB struct {
+	mu        sync.Mutex
+	committed []int
+	batches   []int // sizes of successful and failed Batch calls
+	ones      int
+	bad       map[int]bool
+	down      bool
+	gate      chan struct{} // when set, Batch waits for it
+}
+
+var (
+	errBadRow = errors.New("bad row")
+	errDown   = errors.New("database down")
+)
+
+func (db *fakeDB) batch(ctx context.Context, items []int) error {
+	if db.gate != nil {
+		<-db.gate
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.batches = append(db.batches, len(items))
+	if db.down {
+		return errDown
+	}
+	for _, it := range items {
+		if db.bad[it] {
+			return errBadRow
+		}
+	}
+	db.committed = append(db.committed, items...)
+	return nil
+}
+
+func (db *fakeDB) one(ctx context.Context, it int) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.ones++
+	if db.down {
+		return errDown
+	}
+	if db.bad[it] {
+		return errBadRow
+	}
+	db.committed = append(db.committed, it)
+	return nil
+}
+
+func (db *fakeDB) has(it int) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return slices.Contains(db.committed, it)
+}
+
+func newCommitter(db *fakeDB, maxBatch int, maxWait time.Duration) *Committer[int] {
+	return New(Options{Enabled: true, MaxBatch: maxBatch, MaxWait: maxWait}, Config[int]{
+		Batch: db.batch, One: db.one,
+		Retry: func(err error) bool { return !errors.Is(err, errDown) },
+	})
+}
+
+// doAll calls Do for each item concurrently and returns the errors.
+func doAll(c *Committer[int], items []int) map[int]error {
+	var mu sync.Mutex
+	errs := map[int]error{}
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Go(func() {
+			err := c.Do(context.Background(), it)
+			mu.Lock()
+			errs[it] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func TestBatches(t *testing.T) {
+	db := &fakeDB{}
+	c := newCommitter(db, 64, 20*time.Millisecond)
+	defer c.Close()
+	items := make([]int, 200)
+	for i := range items {
+		items[i] = i
+	}
+	for it, err := range doAll(c, items) {
+		if err != nil {
+			t.Errorf("item %d: %v", it, err)
+		}
+		if !db.has(it) {
+			t.Errorf("item %d acknowledged but not committed", it)
+		}
+	}
+	if len(db.batches) >= len(items)/2 {
+		t.Errorf("%d transactions for %d concurrent items: not batched (%v)", len(db.batches), len(items), db.batches)
+	}
+	for _, n := range db.batches {
+		if n > 64 {
+			t.Errorf("batch of %d exceeds MaxBatch 64", n)
+		}
+	}
+}
+
+func TestBadRowFailsOnlyItself(t *testing.T) {
+	db := &fakeDB{bad: map[int]bool{7: true}}
+	c := newCommitter(db, 64, 20*time.Millisecond)
+	defer c.Close()
+	items := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for it, err := range doAll(c, items) {
+		switch {
+		case it == 7 && !errors.Is(err, errBadRow):
+			t.Errorf("bad item: %v, want errBadRow", err)
+		case it != 7 && err != nil:
+			t.Errorf("item %d failed with the bad row's batch: %v", it, err)
+		case it != 7 && !db.has(it):
+			t.Errorf("item %d not committed", it)
+		}
+	}
+	if db.has(7) {
+		t.Error("bad item committed")
+	}
+}
+
+func TestDatabaseDownFailsBatchWithoutRetries(t *testing.T) {
+	db := &fakeDB{down: true}
+	c := newCommitter(db, 64, 20*time.Millisecond)
+	defer c.Close()
+	for it, err := range doAll(c, []int{1, 2, 3, 4, 5}) {
+		if !errors.Is(err, errDown) {
+			t.Errorf("item %d: %v, want errDown", it, err)
+		}
+	}
+	if db.ones != 0 {
+		t.Errorf("%d single-item retries while the database is down", db.ones)
+	}
+}
+
+func TestErrorsGoToTheFailedBatchOnly(t *testing.T) {
+	db := &fakeDB{}
+	c := newCommitter(db, 64, -1)
+	defer c.Close()
+	if err := c.Do(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	db.mu.Lock()
+	db.down = true
+	db.mu.Unlock()
+	if err := c.Do(context.Background(), 2); !errors.Is(err, errDown) {
+		t.Fatalf("during outage: %v", err)
+	}
+	db.mu.Lock()
+	db.down = false
+	db.mu.Unlock()
+	if err := c.Do(context.Background(), 3); err != nil {
+		t.Fatalf("after outage: %v", err)
+	}
+	if !db.has(1) || db.has(2) || !db.has(3) {
+		t.Errorf("committed %v, want 1 and 3", db.committed)
+	}
+}
+
+func TestCancelWhileQueuedWithdraws(t *testing.T) {
+	db := &fakeDB{gate: make(chan struct{})}
+	c := newCommitter(db, 1, -1)
+	// Item 1 occupies the writer (blocked in Batch); item 2 waits in the
+	// queue and its caller gives up.
+	go c.Do(context.Background(), 1)
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := c.Do(ctx, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do = %v, want deadline exceeded", err)
+	}
+	close(db.gate)
+	if err := c.Do(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if db.has(2) {
+		t.Error("withdrawn item was written")
+	}
+	if !db.has(1) || !db.has(3) {
+		t.Errorf("committed %v", db.committed)
+	}
+}
+
+func TestCancelWhileWritingStillCommits(t *testing.T) {
+	db := &fakeDB{gate: make(chan struct{})}
+	c := newCommitter(db, 8, -1)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { errc <- c.Do(ctx, 1) }()
+	time.Sleep(20 * time.Millisecond) // item 1 is in Batch, blocked
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want canceled", err)
+	}
+	close(db.gate)
+	c.Close()
+	if !db.has(1) {
+		t.Error("item taken into a batch was not written after its caller left")
+	}
+}
+
+func TestCloseWritesQueuedThenRefuses(t *testing.T) {
+	db := &fakeDB{gate: make(chan struct{})}
+	c := newCommitter(db, 2, -1)
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range 6 {
+		wg.Go(func() { errs[i] = c.Do(context.Background(), i) })
+	}
+	time.Sleep(20 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	close(db.gate)
+	<-closed
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil || !db.has(i) {
+			t.Errorf("item %d: %v, committed %v", i, err, db.has(i))
+		}
+	}
+	if err := c.Do(context.Background(), 9); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestDisabledWritesDirectly(t *testing.T) {
+	db := &fakeDB{}
+	c := New(Options{}, Config[int]{Batch: db.batch, One: db.one})
+	for it, err := range doAll(c, []int{1, 2, 3}) {
+		if err != nil || !db.has(it) {
+			t.Errorf("item %d: %v", it, err)
+		}
+	}
+	if len(db.batches) != 0 || db.ones != 3 {
+		t.Errorf("batches %v, single writes %d; want none and 3", db.batches, db.ones)
+	}
+	c.Close()
+	if err := c.Do(context.Background(), 4); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close = %v", err)
+	}
+}

@@ -1,0 +1,109 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	sqlitedrv "modernc.org/sqlite"
+
+	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
+)
+
+// Options tunes a Store beyond Open's defaults.
+type Options struct {
+	// GroupCommit batches concurrent AppendArchive calls into shared
+	// transactions (see storage/groupcommit). SQLite has one writer, so
+	// without it concurrent archive writes queue for the write
+	// connection one transaction each.
+	GroupCommit groupcommit.Options
+}
+
+// OpenOptions is Open with Options.
+func OpenOptions(ctx context.Context, dir string, o Options) (*Store, error) {
+	s, err := open(ctx, dir, migrationsRoot())
+	if err != nil {
+		return nil, err
+	}
+	s.archiveW.Close() // the default one has no goroutine
+	s.archiveW = s.newArchiveWriter(o.GroupCommit)
+	return s, nil
+}
+
+// archiveRow is one AppendArchive call, ready to insert.
+type archiveRow struct {
+	owner string
+	ts    int64 // microseconds
+	id    string
+	msg   storage.ArchivedMessage
+}
+
+func newArchiveRow(owner string, msg storage.ArchivedMessage) archiveRow {
+	ts := msg.Timestamp
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	ts = fromMicros(toMicros(ts))
+	return archiveRow{owner: owner, ts: toMicros(ts), id: storage.NewArchiveID(ts), msg: msg}
+}
+
+const insertArchiveSQL = `INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
+// insertArchiveRows inserts rows in one transaction.
+func (s *Store) insertArchiveRows(ctx context.Context, rows []archiveRow) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, insertArchiveSQL)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, r := range rows {
+			if _, err := stmt.ExecContext(ctx, r.owner, r.ts, r.id, r.msg.With, r.msg.WithResource,
+				r.msg.OriginID, r.msg.FromFull, blob(r.msg.Raw)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Store) insertArchive(ctx context.Context, r archiveRow) error {
+	return s.insertArchiveRows(ctx, []archiveRow{r})
+}
+
+// rowSpecific reports whether a failed batch may have failed because of
+// one of its rows (a constraint, a value too big or of the wrong type),
+// so that retrying row by row lets the others through.
+func rowSpecific(err error) bool {
+	var se *sqlitedrv.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff { // primary result code
+	case 18, 19, 20: // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH
+		return true
+	}
+	return false
+}
+
+// archiveWriteTimeout bounds one group-commit transaction: a batch is
+// not bound to any one caller's context.
+const archiveWriteTimeout = 30 * time.Second
+
+// newArchiveWriter returns the committer that AppendArchive writes
+// through: with group commit, concurrent rows share one transaction;
+// without, each row is its own.
+func (s *Store) newArchiveWriter(o groupcommit.Options) *groupcommit.Committer[archiveRow] {
+	return groupcommit.New(o, groupcommit.Config[archiveRow]{
+		Batch: s.insertArchiveRows,
+		One:   s.insertArchive,
+		Retry: rowSpecific,
+		Context: func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), archiveWriteTimeout)
+		},
+		Observe: groupcommit.ObserveArchive("sqlite"),
+	})
+}
