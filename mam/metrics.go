@@ -13,7 +13,7 @@ var (
 	})
 	storeErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "mam", Name: "store_errors_total",
-		Help: "Messages that could not be archived (delivered anyway).",
+		Help: "Messages that could not be archived (refused to the sender with resource-constraint).",
 	})
 	queries = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "mam", Name: "queries_total",

@@ -215,7 +215,11 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 	if !shouldArchive(st) {
 		return module.Continue
 	}
-	if id := m.store(ctx, owner, ev.To, ev.From, st, "out"); id != "" {
+	id, err := m.store(ctx, owner, ev.To, ev.From, st, "out")
+	if err != nil {
+		return m.refuse(ctx, st)
+	}
+	if id != "" {
 		ev.ArchiveID = id
 	}
 	return module.Continue
@@ -251,7 +255,10 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 	if ev.From.Domainpart() == "" || !shouldArchive(st) || !m.exists(ctx, owner) {
 		return module.Continue
 	}
-	id := m.store(ctx, owner, ev.From, ev.From, st, "in")
+	id, err := m.store(ctx, owner, ev.From, ev.From, st, "in")
+	if err != nil {
+		return m.refuse(ctx, st)
+	}
 	if id == "" {
 		return module.Continue
 	}
@@ -272,20 +279,37 @@ func (m *Module) exists(ctx context.Context, owner jid.JID) bool {
 	return ok
 }
 
+// refuse bounces a message that could not be archived to its sender with
+// a wait-type resource-constraint error, and stops its routing: a message
+// that belongs in an archive is never delivered (or acknowledged as
+// handled, see c2s) without being stored. The sender may resend it; a
+// resend with the same origin-id is not archived twice (DedupWindow).
+func (m *Module) refuse(ctx context.Context, st *wire.Stanza) module.Verdict {
+	if e := wire.ErrorReply(st, wire.ErrResourceConstraint, "the message could not be archived: storage is temporarily unavailable; try again later"); e != nil {
+		// The sender learns of it even when the ctx that carried the
+		// message has ended (e.g. its stream is closing).
+		if err := m.reg.Sender().Route(context.WithoutCancel(ctx), e); err != nil {
+			m.log.Debug("mam: bouncing an unarchived message failed", "to", e.To, "err", err)
+		}
+	}
+	return module.Handled
+}
+
 // store archives st in owner's archive unless the user's preferences say
 // otherwise or it is a resend of an archived message (then the earlier
-// message's id is returned). It returns "" when nothing was archived.
-// Storage errors are logged and the message is delivered anyway: losing
-// one archive entry is better than losing the message.
-func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire.Stanza, direction string) string {
+// message's id is returned). It returns "" when nothing was archived, and
+// an error when storage failed: the caller must then not deliver the
+// message (an AppendArchive error, ctx's end included, means "not known
+// to be stored").
+func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire.Stanza, direction string) (string, error) {
 	ok, err := m.allowed(ctx, owner, other)
 	if err != nil {
 		storeErrors.Inc()
 		m.log.Error("mam: reading preferences failed", "user", owner.String(), "err", err)
-		return ""
+		return "", err
 	}
 	if !ok {
-		return ""
+		return "", nil
 	}
 	now := m.now()
 	originID := ""
@@ -296,7 +320,7 @@ func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire
 		prev, err := m.archive.FindArchivedByOrigin(ctx, owner.String(), originID, from.String(), now.Add(-m.cfg.DedupWindow))
 		if err == nil {
 			duplicates.Inc()
-			return prev.ID
+			return prev.ID, nil
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
 			m.log.Error("mam: duplicate lookup failed", "user", owner.String(), "err", err)
@@ -312,11 +336,11 @@ func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire
 	})
 	if err != nil {
 		storeErrors.Inc()
-		m.log.Error("mam: archiving failed", "user", owner.String(), "err", err)
-		return ""
+		m.log.Error("mam: archiving failed; the message is refused", "user", owner.String(), "err", err)
+		return "", err
 	}
 	archived.WithLabelValues(direction).Inc()
-	return id
+	return id, nil
 }
 
 // allowed applies the XEP-0441 preferences of owner to a message with
