@@ -153,8 +153,15 @@ func (c *Committer[T]) Do(ctx context.Context, item T) error {
 		return err
 	case <-ctx.Done():
 		// Withdraw it unless the writer has it already.
-		r.state.CompareAndSwap(pending, withdrawn)
-		return ctx.Err()
+		if r.state.CompareAndSwap(pending, withdrawn) {
+			return ctx.Err()
+		}
+		select {
+		case err := <-r.res: // answered meanwhile
+			return err
+		default:
+			return ctx.Err()
+		}
 	}
 }
 

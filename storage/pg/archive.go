@@ -144,7 +144,8 @@ type archiveKey struct {
 
 func lookupKey(ctx context.Context, tx pgx.Tx, owner, id string) (archiveKey, error) {
 	k := archiveKey{id: id}
-	err := tx.QueryRow(ctx, `SELECT ts FROM archive WHERE owner = $1 AND id = $2`, owner, id).Scan(&k.ts)
+	ts, err := lookupTS(ctx, tx, owner, id)
+	k.ts = ts
 	if isNoRows(err) {
 		return k, fmt.Errorf("archive message %q: %w", id, storage.ErrNotFound)
 	}
@@ -215,7 +216,7 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			where = append(where, fulltextFilter(&args, q.Fulltext))
 		}
 		filter := strings.Join(where, " AND ")
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM archive WHERE `+filter, args...).Scan(&page.Count); err != nil {
+		if err := resultCount(ctx, tx, where, q.WithResource, filter, args, &page.Count); err != nil {
 			return err
 		}
 
@@ -267,9 +268,7 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 		}
 		if len(page.Messages) > 0 {
 			f := page.Messages[0]
-			fargs := slices.Clone(args)
-			return tx.QueryRow(ctx, `SELECT COUNT(*) FROM archive WHERE `+filter+
-				` AND (ts, id) < (`+fargs.add(f.Timestamp)+`, `+fargs.add(f.ID)+`)`, fargs...).Scan(&page.FirstIndex)
+			return firstIndex(ctx, tx, filter, args, f.Timestamp, f.ID, page.Count, &page.FirstIndex)
 		}
 		return nil
 	})
