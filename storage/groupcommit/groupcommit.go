@@ -5,7 +5,8 @@
 // commit, and only then answers each caller. A database commit — above
 // all its fsync — costs about the same for one row as for hundreds, so
 // under concurrency this multiplies write throughput, at the price of up
-// to MaxWait of extra latency per write.
+// to MaxWait of extra latency per write while writes are concurrent (a
+// lone writer is never held back).
 //
 // The package is backend-independent: storage/pg and storage/sqlite give
 // it a function that writes a batch atomically and one that writes a
@@ -189,6 +190,7 @@ func (c *Committer[T]) loop() {
 	defer close(c.done)
 	batch := make([]*request[T], 0, c.opt.MaxBatch)
 	var timer *time.Timer
+	lastSize := 0
 	for {
 		first, ok := <-c.reqs
 		if !ok {
@@ -210,8 +212,13 @@ func (c *Committer[T]) loop() {
 				break drain
 			}
 		}
-		// Then wait a little for more.
-		if open && len(batch) < c.opt.MaxBatch && c.opt.MaxWait > 0 {
+		// Then wait a little for more, but only under concurrency: when
+		// this batch or the previous one had company. A lone writer (one
+		// conversation on a quiet server) must not pay MaxWait on every
+		// message; its next write, if others queue meanwhile, still
+		// joins the batch after this one.
+		concurrent := len(batch) > 1 || lastSize > 1
+		if open && concurrent && len(batch) < c.opt.MaxBatch && c.opt.MaxWait > 0 {
 			if timer == nil {
 				timer = time.NewTimer(c.opt.MaxWait)
 			} else {
@@ -235,6 +242,7 @@ func (c *Committer[T]) loop() {
 		// After Close the loop goes on until the queue is empty: what
 		// was accepted gets written.
 		c.flush(batch)
+		lastSize = len(batch)
 		clear(batch) // let the items be collected
 	}
 }
