@@ -256,3 +256,32 @@ func TestDisabledWritesDirectly(t *testing.T) {
 		t.Errorf("Do after Close = %v", err)
 	}
 }
+
+// TestLoneWriterNotHeld: sequential writes from one caller never wait for
+// company, however long MaxWait is (a quiet server must not add latency).
+func TestLoneWriterNotHeld(t *testing.T) {
+	db := &fakeDB{}
+	c := newCommitter(db, 64, time.Minute)
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		for i := range 5 {
+			if err := c.Do(context.Background(), i); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a lone writer was held for MaxWait")
+	}
+	if len(db.batches) != 5 {
+		t.Fatalf("batches %v, want 5 of one", db.batches)
+	}
+}
