@@ -295,6 +295,9 @@ func (r *Router) toUser(ctx context.Context, ev *module.Event) {
 	switch st.Name {
 	case "iq":
 		if !full {
+			if (st.Type == "get" || st.Type == "set") && !r.iqAccountExists(ctx, ev) {
+				return
+			}
 			r.handleIQ(ctx, ev, module.TargetAccount)
 			return
 		}
@@ -374,6 +377,27 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 	if module.RunChain(ctx, r.reg.UndeliverableHooks(), ev) == module.Continue {
 		stanzasDropped.WithLabelValues("offline").Inc()
 	}
+}
+
+// iqAccountExists reports whether the account an IQ get or set is
+// addressed to exists; if not, it answers service-unavailable (RFC 6121
+// §8.5.1) so that account handlers (vCard, ping, PEP, …) never answer
+// for an account that does not exist, here or to a remote sender.
+func (r *Router) iqAccountExists(ctx context.Context, ev *module.Event) bool {
+	if r.cfg.UserExists == nil {
+		return true
+	}
+	exists, err := r.userExists(ctx, ev.To.Bare())
+	switch {
+	case err != nil:
+		r.log.Warn("cannot look up iq recipient", "to", ev.To.Bare().String(), "err", err)
+		r.bounce(ctx, ev.Stanza, wire.ErrResourceConstraint, "storage is temporarily unavailable; try again later")
+		return false
+	case !exists:
+		r.bounce(ctx, ev.Stanza, wire.ErrServiceUnavailable, "")
+		return false
+	}
+	return true
 }
 
 func (r *Router) userExists(ctx context.Context, bare jid.JID) (bool, error) {

@@ -61,6 +61,40 @@ func TestDeliveryRules(t *testing.T) {
 	}
 }
 
+// TestIQToNonexistentAccount: an IQ get or set to the bare JID of an
+// account that does not exist is answered service-unavailable (RFC 6121
+// §8.5.1) by the router, whoever sent it (a local client or a remote
+// server), and never reaches the account's IQ handlers.
+func TestIQToNonexistentAccount(t *testing.T) {
+	r := router.New(router.Config{Domains: []string{"example.org"}, UserExists: func(ctx context.Context, bare string) (bool, error) {
+		return bare == "carol@example.org", nil
+	}})
+	reg := module.NewRegistry([]string{"example.org"}, r.Sender(), r)
+	called := 0
+	reg.IQ("urn:xmpp:ping", "ping", module.TargetAccount, func(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+		called++
+		return nil, nil
+	})
+	r.SetRegistry(reg)
+	ctx := context.Background()
+	alice := online(r, "alice@example.org/a", 0)
+	route := func(s string) {
+		r.Route(ctx, wire.MustParse(s), module.Origin{Kind: module.FromClient, Session: alice})
+	}
+	route("<iq from='alice@example.org/a' to='nobody@example.org' id='q1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+	got := alice.Received()
+	if len(got) != 1 || got[0].Type != "error" || got[0].From != "nobody@example.org" ||
+		got[0].Child(wire.NSClient, "error").Child(wire.NSStanzas, "service-unavailable") == nil || called != 0 {
+		t.Fatalf("iq to a nonexistent account: called=%d %v", called, got)
+	}
+	// Existing accounts, online or not, reach the handler.
+	route("<iq from='alice@example.org/a' to='carol@example.org' id='q2' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+	route("<iq from='alice@example.org/a' to='alice@example.org' id='q3' type='get'><ping xmlns='urn:xmpp:ping'/></iq>")
+	if got := alice.Received(); called != 2 || len(got) != 3 || got[1].Type != "result" || got[2].Type != "result" {
+		t.Fatalf("iq to existing accounts: called=%d %v", called, got)
+	}
+}
+
 // BenchmarkRouteLocal measures one-to-one routing of a chat message between
 // two local sessions (hook chains empty, delivery to one queue).
 func BenchmarkRouteLocal(b *testing.B) {

@@ -21,11 +21,15 @@ func freePort(t *testing.T, ip string) string {
 	return addr
 }
 
-// TestFederationBetweenTwoParleys: two full servers for different
-// domains on 127.0.0.2 and 127.0.0.3 (self-signed certificates, so they
-// verify each other with dialback) chat and subscribe both ways, and MAM
-// archives on each side.
-func TestFederationBetweenTwoParleys(t *testing.T) {
+// The accounts federatedPair creates: alice@a.test (password pw1) and
+// bob@b.test (pw2).
+const fedAlice, fedBob = "alice@a.test", "bob@b.test"
+
+// federatedPair starts two full servers for a.test (127.0.0.2) and b.test
+// (127.0.0.3) that route to each other over real s2s sockets, with the
+// accounts fedAlice and fedBob.
+func federatedPair(t *testing.T) (a, b *testserver.Server) {
+	t.Helper()
 	aS2S, bS2S := freePort(t, "127.0.0.2"), freePort(t, "127.0.0.3")
 	mk := func(domain, ip, s2sAddr, peer, peerAddr string) *testserver.Server {
 		return testserver.Start(t, func(c *server.Config) {
@@ -34,16 +38,30 @@ func TestFederationBetweenTwoParleys(t *testing.T) {
 			c.S2S.Routes = []string{peer + "=" + peerAddr}
 		})
 	}
-	a := mk("a.test", "127.0.0.2", aS2S, "b.test", bS2S)
-	b := mk("b.test", "127.0.0.3", bS2S, "a.test", aS2S)
+	a, b = mk("a.test", "127.0.0.2", aS2S, "b.test", bS2S), mk("b.test", "127.0.0.3", bS2S, "a.test", aS2S)
 	a.AddUser("alice", "pw1")
 	b.AddUser("bob", "pw2")
-	alice := a.Login("alice", "pw1", "phone")
-	bob := b.Login("bob", "pw2", "laptop")
-	alice.Send("<presence/>")
-	bob.Send("<presence/>")
+	return a, b
+}
 
-	subscribe(t, alice, bob, "alice@a.test", "bob@b.test")
+// federatedContacts is federatedPair with alice (resource phone) and bob
+// (laptop) online and mutually subscribed.
+func federatedContacts(t *testing.T) (a, b *testserver.Server, ac, bc *testserver.Client) {
+	t.Helper()
+	a, b = federatedPair(t)
+	ac, bc = a.Login("alice", "pw1", "phone"), b.Login("bob", "pw2", "laptop")
+	ac.Send("<presence/>")
+	bc.Send("<presence/>")
+	subscribe(t, ac, bc, fedAlice, fedBob)
+	return a, b, ac, bc
+}
+
+// TestFederationBetweenTwoParleys: two full servers for different
+// domains on 127.0.0.2 and 127.0.0.3 (self-signed certificates, so they
+// verify each other with dialback) chat and subscribe both ways, and MAM
+// archives on each side.
+func TestFederationBetweenTwoParleys(t *testing.T) {
+	_, _, alice, bob := federatedContacts(t)
 	alice.Send("<message to='bob@b.test' type='chat' id='f1'><body>hello from a.test</body></message>")
 	m := bob.Expect("federated message", isMsg("hello from a.test"))
 	if m.From != "alice@a.test/phone" {

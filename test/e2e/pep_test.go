@@ -53,9 +53,13 @@ func pepCaps(notify ...string) (c string, features []string) {
 
 // answerCapsQuery waits for the server's disco#info query to c and
 // answers it with the features.
-func answerCapsQuery(c *testserver.Client, features []string) {
-	q := c.Expect("caps disco#info query", func(s *wire.Stanza) bool {
-		return s.Name == "iq" && s.Type == "get" && s.Child(nsDiscoInfo, "query") != nil
+func answerCapsQuery(c *testserver.Client, features []string) { answerCapsQueryFrom(c, "", features) }
+
+// answerCapsQueryFrom is answerCapsQuery for the query from a given JID
+// ("": any), such as a remote server asking for one of its users.
+func answerCapsQueryFrom(c *testserver.Client, from string, features []string) {
+	q := c.Expect("caps disco#info query from "+from, func(s *wire.Stanza) bool {
+		return s.Name == "iq" && s.Type == "get" && (from == "" || s.From == from) && s.Child(nsDiscoInfo, "query") != nil
 	})
 	var b strings.Builder
 	b.WriteString("<identity category='client' type='phone' name='Test'/>")
