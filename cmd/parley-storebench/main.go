@@ -32,8 +32,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/groupcommit"
 	"github.com/parley-xmpp/parley/storage/pg"
@@ -134,11 +132,11 @@ func open(backend string, gcOn bool, o options) (storage.Store, func(), error) {
 		if schema == "" {
 			schema = "parley_bench_" + strings.ToLower(rand.Text()[:10])
 		}
-		pgDSN, pgSchema = dsn, schema
 		st, err := pg.Open(ctx, pg.Config{DSN: dsn, Schema: schema, Migrate: true, MaxConns: 16, GroupCommit: gc})
 		if err != nil {
 			return nil, nil, err
 		}
+		lastPG = st
 		return st, func() {
 			st.Close()
 			if o.keep || o.schema != "" {
@@ -230,7 +228,7 @@ func seedAndQuery(name string, st storage.Store, o options, r *result) {
 		// count visits the heap; a production server's autovacuum sets
 		// it within minutes. Measure the steady state.
 		t0 := time.Now()
-		if err := vacuumArchive(ctx); err != nil {
+		if err := lastPG.VacuumArchive(ctx); err != nil {
 			fmt.Fprintf(os.Stderr, "vacuum: %v\n", err)
 		} else {
 			fmt.Printf("%-8s vacuum  (analyze) archive: %v\n", name, time.Since(t0).Round(time.Millisecond))
@@ -317,15 +315,5 @@ func pct(d []time.Duration, p int) time.Duration {
 	return s[min(len(s)-1, len(s)*p/100)].Round(time.Microsecond)
 }
 
-// pgDSN and pgSchema name the PostgreSQL store last opened.
-var pgDSN, pgSchema string
-
-func vacuumArchive(ctx context.Context) error {
-	c, err := pgx.Connect(ctx, pgDSN)
-	if err != nil {
-		return err
-	}
-	defer c.Close(ctx)
-	_, err = c.Exec(ctx, "VACUUM (ANALYZE) "+pgx.Identifier{pgSchema, "archive"}.Sanitize())
-	return err
-}
+// lastPG is the PostgreSQL store last opened.
+var lastPG *pg.Store
