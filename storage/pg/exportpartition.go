@@ -157,7 +157,24 @@ func (s *Store) DetachArchivePartition(ctx context.Context, name string) error {
 		if err != nil || !attached {
 			return err
 		}
-		_, err = tx.Exec(ctx, `ALTER TABLE archive DETACH PARTITION `+quoteIdent(name))
+		if _, err = tx.Exec(ctx, `ALTER TABLE archive DETACH PARTITION `+quoteIdent(name)); err != nil {
+			return err
+		}
+		// The rows left the archive without a DELETE, so the counters'
+		// triggers did not see them: take them off here, in the same
+		// transaction, counter rows locked in key order as the triggers do.
+		q := quoteIdent(name)
+		if _, err = tx.Exec(ctx, `SELECT 1 FROM archive_counts c
+			WHERE (c.owner, c.with_bare) IN (SELECT owner, with_bare FROM `+q+`)
+			ORDER BY c.owner, c.with_bare FOR UPDATE`); err != nil {
+			return err
+		}
+		if _, err = tx.Exec(ctx, `UPDATE archive_counts c SET n = c.n - d.n
+			FROM (SELECT owner, with_bare, count(*) AS n FROM `+q+` GROUP BY owner, with_bare) d
+			WHERE c.owner = d.owner AND c.with_bare = d.with_bare`); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM archive_counts WHERE n <= 0`)
 		return err
 	})
 }
