@@ -199,8 +199,31 @@ func TestReceivedCarbons(t *testing.T) {
 	one(t, a)
 	none(t, b, c, n)
 
-	// Errors and groupchat are not copied.
+	// Errors from a full JID (an answer to one client) and groupchat
+	// are not copied.
 	e.Send(bob, "<message to='alice@example.org/a' type='error' id='m5'><error type='cancel'><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+	one(t, a)
+	none(t, b, n)
+	// An error answering a message alice sent (and that was copied) is
+	// copied; one with an id she never used is not.
+	// Here the test server bounces it (no federation): the bounce reaches
+	// a, and b and n get the sent copy and then a copy of the bounce.
+	e.Send(a, "<message to='nobody@other.example' type='chat' id='m5b'><body>are you there?</body></message>")
+	if got := one(t, a); got.Type != "error" || got.ID != "m5b" {
+		t.Fatalf("bounce: %s", got.Raw)
+	}
+	for _, s := range []*modtest.Session{b, n} {
+		got := s.Take()
+		if len(got) != 2 {
+			t.Fatalf("%s got %d stanzas, want the sent copy and the bounce copy", s.JID(), len(got))
+		}
+		carbon(t, s, "sent", got[0])
+		if msg := carbon(t, s, "received", got[1]); msg.AttrValue("type") != "error" || msg.AttrValue("id") != "m5b" {
+			t.Fatalf("error carbon: %s", msg.String())
+		}
+	}
+	none(t, c)
+	e.Remote("<message from='nobody@other.example' to='alice@example.org/a' type='error' id='other'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
 	one(t, a)
 	none(t, b, n)
 	e.Remote("<message from='room@muc.other.example/bob' to='alice@example.org/a' type='groupchat' id='m6'><body>x</body></message>")

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -30,6 +31,7 @@ import (
 // Namespaces.
 const (
 	NS        = "urn:xmpp:carbons:2"
+	NSRules   = "urn:xmpp:carbons:rules:0"
 	NSForward = "urn:xmpp:forward:0"
 	nsMAM     = "urn:xmpp:mam:2"
 	nsMUCUser = "http://jabber.org/protocol/muc#user"
@@ -43,8 +45,9 @@ type Config struct {
 
 // Module implements module.Module.
 type Module struct {
-	log *slog.Logger
-	reg *module.Registry
+	log  *slog.Logger
+	reg  *module.Registry
+	sent sentLog // copied messages, for their error answers
 }
 
 var _ module.Module = (*Module)(nil)
@@ -64,6 +67,8 @@ func (m *Module) Name() string { return "carbons" }
 func (m *Module) Register(r *module.Registry) error {
 	m.reg = r
 	r.Feature(NS)
+	// §6.2: the §6.1 rules, treated as required.
+	r.Feature(NSRules)
 	r.IQ(NS, "enable", module.TargetAccount, m.handleToggle)
 	r.IQ(NS, "disable", module.TargetAccount, m.handleToggle)
 	r.Outbound(m.outbound)
@@ -96,8 +101,9 @@ func isCarbon(st *wire.Stanza) bool {
 
 // eligible implements §6.1 for the messages this server sees. A
 // <private/> element or an XEP-0334 <no-copy/> hint (either one, as
-// Prosody does) opts a message out; errors are never copied (we do not
-// track which message an error answers); groupchat is left to the MUC.
+// Prosody does) opts a message out; errors are copied only as bounces of
+// messages to a bare JID (isBounce: we do not track which message an
+// error answers); groupchat is left to the MUC.
 func eligible(st *wire.Stanza) bool {
 	if st.Name != "message" || st.Child(NS, "private") != nil || xep.Hint(st, "no-copy") ||
 		isCarbon(st) || st.Child(nsMAM, "result") != nil {
@@ -123,6 +129,16 @@ func eligible(st *wire.Stanza) bool {
 	return false
 }
 
+// answersCopied reports whether an inbound error message answers a message
+// the user sent and this module copied (§6.1).
+func (m *Module) answersCopied(ev *module.Event) bool {
+	st := ev.Stanza
+	if st.Name != "message" || st.Type != "error" || st.ID == "" || st.Child(NS, "private") != nil || xep.Hint(st, "no-copy") {
+		return false
+	}
+	return m.sent.answered(sentKey{ev.To.Bare().String(), ev.From.String(), st.ID}, time.Now())
+}
+
 // outbound sends <sent/> copies of a user's message to the user's other
 // carbons-enabled resources (§7).
 func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict {
@@ -135,6 +151,9 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 		// To the user's own account: the resources get the message itself,
 		// or a <received/> copy from the inbound hook.
 		return module.Continue
+	}
+	if st.ID != "" {
+		m.sent.add(sentKey{user.String(), ev.To.String(), st.ID}, time.Now())
 	}
 	var fwd *wire.Stanza
 	for _, s := range m.reg.Sessions().Resources(user) {
@@ -167,7 +186,7 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 		}
 		return module.Continue
 	}
-	if !eligible(st) {
+	if !eligible(st) && !m.answersCopied(ev) {
 		return module.Continue
 	}
 	if st.Type == "chat" && st.Child(nsMUCUser, "x") != nil && ev.From.Resourcepart() != "" &&
