@@ -49,9 +49,11 @@ type Config struct {
 	DefaultPolicy string
 	// Fulltext enables XEP-0431 full-text search: the query form offers
 	// the {urn:xmpp:fulltext:0}fulltext field and accounts advertise
-	// urn:xmpp:fulltext:0. The storage indexes plain message bodies
-	// either way (never encrypted messages), so turning it on needs no
-	// reindexing.
+	// urn:xmpp:fulltext:0. The storage must be opened with its full-text
+	// index on (storage.FulltextOn; the server does so from the same
+	// setting): it indexes plain message bodies (never encrypted
+	// messages) only then, and rebuilds the index when opened with it on
+	// after a time off.
 	Fulltext bool
 	Logger   *slog.Logger
 }

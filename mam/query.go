@@ -56,6 +56,9 @@ func (m *Module) handleQuery(ctx context.Context, ev *module.Event) (*wire.Eleme
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, module.Errorf(wire.ErrItemNotFound, "a message id in the query is not in the archive")
 	}
+	if errors.Is(err, storage.ErrFulltextUnavailable) {
+		return nil, module.Errorf(wire.ErrResourceConstraint, "full-text search is not available yet")
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -47,16 +47,23 @@ func OpenStore(ctx context.Context, cfg Config) (storage.Store, error) {
 	if gc.MaxWait == 0 {
 		gc.MaxWait = -1 // configured as "do not wait"
 	}
+	// The full-text index costs every archive write: kept only while
+	// search is offered.
+	fts := storage.FulltextOff
+	if cfg.MAM.Fulltext {
+		fts = storage.FulltextOn
+	}
 	switch cfg.Storage.Backend {
 	case "", "sqlite":
-		st, err := sqlite.OpenOptions(ctx, cfg.DataDir, sqlite.Options{GroupCommit: gc})
+		st, err := sqlite.OpenOptions(ctx, cfg.DataDir, sqlite.Options{GroupCommit: gc, Fulltext: fts})
 		if err != nil {
 			return nil, fmt.Errorf("storage (sqlite in %s): %w", cfg.DataDir, err)
 		}
 		return st, nil
 	case "postgres":
 		st, err := pg.Open(ctx, pg.Config{DSN: cfg.Storage.Postgres.DSN, MaxConns: cfg.Storage.Postgres.MaxConns,
-			Schema: cfg.Storage.Postgres.Schema, Migrate: !cfg.Storage.Postgres.NoMigrate, GroupCommit: gc})
+			Schema: cfg.Storage.Postgres.Schema, Migrate: !cfg.Storage.Postgres.NoMigrate, GroupCommit: gc,
+			Fulltext: fts})
 		if err != nil {
 			return nil, fmt.Errorf("storage (postgres): %w", err)
 		}

@@ -53,7 +53,9 @@ type ArchiveQuery struct {
 	// searchable text contains every whitespace-separated word of it,
 	// case-insensitively. Searchable text is the plain <body/> of a
 	// message; messages with end-to-end encryption (OMEMO, OpenPGP) are
-	// never indexed and never match.
+	// never indexed and never match. A store whose index is off or not
+	// yet complete answers ErrFulltextUnavailable rather than partial
+	// results.
 	Fulltext string
 
 	// PageAfter returns the page after this message (forward paging).
@@ -196,3 +198,26 @@ func NewArchiveID(t time.Time) string {
 	copy(b[6:], r[:])
 	return archiveIDEncoding.EncodeToString(b[:])
 }
+
+// ErrFulltextUnavailable is QueryArchive's answer to a Fulltext query when
+// the store does not keep its full-text index (it was opened with
+// FulltextOff, or the index is being rebuilt): searching then would miss
+// messages.
+var ErrFulltextUnavailable = errors.New("storage: full-text search is not available")
+
+// FulltextIndex says what opening a store does about its full-text index
+// (XEP-0431). Keeping the index costs every archive insert, so a store
+// keeps it only when told to.
+type FulltextIndex int
+
+const (
+	// FulltextKeep leaves the database as it was last opened with (a new
+	// database keeps its index): for tools that do not serve searches.
+	FulltextKeep FulltextIndex = iota
+	// FulltextOff stops indexing. The index is then incomplete: turning
+	// it on again rebuilds it.
+	FulltextOff
+	// FulltextOn keeps the index, rebuilding it first when it is
+	// incomplete.
+	FulltextOn
+)

@@ -44,6 +44,7 @@ type options struct {
 	maxBatch                                                        int
 	maxWait                                                         time.Duration
 	keep, vacuum                                                    bool
+	fulltext                                                        bool
 	schema                                                          string
 }
 
@@ -74,6 +75,7 @@ func main() {
 	flag.DurationVar(&o.maxWait, "max-wait", 0, "group commit: wait for more rows after the first (0: default, negative: none)")
 	flag.BoolVar(&o.keep, "keep", false, "postgres: keep the schema at the end (its name is printed)")
 	flag.BoolVar(&o.vacuum, "vacuum", true, "postgres: VACUUM (ANALYZE) the archive after seeding, as autovacuum does on a production server")
+	flag.BoolVar(&o.fulltext, "fulltext", false, "keep the XEP-0431 full-text index (mam.fulltext; off by default, as on a server)")
 	flag.StringVar(&o.schema, "schema", "", "postgres: use this schema (created if missing) instead of a new random one")
 	flag.Parse()
 	for _, m := range strings.Split(*gc, ",") {
@@ -118,7 +120,7 @@ func open(backend string, gcOn bool, o options) (storage.Store, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		st, err := sqlite.OpenOptions(ctx, dir, sqlite.Options{GroupCommit: gc})
+		st, err := sqlite.OpenOptions(ctx, dir, sqlite.Options{GroupCommit: gc, Fulltext: fulltextIndex(o)})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -132,7 +134,8 @@ func open(backend string, gcOn bool, o options) (storage.Store, func(), error) {
 		if schema == "" {
 			schema = "parley_bench_" + strings.ToLower(rand.Text()[:10])
 		}
-		st, err := pg.Open(ctx, pg.Config{DSN: dsn, Schema: schema, Migrate: true, MaxConns: 16, GroupCommit: gc})
+		st, err := pg.Open(ctx, pg.Config{DSN: dsn, Schema: schema, Migrate: true, MaxConns: 16, GroupCommit: gc,
+			Fulltext: fulltextIndex(o)})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -317,3 +320,10 @@ func pct(d []time.Duration, p int) time.Duration {
 
 // lastPG is the PostgreSQL store last opened.
 var lastPG *pg.Store
+
+func fulltextIndex(o options) storage.FulltextIndex {
+	if o.fulltext {
+		return storage.FulltextOn
+	}
+	return storage.FulltextOff
+}

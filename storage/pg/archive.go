@@ -213,6 +213,9 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			}
 		}
 		if strings.TrimSpace(q.Fulltext) != "" {
+			if err := fulltextAvailable(ctx, tx); err != nil {
+				return err
+			}
 			where = append(where, fulltextFilter(&args, q.Fulltext))
 		}
 		filter := strings.Join(where, " AND ")

@@ -90,3 +90,94 @@ func TestFulltextNeverFailsInsert(t *testing.T) {
 		}
 	}
 }
+
+// openFulltext is a storagetest.FulltextReopener on one schema.
+func openFulltext(t *testing.T) func(storage.FulltextIndex) storage.Archive {
+	dsn := needPostgres(t)
+	schema := newSchema(t, dsn)
+	return func(mode storage.FulltextIndex) storage.Archive {
+		st, err := Open(context.Background(), Config{DSN: dsn, Schema: schema, MaxConns: 4, Migrate: true, Fulltext: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() }) // runs before the schema is dropped
+		return st
+	}
+}
+
+func TestFulltextIndexContract(t *testing.T) {
+	needPostgres(t)
+	storagetest.RunFulltextIndex(t, openFulltext)
+}
+
+// TestFulltextOffCostsNothing: with the index off the trigger is gone from
+// the archive and all its partitions, new rows have no tsvector, and
+// partitions created meanwhile get the trigger when it comes back.
+func TestFulltextOffCostsNothing(t *testing.T) {
+	open := openFulltext(t)
+	ctx := context.Background()
+	st := open(storage.FulltextOff).(*Store)
+	triggers := func() int {
+		t.Helper()
+		var n int
+		if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
+			WHERE g.tgname = 'archive_fts' AND c.relnamespace = current_schema()::regnamespace`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := triggers(); n != 0 {
+		t.Fatalf("with the index off: %d archive_fts triggers", n)
+	}
+	if _, err := st.AppendArchive(ctx, "a@b", storage.ArchivedMessage{With: "c@d", Raw: []byte("<message><body>hello</body></message>")}); err != nil {
+		t.Fatal(err)
+	}
+	var indexed int
+	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM archive WHERE fts IS NOT NULL`).Scan(&indexed); err != nil {
+		t.Fatal(err)
+	}
+	if indexed != 0 {
+		t.Fatalf("with the index off: %d rows have a tsvector", indexed)
+	}
+	// A partition created while off.
+	if _, err := st.EnsurePartitions(ctx, time.Now().AddDate(2, 0, 0), 1); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = open(storage.FulltextOn).(*Store)
+	var parts int
+	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'archive'::regclass`).Scan(&parts); err != nil {
+		t.Fatal(err)
+	}
+	if n := triggers(); n != parts+1 {
+		t.Fatalf("with the index on: %d archive_fts triggers, want %d (archive and %d partitions)", n, parts+1, parts)
+	}
+	p, err := st.QueryArchive(ctx, "a@b", storage.ArchiveQuery{Fulltext: "hello", Max: 10})
+	if err != nil || p.Count != 1 {
+		t.Fatalf("after the backfill: %+v %v", p, err)
+	}
+}
+
+// TestFulltextBackfillBatches: a backfill over several batches and
+// partitions indexes every message.
+func TestFulltextBackfillBatches(t *testing.T) {
+	open := openFulltext(t)
+	ctx := context.Background()
+	st := open(storage.FulltextOff).(*Store)
+	n := 2*ftsBackfillBatch + 17
+	if _, err := st.pool.Exec(ctx, `INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+		SELECT 'a' || (i % 7) || '@b', now() - i * interval '1 hour', lpad(i::text, 26, '0'), 'c@d', '', '', 'c@d/r',
+			convert_to('<message><body>word' || repeat('x', i % 5) || '</body></message>', 'UTF8')
+		FROM generate_series(0, $1 - 1) i`, n); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = open(storage.FulltextOn).(*Store)
+	var indexed int
+	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM archive WHERE fts IS NOT NULL`).Scan(&indexed); err != nil {
+		t.Fatal(err)
+	}
+	if indexed != n {
+		t.Fatalf("%d indexed, want %d", indexed, n)
+	}
+}

@@ -63,6 +63,11 @@ type Config struct {
 	// GroupCommit batches concurrent AppendArchive calls into shared
 	// transactions (see storage/groupcommit).
 	GroupCommit groupcommit.Options
+	// Fulltext says whether the XEP-0431 full-text index is kept (see
+	// storage.FulltextIndex); switching it on fills the index for the
+	// rows archived meanwhile before Open returns. The zero value leaves
+	// the database as it is.
+	Fulltext storage.FulltextIndex
 }
 
 // Store implements storage.Store on PostgreSQL.
@@ -137,6 +142,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
 	}
 	if err := s.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
+	}
+	// Without a bound of its own: a backfill covers the whole archive, in
+	// short transactions.
+	if err := s.setFulltext(parent, cfg.Fulltext); err != nil {
 		pool.Close()
 		return nil, openError(cfg.DSN, &pcfg.ConnConfig.Config, err)
 	}

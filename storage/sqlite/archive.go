@@ -245,6 +245,9 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			}
 		}
 		if strings.TrimSpace(q.Fulltext) != "" {
+			if err := fulltextAvailable(ctx, tx); err != nil {
+				return err
+			}
 			w, a := fulltextFilter(owner, q.Fulltext)
 			where = append(where, w)
 			args = append(args, a...)

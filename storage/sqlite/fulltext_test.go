@@ -91,3 +91,85 @@ func TestSearchText(t *testing.T) {
 		t.Error("filter")
 	}
 }
+
+// openFulltext is a storagetest.FulltextReopener on one database
+// directory.
+func openFulltext(t *testing.T) func(storage.FulltextIndex) storage.Archive {
+	dir := t.TempDir()
+	return func(mode storage.FulltextIndex) storage.Archive {
+		st, err := OpenOptions(context.Background(), dir, Options{Fulltext: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+}
+
+func TestFulltextIndexContract(t *testing.T) {
+	storagetest.RunFulltextIndex(t, openFulltext)
+}
+
+// TestFulltextOffCostsNothing: with the index off no trigger runs on an
+// insert, so nothing is indexed.
+func TestFulltextOffCostsNothing(t *testing.T) {
+	open := openFulltext(t)
+	st := open(storage.FulltextOff).(*Store)
+	if _, err := st.AppendArchive(t.Context(), "a@b", storage.ArchivedMessage{With: "c@d", Raw: []byte("<message><body>hello</body></message>")}); err != nil {
+		t.Fatal(err)
+	}
+	var triggers, docs int
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive'`).Scan(&triggers); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.r.QueryRow(`SELECT count(*) FROM archive_fts_docs`).Scan(&docs); err != nil {
+		t.Fatal(err)
+	}
+	if triggers != 0 || docs != 0 {
+		t.Fatalf("with the index off: %d triggers on archive, %d indexed messages", triggers, docs)
+	}
+	st.Close()
+	// On again: the triggers are back, the message is indexed.
+	st = open(storage.FulltextOn).(*Store)
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive'`).Scan(&triggers); err != nil {
+		t.Fatal(err)
+	}
+	if triggers != 3 {
+		t.Fatalf("with the index on: %d triggers, want 3", triggers)
+	}
+	if p := search(t, st, "a@b", "hello"); p.Count != 1 {
+		t.Fatalf("after rebuild: %d found", p.Count)
+	}
+}
+
+// TestFulltextRebuildBatches: a rebuild over several batches indexes every
+// message once.
+func TestFulltextRebuildBatches(t *testing.T) {
+	open := openFulltext(t)
+	st := open(storage.FulltextOff).(*Store)
+	n := 2*ftsRebuildBatch + 17
+	err := st.write(t.Context(), func(tx *sql.Tx) error {
+		for i := range n {
+			r := newArchiveRow("a@b", storage.ArchivedMessage{With: "c@d", Raw: []byte("<message><body>word" + strings.Repeat("x", i%5) + "</body></message>")})
+			if _, err := tx.Exec(insertArchiveSQL, r.owner, r.ts, r.id, r.msg.With, "", "", "", r.msg.Raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = open(storage.FulltextOn).(*Store)
+	var docs int
+	if err := st.r.QueryRow(`SELECT count(*) FROM archive_fts_docs`).Scan(&docs); err != nil {
+		t.Fatal(err)
+	}
+	if docs != n {
+		t.Fatalf("%d indexed, want %d", docs, n)
+	}
+	if p := search(t, st, "a@b", "wordxx"); p.Count != (n+2)/5 {
+		t.Fatalf("found %d, want %d", p.Count, (n+2)/5)
+	}
+}

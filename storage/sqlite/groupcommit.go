@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	sqlitedrv "modernc.org/sqlite"
@@ -19,6 +20,10 @@ type Options struct {
 	// without it concurrent archive writes queue for the write
 	// connection one transaction each.
 	GroupCommit groupcommit.Options
+	// Fulltext says whether the XEP-0431 full-text index is kept (see
+	// storage.FulltextIndex); switching it on rebuilds the index before
+	// OpenOptions returns.
+	Fulltext storage.FulltextIndex
 }
 
 // OpenOptions is Open with Options.
@@ -26,6 +31,10 @@ func OpenOptions(ctx context.Context, dir string, o Options) (*Store, error) {
 	s, err := open(ctx, dir, migrationsRoot())
 	if err != nil {
 		return nil, err
+	}
+	if err := s.setFulltext(ctx, o.Fulltext); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	s.archiveW.Close() // the default one has no goroutine
 	s.archiveW = s.newArchiveWriter(o.GroupCommit)

@@ -47,7 +47,8 @@ type Store struct {
 var _ storage.Store = (*Store)(nil)
 
 // Open creates dir (mode 0700) if needed, opens or creates dir/parley.db and
-// brings its schema up to date.
+// brings its schema up to date. It leaves the full-text index as it is
+// (storage.FulltextKeep); see OpenOptions.
 func Open(ctx context.Context, dir string) (*Store, error) {
 	return open(ctx, dir, migrationsRoot())
 }

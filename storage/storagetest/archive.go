@@ -551,3 +551,135 @@ func MigrationsBefore(t testing.TB, fsys fs.FS, version int) fs.FS {
 	}
 	return out
 }
+
+// FulltextReopener returns a function that opens one store with its
+// full-text index set to mode (storage.FulltextIndex): a new, empty
+// database at the first call and the same database at every later one.
+// RunFulltextIndex closes each store (io.Closer) before opening the next;
+// the opener arranges for the last one to be closed too.
+type FulltextReopener = func(t *testing.T) func(mode storage.FulltextIndex) storage.Archive
+
+// RunFulltextIndex runs the contract of switching the full-text index off
+// and on (the index costs every insert, so it is kept only while search
+// is enabled) as subtests of t.
+func RunFulltextIndex(t *testing.T, open FulltextReopener) {
+	t.Run("Off", func(t *testing.T) { testFulltextOff(t, open(t)) })
+	t.Run("OffThenOn", func(t *testing.T) { testFulltextOffThenOn(t, open(t)) })
+	t.Run("OnOffOn", func(t *testing.T) { testFulltextOnOffOn(t, open(t)) })
+	t.Run("Keep", func(t *testing.T) { testFulltextKeep(t, open(t)) })
+}
+
+func closeArchive(t *testing.T, st storage.Archive) {
+	t.Helper()
+	c, ok := st.(interface{ Close() error })
+	if !ok {
+		t.Fatalf("%T has no Close", st)
+	}
+	must(t, "Close", c.Close())
+}
+
+// wantSearch checks the messages a search finds.
+func wantSearch(t *testing.T, what string, st storage.Archive, text string, ids ...string) {
+	t.Helper()
+	wantPage(t, what+": search "+text, fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: text}), ids, true, len(ids), 0)
+}
+
+// wantNoSearch checks that searching is refused, not answered partially.
+func wantNoSearch(t *testing.T, what string, st storage.Archive) {
+	t.Helper()
+	_, err := st.QueryArchive(t.Context(), archOwner, storage.ArchiveQuery{Fulltext: "lark", Max: 10})
+	if !errors.Is(err, storage.ErrFulltextUnavailable) {
+		t.Fatalf("%s: search: err %v, want ErrFulltextUnavailable", what, err)
+	}
+}
+
+const encryptedLark = `<message type='chat'><body>encrypted lark</body><encrypted xmlns='urn:xmpp:omemo:2'><payload>cGF5</payload></encrypted></message>`
+
+// testFulltextOff: with the index off, messages are archived and queried
+// as usual, and searches are refused.
+func testFulltextOff(t *testing.T, open func(storage.FulltextIndex) storage.Archive) {
+	st := open(storage.FulltextOff)
+	defer closeArchive(t, st)
+	a := archMessage(t, st, archOwner, archRomeo, 0, "<message><body>lark</body></message>")
+	b := archMessage(t, st, archOwner, archRomeo, 60, "<message><body>nightingale</body></message>")
+	wantPage(t, "no search", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{}), []string{a, b}, true, 2, 0)
+	wantPage(t, "blank search", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: " "}), []string{a, b}, true, 2, 0)
+	wantNoSearch(t, "off", st)
+}
+
+// testFulltextOffThenOn: turning the index on indexes the messages
+// archived before (never encrypted ones), and the new ones.
+func testFulltextOffThenOn(t *testing.T, open func(storage.FulltextIndex) storage.Archive) {
+	st := open(storage.FulltextOff)
+	var old []string
+	for i := range 10 {
+		old = append(old, archMessage(t, st, archOwner, archRomeo, i*60, fmt.Sprintf("<message><body>lark %d</body></message>", i)))
+	}
+	archMessage(t, st, archOwner, archRomeo, 700, encryptedLark)
+	archMessage(t, st, archOwner, archRomeo, 710, "<message><subject>lark</subject></message>")
+	other := archMessage(t, st, archNurse, archRomeo, 0, "<message><body>lark</body></message>")
+	closeArchive(t, st)
+
+	st = open(storage.FulltextOn)
+	defer closeArchive(t, st)
+	wantSearch(t, "rebuilt", st, "lark", old...)
+	wantSearch(t, "rebuilt", st, "lark 3", old[3])
+	wantSearch(t, "rebuilt", st, "encrypted")
+	p := fulltextIDs(t, st, archNurse, storage.ArchiveQuery{Fulltext: "lark"})
+	wantPage(t, "other archive", p, []string{other}, true, 1, 0)
+	c := archMessage(t, st, archOwner, archRomeo, 800, "<message><body>lark after</body></message>")
+	wantSearch(t, "new", st, "after", c)
+}
+
+// testFulltextOnOffOn: messages archived while the index was off are
+// found once it is on again, messages deleted meanwhile are not.
+func testFulltextOnOffOn(t *testing.T, open func(storage.FulltextIndex) storage.Archive) {
+	ctx := t.Context()
+	st := open(storage.FulltextOn)
+	a := archMessage(t, st, archOwner, archRomeo, 0, "<message><body>early lark</body></message>")
+	b := archMessage(t, st, archOwner, archRomeo, 60, "<message><body>second lark</body></message>")
+	wantSearch(t, "on", st, "lark", a, b)
+	closeArchive(t, st)
+
+	st = open(storage.FulltextOff)
+	c := archMessage(t, st, archOwner, archRomeo, 120, "<message><body>lark while off</body></message>")
+	archMessage(t, st, archOwner, archRomeo, 130, encryptedLark)
+	wantNoSearch(t, "off", st)
+	// Deleted while off: must not come back.
+	n, err := st.DeleteArchiveBefore(ctx, stamp(30), 0)
+	must(t, "DeleteArchiveBefore", err)
+	if n != 1 {
+		t.Fatalf("deleted %d, want 1", n)
+	}
+	closeArchive(t, st)
+
+	st = open(storage.FulltextOn)
+	defer closeArchive(t, st)
+	wantSearch(t, "on again", st, "lark", b, c)
+	wantSearch(t, "on again", st, "off", c)
+	wantSearch(t, "on again", st, "early")
+	wantSearch(t, "on again", st, "encrypted")
+	d := archMessage(t, st, archOwner, archRomeo, 180, "<message><body>lark on again</body></message>")
+	wantSearch(t, "on again", st, "lark", b, c, d)
+	must(t, "DeleteArchive", st.DeleteArchive(ctx, archOwner))
+	wantSearch(t, "deleted", st, "lark")
+}
+
+// testFulltextKeep: tools open the store without changing the index.
+func testFulltextKeep(t *testing.T, open func(storage.FulltextIndex) storage.Archive) {
+	st := open(storage.FulltextOn)
+	a := archMessage(t, st, archOwner, archRomeo, 0, "<message><body>lark</body></message>")
+	closeArchive(t, st)
+	st = open(storage.FulltextKeep)
+	b := archMessage(t, st, archOwner, archRomeo, 60, "<message><body>lark</body></message>")
+	wantSearch(t, "kept on", st, "lark", a, b)
+	closeArchive(t, st)
+	st = open(storage.FulltextOff)
+	closeArchive(t, st)
+	st = open(storage.FulltextKeep)
+	wantNoSearch(t, "kept off", st)
+	closeArchive(t, st)
+	st = open(storage.FulltextOn)
+	defer closeArchive(t, st)
+	wantSearch(t, "on", st, "lark", a, b)
+}
