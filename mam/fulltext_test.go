@@ -120,3 +120,32 @@ func TestRSMIndex(t *testing.T) {
 		}
 	}
 }
+
+// unindexedArchive answers searches as a store whose full-text index is
+// off or being rebuilt does.
+type unindexedArchive struct{ storage.Archive }
+
+func (u unindexedArchive) QueryArchive(ctx context.Context, owner string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
+	if q.Fulltext != "" {
+		return storage.ArchivePage{}, storage.ErrFulltextUnavailable
+	}
+	return u.Archive.QueryArchive(ctx, owner, q)
+}
+
+// TestFulltextUnavailable: a search the index cannot answer completely is
+// refused with a wait-type resource-constraint, and plain queries work.
+func TestFulltextUnavailable(t *testing.T) {
+	me := modtest.New(t)
+	m := New(Config{Fulltext: true}, unindexedArchive{me.Store}, me.Store, me.Store)
+	me.Register(m)
+	e := &env{Env: me, mod: m}
+	bob := e.login("bob@example.org/b")
+	ids := e.seed("bob@example.org", 2)
+	_, reply := e.IQCollect(bob, "<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2'>"+form(fulltextField, "x")+"</query></iq>")
+	if got := modtest.ErrCondition(reply); got != wire.ErrResourceConstraint || reply.Child(wire.NSClient, "error").AttrValue("type") != "wait" {
+		t.Fatalf("search without index: %s", reply.Raw)
+	}
+	if f, _ := e.query(bob, ""); !slices.Equal(f.results, ids) {
+		t.Fatalf("plain query: %+v", f)
+	}
+}
