@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -152,6 +153,33 @@ func lookupKey(ctx context.Context, tx pgx.Tx, owner, id string) (archiveKey, er
 	return k, err
 }
 
+// readCountAndPage reads the results of QueryArchive's batch: the count,
+// then, when withPage, the page's rows (Max+1 of them at most).
+func readCountAndPage(br pgx.BatchResults, owner string, withPage bool, page *storage.ArchivePage) error {
+	err := func() error {
+		if err := br.QueryRow().Scan(&page.Count); err != nil {
+			return err
+		}
+		if !withPage {
+			return nil
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanArchived(rows, owner)
+			if err != nil {
+				return err
+			}
+			page.Messages = append(page.Messages, m)
+		}
+		return rows.Err()
+	}()
+	return errors.Join(err, br.Close())
+}
+
 // params collects positional query arguments.
 type params []any
 
@@ -219,9 +247,6 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			where = append(where, fulltextFilter(&args, q.Fulltext))
 		}
 		filter := strings.Join(where, " AND ")
-		if err := resultCount(ctx, tx, where, q.WithResource, filter, args, &page.Count); err != nil {
-			return err
-		}
 
 		// The page.
 		backward := q.Last || q.PageBefore != ""
@@ -236,31 +261,26 @@ func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.Archiv
 			}
 			pwhere += " AND (ts, id) " + bound.op + " (" + pargs.add(k.ts) + ", " + pargs.add(k.id) + ")"
 		}
+		// The count and the page go in one round trip (one snapshot: the
+		// transaction is repeatable read).
+		b := &pgx.Batch{}
+		b.Queue(countSQL(where, q.WithResource, filter), args...)
+		if q.Max > 0 {
+			dir := "ASC"
+			if backward {
+				dir = "DESC"
+			}
+			limit := pargs.add(int64(q.Max) + 1)
+			offset := pargs.add(int64(q.Index))
+			b.Queue(`SELECT `+archiveColumns+` FROM archive WHERE `+pwhere+`
+			ORDER BY ts `+dir+`, id `+dir+` LIMIT `+limit+` OFFSET `+offset, pargs...)
+		}
+		if err := readCountAndPage(tx.SendBatch(ctx, b), owner, q.Max > 0, &page); err != nil {
+			return err
+		}
 		if q.Max <= 0 {
 			page.Complete = page.Count == 0
 			return nil
-		}
-		dir := "ASC"
-		if backward {
-			dir = "DESC"
-		}
-		limit := pargs.add(int64(q.Max) + 1)
-		offset := pargs.add(int64(q.Index))
-		rows, err := tx.Query(ctx, `SELECT `+archiveColumns+` FROM archive WHERE `+pwhere+`
-			ORDER BY ts `+dir+`, id `+dir+` LIMIT `+limit+` OFFSET `+offset, pargs...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanArchived(rows, owner)
-			if err != nil {
-				return err
-			}
-			page.Messages = append(page.Messages, m)
-		}
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		page.Complete = len(page.Messages) <= q.Max
 		if !page.Complete {

@@ -61,13 +61,13 @@ func countsCover(where []string, withResource string) bool {
 	return len(where) == 1 || (len(where) == 2 && withResource == "" && strings.HasPrefix(where[1], "with_bare = "))
 }
 
-// resultCount sets *n to the size of the result set of filter: from
+// countSQL is the query for the size of the result set of filter: from
 // archive_counts when it covers the filter, else by counting.
-func resultCount(ctx context.Context, tx pgx.Tx, where []string, withResource, filter string, args params, n *int) error {
+func countSQL(where []string, withResource, filter string) string {
 	if countsCover(where, withResource) {
-		return tx.QueryRow(ctx, `SELECT COALESCE(SUM(n), 0) FROM archive_counts WHERE `+filter, args...).Scan(n)
+		return `SELECT COALESCE(SUM(n), 0) FROM archive_counts WHERE ` + filter
 	}
-	return tx.QueryRow(ctx, `SELECT COUNT(*) FROM archive WHERE `+filter, args...).Scan(n)
+	return `SELECT COUNT(*) FROM archive WHERE ` + filter
 }
 
 // firstIndex sets *idx to the position of the message (ts, id) in the
