@@ -27,7 +27,6 @@ whose upload_file then requests the slot and uploads as usual.
 
 import asyncio
 import hashlib
-import json
 import os
 import ssl
 import sys
@@ -35,6 +34,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import driver  # noqa: E402,F401  (exits 3 when slixmpp is missing)
 from driver import Driver, Failure, emit  # noqa: E402
+from runner import run  # noqa: E402
 
 try:
     import aiohttp
@@ -121,30 +121,5 @@ class UploadDriver(Driver):
             await super().do(a)
 
 
-async def main(cfg):
-    d = UploadDriver(cfg)
-    try:
-        await asyncio.wait_for(d.run(), float(cfg.get("deadline", 60)))
-    finally:
-        await d.close()
-
-
 if __name__ == "__main__":
-    raw = sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()
-    cfg = json.loads(raw)
-    driver.logging.basicConfig(level=driver.logging.DEBUG if os.environ.get("INTEROP_DEBUG") else driver.logging.WARNING,
-                               stream=sys.stderr)
-    try:
-        asyncio.run(main(cfg))
-    except driver.Timeout as e:
-        emit("timeout", error="timed out waiting for " + str(e))
-        sys.exit(2)
-    except asyncio.TimeoutError:
-        emit("timeout", error="whole run exceeded deadline of %ss" % cfg.get("deadline", 60))
-        sys.exit(2)
-    except Failure as e:
-        emit("error", error="Failure: %s" % e)
-        sys.exit(1)
-    except Exception as e:
-        emit("error", error="%s: %s" % (type(e).__name__, e))
-        sys.exit(1)
+    run(UploadDriver)

@@ -22,16 +22,15 @@ Same JSON config and events as driver.py, plus these actions:
         is "id"; emits "presence_photo"
 """
 
-import asyncio
 import base64
 import hashlib
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import driver  # noqa: E402,F401  (exits 3 when slixmpp is missing)
 from driver import Driver, Failure, Timeout, emit  # noqa: E402
+from runner import run  # noqa: E402
 from slixmpp import JID  # noqa: E402
 
 NS_META = "urn:xmpp:avatar:metadata"
@@ -119,27 +118,5 @@ class PEPDriver(Driver):
             await super().do(a)
 
 
-async def main(cfg):
-    d = PEPDriver(cfg)
-    try:
-        await asyncio.wait_for(d.run(), float(cfg.get("deadline", 60)))
-    finally:
-        await d.close()
-
-
 if __name__ == "__main__":
-    raw = sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()
-    cfg = json.loads(raw)
-    driver.logging.basicConfig(level=driver.logging.DEBUG if os.environ.get("INTEROP_DEBUG") else driver.logging.WARNING,
-                               stream=sys.stderr)
-    try:
-        asyncio.run(main(cfg))
-    except Timeout as e:
-        emit("timeout", error="timed out waiting for " + str(e))
-        sys.exit(2)
-    except asyncio.TimeoutError:
-        emit("timeout", error="whole run exceeded deadline of %ss" % cfg.get("deadline", 60))
-        sys.exit(2)
-    except Exception as e:
-        emit("error", error="%s: %s" % (type(e).__name__, e))
-        sys.exit(1)
+    run(PEPDriver)
