@@ -22,8 +22,11 @@ async def _main(cls, cfg):
 def run(cls):
     raw = sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()
     cfg = json.loads(raw)
-    logging.basicConfig(level=logging.DEBUG if os.environ.get("INTEROP_DEBUG") else logging.WARNING,
-                        stream=sys.stderr)
+    if os.environ.get("INTEROP_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    else:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         asyncio.run(_main(cls, cfg))
     except Timeout as e:
