@@ -51,19 +51,37 @@ func (s *Server) Dial() net.Conn {
 // Connect opens a stream and negotiates STARTTLS; it stops before SASL.
 func (s *Server) Connect() *Client {
 	s.t.Helper()
-	c := &Client{t: s.t, conn: s.Dial(), notify: make(chan struct{}, 1), domain: s.Domain}
+	return startTLS(s.t, s.Dial(), s.Domain)
+}
+
+// ConnectTo is Connect for any server's STARTTLS port at addr serving
+// domain (interop tests with third-party servers). The certificate is not
+// verified.
+func ConnectTo(t testing.TB, addr, domain string) *Client {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return startTLS(t, conn, domain)
+}
+
+func startTLS(t testing.TB, conn net.Conn, domain string) *Client {
+	t.Helper()
+	c := &Client{t: t, conn: conn, notify: make(chan struct{}, 1), domain: domain}
 	c.startStream()
 	f := c.Features()
 	if f.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
-		s.t.Fatalf("no starttls offered: %s", f.Raw)
+		t.Fatalf("no starttls offered: %s", f.Raw)
 	}
 	c.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
 	if p := c.next(); p.Name != "proceed" {
-		s.t.Fatalf("expected proceed, got %s", p.Raw)
+		t.Fatalf("expected proceed, got %s", p.Raw)
 	}
 	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, ServerName: c.domain})
 	if err := tc.Handshake(); err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	c.conn = tc
 	c.startStream()
@@ -75,15 +93,21 @@ func (s *Server) Connect() *Client {
 func (s *Server) Login(user, password, resource string) *Client {
 	s.t.Helper()
 	c := s.Connect()
-	f := c.Features()
-	if err := c.Auth(f, "SCRAM-SHA-256", user, password); err != nil {
-		s.t.Fatalf("login %s: %v", user, err)
+	c.LoginWith(c.Features(), "SCRAM-SHA-256", user, password, resource)
+	return c
+}
+
+// LoginWith authenticates a connected client with mech, restarts the
+// stream, binds resource and starts background reading.
+func (c *Client) LoginWith(features *wire.Stanza, mech, user, password, resource string) {
+	c.t.Helper()
+	if err := c.Auth(features, mech, user, password); err != nil {
+		c.t.Fatalf("login %s: %v", user, err)
 	}
 	c.startStream()
 	c.Features()
 	c.Bind(resource)
 	c.startReader()
-	return c
 }
 
 // Authenticate connects and authenticates but does not bind, for stream
@@ -265,7 +289,14 @@ func (c *Client) Send(format string, args ...any) {
 // the backlog; it fails the test after Timeout.
 func (c *Client) Expect(what string, match func(*wire.Stanza) bool) *wire.Stanza {
 	c.t.Helper()
-	st, ok := c.wait(Timeout, match)
+	return c.ExpectWithin(what, Timeout, match)
+}
+
+// ExpectWithin is Expect with its own time limit (e.g. a first message
+// over federation, which includes setting up the s2s stream).
+func (c *Client) ExpectWithin(what string, d time.Duration, match func(*wire.Stanza) bool) *wire.Stanza {
+	c.t.Helper()
+	st, ok := c.wait(d, match)
 	if !ok {
 		c.mu.Lock()
 		var seen []string
@@ -274,7 +305,7 @@ func (c *Client) Expect(what string, match func(*wire.Stanza) bool) *wire.Stanza
 		}
 		err := c.err
 		c.mu.Unlock()
-		c.t.Fatalf("%s: did not receive %s within %v (stream err: %v); backlog:\n%s", c.JID, what, Timeout, err, strings.Join(seen, "\n"))
+		c.t.Fatalf("%s: did not receive %s within %v (stream err: %v); backlog:\n%s", c.JID, what, d, err, strings.Join(seen, "\n"))
 	}
 	return st
 }

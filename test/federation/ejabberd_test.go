@@ -224,40 +224,40 @@ func TestEjabberdInterop(t *testing.T) {
 	alice := p.Login("alice", "alice-pw", "phone")
 	eve := c2sLogin(t, e.c2s, "e.test", "eve", "eve-pw", "tablet", true)
 	alice.Send("<presence/>")
-	eve.send("<presence/>")
+	eve.Send("<presence/>")
 	const slow = 20 * time.Second // first contact includes s2s setup
 
 	// alice (Parley) subscribes to eve (ejabberd).
 	alice.Send("<presence to='eve@e.test' type='subscribe'/>")
-	eve.expect("subscribe from alice", slow, presenceFrom("alice@a.test", "subscribe"))
-	eve.send("<presence to='alice@a.test' type='subscribed'/>")
+	eve.ExpectWithin("subscribe from alice", slow, testserver.PresenceFrom("alice@a.test", "subscribe"))
+	eve.Send("<presence to='alice@a.test' type='subscribed'/>")
 	alice.Expect("subscribed from eve", testserver.PresenceFrom("eve@e.test", "subscribed"))
 	alice.Expect("eve's presence", testserver.PresenceFrom("eve@e.test/tablet", ""))
 
 	// eve (ejabberd) subscribes to alice (Parley).
-	eve.send("<presence to='alice@a.test' type='subscribe'/>")
+	eve.Send("<presence to='alice@a.test' type='subscribe'/>")
 	alice.Expect("subscribe from eve", testserver.PresenceFrom("eve@e.test", "subscribe"))
 	alice.Send("<presence to='eve@e.test' type='subscribed'/>")
-	eve.expect("subscribed from alice", slow, presenceFrom("alice@a.test", "subscribed"))
-	eve.expect("alice's presence", slow, presenceFrom("alice@a.test/phone", ""))
+	eve.ExpectWithin("subscribed from alice", slow, testserver.PresenceFrom("alice@a.test", "subscribed"))
+	eve.ExpectWithin("alice's presence", slow, testserver.PresenceFrom("alice@a.test/phone", ""))
 
 	// Presence changes flow both ways now.
 	alice.Send("<presence><show>away</show></presence>")
-	eve.expect("alice away", slow, func(s *wire.Stanza) bool {
-		return presenceFrom("alice@a.test/phone", "")(s) && s.Child(wire.NSClient, "show").Text() == "away"
+	eve.ExpectWithin("alice away", slow, func(s *wire.Stanza) bool {
+		return testserver.PresenceFrom("alice@a.test/phone", "")(s) && s.Child(wire.NSClient, "show").Text() == "away"
 	})
-	eve.send("<presence><show>dnd</show></presence>")
+	eve.Send("<presence><show>dnd</show></presence>")
 	alice.Expect("eve dnd", func(s *wire.Stanza) bool {
 		return testserver.PresenceFrom("eve@e.test/tablet", "")(s) && s.Child(wire.NSClient, "show").Text() == "dnd"
 	})
 
 	// Messages both ways, to bare and full JIDs.
 	alice.Send("<message to='eve@e.test' type='chat' id='p1'><body>hello from parley</body></message>")
-	m := eve.expect("alice's message", slow, messageWithBody("hello from parley"))
+	m := eve.ExpectWithin("alice's message", slow, testserver.MessageWithBody("hello from parley"))
 	if m.From != "alice@a.test/phone" || m.Type != "chat" {
 		t.Fatalf("eve got %s", m.Raw)
 	}
-	eve.send("<message to='alice@a.test/phone' type='chat' id='e1'><body>hello from ejabberd</body></message>")
+	eve.Send("<message to='alice@a.test/phone' type='chat' id='e1'><body>hello from ejabberd</body></message>")
 	m = alice.Expect("eve's message", testserver.MessageWithBody("hello from ejabberd"))
 	if m.From != "eve@e.test/tablet" || m.To != "alice@a.test/phone" {
 		t.Fatalf("alice got %s", m.Raw)
@@ -268,8 +268,8 @@ func TestEjabberdInterop(t *testing.T) {
 	if item := rosterItem(res, "eve@e.test"); item == nil || item.AttrValue("subscription") != "both" {
 		t.Fatalf("alice's roster: %s", res.Raw)
 	}
-	eve.send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")
-	res = eve.expect("eve's roster", slow, func(s *wire.Stanza) bool { return s.Name == "iq" && s.ID == "r2" })
+	eve.Send("<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>")
+	res = eve.ExpectWithin("eve's roster", slow, func(s *wire.Stanza) bool { return s.Name == "iq" && s.ID == "r2" })
 	if item := rosterItem(res, "alice@a.test"); item == nil || item.AttrValue("subscription") != "both" {
 		t.Fatalf("eve's roster: %s", res.Raw)
 	}
