@@ -362,15 +362,18 @@ func (m *Module) publish(ctx context.Context, ev *module.Event, owner string, op
 		}
 		return nil, err
 	}
+	// Derived state first (the vCard photo of an avatar, XEP-0048
+	// bookmarks), so that a contact who reacts to the notification finds
+	// it already updated.
+	if m.cfg.OnPublish != nil {
+		m.cfg.OnPublish(ctx, owner, name, id, raw)
+	}
 	if c.bool(fDeliverNotif) {
 		payload := raw
 		if !c.bool(fDeliverPay) {
 			payload = nil
 		}
 		m.notify(ctx, owner, name, c, itemsEvent(name, itemXML(id, payload)))
-	}
-	if m.cfg.OnPublish != nil {
-		m.cfg.OnPublish(ctx, owner, name, id, raw)
 	}
 	return wire.NewElement(NSPubSub, "pubsub").Add(
 		wire.NewElement(NSPubSub, "publish", "node", name).Add(wire.NewElement(NSPubSub, "item", "id", id))), nil
@@ -410,17 +413,17 @@ func (m *Module) retract(ctx context.Context, ev *module.Event, owner string, op
 	case "0", "false":
 		notify = false
 	}
+	if m.cfg.OnRetract != nil { // derived state first, as in publish
+		for _, id := range retracted {
+			m.cfg.OnRetract(ctx, owner, name, id)
+		}
+	}
 	if notify && c.bool(fDeliverNotif) {
 		var b []byte
 		for _, id := range retracted {
 			b = append(b, "<retract id='"+wire.EscapeAttr(id)+"'/>"...)
 		}
 		m.notify(ctx, owner, name, c, itemsEvent(name, b))
-	}
-	if m.cfg.OnRetract != nil {
-		for _, id := range retracted {
-			m.cfg.OnRetract(ctx, owner, name, id)
-		}
 	}
 	return nil, nil
 }
