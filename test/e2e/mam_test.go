@@ -108,6 +108,9 @@ func TestStanzaIDSpoofing(t *testing.T) {
 	a := ts.Login("alice", "pw1", "")
 	m := ts.Login("mallory", "pw3", "")
 	a.Send("<presence/>")
+	// Alice is available once her own presence comes back; before that a
+	// message to her bare JID would go to offline storage.
+	a.Expect("own presence", testserver.PresenceFrom(a.JID, ""))
 	m.Send("<message to='%s' type='chat'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='%s' id='forged'/></message>", alice, alice)
 	got := a.Expect("message", isMsg("hi"))
 	for _, s := range got.Tree().ChildrenNamed(nsSID, "stanza-id") {
