@@ -84,6 +84,13 @@ const (
 	TargetServer Target = iota
 	// TargetAccount: a local user's bare JID (or no 'to': the sender's own account).
 	TargetAccount
+	// TargetHost: a service host's own domain (upload.example.org,
+	// conference.example.org). Registered per host with HostIQ.
+	TargetHost
+	// TargetHostEntity: a bare JID with a localpart under a service host
+	// (a MUC room). Registered per host with HostIQ; IQs to full JIDs
+	// under a host go to the host's Handler instead.
+	TargetHostEntity
 )
 
 // IQHandler answers an IQ request of type get or set. It returns the
@@ -180,8 +187,14 @@ type Identity struct{ Category, Type, Name string }
 // (features offered after authentication).
 type StreamFeatureFunc func(authenticated bool) *wire.Element
 
-// Host is a service host (e.g. upload.example.org): it receives every
-// stanza addressed to its domain or JIDs under it.
+// Host is a service host (e.g. upload.example.org). IQ requests (get,
+// set) to its domain or to a bare JID under it are answered by the
+// handlers registered with HostIQ, with the router's IQ rules (one payload
+// element, service-unavailable when nothing handles it, a reply from the
+// handler's result or error). Every other stanza addressed to the host or
+// a JID under it (messages, presence, IQs to full JIDs, IQ results that
+// answer nothing the server asked) goes to Handler; a nil Handler answers
+// those with service-unavailable.
 type Host struct {
 	Domain  string
 	Parent  string // the virtual host it belongs to
@@ -220,6 +233,7 @@ type Registry struct {
 type iqKey struct {
 	ns, local string
 	target    Target
+	host      string // for TargetHost and TargetHostEntity
 }
 
 // NewRegistry returns an empty registry for the given local domains.
@@ -239,9 +253,25 @@ func (r *Registry) Undeliverable(h Handler) { r.undeliverable = append(r.undeliv
 // IQ registers the handler for requests whose payload is {ns}local sent to
 // target. Registering the same key twice is a programming error.
 func (r *Registry) IQ(ns, local string, target Target, h IQHandler) {
-	k := iqKey{ns, local, target}
+	if target == TargetHost || target == TargetHostEntity {
+		panic("module: IQ handlers of service hosts are registered with HostIQ")
+	}
+	r.addIQ(iqKey{ns, local, target, ""}, h)
+}
+
+// HostIQ registers the handler for requests whose payload is {ns}local
+// sent to the service host domain (target TargetHost) or to bare JIDs
+// under it (TargetHostEntity). The host must be added with AddHost.
+func (r *Registry) HostIQ(domain, ns, local string, target Target, h IQHandler) {
+	if target != TargetHost && target != TargetHostEntity {
+		panic("module: HostIQ takes TargetHost or TargetHostEntity")
+	}
+	r.addIQ(iqKey{ns, local, target, domain}, h)
+}
+
+func (r *Registry) addIQ(k iqKey, h IQHandler) {
 	if _, dup := r.iq[k]; dup {
-		panic("module: duplicate IQ handler for {" + ns + "}" + local)
+		panic("module: duplicate IQ handler for {" + k.ns + "}" + k.local + " " + k.host)
 	}
 	r.iq[k] = h
 }
@@ -366,7 +396,14 @@ func (r *Registry) InboundHooks() []Handler { return r.inbound }
 func (r *Registry) UndeliverableHooks() []Handler { return r.undeliverable }
 
 // IQHandler looks up an IQ handler.
-func (r *Registry) IQHandler(ns, local string, t Target) IQHandler { return r.iq[iqKey{ns, local, t}] }
+func (r *Registry) IQHandler(ns, local string, t Target) IQHandler {
+	return r.iq[iqKey{ns, local, t, ""}]
+}
+
+// HostIQHandler looks up an IQ handler of a service host.
+func (r *Registry) HostIQHandler(domain, ns, local string, t Target) IQHandler {
+	return r.iq[iqKey{ns, local, t, domain}]
+}
 
 // Features returns the server features.
 func (r *Registry) Features() []string { return r.features }

@@ -204,7 +204,7 @@ func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origi
 func (r *Router) dispatch(ctx context.Context, ev *module.Event) {
 	domain := ev.To.Domainpart()
 	if h, ok := r.hosts[domain]; ok {
-		h.Handler(ctx, ev)
+		r.toHost(ctx, ev, h)
 		return
 	}
 	if !r.domains[domain] {
@@ -247,11 +247,42 @@ func (r *Router) toServer(ctx context.Context, ev *module.Event) {
 	r.handleIQ(ctx, ev, module.TargetServer)
 }
 
+// toHost dispatches a stanza to a service host: IQ requests to the host or
+// a bare JID under it through its IQ handlers, the rest to its Handler.
+func (r *Router) toHost(ctx context.Context, ev *module.Event, h module.Host) {
+	st := ev.Stanza
+	if st.Name == "iq" && ev.To.Resourcepart() == "" {
+		switch {
+		case st.Type != "result" && st.Type != "error":
+			target := module.TargetHost
+			if ev.To.Localpart() != "" {
+				target = module.TargetHostEntity
+			}
+			r.handleIQ(ctx, ev, target)
+			return
+		case r.resolvePending(st):
+			return
+		case h.Handler == nil:
+			stanzasDropped.WithLabelValues("unexpected-iq-response").Inc()
+			return
+		}
+	}
+	if h.Handler == nil {
+		if st.Type != "error" && st.Name != "presence" {
+			r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
+		}
+		return
+	}
+	h.Handler(ctx, ev)
+}
+
 func (r *Router) handleIQ(ctx context.Context, ev *module.Event, target module.Target) {
 	st := ev.Stanza
 	switch st.Type {
 	case "result", "error":
-		r.resolvePending(st)
+		if !r.resolvePending(st) {
+			stanzasDropped.WithLabelValues("unexpected-iq-response").Inc()
+		}
 		return
 	case "get", "set":
 	default:
@@ -263,7 +294,12 @@ func (r *Router) handleIQ(ctx context.Context, ev *module.Event, target module.T
 		r.bounce(ctx, st, wire.ErrBadRequest, "an iq get or set must have exactly one child element")
 		return
 	}
-	h := r.reg.IQHandler(payload.Name.Space, payload.Name.Local, target)
+	var h module.IQHandler
+	if target == module.TargetHost || target == module.TargetHostEntity {
+		h = r.reg.HostIQHandler(ev.To.Domainpart(), payload.Name.Space, payload.Name.Local, target)
+	} else {
+		h = r.reg.IQHandler(payload.Name.Space, payload.Name.Local, target)
+	}
 	if h == nil {
 		r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
 		return
@@ -490,8 +526,9 @@ func (r *Router) Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, er
 }
 
 // resolvePending matches an IQ response by id and responder (CVE-2024-46957
-// class: a response from anyone else is dropped).
-func (r *Router) resolvePending(st *wire.Stanza) {
+// class: a response from anyone else is dropped) and reports whether it
+// answered a pending request.
+func (r *Router) resolvePending(st *wire.Stanza) bool {
 	key := st.ID + "\x00" + st.From
 	r.pendMu.Lock()
 	p, ok := r.pending[key]
@@ -508,9 +545,8 @@ func (r *Router) resolvePending(st *wire.Stanza) {
 	r.pendMu.Unlock()
 	if ok {
 		p.ch <- st
-		return
 	}
-	stanzasDropped.WithLabelValues("unexpected-iq-response").Inc()
+	return ok
 }
 
 // NewID returns a random identifier for stanzas and streams.

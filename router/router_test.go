@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/parley-xmpp/parley/internal/modtest"
@@ -109,5 +110,78 @@ func BenchmarkRouteLocal(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		r.Route(ctx, st, origin)
+	}
+}
+
+// TestServiceHostDispatch: IQ requests to a service host and to bare JIDs
+// under it reach the handlers registered with HostIQ (per host and
+// target), with the router's replies; everything else reaches the host's
+// Handler, or is answered service-unavailable when it has none.
+func TestServiceHostDispatch(t *testing.T) {
+	r := router.New(router.Config{Domains: []string{"example.org"}})
+	reg := module.NewRegistry([]string{"example.org"}, r.Sender(), r)
+	var got []string
+	handler := func(name string) module.IQHandler {
+		return func(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+			got = append(got, name+" "+ev.To.String())
+			if ev.Stanza.Type == "set" {
+				return nil, module.Err(wire.ErrNotAllowed)
+			}
+			return wire.NewElement("urn:x", "answer"), nil
+		}
+	}
+	reg.AddHost(module.Host{Domain: "muc.example.org", Parent: "example.org", Handler: func(ctx context.Context, ev *module.Event) module.Verdict {
+		got = append(got, "handler "+ev.Stanza.Name+" "+ev.To.String())
+		return module.Handled
+	}})
+	reg.AddHost(module.Host{Domain: "up.example.org", Parent: "example.org"})
+	reg.HostIQ("muc.example.org", "urn:x", "q", module.TargetHost, handler("host"))
+	reg.HostIQ("muc.example.org", "urn:x", "q", module.TargetHostEntity, handler("entity"))
+	reg.HostIQ("up.example.org", "urn:x", "q", module.TargetHost, handler("up"))
+	r.SetRegistry(reg)
+	ctx := context.Background()
+	alice := online(r, "alice@example.org/a", 0)
+	route := func(s string) {
+		r.Route(ctx, wire.MustParse(s), module.Origin{Kind: module.FromClient, Session: alice})
+	}
+	cond := func(st *wire.Stanza) string {
+		if e := st.Child(wire.NSClient, "error"); e != nil {
+			return e.FirstElement().Name.Local
+		}
+		return ""
+	}
+
+	route("<iq from='alice@example.org/a' to='muc.example.org' id='1' type='get'><q xmlns='urn:x'/></iq>")
+	route("<iq from='alice@example.org/a' to='room@muc.example.org' id='2' type='get'><q xmlns='urn:x'/></iq>")
+	route("<iq from='alice@example.org/a' to='room@muc.example.org' id='3' type='set'><q xmlns='urn:x'/></iq>")
+	route("<iq from='alice@example.org/a' to='up.example.org' id='4' type='get'><q xmlns='urn:x'/></iq>")
+	route("<iq from='alice@example.org/a' to='room@up.example.org' id='5' type='get'><q xmlns='urn:x'/></iq>")
+	route("<iq from='alice@example.org/a' to='muc.example.org' id='6' type='get'><other xmlns='urn:x'/></iq>")
+	route("<iq from='alice@example.org/a' to='room@muc.example.org/nick' id='7' type='get'><q xmlns='urn:x'/></iq>")
+	route("<message from='alice@example.org/a' to='room@muc.example.org' id='8' type='groupchat'><body>x</body></message>")
+	route("<message from='alice@example.org/a' to='up.example.org' id='9'><body>x</body></message>")
+	route("<iq from='alice@example.org/a' to='room@muc.example.org' id='10' type='result'/>")
+
+	want := []string{"host muc.example.org", "entity room@muc.example.org", "entity room@muc.example.org",
+		"up up.example.org", "handler iq room@muc.example.org/nick", "handler message room@muc.example.org",
+		"handler iq room@muc.example.org"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("dispatch:\n got %q\nwant %q", got, want)
+	}
+	replies := alice.Received()
+	wantReplies := []struct{ id, typ, cond, from string }{
+		{"1", "result", "", "muc.example.org"}, {"2", "result", "", "room@muc.example.org"},
+		{"3", "error", "not-allowed", "room@muc.example.org"}, {"4", "result", "", "up.example.org"},
+		{"5", "error", "service-unavailable", "room@up.example.org"}, {"6", "error", "service-unavailable", "muc.example.org"},
+		{"9", "error", "service-unavailable", "up.example.org"},
+	}
+	if len(replies) != len(wantReplies) {
+		t.Fatalf("replies: %v", replies)
+	}
+	for i, w := range wantReplies {
+		st := replies[i]
+		if st.ID != w.id || st.Type != w.typ || cond(st) != w.cond || st.From != w.from {
+			t.Errorf("reply %d: %s, want id=%s type=%s cond=%s from=%s", i, st.Raw, w.id, w.typ, w.cond, w.from)
+		}
 	}
 }

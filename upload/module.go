@@ -73,7 +73,13 @@ func (m *Module) Register(r *module.Registry) error {
 			return fmt.Errorf("upload: service host %q is used twice", host)
 		}
 		m.hosts[host] = d
-		r.AddHost(module.Host{Domain: host, Parent: d, Name: "HTTP File Upload", Handler: m.handle})
+		// No Handler: messages, presence and IQs to JIDs under the host
+		// are answered service-unavailable by the router.
+		r.AddHost(module.Host{Domain: host, Parent: d, Name: "HTTP File Upload"})
+		r.HostIQ(host, xep.NSDiscoInfo, "query", module.TargetHost, getOnly(m.handleDiscoInfo))
+		r.HostIQ(host, xep.NSDiscoItems, "query", module.TargetHost, getOnly(m.handleDiscoItems))
+		r.HostIQ(host, xep.NSPing, "ping", module.TargetHost, getOnly(m.handlePing))
+		r.HostIQ(host, NS, "request", module.TargetHost, getOnly(m.handleRequest))
 	}
 	return nil
 }
@@ -241,66 +247,39 @@ func (a accountsWithUploads) DeleteAccount(ctx context.Context, bare string) err
 	return a.m.DeleteUser(ctx, bare)
 }
 
-// handle is the service host's handler: every stanza to upload.<domain>.
-func (m *Module) handle(ctx context.Context, ev *module.Event) module.Verdict {
-	st := ev.Stanza
-	if st.Name != "iq" {
-		if st.Name == "message" {
-			m.reply(ctx, wire.ErrorReply(st, wire.ErrServiceUnavailable, ""))
+// getOnly wraps a handler of IQ get requests: a set is not what the
+// service offers.
+func getOnly(h module.IQHandler) module.IQHandler {
+	return func(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+		if ev.Stanza.Type != "get" {
+			return nil, module.Err(wire.ErrServiceUnavailable)
 		}
-		return module.Handled
+		return h(ctx, ev)
 	}
-	if st.Type != "get" && st.Type != "set" {
-		return module.Handled // results and errors: nothing was asked
-	}
-	payload := st.Tree().FirstElement()
-	if payload == nil || len(st.Tree().Elements()) != 1 {
-		m.reply(ctx, wire.ErrorReply(st, wire.ErrBadRequest, "an iq get or set must have exactly one child element"))
-		return module.Handled
-	}
-	if ev.To.Localpart() != "" || ev.To.Resourcepart() != "" {
-		m.reply(ctx, wire.ErrorReply(st, wire.ErrServiceUnavailable, ""))
-		return module.Handled
-	}
-	var (
-		res *wire.Element
-		err error
-	)
-	switch {
-	case payload.Name.Space == xep.NSDiscoInfo && payload.Name.Local == "query" && st.Type == "get":
-		res, err = m.discoInfo(payload)
-	case payload.Name.Space == xep.NSDiscoItems && payload.Name.Local == "query" && st.Type == "get":
-		if payload.AttrValue("node") != "" {
-			err = module.Err(wire.ErrItemNotFound)
-		} else {
-			res = wire.NewElement(xep.NSDiscoItems, "query")
-		}
-	case payload.Name.Space == xep.NSPing && payload.Name.Local == "ping" && st.Type == "get":
-	case payload.Name.Space == NS && payload.Name.Local == "request" && st.Type == "get":
-		res, err = m.requestSlot(ctx, ev, payload)
-	default:
-		err = module.Err(wire.ErrServiceUnavailable)
-	}
-	if err != nil {
-		var se *module.StanzaError
-		if !errors.As(err, &se) {
-			m.log.Error("upload: slot request failed", "from", st.From, "err", err)
-			se = module.Err(wire.ErrInternalServerError)
-		}
-		m.reply(ctx, wire.ErrorReplyApp(st, se.Condition, se.Text, se.App))
-		return module.Handled
-	}
-	m.reply(ctx, wire.IQResult(st, res))
-	return module.Handled
 }
 
-func (m *Module) reply(ctx context.Context, st *wire.Stanza) {
-	if st == nil || m.reg == nil {
-		return
+func (m *Module) handleDiscoInfo(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	return m.discoInfo(ev.Stanza.Tree().FirstElement())
+}
+
+func (m *Module) handleDiscoItems(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	if ev.Stanza.Tree().FirstElement().AttrValue("node") != "" {
+		return nil, module.Err(wire.ErrItemNotFound)
 	}
-	if err := m.reg.Sender().Route(ctx, st); err != nil {
-		m.log.Debug("upload: reply not routed", "to", st.To, "err", err)
+	return wire.NewElement(xep.NSDiscoItems, "query"), nil
+}
+
+func (m *Module) handlePing(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	return nil, nil
+}
+
+func (m *Module) handleRequest(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	res, err := m.requestSlot(ctx, ev, ev.Stanza.Tree().FirstElement())
+	var se *module.StanzaError
+	if err != nil && !errors.As(err, &se) {
+		m.log.Error("upload: slot request failed", "from", ev.Stanza.From, "err", err)
 	}
+	return res, err
 }
 
 func (m *Module) discoInfo(q *wire.Element) (*wire.Element, error) {
