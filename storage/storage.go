@@ -139,6 +139,10 @@ type Store interface {
 	Uploads
 	PrivateXML
 	PushJobs
+	Invites
+	Roles
+	Settings
+	APITokens
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -170,7 +170,7 @@ func sqliteVersion(ctx context.Context, out io.Writer, dir string) error {
 var copyTables = []string{
 	"accounts", "credentials", "roster_items", "roster_versions", "pending_in", "offline",
 	"vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_nodes",
-	"pep_items", "uploads",
+	"pep_items", "uploads", "invites", "account_roles", "settings", "api_tokens",
 }
 
 // archivePage is how many archived messages are copied per transaction.
@@ -211,6 +211,10 @@ func runCopy(ctx context.Context, out io.Writer, from, to, schema string) error 
 		{"push registrations", c.pushes},
 		{"PEP", c.pep},
 		{"uploads", c.uploads},
+		{"invitations", c.invites},
+		{"roles", c.roles},
+		{"settings", c.settings},
+		{"admin API tokens", c.apiTokens},
 	}
 	for _, s := range steps {
 		if err := s.fn(); err != nil {
@@ -495,4 +499,82 @@ func (c *copier) uploads() error {
 		}
 		return nil
 	})
+}
+
+// invites copies invitations; one already in PostgreSQL is kept as it is
+// (its uses may have been taken there).
+func (c *copier) invites() error {
+	invs, err := c.src.ListInvites(c.ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, inv := range invs {
+		switch err := c.dst.CreateInvite(c.ctx, inv); {
+		case err == nil:
+			c.copied["invites"]++
+		case !errors.Is(err, storage.ErrExists):
+			return fmt.Errorf("invitation %s: %w", inv.ID, err)
+		}
+	}
+	return nil
+}
+
+func (c *copier) roles() error {
+	for _, role := range storage.KnownRoles {
+		members, err := c.src.RoleMembers(c.ctx, role)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			has, err := c.dst.HasRole(c.ctx, m, role)
+			if err != nil {
+				return err
+			}
+			if !has {
+				if err := c.dst.GrantRole(c.ctx, m, role); err != nil {
+					return fmt.Errorf("%s: %w", m, err)
+				}
+				c.copied["account_roles"]++
+			}
+		}
+	}
+	return nil
+}
+
+// settings copies server settings that PostgreSQL does not have yet (a
+// value set there since is newer).
+func (c *copier) settings() error {
+	all, err := c.src.AllSettings(c.ctx)
+	if err != nil {
+		return err
+	}
+	for k, v := range all {
+		_, err := c.dst.Setting(c.ctx, k)
+		if err == nil {
+			continue
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err := c.dst.SetSetting(c.ctx, k, v); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		c.copied["settings"]++
+	}
+	return nil
+}
+
+func (c *copier) apiTokens() error {
+	toks, err := c.src.ListAPITokens(c.ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		switch err := c.dst.CreateAPIToken(c.ctx, t); {
+		case err == nil:
+			c.copied["api_tokens"]++
+		case !errors.Is(err, storage.ErrExists):
+			return fmt.Errorf("token %s: %w", t.ID, err)
+		}
+	}
+	return nil
 }

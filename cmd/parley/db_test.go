@@ -190,6 +190,13 @@ func fillStore(t *testing.T, ctx context.Context, st storage.Store) []string {
 			must(st.CompleteUpload(ctx, u.ID, base.Add(2*time.Minute)))
 		}
 	}
+	must(st.CreateInvite(ctx, storage.Invite{ID: "inv1", TokenHash: []byte("h1"), Domain: "example.org", Owner: "alice@example.org",
+		Created: base, Expires: base.Add(time.Hour), UsesLeft: 1}))
+	must(st.CreateInvite(ctx, storage.Invite{ID: "inv2", TokenHash: []byte("h2"), Domain: "localhost", Username: "zoe",
+		Admin: true, Created: base.Add(time.Second), UsesLeft: 3}))
+	must(st.GrantRole(ctx, "bob@example.org", storage.RoleAdmin))
+	must(st.SetSetting(ctx, "welcome", "Welcome & 🌹"))
+	must(st.CreateAPIToken(ctx, storage.APIToken{ID: "tok1", TokenHash: []byte("th"), Name: "backups", Created: base}))
 	return owners
 }
 
@@ -238,6 +245,14 @@ func dump(t *testing.T, ctx context.Context, st storage.Store, owners []string) 
 	}
 	us, err := st.UploadStats(ctx)
 	put("upload stats", us, err)
+	invs, err := st.ListInvites(ctx, "")
+	put("invites", invs, err)
+	admins, err := st.RoleMembers(ctx, storage.RoleAdmin)
+	put("admins", admins, err)
+	settings, err := st.AllSettings(ctx)
+	put("settings", settings, err)
+	toks, err := st.ListAPITokens(ctx)
+	put("api tokens", toks, err)
 	return d
 }
 

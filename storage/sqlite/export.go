@@ -74,7 +74,7 @@ var ExportedTables = map[string]bool{
 	"accounts": true, "credentials": true, "roster_items": true, "roster_versions": true,
 	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
 	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
-	"uploads": true,
+	"uploads": true, "invites": true, "account_roles": true, "settings": true, "api_tokens": true,
 }
 
 // ExportArchive returns up to limit archived messages of owner after the

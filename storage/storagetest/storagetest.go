@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("DeleteAccount", func(t *testing.T) { testDeleteAccount(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, open) })
 	t.Run("Context", func(t *testing.T) { testContext(t, open) })
+	t.Run("Admin", func(t *testing.T) { testAdmin(t, open) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)
