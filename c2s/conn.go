@@ -97,7 +97,7 @@ func (c *conn) finish(err error) {
 	switch {
 	case err == nil, errors.Is(err, wire.ErrStreamEnd):
 	case errors.As(err, &se):
-		streamErrors.WithLabelValues(se.Condition).Inc()
+		countStreamError(se.Condition)
 		c.log.Info("stream error", "condition", se.Condition, "text", se.Text)
 	case errors.Is(err, io.EOF):
 	default:
@@ -124,7 +124,7 @@ func (c *conn) fail(se *wire.StreamError) {
 	c.mu.Lock()
 	sess := c.sess
 	c.mu.Unlock()
-	streamErrors.WithLabelValues(se.Condition).Inc()
+	countStreamError(se.Condition)
 	if sess != nil {
 		sess.mu.Lock()
 		mine := sess.owner == c
@@ -388,7 +388,7 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 }
 
 func (c *conn) routeBound(st *wire.Stanza) error {
-	stanzasIn.WithLabelValues(st.Name).Inc()
+	stanzasIn.WithLabelValues(kindLabel(st.Name)).Inc()
 	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil && (st.To == "" || st.To == c.domain) {
 		return c.sess.Send(wire.IQResult(st.WithFromTo(c.sess.jid.String(), ""), nil))
 	}
@@ -451,7 +451,7 @@ func (c *conn) handleSASL(st *wire.Stanza) error {
 		}
 		c.mech = st.Attr("mechanism")
 		if !c.srv.throttle.Allowed(c.t.remoteAddr(), "") {
-			authentications.WithLabelValues(c.mech, "throttled").Inc()
+			countAuth(c.mech, "throttled")
 			return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
 		}
 		neg, err := c.srv.auth.Start(c.ctx, c.mech, c.domain, c.t.secure(), c.bindings())
@@ -496,11 +496,11 @@ func (c *conn) saslStep(text string) error {
 	c.neg = nil
 	bare := user + "@" + c.domain
 	if !c.srv.throttle.Allowed(c.t.remoteAddr(), bare) {
-		authentications.WithLabelValues(c.mech, "throttled").Inc()
+		countAuth(c.mech, "throttled")
 		return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
 	}
 	c.srv.throttle.Succeeded(c.t.remoteAddr(), bare)
-	authentications.WithLabelValues(c.mech, "success").Inc()
+	countAuth(c.mech, "success")
 	c.authenticated = true
 	c.username = user
 	c.log = c.log.With("user", bare)
@@ -539,7 +539,7 @@ func (c *conn) saslError(err error) error {
 }
 
 func (c *conn) saslFailure(cond, text string) error {
-	authentications.WithLabelValues(c.mech, "failure").Inc()
+	countAuth(c.mech, "failure")
 	b := "<failure xmlns='" + xep.NSSASL + "'><" + cond + "/>"
 	if text != "" {
 		b += "<text xml:lang='en'>" + wire.EscapeText(text) + "</text>"

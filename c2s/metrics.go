@@ -1,6 +1,20 @@
 package c2s
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Every label value comes from a fixed set (below), and every series is
+// created at start: what a client sends (a mechanism name, an element name)
+// never becomes a label, so no client can grow the registry.
+var (
+	transportLabels = []string{"tcp", "tls", "websocket"}
+	authResults     = []string{"success", "failure", "throttled"}
+	stanzaKinds     = []string{"message", "presence", "iq", "other"}
+)
 
 var (
 	connections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -13,22 +27,57 @@ var (
 	}, []string{"transport"})
 	authentications = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "c2s", Name: "authentications_total",
-		Help: "SASL authentications by mechanism and result (success, failure, throttled).",
+		Help: "SASL authentications by mechanism (those the server implements, else other) and result (success, failure, throttled).",
 	}, []string{"mechanism", "result"})
 	stanzasIn = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "c2s", Name: "stanzas_in_total",
-		Help: "Stanzas received from clients by kind.",
+		Help: "Stanzas received from clients by kind (message, presence, iq).",
 	}, []string{"kind"})
 	stanzasOut = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "c2s", Name: "stanzas_out_total",
-		Help: "Stanzas queued to clients by kind.",
+		Help: "Stanzas queued to clients by kind (message, presence, iq, other).",
 	}, []string{"kind"})
 	streamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "c2s", Name: "stream_errors_total",
-		Help: "Stream errors sent to clients by condition.",
+		Help: "Stream errors sent to clients by RFC 6120 condition.",
 	}, []string{"condition"})
 )
 
 func init() {
 	prometheus.MustRegister(connections, connectionsTotal, authentications, stanzasIn, stanzasOut, streamErrors)
+	for _, t := range transportLabels {
+		connections.WithLabelValues(t)
+		connectionsTotal.WithLabelValues(t)
+	}
+	for _, m := range auth.MechanismLabels() {
+		for _, r := range authResults {
+			authentications.WithLabelValues(m, r)
+		}
+	}
+	for _, k := range stanzaKinds {
+		stanzasIn.WithLabelValues(k)
+		stanzasOut.WithLabelValues(k)
+	}
+	for _, c := range append(wire.StreamConditions, "other") {
+		streamErrors.WithLabelValues(c)
+	}
+}
+
+// countAuth counts one SASL outcome for the mechanism the client named.
+func countAuth(mech, result string) {
+	authentications.WithLabelValues(auth.MechanismLabel(mech), result).Inc()
+}
+
+// countStreamError counts a stream error sent to a client.
+func countStreamError(cond string) {
+	streamErrors.WithLabelValues(wire.StreamConditionLabel(cond)).Inc()
+}
+
+// kindLabel maps a top-level element name to one of stanzaKinds.
+func kindLabel(name string) string {
+	switch name {
+	case "message", "presence", "iq":
+		return name
+	}
+	return "other"
 }

@@ -83,7 +83,7 @@ func (s *session) Send(st *wire.Stanza) error {
 	}
 	select {
 	case s.out <- outItem{st: st}:
-		stanzasOut.WithLabelValues(st.Name).Inc()
+		stanzasOut.WithLabelValues(kindLabel(st.Name)).Inc()
 		return nil
 	default:
 		// A client that cannot keep up must not stall everyone who routes

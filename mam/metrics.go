@@ -27,4 +27,7 @@ var (
 
 func init() {
 	prometheus.MustRegister(archived, duplicates, storeErrors, queries, purged)
+	// Labels from a fixed set, every series from the start.
+	archived.WithLabelValues("in")
+	archived.WithLabelValues("out")
 }

@@ -29,4 +29,7 @@ var (
 
 func init() {
 	prometheus.MustRegister(notificationsSent, notificationFailures, registrationsDisabled, coalesced, droppedTotal)
+	// Labels from a fixed set, every series from the start.
+	notificationFailures.WithLabelValues("error")
+	notificationFailures.WithLabelValues("timeout")
 }

@@ -7,4 +7,10 @@ var registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "In-band registration attempts that reached account creation, by outcome (ok, conflict, invalid, rate-limited).",
 }, []string{"outcome"})
 
-func init() { prometheus.MustRegister(registrations) }
+func init() {
+	prometheus.MustRegister(registrations)
+	// Labels from a fixed set, every series from the start.
+	for _, o := range []string{"ok", "conflict", "invalid", "rate-limited"} {
+		registrations.WithLabelValues(o)
+	}
+}

@@ -1,6 +1,10 @@
 package router
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-xmpp/parley/wire"
+)
 
 var (
 	stanzasRouted = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -22,8 +26,30 @@ var (
 	})
 )
 
+// dropReasons are the reasons besides the stanza error conditions a bounce
+// answers with (wire.StanzaConditions, else "other").
+var dropReasons = []string{"bad-from", "error-to-bare", "no-resource", "no-to", "offline", "queue", "relay",
+	"to-server", "unexpected-iq-response", "other"}
+
 func init() {
 	prometheus.MustRegister(stanzasRouted, stanzasDropped, routeSeconds, sessionsBound)
+	// Every series exists from the start; labels come only from these sets.
+	for _, k := range []string{"message", "presence", "iq", "other"} {
+		for o := range 3 {
+			stanzasRouted.WithLabelValues(k, originLabel(o))
+		}
+	}
+	for _, r := range append(dropReasons, wire.StanzaConditions...) {
+		stanzasDropped.WithLabelValues(r)
+	}
+}
+
+func kindLabel(name string) string {
+	switch name {
+	case "message", "presence", "iq":
+		return name
+	}
+	return "other"
 }
 
 func originLabel(k int) string {

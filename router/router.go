@@ -171,7 +171,7 @@ func (r *Router) AllSessions() []module.Session {
 func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origin) error {
 	start := time.Now()
 	defer func() { routeSeconds.Observe(time.Since(start).Seconds()) }()
-	stanzasRouted.WithLabelValues(st.Name, originLabel(int(origin.Kind))).Inc()
+	stanzasRouted.WithLabelValues(kindLabel(st.Name), originLabel(int(origin.Kind))).Inc()
 
 	ev := &module.Event{Stanza: st, Origin: origin}
 	var err error
@@ -462,7 +462,7 @@ func (r *Router) routeLocal(ctx context.Context, st *wire.Stanza) {
 
 // bounce answers st with an error (never answering errors or results).
 func (r *Router) bounce(ctx context.Context, st *wire.Stanza, cond, text string) {
-	stanzasDropped.WithLabelValues(cond).Inc()
+	stanzasDropped.WithLabelValues(wire.StanzaConditionLabel(cond)).Inc()
 	if st.From == "" {
 		return
 	}

@@ -71,7 +71,7 @@ func (c *inConn) run(directTLS bool) {
 		c.s.closeStream(nil)
 	case errors.As(err, &se):
 		c.log.Info("stream error", "condition", se.Condition, "text", se.Text)
-		streamErrors.WithLabelValues(se.Condition).Inc()
+		countStreamError(se.Condition)
 		c.s.closeStream(se)
 	default:
 		c.log.Debug("inbound stream ended", "err", err)

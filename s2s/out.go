@@ -277,7 +277,7 @@ func (o *outConn) serveOwn(ost *outStream) bool {
 		var se *wire.StreamError
 		if errors.As(err, &se) {
 			o.log.Info("stream error", "condition", se.Condition, "text", se.Text)
-			streamErrors.WithLabelValues(se.Condition).Inc()
+			countStreamError(se.Condition)
 			ost.closeStream(se)
 			return
 		}

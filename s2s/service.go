@@ -62,6 +62,9 @@ type Config struct {
 	// on by default: then every outbound stanza travels on a connection we
 	// opened and peers' inbound streams carry only their stanzas to us.
 	DisableBidi bool
+	// MetricsDomains are remote domains that get their own label in the
+	// per-domain metrics, besides those in Routes; the others share "other".
+	MetricsDomains []string
 	// Resolver for SRV/A/AAAA lookups (nil: net.DefaultResolver).
 	Resolver *net.Resolver
 	Logger   *slog.Logger
@@ -137,6 +140,16 @@ func New(cfg Config, r *router.Router) *Service {
 		lns: map[net.Listener]struct{}{}, dbPending: map[string]int{}}
 	for _, d := range cfg.LocalDomains {
 		s.local[strings.ToLower(d)] = true
+	}
+	s.stats.named = map[string]bool{}
+	for d := range cfg.Routes {
+		s.stats.named[strings.ToLower(d)] = true
+	}
+	for _, d := range cfg.MetricsDomains {
+		s.stats.named[strings.ToLower(d)] = true
+	}
+	for d := range s.stats.named {
+		prewarmDomain(d)
 	}
 	if cfg.TLS != nil {
 		s.serverTLS = cfg.TLS.Clone()

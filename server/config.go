@@ -53,6 +53,9 @@ type S2SConfig struct {
 	// Bidi offers and requests bidirectional streams (XEP-0288): one
 	// connection per domain pair carries stanzas both ways.
 	Bidi bool `mapstructure:"bidi"`
+	// MetricsDomains get their own label in the per-domain s2s metrics
+	// (domains in Routes always do); every other domain is "other".
+	MetricsDomains []string `mapstructure:"metrics_domains"`
 }
 
 // OMEMOConfig controls end-to-end encryption policy.
@@ -371,6 +374,11 @@ func (c *Config) Validate() error {
 		d, a, ok := strings.Cut(r, "=")
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(a, "tls://")); !ok || d == "" || err != nil {
 			bad(fmt.Sprintf("s2s.routes[%d]", i), "%q is not domain=host:port (or domain=tls://host:port)", r)
+		}
+	}
+	for i, d := range c.S2S.MetricsDomains {
+		if j, err := jid.Parse(d); err != nil || j.Localpart() != "" || j.Resourcepart() != "" || strings.ContainsAny(d, "@/ ") {
+			bad(fmt.Sprintf("s2s.metrics_domains[%d]", i), "%q is not a domain name", d)
 		}
 	}
 	if c.Upload.MaxFileSize <= 0 {

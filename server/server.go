@@ -426,6 +426,7 @@ func (s *Server) setupS2S(cfg Config, secret []byte) error {
 		Limits:            wire.Limits{MaxStanzaBytes: max(cfg.Limits.MaxStanzaBytes, s2s.DefaultMaxStanzaBytes), MaxDepth: cfg.Limits.MaxDepth, MaxAttrs: cfg.Limits.MaxAttributes},
 		IdleTimeout:       cfg.S2S.IdleTimeout,
 		DisableBidi:       !cfg.S2S.Bidi,
+		MetricsDomains:    cfg.S2S.MetricsDomains,
 		Logger:            s.log,
 	}, s.router)
 	s.router.SetRemote(s.s2s)

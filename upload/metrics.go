@@ -50,6 +50,14 @@ const (
 
 func init() {
 	prometheus.MustRegister(slotsIssued, uploadsTotal, uploadBytes, rejections, filesDeleted, diskUsage, blobErrors)
+	// Labels from fixed sets, every series from the start.
+	for _, r := range []string{reasonTooLarge, reasonQuota, reasonBadRequest, reasonNotAllowed, reasonBadSignature,
+		reasonExpired, reasonReused, reasonLength, reasonContentType, reasonNotFound, reasonIncompleteBody} {
+		rejections.WithLabelValues(r)
+	}
+	for _, op := range []string{"put", "open", "get", "delete", "usage"} {
+		blobErrors.WithLabelValues(op)
+	}
 }
 
 func reject(reason string) { rejections.WithLabelValues(reason).Inc() }

@@ -92,3 +92,39 @@ func AsStreamError(err error) (*StreamError, bool) {
 	ok := errors.As(err, &se)
 	return se, ok
 }
+
+// StreamConditions are the RFC 6120 §4.9.3 stream error conditions, for
+// metric labels: a condition a peer sent or a code path built is counted
+// under ConditionLabel, never under a name of the peer's choosing.
+var StreamConditions = []string{
+	CondBadFormat, CondBadNamespacePrefix, CondConflict, CondConnectionTimeout, "host-gone", CondHostUnknown,
+	CondImproperAddressing, CondInternalServerError, CondInvalidFrom, CondInvalidNamespace, CondInvalidXML,
+	CondNotAuthorized, CondNotWellFormed, CondPolicyViolation, "remote-connection-failed", CondReset,
+	CondResourceConstraint, CondRestrictedXML, CondSeeOtherHost, CondSystemShutdown, CondUndefinedCondition,
+	CondUnsupportedEncoding, CondUnsupportedFeature, CondUnsupportedStanzaType, CondUnsupportedVersion,
+}
+
+// StreamConditionLabel returns cond when it is one of StreamConditions,
+// else "other".
+func StreamConditionLabel(cond string) string { return oneOf(cond, StreamConditions) }
+
+// StanzaConditions are the RFC 6120 §8.3.3 stanza error conditions.
+var StanzaConditions = []string{
+	ErrBadRequest, ErrConflict, ErrFeatureNotImplemented, ErrForbidden, ErrGone, ErrInternalServerError,
+	ErrItemNotFound, ErrJIDMalformed, ErrNotAcceptable, ErrNotAllowed, ErrNotAuthorized, ErrPolicyViolation,
+	ErrRecipientUnavailable, "redirect", "registration-required", ErrRemoteServerNotFound, ErrRemoteServerTimeout,
+	ErrResourceConstraint, ErrServiceUnavailable, ErrSubscriptionRequired, ErrUndefinedCondition, ErrUnexpectedRequest,
+}
+
+// StanzaConditionLabel returns cond when it is one of StanzaConditions,
+// else "other".
+func StanzaConditionLabel(cond string) string { return oneOf(cond, StanzaConditions) }
+
+func oneOf(v string, set []string) string {
+	for _, s := range set {
+		if v == s {
+			return v
+		}
+	}
+	return "other"
+}

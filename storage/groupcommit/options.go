@@ -42,6 +42,12 @@ var (
 
 func init() {
 	prometheus.MustRegister(batchSize, batchSeconds, batchErrors)
+	// The backend label takes these values only (ObserveArchive's callers).
+	for _, b := range []string{"sqlite", "postgres"} {
+		batchSize.WithLabelValues(b)
+		batchSeconds.WithLabelValues(b)
+		batchErrors.WithLabelValues(b)
+	}
 }
 
 // ObserveArchive returns a Config.Observe that feeds the archive batch
