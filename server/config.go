@@ -29,6 +29,7 @@ type Config struct {
 	WebSocket    WebSocketConfig    `mapstructure:"websocket"`
 	Contact      ContactConfig      `mapstructure:"contact"`
 	Log          LogConfig          `mapstructure:"log"`
+	Debug        DebugConfig        `mapstructure:"debug"`
 	MAM          MAMConfig          `mapstructure:"mam"`
 	Push         PushConfig         `mapstructure:"push"`
 	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
@@ -225,6 +226,14 @@ type ContactConfig struct {
 type LogConfig struct {
 	Level  string `mapstructure:"level"`  // debug, info, warn, error
 	Format string `mapstructure:"format"` // text or json
+}
+
+// DebugConfig holds diagnostics that are off in production.
+type DebugConfig struct {
+	// PProf serves Go's profiler (net/http/pprof) at /debug/pprof on the
+	// admin listener. Profiles show stanza contents in memory; keep the
+	// admin listener private.
+	PProf bool `mapstructure:"pprof"`
 }
 
 // DefaultConfig is what `parley serve` runs with no config file.

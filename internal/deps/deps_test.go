@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"server":                {"*"},
 	"cmd/parley":            {"*"},
 	"cmd/parley-storebench": {"*"},
+	"cmd/parley-bench":      {"*"},
 }
 
 var featureModules = []string{"im", "basic", "register", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar"}

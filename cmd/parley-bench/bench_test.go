@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
+)
+
+func TestScannerSplitsTopLevelElements(t *testing.T) {
+	in := "  <message to='a' id='1'><body>x &lt; y</body></message>\n<r xmlns='urn:xmpp:sm:3'/>" +
+		"<iq type='get' id='p&apos;1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>" +
+		"<message a=\"q'>\"><x/><body>pb:3:7:42:1700000000000000000</body></message></stream:stream>"
+	sc := newScanner(bufio.NewReader(strings.NewReader(in)))
+	var got []string
+	for {
+		el, err := sc.next()
+		if errors.Is(err, errStreamEnd) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(el))
+	}
+	want := []string{"<message to='a' id='1'><body>x &lt; y</body></message>", "<r xmlns='urn:xmpp:sm:3'/>",
+		"<iq type='get' id='p&apos;1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+		"<message a=\"q'>\"><x/><body>pb:3:7:42:1700000000000000000</body></message>"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	if elemName([]byte(want[1])) != "r" || isStanza([]byte(want[1])) || !isStanza([]byte(want[2])) {
+		t.Error("elemName/isStanza")
+	}
+	if v := attrValue([]byte(want[2]), "id"); v != "p&apos;1" {
+		t.Errorf("attrValue = %q", v)
+	}
+	step, sender, seq, due, ok := parseMarker([]byte(want[3]))
+	if !ok || step != 3 || sender != 7 || seq != 42 || due != 1700000000000000000 {
+		t.Errorf("parseMarker = %d %d %d %d %v", step, sender, seq, due, ok)
+	}
+	if _, _, _, _, ok := parseMarker([]byte("<message><body>pb:1:2</body></message>")); ok {
+		t.Error("a truncated marker parsed")
+	}
+	m := appendMarker(nil, 1, 2, 3, 4)
+	if string(m) != "pb:1:2:3:4" {
+		t.Errorf("appendMarker = %s", m)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	p := pct(d)
+	if p.P50 != 50 || p.P90 != 90 || p.P99 != 99 || p.Max != 100 {
+		t.Errorf("pct = %+v", p)
+	}
+	if median([]float64{3, 1, 2}) != 2 || median([]float64{4, 1, 2, 3}) != 2.5 {
+		t.Error("median")
+	}
+}
+
+// TestScenariosAgainstServer runs every scenario at a small scale against
+// an in-process server over loopback (plain and STARTTLS), so the SCRAM
+// client, the scanner and the scenario bookkeeping are exercised against
+// the real server.
+func TestScenariosAgainstServer(t *testing.T) {
+	ts := testserver.Start(t, func(c *server.Config) { c.Auth.RequireTLS = false })
+	tg := &target{c2s: ts.Addr("c2s"), c2sTLS: ts.Addr("c2s_tls"), admin: ts.Addr("admin"), domain: ts.Domain,
+		userPrefix: "bench", password: "pw", pid: os.Getpid(), archive: "sqlite"}
+	for i := 0; i < 20; i++ {
+		ts.AddUser(tg.user(i), tg.password)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var buf bytes.Buffer
+	out := &emitter{w: &buf}
+	lines := func() []map[string]any {
+		var v []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			m := map[string]any{}
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("not JSON: %q", l)
+			}
+			v = append(v, m)
+		}
+		buf.Reset()
+		return v
+	}
+
+	for _, sec := range []string{secPlain, secStartTLS, secTLS} {
+		d := &dialer{tg: tg, sec: sec, timeout: 10 * time.Second, cache: newSaltCache(), spreadTo: 4}
+		r, err := runLogin(ctx, d, tg, loginConfig{logins: 20, concurrency: 4, users: 5, sec: sec}, out)
+		if err != nil || r.Errors != 0 || r.Rate <= 0 {
+			t.Fatalf("login %s: %+v %v", sec, r, err)
+		}
+		if l := lines(); len(l) != 1 || l[0]["scenario"] != "login" || l[0]["sec"] != sec {
+			t.Errorf("login output: %v", l)
+		}
+	}
+	// A wrong password fails with the server's SASL failure.
+	bad := *tg
+	bad.password = "wrong"
+	if _, err := (&dialer{tg: &bad, sec: secPlain, timeout: 10 * time.Second}).login(ctx, bad.user(0), loginOpts{}); err == nil ||
+		!strings.Contains(err.Error(), "not-authorized") {
+		t.Errorf("wrong password: %v", err)
+	}
+
+	d := &dialer{tg: tg, sec: secPlain, timeout: 10 * time.Second, cache: newSaltCache()}
+	sum, err := runThroughput(ctx, d, tg, throughputConfig{pairs: 4, rates: []int{200, 400}, step: 500 * time.Millisecond,
+		drain: 5 * time.Second, late: time.Second, maxP99: 5 * time.Second, sm: true, sec: secPlain}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := lines()
+	if len(steps) != 2 {
+		t.Fatalf("throughput: %d steps: %v", len(steps), steps)
+	}
+	for _, s := range steps {
+		if s["lost"].(float64) != 0 || s["out_of_order"].(float64) != 0 || s["sent"].(float64) < 90 ||
+			s["received"] != s["sent"] || s["p99_ms"].(float64) <= 0 {
+			t.Errorf("throughput step: %v", s)
+		}
+		if _, ok := s["sm_unacked"]; ok {
+			t.Errorf("the server left stanzas unacknowledged after the step drained: %v", s)
+		}
+	}
+	if sum.MaxSustainable != 400 {
+		t.Errorf("max sustainable = %d (the machine may be very slow)", sum.MaxSustainable)
+	}
+
+	ir, err := runIdle(ctx, d, tg, idleConfig{conns: 10, concurrency: 4, settle: 10 * time.Millisecond, sm: true, presence: true, sec: secPlain}, out)
+	if err != nil || ir.RSSAfter <= 0 || ir.GoroutinesPerConn <= 0 {
+		t.Fatalf("idle: %+v %v", ir, err)
+	}
+	lines()
+
+	// The mam scenario on accounts with empty archives.
+	mt := *tg
+	mt.userPrefix = "mam"
+	ts.AddUser(mt.user(0), mt.password)
+	ts.AddUser(mt.user(1), mt.password)
+	d = &dialer{tg: &mt, sec: secPlain, timeout: 10 * time.Second}
+	mr, err := runMAM(ctx, d, &mt, mamConfig{messages: 120, page: 50, repeat: 2, sec: secPlain}, out)
+	if err != nil || mr.Messages != 120 || mr.Pages != 3 {
+		t.Fatalf("mam: %+v %v", mr, err)
+	}
+	if l := lines(); len(l) != 2 {
+		t.Errorf("mam output: %v", l)
+	}
+}

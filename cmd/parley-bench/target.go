@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/server"
+	"github.com/parley-xmpp/parley/storage/pg"
+)
+
+// target is the server under load: its addresses, its domain, the
+// accounts the scenarios log in as, and its process (for CPU and memory).
+type target struct {
+	label        string // which binary, in comparisons
+	c2s, c2sTLS  string
+	admin        string // admin listener (metrics, pprof), "" when unknown
+	domain       string
+	userPrefix   string // accounts are userPrefix0, userPrefix1, …
+	password     string
+	pid          int // 0: not measured
+	stop         func()
+	archive      string // what archives messages: sqlite, postgres, off
+	serverLogTip string // where the spawned server logs
+}
+
+func (t *target) user(i int) string { return t.userPrefix + strconv.Itoa(i) }
+
+func (t *target) bare(i int) string { return t.user(i) + "@" + t.domain }
+
+// spawnOptions say how to start a server binary for one scenario.
+type spawnOptions struct {
+	binary   string   // parley executable
+	label    string   // name in the output
+	store    string   // sqlite or postgres
+	archive  bool     // mam.default_policy always (else never)
+	accounts int      // accounts to create before start
+	plainOK  bool     // allow authentication without TLS (secPlain)
+	env      []string // extra PARLEY_… settings (-set)
+	pprof    bool     // expose /debug/pprof on the admin listener
+	keep     bool     // keep the data directory
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// spawn creates the accounts and starts `parley serve` with a config of its
+// own in a temporary data directory, listening on loopback only.
+func spawn(ctx context.Context, o spawnOptions) (*target, error) {
+	dir, err := os.MkdirTemp("", "parley-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cleanup := []func(){}
+	done := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	if !o.keep {
+		cleanup = append(cleanup, func() { os.RemoveAll(dir) })
+	}
+	fail := func(err error) (*target, error) {
+		done()
+		return nil, err
+	}
+	var addrs [3]string
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return fail(err)
+		}
+	}
+	t := &target{label: o.label, c2s: addrs[0], c2sTLS: addrs[1], admin: addrs[2], domain: "localhost",
+		userPrefix: "bench", password: "bench-password", archive: "off"}
+	if o.archive {
+		t.archive = o.store
+	}
+
+	cfg := server.DefaultConfig()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Auth.Iterations = 4096
+	settings := map[string]string{
+		"PARLEY_HOSTS":                     t.domain,
+		"PARLEY_DATA_DIR":                  cfg.DataDir,
+		"PARLEY_LISTEN_C2S":                t.c2s,
+		"PARLEY_LISTEN_C2S_TLS":            t.c2sTLS,
+		"PARLEY_LISTEN_ADMIN":              t.admin,
+		"PARLEY_LISTEN_HTTP":               "",
+		"PARLEY_LISTEN_HTTPS":              "",
+		"PARLEY_LISTEN_S2S":                "",
+		"PARLEY_LISTEN_S2S_TLS":            "",
+		"PARLEY_AUTH_ITERATIONS":           strconv.Itoa(cfg.Auth.Iterations),
+		"PARLEY_AUTH_REQUIRE_TLS":          strconv.FormatBool(!o.plainOK),
+		"PARLEY_LIMITS_STANZAS_PER_SECOND": "1000000",
+		"PARLEY_LOG_LEVEL":                 "warn",
+		"PARLEY_MAM_DEFAULT_POLICY":        map[bool]string{true: "always", false: "never"}[o.archive],
+	}
+	if o.pprof {
+		settings["PARLEY_DEBUG_PPROF"] = "true"
+	}
+	switch o.store {
+	case "sqlite":
+	case "postgres":
+		cfg.Storage.Backend = "postgres"
+		cfg.Storage.Postgres.DSN = postgresDSN()
+		cfg.Storage.Postgres.Schema = "parley_bench_" + strings.ToLower(rand.Text()[:10])
+		settings["PARLEY_STORAGE_BACKEND"] = "postgres"
+		settings["PARLEY_STORAGE_POSTGRES_DSN"] = cfg.Storage.Postgres.DSN
+		settings["PARLEY_STORAGE_POSTGRES_SCHEMA"] = cfg.Storage.Postgres.Schema
+		schema := cfg.Storage.Postgres.Schema
+		cleanup = append(cleanup, func() { dropSchema(cfg.Storage.Postgres.DSN, schema) })
+	default:
+		return fail(fmt.Errorf("-store: %q is not a store (sqlite or postgres)", o.store))
+	}
+	if err := createAccounts(ctx, cfg, t, o.accounts); err != nil {
+		return fail(err)
+	}
+
+	conf := filepath.Join(dir, "parley.yaml")
+	if err := os.WriteFile(conf, []byte("# parley-bench: everything is set through PARLEY_* variables\nhosts: [localhost]\n"), 0o600); err != nil {
+		return fail(err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return fail(err)
+	}
+	cleanup = append(cleanup, func() { logFile.Close() })
+	t.serverLogTip = logFile.Name()
+	cmd := exec.Command(o.binary, "serve", "--config", conf)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	env := os.Environ()
+	for k, v := range settings {
+		env = append(env, k+"="+v)
+	}
+	cmd.Env = append(env, o.env...)
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("starting %s: %w", o.binary, err))
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.pid = cmd.Process.Pid
+	t.stop = func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		done()
+	}
+	if err := waitReady(ctx, t.admin, exited); err != nil {
+		t.stop()
+		log, _ := os.ReadFile(logFile.Name())
+		return nil, fmt.Errorf("%s did not start: %w\n%s", o.binary, err, tail(log, 2000))
+	}
+	return t, nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// waitReady polls /readyz until the server answers (bounded).
+func waitReady(ctx context.Context, admin string, exited <-chan error) error {
+	deadline := time.Now().Add(60 * time.Second)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the server exited: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		resp, err := client.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("not ready after 60s")
+}
+
+// createAccounts creates n accounts with one password. The SCRAM
+// credentials are derived once and shared: a load test needs many accounts
+// quickly, not distinct salts.
+func createAccounts(ctx context.Context, cfg server.Config, t *target, n int) error {
+	if n == 0 {
+		return nil
+	}
+	st, err := server.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	creds, err := auth.DeriveCredentials(t.password, cfg.Auth.Iterations)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if err := st.CreateAccount(ctx, t.bare(i), creds); err != nil {
+			return fmt.Errorf("creating %s: %w", t.bare(i), err)
+		}
+	}
+	return nil
+}
+
+func postgresDSN() string {
+	if d := os.Getenv("PARLEY_TEST_POSTGRES"); d != "" {
+		return d
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// dropSchema removes a spawned server's PostgreSQL schema.
+func dropSchema(dsn, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := pg.Open(ctx, pg.Config{DSN: dsn, Schema: schema})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench: cannot drop schema %s: %v\n", schema, err)
+		return
+	}
+	defer st.Close()
+	if err := st.DropSchema(ctx, schema); err != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench: cannot drop schema %s: %v\n", schema, err)
+	}
+}

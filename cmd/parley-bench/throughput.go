@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// throughputConfig is the throughput scenario: pairs of clients, each
+// sender writing chat messages to its receiver's bare JID at a fixed
+// aggregate rate (open loop: messages are due on a schedule whether or not
+// earlier ones arrived), in steps of increasing rate.
+type throughputConfig struct {
+	pairs     int
+	rates     []int
+	step      time.Duration // sending time per rate
+	drain     time.Duration // longest wait for in-flight messages after a step
+	late      time.Duration // a message slower than this is "late"
+	maxP99    time.Duration // sustainable: nothing lost and p99 below this
+	sm        bool          // XEP-0198 on every client
+	bodyBytes int           // padding added to each body
+	keepGoing bool          // run every step even after one was not sustainable
+	sec       string        // for the output
+}
+
+// throughputStep is one JSON line of the throughput scenario.
+type throughputStep struct {
+	Scenario   string  `json:"scenario"`
+	Server     string  `json:"server,omitempty"`
+	Archive    string  `json:"archive"`
+	Sec        string  `json:"sec"`
+	SM         bool    `json:"sm"`
+	Pairs      int     `json:"pairs"`
+	Step       int     `json:"step"`
+	Rate       int     `json:"rate"`
+	Seconds    float64 `json:"seconds"`
+	Sent       int64   `json:"sent"`
+	Received   int64   `json:"received"`
+	Lost       int64   `json:"lost"`
+	Late       int64   `json:"late"`
+	OutOfOrder int64   `json:"out_of_order"`
+	SentRate   float64 `json:"sent_per_s"`
+	RecvRate   float64 `json:"received_per_s"`
+	percentiles
+	ServerCPU   float64 `json:"server_cpu_pct"`
+	ToolCPU     float64 `json:"tool_cpu_pct"`
+	ServerRSS   float64 `json:"server_rss_mib"`
+	SMUnacked   int64   `json:"sm_unacked,omitempty"`
+	Sustainable bool    `json:"sustainable"`
+	LoadAvg     float64 `json:"loadavg_1m"`
+}
+
+// throughputSummary closes a throughput run.
+type throughputSummary struct {
+	Scenario       string `json:"scenario"`
+	Server         string `json:"server,omitempty"`
+	Summary        bool   `json:"summary"`
+	Archive        string `json:"archive"`
+	MaxSustainable int    `json:"max_sustainable_rate"`
+}
+
+// tpSender is one sending client.
+type tpSender struct {
+	c     *client
+	idx   int
+	to    string
+	wmu   sync.Mutex // the sending loop and the reader's answers share bw
+	seq   uint64
+	sent  atomic.Int64
+	acked atomic.Int64 // last <a h/> from the server
+	err   atomic.Value // first write error
+	pad   string
+}
+
+// tpReceiver is one receiving client.
+type tpReceiver struct {
+	c       *client
+	sm      bool
+	late    time.Duration
+	mu      sync.Mutex
+	lat     map[int][]time.Duration // per step
+	count   map[int]int64
+	nLate   map[int]int64
+	ooo     map[int]int64
+	last    uint64 // highest seq seen from the sender (per-conversation order)
+	seenAny bool
+	err     atomic.Value
+}
+
+func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputConfig, out *emitter) (throughputSummary, error) {
+	sum := throughputSummary{Scenario: "throughput", Server: tg.label, Summary: true, Archive: tg.archive}
+	if cfg.pairs < 1 || len(cfg.rates) == 0 {
+		return sum, errors.New("throughput: need -pairs >= 1 and at least one rate")
+	}
+	senders := make([]*tpSender, cfg.pairs)
+	receivers := make([]*tpReceiver, cfg.pairs)
+	err := parallel(ctx, 2*cfg.pairs, 16, func(i int) error {
+		if i < cfg.pairs {
+			c, err := d.login(ctx, tg.user(i), loginOpts{resource: "s", sm: cfg.sm})
+			if err != nil {
+				return err
+			}
+			senders[i] = &tpSender{c: c, idx: i, to: tg.bare(cfg.pairs + i), pad: strings.Repeat("x", cfg.bodyBytes)}
+			return nil
+		}
+		c, err := d.login(ctx, tg.user(i), loginOpts{resource: "r", sm: cfg.sm, presence: true})
+		if err != nil {
+			return err
+		}
+		receivers[i-cfg.pairs] = &tpReceiver{c: c, sm: cfg.sm, late: cfg.late, lat: map[int][]time.Duration{},
+			count: map[int]int64{}, nLate: map[int]int64{}, ooo: map[int]int64{}}
+		return nil
+	})
+	defer func() {
+		for _, s := range senders {
+			if s != nil {
+				s.c.close()
+			}
+		}
+		for _, r := range receivers {
+			if r != nil {
+				r.c.close()
+			}
+		}
+	}()
+	if err != nil {
+		return sum, err
+	}
+	for _, r := range receivers {
+		go r.read()
+	}
+	for _, s := range senders {
+		go s.read(cfg.sm)
+	}
+	// Let initial presence settle before the first step.
+	time.Sleep(200 * time.Millisecond)
+
+	for stepIdx, rate := range cfg.rates {
+		if ctx.Err() != nil {
+			return sum, ctx.Err()
+		}
+		st, err := runStep(ctx, tg, cfg, stepIdx+1, rate, senders, receivers)
+		if err != nil {
+			return sum, err
+		}
+		out.emit(st)
+		if st.Sustainable {
+			sum.MaxSustainable = max(sum.MaxSustainable, rate)
+		} else if !cfg.keepGoing {
+			break
+		}
+	}
+	return sum, nil
+}
+
+func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate int, senders []*tpSender, receivers []*tpReceiver) (throughputStep, error) {
+	res := throughputStep{Scenario: "throughput", Server: tg.label, Archive: tg.archive, Sec: cfg.sec, SM: cfg.sm,
+		Pairs: cfg.pairs, Step: step, Rate: rate}
+	sent0 := make([]int64, len(senders))
+	for i, s := range senders {
+		sent0[i] = s.sent.Load()
+	}
+	srvCPU, toolCPU := startCPU(tg.pid), startCPU(os.Getpid())
+	start := time.Now().Add(10 * time.Millisecond)
+	end := start.Add(cfg.step)
+	interval := time.Duration(float64(time.Second) * float64(cfg.pairs) / float64(rate))
+	var wg sync.WaitGroup
+	for i, s := range senders {
+		wg.Add(1)
+		// Stagger the senders over one interval so the aggregate is even.
+		first := start.Add(interval * time.Duration(i) / time.Duration(len(senders)))
+		go func() {
+			defer wg.Done()
+			s.sendStep(ctx, step, first, end, interval)
+		}()
+	}
+	wg.Wait()
+	sendSecs := time.Since(start).Seconds()
+	res.ServerCPU, res.ToolCPU = srvCPU.percent(), toolCPU.percent()
+	if tg.pid > 0 {
+		if kib, err := rssKiB(tg.pid); err == nil {
+			res.ServerRSS = round1(float64(kib) / 1024)
+		}
+	}
+	for i, s := range senders {
+		res.Sent += s.sent.Load() - sent0[i]
+		if e, _ := s.err.Load().(error); e != nil {
+			return res, fmt.Errorf("sender %d: %w", i, e)
+		}
+	}
+	// Wait for what is in flight.
+	deadline := time.Now().Add(cfg.drain)
+	for {
+		var got int64
+		for _, r := range receivers {
+			r.mu.Lock()
+			got += r.count[step]
+			r.mu.Unlock()
+		}
+		if got >= res.Sent || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var all []time.Duration
+	for i, r := range receivers {
+		if e, _ := r.err.Load().(error); e != nil {
+			return res, fmt.Errorf("receiver %d: %w", i, e)
+		}
+		r.mu.Lock()
+		res.Received += r.count[step]
+		res.Late += r.nLate[step]
+		res.OutOfOrder += r.ooo[step]
+		all = append(all, r.lat[step]...)
+		delete(r.lat, step)
+		r.mu.Unlock()
+	}
+	if cfg.sm {
+		res.SMUnacked = smUnacked(senders)
+	}
+	res.Seconds = round3(sendSecs)
+	res.Lost = max(0, res.Sent-res.Received)
+	res.SentRate = round1(float64(res.Sent) / sendSecs)
+	res.RecvRate = round1(float64(res.Received) / sendSecs)
+	res.percentiles = pct(all)
+	res.LoadAvg = loadAvg()
+	res.Sustainable = res.Lost == 0 && res.OutOfOrder == 0 && res.Sent > 0 &&
+		res.P99 < ms(cfg.maxP99) && res.SentRate >= 0.95*float64(rate)
+	return res, nil
+}
+
+// smUnacked asks every sender's server for its inbound h and returns how
+// many sent stanzas it had not acknowledged within a second: with store
+// before acknowledge, all of them once the step has drained.
+func smUnacked(senders []*tpSender) int64 {
+	for _, s := range senders {
+		s.wmu.Lock()
+		_, _ = s.c.bw.WriteString("<r xmlns='urn:xmpp:sm:3'/>")
+		_ = s.c.bw.Flush()
+		s.wmu.Unlock()
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		var missing int64
+		for _, s := range senders {
+			missing += s.sent.Load() - s.acked.Load()
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return missing
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sendStep writes messages due from first until end, one every interval.
+// A sender that falls behind writes the overdue messages at once with
+// their due times, so latency counts the delay (no coordinated omission).
+func (s *tpSender) sendStep(ctx context.Context, step int, first, end time.Time, interval time.Duration) {
+	due := first
+	var buf []byte
+	for due.Before(end) && ctx.Err() == nil {
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		}
+		now := time.Now()
+		buf = buf[:0]
+		n := 0
+		for !due.After(now) && due.Before(end) {
+			s.seq++
+			buf = append(buf, "<message type='chat' to='"...)
+			buf = append(buf, s.to...)
+			buf = append(buf, "' id='"...)
+			buf = strconv.AppendUint(buf, s.seq, 36)
+			buf = append(buf, "'><body>"...)
+			buf = appendMarker(buf, step, s.idx, s.seq, due.UnixNano())
+			buf = append(buf, s.pad...)
+			buf = append(buf, "</body></message>"...)
+			due = due.Add(interval)
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		s.wmu.Lock()
+		_ = s.c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		_, err := s.c.bw.Write(buf)
+		if err == nil {
+			err = s.c.bw.Flush()
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			s.err.CompareAndSwap(nil, err)
+			return
+		}
+		s.sent.Add(int64(n))
+	}
+}
+
+// read answers the server on a sender's stream and records SM acks.
+func (s *tpSender) read(smOn bool) {
+	for {
+		el, err := s.c.sc.next()
+		if err != nil {
+			return
+		}
+		if smOn && elemName(el) == "a" {
+			if h, err := strconv.ParseInt(attrValue(el, "h"), 10, 64); err == nil {
+				s.acked.Store(h)
+			}
+			continue
+		}
+		if elemName(el) == "message" && attrValue(el, "type") == "error" {
+			s.err.CompareAndSwap(nil, fmt.Errorf("the server bounced a message: %s", el))
+			continue
+		}
+		_, reply := s.c.answer(el, smOn)
+		if reply != nil {
+			s.wmu.Lock()
+			_, _ = s.c.bw.Write(reply)
+			_ = s.c.bw.Flush()
+			s.wmu.Unlock()
+		}
+	}
+}
+
+// read records the latency of every message and answers acks and pings.
+func (r *tpReceiver) read() {
+	for {
+		el, err := r.c.sc.next()
+		if err != nil {
+			if !errors.Is(err, errStreamEnd) && !strings.Contains(err.Error(), "use of closed") {
+				r.err.CompareAndSwap(nil, err)
+			}
+			return
+		}
+		now := time.Now().UnixNano()
+		stanza, reply := r.c.answer(el, r.sm)
+		if reply != nil {
+			_, _ = r.c.bw.Write(reply)
+			_ = r.c.bw.Flush()
+		}
+		if !stanza || elemName(el) != "message" {
+			continue
+		}
+		step, _, seq, due, ok := parseMarker(el)
+		if !ok {
+			continue
+		}
+		lat := time.Duration(now - due)
+		r.mu.Lock()
+		r.count[step]++
+		r.lat[step] = append(r.lat[step], lat)
+		if lat > r.late {
+			r.nLate[step]++
+		}
+		if r.seenAny && seq <= r.last {
+			r.ooo[step]++
+		}
+		r.last, r.seenAny = max(r.last, seq), true
+		r.mu.Unlock()
+	}
+}
+
+// parallel runs f(0..n-1) with at most width at a time and returns the
+// first error.
+func parallel(ctx context.Context, n, width int, f func(i int) error) error {
+	sem := make(chan struct{}, width)
+	var wg sync.WaitGroup
+	var first atomic.Value
+	for i := 0; i < n; i++ {
+		if first.Load() != nil || ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := f(i); err != nil {
+				first.CompareAndSwap(nil, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if e, _ := first.Load().(error); e != nil {
+		return e
+	}
+	return ctx.Err()
+}
