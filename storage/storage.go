@@ -143,6 +143,8 @@ type Store interface {
 	Roles
 	Settings
 	APITokens
+	MUCRooms
+	ArchiveEditor
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -171,6 +171,7 @@ var copyTables = []string{
 	"accounts", "credentials", "roster_items", "roster_versions", "pending_in", "offline",
 	"vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_nodes",
 	"pep_items", "uploads", "invites", "account_roles", "settings", "api_tokens",
+	"muc_rooms", "muc_affiliations",
 }
 
 // archivePage is how many archived messages are copied per transaction.
@@ -215,6 +216,7 @@ func runCopy(ctx context.Context, out io.Writer, from, to, schema string) error 
 		{"roles", c.roles},
 		{"settings", c.settings},
 		{"admin API tokens", c.apiTokens},
+		{"rooms", c.rooms},
 	}
 	for _, s := range steps {
 		if err := s.fn(); err != nil {
@@ -577,4 +579,43 @@ func (c *copier) apiTokens() error {
 		}
 	}
 	return nil
+}
+
+// rooms copies persistent MUC rooms and their affiliations; a room that
+// exists in PostgreSQL keeps its configuration and gains the affiliations
+// it lacks. Room archives and vCards are copied with the others (their
+// owner is the room JID).
+func (c *copier) rooms() error {
+	return c.eachOwner("muc_rooms", func(jid string) error {
+		room, err := c.src.Room(c.ctx, jid)
+		if err != nil {
+			return err
+		}
+		affs, err := c.src.RoomAffiliations(c.ctx, jid)
+		if err != nil {
+			return err
+		}
+		switch err := c.dst.CreateRoom(c.ctx, room, affs); {
+		case err == nil:
+			c.copied["muc_rooms"]++
+			c.copied["muc_affiliations"] += len(affs)
+			return nil
+		case !errors.Is(err, storage.ErrExists):
+			return err
+		}
+		have, err := c.dst.RoomAffiliations(c.ctx, jid)
+		if err != nil {
+			return err
+		}
+		for _, a := range affs {
+			if slices.ContainsFunc(have, func(h storage.MUCAffiliation) bool { return h.JID == a.JID }) {
+				continue
+			}
+			if err := c.dst.SetRoomAffiliation(c.ctx, jid, a); err != nil {
+				return err
+			}
+			c.copied["muc_affiliations"]++
+		}
+		return nil
+	})
 }

@@ -179,6 +179,19 @@ func fillStore(t *testing.T, ctx context.Context, st storage.Store) []string {
 		must(err)
 	}
 	must(st.CreatePEPNode(ctx, "bob@example.org", storage.PEPNode{Name: "empty", Config: map[string][]string{}, Created: base}))
+	// A room with affiliations, subject, archive and vCard (owner = room).
+	room := "café@conference.example.org"
+	must(st.CreateRoom(ctx, storage.MUCRoom{JID: room, Name: "Café", Public: true, Config: []byte(`{"persistent":true}`),
+		Subject: "beans", SubjectBy: "alice", SubjectAt: base, Created: base}, []storage.MUCAffiliation{
+		{JID: "alice@example.org", Affiliation: storage.AffOwner, Nick: "alice", LastNick: "alice"},
+		{JID: "bad.example", Affiliation: storage.AffOutcast, Reason: "spam"}}))
+	must(st.SetRoomAffiliation(ctx, room, storage.MUCAffiliation{JID: "bob@example.org", Affiliation: storage.AffMember, Notify: "all"}))
+	must(st.CreateRoom(ctx, storage.MUCRoom{JID: "empty@conference.example.org", Created: base}, nil))
+	_, err = st.AppendArchive(ctx, room, storage.ArchivedMessage{With: room, WithResource: "alice", Timestamp: base,
+		FromFull: "alice@example.org/pc", Raw: []byte("<message type='groupchat'><body>hi</body></message>")})
+	must(err)
+	must(st.SetVCard(ctx, room, []byte("<vCard xmlns='vcard-temp'><PHOTO/></vCard>")))
+	owners = append(owners, room)
 	for i, state := range []storage.UploadState{storage.UploadPending, storage.UploadInProgress, storage.UploadComplete} {
 		u := storage.Upload{ID: fmt.Sprintf("up%d", i), Owner: "bob@example.org", Filename: "f.txt", Size: int64(100 + i),
 			ContentType: "text/plain", Created: base.Add(time.Duration(i) * time.Minute), Expires: base.Add(time.Hour)}
@@ -253,6 +266,12 @@ func dump(t *testing.T, ctx context.Context, st storage.Store, owners []string) 
 	put("settings", settings, err)
 	toks, err := st.ListAPITokens(ctx)
 	put("api tokens", toks, err)
+	rooms, err := st.Rooms(ctx, "conference.example.org")
+	put("rooms", rooms, err)
+	for _, r := range rooms {
+		affs, err := st.RoomAffiliations(ctx, r.JID)
+		put(r.JID+" affiliations", affs, err)
+	}
 	return d
 }
 
@@ -272,7 +291,8 @@ func TestDBCopy(t *testing.T) {
 	r := runCLI(t, "", "db", "copy", "--from", dir, "--to", dsn, "--schema", schema)
 	okHas(t, r, "verified")
 	t.Logf("first copy:\n%s", r.out)
-	if !regexpMatch(`archive\s+1203\s+1203\s+1203`, r.out) {
+	if !regexpMatch(`archive\s+1204\s+1204\s+1204`, r.out) || !regexpMatch(`muc_rooms\s+2\s+2\s+2`, r.out) ||
+		!regexpMatch(`muc_affiliations\s+3\s+3\s+3`, r.out) {
 		t.Errorf("copy output lacks the archive counts:\n%s", r.out)
 	}
 
@@ -311,7 +331,8 @@ func TestDBCopy(t *testing.T) {
 	r = runCLI(t, "", "db", "copy", "--from", dir, "--to", dsn, "--schema", schema)
 	okHas(t, r, "verified")
 	t.Logf("second copy:\n%s", r.out)
-	if !regexpMatch(`archive\s+1203\s+1203\s+0`, r.out) || !regexpMatch(`accounts\s+2\s+2\s+0`, r.out) ||
+	if !regexpMatch(`archive\s+1204\s+1204\s+0`, r.out) || !regexpMatch(`accounts\s+2\s+2\s+0`, r.out) ||
+		!regexpMatch(`muc_rooms\s+2\s+2\s+0`, r.out) || !regexpMatch(`muc_affiliations\s+3\s+3\s+0`, r.out) ||
 		!regexpMatch(`pep_items\s+3\s+3\s+0`, r.out) || !regexpMatch(`uploads\s+3\s+3\s+0`, r.out) {
 		t.Errorf("second copy was not a no-op:\n%s", r.out)
 	}

@@ -142,6 +142,8 @@ func (s *Store) DeleteAccount(ctx context.Context, bare string) error {
 		for _, table := range ownedTables {
 			b.Queue(`DELETE FROM `+table+` WHERE owner = $1`, bare)
 		}
+		// The user's standing in rooms (member, owner, registered nick).
+		b.Queue(`DELETE FROM muc_affiliations WHERE jid = $1`, bare)
 		return tx.SendBatch(ctx, b).Close()
 	})
 }

@@ -22,6 +22,7 @@ var CountTables = map[string]bool{
 	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
 	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
 	"uploads": true, "invites": true, "account_roles": true, "settings": true, "api_tokens": true,
+	"muc_rooms": true, "muc_affiliations": true,
 }
 
 // Count returns the number of rows of one of CountTables.

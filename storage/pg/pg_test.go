@@ -117,6 +117,11 @@ func TestContract(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store { return openTest(t) })
 }
 
+func TestMUCContract(t *testing.T) {
+	needPostgres(t)
+	storagetest.RunMUC(t, func(t *testing.T) storage.Store { return openTest(t) })
+}
+
 func TestArchiveContract(t *testing.T) {
 	needPostgres(t)
 	storagetest.RunArchive(t, func(t *testing.T) storage.Archive { return openTest(t) })

@@ -121,7 +121,9 @@ func (s *Store) DeleteAccount(ctx context.Context, bare string) error {
 				return err
 			}
 		}
-		return nil
+		// The user's standing in rooms (member, owner, registered nick).
+		_, err = tx.ExecContext(ctx, `DELETE FROM muc_affiliations WHERE jid = ?`, bare)
+		return err
 	})
 }
 

@@ -38,12 +38,13 @@ var exportTables = map[string]string{
 	"push":          `SELECT DISTINCT owner FROM push_registrations`,
 	"pep":           `SELECT DISTINCT owner FROM pep_nodes`,
 	"uploads":       `SELECT DISTINCT owner FROM uploads`,
+	"muc_rooms":     `SELECT jid AS owner FROM muc_rooms`,
 }
 
 // ExportOwners lists, sorted, the owners that have records of kind:
 // "roster" (items, version or pending subscriptions), "offline",
-// "vcards", "blocklist", "archive", "archive_prefs", "push", "pep" or
-// "uploads".
+// "vcards", "blocklist", "archive", "archive_prefs", "push", "pep",
+// "uploads" or "muc_rooms" (the rooms' JIDs).
 func (s *Store) ExportOwners(ctx context.Context, kind string) ([]string, error) {
 	q, ok := exportTables[kind]
 	if !ok {
@@ -59,7 +60,8 @@ func (s *Store) ExportOwners(ctx context.Context, kind string) ([]string, error)
 // ExportCount counts the rows of one table (for verifying a copy). table
 // is one of accounts, credentials, roster_items, roster_versions,
 // pending_in, offline, vcards, blocklist, archive, archive_prefs,
-// push_registrations, pep_nodes, pep_items, uploads.
+// push_registrations, pep_nodes, pep_items, uploads, muc_rooms,
+// muc_affiliations.
 func (s *Store) ExportCount(ctx context.Context, table string) (int64, error) {
 	if !ExportedTables[table] {
 		return 0, fmt.Errorf("sqlite: unknown table %q", table)
@@ -75,6 +77,7 @@ var ExportedTables = map[string]bool{
 	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
 	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
 	"uploads": true, "invites": true, "account_roles": true, "settings": true, "api_tokens": true,
+	"muc_rooms": true, "muc_affiliations": true,
 }
 
 // ExportArchive returns up to limit archived messages of owner after the

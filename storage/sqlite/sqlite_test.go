@@ -31,6 +31,9 @@ func TestContract(t *testing.T) {
 	t.Run("Private", func(t *testing.T) {
 		storagetest.RunPrivate(t, func(t *testing.T) storage.PrivateXML { return openTemp(t, t.TempDir()) })
 	})
+	t.Run("MUC", func(t *testing.T) {
+		storagetest.RunMUC(t, func(t *testing.T) storage.Store { return openTemp(t, t.TempDir()) })
+	})
 }
 
 func TestOpenCreatesPrivateDir(t *testing.T) {
