@@ -15,7 +15,7 @@ const noVersion = "0"
 
 // bumpVersion increments owner's roster version and returns the new value.
 //
-// A new counter starts at the database clock in milliseconds instead of 1:
+// A new counter starts at the database clock in microseconds instead of 1:
 // deleting an account deletes its counter, and if the account is created
 // again a client that cached the old roster must not find its old version
 // number reused for a different roster (XEP-0237 would tell it nothing
@@ -25,7 +25,7 @@ const noVersion = "0"
 // concurrent changes to one roster are serialised and never share a
 // version.
 const bumpVersionSQL = `INSERT INTO roster_versions (owner, ver)
-	VALUES ($1, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+	VALUES ($1, floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
 	ON CONFLICT (owner) DO UPDATE SET ver = roster_versions.ver + 1
 	RETURNING ver`
 

@@ -17,18 +17,21 @@ const noVersion = "0"
 
 // bumpVersion increments owner's roster version and returns the new value.
 //
-// A new counter starts at the current Unix time in milliseconds instead of
+// A new counter starts at the current Unix time in microseconds instead of
 // 1. Deleting an account deletes its counter; if the account is created
 // again, a client that cached the old roster must not find its old version
 // number reused for a different roster (XEP-0237 would tell it nothing
-// changed). Starting from the clock keeps new numbers above old ones.
+// changed). Starting from the clock keeps new numbers above old ones as
+// long as no two roster changes share a clock tick, which takes
+// microseconds: with milliseconds, an account deleted and created again
+// within the millisecond of its last changes reused their numbers.
 func bumpVersion(ctx context.Context, tx *sql.Tx, owner string) (string, error) {
 	var v int64
 	err := tx.QueryRowContext(ctx,
 		`INSERT INTO roster_versions (owner, ver) VALUES (?, ?)
 		 ON CONFLICT (owner) DO UPDATE SET ver = ver + 1
 		 RETURNING ver`,
-		owner, time.Now().UnixMilli()).Scan(&v)
+		owner, time.Now().UnixMicro()).Scan(&v)
 	if err != nil {
 		return "", err
 	}
