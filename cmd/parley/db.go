@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -92,7 +94,8 @@ func newDBCmd(opts *globalOptions) *cobra.Command {
 PostgreSQL database DSN: accounts with their SCRAM credentials, rosters with
 their versions, pending subscriptions, offline messages, vCards, block lists,
 the message archive (IDs and timestamps kept) and preferences, push
-registrations, PEP nodes and items, and upload records. The PostgreSQL schema
+registrations and queued push notifications, PEP nodes and items, private
+XML storage (legacy bookmarks among it), and upload records. The PostgreSQL schema
 is migrated first. Records that already exist are left alone, so the copy can
 be re-run. Afterwards the row counts of both databases are compared.
 
@@ -166,12 +169,65 @@ func sqliteVersion(ctx context.Context, out io.Writer, dir string) error {
 	return nil
 }
 
-// copyTables are compared after a copy, in this order.
-var copyTables = []string{
-	"accounts", "credentials", "roster_items", "roster_versions", "pending_in", "offline",
-	"vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_nodes",
-	"pep_items", "uploads", "invites", "account_roles", "settings", "api_tokens",
-	"muc_rooms", "muc_affiliations",
+// copySteps copy every table of the schema that holds data of its own,
+// in this order; each names the tables it fills. A table that a
+// migration adds must appear here or in derivedTables: the copy refuses
+// to run on a database with a table in neither, and
+// TestCopyCoversEveryTable fails.
+var copySteps = []struct {
+	what   string
+	tables []string
+	fn     func(*copier) error
+}{
+	{"accounts", []string{"accounts", "credentials"}, (*copier).accounts},
+	{"rosters", []string{"roster_items", "roster_versions", "pending_in"}, (*copier).rosters},
+	{"offline messages", []string{"offline"}, (*copier).offline},
+	{"vCards", []string{"vcards"}, (*copier).vcards},
+	{"block lists", []string{"blocklist"}, (*copier).blocklists},
+	{"archive", []string{"archive"}, (*copier).archive},
+	{"archive preferences", []string{"archive_prefs"}, (*copier).archivePrefs},
+	{"push registrations", []string{"push_registrations"}, (*copier).pushes},
+	{"queued push notifications", []string{"push_jobs"}, (*copier).pushJobs},
+	{"PEP", []string{"pep_nodes", "pep_items"}, (*copier).pep},
+	{"private XML", []string{"private_xml"}, (*copier).privateXML},
+	{"uploads", []string{"uploads"}, (*copier).uploads},
+	{"invitations", []string{"invites"}, (*copier).invites},
+	{"roles", []string{"account_roles"}, (*copier).roles},
+	{"settings", []string{"settings"}, (*copier).settings},
+	{"admin API tokens", []string{"api_tokens"}, (*copier).apiTokens},
+	{"rooms", []string{"muc_rooms", "muc_affiliations"}, (*copier).rooms},
+}
+
+// derivedTables are the tables of either backend that db copy does not
+// copy, and why: each backend builds them from the copied rows, or they
+// describe the database rather than the data.
+var derivedTables = map[string]string{
+	"schema_migrations": "each database records its own migrations",
+	"archive_fts":       "SQLite full-text index, built from the archive by triggers",
+	"archive_fts_docs":  "SQLite full-text index, built from the archive by triggers",
+	"archive_fts_state": "full-text index state of this database, set when the server opens it (mam.fulltext)",
+	"archive_counts":    "PostgreSQL per-conversation counters, kept by triggers on archive",
+}
+
+// copiedTables lists the tables of copySteps, in copy order.
+func copiedTables() []string {
+	var ts []string
+	for _, s := range copySteps {
+		ts = append(ts, s.tables...)
+	}
+	return ts
+}
+
+// unknownTables returns the tables that are neither copied nor derived.
+func unknownTables(tables []string) []string {
+	copied := copiedTables()
+	var out []string
+	for _, t := range tables {
+		if _, derived := derivedTables[t]; !derived && !slices.Contains(copied, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // archivePage is how many archived messages are copied per transaction.
@@ -196,30 +252,22 @@ func runCopy(ctx context.Context, out io.Writer, from, to, schema string) error 
 		return fmt.Errorf("target (%s): %w", describePG(to, schema), err)
 	}
 	defer dst.Close()
+	for _, db := range []struct {
+		name   string
+		tables func(context.Context) ([]string, error)
+	}{{"source (sqlite in " + from + ")", src.Tables}, {"target (" + describePG(to, schema) + ")", dst.Tables}} {
+		tables, err := db.tables(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: listing tables: %w", db.name, err)
+		}
+		if u := unknownTables(tables); len(u) > 0 {
+			return fmt.Errorf("%s has tables this version of parley does not know how to copy: %v (copy with the parley version that wrote them)", db.name, u)
+		}
+	}
 
 	c := &copier{ctx: ctx, src: src, dst: dst, copied: map[string]int{}}
-	steps := []struct {
-		what string
-		fn   func() error
-	}{
-		{"accounts", c.accounts},
-		{"rosters", c.rosters},
-		{"offline messages", c.offline},
-		{"vCards", c.vcards},
-		{"block lists", c.blocklists},
-		{"archive", c.archive},
-		{"archive preferences", c.archivePrefs},
-		{"push registrations", c.pushes},
-		{"PEP", c.pep},
-		{"uploads", c.uploads},
-		{"invitations", c.invites},
-		{"roles", c.roles},
-		{"settings", c.settings},
-		{"admin API tokens", c.apiTokens},
-		{"rooms", c.rooms},
-	}
-	for _, s := range steps {
-		if err := s.fn(); err != nil {
+	for _, s := range copySteps {
+		if err := s.fn(c); err != nil {
 			return fmt.Errorf("copying %s: %w", s.what, err)
 		}
 	}
@@ -234,7 +282,7 @@ func verifyCopy(ctx context.Context, out io.Writer, src *sqlite.Store, dst *pg.S
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "TABLE\tSQLITE\tPOSTGRES\tNEW\t")
 	var missing []string
-	for _, t := range copyTables {
+	for _, t := range copiedTables() {
 		ns, err := src.ExportCount(ctx, t)
 		if err != nil {
 			return fmt.Errorf("counting %s in sqlite: %w", t, err)
@@ -521,6 +569,37 @@ func (c *copier) invites() error {
 	return nil
 }
 
+// pushJobs copies the queue of notifications still to be delivered, with
+// their due times and attempt counts; a job the target has already (same
+// owner, service, node, creation time and payload) is not copied again.
+func (c *copier) pushJobs() error {
+	all := func(st storage.PushJobs) ([]storage.PushJob, error) {
+		return st.DuePushJobs(c.ctx, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), math.MaxInt32)
+	}
+	jobs, err := all(c.src)
+	if err != nil {
+		return err
+	}
+	have, err := all(c.dst)
+	if err != nil {
+		return err
+	}
+	same := func(a, b storage.PushJob) bool {
+		return a.Owner == b.Owner && a.JID == b.JID && a.Node == b.Node && a.Created.Equal(b.Created) &&
+			string(a.Payload) == string(b.Payload)
+	}
+	for _, j := range jobs {
+		if slices.ContainsFunc(have, func(h storage.PushJob) bool { return same(h, j) }) {
+			continue
+		}
+		if _, err := c.dst.EnqueuePushJob(c.ctx, j); err != nil {
+			return fmt.Errorf("%s: %w", j.Owner, err)
+		}
+		c.copied["push_jobs"]++
+	}
+	return nil
+}
+
 func (c *copier) roles() error {
 	for _, role := range storage.KnownRoles {
 		members, err := c.src.RoleMembers(c.ctx, role)
@@ -579,6 +658,19 @@ func (c *copier) apiTokens() error {
 		}
 	}
 	return nil
+
+}
+
+func (c *copier) privateXML() error {
+	return c.eachOwner("private", func(o string) error {
+		elems, err := c.src.ExportPrivateXML(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		n, err := c.dst.ImportPrivateXML(c.ctx, o, elems)
+		c.copied["private_xml"] += n
+		return err
+	})
 }
 
 // rooms copies persistent MUC rooms and their affiliations; a room that

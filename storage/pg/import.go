@@ -3,6 +3,7 @@ package pg
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -16,23 +17,44 @@ import (
 // (roster versions, offline and archive IDs, timestamps, publication
 // order) and are idempotent: records that exist are left alone.
 
-// CountTables are the tables Count accepts.
-var CountTables = map[string]bool{
-	"accounts": true, "credentials": true, "roster_items": true, "roster_versions": true,
-	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
-	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
-	"uploads": true, "invites": true, "account_roles": true, "settings": true, "api_tokens": true,
-	"muc_rooms": true, "muc_affiliations": true,
+// Tables lists, sorted, the tables of the schema: partitioned tables
+// count as one (the archive's monthly partitions are not listed), and
+// so does a table an interrupted export-partition detached. `parley db
+// copy` checks it against the tables it knows how to copy.
+func (s *Store) Tables(ctx context.Context) ([]string, error) {
+	return s.strings(ctx, `SELECT c.relname FROM pg_class c
+		WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+		  AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname !~ '^archive_p[0-9]{6}$'
+		ORDER BY c.relname`)
 }
 
-// Count returns the number of rows of one of CountTables.
+// Count returns the number of rows of one of Tables.
 func (s *Store) Count(ctx context.Context, table string) (int64, error) {
-	if !CountTables[table] {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Contains(tables, table) {
 		return 0, fmt.Errorf("pg: unknown table %q", table)
 	}
 	var n int64
-	err := s.queryRow(ctx, `SELECT COUNT(*) FROM `+table, nil, &n)
+	err = s.queryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(table), nil, &n)
 	return n, err
+}
+
+// ImportPrivateXML stores owner's XEP-0049 elements, keyed by namespace,
+// leaving those it has alone, and returns how many it stored.
+func (s *Store) ImportPrivateXML(ctx context.Context, owner string, elems map[string][]byte) (int, error) {
+	n := 0
+	for ns, raw := range elems {
+		k, err := s.exec(ctx, `INSERT INTO private_xml (owner, ns, raw) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			owner, ns, blob(raw))
+		if err != nil {
+			return n, err
+		}
+		n += int(k)
+	}
+	return n, nil
 }
 
 // ImportRoster upserts owner's roster items and sets the roster version to

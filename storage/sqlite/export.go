@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 
 	"github.com/parley-xmpp/parley/storage"
 )
@@ -38,13 +39,14 @@ var exportTables = map[string]string{
 	"push":          `SELECT DISTINCT owner FROM push_registrations`,
 	"pep":           `SELECT DISTINCT owner FROM pep_nodes`,
 	"uploads":       `SELECT DISTINCT owner FROM uploads`,
+	"private":       `SELECT DISTINCT owner FROM private_xml`,
 	"muc_rooms":     `SELECT jid AS owner FROM muc_rooms`,
 }
 
 // ExportOwners lists, sorted, the owners that have records of kind:
 // "roster" (items, version or pending subscriptions), "offline",
 // "vcards", "blocklist", "archive", "archive_prefs", "push", "pep",
-// "uploads" or "muc_rooms" (the rooms' JIDs).
+// "uploads", "private" or "muc_rooms" (the rooms' JIDs).
 func (s *Store) ExportOwners(ctx context.Context, kind string) ([]string, error) {
 	q, ok := exportTables[kind]
 	if !ok {
@@ -57,27 +59,54 @@ func (s *Store) ExportOwners(ctx context.Context, kind string) ([]string, error)
 	return scanStrings(rows)
 }
 
-// ExportCount counts the rows of one table (for verifying a copy). table
-// is one of accounts, credentials, roster_items, roster_versions,
-// pending_in, offline, vcards, blocklist, archive, archive_prefs,
-// push_registrations, pep_nodes, pep_items, uploads, muc_rooms,
-// muc_affiliations.
+// Tables lists, sorted, every table of the database that holds rows of
+// its own: ordinary tables and virtual tables such as the full-text
+// index, without the shadow tables that store a virtual table's data
+// and without SQLite's internal tables. `parley db copy` checks it
+// against the tables it knows how to copy, so that a table added by a
+// migration cannot be left behind unnoticed.
+func (s *Store) Tables(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM pragma_table_list
+		WHERE schema = 'main' AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite\_%' ESCAPE '\'
+		ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	return scanStrings(rows)
+}
+
+// ExportCount counts the rows of one of Tables (for verifying a copy).
 func (s *Store) ExportCount(ctx context.Context, table string) (int64, error) {
-	if !ExportedTables[table] {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Contains(tables, table) {
 		return 0, fmt.Errorf("sqlite: unknown table %q", table)
 	}
 	var n int64
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n)
+	err = s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM "`+table+`"`).Scan(&n)
 	return n, err
 }
 
-// ExportedTables are the tables ExportCount accepts.
-var ExportedTables = map[string]bool{
-	"accounts": true, "credentials": true, "roster_items": true, "roster_versions": true,
-	"pending_in": true, "offline": true, "vcards": true, "blocklist": true, "archive": true,
-	"archive_prefs": true, "push_registrations": true, "pep_nodes": true, "pep_items": true,
-	"uploads": true, "invites": true, "account_roles": true, "settings": true, "api_tokens": true,
-	"muc_rooms": true, "muc_affiliations": true,
+// ExportPrivateXML returns every XEP-0049 element owner stored, keyed by
+// namespace.
+func (s *Store) ExportPrivateXML(ctx context.Context, owner string) (map[string][]byte, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT ns, raw FROM private_xml WHERE owner = ? ORDER BY ns`, owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var ns string
+		var raw []byte
+		if err := rows.Scan(&ns, &raw); err != nil {
+			return nil, err
+		}
+		out[ns] = raw
+	}
+	return out, rows.Err()
 }
 
 // ExportArchive returns up to limit archived messages of owner after the
