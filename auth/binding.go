@@ -12,6 +12,7 @@ import (
 const (
 	TypeTLSExporter       = "tls-exporter"
 	TypeTLSServerEndPoint = "tls-server-end-point"
+	TypeTLSUnique         = "tls-unique"
 )
 
 // ChannelBindings holds the channel binding data of one TLS connection as
@@ -19,6 +20,9 @@ const (
 type ChannelBindings struct {
 	TLSExporter       []byte
 	TLSServerEndPoint []byte
+	// TLSUnique exists on TLS 1.2 only (RFC 5929 §3; TLS 1.3 has no
+	// equivalent). Clients such as slixmpp know no other type.
+	TLSUnique []byte
 }
 
 // Types lists the available binding types, preferred first, for the
@@ -31,11 +35,14 @@ func (cb ChannelBindings) Types() []string {
 	if len(cb.TLSServerEndPoint) > 0 {
 		t = append(t, TypeTLSServerEndPoint)
 	}
+	if len(cb.TLSUnique) > 0 {
+		t = append(t, TypeTLSUnique)
+	}
 	return t
 }
 
 func (cb ChannelBindings) any() bool {
-	return len(cb.TLSExporter) > 0 || len(cb.TLSServerEndPoint) > 0
+	return len(cb.TLSExporter) > 0 || len(cb.TLSServerEndPoint) > 0 || len(cb.TLSUnique) > 0
 }
 
 func (cb ChannelBindings) data(typ string) []byte {
@@ -44,24 +51,34 @@ func (cb ChannelBindings) data(typ string) []byte {
 		return cb.TLSExporter
 	case TypeTLSServerEndPoint:
 		return cb.TLSServerEndPoint
+	case TypeTLSUnique:
+		return cb.TLSUnique
 	}
 	return nil
 }
 
-// BindingsFromTLS returns the tls-exporter binding of a completed TLS 1.3
-// connection. RFC 9266 §2 forbids tls-exporter on TLS 1.2 without the
-// extended master secret, which crypto/tls does not let us check, so older
-// versions get none.
+// BindingsFromTLS returns the channel bindings of a completed TLS
+// connection that the TLS state itself provides: tls-exporter (RFC 9266)
+// on TLS 1.3, and on TLS 1.2 tls-exporter and tls-unique (RFC 5929) when
+// the extended master secret (RFC 7627) was negotiated. Without it both are
+// open to the triple-handshake attack (RFC 9266 §2, RFC 7627 §1), so a
+// TLS 1.2 connection without it gets neither. crypto/tls tells by refusing
+// ExportKeyingMaterial on such connections.
 //
 // TLSServerEndPoint is left empty: the ConnectionState only holds the peer's
 // certificate, so the server fills it in with ServerEndPoint of its own.
 func BindingsFromTLS(cs *tls.ConnectionState) ChannelBindings {
 	var cb ChannelBindings
-	if cs == nil || !cs.HandshakeComplete || cs.Version < tls.VersionTLS13 {
+	if cs == nil || !cs.HandshakeComplete || cs.Version < tls.VersionTLS12 {
 		return cb
 	}
-	if ekm, err := cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32); err == nil {
-		cb.TLSExporter = ekm
+	ekm, err := cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
+	if err != nil {
+		return cb
+	}
+	cb.TLSExporter = ekm
+	if cs.Version == tls.VersionTLS12 && len(cs.TLSUnique) > 0 {
+		cb.TLSUnique = cs.TLSUnique
 	}
 	return cb
 }

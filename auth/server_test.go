@@ -91,13 +91,21 @@ func TestSCRAMMellium(t *testing.T) {
 			t.Fatalf("%s over TLS 1.3: %v", m.Name, err)
 		}
 	}
-	// On TLS 1.2 it wants tls-unique, which we do not support (RFC 9266 §3
-	// deprecates it for its triple-handshake weakness).
+	// On TLS 1.2 it uses tls-unique, which the extended master secret
+	// (negotiated by crypto/tls) makes safe to offer.
 	ccs, scs, leaf = tlsPair(t, tls.VersionTLS12)
 	cb = serverBindings(scs, leaf)
+	for _, m := range []sasl.Mechanism{sasl.ScramSha1Plus, sasl.ScramSha256Plus} {
+		if _, err := runMellium(t, srv, m, "user", testPass, true, cb,
+			sasl.TLSState(ccs), sasl.RemoteMechanisms(srv.Mechanisms(true, cb)...)); err != nil {
+			t.Fatalf("%s over TLS 1.2 (tls-unique): %v", m.Name, err)
+		}
+	}
+	// tls-unique of another connection is a channel binding mismatch.
+	other, _, _ := tlsPair(t, tls.VersionTLS12)
 	_, err := runMellium(t, srv, sasl.ScramSha256Plus, "user", testPass, true, cb,
-		sasl.TLSState(ccs), sasl.RemoteMechanisms(srv.Mechanisms(true, cb)...))
-	wantCondition(t, err, CondMalformedRequest)
+		sasl.TLSState(other), sasl.RemoteMechanisms(srv.Mechanisms(true, cb)...))
+	wantCondition(t, err, CondNotAuthorized)
 }
 
 // TestSCRAMAllHashes uses the independent test client for all three
@@ -476,10 +484,17 @@ func TestBindings(t *testing.T) {
 	if got := serverBindings(scs, leaf).Types(); !slices.Equal(got, []string{"tls-exporter", "tls-server-end-point"}) {
 		t.Fatalf("Types %v", got)
 	}
-	_, scs12, leaf := tlsPair(t, tls.VersionTLS12)
+	ccs12, scs12, leaf := tlsPair(t, tls.VersionTLS12)
 	cb = serverBindings(scs12, leaf)
-	if cb.TLSExporter != nil || !slices.Equal(cb.Types(), []string{"tls-server-end-point"}) {
-		t.Fatalf("TLS 1.2 bindings %v", cb.Types())
+	if !slices.Equal(cb.Types(), []string{"tls-exporter", "tls-server-end-point", "tls-unique"}) {
+		t.Fatalf("TLS 1.2 (extended master secret) bindings %v", cb.Types())
+	}
+	want12, _ := ccs12.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
+	if !bytes.Equal(cb.TLSExporter, want12) || !bytes.Equal(cb.TLSUnique, ccs12.TLSUnique) || len(cb.TLSUnique) != 12 {
+		t.Fatal("TLS 1.2 bindings differ between the two ends")
+	}
+	if cb := BindingsFromTLS(&tls.ConnectionState{Version: tls.VersionTLS12, TLSUnique: []byte("x")}); cb.any() {
+		t.Fatal("bindings from an unfinished handshake")
 	}
 }
 
