@@ -102,6 +102,9 @@ func (n *Negotiation) clientFirst(ctx context.Context, in string) ([]byte, error
 	n.serverFirst = "r=" + n.nonce +
 		",s=" + base64.StdEncoding.EncodeToString(n.cred.Salt) +
 		",i=" + strconv.Itoa(n.cred.Iterations)
+	if n.ssdp != "" {
+		n.serverFirst += ",h=" + base64.StdEncoding.EncodeToString(n.hash.sum([]byte(n.ssdp)))
+	}
 	return []byte(n.serverFirst), nil
 }
 

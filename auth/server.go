@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -164,7 +165,8 @@ type Negotiation struct {
 	s           *Server
 	mech        string
 	domain      string
-	hash        *scramHash // nil for PLAIN
+	hash        *scramHash // nil for PLAIN and HT
+	ht          *htState   // set for the HT mechanisms (FAST)
 	plus        bool
 	offeredPlus bool
 	cb          ChannelBindings
@@ -178,6 +180,32 @@ type Negotiation struct {
 	clientFirstBare string
 	serverFirst     string
 	nonce           string
+	ssdp            string // XEP-0474 list to sign, "" when not asked for
+}
+
+// ProtectDowngrade makes a SCRAM negotiation sign what was advertised
+// (XEP-0474): the mechanisms and the XEP-0440 channel-binding types of
+// the SASL profile the client uses. The server-first-message then carries
+// their hash as the optional attribute h, which the client compares with
+// what it saw; the client proof covers it. Call before the first Step; it
+// does nothing for other mechanisms.
+func (n *Negotiation) ProtectDowngrade(mechs, cbTypes []string) {
+	if n.hash == nil {
+		return
+	}
+	n.ssdp = ssdpList(mechs, cbTypes)
+}
+
+// ssdpList builds the string XEP-0474 §5.1 hashes: sorted mechanisms
+// joined by 0x1E, then 0x1F and the sorted channel-binding types when any
+// were advertised. Go compares strings bytewise, the i;octet collation.
+func ssdpList(mechs, cbTypes []string) string {
+	m := slices.Sorted(slices.Values(mechs))
+	s := strings.Join(m, "\x1e")
+	if len(cbTypes) > 0 {
+		s += "\x1f" + strings.Join(slices.Sorted(slices.Values(cbTypes)), "\x1e")
+	}
+	return s
 }
 
 // Username is the normalised localpart the client authenticated as. After
@@ -202,6 +230,14 @@ func (n *Negotiation) Step(ctx context.Context, in []byte) (out []byte, done boo
 	}()
 	if len(in) > maxMessage {
 		return nil, false, fail(CondMalformedRequest, "message too long")
+	}
+	if n.ht != nil {
+		// The proof after the NUL is binary.
+		out, err := n.htStep(ctx, in)
+		if err != nil {
+			return nil, false, err
+		}
+		return out, true, nil
 	}
 	if !utf8.Valid(in) {
 		return nil, false, fail(CondMalformedRequest, "message is not UTF-8")

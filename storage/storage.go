@@ -145,6 +145,7 @@ type Store interface {
 	APITokens
 	MUCRooms
 	ArchiveEditor
+	FASTTokens
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -196,6 +196,7 @@ var copySteps = []struct {
 	{"settings", []string{"settings"}, (*copier).settings},
 	{"admin API tokens", []string{"api_tokens"}, (*copier).apiTokens},
 	{"rooms", []string{"muc_rooms", "muc_affiliations"}, (*copier).rooms},
+	{"FAST tokens", []string{"fast_tokens"}, (*copier).fastTokens},
 }
 
 // derivedTables are the tables of either backend that db copy does not
@@ -707,6 +708,27 @@ func (c *copier) rooms() error {
 				return err
 			}
 			c.copied["muc_affiliations"]++
+		}
+		return nil
+	})
+}
+
+// fastTokens copies the XEP-0484 token digests, so clients keep logging
+// in with their tokens after the move.
+func (c *copier) fastTokens() error {
+	return c.eachOwner("fast_tokens", func(owner string) error {
+		clients, err := c.src.FASTClients(c.ctx, owner)
+		if err != nil {
+			return err
+		}
+		for _, fc := range clients {
+			added, err := c.dst.ImportFASTClient(c.ctx, owner, fc)
+			if err != nil {
+				return fmt.Errorf("client %s: %w", fc.ClientID, err)
+			}
+			if added {
+				c.copied["fast_tokens"]++
+			}
 		}
 		return nil
 	})

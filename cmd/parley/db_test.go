@@ -222,6 +222,15 @@ func fillStore(t *testing.T, ctx context.Context, st storage.Store) []string {
 			Attempts: i, Created: base})
 		must(err)
 	}
+	// XEP-0484 tokens: a client with both slots, one with a new token only.
+	ua := "d4565fa7-4d72-4749-b3d3-740edbf87770"
+	must(st.IssueFASTToken(ctx, "alice@example.org", storage.FASTClient{ClientID: ua, Software: "Conversations", Device: "phone"},
+		storage.FASTToken{Digest: []byte("digest-1"), Mechanism: "HT-SHA-256-EXPR", Issued: base, Expiry: base.Add(24 * time.Hour)}))
+	must(st.UseFASTToken(ctx, "alice@example.org", ua, []byte("digest-1")))
+	must(st.IssueFASTToken(ctx, "alice@example.org", storage.FASTClient{ClientID: ua, Software: "Conversations", Device: "phone"},
+		storage.FASTToken{Digest: []byte("digest-2"), Mechanism: "HT-SHA-256-EXPR", Issued: base.Add(time.Hour), Expiry: base.Add(25 * time.Hour)}))
+	must(st.IssueFASTToken(ctx, "alice@example.org", storage.FASTClient{ClientID: "other-client"},
+		storage.FASTToken{Digest: []byte("digest-3"), Mechanism: "HT-SHA-256-NONE", Issued: base, Expiry: base.Add(time.Hour)}))
 	return owners
 }
 
@@ -274,6 +283,8 @@ func dump(t *testing.T, ctx context.Context, st storage.Store, owners []string) 
 			raw, err := st.PrivateXML(ctx, o, ns)
 			put(o+" private "+ns, raw, err)
 		}
+		fast, err := st.FASTClients(ctx, o)
+		put(o+" fast tokens", fast, err)
 	}
 	jobs, err := st.DuePushJobs(ctx, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 1000)
 	for i := range jobs {
@@ -323,7 +334,7 @@ func TestDBCopy(t *testing.T) {
 	okHas(t, r, "verified")
 	t.Logf("first copy:\n%s", r.out)
 	if !regexpMatch(`archive\s+1204\s+1204\s+1204`, r.out) || !regexpMatch(`muc_rooms\s+2\s+2\s+2`, r.out) ||
-		!regexpMatch(`muc_affiliations\s+3\s+3\s+3`, r.out) {
+		!regexpMatch(`muc_affiliations\s+3\s+3\s+3`, r.out) || !regexpMatch(`fast_tokens\s+2\s+2\s+2`, r.out) {
 		t.Errorf("copy output lacks the archive counts:\n%s", r.out)
 	}
 

@@ -50,6 +50,11 @@ func (s *Store) SetCredentials(ctx context.Context, bare string, creds []storage
 		if _, err := tx.Exec(ctx, `DELETE FROM credentials WHERE bare = $1`, bare); err != nil {
 			return err
 		}
+		// FAST tokens (XEP-0484) must not outlive the password they
+		// were obtained with.
+		if _, err := tx.Exec(ctx, `DELETE FROM fast_tokens WHERE owner = $1`, bare); err != nil {
+			return err
+		}
 		return insertCredentials(ctx, tx, bare, creds)
 	})
 }

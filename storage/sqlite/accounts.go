@@ -44,6 +44,11 @@ func (s *Store) SetCredentials(ctx context.Context, bare string, creds []storage
 		if _, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE bare = ?`, bare); err != nil {
 			return err
 		}
+		// FAST tokens (XEP-0484) must not outlive the password they
+		// were obtained with.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE owner = ?`, bare); err != nil {
+			return err
+		}
 		return insertCredentials(ctx, tx, bare, creds)
 	})
 }

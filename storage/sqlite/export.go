@@ -41,6 +41,7 @@ var exportTables = map[string]string{
 	"uploads":       `SELECT DISTINCT owner FROM uploads`,
 	"private":       `SELECT DISTINCT owner FROM private_xml`,
 	"muc_rooms":     `SELECT jid AS owner FROM muc_rooms`,
+	"fast_tokens":   `SELECT DISTINCT owner FROM fast_tokens`,
 }
 
 // ExportOwners lists, sorted, the owners that have records of kind:
