@@ -184,7 +184,7 @@ func getOnly(ev *module.Event) error {
 
 func payload(ev *module.Event) *wire.Element { return ev.Stanza.Tree().FirstElement() }
 
-func (m *Module) handleServerInfo(_ context.Context, ev *module.Event) (*wire.Element, error) {
+func (m *Module) handleServerInfo(ctx context.Context, ev *module.Event) (*wire.Element, error) {
 	if err := getOnly(ev); err != nil {
 		return nil, err
 	}
@@ -195,17 +195,30 @@ func (m *Module) handleServerInfo(_ context.Context, ev *module.Event) (*wire.El
 	case CapsNode + "#" + m.ver:
 		q.SetAttr("node", node)
 	default:
-		return nil, module.Err(wire.ErrItemNotFound)
+		return m.serverNode(ctx, ev, node, false)
 	}
 	return q, nil
 }
 
-func (m *Module) handleServerItems(_ context.Context, ev *module.Event) (*wire.Element, error) {
+// serverNode asks the modules' disco node providers (e.g. ad-hoc
+// commands) about a node of the server's JID.
+func (m *Module) serverNode(ctx context.Context, ev *module.Event, node string, items bool) (*wire.Element, error) {
+	if m.reg != nil {
+		for _, f := range m.reg.ServerDiscoNodes() {
+			if q, ok, err := f(ctx, ev, node, items); ok || err != nil {
+				return q, err
+			}
+		}
+	}
+	return nil, module.Err(wire.ErrItemNotFound)
+}
+
+func (m *Module) handleServerItems(ctx context.Context, ev *module.Event) (*wire.Element, error) {
 	if err := getOnly(ev); err != nil {
 		return nil, err
 	}
-	if payload(ev).AttrValue("node") != "" {
-		return nil, module.Err(wire.ErrItemNotFound)
+	if node := payload(ev).AttrValue("node"); node != "" {
+		return m.serverNode(ctx, ev, node, true)
 	}
 	var hosts []module.Host
 	if m.reg != nil {

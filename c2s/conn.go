@@ -43,6 +43,9 @@ type conn struct {
 	saslAttempts  int
 	neg           *auth.Negotiation
 	mech          string
+	// preauth is the in-band registration state of the stream (an
+	// invitation token presented with XEP-0445).
+	preauth module.PreAuthStream
 
 	sess      *session
 	mu        sync.Mutex // guards sess for shutdown from other goroutines
@@ -294,9 +297,11 @@ func (c *conn) startTLS() error {
 // handleUnbound handles stanzas before resource binding.
 func (c *conn) handleUnbound(st *wire.Stanza) error {
 	if !c.authenticated {
-		if st.Name == "iq" && c.srv.register != nil && st.Child(xep.NSRegister, "query") != nil &&
+		if st.Name == "iq" && c.srv.register != nil &&
+			(st.Child(xep.NSRegister, "query") != nil || st.Child(xep.NSPARS, "preauth") != nil) &&
 			(c.t.secure() || !c.srv.cfg.RequireTLS) {
-			if reply := c.srv.register.PreAuth(c.ctx, st, c.domain, c.t.remoteAddr(), c.t.secure()); reply != nil {
+			c.preauth.Domain, c.preauth.RemoteAddr, c.preauth.Secure = c.domain, c.t.remoteAddr(), c.t.secure()
+			if reply := c.srv.register.PreAuthStream(c.ctx, st, &c.preauth); reply != nil {
 				if err := c.t.write(reply); err != nil {
 					return err
 				}

@@ -28,7 +28,9 @@ import (
 // Registration answers XEP-0077 requests on streams that are not yet
 // authenticated.
 type Registration interface {
-	PreAuth(ctx context.Context, iq *wire.Stanza, domain, remoteAddr string, secure bool) *wire.Stanza
+	// PreAuthStream answers a request on stream st, which keeps state
+	// between requests (an invitation token).
+	PreAuthStream(ctx context.Context, iq *wire.Stanza, st *module.PreAuthStream) *wire.Stanza
 }
 
 // Config configures client service.

@@ -216,6 +216,8 @@ type Registry struct {
 	accountItems    []AccountItemsFunc
 	identities      []Identity
 	streamFeatures  []StreamFeatureFunc
+	commands        []Command
+	discoNodes      []DiscoNodeFunc
 	hosts           []Host
 
 	onBound      []func(ctx context.Context, s Session)

@@ -12,11 +12,16 @@
 //     addresses count per /64, since one host usually holds a whole /64.
 //     Requests over the limit get resource-constraint (type wait) with text.
 //   - Errors never echo the request (it holds the password).
+//   - With an invitation token (XEP-0445: <preauth xmlns='urn:xmpp:pars:0'/>
+//     on the stream, or inside the registration query) registration works
+//     while it is closed; the token is used only when the account is made.
+//     A username an invitation reserves cannot be registered without it.
 //   - Password change and removal work whether or not registration is open:
 //     they only concern the authenticated user's own account.
 package register
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/parley-xmpp/parley/storage"
@@ -39,7 +44,25 @@ type Config struct {
 	// MaxTrackedAddresses bounds the rate limiter's memory
 	// (DefaultMaxTrackedAddresses when <= 0).
 	MaxTrackedAddresses int
-	Logger              *slog.Logger
+	// Invites enables registration with invitation tokens (XEP-0445), also
+	// while registration is closed; nil: no invitations.
+	Invites Invites
+	// OnRegistered runs after an account was registered without an
+	// invitation (e.g. to send the welcome message).
+	OnRegistered func(ctx context.Context, bare string)
+	Logger       *slog.Logger
+}
+
+// Invites checks and redeems invitation tokens. Its errors are
+// *module.StanzaError where the client should see them.
+type Invites interface {
+	// ValidInvite checks a token for domain and returns the username it
+	// reserves ("" when the invitee chooses).
+	ValidInvite(ctx context.Context, token, domain string) (username string, err error)
+	// RegisterWithInvite creates the account with the token.
+	RegisterWithInvite(ctx context.Context, token, domain, username, password string) (bare string, err error)
+	// UsernameReserved reports whether an invitation reserves bare.
+	UsernameReserved(ctx context.Context, bare string) (bool, error)
 }
 
 // DefaultMaxTrackedAddresses is the default bound on addresses the rate

@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 var registrations = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "parley", Subsystem: "register", Name: "attempts_total",
-	Help: "In-band registration attempts that reached account creation, by outcome (ok, conflict, invalid, rate-limited).",
+	Help: "In-band registration attempts that reached account creation, by outcome (ok, conflict, invalid, invalid-token, rate-limited).",
 }, []string{"outcome"})
 
 func init() {

@@ -68,14 +68,29 @@ func (m *Module) Register(r *module.Registry) error {
 		}
 		return wire.NewElement(xep.NSRegisterFeat, "register")
 	})
+	if m.cfg.Invites != nil {
+		r.StreamFeature(func(authenticated bool) *wire.Element {
+			if authenticated {
+				return nil
+			}
+			return wire.NewElement(xep.NSIBRToken, "register")
+		})
+	}
 	return nil
 }
 
-// PreAuth answers a jabber:iq:register request received on a stream of
-// domain that is not authenticated yet, from remoteAddr; secure reports
-// TLS. It returns the reply to write to the stream, or nil when nothing is
-// to be sent (a result or error from the client).
+// PreAuth is PreAuthStream on a stream without earlier state.
 func (m *Module) PreAuth(ctx context.Context, iq *wire.Stanza, domain, remoteAddr string, secure bool) *wire.Stanza {
+	return m.PreAuthStream(ctx, iq, &module.PreAuthStream{Domain: domain, RemoteAddr: remoteAddr, Secure: secure})
+}
+
+// PreAuthStream answers a jabber:iq:register or XEP-0445 preauth request
+// received on a stream that is not authenticated yet (st: its domain,
+// remote address, TLS, and the token it presented). It returns the reply
+// to write to the stream, or nil when nothing is to be sent (a result or
+// error from the client).
+func (m *Module) PreAuthStream(ctx context.Context, iq *wire.Stanza, st *module.PreAuthStream) *wire.Stanza {
+	domain, remoteAddr, secure := st.Domain, st.RemoteAddr, st.Secure
 	if iq.Name != "iq" || (iq.Type != "get" && iq.Type != "set") {
 		return nil
 	}
@@ -90,30 +105,107 @@ func (m *Module) PreAuth(ctx context.Context, iq *wire.Stanza, domain, remoteAdd
 			return fail(module.Errorf(wire.ErrServiceUnavailable, "registration is only available with %s", domain))
 		}
 	}
-	query := iq.Child(xep.NSRegister, "query")
-	if query == nil || len(iq.Tree().Elements()) != 1 {
+	if len(iq.Tree().Elements()) != 1 {
 		return fail(module.Err(wire.ErrBadRequest))
 	}
 	if !slices.Contains(m.domains, domain) || m.cfg.Derive == nil {
 		return fail(module.Err(wire.ErrServiceUnavailable))
 	}
+	if pa := iq.Child(xep.NSPARS, "preauth"); pa != nil {
+		if err := m.preauth(ctx, iq, pa, st); err != nil {
+			return fail(err)
+		}
+		return wire.IQResult(iq, nil)
+	}
+	query := iq.Child(xep.NSRegister, "query")
+	if query == nil {
+		return fail(module.Err(wire.ErrBadRequest))
+	}
+	if t := query.Child(xep.NSPARS, "preauth"); t != nil && iq.Type == "set" {
+		// The token inside the registration request itself.
+		if err := m.preauth(ctx, iq, t, st); err != nil {
+			return fail(err)
+		}
+	}
 	if iq.Type == "get" {
-		if !m.cfg.Open {
+		if !m.cfg.Open && st.Token == "" {
 			return fail(module.Err(wire.ErrServiceUnavailable))
 		}
 		if !secure {
 			return fail(module.Errorf(wire.ErrNotAuthorized, "registration requires an encrypted connection (STARTTLS)"))
 		}
+		username := wire.NewElement(xep.NSRegister, "username")
+		if st.Token != "" && m.cfg.Invites != nil {
+			// An invitation for a given name: offer it.
+			if name, err := m.cfg.Invites.ValidInvite(ctx, st.Token, domain); err == nil && name != "" {
+				username.AddText(name)
+			}
+		}
 		q := wire.NewElement(xep.NSRegister, "query").Add(
 			wire.NewElement(xep.NSRegister, "instructions").AddText(Instructions),
-			wire.NewElement(xep.NSRegister, "username"),
+			username,
 			wire.NewElement(xep.NSRegister, "password"))
 		return wire.IQResult(iq, q)
+	}
+	if st.Token != "" {
+		if err := m.createInvited(ctx, query, st); err != nil {
+			return fail(err)
+		}
+		return wire.IQResult(iq, nil)
 	}
 	if err := m.create(ctx, query, domain, remoteAddr, secure); err != nil {
 		return fail(err)
 	}
 	return wire.IQResult(iq, nil)
+}
+
+// preauth checks an XEP-0445 token and keeps it for the stream.
+func (m *Module) preauth(ctx context.Context, iq *wire.Stanza, pa *wire.Element, st *module.PreAuthStream) *module.StanzaError {
+	if iq.Type != "set" {
+		return module.Err(wire.ErrBadRequest)
+	}
+	if m.cfg.Invites == nil {
+		return module.Errorf(wire.ErrServiceUnavailable, "this server has no invitations")
+	}
+	if !st.Secure {
+		return module.Errorf(wire.ErrNotAuthorized, "registration requires an encrypted connection (STARTTLS)")
+	}
+	token := pa.AttrValue("token")
+	if _, err := m.cfg.Invites.ValidInvite(ctx, token, st.Domain); err != nil {
+		registrations.WithLabelValues("invalid-token").Inc()
+		m.log.Info("invitation token refused", "addr", addressKey(st.RemoteAddr))
+		return module.Errorf(wire.ErrItemNotFound, "The provided token is invalid or expired")
+	}
+	st.Token = token
+	return nil
+}
+
+// createInvited registers with the stream's invitation token.
+func (m *Module) createInvited(ctx context.Context, query *wire.Element, st *module.PreAuthStream) *module.StanzaError {
+	if !st.Secure {
+		return module.Errorf(wire.ErrNotAuthorized, "registration requires an encrypted connection (STARTTLS)")
+	}
+	if query.Child(xep.NSRegister, "remove") != nil {
+		return module.Errorf(wire.ErrUnexpectedRequest, "authenticate before removing an account")
+	}
+	username := query.ChildText(xep.NSRegister, "username")
+	password := query.ChildText(xep.NSRegister, "password")
+	if password == "" {
+		return module.Errorf(wire.ErrNotAcceptable, "a username and a password are required")
+	}
+	bare, err := m.cfg.Invites.RegisterWithInvite(ctx, st.Token, st.Domain, username, password)
+	if err != nil {
+		var se *module.StanzaError
+		if errors.As(err, &se) {
+			registrations.WithLabelValues("invalid").Inc()
+			return se
+		}
+		m.log.Error("registration with invitation failed", "err", err)
+		return module.Err(wire.ErrInternalServerError)
+	}
+	registrations.WithLabelValues("ok").Inc()
+	m.log.Info("account registered with an invitation", "jid", bare, "addr", addressKey(st.RemoteAddr))
+	return nil
 }
 
 // create handles a registration set before authentication.
@@ -158,6 +250,12 @@ func (m *Module) create(ctx context.Context, query *wire.Element, domain, remote
 		m.log.Error("registration: account lookup failed", "err", err)
 		return module.Err(wire.ErrInternalServerError)
 	}
+	if !exists && m.cfg.Invites != nil {
+		if exists, err = m.cfg.Invites.UsernameReserved(ctx, bare); err != nil {
+			m.log.Error("registration: invitation lookup failed", "err", err)
+			return module.Err(wire.ErrInternalServerError)
+		}
+	}
 	if exists {
 		registrations.WithLabelValues("conflict").Inc()
 		return module.Errorf(wire.ErrConflict, "this username is taken")
@@ -178,6 +276,9 @@ func (m *Module) create(ctx context.Context, query *wire.Element, domain, remote
 	success = true
 	registrations.WithLabelValues("ok").Inc()
 	m.log.Info("account registered", "jid", bare, "addr", key)
+	if m.cfg.OnRegistered != nil {
+		m.cfg.OnRegistered(ctx, bare)
+	}
 	return nil
 }
 

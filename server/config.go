@@ -35,6 +35,24 @@ type Config struct {
 	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
 	Upload       UploadConfig       `mapstructure:"upload"`
 	S2S          S2SConfig          `mapstructure:"s2s"`
+	// Admins are the bare JIDs that may run the XEP-0133 administration
+	// commands and create account invitations.
+	Admins  []string      `mapstructure:"admins"`
+	Invites InvitesConfig `mapstructure:"invites"`
+}
+
+// InvitesConfig controls invitations (XEP-0401/0445/0379).
+type InvitesConfig struct {
+	// UsersCanInvite lets every user create contact invitations that
+	// also create an account; otherwise only admins invite.
+	UsersCanInvite bool `mapstructure:"users_can_invite"`
+	// TTL is how long an invitation is valid unless its creator says.
+	TTL time.Duration `mapstructure:"ttl"`
+	// BaseURL is the public URL of the invitation landing pages (served
+	// at /invite/ on the http and https listeners), e.g.
+	// https://example.org/invite behind a reverse proxy. Empty:
+	// https://<domain>:<https port>/invite.
+	BaseURL string `mapstructure:"base_url"`
 }
 
 // S2SConfig controls federation with other XMPP servers.
@@ -273,11 +291,12 @@ func DefaultConfig() Config {
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
-		Log:    LogConfig{Level: "info", Format: "text"},
-		MAM:    MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
-		Push:   PushConfig{Coalesce: 2 * time.Second},
-		Upload: UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
-		S2S:    S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
+		Log:     LogConfig{Level: "info", Format: "text"},
+		MAM:     MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
+		Push:    PushConfig{Coalesce: 2 * time.Second},
+		Upload:  UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
+		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
+		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
 	}
 }
 
@@ -446,6 +465,18 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for i, a := range c.Admins {
+		j, err := jid.Parse(a)
+		if err != nil || j.Localpart() == "" || j.Resourcepart() != "" || !seen[j.Domainpart()] {
+			bad(fmt.Sprintf("admins[%d]", i), "%q is not the bare JID of an account on one of hosts (e.g. admin@%s)", a, c.firstHost())
+		}
+	}
+	if c.Invites.TTL < time.Minute || c.Invites.TTL > 365*24*time.Hour {
+		bad("invites.ttl", "expected a duration from 1m to 8760h, got %s", c.Invites.TTL)
+	}
+	if u := c.Invites.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		bad("invites.base_url", "%q is not an http(s) URL", u)
+	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
@@ -462,4 +493,11 @@ func (c S2SConfig) RouteMap() map[string][]string {
 		}
 	}
 	return m
+}
+
+func (c *Config) firstHost() string {
+	if len(c.Hosts) > 0 {
+		return c.Hosts[0]
+	}
+	return "example.org"
 }

@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/parley-xmpp/parley/adhoc"
+	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/avatar"
 	"github.com/parley-xmpp/parley/basic"
@@ -22,17 +26,18 @@ import (
 	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/upload"
+	"github.com/parley-xmpp/parley/wire"
 )
 
 // buildModules is the one ordered list of modules. Hook order follows this
 // list (CoreDNS plugin.cfg style): blocking and presence (im) first, so a
 // blocked stanza never reaches the archive or carbons.
-func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []byte, uploadBase func(domain string) string) ([]module.Module, *upload.Module, error) {
+func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []byte, httpsBase func(domain string) string) ([]module.Module, *upload.Module, *admin.Service, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), uploadCheckTimeout)
 	defer cancel()
 	blobs, err := OpenUploadBlobs(ctx, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if s3, ok := blobs.(*upload.S3Blobs); ok {
 		log.Info("upload: files are stored in S3", "bucket", s3.Describe(), "prefix", cfg.Upload.S3.Prefix)
@@ -48,12 +53,16 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 			if cfg.Upload.BaseURL != "" {
 				return cfg.Upload.BaseURL
 			}
-			return uploadBase(domain)
+			return httpsBase(domain) + "/upload"
 		},
 		Logger: log,
 	}, store, blobs)
 	// Account removal (in-band) also deletes the user's uploaded files.
 	accounts := up.WrapAccounts(store)
+	derive := func(password string) ([]storage.SCRAMCredential, error) {
+		return auth.DeriveCredentials(password, cfg.Auth.Iterations)
+	}
+	adm := NewAdmin(cfg, store, accounts, log, httpsBase)
 	contact := map[string][]string{
 		"abuse-addresses":    cfg.Contact.Abuse,
 		"admin-addresses":    cfg.Contact.Admin,
@@ -115,15 +124,19 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 		register.New(register.Config{
 			Open:              cfg.Registration.Open,
 			PerAddressPerHour: cfg.Registration.PerAddressPerHour,
-			Derive: func(password string) ([]storage.SCRAMCredential, error) {
-				return auth.DeriveCredentials(password, cfg.Auth.Iterations)
-			},
-			Domains: cfg.Hosts,
-			Logger:  log,
+			Derive:            derive,
+			Domains:           cfg.Hosts,
+			Invites:           registerInvites{adm},
+			OnRegistered:      adm.Welcome,
+			Logger:            log,
 		}, accounts),
 		up,
+		// XEP-0050 ad-hoc commands, and the commands of the admin
+		// service (XEP-0133, invitations, own account).
+		adhoc.New(log),
+		admin.NewModule(adm),
 	}
-	return mods, up, nil
+	return mods, up, adm, nil
 }
 
 // uploadCheckTimeout bounds the check of the S3 bucket at startup.
@@ -152,4 +165,72 @@ func registrationOf(mods []module.Module) c2s.Registration {
 		}
 	}
 	return nil
+}
+
+// NewAdmin returns the admin service for cfg on store (accounts deletes
+// accounts; nil: the store). httpsBase gives the public https base URL of
+// a domain, for invitation pages (nil: none unless invites.base_url).
+func NewAdmin(cfg Config, store storage.Store, accounts storage.Accounts, log *slog.Logger, httpsBase func(string) string) *admin.Service {
+	return admin.New(admin.Config{
+		Hosts: cfg.Hosts,
+		Derive: func(password string) ([]storage.SCRAMCredential, error) {
+			return auth.DeriveCredentials(password, cfg.Auth.Iterations)
+		},
+		Accounts: accounts,
+		InvitePage: func(domain, token string) string {
+			switch {
+			case cfg.Invites.BaseURL != "":
+				return strings.TrimSuffix(cfg.Invites.BaseURL, "/") + "/" + token
+			case httpsBase != nil:
+				return httpsBase(domain) + "/invite/" + token
+			}
+			return ""
+		},
+		Policy: AdminPolicy(cfg),
+		Logger: log,
+	}, store)
+}
+
+// AdminPolicy is the reloadable part of the admin configuration.
+func AdminPolicy(cfg Config) admin.Policy {
+	return admin.Policy{Admins: cfg.Admins, UsersCanInvite: cfg.Invites.UsersCanInvite, InviteTTL: cfg.Invites.TTL}
+}
+
+// registerInvites gives in-band registration the admin service's
+// invitations, with errors a client understands.
+type registerInvites struct{ svc *admin.Service }
+
+func (r registerInvites) ValidInvite(ctx context.Context, token, domain string) (string, error) {
+	info, err := r.svc.CheckInvite(ctx, token)
+	if err == nil && info.Domain != domain {
+		err = admin.ErrInvalidInvite
+	}
+	return info.Username, inviteError(err)
+}
+
+func (r registerInvites) RegisterWithInvite(ctx context.Context, token, domain, username, password string) (string, error) {
+	bare, err := r.svc.RegisterWithInvite(ctx, token, domain, username, password)
+	return bare, inviteError(err)
+}
+
+func (r registerInvites) UsernameReserved(ctx context.Context, bare string) (bool, error) {
+	return r.svc.UsernameReserved(ctx, bare)
+}
+
+func inviteError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, admin.ErrInvalidInvite):
+		return module.Errorf(wire.ErrItemNotFound, "The provided token is invalid or expired")
+	case errors.Is(err, admin.ErrUserExists):
+		return module.Errorf(wire.ErrConflict, "this username is taken")
+	case errors.Is(err, admin.ErrWrongUsername):
+		return module.Errorf(wire.ErrNotAllowed, "this invitation is for another username")
+	case errors.Is(err, admin.ErrBadJID):
+		return module.Errorf(wire.ErrNotAcceptable, "this username is not allowed")
+	case errors.Is(err, admin.ErrBadPassword):
+		return module.Errorf(wire.ErrNotAcceptable, "this password is not allowed")
+	}
+	return err
 }

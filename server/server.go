@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/c2s"
 	"github.com/parley-xmpp/parley/module"
@@ -87,6 +88,7 @@ type Server struct {
 	c2s      *c2s.Server
 	s2s      *s2s.Service
 	upload   *upload.Module
+	admin    *admin.Service
 
 	mu           sync.Mutex
 	listeners    map[string]net.Listener
@@ -141,7 +143,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	if err != nil {
 		return nil, err
 	}
-	if s.modules, s.upload, err = buildModules(cfg, store, log, secret, s.uploadBaseURL); err != nil {
+	if s.modules, s.upload, s.admin, err = buildModules(cfg, store, log, secret, s.httpsBaseURL); err != nil {
 		return nil, err
 	}
 	for _, m := range s.modules {
@@ -179,15 +181,18 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	return s, nil
 }
 
-// uploadBaseURL is the public URL of the upload handler for a domain when
-// upload.base_url is not set: the https listener under the domain's name.
-func (s *Server) uploadBaseURL(domain string) string {
+// httpsBaseURL is the public URL of the https listener for a domain
+// (uploads and invitation pages when their base_url is not set).
+func (s *Server) httpsBaseURL(domain string) string {
 	port := "5281"
 	if a := s.Addr("https"); a != "" {
 		_, port, _ = net.SplitHostPort(a)
 	}
-	return "https://" + domain + ":" + port + "/upload"
+	return "https://" + domain + ":" + port
 }
+
+// Admin exposes the admin service (tests, the HTTP API).
+func (s *Server) Admin() *admin.Service { return s.admin }
 
 // Router exposes the router (tests, load tools).
 func (s *Server) Router() *router.Router { return s.router }

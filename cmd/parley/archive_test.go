@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/sqlite"
 )
@@ -56,7 +57,7 @@ func fillArchive(t *testing.T, dataDir string) []archivedFixture {
 	must(err)
 
 	base := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
-	n := 2*exportPage + 37
+	n := 2*admin.ExportPage + 37
 	var want []archivedFixture
 	for i := range n {
 		// Pairs of messages share a timestamp: paging must order by ID too.

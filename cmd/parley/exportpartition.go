@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/pg"
 )
@@ -23,7 +24,7 @@ import (
 // resource (a partition holds every user's messages).
 type partitionLine struct {
 	Owner string `json:"owner"`
-	exportedMessage
+	admin.ExportedMessage
 	WithResource string `json:"with_resource"`
 }
 
@@ -174,7 +175,7 @@ func exportPartitionFile(ctx context.Context, st *pg.Store, name, file string) (
 		var err error
 		sum, err = st.ReadArchivePartition(ctx, name, func(m storage.ArchivedMessage) error {
 			written++
-			return enc.Encode(partitionLine{Owner: m.Owner, exportedMessage: exportLine(m), WithResource: m.WithResource})
+			return enc.Encode(partitionLine{Owner: m.Owner, ExportedMessage: admin.ExportLine(m), WithResource: m.WithResource})
 		})
 		if cerr := zw.Close(); err == nil {
 			err = cerr

@@ -25,13 +25,14 @@ var allowed = map[string][]string{
 	"sm":                    {"wire", "module", "xep"},
 	"c2s":                   {"wire", "xep", "auth", "sm", "router", "module"},
 	"s2s":                   {"wire", "xep", "auth", "router", "module"},
+	"admin":                 {"module", "storage", "wire", "xep"},
 	"server":                {"*"},
 	"cmd/parley":            {"*"},
 	"cmd/parley-storebench": {"*"},
 	"cmd/parley-bench":      {"*"},
 }
 
-var featureModules = []string{"im", "basic", "register", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar"}
+var featureModules = []string{"im", "basic", "register", "adhoc", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar"}
 
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
