@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Context", func(t *testing.T) { testContext(t, open) })
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, open) })
 	t.Run("FASTTokens", func(t *testing.T) { testFAST(t, open) })
+	t.Run("Abuse", func(t *testing.T) { testAbuse(t, open) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)
