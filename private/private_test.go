@@ -12,7 +12,6 @@ import (
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/sqlite"
-	"github.com/parley-xmpp/parley/storage/storagetest"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -23,26 +22,6 @@ func openStore(t *testing.T) *sqlite.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-// TestContractSQLite runs the storage contract on SQLite. The store is
-// wrapped so that the DeleteAccount case is skipped here: it needs
-// private_xml in the backend's owned tables, which storage/sqlite's own
-// TestContract should check by calling storagetest.RunPrivate.
-func TestContractSQLite(t *testing.T) {
-	storagetest.RunPrivate(t, func(t *testing.T) storage.PrivateXML {
-		return onlyPrivate{openStore(t)}
-	})
-}
-
-type onlyPrivate struct{ s storage.PrivateXML }
-
-func (o onlyPrivate) PrivateXML(ctx context.Context, owner, ns string) ([]byte, error) {
-	return o.s.PrivateXML(ctx, owner, ns)
-}
-
-func (o onlyPrivate) SetPrivateXML(ctx context.Context, owner, ns string, raw []byte) error {
-	return o.s.SetPrivateXML(ctx, owner, ns, raw)
 }
 
 type fakePEP struct {

@@ -2,103 +2,17 @@ package push
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/storage"
-	"github.com/parley-xmpp/parley/storage/pg"
-	"github.com/parley-xmpp/parley/storage/sqlite"
-	"github.com/parley-xmpp/parley/storage/storagetest"
 	"github.com/parley-xmpp/parley/wire"
 )
-
-// The push job contract runs here (storage/sqlite and storage/pg test
-// files belong to their owners); it can move there unchanged.
-func TestPushJobsContractSQLite(t *testing.T) {
-	var mu sync.Mutex
-	dirs := map[*testing.T]string{}
-	openDir := func(t *testing.T, dir string) storage.PushJobs {
-		st, err := sqlite.Open(context.Background(), dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	storagetest.RunPushJobs(t, func(t *testing.T) storage.PushJobs {
-		dir := t.TempDir()
-		mu.Lock()
-		dirs[t] = dir
-		mu.Unlock()
-		return openDir(t, dir)
-	}, func(t *testing.T) storage.PushJobs {
-		mu.Lock()
-		dir := dirs[t]
-		mu.Unlock()
-		return openDir(t, dir) // the first stays open too: SQLite allows it
-	}, nil)
-}
-
-func TestPushJobsContractPostgres(t *testing.T) {
-	dsn := os.Getenv("PARLEY_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	admin := func(t *testing.T, sql string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Skipf("PostgreSQL not reachable (%v) — PostgreSQL push job contract SKIPPED (set PARLEY_TEST_POSTGRES)", err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	var mu sync.Mutex
-	schemas := map[*testing.T]string{}
-	openSchema := func(t *testing.T, schema string) storage.PushJobs {
-		st, err := pg.Open(context.Background(), pg.Config{DSN: dsn, Schema: schema, MaxConns: 2, Migrate: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	storagetest.RunPushJobs(t, func(t *testing.T) storage.PushJobs {
-		var b [8]byte
-		rand.Read(b[:])
-		schema := "parley_test_" + hex.EncodeToString(b[:])
-		admin(t, `CREATE SCHEMA "`+schema+`"`)
-		t.Cleanup(func() { admin(t, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`) })
-		mu.Lock()
-		schemas[t] = schema
-		mu.Unlock()
-		return openSchema(t, schema)
-	}, func(t *testing.T) storage.PushJobs {
-		mu.Lock()
-		schema := schemas[t]
-		mu.Unlock()
-		return openSchema(t, schema)
-	}, func(t *testing.T) storage.PushJobs {
-		// A second pool on the same schema, like a second node.
-		mu.Lock()
-		schema := schemas[t]
-		mu.Unlock()
-		return openSchema(t, schema)
-	})
-}
 
 func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric

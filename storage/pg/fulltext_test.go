@@ -91,7 +91,7 @@ func TestFulltextNeverFailsInsert(t *testing.T) {
 	}
 }
 
-// openFulltext is a storagetest.FulltextReopener on one schema.
+// openFulltext opens stores with a full-text index mode on one schema.
 func openFulltext(t *testing.T) func(storage.FulltextIndex) storage.Archive {
 	dsn := needPostgres(t)
 	schema := newSchema(t, dsn)
@@ -103,11 +103,6 @@ func openFulltext(t *testing.T) func(storage.FulltextIndex) storage.Archive {
 		t.Cleanup(func() { st.Close() }) // runs before the schema is dropped
 		return st
 	}
-}
-
-func TestFulltextIndexContract(t *testing.T) {
-	needPostgres(t)
-	storagetest.RunFulltextIndex(t, openFulltext)
 }
 
 // TestFulltextOffCostsNothing: with the index off the trigger is gone from

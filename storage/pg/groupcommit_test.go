@@ -9,7 +9,6 @@ import (
 
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/groupcommit"
-	"github.com/parley-xmpp/parley/storage/storagetest"
 )
 
 // openGroupCommit opens a Store with group commit on a fresh schema.
@@ -23,11 +22,6 @@ func openGroupCommit(t testing.TB, o groupcommit.Options) *Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-func TestArchiveContractGroupCommit(t *testing.T) {
-	needPostgres(t)
-	storagetest.RunArchive(t, func(t *testing.T) storage.Archive { return openGroupCommit(t, groupcommit.Options{}) })
 }
 
 // TestGroupCommitBadRow: one row PostgreSQL rejects (a NUL byte in a text

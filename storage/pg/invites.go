@@ -173,7 +173,14 @@ func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 
 // AllSettings implements storage.Settings.
 func (s *Store) AllSettings(ctx context.Context) (map[string]string, error) {
-	return s.stringMap(ctx, `SELECT key, value FROM settings`)
+	out := map[string]string{}
+	err := s.query(ctx, `SELECT key, value FROM settings`, nil, func(rows pgx.Rows) error {
+		var k, v string
+		err := rows.Scan(&k, &v)
+		out[k] = v
+		return err
+	})
+	return out, err
 }
 
 // CreateAPIToken implements storage.APITokens.

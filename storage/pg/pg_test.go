@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
 	"github.com/parley-xmpp/parley/storage/storagetest"
 )
 
@@ -112,27 +113,25 @@ func openTest(t testing.TB) *Store {
 	return st
 }
 
+// TestContract runs the contract of every repository, each database in a
+// schema of its own.
 func TestContract(t *testing.T) {
-	needPostgres(t)
-	storagetest.Run(t, func(t *testing.T) storage.Store { return openTest(t) })
-}
-
-func TestMUCContract(t *testing.T) {
-	needPostgres(t)
-	storagetest.RunMUC(t, func(t *testing.T) storage.Store { return openTest(t) })
-}
-
-func TestArchiveContract(t *testing.T) {
-	needPostgres(t)
-	storagetest.RunArchive(t, func(t *testing.T) storage.Archive { return openTest(t) })
-}
-
-func TestPushContract(t *testing.T) {
-	needPostgres(t)
-	// DeleteAccount clears push_registrations, so the whole suite runs,
-	// DeleteAccount check included.
-	storagetest.RunPush(t, func(t *testing.T) storage.PushRegistrations { return openTest(t) })
-	storagetest.RunPrivate(t, func(t *testing.T) storage.PrivateXML { return openTest(t) })
+	dsn := needPostgres(t)
+	storagetest.RunAll(t, storagetest.Backend{
+		NewDatabase: func(t *testing.T) func(storagetest.Options) storage.Store {
+			schema := newSchema(t, dsn)
+			return func(o storagetest.Options) storage.Store {
+				st, err := Open(context.Background(), Config{DSN: dsn, Schema: schema, MaxConns: 4, Migrate: true,
+					GroupCommit: groupcommit.Options{Enabled: o.GroupCommit}, Fulltext: o.Fulltext})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() }) // runs before the schema is dropped
+				return st
+			}
+		},
+		SharedByNodes: true,
+	})
 }
 
 func mustInt(t *testing.T, s string) int64 {

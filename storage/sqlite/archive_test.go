@@ -7,12 +7,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
-	"github.com/parley-xmpp/parley/storage/storagetest"
 )
-
-func TestArchiveContract(t *testing.T) {
-	storagetest.RunArchive(t, func(t *testing.T) storage.Archive { return openTemp(t, t.TempDir()) })
-}
 
 func TestNewArchiveID(t *testing.T) {
 	format := regexp.MustCompile(`^[0-9a-v]{26}$`)

@@ -92,7 +92,7 @@ func TestSearchText(t *testing.T) {
 	}
 }
 
-// openFulltext is a storagetest.FulltextReopener on one database
+// openFulltext opens stores with a full-text index mode on one database
 // directory.
 func openFulltext(t *testing.T) func(storage.FulltextIndex) storage.Archive {
 	dir := t.TempDir()
@@ -106,10 +106,6 @@ func openFulltext(t *testing.T) func(storage.FulltextIndex) storage.Archive {
 	}
 }
 
-func TestFulltextIndexContract(t *testing.T) {
-	storagetest.RunFulltextIndex(t, openFulltext)
-}
-
 // TestFulltextOffCostsNothing: with the index off no trigger runs on an
 // insert, so nothing is indexed.
 func TestFulltextOffCostsNothing(t *testing.T) {
@@ -119,7 +115,7 @@ func TestFulltextOffCostsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var triggers, docs int
-	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive' AND name LIKE 'archive_fts%'`).Scan(&triggers); err != nil {
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive'`).Scan(&triggers); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.r.QueryRow(`SELECT count(*) FROM archive_fts_docs`).Scan(&docs); err != nil {
@@ -131,7 +127,7 @@ func TestFulltextOffCostsNothing(t *testing.T) {
 	st.Close()
 	// On again: the triggers are back, the message is indexed.
 	st = open(storage.FulltextOn).(*Store)
-	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive' AND name LIKE 'archive_fts%'`).Scan(&triggers); err != nil {
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive'`).Scan(&triggers); err != nil {
 		t.Fatal(err)
 	}
 	if triggers != 3 {

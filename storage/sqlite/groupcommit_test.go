@@ -8,7 +8,6 @@ import (
 
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/groupcommit"
-	"github.com/parley-xmpp/parley/storage/storagetest"
 )
 
 func openGroupCommit(t testing.TB) *Store {
@@ -19,10 +18,6 @@ func openGroupCommit(t testing.TB) *Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-func TestArchiveContractGroupCommit(t *testing.T) {
-	storagetest.RunArchive(t, func(t *testing.T) storage.Archive { return openGroupCommit(t) })
 }
 
 // TestGroupCommitConcurrent: every acknowledged row of many concurrent

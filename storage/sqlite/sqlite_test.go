@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/groupcommit"
 	"github.com/parley-xmpp/parley/storage/storagetest"
 )
 
@@ -26,13 +27,21 @@ func openTemp(t testing.TB, dir string) *Store {
 	return st
 }
 
+// TestContract runs the contract of every repository.
 func TestContract(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store { return openTemp(t, t.TempDir()) })
-	t.Run("Private", func(t *testing.T) {
-		storagetest.RunPrivate(t, func(t *testing.T) storage.PrivateXML { return openTemp(t, t.TempDir()) })
-	})
-	t.Run("MUC", func(t *testing.T) {
-		storagetest.RunMUC(t, func(t *testing.T) storage.Store { return openTemp(t, t.TempDir()) })
+	storagetest.RunAll(t, storagetest.Backend{
+		NewDatabase: func(t *testing.T) func(storagetest.Options) storage.Store {
+			dir := t.TempDir()
+			return func(o storagetest.Options) storage.Store {
+				st, err := OpenOptions(context.Background(), dir, Options{
+					GroupCommit: groupcommit.Options{Enabled: o.GroupCommit}, Fulltext: o.Fulltext})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { st.Close() })
+				return st
+			}
+		},
 	})
 }
 

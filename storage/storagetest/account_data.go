@@ -81,7 +81,7 @@ func wantEmpty(t *testing.T, st storage.Store, bare string) {
 	}
 }
 
-func testIsolation(t *testing.T, open Opener) {
+func testIsolation(t *testing.T, open opener) {
 	st := open(t)
 	// Each is the other's contact, so rows keyed the wrong way round would
 	// show up.
@@ -92,7 +92,7 @@ func testIsolation(t *testing.T, open Opener) {
 	wantPopulated(t, st, "bob@example.com", "alice@example.com", verB)
 }
 
-func testDeleteAccount(t *testing.T, open Opener) {
+func testDeleteAccount(t *testing.T, open opener) {
 	st := open(t)
 	ctx := t.Context()
 	seen := versions{}

@@ -45,7 +45,7 @@ func wantCreds(t *testing.T, st storage.Store, bare string, want []storage.SCRAM
 	}
 }
 
-func testAccounts(t *testing.T, open Opener) {
+func testAccounts(t *testing.T, open opener) {
 	t.Run("CreateAndCredentials", func(t *testing.T) {
 		cases := []struct {
 			name  string

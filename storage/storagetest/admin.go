@@ -26,7 +26,7 @@ func wantInvite(t *testing.T, what string, got, want storage.Invite) {
 }
 
 // testAdmin covers invitations, roles, settings and API tokens.
-func testAdmin(t *testing.T, open Opener) {
+func testAdmin(t *testing.T, open opener) {
 	t.Run("Invites", func(t *testing.T) {
 		st := open(t)
 		ctx := t.Context()

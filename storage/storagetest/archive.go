@@ -12,12 +12,12 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// ArchiveOpener returns a new, empty archive store and arranges (with
+// archiveOpener returns a new, empty archive store and arranges (with
 // t.Cleanup) for it to be closed.
-type ArchiveOpener = func(t *testing.T) storage.Archive
+type archiveOpener = func(t *testing.T) storage.Archive
 
-// RunArchive runs the archive contract (XEP-0313 storage) as subtests of t.
-func RunArchive(t *testing.T, open ArchiveOpener) {
+// runArchive runs the archive contract (XEP-0313 storage) as subtests of t.
+func runArchive(t *testing.T, open archiveOpener) {
 	t.Run("AppendAndQuery", func(t *testing.T) { testArchiveAppend(t, open) })
 	t.Run("Paging", func(t *testing.T) { testArchivePaging(t, open) })
 	t.Run("Filters", func(t *testing.T) { testArchiveFilters(t, open) })
@@ -78,7 +78,7 @@ func wantPage(t *testing.T, what string, p storage.ArchivePage, ids []string, co
 	}
 }
 
-func testArchiveAppend(t *testing.T, open ArchiveOpener) {
+func testArchiveAppend(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	raws := [][]byte{stanza1, stanza2, {}, []byte("<message/>")}
@@ -135,7 +135,7 @@ func querier(t *testing.T, st storage.Archive, owner string) func(storage.Archiv
 	}
 }
 
-func testArchivePaging(t *testing.T, open ArchiveOpener) {
+func testArchivePaging(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ids := archFill(t, st, archOwner, 10)
 	archFill(t, st, archRomeo, 3)
@@ -158,7 +158,7 @@ func testArchivePaging(t *testing.T, open ArchiveOpener) {
 	wantPage(t, "filtered last", q(storage.ArchiveQuery{With: archNurse, Max: 2, Last: true}), []string{ids[7], ids[9]}, false, 5, 3)
 }
 
-func testArchiveFilters(t *testing.T, open ArchiveOpener) {
+func testArchiveFilters(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	ids := archFill(t, st, archOwner, 10)
@@ -192,7 +192,7 @@ func testArchiveFilters(t *testing.T, open ArchiveOpener) {
 	}
 }
 
-func testArchiveUnknownIDs(t *testing.T, open ArchiveOpener) {
+func testArchiveUnknownIDs(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ids := archFill(t, st, archOwner, 3)
 	for name, q := range map[string]storage.ArchiveQuery{
@@ -211,7 +211,7 @@ func testArchiveUnknownIDs(t *testing.T, open ArchiveOpener) {
 
 // testArchiveSameTimestamp: messages stored in the same microsecond keep
 // their order, and paging between them neither skips nor repeats.
-func testArchiveSameTimestamp(t *testing.T, open ArchiveOpener) {
+func testArchiveSameTimestamp(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	var ids []string
@@ -239,7 +239,7 @@ func testArchiveSameTimestamp(t *testing.T, open ArchiveOpener) {
 	wantPage(t, "backward", p, ids[1:3], false, 7, 1)
 }
 
-func testArchiveMetadata(t *testing.T, open ArchiveOpener) {
+func testArchiveMetadata(t *testing.T, open archiveOpener) {
 	st := open(t)
 	first, last, err := st.ArchiveMetadata(t.Context(), archOwner)
 	must(t, "ArchiveMetadata empty", err)
@@ -255,7 +255,7 @@ func testArchiveMetadata(t *testing.T, open ArchiveOpener) {
 	}
 }
 
-func testArchiveDedup(t *testing.T, open ArchiveOpener) {
+func testArchiveDedup(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	from := archRomeo + "/orchard"
@@ -283,7 +283,7 @@ func testArchiveDedup(t *testing.T, open ArchiveOpener) {
 	}
 }
 
-func testArchivePrefs(t *testing.T, open ArchiveOpener) {
+func testArchivePrefs(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	if _, err := st.ArchivePrefs(ctx, archOwner); !errors.Is(err, storage.ErrNotFound) {
@@ -307,7 +307,7 @@ func testArchivePrefs(t *testing.T, open ArchiveOpener) {
 	}
 }
 
-func testArchiveDelete(t *testing.T, open ArchiveOpener) {
+func testArchiveDelete(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	archFill(t, st, archOwner, 3)
@@ -326,7 +326,7 @@ func testArchiveDelete(t *testing.T, open ArchiveOpener) {
 	must(t, "DeleteArchive again", st.DeleteArchive(ctx, archOwner))
 }
 
-func testArchiveRetention(t *testing.T, open ArchiveOpener) {
+func testArchiveRetention(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	a := archFill(t, st, archOwner, 5) // stamp(0) .. stamp(240)
@@ -360,7 +360,7 @@ func testArchiveRetention(t *testing.T, open ArchiveOpener) {
 }
 
 // testArchiveIndex: RSM <index/> page jumps (XEP-0059 §2.5).
-func testArchiveIndex(t *testing.T, open ArchiveOpener) {
+func testArchiveIndex(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	ids := archFill(t, st, archOwner, 10)
@@ -414,7 +414,7 @@ func fulltextIDs(t *testing.T, st storage.Archive, owner string, q storage.Archi
 // testArchiveFulltext: XEP-0431 searches in <body/> text, every word,
 // case-insensitively, within one archive, combined with the other filters
 // and paging.
-func testArchiveFulltext(t *testing.T, open ArchiveOpener) {
+func testArchiveFulltext(t *testing.T, open archiveOpener) {
 	st := open(t)
 	var ids []string
 	for i, raw := range []string{
@@ -484,7 +484,7 @@ func testArchiveFulltext(t *testing.T, open ArchiveOpener) {
 
 // testArchiveFulltextEncrypted: end-to-end encrypted messages are never
 // indexed, whatever their fallback <body/> says.
-func testArchiveFulltextEncrypted(t *testing.T, open ArchiveOpener) {
+func testArchiveFulltextEncrypted(t *testing.T, open archiveOpener) {
 	st := open(t)
 	plain := archMessage(t, st, archOwner, archRomeo, 0, "<message type='chat'><body>secret plan in plain text</body></message>")
 	for i, raw := range []string{
@@ -515,7 +515,7 @@ func testArchiveFulltextEncrypted(t *testing.T, open ArchiveOpener) {
 
 // testArchiveFulltextDelete: deleted messages leave the index (account
 // deletion, retention), and what stays is still found.
-func testArchiveFulltextDelete(t *testing.T, open ArchiveOpener) {
+func testArchiveFulltextDelete(t *testing.T, open archiveOpener) {
 	st := open(t)
 	ctx := t.Context()
 	archMessage(t, st, archOwner, archRomeo, 0, "<message><body>early lark</body></message>")
@@ -552,17 +552,17 @@ func MigrationsBefore(t testing.TB, fsys fs.FS, version int) fs.FS {
 	return out
 }
 
-// FulltextReopener returns a function that opens one store with its
+// fulltextReopener returns a function that opens one store with its
 // full-text index set to mode (storage.FulltextIndex): a new, empty
 // database at the first call and the same database at every later one.
-// RunFulltextIndex closes each store (io.Closer) before opening the next;
+// runFulltextIndex closes each store (io.Closer) before opening the next;
 // the opener arranges for the last one to be closed too.
-type FulltextReopener = func(t *testing.T) func(mode storage.FulltextIndex) storage.Archive
+type fulltextReopener = func(t *testing.T) func(mode storage.FulltextIndex) storage.Archive
 
-// RunFulltextIndex runs the contract of switching the full-text index off
+// runFulltextIndex runs the contract of switching the full-text index off
 // and on (the index costs every insert, so it is kept only while search
 // is enabled) as subtests of t.
-func RunFulltextIndex(t *testing.T, open FulltextReopener) {
+func runFulltextIndex(t *testing.T, open fulltextReopener) {
 	t.Run("Off", func(t *testing.T) { testFulltextOff(t, open(t)) })
 	t.Run("OffThenOn", func(t *testing.T) { testFulltextOffThenOn(t, open(t)) })
 	t.Run("OnOffOn", func(t *testing.T) { testFulltextOnOffOn(t, open(t)) })

@@ -13,7 +13,7 @@ import (
 // testConcurrency runs writers from several goroutines against one owner
 // and checks that no write is lost, no version is handed out twice and
 // quotas hold. Run it with -race.
-func testConcurrency(t *testing.T, open Opener) {
+func testConcurrency(t *testing.T, open opener) {
 	const (
 		workers = 8
 		perW    = 20
@@ -168,7 +168,7 @@ func testConcurrency(t *testing.T, open Opener) {
 
 // testContext checks that a cancelled context stops calls before they
 // change anything.
-func testContext(t *testing.T, open Opener) {
+func testContext(t *testing.T, open opener) {
 	st := open(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

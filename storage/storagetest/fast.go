@@ -28,7 +28,7 @@ func wantFASTToken(t *testing.T, what string, got *storage.FASTToken, want stora
 // testFAST checks the XEP-0484 token store: the two slots per client,
 // expiry, the per-account cap, and that tokens go with the password and
 // the account.
-func testFAST(t *testing.T, open Opener) {
+func testFAST(t *testing.T, open opener) {
 	const owner, other = "juliet@capulet.example", "romeo@montague.example"
 	const ua1, ua2 = "4a0f9c3e-0d6f-4b43-9c4e-1c2a2f4f8f11", "d4565fa7-4d72-4749-b3d3-740edbf87770"
 	creds := []storage.SCRAMCredential{{Hash: "SHA-256", Salt: allBytes(1), Iterations: 4096, StoredKey: allBytes(2), ServerKey: allBytes(3)}}

@@ -6,7 +6,7 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-func testVCards(t *testing.T, open Opener) {
+func testVCards(t *testing.T, open opener) {
 	const owner = "juliet@capulet.example"
 	cases := []struct {
 		name string
@@ -34,7 +34,7 @@ func testVCards(t *testing.T, open Opener) {
 	}
 }
 
-func testBlocklist(t *testing.T, open Opener) {
+func testBlocklist(t *testing.T, open opener) {
 	const owner = "juliet@capulet.example"
 	type step struct {
 		block   bool

@@ -9,9 +9,9 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// RunMUC runs the contract of storage.MUCRooms and storage.ArchiveEditor
+// runMUC runs the contract of storage.MUCRooms and storage.ArchiveEditor
 // (rooms, affiliations, account deletion, tombstones in a room archive).
-func RunMUC(t *testing.T, open Opener) {
+func runMUC(t *testing.T, open opener) {
 	t.Run("Rooms", func(t *testing.T) { testMUCRooms(t, open) })
 	t.Run("Affiliations", func(t *testing.T) { testMUCAffiliations(t, open) })
 	t.Run("DeleteAccount", func(t *testing.T) { testMUCDeleteAccount(t, open) })
@@ -38,7 +38,7 @@ func wantAffs(t *testing.T, what string, got []storage.MUCAffiliation, want ...s
 	}
 }
 
-func testMUCRooms(t *testing.T, open Opener) {
+func testMUCRooms(t *testing.T, open opener) {
 	st := open(t)
 	ctx := t.Context()
 	room := storage.MUCRoom{JID: "café@conference.example.org", Name: "Café ☕", Public: true, Config: config1,
@@ -100,7 +100,7 @@ func testMUCRooms(t *testing.T, open Opener) {
 	wantAffs(t, "affiliations of a re-created room", affs)
 }
 
-func testMUCAffiliations(t *testing.T, open Opener) {
+func testMUCAffiliations(t *testing.T, open opener) {
 	st := open(t)
 	ctx := t.Context()
 	r1, r2 := "r1@conference.example.org", "r2@conference.example.org"
@@ -150,7 +150,7 @@ func testMUCAffiliations(t *testing.T, open Opener) {
 
 // testMUCDeleteAccount: deleting an account removes its affiliations in
 // every room and nobody else's; the rooms stay.
-func testMUCDeleteAccount(t *testing.T, open Opener) {
+func testMUCDeleteAccount(t *testing.T, open opener) {
 	st := open(t)
 	ctx := t.Context()
 	must(t, "CreateAccount", st.CreateAccount(ctx, "carol@example.org", []storage.SCRAMCredential{credSHA1}))
@@ -171,7 +171,7 @@ func testMUCDeleteAccount(t *testing.T, open Opener) {
 // testReplaceArchived: a message of a room archive is replaced in place
 // (moderation tombstone): same id, position, metadata; other archives
 // untouched; the full-text index follows the new bytes.
-func testReplaceArchived(t *testing.T, open Opener) {
+func testReplaceArchived(t *testing.T, open opener) {
 	st := open(t)
 	ctx := t.Context()
 	room := "r@conference.example.org"
@@ -211,7 +211,7 @@ func testReplaceArchived(t *testing.T, open Opener) {
 
 // testMUCConcurrency: concurrent affiliation changes of one room and of
 // several rooms all land.
-func testMUCConcurrency(t *testing.T, open Opener) {
+func testMUCConcurrency(t *testing.T, open opener) {
 	st := open(t)
 	ctx := t.Context()
 	rooms := []string{"a@conference.example.org", "b@conference.example.org"}

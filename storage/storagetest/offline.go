@@ -28,7 +28,7 @@ func fill(t *testing.T, st storage.Store, owner string, n int) []int64 {
 	return ids
 }
 
-func testOffline(t *testing.T, open Opener) {
+func testOffline(t *testing.T, open opener) {
 	const owner = "juliet@capulet.example"
 
 	t.Run("Order", func(t *testing.T) {

@@ -10,14 +10,14 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// PEPOpener returns a new, empty PEP store and arranges (with t.Cleanup)
+// pepOpener returns a new, empty PEP store and arranges (with t.Cleanup)
 // for it to be closed. When the value also implements storage.Accounts,
-// RunPEP checks that DeleteAccount removes the account's nodes and items.
-type PEPOpener = func(t *testing.T) storage.PEP
+// runPEP checks that DeleteAccount removes the account's nodes and items.
+type pepOpener = func(t *testing.T) storage.PEP
 
-// RunPEP runs the PEP storage contract (XEP-0163 nodes and items) as
+// runPEP runs the PEP storage contract (XEP-0163 nodes and items) as
 // subtests of t.
-func RunPEP(t *testing.T, open PEPOpener) {
+func runPEP(t *testing.T, open pepOpener) {
 	t.Run("Nodes", func(t *testing.T) { testPEPNodes(t, open) })
 	t.Run("PublishAndTrim", func(t *testing.T) { testPEPPublish(t, open) })
 	t.Run("Retrieve", func(t *testing.T) { testPEPRetrieve(t, open) })
@@ -62,7 +62,7 @@ func fmtItems(its []storage.PEPItem) string {
 	return b.String()
 }
 
-func testPEPNodes(t *testing.T, open PEPOpener) {
+func testPEPNodes(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	nodes, err := st.PEPNodes(ctx, pepOwner)
@@ -120,7 +120,7 @@ func testPEPNodes(t *testing.T, open PEPOpener) {
 	wantItems(t, "items of a re-created node", its)
 }
 
-func testPEPPublish(t *testing.T, open PEPOpener) {
+func testPEPPublish(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	const node = "eu.siacs.conversations.axolotl.devicelist"
@@ -190,7 +190,7 @@ func testPEPPublish(t *testing.T, open PEPOpener) {
 	wantItems(t, "empty item", its, empty)
 }
 
-func testPEPRetrieve(t *testing.T, open PEPOpener) {
+func testPEPRetrieve(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	const node = "urn:xmpp:bookmarks:1"
@@ -216,7 +216,7 @@ func testPEPRetrieve(t *testing.T, open PEPOpener) {
 	wantItems(t, "unknown id", its)
 }
 
-func testPEPRetractPurge(t *testing.T, open PEPOpener) {
+func testPEPRetractPurge(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	const node = "http://jabber.org/protocol/tune"
@@ -241,7 +241,7 @@ func testPEPRetractPurge(t *testing.T, open PEPOpener) {
 	}
 }
 
-func testPEPMissingNode(t *testing.T, open PEPOpener) {
+func testPEPMissingNode(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	_, err := st.PublishPEPItem(ctx, pepOwner, "nope", pepItem("a", pepPayload1, 0), 1)
@@ -253,7 +253,7 @@ func testPEPMissingNode(t *testing.T, open PEPOpener) {
 	wantErr(t, "DeletePEPNode", st.DeletePEPNode(ctx, pepOwner, "nope"), storage.ErrNotFound)
 }
 
-func testPEPIsolation(t *testing.T, open PEPOpener) {
+func testPEPIsolation(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	const node = "urn:xmpp:avatar:metadata"
@@ -275,7 +275,7 @@ func testPEPIsolation(t *testing.T, open PEPOpener) {
 	}
 }
 
-func testPEPConcurrency(t *testing.T, open PEPOpener) {
+func testPEPConcurrency(t *testing.T, open pepOpener) {
 	st := open(t)
 	ctx := t.Context()
 	const node = "n"
@@ -300,7 +300,7 @@ func testPEPConcurrency(t *testing.T, open PEPOpener) {
 	}
 }
 
-func testPEPDeleteAccount(t *testing.T, open PEPOpener) {
+func testPEPDeleteAccount(t *testing.T, open pepOpener) {
 	st := open(t)
 	acc, ok := st.(storage.Accounts)
 	if !ok {

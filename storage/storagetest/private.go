@@ -6,20 +6,20 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// PrivateOpener returns a new, empty private XML store and arranges (with
+// privateOpener returns a new, empty private XML store and arranges (with
 // t.Cleanup) for it to be closed. When the value also implements
-// storage.Accounts, RunPrivate checks that DeleteAccount removes the
+// storage.Accounts, runPrivate checks that DeleteAccount removes the
 // account's private XML.
-type PrivateOpener = func(t *testing.T) storage.PrivateXML
+type privateOpener = func(t *testing.T) storage.PrivateXML
 
 var (
 	private1 = []byte("<exodus xmlns='exodus:prefs'><defaultnick>Hamlet &amp; 🌹 — 漢字</defaultnick>\t\r\n</exodus>")
 	private2 = []byte("<storage xmlns='storage:bookmarks'><conference jid='council@conference.example' autojoin='true'><nick>Ω</nick></conference></storage>")
 )
 
-// RunPrivate runs the XEP-0049 private XML storage contract as subtests
+// runPrivate runs the XEP-0049 private XML storage contract as subtests
 // of t.
-func RunPrivate(t *testing.T, open PrivateOpener) {
+func runPrivate(t *testing.T, open privateOpener) {
 	const owner, other = "juliet@capulet.example", "romeo@montague.example"
 	t.Run("RoundTrip", func(t *testing.T) {
 		st := open(t)

@@ -10,15 +10,15 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// PushOpener returns a new, empty push registration store and arranges
+// pushOpener returns a new, empty push registration store and arranges
 // (with t.Cleanup) for it to be closed. When the value also implements
-// storage.Accounts, RunPush checks that DeleteAccount removes the
+// storage.Accounts, runPush checks that DeleteAccount removes the
 // account's registrations.
-type PushOpener = func(t *testing.T) storage.PushRegistrations
+type pushOpener = func(t *testing.T) storage.PushRegistrations
 
-// RunPush runs the push registration contract (XEP-0357 storage) as
+// runPush runs the push registration contract (XEP-0357 storage) as
 // subtests of t.
-func RunPush(t *testing.T, open PushOpener) {
+func runPush(t *testing.T, open pushOpener) {
 	t.Run("Empty", func(t *testing.T) {
 		got, err := open(t).Pushes(t.Context(), "juliet@capulet.example")
 		must(t, "Pushes", err)
@@ -65,7 +65,7 @@ func fmtPushes(rs []storage.PushRegistration) string {
 	return b.String()
 }
 
-func testPushSteps(t *testing.T, open PushOpener) {
+func testPushSteps(t *testing.T, open pushOpener) {
 	const owner = "juliet@capulet.example"
 	a := storage.PushRegistration{JID: "push-5.client.example", Node: "yxs32uqsflafdk3iuqo", Form: pushForm1, Created: stamp(0)}
 	b := storage.PushRegistration{JID: "push-5.client.example", Node: "second-node", Created: stamp(1)}
@@ -136,7 +136,7 @@ func testPushSteps(t *testing.T, open PushOpener) {
 	}
 }
 
-func testPushIsolation(t *testing.T, open PushOpener) {
+func testPushIsolation(t *testing.T, open pushOpener) {
 	st := open(t)
 	ctx := t.Context()
 	const juliet, romeo = "juliet@capulet.example", "romeo@montague.example"
@@ -156,7 +156,7 @@ func testPushIsolation(t *testing.T, open PushOpener) {
 	wantPushes(t, "romeo's registrations", got)
 }
 
-func testPushDeleteAccount(t *testing.T, open PushOpener) {
+func testPushDeleteAccount(t *testing.T, open pushOpener) {
 	st := open(t)
 	acc, ok := st.(storage.Accounts)
 	if !ok {

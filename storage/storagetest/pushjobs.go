@@ -12,19 +12,15 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// PushJobsOpener returns a new, empty push job queue and arranges (with
-// t.Cleanup) for it to be closed. Returning the same backing store from
-// two calls within one test must give the same queue (RunPushJobs uses it
-// to check that jobs survive reopening when reopen is not nil).
-type PushJobsOpener = func(t *testing.T) storage.PushJobs
+// pushJobsOpener returns a new, empty push job queue and arranges (with
+// t.Cleanup) for it to be closed.
+type pushJobsOpener = func(t *testing.T) storage.PushJobs
 
-// RunPushJobs runs the durable push job queue contract as subtests of t.
-// reopen, when not nil, closes the store open returned last in this test
-// and opens it again on the same data. share, when not nil, opens a second
-// handle on the store open returned last, leaving that one open (another
-// node on the same database); without it concurrent claims share one
-// handle.
-func RunPushJobs(t *testing.T, open PushJobsOpener, reopen, share func(t *testing.T) storage.PushJobs) {
+// runPushJobs runs the durable push job queue contract as subtests of t:
+// jobs survive reopening the database, and when the backend is shared
+// by nodes, claims through two stores on one database never overlap.
+func runPushJobs(t *testing.T, b Backend) {
+	open := func(t *testing.T) storage.PushJobs { return b.open(t) }
 	t.Run("Empty", func(t *testing.T) {
 		got, err := open(t).DuePushJobs(t.Context(), stamp(1e6), 10)
 		must(t, "DuePushJobs", err)
@@ -36,20 +32,26 @@ func RunPushJobs(t *testing.T, open PushJobsOpener, reopen, share func(t *testin
 	t.Run("DueOrderLimit", func(t *testing.T) { testPushJobsDue(t, open) })
 	t.Run("RescheduleDelete", func(t *testing.T) { testPushJobsReschedule(t, open) })
 	t.Run("Claim", func(t *testing.T) { testPushJobsClaim(t, open) })
-	t.Run("ConcurrentClaims", func(t *testing.T) { testPushJobsConcurrentClaims(t, open, share) })
-	if reopen != nil {
-		t.Run("Reopen", func(t *testing.T) {
-			st := open(t)
-			j := pushJob("juliet@capulet.example", 0)
-			id, err := st.EnqueuePushJob(t.Context(), j)
-			must(t, "EnqueuePushJob", err)
-			j.ID = id
-			st = reopen(t)
-			got, err := st.DuePushJobs(t.Context(), stamp(0), 10)
-			must(t, "DuePushJobs after reopening", err)
-			wantJobs(t, "after reopening", got, j)
-		})
-	}
+	t.Run("ConcurrentClaims", func(t *testing.T) {
+		db := b.NewDatabase(t)
+		handles := []storage.PushJobs{db(Options{})}
+		if b.SharedByNodes {
+			handles = append(handles, db(Options{})) // a second node
+		}
+		testPushJobsConcurrentClaims(t, handles)
+	})
+	t.Run("Reopen", func(t *testing.T) {
+		db := b.NewDatabase(t)
+		st := db(Options{})
+		j := pushJob("juliet@capulet.example", 0)
+		id, err := st.EnqueuePushJob(t.Context(), j)
+		must(t, "EnqueuePushJob", err)
+		j.ID = id
+		st.Close()
+		got, err := db(Options{}).DuePushJobs(t.Context(), stamp(0), 10)
+		must(t, "DuePushJobs after reopening", err)
+		wantJobs(t, "after reopening", got, j)
+	})
 }
 
 func pushJob(owner string, dueSec int) storage.PushJob {
@@ -83,7 +85,7 @@ func fmtJobs(js []storage.PushJob) string {
 	return b.String()
 }
 
-func testPushJobsRoundTrip(t *testing.T, open PushJobsOpener) {
+func testPushJobsRoundTrip(t *testing.T, open pushJobsOpener) {
 	st := open(t)
 	ctx := t.Context()
 	a := pushJob("juliet@capulet.example", 0)
@@ -105,7 +107,7 @@ func testPushJobsRoundTrip(t *testing.T, open PushJobsOpener) {
 	wantJobs(t, "due jobs", got, a, b)
 }
 
-func testPushJobsDue(t *testing.T, open PushJobsOpener) {
+func testPushJobsDue(t *testing.T, open pushJobsOpener) {
 	st := open(t)
 	ctx := t.Context()
 	var jobs []storage.PushJob
@@ -130,7 +132,7 @@ func testPushJobsDue(t *testing.T, open PushJobsOpener) {
 	wantJobs(t, "limited", got, jobs[1], jobs[3])
 }
 
-func testPushJobsReschedule(t *testing.T, open PushJobsOpener) {
+func testPushJobsReschedule(t *testing.T, open pushJobsOpener) {
 	st := open(t)
 	ctx := t.Context()
 	a, b := pushJob("juliet@capulet.example", 0), pushJob("juliet@capulet.example", 1)
@@ -166,7 +168,7 @@ func sortJobs(js []storage.PushJob) []storage.PushJob {
 	return js
 }
 
-func testPushJobsClaim(t *testing.T, open PushJobsOpener) {
+func testPushJobsClaim(t *testing.T, open pushJobsOpener) {
 	st := open(t)
 	ctx := t.Context()
 	var jobs []storage.PushJob
@@ -204,16 +206,12 @@ func testPushJobsClaim(t *testing.T, open PushJobsOpener) {
 }
 
 // testPushJobsConcurrentClaims: claimers racing on one database (through
-// two handles when share is given, like two nodes) never get the same job,
-// and together get every job.
-func testPushJobsConcurrentClaims(t *testing.T, open PushJobsOpener, share func(t *testing.T) storage.PushJobs) {
+// several handles on it, like several nodes) never get the same job, and
+// together get every job.
+func testPushJobsConcurrentClaims(t *testing.T, handles []storage.PushJobs) {
 	const jobs, claimers, batch = 300, 8, 5
-	st := open(t)
+	st := handles[0]
 	ctx := t.Context()
-	handles := []storage.PushJobs{st}
-	if share != nil {
-		handles = append(handles, share(t))
-	}
 	for i := range jobs {
 		_, err := st.EnqueuePushJob(ctx, pushJob("juliet@capulet.example", i%7))
 		must(t, "EnqueuePushJob", err)

@@ -62,7 +62,7 @@ func (v versions) add(t *testing.T, what, ver string) {
 	v[ver] = true
 }
 
-func testRoster(t *testing.T, open Opener) {
+func testRoster(t *testing.T, open opener) {
 	const owner = "romeo@montague.example"
 	items := []storage.RosterItem{
 		{JID: "juliet@capulet.example", Name: "Juliet", Subscription: storage.SubBoth, Groups: []string{"Friends", "Lovers"}},
@@ -198,7 +198,7 @@ func testRoster(t *testing.T, open Opener) {
 	})
 }
 
-func testPendingIn(t *testing.T, open Opener) {
+func testPendingIn(t *testing.T, open opener) {
 	const owner = "juliet@capulet.example"
 	pend := func(from string, raw []byte, sec int) storage.PendingSubscription {
 		return storage.PendingSubscription{From: from, Raw: raw, Stamp: stamp(sec)}

@@ -1,17 +1,27 @@
 // Package storagetest is the contract every storage.Store implementation
-// must pass. A backend's tests call Run with a function that returns a
-// fresh, empty store:
+// must pass. RunAll is its one entry point: a backend's tests call it with
+// a function that creates an empty database and opens stores on it, and
+// get the contract of every repository of storage.Store:
 //
 //	func TestContract(t *testing.T) {
-//		storagetest.Run(t, func(t *testing.T) storage.Store {
-//			st, err := Open(t.Context(), t.TempDir())
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			t.Cleanup(func() { st.Close() })
-//			return st
+//		storagetest.RunAll(t, storagetest.Backend{
+//			NewDatabase: func(t *testing.T) func(storagetest.Options) storage.Store {
+//				dir := t.TempDir()
+//				return func(o storagetest.Options) storage.Store {
+//					st, err := OpenOptions(t.Context(), dir, …o…)
+//					if err != nil {
+//						t.Fatal(err)
+//					}
+//					t.Cleanup(func() { st.Close() })
+//					return st
+//				}
+//			},
 //		})
 //	}
+//
+// A new repository gets its contract here, in a suite listed in suites;
+// TestSuitesCoverStore fails while a repository of storage.Store has
+// none, and both backends run it without further wiring.
 //
 // Where the storage interfaces leave an order open, the suite compares
 // without regard to order. Times are compared at microsecond precision,
@@ -28,12 +38,86 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// Opener returns a new, empty store and arranges (with t.Cleanup) for it to
+// opener returns a new, empty store and arranges (with t.Cleanup) for it to
 // be closed.
-type Opener = func(t *testing.T) storage.Store
+type opener = func(t *testing.T) storage.Store
 
-// Run runs the whole contract suite as subtests of t.
-func Run(t *testing.T, open Opener) {
+// Options say how to open a store.
+type Options struct {
+	// GroupCommit batches archive writes (storage/groupcommit).
+	GroupCommit bool
+	// Fulltext is the full-text index mode (storage.FulltextKeep when
+	// zero).
+	Fulltext storage.FulltextIndex
+}
+
+// Backend is a storage implementation under test.
+type Backend struct {
+	// NewDatabase creates an empty database, removed when t ends, and
+	// returns a function that opens a store on it. The stores it opens
+	// are closed when t ends; several may be open on one database at
+	// once.
+	NewDatabase func(t *testing.T) func(o Options) storage.Store
+	// SharedByNodes: stores opened on one database act like the nodes
+	// of a cluster sharing it (PostgreSQL), so the suite checks that
+	// they never hand out the same work twice.
+	SharedByNodes bool
+}
+
+// suite is one contract: the repositories of storage.Store it covers.
+type suite struct {
+	name  string
+	repos []string
+	run   func(t *testing.T, b Backend)
+}
+
+// suites are the contracts RunAll runs.
+var suites = []suite{
+	{"Core", []string{"Accounts", "Roster", "Offline", "VCards", "Blocklist", "Invites", "Roles", "Settings", "APITokens",
+		"FASTTokens"},
+		func(t *testing.T, b Backend) { run(t, b.open) }},
+	{"Archive", []string{"Archive"}, func(t *testing.T, b Backend) {
+		runArchive(t, func(t *testing.T) storage.Archive { return b.open(t) })
+	}},
+	{"ArchiveGroupCommit", []string{"Archive"}, func(t *testing.T, b Backend) {
+		runArchive(t, func(t *testing.T) storage.Archive { return b.NewDatabase(t)(Options{GroupCommit: true}) })
+	}},
+	{"FulltextIndex", []string{"Archive"}, func(t *testing.T, b Backend) {
+		runFulltextIndex(t, func(t *testing.T) func(storage.FulltextIndex) storage.Archive {
+			db := b.NewDatabase(t)
+			return func(mode storage.FulltextIndex) storage.Archive { return db(Options{Fulltext: mode}) }
+		})
+	}},
+	{"Push", []string{"PushRegistrations"}, func(t *testing.T, b Backend) {
+		runPush(t, func(t *testing.T) storage.PushRegistrations { return b.open(t) })
+	}},
+	{"PushJobs", []string{"PushJobs"}, runPushJobs},
+	{"PEP", []string{"PEP"}, func(t *testing.T, b Backend) { runPEP(t, func(t *testing.T) storage.PEP { return b.open(t) }) }},
+	{"Private", []string{"PrivateXML"}, func(t *testing.T, b Backend) {
+		runPrivate(t, func(t *testing.T) storage.PrivateXML { return b.open(t) })
+	}},
+	{"Uploads", []string{"Uploads"}, func(t *testing.T, b Backend) {
+		runUploads(t, func(t *testing.T) storage.Uploads { return b.open(t) })
+	}},
+	{"MUC", []string{"MUCRooms", "ArchiveEditor"}, func(t *testing.T, b Backend) { runMUC(t, b.open) }},
+}
+
+// RunAll runs the contract of every repository as subtests of t. The
+// suites run in parallel: each test has databases of its own.
+func RunAll(t *testing.T, b Backend) {
+	for _, s := range suites {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			s.run(t, b)
+		})
+	}
+}
+
+// open opens a store on a new database.
+func (b Backend) open(t *testing.T) storage.Store { return b.NewDatabase(t)(Options{}) }
+
+// run runs the contract of the account-keyed repositories.
+func run(t *testing.T, open opener) {
 	t.Run("Accounts", func(t *testing.T) { testAccounts(t, open) })
 	t.Run("Roster", func(t *testing.T) { testRoster(t, open) })
 	t.Run("PendingIn", func(t *testing.T) { testPendingIn(t, open) })
@@ -46,7 +130,6 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Context", func(t *testing.T) { testContext(t, open) })
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, open) })
 	t.Run("FASTTokens", func(t *testing.T) { testFAST(t, open) })
-	t.Run("Abuse", func(t *testing.T) { testAbuse(t, open) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)

@@ -9,20 +9,20 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// UploadsOpener returns a new, empty upload store and arranges (with
+// uploadsOpener returns a new, empty upload store and arranges (with
 // t.Cleanup) for it to be closed.
-type UploadsOpener = func(t *testing.T) storage.Uploads
+type uploadsOpener = func(t *testing.T) storage.Uploads
 
-// RunUploads runs the upload storage contract (XEP-0363 slots and file
+// runUploads runs the upload storage contract (XEP-0363 slots and file
 // metadata) as subtests of t.
-func RunUploads(t *testing.T, open UploadsOpener) {
+func runUploads(t *testing.T, open uploadsOpener) {
 	t.Run("Lifecycle", func(t *testing.T) { testUploadSteps(t, open) })
 	t.Run("QuotaConcurrent", func(t *testing.T) { testUploadQuotaConcurrent(t, open) })
 }
 
 // testUploadSteps walks slots through creation, quota checks, single use,
 // completion, listing, statistics and stale-slot cleanup.
-func testUploadSteps(t *testing.T, open UploadsOpener) {
+func testUploadSteps(t *testing.T, open uploadsOpener) {
 	ctx := t.Context()
 	st := open(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -111,7 +111,7 @@ func testUploadSteps(t *testing.T, open UploadsOpener) {
 
 // testUploadQuotaConcurrent checks that concurrent CreateUpload calls
 // never let an owner exceed the quota.
-func testUploadQuotaConcurrent(t *testing.T, open UploadsOpener) {
+func testUploadQuotaConcurrent(t *testing.T, open uploadsOpener) {
 	ctx := t.Context()
 	st := open(t)
 	now := time.Now()
