@@ -27,3 +27,9 @@ func (e *env) login(full string) *modtest.Session {
 	e.T.Helper()
 	return e.LoginAvailable(full, 0)
 }
+
+// fulltextField is the XEP-0431 search field of the query form.
+const fulltextField = "{" + NSFulltext + "}fulltext"
+
+// maxFulltext is mamquery's bound on the search text (in bytes).
+const maxFulltext = 1024

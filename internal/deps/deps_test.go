@@ -20,6 +20,7 @@ var allowed = map[string][]string{
 	"storage/sqlite":        {"storage", "storage/groupcommit"},
 	"storage/storagetest":   {"storage"},
 	"storage/pg":            {"storage", "storage/groupcommit"},
+	"mamquery":              {"module", "storage", "wire", "xep"},
 	"auth":                  {"storage"},
 	"router":                {"wire", "xep", "module"},
 	"sm":                    {"wire", "module", "xep"},
@@ -40,7 +41,7 @@ func TestImportRules(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, f := range featureModules {
-		allowed[f] = []string{"module", "storage", "wire", "xep"}
+		allowed[f] = []string{"module", "storage", "wire", "xep", "mamquery"}
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
