@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-xmpp/parley/admin"
+	"github.com/parley-xmpp/parley/adminapi"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/c2s"
 	"github.com/parley-xmpp/parley/module"
@@ -302,6 +303,8 @@ func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 func (s *Server) adminHTTP() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// The JSON admin API (bearer tokens); see docs/admin-api.md.
+	mux.Handle("/api/", adminapi.Handler(s.admin, s.log))
 	if s.cfg.Debug.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

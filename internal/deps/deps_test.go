@@ -27,6 +27,7 @@ var allowed = map[string][]string{
 	"c2s":                   {"wire", "xep", "auth", "sm", "router", "module"},
 	"s2s":                   {"wire", "xep", "auth", "router", "module"},
 	"admin":                 {"module", "storage", "wire", "xep"},
+	"adminapi":              {"admin", "storage"},
 	"server":                {"*"},
 	"cmd/parley":            {"*"},
 	"cmd/parley-storebench": {"*"},
