@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"s2s":                   {"wire", "xep", "auth", "router", "module"},
 	"admin":                 {"module", "storage", "wire", "xep"},
 	"adminapi":              {"admin", "storage"},
+	"invitepage":            {"admin"},
 	"server":                {"*"},
 	"cmd/parley":            {"*"},
 	"cmd/parley-storebench": {"*"},
