@@ -173,14 +173,7 @@ func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 
 // AllSettings implements storage.Settings.
 func (s *Store) AllSettings(ctx context.Context) (map[string]string, error) {
-	out := map[string]string{}
-	err := s.query(ctx, `SELECT key, value FROM settings`, nil, func(rows pgx.Rows) error {
-		var k, v string
-		err := rows.Scan(&k, &v)
-		out[k] = v
-		return err
-	})
-	return out, err
+	return s.stringMap(ctx, `SELECT key, value FROM settings`)
 }
 
 // CreateAPIToken implements storage.APITokens.
