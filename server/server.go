@@ -29,6 +29,7 @@ import (
 	"github.com/parley-xmpp/parley/adminapi"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/c2s"
+	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/s2s"
@@ -90,6 +91,7 @@ type Server struct {
 	s2s      *s2s.Service
 	upload   *upload.Module
 	admin    *admin.Service
+	cluster  *cluster.Node // nil: a single node
 
 	mu           sync.Mutex
 	listeners    map[string]net.Listener
@@ -179,8 +181,33 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		WebSocketOrigins: cfg.WebSocket.Origins,
 		Logger:           log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
+	if cfg.Cluster.Enabled {
+		if err := s.joinCluster(cfg, log); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
+
+// joinCluster connects to NATS; the node joins the cluster in Start.
+func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
+	c := cfg.Cluster
+	s.cluster = cluster.New(cluster.Config{Node: c.Node, URLs: c.NATS.URLs, Prefix: c.NATS.Prefix,
+		Replicas: c.NATS.Replicas, CredsFile: c.NATS.CredsFile, CAFile: c.NATS.CAFile,
+		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Version: Version, Logger: log})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.cluster.Connect(ctx); err != nil {
+		return err
+	}
+	s.router.SetCluster(s.cluster)
+	s.c2s.SetPeers(s.cluster)
+	return nil
+}
+
+// Cluster is this server's cluster membership, nil for a single node.
+func (s *Server) Cluster() *cluster.Node { return s.cluster }
 
 // httpsBaseURL is the public URL of the https listener for a domain
 // (uploads and invitation pages when their base_url is not set).
@@ -225,6 +252,14 @@ func (s *Server) Start(ctx context.Context) error {
 			if err := st.Start(ctx); err != nil {
 				return fmt.Errorf("module %s: %w", m.Name(), err)
 			}
+		}
+	}
+	if s.cluster != nil {
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.cluster.Start(jctx, s.router, s.reg, s.c2s)
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 	type lspec struct{ name, addr string }
@@ -326,6 +361,12 @@ func (s *Server) adminHTTP() http.Handler {
 			http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if s.cluster != nil {
+			if err := s.cluster.Ready(); err != nil {
+				http.Error(w, "cluster unavailable: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
@@ -359,6 +400,10 @@ func (s *Server) shutdown(ctx context.Context) {
 	servers := s.https
 	s.mu.Unlock()
 	s.c2s.Shutdown(ctx)
+	if s.cluster != nil {
+		// Sessions are closed and released: leave the cluster.
+		s.cluster.Stop()
+	}
 	s.s2s.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)

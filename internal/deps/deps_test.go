@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"admin":                 {"module", "storage", "wire", "xep"},
 	"adminapi":              {"admin", "storage"},
 	"invitepage":            {"admin"},
+	"cluster":               {"wire", "xep", "router", "module", "sm"},
 	"server":                {"*"},
 	"cmd/parley":            {"*"},
 	"cmd/parley-storebench": {"*"},
