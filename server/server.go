@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,6 +146,11 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	secret, err := loadOrCreateSecret(cfg.DataDir)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Cluster.Enabled {
+		if secret, err = sharedSecret(store, secret); err != nil {
+			return nil, err
+		}
 	}
 	if s.modules, s.upload, s.admin, err = buildModules(cfg, store, log, secret, s.httpsBaseURL); err != nil {
 		return nil, err
@@ -454,9 +460,27 @@ func loadOrCreateSecret(dir string) ([]byte, error) {
 	return b, nil
 }
 
+// sharedSecret returns the server secret every node of a cluster uses
+// (upload URLs signed by one node verify on another; dialback keys and
+// fake SCRAM salts are the same everywhere). It lives in the shared
+// store; the first node to start contributes its own.
+func sharedSecret(store storage.Store, own []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := store.SettingOrSet(ctx, "cluster.server_secret", base64.StdEncoding.EncodeToString(own))
+	if err != nil {
+		return nil, fmt.Errorf("storage: cannot read the cluster's shared secret: %w", err)
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(b) < 32 {
+		return nil, errors.New("storage: the cluster's shared secret (setting cluster.server_secret) is damaged")
+	}
+	return b, nil
+}
+
 // setupS2S builds federation: trust roots, a dialback secret derived from
-// the server secret (stable across restarts and equal on every node that
-// shares data_dir's secret), and local domains including service hosts.
+// the server secret (stable across restarts and equal on every node of a
+// cluster: see sharedSecret), and local domains including service hosts.
 func (s *Server) setupS2S(cfg Config, secret []byte) error {
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {
