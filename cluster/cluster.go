@@ -6,7 +6,7 @@
 // sessions between nodes. It implements router.Cluster. PostgreSQL stays
 // the only durable store: what a dead node held is in the archive and the
 // offline store (store before acknowledge), so the bus can be
-// at-most-once. See docs/adr/0005-cluster-on-nats.md.
+// at-most-once. See docs/adr/0009-cluster-on-nats.md.
 package cluster
 
 import (
