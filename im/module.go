@@ -128,6 +128,13 @@ func (m *Module) Register(r *module.Registry) error {
 		return errors.New("im: registry has no sender or session directory")
 	}
 	r.IQ(xep.NSRoster, "query", module.TargetAccount, m.handleRoster)
+	// Roster, offline queue and block list are the account's rows; the
+	// cached block list must not outlive them (an account created again
+	// under the same name would inherit it).
+	r.OnDeleteAccount(func(ctx context.Context, bare string) error {
+		m.invalidateBlocks(bare)
+		return nil
+	})
 	r.StreamFeature(func(authenticated bool) *wire.Element {
 		if !authenticated {
 			return nil

@@ -225,7 +225,9 @@ type Registry struct {
 	onHibernated []func(ctx context.Context, s Session)
 	onQueued     []func(ctx context.Context, s Session, st *wire.Stanza)
 	ackOverdue   []AckOverdueHook
+	onDelete     []func(ctx context.Context, bare string) error
 
+	accounts Accounts
 	sender   Sender
 	sessions Sessions
 	domains  []string
@@ -241,6 +243,69 @@ type iqKey struct {
 // NewRegistry returns an empty registry for the given local domains.
 func NewRegistry(domains []string, sender Sender, sessions Sessions) *Registry {
 	return &Registry{iq: map[iqKey]IQHandler{}, sender: sender, sessions: sessions, domains: domains, started: time.Now()}
+}
+
+// Accounts is the store's account directory; storage.Accounts satisfies
+// it.
+type Accounts interface {
+	AccountExists(ctx context.Context, bare string) (bool, error)
+	DeleteAccount(ctx context.Context, bare string) error
+}
+
+// ErrNoAccount is returned by Registry.DeleteAccount for an account that
+// does not exist.
+var ErrNoAccount = errors.New("module: no such account")
+
+// SetAccounts installs the account directory. The server calls it before
+// modules register.
+func (r *Registry) SetAccounts(a Accounts) { r.accounts = a }
+
+// AccountExists is the one way to ask whether a local account exists: an
+// account with a bound session does, otherwise the store answers. Without
+// an account directory (tests of a single module) every account exists.
+func (r *Registry) AccountExists(ctx context.Context, bare jid.JID) (bool, error) {
+	if r.sessions != nil && len(r.sessions.Resources(bare.Bare())) > 0 {
+		return true, nil
+	}
+	if r.accounts == nil {
+		return true, nil
+	}
+	return r.accounts.AccountExists(ctx, bare.Bare().String())
+}
+
+// OnDeleteAccount subscribes to account deletion. Every module that keeps
+// state for an account outside the rows the store's DeleteAccount removes
+// (files, caches, live rooms, other nodes) registers here; f gets the bare
+// JID. Hooks run in module order before the store deletes the account's
+// rows, so they still find the records that name their state. f must be
+// idempotent: when a hook fails, the account stays and deletion can be
+// run again from the start.
+func (r *Registry) OnDeleteAccount(f func(ctx context.Context, bare string) error) {
+	r.onDelete = append(r.onDelete, f)
+}
+
+// DeleteAccount is the one way to delete an account: the OnDeleteAccount
+// hooks, then the store's DeleteAccount (every row the account owns, in
+// one transaction). It does not end the account's sessions; callers do,
+// with the stream error that fits. ErrNoAccount when there is no such
+// account.
+func (r *Registry) DeleteAccount(ctx context.Context, bare jid.JID) error {
+	if r.accounts == nil {
+		return errors.New("module: no account directory")
+	}
+	b := bare.Bare().String()
+	switch ok, err := r.accounts.AccountExists(ctx, b); {
+	case err != nil:
+		return err
+	case !ok:
+		return ErrNoAccount
+	}
+	for _, f := range r.onDelete {
+		if err := f(ctx, b); err != nil {
+			return err
+		}
+	}
+	return r.accounts.DeleteAccount(ctx, b)
 }
 
 // Outbound hooks stanzas from local users before routing (Prosody pre-*).

@@ -95,6 +95,12 @@ func (m *Module) Register(r *module.Registry) error {
 	r.OnStanzaQueued(m.queued)
 	r.OnAckOverdue(m.cfg.AckOverdue, m.ackOverdue)
 	r.OnUnbound(m.unbound)
+	// The registrations and queued jobs are the account's rows; what
+	// stays in memory is its coalescing windows.
+	r.OnDeleteAccount(func(ctx context.Context, bare string) error {
+		m.forget(bare, "", "")
+		return nil
+	})
 	return nil
 }
 
@@ -327,10 +333,10 @@ func (m *Module) handleDisable(ctx context.Context, ev *module.Event) (*wire.Ele
 }
 
 // forget drops in-memory state of disabled registrations (every node of
-// service when node is "").
+// service when node is "", every service when service is "").
 func (m *Module) forget(owner, service, node string) {
 	match := func(k regKey) bool {
-		return k.owner == owner && k.jid == service && (node == "" || k.node == node)
+		return k.owner == owner && (service == "" || k.jid == service) && (node == "" || k.node == node)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

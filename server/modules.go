@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/adhoc"
 	"github.com/parley-xmpp/parley/admin"
@@ -33,7 +34,7 @@ import (
 // buildModules is the one ordered list of modules. Hook order follows this
 // list (CoreDNS plugin.cfg style): blocking and presence (im) first, so a
 // blocked stanza never reaches the archive or carbons.
-func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []byte, httpsBase func(domain string) string) ([]module.Module, *upload.Module, *admin.Service, error) {
+func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *slog.Logger, secret []byte, httpsBase func(domain string) string) ([]module.Module, *upload.Module, *admin.Service, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), uploadCheckTimeout)
 	defer cancel()
 	blobs, err := OpenUploadBlobs(ctx, cfg)
@@ -58,8 +59,9 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 		},
 		Logger: log,
 	}, store, blobs)
-	// Account removal (in-band) also deletes the user's uploaded files.
-	accounts := up.WrapAccounts(store)
+	// Accounts are deleted through the registry, so that every module's
+	// OnDeleteAccount hook runs (uploads delete the files, …).
+	accounts := deletingAccounts{Accounts: store, reg: reg}
 	derive := func(password string) ([]storage.SCRAMCredential, error) {
 		return auth.DeriveCredentials(password, cfg.Auth.Iterations)
 	}
@@ -140,6 +142,26 @@ func buildModules(cfg Config, store storage.Store, log *slog.Logger, secret []by
 	return mods, up, adm, nil
 }
 
+// deletingAccounts is store with DeleteAccount going through the
+// registry's one account deletion (module hooks, then the store).
+type deletingAccounts struct {
+	storage.Accounts
+	reg *module.Registry
+}
+
+func (a deletingAccounts) DeleteAccount(ctx context.Context, bare string) error {
+	j, err := jid.Parse(bare)
+	if err != nil {
+		return fmt.Errorf("deleting account %q: %w", bare, err)
+	}
+	if err := a.reg.DeleteAccount(ctx, j); errors.Is(err, module.ErrNoAccount) {
+		return storage.ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 // uploadCheckTimeout bounds the check of the S3 bucket at startup.
 const uploadCheckTimeout = 20 * time.Second
 
@@ -190,18 +212,6 @@ func NewAdmin(cfg Config, store storage.Store, accounts storage.Accounts, log *s
 		Policy: AdminPolicy(cfg),
 		Logger: log,
 	}, store)
-}
-
-// ConfiguredHTTPSBase is the public https base URL of a domain from the
-// configuration alone (the CLI, with no listener bound): the https
-// listener's port, or 443 when it is disabled (a reverse proxy).
-func ConfiguredHTTPSBase(cfg Config) func(string) string {
-	return func(domain string) string {
-		if _, port, err := net.SplitHostPort(cfg.Listen.HTTPS); err == nil && port != "" && port != "0" {
-			return "https://" + domain + ":" + port
-		}
-		return "https://" + domain
-	}
 }
 
 // AdminPolicy is the reloadable part of the admin configuration.

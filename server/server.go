@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,10 +26,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-xmpp/parley/admin"
-	"github.com/parley-xmpp/parley/adminapi"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/c2s"
-	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/s2s"
@@ -85,14 +82,9 @@ type Server struct {
 	store    storage.Store
 	ownStore bool
 	tls      *tls.Config
-	router   *router.Router
-	reg      *module.Registry
-	modules  []module.Module
-	c2s      *c2s.Server
-	s2s      *s2s.Service
-	upload   *upload.Module
-	admin    *admin.Service
-	cluster  *cluster.Node // nil: a single node
+	*core
+	c2s *c2s.Server
+	s2s *s2s.Service
 
 	mu           sync.Mutex
 	listeners    map[string]net.Listener
@@ -106,6 +98,64 @@ type Server struct {
 // the certificate, but binds no port until Start.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	return NewWithStore(cfg, log, nil)
+}
+
+// core is the server without its network side: the router, the module
+// registry and the modules registered into it. Tools that change
+// accounts (parley user delete) build one too, so that they run the same
+// module hooks as the server.
+type core struct {
+	accounts storage.Accounts
+	router   *router.Router
+	reg      *module.Registry
+	modules  []module.Module
+	upload   *upload.Module
+	admin    *admin.Service
+}
+
+func newCore(cfg Config, store storage.Store, log *slog.Logger, secret []byte, httpsBase func(string) string) (*core, error) {
+	c := &core{accounts: store, router: router.New(router.Config{
+		Domains:    cfg.Hosts,
+		UserExists: store.AccountExists,
+		Logger:     log,
+	})}
+	c.reg = module.NewRegistry(cfg.Hosts, c.router.Sender(), c.router)
+	c.reg.SetAccounts(store)
+	var err error
+	if c.modules, c.upload, c.admin, err = buildModules(cfg, store, c.reg, log, secret, httpsBase); err != nil {
+		return nil, err
+	}
+	for _, m := range c.modules {
+		if err := m.Register(c.reg); err != nil {
+			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
+		}
+	}
+	c.router.SetRegistry(c.reg)
+	return c, nil
+}
+
+// DeleteAccount deletes an account and everything kept for it, as the
+// running server does (module hooks, then the account's rows), for tools
+// working on the store of a stopped server. storage.ErrNotFound when
+// there is no such account.
+func DeleteAccount(ctx context.Context, cfg Config, store storage.Store, log *slog.Logger, bare string) error {
+	secret, err := loadOrCreateSecret(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	c, err := newCore(cfg, store, log, secret, func(domain string) string { return "https://" + domain })
+	if err != nil {
+		return err
+	}
+	return c.DeleteAccount(ctx, bare)
+}
+
+// DeleteAccount deletes an account and everything kept for it: each
+// module's OnDeleteAccount hook (uploaded files, …), then the account's
+// rows. It does not end the account's sessions. storage.ErrNotFound when
+// there is no such account.
+func (c *core) DeleteAccount(ctx context.Context, bare string) error {
+	return deletingAccounts{Accounts: c.accounts, reg: c.reg}.DeleteAccount(ctx, bare)
 }
 
 // NewWithStore is New with an already open store (tests); the caller keeps
@@ -137,30 +187,13 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	}
 	s.store = store
 
-	s.router = router.New(router.Config{
-		Domains:    cfg.Hosts,
-		UserExists: store.AccountExists,
-		Logger:     log,
-	})
-	s.reg = module.NewRegistry(cfg.Hosts, s.router.Sender(), s.router)
 	secret, err := loadOrCreateSecret(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Cluster.Enabled {
-		if secret, err = sharedSecret(store, secret); err != nil {
-			return nil, err
-		}
-	}
-	if s.modules, s.upload, s.admin, err = buildModules(cfg, store, log, secret, s.httpsBaseURL); err != nil {
+	if s.core, err = newCore(cfg, store, log, secret, s.httpsBaseURL); err != nil {
 		return nil, err
 	}
-	for _, m := range s.modules {
-		if err := m.Register(s.reg); err != nil {
-			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
-		}
-	}
-	s.router.SetRegistry(s.reg)
 	if err := s.setupS2S(cfg, secret); err != nil {
 		return nil, err
 	}
@@ -187,33 +220,8 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		WebSocketOrigins: cfg.WebSocket.Origins,
 		Logger:           log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
-	if cfg.Cluster.Enabled {
-		if err := s.joinCluster(cfg, log); err != nil {
-			s.Close()
-			return nil, err
-		}
-	}
 	return s, nil
 }
-
-// joinCluster connects to NATS; the node joins the cluster in Start.
-func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
-	c := cfg.Cluster
-	s.cluster = cluster.New(cluster.Config{Node: c.Node, URLs: c.NATS.URLs, Prefix: c.NATS.Prefix,
-		Replicas: c.NATS.Replicas, CredsFile: c.NATS.CredsFile, CAFile: c.NATS.CAFile,
-		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Version: Version, Logger: log})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.cluster.Connect(ctx); err != nil {
-		return err
-	}
-	s.router.SetCluster(s.cluster)
-	s.c2s.SetPeers(s.cluster)
-	return nil
-}
-
-// Cluster is this server's cluster membership, nil for a single node.
-func (s *Server) Cluster() *cluster.Node { return s.cluster }
 
 // httpsBaseURL is the public URL of the https listener for a domain
 // (uploads and invitation pages when their base_url is not set).
@@ -258,14 +266,6 @@ func (s *Server) Start(ctx context.Context) error {
 			if err := st.Start(ctx); err != nil {
 				return fmt.Errorf("module %s: %w", m.Name(), err)
 			}
-		}
-	}
-	if s.cluster != nil {
-		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := s.cluster.Start(jctx, s.router, s.reg, s.c2s)
-		cancel()
-		if err != nil {
-			return err
 		}
 	}
 	type lspec struct{ name, addr string }
@@ -344,8 +344,6 @@ func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 func (s *Server) adminHTTP() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
-	// The JSON admin API (bearer tokens); see docs/admin-api.md.
-	mux.Handle("/api/", adminapi.Handler(s.admin, s.log))
 	if s.cfg.Debug.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -366,12 +364,6 @@ func (s *Server) adminHTTP() http.Handler {
 		if err := s.store.Ping(ctx); err != nil {
 			http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
-		}
-		if s.cluster != nil {
-			if err := s.cluster.Ready(); err != nil {
-				http.Error(w, "cluster unavailable: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
@@ -406,10 +398,6 @@ func (s *Server) shutdown(ctx context.Context) {
 	servers := s.https
 	s.mu.Unlock()
 	s.c2s.Shutdown(ctx)
-	if s.cluster != nil {
-		// Sessions are closed and released: leave the cluster.
-		s.cluster.Stop()
-	}
 	s.s2s.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)
@@ -460,27 +448,9 @@ func loadOrCreateSecret(dir string) ([]byte, error) {
 	return b, nil
 }
 
-// sharedSecret returns the server secret every node of a cluster uses
-// (upload URLs signed by one node verify on another; dialback keys and
-// fake SCRAM salts are the same everywhere). It lives in the shared
-// store; the first node to start contributes its own.
-func sharedSecret(store storage.Store, own []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	v, err := store.SettingOrSet(ctx, "cluster.server_secret", base64.StdEncoding.EncodeToString(own))
-	if err != nil {
-		return nil, fmt.Errorf("storage: cannot read the cluster's shared secret: %w", err)
-	}
-	b, err := base64.StdEncoding.DecodeString(v)
-	if err != nil || len(b) < 32 {
-		return nil, errors.New("storage: the cluster's shared secret (setting cluster.server_secret) is damaged")
-	}
-	return b, nil
-}
-
 // setupS2S builds federation: trust roots, a dialback secret derived from
-// the server secret (stable across restarts and equal on every node of a
-// cluster: see sharedSecret), and local domains including service hosts.
+// the server secret (stable across restarts and equal on every node that
+// shares data_dir's secret), and local domains including service hosts.
 func (s *Server) setupS2S(cfg Config, secret []byte) error {
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {

@@ -2,7 +2,7 @@
 // the plain model structs they exchange. Implementations live in
 // storage/sqlite (embedded default) and storage/pg (production); both must
 // pass the contract suite in storage/storagetest (storagetest.RunAll, which
-// covers every repository of Store; see docs/adr/0006-crossings-checked.md).
+// covers every repository of Store; see docs/adr/0007-crossings-checked.md).
 //
 // Users are always identified by their normalized bare JID string
 // ("user@domain"); callers normalize before calling.
@@ -147,10 +147,6 @@ type Store interface {
 	MUCRooms
 	ArchiveEditor
 	FASTTokens
-	Suspensions
-	SpamReports
-	AccountSettings
-	UsageReader
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -58,8 +58,8 @@ type UploadStats struct {
 // Uploads stores XEP-0363 upload slots and file metadata. The files
 // themselves are kept by the upload module's blob store; callers delete
 // blobs before the records that name them. Account deletion goes through
-// the upload module (it must delete the files too), so DeleteAccount does
-// not touch these records.
+// the upload module's OnDeleteAccount hook (it must delete the files
+// too), so DeleteAccount does not touch these records.
 type Uploads interface {
 	// CreateUpload stores u as a pending slot unless the owner's usage
 	// plus u.Size would exceed quota (quota <= 0: no limit), in which case

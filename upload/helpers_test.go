@@ -93,6 +93,7 @@ func setupWith(t *testing.T, cfg Config, blobs Blobs) *env {
 	}
 	r := router.New(router.Config{Domains: []string{domain}, UserExists: store.AccountExists})
 	reg := module.NewRegistry([]string{domain}, r.Sender(), r)
+	reg.SetAccounts(store)
 	e := &env{t: t, router: r, reg: reg, store: store, blobs: blobs}
 
 	mux := http.NewServeMux()

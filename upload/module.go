@@ -60,6 +60,9 @@ func (m *Module) Name() string { return "upload" }
 // Register implements module.Module: one service host per virtual host.
 func (m *Module) Register(r *module.Registry) error {
 	m.reg = r
+	// The files go with the account; their records name them, so this
+	// runs before the store removes the account's rows.
+	r.OnDeleteAccount(m.DeleteUser)
 	domains := m.cfg.Domains
 	if len(domains) == 0 {
 		domains = r.Domains()
@@ -227,24 +230,6 @@ func (m *Module) DeleteUser(ctx context.Context, owner string) error {
 // stats`).
 func (m *Module) Stats(ctx context.Context) (storage.UploadStats, error) {
 	return m.meta.UploadStats(ctx)
-}
-
-// WrapAccounts returns a with DeleteAccount extended to delete the
-// account's uploads once the account is gone.
-func (m *Module) WrapAccounts(a storage.Accounts) storage.Accounts {
-	return accountsWithUploads{Accounts: a, m: m}
-}
-
-type accountsWithUploads struct {
-	storage.Accounts
-	m *Module
-}
-
-func (a accountsWithUploads) DeleteAccount(ctx context.Context, bare string) error {
-	if err := a.Accounts.DeleteAccount(ctx, bare); err != nil {
-		return err
-	}
-	return a.m.DeleteUser(ctx, bare)
 }
 
 // getOnly wraps a handler of IQ get requests: a set is not what the

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
@@ -457,13 +459,13 @@ func testExpiryPruneDeleteUser(t *testing.T, setup func(*testing.T, Config) *env
 	resp, _ = e.get(bobs.get)
 	wantStatus(t, "pruned file", resp, http.StatusNotFound)
 
-	// Account deletion through the wrapper removes files and slots.
+	// Account deletion (the registry's, running the module's hook)
+	// removes files and slots.
 	e.skew.Store(0)
 	mine := upload(a, "mine.bin", 50)
 	e.slot(a, "slot.bin", 10, "")
 	theirs := upload(b, "theirs.bin", 60)
-	accs := e.mod.WrapAccounts(e.store)
-	if err := accs.DeleteAccount(ctx, "alice@example.org"); err != nil {
+	if err := e.reg.DeleteAccount(ctx, jid.MustParse("alice@example.org")); err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := e.store.OwnerUploads(ctx, "alice@example.org"); len(list) != 0 {

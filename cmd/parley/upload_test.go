@@ -77,4 +77,14 @@ func TestUploadStatsPrune(t *testing.T) {
 		t.Errorf("stats after prune:\n%s", r.out)
 	}
 	okHas(t, runCLI(t, "", "upload", "prune", "--older-than", "720h", "--config", cfg), "pruned 0 file(s)")
+
+	// Deleting the account deletes its files, as in-band removal does.
+	runCLI(t, "", "user", "add", "alice@example.org", "-p", "pw", "--config", cfg).ok(t, "user alice@example.org created\n")
+	runCLI(t, "", "user", "delete", "alice@example.org", "--config", cfg).ok(t, "user alice@example.org deleted\n")
+	if _, _, _, err := blobs.Open("newaaaaaaaaaaaaaaaaaaaaaaa"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the deleted account's file: open error %v, want it gone", err)
+	}
+	if r := runCLI(t, "", "upload", "stats", "--config", cfg); !regexpMatch(`total\s+0\s+0`, r.out) {
+		t.Errorf("stats after deleting the account:\n%s", r.out)
+	}
 }

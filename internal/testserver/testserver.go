@@ -38,13 +38,6 @@ type Option func(*server.Config)
 // its log.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	return StartWithLog(t, nil, opts...)
-}
-
-// StartWithLog is Start with the server's log (debug level) also written
-// to logw, e.g. to check that secrets never reach it.
-func StartWithLog(t testing.TB, logw io.Writer, opts ...Option) *Server {
-	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = server.ListenConfig{
@@ -56,11 +49,7 @@ func StartWithLog(t testing.TB, logw io.Writer, opts ...Option) *Server {
 	// (PARLEY_TEST_POSTGRES, default the local server), each server in a
 	// schema of its own that is dropped afterwards.
 	if os.Getenv("PARLEY_TEST_STORAGE") == "postgres" {
-		cfg.Storage.Backend = "postgres"
-		cfg.Storage.Postgres.DSN = PostgresDSN()
-		cfg.Storage.Postgres.Schema = "parley_test_" + strings.ToLower(rand.Text()[:12])
-		schema := cfg.Storage.Postgres.Schema
-		t.Cleanup(func() { dropSchema(cfg.Storage.Postgres.DSN, schema) })
+		opts = append([]Option{OnPostgres(t)}, opts...)
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -68,9 +57,6 @@ func StartWithLog(t testing.TB, logw io.Writer, opts ...Option) *Server {
 	var w io.Writer = io.Discard
 	if os.Getenv("PARLEY_TEST_LOG") != "" {
 		w = os.Stderr
-	}
-	if logw != nil {
-		w = io.MultiWriter(w, logw)
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.New(cfg, log)
@@ -100,6 +86,33 @@ func (s *Server) AddUser(user, password string) string {
 		s.t.Fatalf("create %s: %v", bare, err)
 	}
 	return bare
+}
+
+// SkipWithoutPostgres skips the test, saying so, when the PostgreSQL
+// server of PostgresDSN is not reachable.
+func SkipWithoutPostgres(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, PostgresDSN())
+	if err != nil {
+		t.Skipf("PostgreSQL not reachable: %v — test SKIPPED (set PARLEY_TEST_POSTGRES to a reachable server)", err)
+	}
+	conn.Close(ctx)
+}
+
+// OnPostgres runs the server on PostgreSQL (PARLEY_TEST_POSTGRES, default
+// the local server), in a schema of its own that is dropped when the test
+// ends.
+func OnPostgres(t testing.TB) Option {
+	dsn := PostgresDSN()
+	schema := "parley_test_" + strings.ToLower(rand.Text()[:12])
+	t.Cleanup(func() { dropSchema(dsn, schema) })
+	return func(c *server.Config) {
+		c.Storage.Backend = "postgres"
+		c.Storage.Postgres.DSN = dsn
+		c.Storage.Postgres.Schema = schema
+	}
 }
 
 // PostgresDSN is the PostgreSQL server tests use.

@@ -175,3 +175,21 @@ func (s *Store) ImportUpload(ctx context.Context, u storage.Upload) (bool, error
 		u.ID, u.Owner, u.Filename, u.Size, u.ContentType, int16(u.State), micros(u.Created), micros(u.Expires), completed)
 	return k == 1, err
 }
+
+// CountMentions counts the rows of one of Tables in which some column
+// holds needle, as text or in its bytes: tests use it to check that no
+// row of a deleted account is left, in whichever table a migration adds.
+func (s *Store) CountMentions(ctx context.Context, table, needle string) (int64, error) {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Contains(tables, table) {
+		return 0, fmt.Errorf("pg: unknown table %q", table)
+	}
+	// A row's text form shows bytea columns in hex.
+	var n int64
+	err = s.queryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(table)+` t
+		WHERE strpos(t::text, $1) > 0 OR strpos(t::text, encode(convert_to($1, 'UTF8'), 'hex')) > 0`, []any{needle}, &n)
+	return n, err
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/parley-xmpp/parley/storage"
 )
@@ -30,19 +31,18 @@ func (s *Store) SchemaVersion(ctx context.Context) (applied, known int, err erro
 
 // exportTables maps the owner-keyed kinds to their tables.
 var exportTables = map[string]string{
-	"roster":           `SELECT owner FROM roster_items UNION SELECT owner FROM roster_versions UNION SELECT owner FROM pending_in`,
-	"offline":          `SELECT DISTINCT owner FROM offline`,
-	"vcards":           `SELECT owner FROM vcards`,
-	"blocklist":        `SELECT DISTINCT owner FROM blocklist`,
-	"archive":          `SELECT DISTINCT owner FROM archive`,
-	"archive_prefs":    `SELECT owner FROM archive_prefs`,
-	"push":             `SELECT DISTINCT owner FROM push_registrations`,
-	"pep":              `SELECT DISTINCT owner FROM pep_nodes`,
-	"uploads":          `SELECT DISTINCT owner FROM uploads`,
-	"private":          `SELECT DISTINCT owner FROM private_xml`,
-	"muc_rooms":        `SELECT jid AS owner FROM muc_rooms`,
-	"fast_tokens":      `SELECT DISTINCT owner FROM fast_tokens`,
-	"account_settings": `SELECT DISTINCT owner FROM account_settings`,
+	"roster":        `SELECT owner FROM roster_items UNION SELECT owner FROM roster_versions UNION SELECT owner FROM pending_in`,
+	"offline":       `SELECT DISTINCT owner FROM offline`,
+	"vcards":        `SELECT owner FROM vcards`,
+	"blocklist":     `SELECT DISTINCT owner FROM blocklist`,
+	"archive":       `SELECT DISTINCT owner FROM archive`,
+	"archive_prefs": `SELECT owner FROM archive_prefs`,
+	"push":          `SELECT DISTINCT owner FROM push_registrations`,
+	"pep":           `SELECT DISTINCT owner FROM pep_nodes`,
+	"uploads":       `SELECT DISTINCT owner FROM uploads`,
+	"private":       `SELECT DISTINCT owner FROM private_xml`,
+	"muc_rooms":     `SELECT jid AS owner FROM muc_rooms`,
+	"fast_tokens":   `SELECT DISTINCT owner FROM fast_tokens`,
 }
 
 // ExportOwners lists, sorted, the owners that have records of kind:
@@ -141,4 +141,35 @@ func (s *Store) ExportArchive(ctx context.Context, owner, afterID string, limit 
 		return rows.Err()
 	})
 	return out, err
+}
+
+// CountMentions counts the rows of one of Tables in which some column
+// holds needle, as text or in its bytes: tests use it to check that no
+// row of a deleted account is left, in whichever table a migration adds.
+func (s *Store) CountMentions(ctx context.Context, table, needle string) (int64, error) {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Contains(tables, table) {
+		return 0, fmt.Errorf("sqlite: unknown table %q", table)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return 0, err
+	}
+	cols, err := scanStrings(rows)
+	if err != nil {
+		return 0, err
+	}
+	var where []string
+	for _, c := range cols {
+		where = append(where, `instr(CAST("`+c+`" AS BLOB), CAST(?1 AS BLOB)) > 0`)
+	}
+	if len(where) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err = s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM "`+table+`" WHERE `+strings.Join(where, " OR "), needle).Scan(&n)
+	return n, err
 }
