@@ -94,13 +94,10 @@ func cmdErr(err error) error {
 		return module.Errorf(wire.ErrNotAcceptable, "%v", err)
 	case errors.Is(err, ErrNotRunning):
 		return module.Errorf(wire.ErrServiceUnavailable, "%v", err)
+	case errors.Is(err, ErrInput):
+		return module.Errorf(wire.ErrBadRequest, "%v", err)
 	}
-	// Validation messages of the service are written for users; storage
-	// errors are not shown.
-	if strings.Contains(err.Error(), "storage") || strings.Contains(err.Error(), "sql") {
-		return err
-	}
-	return module.Errorf(wire.ErrBadRequest, "%v", err)
+	return err // internal: logged, not shown
 }
 
 func adminForm(title, instructions string, fields ...*wire.Element) *wire.Element {
@@ -139,7 +136,7 @@ func maxItems(v module.FormValues) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
-		return 0, fmt.Errorf("max_items: %q is not a positive number", s)
+		return 0, badInput("max_items: %q is not a positive number", s)
 	}
 	return n, nil
 }
@@ -378,13 +375,13 @@ func ParseTTL(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%q is not a validity such as 7d or 36h", s)
+			return 0, badInput("%q is not a validity such as 7d or 36h", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	t, err := time.ParseDuration(s)
 	if err != nil || t < 0 {
-		return 0, fmt.Errorf("%q is not a validity such as 7d or 36h", s)
+		return 0, badInput("%q is not a validity such as 7d or 36h", s)
 	}
 	return t, nil
 }
@@ -399,7 +396,7 @@ func (m *Module) createAccount(ctx context.Context, requester jid.JID, v module.
 	uses := 1
 	if u := strings.TrimSpace(v.Get("uses")); u != "" {
 		if uses, err = strconv.Atoi(u); err != nil {
-			return nil, cmdErr(fmt.Errorf("uses: %q is not a number", u))
+			return nil, cmdErr(badInput("uses: %q is not a number", u))
 		}
 	}
 	req := InviteRequest{Domain: requester.Domainpart(), Username: v.Get("username"), Admin: boolValue(v.Get("admin")),

@@ -71,19 +71,19 @@ type Invitation struct {
 // CreateInvite creates an invitation.
 func (s *Service) CreateInvite(ctx context.Context, r InviteRequest) (Invitation, error) {
 	if !slices.Contains(s.cfg.Hosts, r.Domain) {
-		return Invitation{}, fmt.Errorf("domain %q is not served here (hosts: %s)", r.Domain, strings.Join(s.cfg.Hosts, ", "))
+		return Invitation{}, badInput("domain %q is not served here (hosts: %s)", r.Domain, strings.Join(s.cfg.Hosts, ", "))
 	}
 	if r.TTL == 0 {
 		r.TTL = s.pol().InviteTTL
 	}
 	if r.TTL < time.Minute || r.TTL > MaxInviteTTL {
-		return Invitation{}, fmt.Errorf("the validity must be between 1m and %s", MaxInviteTTL)
+		return Invitation{}, badInput("the validity must be between 1m and %s", MaxInviteTTL)
 	}
 	if r.Uses == 0 {
 		r.Uses = 1
 	}
 	if r.Uses < 1 || r.Uses > MaxInviteUses {
-		return Invitation{}, fmt.Errorf("the number of uses must be between 1 and %d", MaxInviteUses)
+		return Invitation{}, badInput("the number of uses must be between 1 and %d", MaxInviteUses)
 	}
 	if r.Username != "" {
 		bare, err := s.inviteeJID(r.Domain, r.Username)
@@ -91,7 +91,7 @@ func (s *Service) CreateInvite(ctx context.Context, r InviteRequest) (Invitation
 			return Invitation{}, err
 		}
 		if r.Uses != 1 {
-			return Invitation{}, errors.New("an invitation for a given username can be used once")
+			return Invitation{}, badInput("an invitation for a given username can be used once")
 		}
 		if ok, err := s.store.AccountExists(ctx, bare); err != nil {
 			return Invitation{}, err
@@ -101,7 +101,7 @@ func (s *Service) CreateInvite(ctx context.Context, r InviteRequest) (Invitation
 		if reserved, err := s.reserved(ctx, r.Domain, jidLocal(bare)); err != nil {
 			return Invitation{}, err
 		} else if reserved {
-			return Invitation{}, fmt.Errorf("the username %s is already reserved by another invitation", jidLocal(bare))
+			return Invitation{}, badInput("the username %s is already reserved by another invitation", jidLocal(bare))
 		}
 		r.Username = jidLocal(bare)
 	}
@@ -218,7 +218,7 @@ func (s *Service) RevokeInvite(ctx context.Context, idOrToken string) error {
 		err = s.store.DeleteInvite(ctx, publicID(tokenHash(idOrToken)))
 	}
 	if errors.Is(err, storage.ErrNotFound) {
-		return errors.New("no such invitation")
+		return badInput("no such invitation")
 	}
 	if err == nil {
 		s.log.Info("invitation revoked", "id", idOrToken[:min(len(idOrToken), 16)])

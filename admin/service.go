@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sort"
@@ -150,7 +151,24 @@ var (
 	ErrInvalidInvite = errors.New("the invitation is invalid, used up or expired")
 	ErrWrongUsername = errors.New("the invitation is for another username")
 	ErrForbidden     = errors.New("not allowed")
+	// ErrInput is matched (errors.Is) by every error about bad input
+	// whose message is meant for the person who gave it.
+	ErrInput = errors.New("invalid input")
 )
+
+type inputError string
+
+func (e inputError) Error() string        { return string(e) }
+func (e inputError) Is(target error) bool { return target == ErrInput }
+
+// badInput is an error about the caller's input.
+func badInput(format string, args ...any) error { return inputError(fmt.Sprintf(format, args...)) }
+
+// Export writes a user's data as an XEP-0227 document.
+func (s *Service) Export(ctx context.Context, w io.Writer, bare string) error {
+	_, err := ExportXEP0227(ctx, w, s.store, bare)
+	return err
+}
 
 // UserJID normalizes s to a bare JID user@domain on one of the hosts.
 func (s *Service) UserJID(str string) (string, error) {
@@ -198,6 +216,11 @@ func (s *Service) derive(password string) ([]storage.SCRAMCredential, error) {
 		return nil, ErrBadPassword
 	}
 	return creds, nil
+}
+
+// UserExists reports whether the account exists.
+func (s *Service) UserExists(ctx context.Context, bare string) (bool, error) {
+	return s.store.AccountExists(ctx, bare)
 }
 
 // AddUser creates an account.
@@ -282,7 +305,7 @@ func (s *Service) deleteAccount(ctx context.Context, bare string) error {
 // ListUsers lists the accounts of a domain ("" all hosts), sorted.
 func (s *Service) ListUsers(ctx context.Context, domain string) ([]string, error) {
 	if domain != "" && !slices.Contains(s.cfg.Hosts, domain) {
-		return nil, fmt.Errorf("domain %s is not served here (hosts: %s)", domain, strings.Join(s.cfg.Hosts, ", "))
+		return nil, badInput("domain %s is not served here (hosts: %s)", domain, strings.Join(s.cfg.Hosts, ", "))
 	}
 	return s.store.ListAccounts(ctx, domain)
 }
@@ -438,13 +461,13 @@ const MaxAnnouncementBytes = 16 << 10
 // domain; it returns how many sessions it reached.
 func (s *Service) Announce(ctx context.Context, domain, subject, body string) (int, error) {
 	if !slices.Contains(s.cfg.Hosts, domain) {
-		return 0, fmt.Errorf("domain %s is not served here", domain)
+		return 0, badInput("domain %s is not served here", domain)
 	}
 	if strings.TrimSpace(body) == "" {
-		return 0, errors.New("the announcement is empty")
+		return 0, badInput("the announcement is empty")
 	}
 	if len(body)+len(subject) > MaxAnnouncementBytes {
-		return 0, fmt.Errorf("the announcement is longer than %d bytes", MaxAnnouncementBytes)
+		return 0, badInput("the announcement is longer than %d bytes", MaxAnnouncementBytes)
 	}
 	o, err := s.sessions()
 	if err != nil {
@@ -489,7 +512,7 @@ func (s *Service) WelcomeMessage(ctx context.Context) (string, error) {
 // SetWelcomeMessage changes it ("" disables it).
 func (s *Service) SetWelcomeMessage(ctx context.Context, text string) error {
 	if len(text) > MaxAnnouncementBytes {
-		return fmt.Errorf("the welcome message is longer than %d bytes", MaxAnnouncementBytes)
+		return badInput("the welcome message is longer than %d bytes", MaxAnnouncementBytes)
 	}
 	if err := s.store.SetSetting(ctx, settingWelcome, text); err != nil {
 		return err

@@ -351,6 +351,12 @@ func (c *conn) bind(st *wire.Stanza) error {
 	if errors.Is(err, router.ErrTooManySessions) {
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrResourceConstraint, "too many sessions for this account"))
 	}
+	if err != nil {
+		// The cluster's session registry is out of reach: no session can
+		// be bound safely; the client may try again.
+		c.log.Warn("cannot bind", "err", err)
+		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrInternalServerError, "sessions cannot be bound right now; try again later"))
+	}
 	if replaced != nil {
 		replaced.Close(&wire.StreamError{Condition: wire.CondConflict, Text: "replaced by a new session with the same resource"})
 	}

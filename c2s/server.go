@@ -71,6 +71,7 @@ type Server struct {
 
 	smDir *sm.Directory[*session]
 	tombs *tombstones
+	peers Peers // nil: a single node
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{}

@@ -59,6 +59,12 @@ type session struct {
 
 	flags     atomic.Uint32
 	closeOnce sync.Once
+
+	// moved forwards what is sent to the session after it was handed over
+	// to another node of a cluster (see cluster.go); sendMu orders that
+	// with Send.
+	sendMu sync.Mutex
+	moved  func(*wire.Stanza)
 }
 
 type outItem struct {
@@ -66,6 +72,9 @@ type outItem struct {
 	close bool
 	err   *wire.StreamError
 	flush bool // CSI <active/>: write what is held
+	// handover: the session moves to another node; the writer stops here
+	// (everything before is in the SM queue) and closes the channel.
+	handover chan struct{}
 }
 
 var _ module.Session = (*session)(nil)
@@ -76,16 +85,26 @@ func (s *session) JID() jid.JID   { return s.jid }
 func (s *session) ConnID() string { return s.id }
 
 func (s *session) Send(st *wire.Stanza) error {
+	s.sendMu.Lock()
+	if s.moved != nil {
+		fwd := s.moved
+		s.sendMu.Unlock()
+		fwd(st)
+		return nil
+	}
 	select {
 	case <-s.done:
+		s.sendMu.Unlock()
 		return module.ErrNoSession
 	default:
 	}
 	select {
 	case s.out <- outItem{st: st}:
+		s.sendMu.Unlock()
 		stanzasOut.WithLabelValues(kindLabel(st.Name)).Inc()
 		return nil
 	default:
+		s.sendMu.Unlock()
 		// A client that cannot keep up must not stall everyone who routes
 		// to it (ARCHITECTURE: never block the router).
 		s.Close(&wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many stanzas queued for this client"})
@@ -111,6 +130,7 @@ func (s *session) SetPresence(st *wire.Stanza) {
 	s.mu.Lock()
 	s.presence, s.priority = st, prio
 	s.mu.Unlock()
+	s.changed()
 }
 
 func (s *session) Priority() int {
@@ -126,6 +146,9 @@ func (s *session) SetFlags(set, clear module.Flags) {
 		old := s.flags.Load()
 		n := (old | uint32(set)) &^ uint32(clear)
 		if s.flags.CompareAndSwap(old, n) {
+			if old != n {
+				s.changed()
+			}
 			return
 		}
 	}
@@ -188,6 +211,10 @@ func (s *session) writeLoop() {
 	defer close(s.done)
 	broken := false
 	for item := range s.out {
+		if item.handover != nil {
+			close(item.handover)
+			return
+		}
 		if item.close {
 			s.wmu.Lock()
 			if t := s.transport(); t != nil && !broken {

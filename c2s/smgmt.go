@@ -90,6 +90,7 @@ func (c *conn) handleSMBound(st *wire.Stanza) error {
 		s.mu.Unlock()
 		if s.smID != "" {
 			c.srv.smDir.Add(s.smID, s.jid.Bare().String(), s)
+			s.changed() // the cluster registry learns where to resume it
 		}
 		return c.sessWrite(reply + "/>")
 	case st.NS == sm.NS && st.Name == "r":
@@ -156,6 +157,11 @@ func (c *conn) resume(st *wire.Stanza) error {
 		return c.writeNonza(smFailed("bad-request", nil))
 	}
 	s, ok := c.srv.smDir.Get(id, bare)
+	if !ok && c.srv.peers != nil {
+		if _, ok := c.srv.tombs.get(id, bare); !ok {
+			return c.resumeFromPeer(id, uint32(h64))
+		}
+	}
 	if !ok {
 		if h, ok := c.srv.tombs.get(id, bare); ok {
 			return c.writeNonza(smFailed("item-not-found", &h))
@@ -182,8 +188,13 @@ func (c *conn) resume(st *wire.Stanza) error {
 	if err := c.ackError(s.handleAck(uint32(h64))); err != nil {
 		return err
 	}
-	// Attach: replay what the client has not acknowledged, then let the
-	// writer continue on the new transport.
+	return c.attachResumed(s, id)
+}
+
+// attachResumed attaches the resumed session s to this connection: it
+// replays what the client has not acknowledged, then lets the writer
+// continue on the new transport.
+func (c *conn) attachResumed(s *session, id string) error {
 	s.wmu.Lock()
 	s.mu.Lock()
 	hIn := s.hIn

@@ -42,6 +42,7 @@ type Router struct {
 	reg     *module.Registry
 	hosts   map[string]module.Host
 	remote  Remote
+	cluster Cluster // nil: a single node
 
 	mu       sync.RWMutex
 	sessions map[string][]module.Session // bare JID -> sessions
@@ -90,32 +91,95 @@ func (r *Router) IsLocal(domain string) bool { return r.domains[domain] }
 
 // Bind registers a session. A session with the same full JID is replaced
 // and returned so the caller can close it with <conflict/> (RFC 6120
-// §7.7.2.2).
+// §7.7.2.2). In a cluster the session may be on another node, and
+// MaxSessions counts the account's sessions on every node.
 func (r *Router) Bind(s module.Session) (replaced module.Session, err error) {
 	j := s.JID()
 	bare := j.Bare().String()
+	remote := 0
+	if r.cluster != nil {
+		remote = r.cluster.RemoteCount(bare)
+	}
 	r.mu.Lock()
 	list := r.sessions[bare]
+	idx := -1
 	for i, o := range list {
 		if o.JID().Resourcepart() == j.Resourcepart() {
-			list[i] = s
-			r.mu.Unlock()
-			return o, nil
+			idx = i
+			break
 		}
 	}
-	if len(list) >= r.cfg.MaxSessions {
-		r.mu.Unlock()
-		return nil, ErrTooManySessions
+	if idx >= 0 {
+		replaced = list[idx]
+		list[idx] = s
+	} else {
+		if len(list)+remote >= r.cfg.MaxSessions {
+			r.mu.Unlock()
+			return nil, ErrTooManySessions
+		}
+		r.sessions[bare] = append(list, s)
 	}
-	r.sessions[bare] = append(list, s)
 	r.mu.Unlock()
-	sessionsBound.Inc()
-	return nil, nil
+	if r.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		rem, err := r.cluster.Claim(ctx, s)
+		cancel()
+		if err != nil {
+			r.unbindLocal(s, replaced)
+			return nil, err
+		}
+		if replaced == nil {
+			replaced = rem
+		}
+	}
+	if idx < 0 {
+		sessionsBound.Inc()
+	}
+	return replaced, nil
+}
+
+// unbindLocal takes s out of the local map again, putting back the
+// session it replaced (a failed cluster claim).
+func (r *Router) unbindLocal(s, replaced module.Session) {
+	bare := s.JID().Bare().String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.sessions[bare]
+	for i, o := range list {
+		if o != s {
+			continue
+		}
+		if replaced != nil {
+			list[i] = replaced
+			return
+		}
+		list = append(list[:i:i], list[i+1:]...)
+		if len(list) == 0 {
+			delete(r.sessions, bare)
+		} else {
+			r.sessions[bare] = list
+		}
+		return
+	}
 }
 
 // Unbind removes s if it is still the bound session for its JID, and
 // reports whether it was.
 func (r *Router) Unbind(s module.Session) bool {
+	if !r.unbind(s) {
+		return false
+	}
+	if r.cluster != nil {
+		r.cluster.Release(s)
+	}
+	return true
+}
+
+// Forget removes s from this node without telling the cluster: its
+// session moved to another node, which owns its registry entry now.
+func (r *Router) Forget(s module.Session) bool { return r.unbind(s) }
+
+func (r *Router) unbind(s module.Session) bool {
 	bare := s.JID().Bare().String()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -135,27 +199,45 @@ func (r *Router) Unbind(s module.Session) bool {
 	return false
 }
 
-// Resources returns the sessions of a bare JID.
+// Resources returns the sessions of a bare JID, on every node.
 func (r *Router) Resources(bare jid.JID) []module.Session {
+	b := bare.Bare().String()
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	list := r.sessions[bare.Bare().String()]
-	return append([]module.Session(nil), list...)
+	list := append([]module.Session(nil), r.sessions[b]...)
+	r.mu.RUnlock()
+	if r.cluster == nil {
+		return list
+	}
+	out := list[:0]
+	for _, s := range list {
+		if !r.cluster.Superseded(s) {
+			out = append(out, s)
+		}
+	}
+	return append(out, r.cluster.Remote(b)...)
 }
 
 // Session returns the session bound to full, or nil.
 func (r *Router) Session(full jid.JID) module.Session {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
+	var local module.Session
 	for _, s := range r.sessions[full.Bare().String()] {
 		if s.JID().Resourcepart() == full.Resourcepart() {
-			return s
+			local = s
+			break
 		}
 	}
-	return nil
+	r.mu.RUnlock()
+	if r.cluster == nil || (local != nil && !r.cluster.Superseded(local)) {
+		return local
+	}
+	if s := r.cluster.RemoteSession(full.String()); s != nil {
+		return s
+	}
+	return local
 }
 
-// AllSessions returns every bound session (for shutdown).
+// AllSessions returns every session bound on this node (for shutdown).
 func (r *Router) AllSessions() []module.Session {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -502,6 +584,8 @@ func (r *Router) Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, er
 	id := iq.ID
 	if id == "" {
 		id = NewID()
+	}
+	if id = r.requestID(id); id != iq.ID {
 		iq = iq.WithAttr("id", id)
 	}
 	key := id + "\x00" + iq.To
@@ -545,6 +629,13 @@ func (r *Router) resolvePending(st *wire.Stanza) bool {
 	r.pendMu.Unlock()
 	if ok {
 		p.ch <- st
+	}
+	if !ok {
+		if node := requestNode(st.ID); node != "" && r.cluster != nil && node != r.cluster.Node() {
+			// The request was sent by another node of the cluster.
+			r.cluster.ForwardResponse(node, st)
+			return true
+		}
 	}
 	return ok
 }

@@ -39,6 +39,7 @@ type Config struct {
 	// commands and create account invitations.
 	Admins  []string      `mapstructure:"admins"`
 	Invites InvitesConfig `mapstructure:"invites"`
+	Cluster ClusterConfig `mapstructure:"cluster"`
 }
 
 // InvitesConfig controls invitations (XEP-0401/0445/0379).
@@ -53,6 +54,38 @@ type InvitesConfig struct {
 	// https://example.org/invite behind a reverse proxy. Empty:
 	// https://<domain>:<https port>/invite.
 	BaseURL string `mapstructure:"base_url"`
+}
+
+// ClusterConfig runs several Parley nodes as one service: sessions are
+// known cluster-wide through NATS JetStream KV and stanzas travel between
+// nodes over NATS; PostgreSQL is the shared durable store.
+type ClusterConfig struct {
+	// Enabled turns clustering on (requires storage.backend: postgres).
+	Enabled bool `mapstructure:"enabled"`
+	// Node is this node's unique, stable name (letters, digits, '-', '_').
+	Node string            `mapstructure:"node"`
+	NATS ClusterNATSConfig `mapstructure:"nats"`
+	// Heartbeat is how often the node tells the others it is alive.
+	Heartbeat time.Duration `mapstructure:"heartbeat"`
+	// DeadAfter: a node silent this long is dead; the survivors remove its
+	// sessions and announce them unavailable.
+	DeadAfter time.Duration `mapstructure:"dead_after"`
+}
+
+// ClusterNATSConfig says how to reach NATS.
+type ClusterNATSConfig struct {
+	// URLs of the NATS servers (one cluster); credentials may be given in
+	// the URL (nats://user:password@host:4222).
+	URLs []string `mapstructure:"urls"`
+	// Prefix of the subjects and JetStream buckets this cluster uses, so
+	// that several Parley clusters can share one NATS.
+	Prefix string `mapstructure:"prefix"`
+	// Replicas of the session bucket (3 on a three-server NATS cluster).
+	Replicas int `mapstructure:"replicas"`
+	// CredsFile is a NATS credentials file (JWT and NKey), if NATS wants one.
+	CredsFile string `mapstructure:"creds_file"`
+	// CAFile is a PEM bundle to verify NATS servers' TLS certificates.
+	CAFile string `mapstructure:"ca_file"`
 }
 
 // S2SConfig controls federation with other XMPP servers.
@@ -297,6 +330,8 @@ func DefaultConfig() Config {
 		Upload:  UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
 		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
+		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
+			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
 	}
 }
 
@@ -477,6 +512,7 @@ func (c *Config) Validate() error {
 	if u := c.Invites.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		bad("invites.base_url", "%q is not an http(s) URL", u)
 	}
+	errs = append(errs, c.Cluster.problems(c.Storage.Backend)...)
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
@@ -500,4 +536,54 @@ func (c *Config) firstHost() string {
 		return c.Hosts[0]
 	}
 	return "example.org"
+}
+
+// nameOK reports whether s is usable in NATS subjects and bucket names.
+func nameOK(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c ClusterConfig) problems(backend string) []string {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
+	}
+	if !nameOK(c.NATS.Prefix) {
+		bad("cluster.nats.prefix", "%q is not a name of 1-64 letters, digits, '-' or '_'", c.NATS.Prefix)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("cluster.nats.replicas", "expected 1 to 5, got %d", c.NATS.Replicas)
+	}
+	if c.Heartbeat < 100*time.Millisecond || c.Heartbeat > time.Minute {
+		bad("cluster.heartbeat", "expected a duration from 100ms to 1m such as 1s")
+	}
+	if c.DeadAfter < 3*c.Heartbeat {
+		bad("cluster.dead_after", "expected at least three heartbeats (%s), such as 10s", 3*c.Heartbeat)
+	}
+	if !c.Enabled {
+		return errs
+	}
+	if !nameOK(c.Node) {
+		bad("cluster.node", "%q is not a node name: expected 1-64 letters, digits, '-' or '_' (unique in the cluster)", c.Node)
+	}
+	if backend != "postgres" {
+		bad("storage.backend", "%q cannot be shared by the nodes of a cluster: cluster.enabled needs storage.backend: postgres", backend)
+	}
+	if len(c.NATS.URLs) == 0 {
+		bad("cluster.nats.urls", "expected at least one NATS server URL such as nats://127.0.0.1:4222")
+	}
+	for i, u := range c.NATS.URLs {
+		if !strings.Contains(u, "://") && !strings.Contains(u, ":") {
+			bad(fmt.Sprintf("cluster.nats.urls[%d]", i), "%q is not a URL such as nats://host:4222", u)
+		}
+	}
+	return errs
 }

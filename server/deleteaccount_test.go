@@ -72,6 +72,10 @@ func fillAccount(t *testing.T, st storage.Store, blobs upload.Blobs, owner strin
 	must(st.GrantRole(ctx, owner, storage.RoleAdmin))
 	must(st.IssueFASTToken(ctx, owner, storage.FASTClient{ClientID: "client"},
 		storage.FASTToken{Digest: []byte(id), Mechanism: "HT-SHA-256-NONE", Issued: now, Expiry: now.Add(time.Hour)}))
+	must(st.SuspendAccount(ctx, storage.Suspension{Account: owner, Reason: "r", By: "cli", Since: now, Until: now.Add(time.Hour)}))
+	_, err = st.AddSpamReport(ctx, storage.SpamReport{Reporter: owner, Reported: "spam@remote.example", Reason: storage.ReportSpam, Created: now}, 0)
+	must(err)
+	must(st.SetAccountSetting(ctx, owner, "k", "v"))
 	room := "room" + id + "@conference." + testserver.Domain
 	must(st.CreateRoom(ctx, storage.MUCRoom{JID: room, Created: now}, nil))
 	must(st.SetRoomAffiliation(ctx, room, storage.MUCAffiliation{JID: owner, Affiliation: storage.AffMember}))

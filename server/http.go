@@ -4,7 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/parley-xmpp/parley/invitepage"
 )
+
+// webClientPath is where the web client is served, "" when it is off.
+func (s *Server) webClientPath() string { return "" }
 
 // clientHTTP serves what XMPP web clients need: RFC 7395 WebSocket and
 // XEP-0156 host-meta discovery, with CORS for browsers on other origins.
@@ -15,6 +20,8 @@ func (s *Server) clientHTTP(secure bool) http.Handler {
 		// XEP-0363: the handler sets its own CORS and security headers.
 		mux.Handle("/upload/", s.upload.Handler())
 	}
+	// XEP-0401 invitation pages (their own security headers).
+	mux.Handle("/invite/", invitepage.Handler(s.admin, invitepage.Config{WebClientPath: s.webClientPath(), Logger: s.log}))
 	mux.HandleFunc("/.well-known/host-meta", func(w http.ResponseWriter, r *http.Request) {
 		if cors(w, r) {
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -212,6 +213,18 @@ func NewAdmin(cfg Config, store storage.Store, accounts storage.Accounts, log *s
 		Policy: AdminPolicy(cfg),
 		Logger: log,
 	}, store)
+}
+
+// ConfiguredHTTPSBase is the public https base URL of a domain from the
+// configuration alone (the CLI, with no listener bound): the https
+// listener's port, or 443 when it is disabled (a reverse proxy).
+func ConfiguredHTTPSBase(cfg Config) func(string) string {
+	return func(domain string) string {
+		if _, port, err := net.SplitHostPort(cfg.Listen.HTTPS); err == nil && port != "" && port != "0" {
+			return "https://" + domain + ":" + port
+		}
+		return "https://" + domain
+	}
 }
 
 // AdminPolicy is the reloadable part of the admin configuration.

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/parley-xmpp/parley/admin"
+	"github.com/parley-xmpp/parley/adminapi"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/c2s"
+	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/s2s"
@@ -83,8 +86,9 @@ type Server struct {
 	ownStore bool
 	tls      *tls.Config
 	*core
-	c2s *c2s.Server
-	s2s *s2s.Service
+	c2s     *c2s.Server
+	s2s     *s2s.Service
+	cluster *cluster.Node // nil: a single node
 
 	mu           sync.Mutex
 	listeners    map[string]net.Listener
@@ -191,6 +195,11 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Cluster.Enabled {
+		if secret, err = sharedSecret(store, secret); err != nil {
+			return nil, err
+		}
+	}
 	if s.core, err = newCore(cfg, store, log, secret, s.httpsBaseURL); err != nil {
 		return nil, err
 	}
@@ -220,8 +229,33 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		WebSocketOrigins: cfg.WebSocket.Origins,
 		Logger:           log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
+	if cfg.Cluster.Enabled {
+		if err := s.joinCluster(cfg, log); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
+
+// joinCluster connects to NATS; the node joins the cluster in Start.
+func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
+	c := cfg.Cluster
+	s.cluster = cluster.New(cluster.Config{Node: c.Node, URLs: c.NATS.URLs, Prefix: c.NATS.Prefix,
+		Replicas: c.NATS.Replicas, CredsFile: c.NATS.CredsFile, CAFile: c.NATS.CAFile,
+		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Version: Version, Logger: log})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.cluster.Connect(ctx); err != nil {
+		return err
+	}
+	s.router.SetCluster(s.cluster)
+	s.c2s.SetPeers(s.cluster)
+	return nil
+}
+
+// Cluster is this server's cluster membership, nil for a single node.
+func (s *Server) Cluster() *cluster.Node { return s.cluster }
 
 // httpsBaseURL is the public URL of the https listener for a domain
 // (uploads and invitation pages when their base_url is not set).
@@ -266,6 +300,14 @@ func (s *Server) Start(ctx context.Context) error {
 			if err := st.Start(ctx); err != nil {
 				return fmt.Errorf("module %s: %w", m.Name(), err)
 			}
+		}
+	}
+	if s.cluster != nil {
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.cluster.Start(jctx, s.router, s.reg, s.c2s)
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 	type lspec struct{ name, addr string }
@@ -344,6 +386,8 @@ func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 func (s *Server) adminHTTP() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// The JSON admin API (bearer tokens); see docs/admin-api.md.
+	mux.Handle("/api/", adminapi.Handler(s.admin, s.log))
 	if s.cfg.Debug.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -364,6 +408,12 @@ func (s *Server) adminHTTP() http.Handler {
 		if err := s.store.Ping(ctx); err != nil {
 			http.Error(w, "storage unavailable: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if s.cluster != nil {
+			if err := s.cluster.Ready(); err != nil {
+				http.Error(w, "cluster unavailable: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
@@ -398,6 +448,10 @@ func (s *Server) shutdown(ctx context.Context) {
 	servers := s.https
 	s.mu.Unlock()
 	s.c2s.Shutdown(ctx)
+	if s.cluster != nil {
+		// Sessions are closed and released: leave the cluster.
+		s.cluster.Stop()
+	}
 	s.s2s.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)
@@ -448,9 +502,27 @@ func loadOrCreateSecret(dir string) ([]byte, error) {
 	return b, nil
 }
 
+// sharedSecret returns the server secret every node of a cluster uses
+// (upload URLs signed by one node verify on another; dialback keys and
+// fake SCRAM salts are the same everywhere). It lives in the shared
+// store; the first node to start contributes its own.
+func sharedSecret(store storage.Store, own []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := store.SettingOrSet(ctx, "cluster.server_secret", base64.StdEncoding.EncodeToString(own))
+	if err != nil {
+		return nil, fmt.Errorf("storage: cannot read the cluster's shared secret: %w", err)
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(b) < 32 {
+		return nil, errors.New("storage: the cluster's shared secret (setting cluster.server_secret) is damaged")
+	}
+	return b, nil
+}
+
 // setupS2S builds federation: trust roots, a dialback secret derived from
-// the server secret (stable across restarts and equal on every node that
-// shares data_dir's secret), and local domains including service hosts.
+// the server secret (stable across restarts and equal on every node of a
+// cluster: see sharedSecret), and local domains including service hosts.
 func (s *Server) setupS2S(cfg Config, secret []byte) error {
 	roots, err := x509.SystemCertPool()
 	if err != nil || roots == nil {

@@ -77,6 +77,10 @@ type Settings interface {
 	Setting(ctx context.Context, key string) (string, error)
 	// SetSetting stores value; "" deletes the key.
 	SetSetting(ctx context.Context, key, value string) error
+	// SettingOrSet returns the value of key, storing value first when the
+	// key is unset: of several callers racing, all get the first value
+	// stored (the nodes of a cluster agreeing on a shared secret).
+	SettingOrSet(ctx context.Context, key, value string) (string, error)
 	// AllSettings returns every key and value (for db copy).
 	AllSettings(ctx context.Context) (map[string]string, error)
 }

@@ -147,6 +147,10 @@ type Store interface {
 	MUCRooms
 	ArchiveEditor
 	FASTTokens
+	Suspensions
+	SpamReports
+	AccountSettings
+	UsageReader
 	// Ping checks that the store is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

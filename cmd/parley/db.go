@@ -197,6 +197,9 @@ var copySteps = []struct {
 	{"admin API tokens", []string{"api_tokens"}, (*copier).apiTokens},
 	{"rooms", []string{"muc_rooms", "muc_affiliations"}, (*copier).rooms},
 	{"FAST tokens", []string{"fast_tokens"}, (*copier).fastTokens},
+	{"suspensions", []string{"account_suspensions"}, (*copier).suspensions},
+	{"spam reports", []string{"spam_reports"}, (*copier).spamReports},
+	{"account settings", []string{"account_settings"}, (*copier).accountSettings},
 }
 
 // derivedTables are the tables of either backend that db copy does not
@@ -208,6 +211,7 @@ var derivedTables = map[string]string{
 	"archive_fts_docs":  "SQLite full-text index, built from the archive by triggers",
 	"archive_fts_state": "full-text index state of this database, set when the server opens it (mam.fulltext)",
 	"archive_counts":    "PostgreSQL per-conversation counters, kept by triggers on archive",
+	"account_usage":     "bytes stored per account (quotas), kept by triggers on offline, private_xml, pep_items and archive",
 }
 
 // copiedTables lists the tables of copySteps, in copy order.
@@ -729,6 +733,77 @@ func (c *copier) fastTokens() error {
 			if added {
 				c.copied["fast_tokens"]++
 			}
+		}
+		return nil
+	})
+}
+
+// suspensions copies account suspensions PostgreSQL does not have yet.
+func (c *copier) suspensions() error {
+	list, err := c.src.ListSuspensions(c.ctx)
+	if err != nil {
+		return err
+	}
+	for _, sp := range list {
+		if _, err := c.dst.AccountSuspension(c.ctx, sp.Account); err == nil {
+			continue
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		if err := c.dst.SuspendAccount(c.ctx, sp); err != nil {
+			return fmt.Errorf("%s: %w", sp.Account, err)
+		}
+		c.copied["account_suspensions"]++
+	}
+	return nil
+}
+
+// spamReports copies XEP-0377 reports; a report with the same reporter,
+// reported JID, time, reason and text is already there.
+func (c *copier) spamReports() error {
+	reports, err := c.src.SpamReports(c.ctx, "", 0)
+	if err != nil {
+		return err
+	}
+	have := map[string][]storage.SpamReport{}
+	for _, r := range reports {
+		if _, ok := have[r.Reported]; !ok {
+			if have[r.Reported], err = c.dst.SpamReports(c.ctx, r.Reported, 0); err != nil {
+				return err
+			}
+		}
+		if slices.ContainsFunc(have[r.Reported], func(h storage.SpamReport) bool {
+			return h.Reporter == r.Reporter && h.Created.Equal(r.Created) && h.Reason == r.Reason && h.Text == r.Text
+		}) {
+			continue
+		}
+		if _, err := c.dst.AddSpamReport(c.ctx, r, 0); err != nil {
+			return fmt.Errorf("report by %s: %w", r.Reporter, err)
+		}
+		c.copied["spam_reports"]++
+	}
+	return nil
+}
+
+// accountSettings copies per-account settings PostgreSQL does not have yet.
+func (c *copier) accountSettings() error {
+	return c.eachOwner("account_settings", func(o string) error {
+		src, err := c.src.AccountSettingsOf(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		dst, err := c.dst.AccountSettingsOf(c.ctx, o)
+		if err != nil {
+			return err
+		}
+		for k, v := range src {
+			if _, ok := dst[k]; ok {
+				continue
+			}
+			if err := c.dst.SetAccountSetting(c.ctx, o, k, v); err != nil {
+				return err
+			}
+			c.copied["account_settings"]++
 		}
 		return nil
 	})

@@ -162,6 +162,24 @@ func TestExportPartitionPostgres(t *testing.T) {
 	if count("juliet@example.org") != 2 {
 		t.Fatalf("juliet keeps %d messages, want 2", count("juliet@example.org"))
 	}
+	// The byte usage behind archive quotas follows the moves.
+	for _, owner := range []string{"nurse@example.org", "juliet@example.org"} {
+		u, err := st.AccountUsage(ctx, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := st.QueryArchive(ctx, owner, storage.ArchiveQuery{Max: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want int64
+		for _, m := range page.Messages {
+			want += int64(len(m.Raw))
+		}
+		if u.Archive != want {
+			t.Fatalf("%s: archive usage %d bytes after the moves, want %d", owner, u.Archive, want)
+		}
+	}
 	if err := st.DropArchivePartition(ctx, "archive_p"+time.Now().UTC().Format("200601")); err == nil {
 		t.Fatal("DropArchivePartition dropped an attached partition")
 	}

@@ -8,6 +8,8 @@
 //	parley db copy --from DIR --to DSN  copy a SQLite database to PostgreSQL
 //	parley upload stats|prune           show / prune HTTP upload files
 //	parley archive export --user JID    export a user's message archive
+//	parley invite create|list|revoke    invitation links (XEP-0401)
+//	parley admin token create|list|revoke  HTTP admin API tokens
 //	parley version                      print version information
 //
 // Configuration: --config FILE, else ./parley.yaml, else
@@ -91,6 +93,8 @@ See configs/parley.example.yaml for every key.`,
 		newDBCmd(opts),
 		newUploadCmd(opts),
 		newArchiveCmd(opts),
+		newInviteCmd(opts),
+		newAdminCmd(opts),
 		newVersionCmd(),
 	)
 	return root

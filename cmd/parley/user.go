@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"mellium.im/xmpp/jid"
 
-	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/server"
 	"github.com/parley-xmpp/parley/storage"
 )
@@ -34,11 +35,9 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 		Short: "Create an account, e.g. parley user add alice@example.org",
 		Args:  exactArgs(1, "one JID such as alice@example.org"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withNewPassword(cmd, opts, args[0], false, func(ctx context.Context, st storage.Store, bare string, creds []storage.SCRAMCredential) error {
-				if err := st.CreateAccount(ctx, bare, creds); errors.Is(err, storage.ErrExists) {
-					return fmt.Errorf("user %s already exists", bare)
-				} else if err != nil {
-					return fmt.Errorf("creating user %s: %w", bare, err)
+			return withNewPassword(cmd, opts, args[0], false, func(ctx context.Context, svc *admin.Service, bare, password string) error {
+				if _, err := svc.AddUser(ctx, bare, password); err != nil {
+					return userError(bare, "creating", err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "user %s created\n", bare)
 				return nil
@@ -52,11 +51,9 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 		Short: "Set the password of an account",
 		Args:  exactArgs(1, "one JID such as alice@example.org"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withNewPassword(cmd, opts, args[0], true, func(ctx context.Context, st storage.Store, bare string, creds []storage.SCRAMCredential) error {
-				if err := st.SetCredentials(ctx, bare, creds); errors.Is(err, storage.ErrNotFound) {
-					return fmt.Errorf("no such user %s", bare)
-				} else if err != nil {
-					return fmt.Errorf("setting password of %s: %w", bare, err)
+			return withNewPassword(cmd, opts, args[0], true, func(ctx context.Context, svc *admin.Service, bare, password string) error {
+				if _, err := svc.SetPassword(ctx, bare, password); err != nil {
+					return userError(bare, "setting the password of", err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed\n", bare)
 				return nil
@@ -70,21 +67,13 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 		Short: "Delete an account and everything stored for it (roster, archive, uploaded files, ...)",
 		Args:  exactArgs(1, "one JID such as alice@example.org"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+			return withAdmin(cmd, opts, func(ctx context.Context, cfg server.Config, svc *admin.Service) error {
 				bare, err := userJID(args[0], cfg.Hosts)
 				if err != nil {
 					return err
 				}
-				log, err := newLogger(server.LogConfig{Level: "warn", Format: cfg.Log.Format}, cmd.ErrOrStderr())
-				if err != nil {
-					return err
-				}
-				// As the server does: uploaded files too, and whatever
-				// else a module keeps for the account.
-				if err := server.DeleteAccount(ctx, cfg, st, log, bare); errors.Is(err, storage.ErrNotFound) {
-					return fmt.Errorf("no such user %s", bare)
-				} else if err != nil {
-					return fmt.Errorf("deleting user %s: %w", bare, err)
+				if _, err := svc.DeleteUser(ctx, bare); err != nil {
+					return userError(bare, "deleting", err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted\n", bare)
 				return nil
@@ -97,7 +86,7 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 		Short: "List accounts, one bare JID a line (all hosts, or one)",
 		Args:  maxArgs(1, "one domain"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+			return withAdmin(cmd, opts, func(ctx context.Context, cfg server.Config, svc *admin.Service) error {
 				domain := ""
 				if len(args) == 1 {
 					var err error
@@ -105,7 +94,7 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 						return err
 					}
 				}
-				users, err := st.ListAccounts(ctx, domain)
+				users, err := svc.ListUsers(ctx, domain)
 				if err != nil {
 					return fmt.Errorf("listing users: %w", err)
 				}
@@ -140,17 +129,52 @@ func withStore(cmd *cobra.Command, opts *globalOptions, fn func(context.Context,
 	return err
 }
 
-// withNewPassword opens the store like withStore, normalizes the JID arg,
-// checks that the account exists (mustExist) or does not, reads the new
-// password and runs fn with the derived SCRAM credentials.
-func withNewPassword(cmd *cobra.Command, opts *globalOptions, arg string, mustExist bool,
-	fn func(ctx context.Context, st storage.Store, bare string, creds []storage.SCRAMCredential) error) error {
+// withAdmin opens the store like withStore and runs fn with the admin
+// service on it (the functions the ad-hoc commands and the HTTP API call).
+func withAdmin(cmd *cobra.Command, opts *globalOptions, fn func(context.Context, server.Config, *admin.Service) error) error {
 	return withStore(cmd, opts, func(ctx context.Context, cfg server.Config, st storage.Store) error {
+		log := slog.New(slog.DiscardHandler)
+		return fn(ctx, cfg, server.NewAdmin(cfg, st, cliAccounts{st, cfg, log}, log, server.ConfiguredHTTPSBase(cfg)))
+	})
+}
+
+// cliAccounts deletes accounts as the server does (server.DeleteAccount:
+// every module's OnDeleteAccount hook, so uploaded files go too, then the
+// account's rows).
+type cliAccounts struct {
+	storage.Store
+	cfg server.Config
+	log *slog.Logger
+}
+
+func (a cliAccounts) DeleteAccount(ctx context.Context, bare string) error {
+	return server.DeleteAccount(ctx, a.cfg, a.Store, a.log, bare)
+}
+
+// userError words an admin service error about bare for the terminal.
+func userError(bare, doing string, err error) error {
+	switch {
+	case errors.Is(err, admin.ErrUserExists):
+		return fmt.Errorf("user %s already exists", bare)
+	case errors.Is(err, admin.ErrNoSuchUser):
+		return fmt.Errorf("no such user %s", bare)
+	case errors.Is(err, admin.ErrBadPassword):
+		return fmt.Errorf("%s user %s: %w", doing, bare, err)
+	}
+	return fmt.Errorf("%s user %s: %w", doing, bare, err)
+}
+
+// withNewPassword opens the store like withAdmin, normalizes the JID arg,
+// checks that the account exists (mustExist) or does not, reads the new
+// password and runs fn with it.
+func withNewPassword(cmd *cobra.Command, opts *globalOptions, arg string, mustExist bool,
+	fn func(ctx context.Context, svc *admin.Service, bare, password string) error) error {
+	return withAdmin(cmd, opts, func(ctx context.Context, cfg server.Config, svc *admin.Service) error {
 		bare, err := userJID(arg, cfg.Hosts)
 		if err != nil {
 			return err
 		}
-		exists, err := st.AccountExists(ctx, bare)
+		exists, err := svc.UserExists(ctx, bare)
 		if err != nil {
 			return err
 		}
@@ -160,21 +184,12 @@ func withNewPassword(cmd *cobra.Command, opts *globalOptions, arg string, mustEx
 		if !exists && mustExist {
 			return fmt.Errorf("no such user %s", bare)
 		}
-		creds, err := credentialsFor(cmd, cfg, bare)
+		password, err := readPassword(cmd, bare)
 		if err != nil {
 			return err
 		}
-		return fn(ctx, st, bare, creds)
+		return fn(ctx, svc, bare, password)
 	})
-}
-
-// credentialsFor reads the password and derives SCRAM credentials.
-func credentialsFor(cmd *cobra.Command, cfg server.Config, bare string) ([]storage.SCRAMCredential, error) {
-	password, err := readPassword(cmd, bare)
-	if err != nil {
-		return nil, err
-	}
-	return auth.DeriveCredentials(password, cfg.Auth.Iterations)
 }
 
 // userJID normalizes s to a bare JID user@domain on one of hosts.

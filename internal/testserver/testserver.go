@@ -38,6 +38,13 @@ type Option func(*server.Config)
 // its log.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	return StartWithLog(t, nil, opts...)
+}
+
+// StartWithLog is Start with the server's log (debug level) also written
+// to logw, e.g. to check that secrets never reach it.
+func StartWithLog(t testing.TB, logw io.Writer, opts ...Option) *Server {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = server.ListenConfig{
@@ -57,6 +64,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	var w io.Writer = io.Discard
 	if os.Getenv("PARLEY_TEST_LOG") != "" {
 		w = os.Stderr
+	}
+	if logw != nil {
+		w = io.MultiWriter(w, logw)
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.New(cfg, log)

@@ -129,7 +129,7 @@ func (s *Store) AccountExists(ctx context.Context, bare string) (bool, error) {
 var ownedTables = []string{
 	"roster_items", "roster_versions", "pending_in", "offline", "vcards", "blocklist",
 	"archive", "archive_prefs", "push_registrations", "pep_items", "pep_nodes", "private_xml", "push_jobs",
-	"invites", "account_roles",
+	"invites", "account_roles", "account_suspensions", "spam_reports", "account_settings", "account_usage",
 }
 
 // DeleteAccount removes the account and everything it owns in one

@@ -174,7 +174,18 @@ func (s *Store) DetachArchivePartition(ctx context.Context, name string) error {
 			WHERE c.owner = d.owner AND c.with_bare = d.with_bare`); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM archive_counts WHERE n <= 0`)
+		if _, err = tx.Exec(ctx, `DELETE FROM archive_counts WHERE n <= 0`); err != nil {
+			return err
+		}
+		// The per-account byte usage (quotas) likewise.
+		if _, err = tx.Exec(ctx, `SELECT 1 FROM account_usage u
+			WHERE u.kind = 'archive' AND u.owner IN (SELECT owner FROM `+q+`)
+			ORDER BY u.owner FOR UPDATE`); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE account_usage u SET bytes = u.bytes - d.n
+			FROM (SELECT owner, SUM(octet_length(raw)) AS n FROM `+q+` GROUP BY owner) d
+			WHERE u.owner = d.owner AND u.kind = 'archive'`)
 		return err
 	})
 }

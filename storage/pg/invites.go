@@ -171,16 +171,17 @@ func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 	return err
 }
 
+// SettingOrSet implements storage.Settings.
+func (s *Store) SettingOrSet(ctx context.Context, key, value string) (string, error) {
+	if _, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, value); err != nil {
+		return "", err
+	}
+	return s.Setting(ctx, key)
+}
+
 // AllSettings implements storage.Settings.
 func (s *Store) AllSettings(ctx context.Context) (map[string]string, error) {
-	out := map[string]string{}
-	err := s.query(ctx, `SELECT key, value FROM settings`, nil, func(rows pgx.Rows) error {
-		var k, v string
-		err := rows.Scan(&k, &v)
-		out[k] = v
-		return err
-	})
-	return out, err
+	return s.stringMap(ctx, `SELECT key, value FROM settings`)
 }
 
 // CreateAPIToken implements storage.APITokens.

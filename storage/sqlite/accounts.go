@@ -108,7 +108,7 @@ func (s *Store) AccountExists(ctx context.Context, bare string) (bool, error) {
 
 // ownedTables hold per-user rows keyed by owner; credentials go with the
 // accounts row through ON DELETE CASCADE.
-var ownedTables = []string{"roster_items", "roster_versions", "pending_in", "offline", "vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_items", "pep_nodes", "private_xml", "push_jobs", "invites", "account_roles"}
+var ownedTables = []string{"roster_items", "roster_versions", "pending_in", "offline", "vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_items", "pep_nodes", "private_xml", "push_jobs", "invites", "account_roles", "account_suspensions", "spam_reports", "account_settings", "account_usage"}
 
 func (s *Store) DeleteAccount(ctx context.Context, bare string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {

@@ -187,22 +187,17 @@ func (s *Store) SetSetting(ctx context.Context, key, value string) error {
 	return err
 }
 
+// SettingOrSet implements storage.Settings.
+func (s *Store) SettingOrSet(ctx context.Context, key, value string) (string, error) {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, value); err != nil {
+		return "", err
+	}
+	return s.Setting(ctx, key)
+}
+
 // AllSettings implements storage.Settings.
 func (s *Store) AllSettings(ctx context.Context) (map[string]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM settings`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
-		}
-		out[k] = v
-	}
-	return out, rows.Err()
+	return s.stringMap(ctx, `SELECT key, value FROM settings`)
 }
 
 // CreateAPIToken implements storage.APITokens.

@@ -31,18 +31,19 @@ func (s *Store) SchemaVersion(ctx context.Context) (applied, known int, err erro
 
 // exportTables maps the owner-keyed kinds to their tables.
 var exportTables = map[string]string{
-	"roster":        `SELECT owner FROM roster_items UNION SELECT owner FROM roster_versions UNION SELECT owner FROM pending_in`,
-	"offline":       `SELECT DISTINCT owner FROM offline`,
-	"vcards":        `SELECT owner FROM vcards`,
-	"blocklist":     `SELECT DISTINCT owner FROM blocklist`,
-	"archive":       `SELECT DISTINCT owner FROM archive`,
-	"archive_prefs": `SELECT owner FROM archive_prefs`,
-	"push":          `SELECT DISTINCT owner FROM push_registrations`,
-	"pep":           `SELECT DISTINCT owner FROM pep_nodes`,
-	"uploads":       `SELECT DISTINCT owner FROM uploads`,
-	"private":       `SELECT DISTINCT owner FROM private_xml`,
-	"muc_rooms":     `SELECT jid AS owner FROM muc_rooms`,
-	"fast_tokens":   `SELECT DISTINCT owner FROM fast_tokens`,
+	"roster":           `SELECT owner FROM roster_items UNION SELECT owner FROM roster_versions UNION SELECT owner FROM pending_in`,
+	"offline":          `SELECT DISTINCT owner FROM offline`,
+	"vcards":           `SELECT owner FROM vcards`,
+	"blocklist":        `SELECT DISTINCT owner FROM blocklist`,
+	"archive":          `SELECT DISTINCT owner FROM archive`,
+	"archive_prefs":    `SELECT owner FROM archive_prefs`,
+	"push":             `SELECT DISTINCT owner FROM push_registrations`,
+	"pep":              `SELECT DISTINCT owner FROM pep_nodes`,
+	"uploads":          `SELECT DISTINCT owner FROM uploads`,
+	"private":          `SELECT DISTINCT owner FROM private_xml`,
+	"muc_rooms":        `SELECT jid AS owner FROM muc_rooms`,
+	"fast_tokens":      `SELECT DISTINCT owner FROM fast_tokens`,
+	"account_settings": `SELECT DISTINCT owner FROM account_settings`,
 }
 
 // ExportOwners lists, sorted, the owners that have records of kind:

@@ -115,7 +115,7 @@ func TestFulltextOffCostsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var triggers, docs int
-	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive'`).Scan(&triggers); err != nil {
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive' AND name LIKE 'archive_fts%'`).Scan(&triggers); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.r.QueryRow(`SELECT count(*) FROM archive_fts_docs`).Scan(&docs); err != nil {
@@ -127,7 +127,7 @@ func TestFulltextOffCostsNothing(t *testing.T) {
 	st.Close()
 	// On again: the triggers are back, the message is indexed.
 	st = open(storage.FulltextOn).(*Store)
-	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive'`).Scan(&triggers); err != nil {
+	if err := st.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'archive' AND name LIKE 'archive_fts%'`).Scan(&triggers); err != nil {
 		t.Fatal(err)
 	}
 	if triggers != 3 {

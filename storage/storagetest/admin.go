@@ -171,6 +171,17 @@ func testAdmin(t *testing.T, open opener) {
 		if len(all) != 2 || all["welcome"] != "Bye" || all["other"] != "x" {
 			t.Fatalf("AllSettings = %v", all)
 		}
+		v, err = st.SettingOrSet(ctx, "other", "y")
+		must(t, "SettingOrSet existing", err)
+		if v != "x" {
+			t.Fatalf("SettingOrSet on a set key = %q, want the stored x", v)
+		}
+		v, err = st.SettingOrSet(ctx, "fresh", "z")
+		must(t, "SettingOrSet new", err)
+		if v2, _ := st.Setting(ctx, "fresh"); v != "z" || v2 != "z" {
+			t.Fatalf("SettingOrSet on an unset key = %q, stored %q, want z", v, v2)
+		}
+		must(t, "SetSetting empty", st.SetSetting(ctx, "fresh", ""))
 		must(t, "SetSetting empty", st.SetSetting(ctx, "welcome", ""))
 		_, err = st.Setting(ctx, "welcome")
 		wantErr(t, "Setting deleted", err, storage.ErrNotFound)

@@ -100,6 +100,8 @@ var suites = []suite{
 		runUploads(t, func(t *testing.T) storage.Uploads { return b.open(t) })
 	}},
 	{"MUC", []string{"MUCRooms", "ArchiveEditor"}, func(t *testing.T, b Backend) { runMUC(t, b.open) }},
+	{"Abuse", []string{"Suspensions", "SpamReports", "AccountSettings", "UsageReader"},
+		func(t *testing.T, b Backend) { testAbuse(t, b.open) }},
 }
 
 // RunAll runs the contract of every repository as subtests of t. The

@@ -1,0 +1,197 @@
+package c2s
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/sm"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// Peers reaches the other nodes of a cluster for stream resumption: a
+// client may resume (XEP-0198) on another node than the one holding its
+// session (package cluster implements it).
+type Peers interface {
+	// TakeOver asks the node holding the resumable session previd of bare
+	// to hand it over to this node's connection conn; sm.ErrUnknownID
+	// when no live node holds it. Stanzas for conn are held until
+	// Attached(conn).
+	TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Handover, error)
+	// Attached releases what arrived for conn while it was taken over.
+	Attached(conn string)
+}
+
+// SetPeers makes the server one node of a cluster.
+func (srv *Server) SetPeers(p Peers) { srv.peers = p }
+
+// ResumeID implements router.Resumable.
+func (s *session) ResumeID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.smID
+}
+
+// changed tells the router (and so the cluster registry) that presence,
+// flags or resumability changed.
+func (s *session) changed() {
+	if s.srv != nil && s.srv.router != nil {
+		s.srv.router.Changed(s)
+	}
+}
+
+// handoverTimeout bounds a hand-over between nodes.
+const handoverTimeout = 10 * time.Second
+
+// resumeFromPeer resumes a session held by another node of the cluster:
+// it takes it over, binds it here and attaches it to this connection.
+func (c *conn) resumeFromPeer(id string, h uint32) error {
+	bare := c.username + "@" + c.domain
+	ctx, cancel := context.WithTimeout(c.ctx, handoverTimeout)
+	ho, err := c.srv.peers.TakeOver(ctx, id, bare, c.id)
+	cancel()
+	if err != nil {
+		if !errors.Is(err, sm.ErrUnknownID) {
+			c.log.Warn("resumption on another node failed", "err", err)
+		}
+		return c.writeNonza(smFailed("item-not-found", nil))
+	}
+	s, err := c.srv.adopt(ho, c)
+	if err == nil {
+		_, err = c.srv.router.Bind(s)
+	}
+	if err != nil {
+		// The session was handed over but cannot live here: what it held
+		// is stored like the unacknowledged stanzas of an ended session.
+		c.log.Warn("cannot bind a session handed over by another node", "err", err)
+		c.srv.rescue(context.Background(), s, s.smq.Unacked())
+		c.srv.peers.Attached(c.id)
+		return c.writeNonza(smFailed("item-not-found", nil))
+	}
+	c.srv.smDir.Add(id, bare, s)
+	if err := c.ackError(s.handleAck(h)); err != nil {
+		go s.writeLoop()
+		c.srv.peers.Attached(c.id)
+		c.srv.terminate(s, nil)
+		return err
+	}
+	err = c.attachResumed(s, id)
+	go s.writeLoop()
+	c.srv.peers.Attached(c.id)
+	return err
+}
+
+// adopt builds a session from the state another node handed over.
+func (srv *Server) adopt(ho *sm.Handover, c *conn) (*session, error) {
+	full, err := jid.Parse(ho.JID)
+	if err != nil || full.Resourcepart() == "" {
+		return nil, errors.New("c2s: handed-over session has no full JID")
+	}
+	s := &session{id: c.id, jid: full, srv: srv, domain: c.domain,
+		out: make(chan outItem, srv.cfg.SendQueue), done: make(chan struct{}),
+		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive}
+	s.flags.Store(ho.Flags)
+	if len(ho.Presence) > 0 {
+		if p, err := wire.Parse(ho.Presence, srv.cfg.Limits); err == nil {
+			s.SetPresence(p)
+		}
+	}
+	for _, raw := range ho.Held {
+		if st, err := wire.Parse(raw, srv.cfg.Limits); err == nil {
+			s.held = append(s.held, st)
+		}
+	}
+	q := sm.NewQueueAt(srv.cfg.MaxUnacked+len(ho.Unacked), ho.Acked)
+	for _, it := range ho.Unacked {
+		st, err := wire.Parse(it.Raw, wire.Limits{MaxStanzaBytes: 16 << 20, MaxDepth: 64, MaxAttrs: 256})
+		if err != nil {
+			continue
+		}
+		_ = q.Push(st, it.Stamp)
+	}
+	s.smq = q
+	return s, nil
+}
+
+// HandOver detaches the resumable session previd of bare so that another
+// node can continue it (cluster.Handoff). claim moves its registry entry;
+// from then on what is sent to the session goes to forward.
+func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func(module.Session) error,
+	forward func(*wire.Stanza)) (*sm.Handover, error) {
+	s, ok := srv.smDir.Get(previd, bare)
+	if !ok {
+		return nil, sm.ErrUnknownID
+	}
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		return nil, sm.ErrUnknownID
+	}
+	if err := claim(s); err != nil {
+		return nil, err
+	}
+	// The session belongs to the other node now: it is neither hibernated
+	// nor ended here, and nothing of it is announced.
+	s.mu.Lock()
+	s.ended = true
+	old := s.owner
+	s.owner, s.t = nil, nil
+	if s.hibernate != nil {
+		s.hibernate.Stop()
+		s.hibernate = nil
+	}
+	if s.ackTimer != nil {
+		s.ackTimer.Stop()
+	}
+	s.clearAckWaitLocked()
+	s.mu.Unlock()
+	s.sendMu.Lock()
+	s.moved = forward
+	s.sendMu.Unlock()
+	srv.router.Forget(s)
+	srv.smDir.Remove(previd)
+	if old != nil {
+		old.t.close()
+	}
+	// Everything queued before the move reaches the SM queue (or the CSI
+	// hold) before the state is read.
+	marker := make(chan struct{})
+	select {
+	case s.out <- outItem{handover: marker}:
+		select {
+		case <-marker:
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	case <-s.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.wmu.Lock()
+	s.mu.Lock()
+	ho := &sm.Handover{JID: s.jid.String(), ID: previd, Max: s.smMax, HIn: s.hIn, Inactive: s.inactive,
+		Flags: uint32(s.Flags())}
+	if s.presence != nil {
+		ho.Presence = s.presence.Raw
+	}
+	for _, st := range s.held {
+		ho.Held = append(ho.Held, st.Raw)
+	}
+	s.held = nil
+	q := s.smq
+	s.mu.Unlock()
+	s.wmu.Unlock()
+	if q != nil {
+		ho.Acked = q.Acked()
+		for _, it := range q.Unacked() {
+			ho.Unacked = append(ho.Unacked, sm.HandoverItem{Raw: it.St.Raw, Stamp: it.Stamp})
+		}
+	}
+	srv.log.Info("session handed over to another node", "jid", ho.JID, "unacked", len(ho.Unacked))
+	return ho, nil
+}

@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// remote is a session bound on another node as the router and modules see
+// it: presence, priority and flags come from the replicated entry, Send
+// carries the stanza to the owning node. One value per (full JID,
+// connection), updated in place, so modules may compare sessions.
+type remote struct {
+	n    *Node
+	full jid.JID
+	key  string
+	st   atomic.Pointer[rstate]
+}
+
+type rstate struct {
+	e    entry
+	rev  uint64
+	pres *wire.Stanza
+}
+
+var _ module.Session = (*remote)(nil)
+
+func (r *remote) state() *rstate { return r.st.Load() }
+
+func (r *remote) JID() jid.JID   { return r.full }
+func (r *remote) ConnID() string { return r.state().e.Conn }
+
+// Node is the node the session is bound on.
+func (r *remote) Node() string { return r.state().e.Node }
+
+func (r *remote) Presence() *wire.Stanza { return r.state().pres }
+
+func (r *remote) Priority() int {
+	st := r.state()
+	if st.pres == nil {
+		return 0
+	}
+	return st.e.Prio
+}
+
+func (r *remote) Flags() module.Flags { return module.Flags(r.state().e.Flags) }
+
+// Send carries st to the owning node, which hands it to the session.
+func (r *remote) Send(st *wire.Stanza) error {
+	e := r.state().e
+	if !r.n.alive(&e) {
+		return module.ErrNoSession
+	}
+	return r.n.publish(e.Node, kindDeliver, r.full.String(), e.Conn, st.Raw, nil)
+}
+
+// SetPresence asks the owning node to set the session's presence (the
+// registry entry follows from there).
+func (r *remote) SetPresence(st *wire.Stanza) {
+	e := r.state().e
+	if !r.n.alive(&e) {
+		return
+	}
+	var raw []byte
+	if st != nil {
+		raw = st.Raw
+	}
+	_ = r.n.publish(e.Node, kindPresence, r.full.String(), e.Conn, raw, nil)
+}
+
+// SetFlags asks the owning node to change the session's flags.
+func (r *remote) SetFlags(set, clear module.Flags) {
+	e := r.state().e
+	if !r.n.alive(&e) {
+		return
+	}
+	_ = r.n.publish(e.Node, kindFlags, r.full.String(), e.Conn, nil, map[string]string{
+		hdrSet: strconv.FormatUint(uint64(set), 10), hdrClear: strconv.FormatUint(uint64(clear), 10)})
+}
+
+// Close asks the owning node to close the session and waits until it has
+// (so that, for a conflict, the old session's end is announced before the
+// new one's presence, as on one node).
+func (r *remote) Close(se *wire.StreamError) {
+	e := r.state().e
+	if !r.n.alive(&e) {
+		return
+	}
+	req := rpcRequest{Op: opClose, Full: r.full.String(), Conn: e.Conn, Rev: r.n.horizon()}
+	if se != nil {
+		req.Cond, req.Text = se.Condition, se.Text
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := r.n.call(ctx, e.Node, req); err != nil {
+		r.n.log.Warn("cluster: closing a session on another node failed", "jid", r.full.String(), "peer", e.Node, "err", err)
+	}
+}
