@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"fmt"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parley-xmpp/parley/server"
+	"github.com/parley-xmpp/parley/wire"
 )
 
 // NATSURL is the NATS server (with JetStream) cluster tests use.
@@ -97,4 +100,26 @@ func StartCluster(t testing.TB, n int, opts ...Option) []*Server {
 		nodes[i] = Start(t, o...)
 	}
 	return nodes
+}
+
+// Restart opens a new stream after authentication and reads its
+// features (for tests that bind or resume by hand).
+func (c *Client) Restart() {
+	c.t.Helper()
+	c.startStream()
+	c.Features()
+}
+
+// Wait is Expect without failing the test: it reports whether a matching
+// stanza arrived within d (safe on other goroutines than the test's).
+func (c *Client) Wait(d time.Duration, match func(*wire.Stanza) bool) (*wire.Stanza, bool) {
+	return c.wait(d, match)
+}
+
+// TrySend is Send that returns the write error instead of failing the test
+// (for clients whose server may die, on any goroutine).
+func (c *Client) TrySend(format string, args ...any) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(Timeout))
+	_, err := fmt.Fprintf(c.conn, format, args...)
+	return err
 }
