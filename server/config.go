@@ -37,9 +37,17 @@ type Config struct {
 	S2S          S2SConfig          `mapstructure:"s2s"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
 	// commands and create account invitations.
-	Admins  []string      `mapstructure:"admins"`
-	Invites InvitesConfig `mapstructure:"invites"`
-	Cluster ClusterConfig `mapstructure:"cluster"`
+	Admins    []string        `mapstructure:"admins"`
+	Invites   InvitesConfig   `mapstructure:"invites"`
+	Cluster   ClusterConfig   `mapstructure:"cluster"`
+	WebClient WebClientConfig `mapstructure:"web_client"`
+}
+
+// WebClientConfig controls the embedded web client (Converse.js).
+type WebClientConfig struct {
+	// Enabled serves it at /chat/ (and redirects / there) on the http and
+	// https listeners.
+	Enabled bool `mapstructure:"enabled"`
 }
 
 // InvitesConfig controls invitations (XEP-0401/0445/0379).
@@ -332,6 +340,7 @@ func DefaultConfig() Config {
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
+		WebClient: WebClientConfig{Enabled: true},
 	}
 }
 

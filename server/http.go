@@ -6,10 +6,16 @@ import (
 	"strings"
 
 	"github.com/parley-xmpp/parley/invitepage"
+	"github.com/parley-xmpp/parley/webclient"
 )
 
 // webClientPath is where the web client is served, "" when it is off.
-func (s *Server) webClientPath() string { return "" }
+func (s *Server) webClientPath() string {
+	if s.cfg.WebClient.Enabled {
+		return webclient.Path
+	}
+	return ""
+}
 
 // clientHTTP serves what XMPP web clients need: RFC 7395 WebSocket and
 // XEP-0156 host-meta discovery, with CORS for browsers on other origins.
@@ -19,6 +25,10 @@ func (s *Server) clientHTTP(secure bool) http.Handler {
 	if s.upload != nil {
 		// XEP-0363: the handler sets its own CORS and security headers.
 		mux.Handle("/upload/", s.upload.Handler())
+	}
+	if s.cfg.WebClient.Enabled {
+		mux.Handle(webclient.Path, webclient.Handler(s.cfg.Hosts))
+		mux.Handle("GET /{$}", http.RedirectHandler(webclient.Path, http.StatusFound))
 	}
 	// XEP-0401 invitation pages (their own security headers).
 	mux.Handle("/invite/", invitepage.Handler(s.admin, invitepage.Config{WebClientPath: s.webClientPath(), Logger: s.log}))

@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"adminapi":              {"admin", "storage"},
 	"invitepage":            {"admin"},
 	"cluster":               {"wire", "xep", "router", "module", "sm"},
+	"webclient":             {},
 	"server":                {"*"},
 	"cmd/parley":            {"*"},
 	"cmd/parley-storebench": {"*"},
