@@ -240,10 +240,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 
 // joinCluster connects to NATS; the node joins the cluster in Start.
 func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
-	c := cfg.Cluster
-	s.cluster = cluster.New(cluster.Config{Node: c.Node, URLs: c.NATS.URLs, Prefix: c.NATS.Prefix,
-		Replicas: c.NATS.Replicas, CredsFile: c.NATS.CredsFile, CAFile: c.NATS.CAFile,
-		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Version: Version, Logger: log})
+	s.cluster = cluster.New(ClusterNodeConfig(cfg, log))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.cluster.Connect(ctx); err != nil {
@@ -252,6 +249,15 @@ func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
 	s.router.SetCluster(s.cluster)
 	s.c2s.SetPeers(s.cluster)
 	return nil
+}
+
+// ClusterNodeConfig is the cluster package's view of cfg (the server and
+// `parley cluster status` / `parley check` share it).
+func ClusterNodeConfig(cfg Config, log *slog.Logger) cluster.Config {
+	c := cfg.Cluster
+	return cluster.Config{Node: c.Node, URLs: c.NATS.URLs, Prefix: c.NATS.Prefix,
+		Replicas: c.NATS.Replicas, CredsFile: c.NATS.CredsFile, CAFile: c.NATS.CAFile,
+		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Version: Version, Logger: log}
 }
 
 // Cluster is this server's cluster membership, nil for a single node.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/server"
 )
 
@@ -96,6 +97,30 @@ func runChecks(ctx context.Context, r *checkReport, configFile string, now time.
 	checkCert(r, cfg, now)
 	checkListeners(r, cfg)
 	checkDNS(ctx, r, cfg)
+	checkCluster(ctx, r, cfg)
+}
+
+// checkCluster reports whether NATS is reachable and offers JetStream.
+func checkCluster(ctx context.Context, r *checkReport, cfg server.Config) {
+	if !cfg.Cluster.Enabled {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := cluster.Check(ctx, server.ClusterNodeConfig(cfg, nil))
+	if err != nil {
+		r.line(statusFail, "cluster.nats.urls", "%v", err)
+		return
+	}
+	r.line(statusOK, "cluster.nats.urls", "NATS %s reachable at %s", res.Version, res.Server)
+	switch {
+	case res.JetStream != nil:
+		r.line(statusFail, "cluster.nats", "JetStream is not available (start nats-server with -js, or enable it for this account): %v", res.JetStream)
+	case res.Bucket == "":
+		r.line(statusOK, "cluster.nats", "JetStream available; the session bucket %s_sessions will be created at start", cfg.Cluster.NATS.Prefix)
+	default:
+		r.line(statusOK, "cluster.nats", "JetStream available; session bucket %s exists", res.Bucket)
+	}
 }
 
 // allLocal reports whether every host is a local name, for which a

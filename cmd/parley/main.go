@@ -95,6 +95,7 @@ See configs/parley.example.yaml for every key.`,
 		newArchiveCmd(opts),
 		newInviteCmd(opts),
 		newAdminCmd(opts),
+		newClusterCmd(opts),
 		newVersionCmd(),
 	)
 	return root
