@@ -23,7 +23,7 @@ func setup(t *testing.T, withMAM bool) *env {
 	var mods []module.Module
 	var archive *mam.Module
 	if withMAM {
-		archive = mam.New(mam.Config{}, me.Store, me.Store, me.Store)
+		archive = mam.New(mam.Config{}, me.Store, me.Store)
 		mods = append(mods, archive)
 	}
 	me.Register(append(mods, m)...)

@@ -52,12 +52,6 @@ type Config struct {
 	MaxOfflineMessages int
 	MaxBlockItems      int
 	Logger             *slog.Logger
-	// UserExists reports whether a local account exists. Inbound
-	// subscription stanzas and probes for accounts that do not exist are
-	// dropped. When nil, the roster store is asked if it implements
-	// AccountExists (storage.Accounts); otherwise every user is assumed
-	// to exist.
-	UserExists func(ctx context.Context, bare string) (bool, error)
 }
 
 // Module implements module.Module.
@@ -68,6 +62,7 @@ type Module struct {
 	offline storage.Offline
 	blocks  storage.Blocklist
 
+	reg      *module.Registry
 	sender   module.Sender
 	sessions module.Sessions
 
@@ -106,13 +101,6 @@ func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks stor
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.UserExists == nil {
-		if a, ok := roster.(interface {
-			AccountExists(ctx context.Context, bare string) (bool, error)
-		}); ok {
-			cfg.UserExists = a.AccountExists
-		}
-	}
 	return &Module{cfg: cfg, log: cfg.Logger.With("module", "im"), roster: roster, offline: offline, blocks: blocks,
 		state: map[module.Session]*sessState{}, blockCache: map[string]blockSet{}}
 }
@@ -122,6 +110,7 @@ func (m *Module) Name() string { return "im" }
 
 // Register implements module.Module.
 func (m *Module) Register(r *module.Registry) error {
+	m.reg = r
 	m.sender = r.Sender()
 	m.sessions = r.Sessions()
 	if m.sender == nil || m.sessions == nil {
@@ -228,13 +217,7 @@ func (m *Module) originSession(ev *module.Event) module.Session {
 
 // userExists reports whether the local account bare exists.
 func (m *Module) userExists(ctx context.Context, bare jid.JID) bool {
-	if len(m.sessions.Resources(bare)) > 0 {
-		return true
-	}
-	if m.cfg.UserExists == nil {
-		return true
-	}
-	ok, err := m.cfg.UserExists(ctx, bare.String())
+	ok, err := m.reg.AccountExists(ctx, bare)
 	if err != nil {
 		m.log.Error("account lookup failed", "user", bare.String(), "err", err)
 		return false

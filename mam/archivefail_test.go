@@ -29,7 +29,7 @@ func (f failingArchive) AppendArchive(ctx context.Context, owner string, msg sto
 func setupFailing(t *testing.T, owner string) *env {
 	t.Helper()
 	me := modtest.New(t)
-	m := New(Config{}, failingArchive{me.Store, owner}, me.Store, me.Store)
+	m := New(Config{}, failingArchive{me.Store, owner}, me.Store)
 	me.Register(m)
 	return &env{Env: me, mod: m}
 }

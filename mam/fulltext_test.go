@@ -136,7 +136,7 @@ func (u unindexedArchive) QueryArchive(ctx context.Context, owner string, q stor
 // refused with a wait-type resource-constraint, and plain queries work.
 func TestFulltextUnavailable(t *testing.T) {
 	me := modtest.New(t)
-	m := New(Config{Fulltext: true}, unindexedArchive{me.Store}, me.Store, me.Store)
+	m := New(Config{Fulltext: true}, unindexedArchive{me.Store}, me.Store)
 	me.Register(m)
 	e := &env{Env: me, mod: m}
 	bob := e.login("bob@example.org/b")

@@ -17,7 +17,7 @@ type env struct {
 func setup(t *testing.T, cfg Config, extra ...module.Module) *env {
 	t.Helper()
 	me := modtest.New(t)
-	m := New(cfg, me.Store, me.Store, me.Store)
+	m := New(cfg, me.Store, me.Store)
 	me.Register(append([]module.Module{m}, extra...)...)
 	return &env{Env: me, mod: m}
 }

@@ -25,19 +25,12 @@ const (
 	nsCarbons  = "urn:xmpp:carbons:2"
 )
 
-// Accounts reports whether a local account exists (storage.Accounts
-// satisfies it).
-type Accounts interface {
-	AccountExists(ctx context.Context, bare string) (bool, error)
-}
-
 // Module implements module.Module, module.Starter and module.Stopper.
 type Module struct {
 	cfg      Config
 	log      *slog.Logger
 	archive  storage.Archive
 	roster   storage.Roster
-	accounts Accounts
 	now      func() time.Time
 
 	reg *module.Registry
@@ -53,12 +46,12 @@ var (
 )
 
 // New returns the module. roster is used for the "roster" archiving
-// policy; when nil, that policy archives everything. accounts keeps
-// messages to non-existent local users out of the archive; when nil every
-// local user is assumed to exist.
-func New(cfg Config, archive storage.Archive, roster storage.Roster, accounts Accounts) *Module {
+// policy; when nil, that policy archives everything. Messages to local
+// users whose account does not exist (module.Registry.AccountExists) are
+// not archived.
+func New(cfg Config, archive storage.Archive, roster storage.Roster) *Module {
 	cfg = cfg.withDefaults()
-	return &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, accounts: accounts, now: time.Now}
+	return &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, now: time.Now}
 }
 
 // Name implements module.Module.
@@ -268,10 +261,7 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 }
 
 func (m *Module) exists(ctx context.Context, owner jid.JID) bool {
-	if m.accounts == nil || len(m.reg.Sessions().Resources(owner)) > 0 {
-		return true
-	}
-	ok, err := m.accounts.AccountExists(ctx, owner.String())
+	ok, err := m.reg.AccountExists(ctx, owner)
 	if err != nil {
 		m.log.Error("mam: account lookup failed", "user", owner.String(), "err", err)
 		return false

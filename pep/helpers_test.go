@@ -154,10 +154,9 @@ func setup(t *testing.T, cfg Config) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	r := router.New(router.Config{Domains: []string{domain}, UserExists: func(ctx context.Context, bare string) (bool, error) {
-		return store.AccountExists(ctx, bare)
-	}})
+	r := router.New(router.Config{Domains: []string{domain}})
 	reg := module.NewRegistry([]string{domain}, r.Sender(), r)
+	reg.SetAccounts(store)
 	cfg.DiscoTimeout = 2 * time.Second
 	m := New(cfg, store, store, store)
 	if err := m.Register(reg); err != nil {

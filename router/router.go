@@ -26,9 +26,6 @@ type Remote interface {
 // Config configures a Router.
 type Config struct {
 	Domains []string
-	// UserExists reports whether a local account exists (for delivery
-	// errors and offline storage).
-	UserExists func(ctx context.Context, bare string) (bool, error)
 	// MaxSessions per account (0: 20).
 	MaxSessions int
 	Logger      *slog.Logger
@@ -480,7 +477,7 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 	if delivered {
 		return
 	}
-	exists, err := r.userExists(ctx, ev.To.Bare())
+	exists, err := r.reg.AccountExists(ctx, ev.To)
 	if err != nil {
 		r.log.Warn("cannot look up recipient", "to", ev.To.Bare().String(), "err", err)
 		r.bounce(ctx, st, wire.ErrResourceConstraint, "storage is temporarily unavailable; try again later")
@@ -502,10 +499,7 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 // §8.5.1) so that account handlers (vCard, ping, PEP, …) never answer
 // for an account that does not exist, here or to a remote sender.
 func (r *Router) iqAccountExists(ctx context.Context, ev *module.Event) bool {
-	if r.cfg.UserExists == nil {
-		return true
-	}
-	exists, err := r.userExists(ctx, ev.To.Bare())
+	exists, err := r.reg.AccountExists(ctx, ev.To)
 	switch {
 	case err != nil:
 		r.log.Warn("cannot look up iq recipient", "to", ev.To.Bare().String(), "err", err)
@@ -516,16 +510,6 @@ func (r *Router) iqAccountExists(ctx context.Context, ev *module.Event) bool {
 		return false
 	}
 	return true
-}
-
-func (r *Router) userExists(ctx context.Context, bare jid.JID) (bool, error) {
-	if len(r.Resources(bare)) > 0 {
-		return true, nil
-	}
-	if r.cfg.UserExists == nil {
-		return false, nil
-	}
-	return r.cfg.UserExists(ctx, bare.String())
 }
 
 func (r *Router) send(s module.Session, st *wire.Stanza) {

@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -11,11 +12,21 @@ import (
 	"github.com/parley-xmpp/parley/wire"
 )
 
+// onlyCarol is an account directory with one account, carol@example.org
+// (others exist while they have a bound session).
+type onlyCarol struct{}
+
+func (onlyCarol) AccountExists(_ context.Context, bare string) (bool, error) {
+	return bare == "carol@example.org", nil
+}
+
+func (onlyCarol) DeleteAccount(context.Context, string) error { return errors.New("not in these tests") }
+
 func newTestRouter(t testing.TB) *router.Router {
-	r := router.New(router.Config{Domains: []string{"example.org"}, UserExists: func(ctx context.Context, bare string) (bool, error) {
-		return bare == "carol@example.org", nil
-	}})
-	r.SetRegistry(module.NewRegistry([]string{"example.org"}, r.Sender(), r))
+	r := router.New(router.Config{Domains: []string{"example.org"}})
+	reg := module.NewRegistry([]string{"example.org"}, r.Sender(), r)
+	reg.SetAccounts(onlyCarol{})
+	r.SetRegistry(reg)
 	return r
 }
 
@@ -67,10 +78,9 @@ func TestDeliveryRules(t *testing.T) {
 // §8.5.1) by the router, whoever sent it (a local client or a remote
 // server), and never reaches the account's IQ handlers.
 func TestIQToNonexistentAccount(t *testing.T) {
-	r := router.New(router.Config{Domains: []string{"example.org"}, UserExists: func(ctx context.Context, bare string) (bool, error) {
-		return bare == "carol@example.org", nil
-	}})
+	r := router.New(router.Config{Domains: []string{"example.org"}})
 	reg := module.NewRegistry([]string{"example.org"}, r.Sender(), r)
+	reg.SetAccounts(onlyCarol{})
 	called := 0
 	reg.IQ("urn:xmpp:ping", "ping", module.TargetAccount, func(ctx context.Context, ev *module.Event) (*wire.Element, error) {
 		called++

@@ -121,7 +121,7 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 			MaxPageSize:   cfg.MAM.MaxPageSize,
 			Fulltext:      cfg.MAM.Fulltext,
 			Logger:        log,
-		}, store, store, store),
+		}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
 		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log,
 			OnVCardSet: avatarMod.OnVCardSet}, store),

@@ -118,11 +118,7 @@ type core struct {
 }
 
 func newCore(cfg Config, store storage.Store, log *slog.Logger, secret []byte, httpsBase func(string) string) (*core, error) {
-	c := &core{accounts: store, router: router.New(router.Config{
-		Domains:    cfg.Hosts,
-		UserExists: store.AccountExists,
-		Logger:     log,
-	})}
+	c := &core{accounts: store, router: router.New(router.Config{Domains: cfg.Hosts, Logger: log})}
 	c.reg = module.NewRegistry(cfg.Hosts, c.router.Sender(), c.router)
 	c.reg.SetAccounts(store)
 	var err error

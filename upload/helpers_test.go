@@ -91,7 +91,7 @@ func setupWith(t *testing.T, cfg Config, blobs Blobs) *env {
 			t.Fatal(err)
 		}
 	}
-	r := router.New(router.Config{Domains: []string{domain}, UserExists: store.AccountExists})
+	r := router.New(router.Config{Domains: []string{domain}})
 	reg := module.NewRegistry([]string{domain}, r.Sender(), r)
 	reg.SetAccounts(store)
 	e := &env{t: t, router: r, reg: reg, store: store, blobs: blobs}

@@ -46,10 +46,9 @@ func New(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	r := router.New(router.Config{Domains: []string{Domain}, UserExists: func(ctx context.Context, bare string) (bool, error) {
-		return store.AccountExists(ctx, bare)
-	}})
+	r := router.New(router.Config{Domains: []string{Domain}})
 	reg := module.NewRegistry([]string{Domain}, r.Sender(), r)
+	reg.SetAccounts(store)
 	return &Env{T: t, Ctx: ctx, Store: store, Router: r, Registry: reg}
 }
 
