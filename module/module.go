@@ -224,6 +224,7 @@ type Registry struct {
 	onUnbound    []func(ctx context.Context, s Session)
 	onHibernated []func(ctx context.Context, s Session)
 	onQueued     []func(ctx context.Context, s Session, st *wire.Stanza)
+	onNotify     []func(ctx context.Context, owner string, st *wire.Stanza)
 	ackOverdue   []AckOverdueHook
 	onDelete     []func(ctx context.Context, bare string) error
 
@@ -410,6 +411,22 @@ func (r *Registry) OnStanzaQueued(f func(ctx context.Context, s Session, st *wir
 func (r *Registry) FireStanzaQueued(ctx context.Context, s Session, st *wire.Stanza) {
 	for _, f := range r.onQueued {
 		f(ctx, s, st)
+	}
+}
+
+// OnNotify subscribes to requests to notify a local user who is away
+// about a stanza they were not sent and will fetch later: a mention in a
+// chat room they have left, or whose messages are queued for their
+// hibernated session (they catch up through the room's archive). push
+// turns them into XEP-0357 notifications. f must not block.
+func (r *Registry) OnNotify(f func(ctx context.Context, owner string, st *wire.Stanza)) {
+	r.onNotify = append(r.onNotify, f)
+}
+
+// FireNotify runs OnNotify subscribers; owner is a bare JID.
+func (r *Registry) FireNotify(ctx context.Context, owner string, st *wire.Stanza) {
+	for _, f := range r.onNotify {
+		f(ctx, owner, st)
 	}
 }
 

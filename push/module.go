@@ -94,6 +94,7 @@ func (m *Module) Register(r *module.Registry) error {
 	r.Undeliverable(m.undeliverable)
 	r.OnStanzaQueued(m.queued)
 	r.OnAckOverdue(m.cfg.AckOverdue, m.ackOverdue)
+	r.OnNotify(m.notifyAway)
 	r.OnUnbound(m.unbound)
 	// The registrations and queued jobs are the account's rows; what
 	// stays in memory is its coalescing windows.
@@ -160,6 +161,9 @@ type job struct {
 	// acknowledged by a session whose ack is overdue (overdue set).
 	sess    module.Session
 	overdue bool
+	// away: another module asks to notify owner about st, which was not
+	// sent to them (a chat room's message for a member who is away).
+	away bool
 	// disable: the service ev.From announced that owner lost its
 	// affiliation to node (XEP-0357 §8); st is nil.
 	disable *regKey
@@ -186,6 +190,14 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 func (m *Module) queued(ctx context.Context, s module.Session, st *wire.Stanza) {
 	if st.Name == "message" {
 		m.enqueue(job{owner: s.JID().Bare().String(), st: st, sess: s})
+	}
+}
+
+// notifyAway runs on the goroutine of the module that asks (a chat
+// room): enqueue only.
+func (m *Module) notifyAway(ctx context.Context, owner string, st *wire.Stanza) {
+	if st.Name == "message" {
+		m.enqueue(job{owner: owner, st: st, away: true})
 	}
 }
 

@@ -50,6 +50,11 @@ func (m *Module) handle(j job) {
 		return
 	}
 	info, ok := m.summarize(j.st, j.sess != nil)
+	if j.away {
+		// Another module decided the user must hear about it (a group
+		// chat mention): only what it says is left to describe.
+		info, ok = m.describe(j.st)
+	}
 	if !ok {
 		return
 	}
@@ -117,6 +122,13 @@ func (m *Module) summarize(st *wire.Stanza, queued bool) (msgInfo, bool) {
 	default:
 		return msgInfo{}, false
 	}
+	return m.describe(st)
+}
+
+// describe is the notification's summary of st: its sender, and its text
+// only with IncludeBody and never of an encrypted message; nothing to say
+// for messages without content.
+func (m *Module) describe(st *wire.Stanza) (msgInfo, bool) {
 	enc := xep.IsEncrypted(st)
 	if !enc && !xep.HasBody(st) && st.Child(nsJingleMessage, "propose") == nil {
 		return msgInfo{}, false

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/muc"
 	"github.com/parley-xmpp/parley/omemo"
 	"github.com/parley-xmpp/parley/pep"
 	"github.com/parley-xmpp/parley/private"
@@ -60,13 +63,15 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		},
 		Logger: log,
 	}, store, blobs)
+	var adm *admin.Service
+	mucMod := newMUC(cfg, store, log, secret, func(ctx context.Context, bare string) bool { return adm.IsAdmin(ctx, bare) })
 	// Accounts are deleted through the registry, so that every module's
 	// OnDeleteAccount hook runs (uploads delete the files, …).
 	accounts := deletingAccounts{Accounts: store, reg: reg}
 	derive := func(password string) ([]storage.SCRAMCredential, error) {
 		return auth.DeriveCredentials(password, cfg.Auth.Iterations)
 	}
-	adm := NewAdmin(cfg, store, accounts, log, httpsBase)
+	adm = NewAdmin(cfg, store, accounts, log, httpsBase)
 	contact := map[string][]string{
 		"abuse-addresses":    cfg.Contact.Abuse,
 		"admin-addresses":    cfg.Contact.Admin,
@@ -135,11 +140,16 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 			Logger:            log,
 		}, accounts),
 		up,
+	}
+	if mucMod != nil {
+		mods = append(mods, mucMod)
+	}
+	mods = append(mods,
 		// XEP-0050 ad-hoc commands, and the commands of the admin
 		// service (XEP-0133, invitations, own account).
 		adhoc.New(log),
 		admin.NewModule(adm),
-	}
+	)
 	return mods, up, adm, nil
 }
 
@@ -161,6 +171,38 @@ func (a deletingAccounts) DeleteAccount(ctx context.Context, bare string) error 
 		return err
 	}
 	return nil
+}
+
+// newMUC builds the multi-user chat service from the muc section, or nil
+// when it is disabled.
+func newMUC(cfg Config, store storage.Store, log *slog.Logger, secret []byte, isAdmin func(context.Context, string) bool) *muc.Module {
+	c := cfg.MUC
+	if !c.Enabled {
+		return nil
+	}
+	d := c.Defaults
+	// Occupant ids (XEP-0421) are keyed by a secret of their own, derived
+	// from the server secret: stable across restarts and nodes.
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("parley muc occupant-id"))
+	return muc.New(muc.Config{
+		Domains:           cfg.Hosts,
+		Subdomain:         c.Subdomain,
+		RoomCreation:      c.RoomCreation,
+		MaxRoomsPerUser:   c.MaxRoomsPerUser,
+		MaxOccupants:      c.MaxOccupants,
+		MaxHistory:        c.MaxHistory,
+		MessagesPerSecond: c.MessagesPerSecond,
+		Defaults: muc.RoomConfig{Persistent: d.Persistent, Public: d.Public, MembersOnly: d.MembersOnly,
+			Moderated: d.Moderated, Whois: d.Whois, MaxUsers: d.MaxUsers, HistoryLength: d.HistoryLength,
+			AllowPM: d.AllowPM, ChangeSubject: d.ChangeSubject, AllowInvites: d.AllowInvites, Archive: d.Archive,
+			Language: d.Language, Notify: d.Notify},
+		Secret:         mac.Sum(nil),
+		IsAdmin:        isAdmin,
+		MAMPageSize:    50,
+		MAMMaxPageSize: cfg.MAM.MaxPageSize,
+		Logger:         log,
+	}, store)
 }
 
 // uploadCheckTimeout bounds the check of the S3 bucket at startup.

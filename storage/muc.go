@@ -73,8 +73,10 @@ type MUCRooms interface {
 	// UpdateRoom replaces the name, publicity, configuration and subject
 	// of a stored room (not Created); ErrNotFound when none.
 	UpdateRoom(ctx context.Context, room MUCRoom) error
-	// DeleteRoom removes a room and its affiliations; ErrNotFound when
-	// none. Its archive and vCard are removed separately.
+	// DeleteRoom removes a room, its affiliations and its vCard;
+	// ErrNotFound when no room is stored (a vCard under the JID is
+	// removed all the same: temporary rooms may have one). Its archive is
+	// removed separately (DeleteArchive).
 	DeleteRoom(ctx context.Context, jid string) error
 
 	// RoomAffiliations returns the affiliations of a room, sorted by JID.

@@ -15,6 +15,8 @@ const (
 	ErrNotAuthorized         = "not-authorized"
 	ErrPolicyViolation       = "policy-violation"
 	ErrRecipientUnavailable  = "recipient-unavailable"
+	ErrRedirect              = "redirect"
+	ErrRegistrationRequired  = "registration-required"
 	ErrRemoteServerNotFound  = "remote-server-not-found"
 	ErrRemoteServerTimeout   = "remote-server-timeout"
 	ErrResourceConstraint    = "resource-constraint"
@@ -27,9 +29,9 @@ const (
 // errorType is the default error type per condition (RFC 6120 §8.3.3).
 func errorType(cond string) string {
 	switch cond {
-	case ErrBadRequest, ErrJIDMalformed, ErrNotAcceptable, ErrPolicyViolation:
+	case ErrBadRequest, ErrJIDMalformed, ErrNotAcceptable, ErrPolicyViolation, ErrRedirect:
 		return "modify"
-	case ErrForbidden, ErrNotAuthorized, ErrSubscriptionRequired:
+	case ErrForbidden, ErrNotAuthorized, ErrSubscriptionRequired, ErrRegistrationRequired:
 		return "auth"
 	case ErrRecipientUnavailable, ErrRemoteServerTimeout, ErrResourceConstraint, ErrUnexpectedRequest:
 		return "wait"

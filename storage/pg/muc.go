@@ -92,7 +92,16 @@ func oneRow(n int64, err error) error {
 // DeleteRoom implements storage.MUCRooms; affiliations go with the room
 // (ON DELETE CASCADE).
 func (s *Store) DeleteRoom(ctx context.Context, jid string) error {
-	return oneRow(s.exec(ctx, `DELETE FROM muc_rooms WHERE jid = $1`, jid))
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM vcards WHERE owner = $1`, jid); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM muc_rooms WHERE jid = $1`, jid)
+		n = tag.RowsAffected()
+		return err
+	})
+	return oneRow(n, err)
 }
 
 const affColumns = `jid, affiliation, nick, last_nick, reason, notify`

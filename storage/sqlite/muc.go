@@ -110,8 +110,19 @@ func oneRow(res sql.Result, err error) error {
 // DeleteRoom implements storage.MUCRooms; affiliations go with the room
 // (ON DELETE CASCADE).
 func (s *Store) DeleteRoom(ctx context.Context, jid string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM muc_rooms WHERE jid = ?`, jid)
-	return oneRow(res, err)
+	var res sql.Result
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM vcards WHERE owner = ?`, jid); err != nil {
+			return err
+		}
+		var err error
+		res, err = tx.ExecContext(ctx, `DELETE FROM muc_rooms WHERE jid = ?`, jid)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return oneRow(res, nil)
 }
 
 const affColumns = `jid, affiliation, nick, last_nick, reason, notify`

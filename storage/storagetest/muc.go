@@ -84,8 +84,16 @@ func testMUCRooms(t *testing.T, open opener) {
 	wantRoom(t, "Room after update", got, upd)
 	wantErr(t, "UpdateRoom of a missing room", st.UpdateRoom(ctx, storage.MUCRoom{JID: "nope@conference.example.org"}), storage.ErrNotFound)
 
-	// Delete takes the affiliations along; the JID can be used again.
+	// Delete takes the affiliations and the vCard along; the JID can be
+	// used again. A vCard of a room that was never stored goes too.
+	must(t, "SetVCard room", st.SetVCard(ctx, room.JID, vcard1))
+	must(t, "SetVCard temporary room", st.SetVCard(ctx, "temp@conference.example.org", vcard2))
 	must(t, "DeleteRoom", st.DeleteRoom(ctx, room.JID))
+	_, err = st.VCard(ctx, room.JID)
+	wantErr(t, "VCard of a deleted room", err, storage.ErrNotFound)
+	wantErr(t, "DeleteRoom of a temporary room", st.DeleteRoom(ctx, "temp@conference.example.org"), storage.ErrNotFound)
+	_, err = st.VCard(ctx, "temp@conference.example.org")
+	wantErr(t, "VCard of a deleted temporary room", err, storage.ErrNotFound)
 	_, err = st.Room(ctx, room.JID)
 	wantErr(t, "Room after delete", err, storage.ErrNotFound)
 	wantErr(t, "DeleteRoom twice", st.DeleteRoom(ctx, room.JID), storage.ErrNotFound)

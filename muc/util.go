@@ -1,0 +1,5 @@
+package muc
+
+import "encoding/xml"
+
+type xmlAttr = xml.Attr
