@@ -38,7 +38,7 @@ func TestFulltextDisabled(t *testing.T) {
 }
 
 func TestFulltextQuery(t *testing.T) {
-	e := setup(t, Config{Fulltext: true})
+	e := setup(t, Config{Settings: Settings{Fulltext: true}})
 	bob := e.login("bob@example.org/b")
 	if vars := formVars(e, bob); !slices.Contains(vars, fulltextField) {
 		t.Fatalf("form fields %v lack %s", vars, fulltextField)
@@ -136,7 +136,7 @@ func (u unindexedArchive) QueryArchive(ctx context.Context, owner string, q stor
 // refused with a wait-type resource-constraint, and plain queries work.
 func TestFulltextUnavailable(t *testing.T) {
 	me := modtest.New(t)
-	m := New(Config{Fulltext: true}, unindexedArchive{me.Store}, me.Store)
+	m := New(Config{Settings: Settings{Fulltext: true}}, unindexedArchive{me.Store}, me.Store)
 	me.Register(m)
 	e := &env{Env: me, mod: m}
 	bob := e.login("bob@example.org/b")

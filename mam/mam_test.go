@@ -578,7 +578,7 @@ func TestPrefs(t *testing.T) {
 }
 
 func TestRetention(t *testing.T) {
-	e := setup(t, Config{Retention: 24 * time.Hour, PurgeBatch: 2})
+	e := setup(t, Config{Settings: Settings{Retention: 24 * time.Hour}, PurgeBatch: 2})
 	ids := e.seed("bob@example.org", 5) // base .. base+4m
 	e.mod.now = func() time.Time { return base.Add(24*time.Hour + 150*time.Second) }
 	if n := e.mod.Purge(context.Background()); n != 3 {

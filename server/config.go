@@ -9,6 +9,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/upload"
 )
 
@@ -30,7 +31,7 @@ type Config struct {
 	Contact      ContactConfig      `mapstructure:"contact"`
 	Log          LogConfig          `mapstructure:"log"`
 	Debug        DebugConfig        `mapstructure:"debug"`
-	MAM          MAMConfig          `mapstructure:"mam"`
+	MAM          mam.Settings       `mapstructure:"mam"`
 	Push         PushConfig         `mapstructure:"push"`
 	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
 	Upload       UploadConfig       `mapstructure:"upload"`
@@ -206,21 +207,6 @@ type PushConfig struct {
 	AckOverdue time.Duration `mapstructure:"ack_overdue"`
 }
 
-// MAMConfig controls the message archive (XEP-0313).
-type MAMConfig struct {
-	// Retention deletes archived messages older than this; 0 keeps them forever.
-	Retention time.Duration `mapstructure:"retention"`
-	// DedupWindow: a message resent with the same origin-id by the same
-	// client within this window is archived and delivered once.
-	DedupWindow time.Duration `mapstructure:"dedup_window"`
-	// DefaultPolicy for users who set no preferences: always, roster or never.
-	DefaultPolicy string `mapstructure:"default_policy"`
-	// MaxPageSize caps the results of one query.
-	MaxPageSize int `mapstructure:"max_page_size"`
-	// Fulltext offers XEP-0431 full-text search in archive queries.
-	Fulltext bool `mapstructure:"fulltext"`
-}
-
 // TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
 // certificate is generated once into data_dir and reused.
 type TLSConfig struct {
@@ -381,7 +367,7 @@ func DefaultConfig() Config {
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
 		Log:     LogConfig{Level: "info", Format: "text"},
-		MAM:     MAMConfig{DedupWindow: 5 * time.Minute, DefaultPolicy: "always", MaxPageSize: 250},
+		MAM:     mam.DefaultSettings(),
 		Push:    PushConfig{Coalesce: 2 * time.Second},
 		Upload:  UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
 		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
@@ -485,12 +471,6 @@ func (c *Config) Validate() error {
 		bad("c2s.resume_timeout", "expected a duration such as 5m (0s disables resumption)")
 	}
 	positive("c2s.max_unacked", c.C2S.MaxUnacked, 16)
-	if c.MAM.Retention < 0 {
-		bad("mam.retention", "expected a duration such as 8760h (0s keeps messages forever)")
-	}
-	if c.MAM.DedupWindow < 0 {
-		bad("mam.dedup_window", "expected a duration such as 5m")
-	}
 	if c.S2S.IdleTimeout <= 0 {
 		bad("s2s.idle_timeout", "expected a positive duration such as 10m")
 	}
@@ -534,12 +514,6 @@ func (c *Config) Validate() error {
 	if c.Push.AckOverdue < 0 {
 		bad("push.ack_overdue", "expected a duration such as 30s, or 0s to disable")
 	}
-	switch c.MAM.DefaultPolicy {
-	case "always", "roster", "never":
-	default:
-		bad("mam.default_policy", "%q is not a policy (expected always, roster or never)", c.MAM.DefaultPolicy)
-	}
-	positive("mam.max_page_size", c.MAM.MaxPageSize, 10)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -575,6 +549,17 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Cluster.problems(c.Storage.Backend)...)
 	c.MUC.validate(bad, seen)
+	// The sections that modules own check themselves.
+	for _, sec := range []struct {
+		key      string
+		problems []string
+	}{
+		{"mam", c.MAM.Problems()},
+	} {
+		for _, p := range sec.problems {
+			errs = append(errs, sec.key+"."+p)
+		}
+	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))

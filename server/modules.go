@@ -119,14 +119,7 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// never archived or copied.
 		omemo.New(omemo.Config{RequireE2E: cfg.OMEMO.RequireE2E, Logger: log}),
 		// mam before carbons: copies carry the stanza-id the archive adds.
-		mam.New(mam.Config{
-			Retention:     cfg.MAM.Retention,
-			DedupWindow:   cfg.MAM.DedupWindow,
-			DefaultPolicy: cfg.MAM.DefaultPolicy,
-			MaxPageSize:   cfg.MAM.MaxPageSize,
-			Fulltext:      cfg.MAM.Fulltext,
-			Logger:        log,
-		}, store, store),
+		mam.New(mam.Config{Settings: cfg.MAM, Logger: log}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
 		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log,
 			OnVCardSet: avatarMod.OnVCardSet}, store),
