@@ -27,11 +27,11 @@ const (
 
 // Module implements module.Module, module.Starter and module.Stopper.
 type Module struct {
-	cfg      Config
-	log      *slog.Logger
-	archive  storage.Archive
-	roster   storage.Roster
-	now      func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	archive storage.Archive
+	roster  storage.Roster
+	now     func() time.Time
 
 	reg *module.Registry
 

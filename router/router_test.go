@@ -20,7 +20,9 @@ func (onlyCarol) AccountExists(_ context.Context, bare string) (bool, error) {
 	return bare == "carol@example.org", nil
 }
 
-func (onlyCarol) DeleteAccount(context.Context, string) error { return errors.New("not in these tests") }
+func (onlyCarol) DeleteAccount(context.Context, string) error {
+	return errors.New("not in these tests")
+}
 
 func newTestRouter(t testing.TB) *router.Router {
 	r := router.New(router.Config{Domains: []string{"example.org"}})
