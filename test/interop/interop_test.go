@@ -417,11 +417,16 @@ func chat(t *testing.T, la, lb lib) {
 	la.available(t)
 	lb.available(t)
 	ts := testserver.Start(t)
-	alice := ts.AddUser("alice", "alice-pw")
-	bob := ts.AddUser("bob", "bob-pw")
+	chatOn(t, la, lb, ts, ts)
+}
+
+// chatOn is chat with alice on tsA and bob on tsB (two nodes of a cluster).
+func chatOn(t *testing.T, la, lb lib, tsA, tsB *testserver.Server) {
+	alice := tsA.AddUser("alice", "alice-pw")
+	bob := tsA.AddUser("bob", "bob-pw")
 	aFull, bFull := alice+"/"+la.name+"-a", bob+"/"+lb.name+"-b"
 
-	b := start(t, ts, lb, bFull, "bob-pw",
+	b := start(t, tsB, lb, bFull, "bob-pw",
 		op("roster"),
 		op("presence"),
 		op("ping"), // the server has bob's initial presence before alice starts
@@ -439,7 +444,7 @@ func chat(t *testing.T, la, lb lib) {
 		op("roster"),
 	)
 	b.waitEvent("pong", "", 30*time.Second)
-	a := start(t, ts, la, aFull, "alice-pw",
+	a := start(t, tsA, la, aFull, "alice-pw",
 		op("roster"),
 		op("presence"),
 		op("subscribe", "to", bob),
@@ -570,6 +575,22 @@ func TestXMPPJS(t *testing.T) {
 		t.Run(l.name, func(t *testing.T) {
 			t.Run("Chat", func(t *testing.T) { chat(t, l, l) })
 			t.Run("Offline", func(t *testing.T) { offline(t, l, l) })
+		})
+	}
+}
+
+// TestClusterNodes runs the chat scenario with the two clients on two nodes
+// of a cluster (real NATS and PostgreSQL).
+func TestClusterNodes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		la, lb lib
+	}{{"slixmpp", slixmpp, slixmpp}, {"xmppjs-tcp", xmppjsTCP, xmppjsTCP}, {"xmppjs-ws-slixmpp", xmppjsWS, slixmpp}} {
+		t.Run(c.name+"/Chat", func(t *testing.T) {
+			c.la.available(t)
+			c.lb.available(t)
+			nodes := testserver.StartCluster(t, 2)
+			chatOn(t, c.la, c.lb, nodes[0], nodes[1])
 		})
 	}
 }
