@@ -54,6 +54,39 @@ import (
 	"time"
 )
 
+// Settings is the push section of the configuration file (the YAML keys
+// are the mapstructure tags); server.Config composes it, so its defaults
+// and checks are these and nowhere else.
+type Settings struct {
+	// IncludeBody adds last-message-body to notifications. Off by default:
+	// the body then travels through the App Server and the platform's push
+	// service. Bodies of encrypted messages are never included.
+	IncludeBody bool `mapstructure:"include_body"`
+	// Coalesce is the shortest time between two notifications to one
+	// registration; 0 publishes every message at once.
+	Coalesce time.Duration `mapstructure:"coalesce"`
+	// AckOverdue, when > 0, also notifies a session's own registrations
+	// when its client leaves a stream management ack request unanswered
+	// this long while messages are unacknowledged. 0 disables it.
+	AckOverdue time.Duration `mapstructure:"ack_overdue"`
+}
+
+// DefaultSettings are the defaults of the push section.
+func DefaultSettings() Settings { return Settings{Coalesce: DefaultCoalesce} }
+
+// Problems returns what is wrong with s, each as "key: problem" with the
+// key relative to the push section.
+func (s Settings) Problems() []string {
+	var p []string
+	if s.Coalesce < 0 {
+		p = append(p, "coalesce: expected a duration such as 2s")
+	}
+	if s.AckOverdue < 0 {
+		p = append(p, "ack_overdue: expected a duration such as 30s, or 0s to disable")
+	}
+	return p
+}
+
 // Defaults.
 const (
 	DefaultCoalesce         = 2 * time.Second
@@ -72,16 +105,10 @@ const (
 // DefaultBackoff is the wait before each retry of a notification.
 var DefaultBackoff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, time.Hour}
 
-// Config configures the module.
+// Config configures the module: the file's settings and what the
+// server wires in.
 type Config struct {
-	// IncludeBody adds last-message-body to notifications. Off by default:
-	// the body then travels through the App Server and the platform's push
-	// service. Bodies of encrypted messages are never included.
-	IncludeBody bool
-	// Coalesce is the shortest time between two notifications to one
-	// registration (DefaultCoalesce when 0; negative: every message is
-	// published at once).
-	Coalesce time.Duration
+	Settings
 	// Timeout bounds the wait for an App Server's answer (DefaultTimeout
 	// when <= 0).
 	Timeout time.Duration
@@ -105,17 +132,10 @@ type Config struct {
 	// BatchSize bounds the jobs in flight at once (DefaultBatchSize when
 	// <= 0).
 	BatchSize int
-	// AckOverdue, when > 0, also notifies a session's own registrations
-	// when its client leaves a stream management ack request unanswered
-	// this long while messages are unacknowledged. 0 disables it.
-	AckOverdue time.Duration
-	Logger     *slog.Logger
+	Logger    *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
-	if c.Coalesce == 0 {
-		c.Coalesce = DefaultCoalesce
-	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}

@@ -23,7 +23,6 @@ func counterValue(c prometheus.Counter) float64 {
 }
 
 func fastRetries(cfg Config) Config {
-	cfg.Coalesce = -1
 	cfg.Timeout = 200 * time.Millisecond
 	cfg.Backoff = []time.Duration{30 * time.Millisecond, 60 * time.Millisecond}
 	cfg.PollInterval = 10 * time.Millisecond

@@ -195,7 +195,7 @@ func TestNoNotification(t *testing.T) {
 		{"presence", "<presence to='alice@example.org' type='subscribe'/>"},
 		{"to a full JID of nobody", "<message to='alice@example.org/gone' type='headline'><body>x</body></message>"},
 	}
-	e := setup(t, Config{Coalesce: -1})
+	e := setup(t, Config{})
 	app := e.app(nil)
 	a := e.login(alice + "/phone")
 	e.enable(a, "n1", "")
@@ -236,7 +236,7 @@ func TestBody(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := setup(t, Config{IncludeBody: c.includeBody})
+			e := setup(t, Config{Settings: Settings{IncludeBody: c.includeBody}})
 			app := e.app(nil)
 			a := e.login(alice + "/phone")
 			e.enable(a, "n1", "")
@@ -264,7 +264,7 @@ func TestBody(t *testing.T) {
 
 func TestCoalesce(t *testing.T) {
 	const window = 600 * time.Millisecond
-	e := setup(t, Config{Coalesce: window})
+	e := setup(t, Config{Settings: Settings{Coalesce: window}})
 	app := e.app(nil)
 	a := e.login(alice + "/phone")
 	e.enable(a, "n1", "")
@@ -339,7 +339,7 @@ func TestAppServerErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := setup(t, Config{Coalesce: -1})
+			e := setup(t, Config{})
 			app := e.app(func(iq *wire.Stanza) *wire.Stanza {
 				return wire.MustParse("<iq type='error' id='" + iq.ID + "' to='" + iq.From + "'>" + c.errXML + "</iq>")
 			})
@@ -368,7 +368,7 @@ func TestAppServerErrors(t *testing.T) {
 	}
 
 	t.Run("re-enabled meanwhile", func(t *testing.T) {
-		e := setup(t, Config{Coalesce: -1})
+		e := setup(t, Config{})
 		var a *modtest.Session
 		app := e.app(func(iq *wire.Stanza) *wire.Stanza {
 			e.enable(a, "n1", "") // the user re-enables before the error arrives
@@ -388,7 +388,7 @@ func TestAppServerErrors(t *testing.T) {
 }
 
 func TestUnansweredKeepsRegistration(t *testing.T) {
-	e := setup(t, Config{Coalesce: -1, Timeout: 100 * time.Millisecond})
+	e := setup(t, Config{Timeout: 100 * time.Millisecond})
 	a := e.login(alice + "/phone")
 	// A remote App Server without federation: the router bounces with
 	// remote-server-not-found, which is transient.
@@ -418,7 +418,7 @@ func TestUnansweredKeepsRegistration(t *testing.T) {
 }
 
 func TestHibernatedSession(t *testing.T) {
-	e := setup(t, Config{Coalesce: -1})
+	e := setup(t, Config{})
 	app := e.app(nil)
 	phone := e.login(alice + "/phone")
 	tablet := e.login(alice + "/tablet")
@@ -478,7 +478,7 @@ func TestHibernatedSession(t *testing.T) {
 }
 
 func TestRemoteDisable(t *testing.T) {
-	e := setup(t, Config{Coalesce: -1})
+	e := setup(t, Config{})
 	a := e.login(alice + "/phone")
 	e.enable(a, "n1", "")
 	e.enable(a, "n2", "")
@@ -504,7 +504,7 @@ func TestRemoteDisable(t *testing.T) {
 }
 
 func TestStopAbandonsPending(t *testing.T) {
-	e := setup(t, Config{Coalesce: time.Hour})
+	e := setup(t, Config{Settings: Settings{Coalesce: time.Hour}})
 	app := e.app(nil)
 	a := e.login(alice + "/phone")
 	e.enable(a, "n1", "")

@@ -10,6 +10,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/mam"
+	"github.com/parley-xmpp/parley/push"
 	"github.com/parley-xmpp/parley/upload"
 )
 
@@ -32,7 +33,7 @@ type Config struct {
 	Log          LogConfig          `mapstructure:"log"`
 	Debug        DebugConfig        `mapstructure:"debug"`
 	MAM          mam.Settings       `mapstructure:"mam"`
-	Push         PushConfig         `mapstructure:"push"`
+	Push         push.Settings      `mapstructure:"push"`
 	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
 	Upload       UploadConfig       `mapstructure:"upload"`
 	S2S          S2SConfig          `mapstructure:"s2s"`
@@ -192,19 +193,6 @@ type UploadConfig struct {
 	// downloads go through Parley's /upload/ handler.
 	Backend string          `mapstructure:"backend"`
 	S3      upload.S3Config `mapstructure:"s3"`
-}
-
-// PushConfig controls XEP-0357 push notifications.
-type PushConfig struct {
-	// IncludeBody puts the message text in notifications of unencrypted
-	// messages (it then passes through the app server and the phone
-	// vendor's push service). Encrypted messages never carry content.
-	IncludeBody bool `mapstructure:"include_body"`
-	// Coalesce: one notification per burst of messages within this window.
-	Coalesce time.Duration `mapstructure:"coalesce"`
-	// AckOverdue: also notify when a client that enabled push leaves a
-	// stream management ack request unanswered this long; 0 disables.
-	AckOverdue time.Duration `mapstructure:"ack_overdue"`
 }
 
 // TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
@@ -368,7 +356,7 @@ func DefaultConfig() Config {
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
 		Log:     LogConfig{Level: "info", Format: "text"},
 		MAM:     mam.DefaultSettings(),
-		Push:    PushConfig{Coalesce: 2 * time.Second},
+		Push:    push.DefaultSettings(),
 		Upload:  UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
 		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
@@ -508,12 +496,6 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("omemo.require_e2e[%d]", i), "%q is not one of hosts", d)
 		}
 	}
-	if c.Push.Coalesce < 0 {
-		bad("push.coalesce", "expected a duration such as 2s")
-	}
-	if c.Push.AckOverdue < 0 {
-		bad("push.ack_overdue", "expected a duration such as 30s, or 0s to disable")
-	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -555,6 +537,7 @@ func (c *Config) Validate() error {
 		problems []string
 	}{
 		{"mam", c.MAM.Problems()},
+		{"push", c.Push.Problems()},
 	} {
 		for _, p := range sec.problems {
 			errs = append(errs, sec.key+"."+p)

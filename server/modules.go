@@ -98,8 +98,7 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 	mods := []module.Module{
 		// push only queues work in its hooks; before im so that its
 		// Undeliverable hook sees what im then stores offline.
-		push.NewDurable(push.Config{IncludeBody: cfg.Push.IncludeBody, Coalesce: cfg.Push.Coalesce,
-			AckOverdue: cfg.Push.AckOverdue, Logger: log}, store, store),
+		push.NewDurable(push.Config{Settings: cfg.Push, Logger: log}, store, store),
 		// pep before im: im's presence hook ends the chain, and pep must
 		// see a resource come online to send it the last items.
 		pepMod,
