@@ -7,7 +7,9 @@ package omemo
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/parley-xmpp/parley/module"
@@ -55,12 +57,31 @@ func NodeDefaults(node string) map[string]string {
 	return nil
 }
 
-// Config configures the module.
-type Config struct {
+// Settings is the omemo section of the configuration file (the YAML keys
+// are the mapstructure tags); server.Config composes it.
+type Settings struct {
 	// RequireE2E lists the local domains whose users may send one-to-one
 	// chat messages with a body only when they are OMEMO-encrypted.
-	RequireE2E []string
-	Logger     *slog.Logger
+	RequireE2E []string `mapstructure:"require_e2e"`
+}
+
+// Problems returns what is wrong with s for a server serving hosts, each
+// as "key: problem" with the key relative to the omemo section.
+func (s Settings) Problems(hosts []string) []string {
+	var p []string
+	for i, d := range s.RequireE2E {
+		if !slices.ContainsFunc(hosts, func(h string) bool { return strings.EqualFold(h, d) }) {
+			p = append(p, fmt.Sprintf("require_e2e[%d]: %q is not one of hosts", i, d))
+		}
+	}
+	return p
+}
+
+// Config configures the module: the file's settings and what the
+// server wires in.
+type Config struct {
+	Settings
+	Logger *slog.Logger
 }
 
 // Module implements module.Module.

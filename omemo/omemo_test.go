@@ -62,7 +62,7 @@ func TestRequireE2E(t *testing.T) {
 	ctx := context.Background()
 	r := router.New(router.Config{Domains: []string{"strict.example", "lax.example"}})
 	reg := module.NewRegistry([]string{"strict.example", "lax.example"}, r.Sender(), r)
-	if err := New(Config{RequireE2E: []string{"Strict.example"}}).Register(reg); err != nil {
+	if err := New(Config{Settings: Settings{RequireE2E: []string{"Strict.example"}}}).Register(reg); err != nil {
 		t.Fatal(err)
 	}
 	r.SetRegistry(reg)

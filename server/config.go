@@ -10,6 +10,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/mam"
+	"github.com/parley-xmpp/parley/omemo"
 	"github.com/parley-xmpp/parley/push"
 	"github.com/parley-xmpp/parley/upload"
 )
@@ -34,7 +35,7 @@ type Config struct {
 	Debug        DebugConfig        `mapstructure:"debug"`
 	MAM          mam.Settings       `mapstructure:"mam"`
 	Push         push.Settings      `mapstructure:"push"`
-	OMEMO        OMEMOConfig        `mapstructure:"omemo"`
+	OMEMO        omemo.Settings     `mapstructure:"omemo"`
 	Upload       UploadConfig       `mapstructure:"upload"`
 	S2S          S2SConfig          `mapstructure:"s2s"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
@@ -166,14 +167,6 @@ type S2SConfig struct {
 	// MetricsDomains get their own label in the per-domain s2s metrics
 	// (domains in Routes always do); every other domain is "other".
 	MetricsDomains []string `mapstructure:"metrics_domains"`
-}
-
-// OMEMOConfig controls end-to-end encryption policy.
-type OMEMOConfig struct {
-	// RequireE2E lists local domains whose users may send one-to-one chat
-	// messages only OMEMO-encrypted; others are refused with an error
-	// that tells the user why.
-	RequireE2E []string `mapstructure:"require_e2e"`
 }
 
 // UploadConfig controls XEP-0363 HTTP File Upload.
@@ -491,11 +484,6 @@ func (c *Config) Validate() error {
 	default:
 		bad("upload.backend", "%q is not supported (expected disk or s3)", c.Upload.Backend)
 	}
-	for i, d := range c.OMEMO.RequireE2E {
-		if !seen[strings.ToLower(d)] {
-			bad(fmt.Sprintf("omemo.require_e2e[%d]", i), "%q is not one of hosts", d)
-		}
-	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -538,6 +526,7 @@ func (c *Config) Validate() error {
 	}{
 		{"mam", c.MAM.Problems()},
 		{"push", c.Push.Problems()},
+		{"omemo", c.OMEMO.Problems(c.Hosts)},
 	} {
 		for _, p := range sec.problems {
 			errs = append(errs, sec.key+"."+p)

@@ -116,7 +116,7 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		}, store, store, store),
 		// omemo after im (presence) and before mam: refused messages are
 		// never archived or copied.
-		omemo.New(omemo.Config{RequireE2E: cfg.OMEMO.RequireE2E, Logger: log}),
+		omemo.New(omemo.Config{Settings: cfg.OMEMO, Logger: log}),
 		// mam before carbons: copies carry the stanza-id the archive adds.
 		mam.New(mam.Config{Settings: cfg.MAM, Logger: log}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
