@@ -117,6 +117,9 @@ func (n *Node) onBus(m *nats.Msg) {
 			_ = n.publish(to.node, kindDeliver, full.String(), to.conn, m.Data, nil)
 			return
 		}
+		if s := n.router.LocalSession(full, conn); s != nil {
+			n.reg.FireRelayed(context.Background(), s, st)
+		}
 		n.router.Deliver(context.Background(), full, conn, st)
 		return
 	}

@@ -226,6 +226,7 @@ type Registry struct {
 	onQueued     []func(ctx context.Context, s Session, st *wire.Stanza)
 	onNotify     []func(ctx context.Context, owner string, st *wire.Stanza)
 	ackOverdue   []AckOverdueHook
+	onRelayed    []func(ctx context.Context, s Session, st *wire.Stanza)
 	onDelete     []func(ctx context.Context, bare string) error
 
 	accounts Accounts
@@ -450,6 +451,23 @@ type AckOverdueHook struct {
 func (r *Registry) OnAckOverdue(after time.Duration, f func(ctx context.Context, s Session, unacked []*wire.Stanza)) {
 	if after > 0 {
 		r.ackOverdue = append(r.ackOverdue, AckOverdueHook{After: after, F: f})
+	}
+}
+
+// OnRelayed subscribes to stanzas that another node of a cluster routed
+// (its hook chains ran there) as they are handed to a session bound on
+// this node. Modules that learn from what reaches a user (pep: the
+// capabilities in contacts' presence) learn it here too; they must not
+// act on it a second time (the routing node did). Never fired on a
+// single node.
+func (r *Registry) OnRelayed(f func(ctx context.Context, s Session, st *wire.Stanza)) {
+	r.onRelayed = append(r.onRelayed, f)
+}
+
+// FireRelayed runs OnRelayed subscribers.
+func (r *Registry) FireRelayed(ctx context.Context, s Session, st *wire.Stanza) {
+	for _, f := range r.onRelayed {
+		f(ctx, s, st)
 	}
 }
 

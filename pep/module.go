@@ -68,7 +68,12 @@ type Module struct {
 	fetching map[string][]waiter        // caps key → who waits for its resolution
 }
 
-type waiter struct{ owner, full string }
+// waiter waits for capabilities to be resolved; a quiet one only records
+// them (another node sends the last items).
+type waiter struct {
+	owner, full string
+	quiet       bool
+}
 
 var (
 	_ module.Module  = (*Module)(nil)
@@ -101,6 +106,7 @@ func (m *Module) Register(r *module.Registry) error {
 	r.Outbound(m.outboundPresence)
 	r.Outbound(m.outboundDisplayed)
 	r.Inbound(m.inboundPresence)
+	r.OnRelayed(m.relayedPresence)
 	r.OnUnbound(func(_ context.Context, s module.Session) { m.unavailable(s.JID().Bare().String(), s.JID().String()) })
 	return nil
 }

@@ -77,6 +77,34 @@ func jidKey(full, key string) string { return "jid " + full + " " + key }
 // unknown, and — when sendLast is set and the resource is newly available
 // or newly interested — sends it the last items of the nodes it wants.
 func (m *Module) observe(ctx context.Context, owner, full string, p *wire.Stanza, sendLast bool) {
+	m.observeAs(ctx, owner, full, p, sendLast, false)
+}
+
+// relayedPresence learns, on a node of a cluster, the presence another node
+// routed to a local resource of the owner: notifications the owner
+// publishes from this node then reach that contact. The routing node sent
+// the last items already, so nothing is sent here.
+func (m *Module) relayedPresence(ctx context.Context, s module.Session, st *wire.Stanza) {
+	if st.Name != "presence" {
+		return
+	}
+	from, err := jid.Parse(st.From)
+	if err != nil || from.Resourcepart() == "" {
+		return
+	}
+	owner := s.JID().Bare()
+	if from.Bare().Equal(owner) && from.Equal(s.JID()) {
+		return
+	}
+	switch st.Type {
+	case "":
+		m.observeAs(ctx, owner.String(), from.String(), st, false, true)
+	case "unavailable", "error":
+		m.unavailable(owner.String(), from.String())
+	}
+}
+
+func (m *Module) observeAs(ctx context.Context, owner, full string, p *wire.Stanza, sendLast, quiet bool) {
 	key, c := capsKey(p, full)
 	m.mu.Lock()
 	entries := m.avail[owner]
@@ -104,7 +132,7 @@ func (m *Module) observe(ctx context.Context, owner, full string, p *wire.Stanza
 	start := false
 	if key != "" && !known {
 		_, inflight := m.fetching[key]
-		m.fetching[key] = append(m.fetching[key], waiter{owner, full})
+		m.fetching[key] = append(m.fetching[key], waiter{owner, full, quiet})
 		start = !inflight
 	}
 	if start {
@@ -185,7 +213,7 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 	case verified:
 		m.caps[key] = interests
 		for _, w := range waiters {
-			if m.avail[w.owner][w.full] == key {
+			if m.avail[w.owner][w.full] == key && !w.quiet {
 				ready = append(ready, w)
 			}
 		}
@@ -197,7 +225,9 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 		m.caps[jk] = interests
 		if m.avail[owner][full] == key {
 			m.avail[owner][full] = jk
-			ready = append(ready, waiter{owner, full})
+			if !slices.ContainsFunc(waiters, func(w waiter) bool { return w.owner == owner && w.full == full && w.quiet }) {
+				ready = append(ready, waiter{owner: owner, full: full})
+			}
 		}
 	}
 	m.mu.Unlock()
