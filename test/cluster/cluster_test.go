@@ -153,3 +153,19 @@ func TestCarbonsToResourcesOnTwoOtherNodes(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxSessionsAcrossNodes: the per-account session limit (20) counts
+// the sessions on every node.
+func TestMaxSessionsAcrossNodes(t *testing.T) {
+	nodes := testserver.StartCluster(t, 2)
+	nodes[0].AddUser("gina", "pw")
+	for i := range 20 {
+		nodes[i%2].Login("gina", "pw", fmt.Sprint("r", i))
+	}
+	c := nodes[1].Authenticate("gina", "pw")
+	c.Send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>one-too-many</resource></bind></iq>")
+	r := c.Next()
+	if r.Type != "error" || stanzaError(r) != "resource-constraint" {
+		t.Fatalf("21st session across two nodes: %s", r.Raw)
+	}
+}
