@@ -6,7 +6,9 @@ package basic
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 )
 
 // CapsNode is the XEP-0115 'node' of Parley's capabilities.
@@ -14,6 +16,57 @@ const CapsNode = "https://parley.im"
 
 // DefaultMaxVCardBytes bounds a stored vCard (serialized).
 const DefaultMaxVCardBytes = 64 << 10
+
+// ContactSettings is the contact section of the configuration file:
+// XEP-0157 addresses (URIs such as xmpp:admin@example.org or
+// mailto:abuse@example.org) by purpose. server.Config composes it.
+type ContactSettings struct {
+	Abuse    []string `mapstructure:"abuse"`
+	Admin    []string `mapstructure:"admin"`
+	Feedback []string `mapstructure:"feedback"`
+	Sales    []string `mapstructure:"sales"`
+	Security []string `mapstructure:"security"`
+	Support  []string `mapstructure:"support"`
+}
+
+// fields pairs each XEP-0157 field with its key in the section.
+func (c ContactSettings) fields() []struct {
+	key, field string
+	uris       []string
+} {
+	return []struct {
+		key, field string
+		uris       []string
+	}{
+		{"abuse", "abuse-addresses", c.Abuse}, {"admin", "admin-addresses", c.Admin},
+		{"feedback", "feedback-addresses", c.Feedback}, {"sales", "sales-addresses", c.Sales},
+		{"security", "security-addresses", c.Security}, {"support", "support-addresses", c.Support},
+	}
+}
+
+// Fields returns the addresses keyed by XEP-0157 field name, for
+// Config.Contact.
+func (c ContactSettings) Fields() map[string][]string {
+	m := map[string][]string{}
+	for _, f := range c.fields() {
+		m[f.field] = f.uris
+	}
+	return m
+}
+
+// Problems returns what is wrong with c, each as "key: problem" with the
+// key relative to the contact section.
+func (c ContactSettings) Problems() []string {
+	var p []string
+	for _, f := range c.fields() {
+		for i, u := range f.uris {
+			if !strings.Contains(u, ":") {
+				p = append(p, fmt.Sprintf("%s[%d]: %q is not a URI (expected e.g. xmpp:admin@example.org or mailto:abuse@example.org)", f.key, i, u))
+			}
+		}
+	}
+	return p
+}
 
 // Config configures the module.
 type Config struct {

@@ -27,13 +27,32 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-// Config configures the module.
-type Config struct {
+// Settings is the registration section of the configuration file (the
+// YAML keys are the mapstructure tags); server.Config composes it.
+type Settings struct {
 	// Open enables registration of new accounts.
-	Open bool
+	Open bool `mapstructure:"open"`
 	// PerAddressPerHour limits successful registrations from one address
 	// (an IPv4 address or an IPv6 /64) in any hour; 0 means no limit.
-	PerAddressPerHour int
+	PerAddressPerHour int `mapstructure:"per_address_per_hour"`
+}
+
+// DefaultSettings are the defaults of the registration section.
+func DefaultSettings() Settings { return Settings{PerAddressPerHour: 5} }
+
+// Problems returns what is wrong with s, each as "key: problem" with the
+// key relative to the registration section.
+func (s Settings) Problems() []string {
+	if s.PerAddressPerHour < 0 {
+		return []string{"per_address_per_hour: expected zero (no limit) or a positive number"}
+	}
+	return nil
+}
+
+// Config configures the module: the file's settings and what the
+// server wires in.
+type Config struct {
+	Settings
 	// Derive computes the credentials to store for a password (typically
 	// auth.DeriveCredentials with the configured iterations). It rejects
 	// passwords that PRECIS OpaqueString refuses. Required.

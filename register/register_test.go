@@ -24,7 +24,7 @@ func reg(id, user, password string) string {
 
 func TestStreamFeature(t *testing.T) {
 	for _, open := range []bool{true, false} {
-		e := setup(t, Config{Open: open})
+		e := setup(t, Config{Settings: Settings{Open: open}})
 		fs := e.Registry.StreamFeatures()
 		if len(fs) != 1 {
 			t.Fatalf("%d stream features", len(fs))
@@ -43,7 +43,7 @@ func TestStreamFeature(t *testing.T) {
 }
 
 func TestPreAuthGet(t *testing.T) {
-	e := setup(t, Config{Open: true})
+	e := setup(t, Config{Settings: Settings{Open: true}})
 	e.expectPre("<iq type='get' id='g1'><query xmlns='jabber:iq:register'/></iq>", addr1, true,
 		"<iq type='result' id='g1'><query xmlns='jabber:iq:register'><instructions>"+Instructions+"</instructions><username/><password/></query></iq>")
 	e.expectPre("<iq type='get' id='g2' to='example.org'><query xmlns='jabber:iq:register'/></iq>", addr1, true,
@@ -68,13 +68,13 @@ func TestPreAuthGet(t *testing.T) {
 		t.Errorf("unknown domain: %s", res.Raw)
 	}
 
-	closed := setup(t, Config{Open: false})
+	closed := setup(t, Config{Settings: Settings{Open: false}})
 	closed.expectPre("<iq type='get' id='c1'><query xmlns='jabber:iq:register'/></iq>", addr1, true,
 		"<iq type='error' id='c1'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
 }
 
 func TestPreAuthRegister(t *testing.T) {
-	e := setup(t, Config{Open: true})
+	e := setup(t, Config{Settings: Settings{Open: true}})
 	e.expectPre(reg("r1", "alice", "correct horse"), addr1, true, "<iq type='result' id='r1'/>")
 	if !e.exists("alice@example.org") || !e.passwordIs("alice@example.org", "correct horse") {
 		t.Fatal("account not created with the password")
@@ -135,7 +135,7 @@ func TestPreAuthRegister(t *testing.T) {
 }
 
 func TestPreAuthClosed(t *testing.T) {
-	e := setup(t, Config{Open: false})
+	e := setup(t, Config{Settings: Settings{Open: false}})
 	e.expectPre(reg("c1", "alice", "pw"), addr1, true,
 		"<iq type='error' id='c1'><error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"+
 			"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>registration is closed on this server</text></error></iq>")
@@ -145,7 +145,7 @@ func TestPreAuthClosed(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	e := setup(t, Config{Open: true, PerAddressPerHour: 2})
+	e := setup(t, Config{Settings: Settings{Open: true, PerAddressPerHour: 2}})
 	rateErr := "<iq type='error' id='%s'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>" +
 		"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>too many registrations from your address; try again later</text></error></iq>"
 	e.expectPre(reg("a", "u1", "pw"), "192.0.2.1:1000", true, "<iq type='result' id='a'/>")
@@ -177,7 +177,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestRateLimitConcurrent(t *testing.T) {
-	e := setup(t, Config{Open: true, PerAddressPerHour: 3})
+	e := setup(t, Config{Settings: Settings{Open: true, PerAddressPerHour: 3}})
 	var wg sync.WaitGroup
 	results := make([]*wire.Stanza, 12)
 	for i := range results {
@@ -254,7 +254,7 @@ func TestAddressKey(t *testing.T) {
 }
 
 func TestAuthenticated(t *testing.T) {
-	e := setup(t, Config{Open: false}) // account management works while registration is closed
+	e := setup(t, Config{Settings: Settings{Open: false}}) // account management works while registration is closed
 	ctx := context.Background()
 	for _, u := range []string{"alice", "mallory"} {
 		creds, _ := derive("old")
@@ -338,7 +338,7 @@ func TestAuthenticated(t *testing.T) {
 }
 
 func TestDeriveRequired(t *testing.T) {
-	m := New(Config{Open: true}, nil)
+	m := New(Config{Settings: Settings{Open: true}}, nil)
 	if err := m.Register(module.NewRegistry([]string{domain}, nil, nil)); err == nil {
 		t.Fatal("Register without Derive succeeded")
 	}

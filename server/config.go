@@ -9,9 +9,11 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/basic"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/omemo"
 	"github.com/parley-xmpp/parley/push"
+	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/upload"
 )
 
@@ -20,24 +22,24 @@ import (
 // mapstructure tags are the YAML key names documented in
 // configs/parley.example.yaml.
 type Config struct {
-	Hosts        []string           `mapstructure:"hosts"`
-	DataDir      string             `mapstructure:"data_dir"`
-	TLS          TLSConfig          `mapstructure:"tls"`
-	Listen       ListenConfig       `mapstructure:"listen"`
-	Storage      StorageConfig      `mapstructure:"storage"`
-	Registration RegistrationConfig `mapstructure:"registration"`
-	Limits       LimitsConfig       `mapstructure:"limits"`
-	Auth         AuthConfig         `mapstructure:"auth"`
-	C2S          C2SConfig          `mapstructure:"c2s"`
-	WebSocket    WebSocketConfig    `mapstructure:"websocket"`
-	Contact      ContactConfig      `mapstructure:"contact"`
-	Log          LogConfig          `mapstructure:"log"`
-	Debug        DebugConfig        `mapstructure:"debug"`
-	MAM          mam.Settings       `mapstructure:"mam"`
-	Push         push.Settings      `mapstructure:"push"`
-	OMEMO        omemo.Settings     `mapstructure:"omemo"`
-	Upload       UploadConfig       `mapstructure:"upload"`
-	S2S          S2SConfig          `mapstructure:"s2s"`
+	Hosts        []string              `mapstructure:"hosts"`
+	DataDir      string                `mapstructure:"data_dir"`
+	TLS          TLSConfig             `mapstructure:"tls"`
+	Listen       ListenConfig          `mapstructure:"listen"`
+	Storage      StorageConfig         `mapstructure:"storage"`
+	Registration register.Settings     `mapstructure:"registration"`
+	Limits       LimitsConfig          `mapstructure:"limits"`
+	Auth         AuthConfig            `mapstructure:"auth"`
+	C2S          C2SConfig             `mapstructure:"c2s"`
+	WebSocket    WebSocketConfig       `mapstructure:"websocket"`
+	Contact      basic.ContactSettings `mapstructure:"contact"`
+	Log          LogConfig             `mapstructure:"log"`
+	Debug        DebugConfig           `mapstructure:"debug"`
+	MAM          mam.Settings          `mapstructure:"mam"`
+	Push         push.Settings         `mapstructure:"push"`
+	OMEMO        omemo.Settings        `mapstructure:"omemo"`
+	Upload       UploadConfig          `mapstructure:"upload"`
+	S2S          S2SConfig             `mapstructure:"s2s"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
 	// commands and create account invitations; they are also service
 	// admins of multi-user chat (owners of every room).
@@ -234,13 +236,6 @@ type PostgresConfig struct {
 	NoMigrate bool `mapstructure:"no_migrate"`
 }
 
-// RegistrationConfig controls XEP-0077 in-band registration.
-type RegistrationConfig struct {
-	Open bool `mapstructure:"open"`
-	// PerAddressPerHour limits successful registrations from one IP address.
-	PerAddressPerHour int `mapstructure:"per_address_per_hour"`
-}
-
 // LimitsConfig bounds what one client can make the server hold or do.
 type LimitsConfig struct {
 	MaxStanzaBytes     int `mapstructure:"max_stanza_bytes"`
@@ -285,17 +280,6 @@ type WebSocketConfig struct {
 	Origins []string `mapstructure:"origins"`
 }
 
-// ContactConfig lists XEP-0157 contact addresses (URIs such as
-// xmpp:admin@example.org or mailto:abuse@example.org).
-type ContactConfig struct {
-	Abuse    []string `mapstructure:"abuse"`
-	Admin    []string `mapstructure:"admin"`
-	Feedback []string `mapstructure:"feedback"`
-	Sales    []string `mapstructure:"sales"`
-	Security []string `mapstructure:"security"`
-	Support  []string `mapstructure:"support"`
-}
-
 // LogConfig controls structured logging.
 type LogConfig struct {
 	Level  string `mapstructure:"level"`  // debug, info, warn, error
@@ -326,7 +310,7 @@ func DefaultConfig() Config {
 		},
 		Storage: StorageConfig{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10},
 			GroupCommit: true, GroupCommitMaxBatch: 256, GroupCommitMaxWait: time.Millisecond},
-		Registration: RegistrationConfig{PerAddressPerHour: 5},
+		Registration: register.DefaultSettings(),
 		Limits: LimitsConfig{
 			MaxStanzaBytes:     262144,
 			MaxDepth:           32,
@@ -421,9 +405,6 @@ func (c *Config) Validate() error {
 	if c.Storage.GroupCommitMaxWait < 0 || c.Storage.GroupCommitMaxWait > time.Second {
 		bad("storage.group_commit_max_wait", "expected a duration from 0s to 1s")
 	}
-	if c.Registration.PerAddressPerHour < 0 {
-		bad("registration.per_address_per_hour", "expected zero (no limit) or a positive number")
-	}
 	positive := func(key string, v, min int) {
 		if v < min {
 			bad(key, "expected a number >= %d, got %d", min, v)
@@ -494,17 +475,6 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not a format (expected text or json)", c.Log.Format)
 	}
-	for _, group := range []struct {
-		key  string
-		uris []string
-	}{{"contact.abuse", c.Contact.Abuse}, {"contact.admin", c.Contact.Admin}, {"contact.feedback", c.Contact.Feedback},
-		{"contact.sales", c.Contact.Sales}, {"contact.security", c.Contact.Security}, {"contact.support", c.Contact.Support}} {
-		for i, u := range group.uris {
-			if !strings.Contains(u, ":") {
-				bad(fmt.Sprintf("%s[%d]", group.key, i), "%q is not a URI (expected e.g. xmpp:admin@example.org or mailto:abuse@example.org)", u)
-			}
-		}
-	}
 	for i, a := range c.Admins {
 		j, err := jid.Parse(a)
 		if err != nil || j.Localpart() == "" || j.Resourcepart() != "" || !seen[j.Domainpart()] {
@@ -527,6 +497,8 @@ func (c *Config) Validate() error {
 		{"mam", c.MAM.Problems()},
 		{"push", c.Push.Problems()},
 		{"omemo", c.OMEMO.Problems(c.Hosts)},
+		{"registration", c.Registration.Problems()},
+		{"contact", c.Contact.Problems()},
 	} {
 		for _, p := range sec.problems {
 			errs = append(errs, sec.key+"."+p)

@@ -72,14 +72,6 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		return auth.DeriveCredentials(password, cfg.Auth.Iterations)
 	}
 	adm = NewAdmin(cfg, store, accounts, log, httpsBase)
-	contact := map[string][]string{
-		"abuse-addresses":    cfg.Contact.Abuse,
-		"admin-addresses":    cfg.Contact.Admin,
-		"feedback-addresses": cfg.Contact.Feedback,
-		"sales-addresses":    cfg.Contact.Sales,
-		"security-addresses": cfg.Contact.Security,
-		"support-addresses":  cfg.Contact.Support,
-	}
 	var privMod *private.Module
 	var avatarMod *avatar.Module
 	pepMod := pep.New(pep.Config{NodeDefaults: omemo.NodeDefaults, Logger: log,
@@ -120,16 +112,15 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// mam before carbons: copies carry the stanza-id the archive adds.
 		mam.New(mam.Config{Settings: cfg.MAM, Logger: log}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
-		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: contact, Logger: log,
+		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: cfg.Contact.Fields(), Logger: log,
 			OnVCardSet: avatarMod.OnVCardSet}, store),
 		register.New(register.Config{
-			Open:              cfg.Registration.Open,
-			PerAddressPerHour: cfg.Registration.PerAddressPerHour,
-			Derive:            derive,
-			Domains:           cfg.Hosts,
-			Invites:           registerInvites{adm},
-			OnRegistered:      adm.Welcome,
-			Logger:            log,
+			Settings:     cfg.Registration,
+			Derive:       derive,
+			Domains:      cfg.Hosts,
+			Invites:      registerInvites{adm},
+			OnRegistered: adm.Welcome,
+			Logger:       log,
 		}, accounts),
 		up,
 	}
