@@ -70,6 +70,8 @@ listen:
   http: "127.0.0.1:0"
   https: "127.0.0.1:0"
   admin: "127.0.0.1:0"
+  s2s: "127.0.0.1:0"
+  s2s_tls: "127.0.0.1:0"
 %s`, dataDir, extra))
 	return path, dataDir
 }
