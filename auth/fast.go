@@ -179,6 +179,9 @@ func (n *Negotiation) htStep(ctx context.Context, in []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.beforeVerify(ctx); err != nil {
+		return nil, err
+	}
 	ht := n.ht
 	f := ht.f
 	var client storage.FASTClient

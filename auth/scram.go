@@ -110,7 +110,7 @@ func (n *Negotiation) clientFirst(ctx context.Context, in string) ([]byte, error
 
 // clientFinal checks client-final-message and answers with the server
 // signature.
-func (n *Negotiation) clientFinal(in string) ([]byte, error) {
+func (n *Negotiation) clientFinal(ctx context.Context, in string) ([]byte, error) {
 	attrs := strings.Split(in, ",")
 	if len(attrs) < 3 {
 		return nil, fail(CondMalformedRequest, "missing attributes")
@@ -132,6 +132,9 @@ func (n *Negotiation) clientFinal(in string) ([]byte, error) {
 	}
 	if nonce != n.nonce {
 		return nil, fail(CondNotAuthorized, "nonce mismatch")
+	}
+	if err := n.beforeVerify(ctx); err != nil {
+		return nil, err
 	}
 
 	withoutProof := in[:len(in)-len(last)-1]

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
@@ -73,6 +74,11 @@ type Config struct {
 	// one new credentials are derived with. Zero: the count of the last real
 	// credential looked up (MinIterations until there was one).
 	Iterations int
+	// Suspensions, when set, refuses accounts an administrator suspended
+	// with account-disabled (after a correct proof only).
+	Suspensions interface {
+		AccountSuspension(ctx context.Context, bare string) (storage.Suspension, error)
+	}
 }
 
 // Server negotiates SASL for any number of connections concurrently.
@@ -181,6 +187,55 @@ type Negotiation struct {
 	serverFirst     string
 	nonce           string
 	ssdp            string // XEP-0474 list to sign, "" when not asked for
+
+	gate func(ctx context.Context, bare string) error
+}
+
+// SetGate installs a check that runs once the client has named its
+// account and before its proof is verified (failed-login throttling). An
+// error from it ends the negotiation before anything depends on the proof,
+// so the answer is the same for a right and a wrong password. bare is ""
+// when the name is not a possible account.
+func (n *Negotiation) SetGate(g func(ctx context.Context, bare string) error) { n.gate = g }
+
+func (n *Negotiation) beforeVerify(ctx context.Context) error {
+	if n.gate == nil {
+		return nil
+	}
+	bare := ""
+	if n.user != "" {
+		bare = n.user + "@" + n.domain
+	}
+	return n.gate(ctx, bare)
+}
+
+// checkSuspended refuses an authentication that succeeded for an account
+// an administrator suspended (RFC 6120 §6.5.1 account-disabled). It runs
+// only after a correct proof, so it tells nothing to whoever lacks the
+// password.
+func (n *Negotiation) checkSuspended(ctx context.Context) error {
+	src := n.s.cfg.Suspensions
+	if src == nil || n.user == "" {
+		return nil
+	}
+	sp, err := src.AccountSuspension(ctx, n.user+"@"+n.domain)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return &Failure{Condition: CondTemporaryAuthFailure, Err: err}
+	}
+	if !sp.Active(time.Now()) {
+		return nil
+	}
+	text := "this account is suspended"
+	if sp.Reason != "" {
+		text += ": " + sp.Reason
+	}
+	if !sp.Until.IsZero() {
+		text += " (until " + sp.Until.UTC().Format(time.RFC3339) + ")"
+	}
+	return fail(CondAccountDisabled, text)
 }
 
 // ProtectDowngrade makes a SCRAM negotiation sign what was advertised
@@ -220,6 +275,16 @@ func (n *Negotiation) Mechanism() string { return n.mech }
 // done with a nil error means success; out then carries the additional
 // data for <success/>. Every error is a *Failure and ends the negotiation.
 func (n *Negotiation) Step(ctx context.Context, in []byte) (out []byte, done bool, err error) {
+	out, done, err = n.step(ctx, in)
+	if done && err == nil {
+		if err = n.checkSuspended(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	return out, done, err
+}
+
+func (n *Negotiation) step(ctx context.Context, in []byte) (out []byte, done bool, err error) {
 	if n.state == finished {
 		return nil, false, fail(CondMalformedRequest, "the negotiation is over")
 	}
@@ -256,7 +321,7 @@ func (n *Negotiation) Step(ctx context.Context, in []byte) (out []byte, done boo
 		n.state = awaitFinal
 		return out, false, nil
 	default:
-		out, err := n.clientFinal(string(in))
+		out, err := n.clientFinal(ctx, string(in))
 		if err != nil {
 			return nil, false, err
 		}
@@ -327,6 +392,9 @@ func (n *Negotiation) plain(ctx context.Context, in string) error {
 	}
 	bare, valid, err := n.identify(authcid, authzid)
 	if err != nil {
+		return err
+	}
+	if err := n.beforeVerify(ctx); err != nil {
 		return err
 	}
 	var creds []storage.SCRAMCredential

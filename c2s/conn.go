@@ -461,7 +461,7 @@ func (c *conn) handleSASL(st *wire.Stanza) error {
 			return c.saslFailure("encryption-required", "use STARTTLS before authenticating")
 		}
 		c.mech = st.Attr("mechanism")
-		if !c.srv.throttle.Allowed(c.t.remoteAddr(), "") {
+		if !c.srv.throttle.Allowed(c.t.remoteAddr()) {
 			countAuth(c.mech, "throttled")
 			return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
 		}
@@ -469,6 +469,7 @@ func (c *conn) handleSASL(st *wire.Stanza) error {
 		if err != nil {
 			return c.saslError(err)
 		}
+		neg.SetGate(c.throttleGate)
 		c.neg = neg
 		text := strings.TrimSpace(st.Tree().Text())
 		if text == "" {
@@ -506,10 +507,6 @@ func (c *conn) saslStep(text string) error {
 	user := c.neg.Username()
 	c.neg = nil
 	bare := user + "@" + c.domain
-	if !c.srv.throttle.Allowed(c.t.remoteAddr(), bare) {
-		countAuth(c.mech, "throttled")
-		return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
-	}
 	c.srv.throttle.Succeeded(c.t.remoteAddr(), bare)
 	countAuth(c.mech, "success")
 	c.authenticated = true
@@ -525,6 +522,28 @@ func (c *conn) saslStep(text string) error {
 	}
 	c.t.restart()
 	return errRestart
+}
+
+// throttleGate runs once the client named its account and before its
+// proof is verified (auth.Negotiation.SetGate): an account someone has
+// been guessing at is slowed down here, and an attempt that would wait
+// too long is refused, with the same answer whatever the password.
+func (c *conn) throttleGate(ctx context.Context, bare string) error {
+	wait, ok := c.srv.throttle.Admit(c.t.remoteAddr(), bare)
+	if !ok {
+		countAuth(c.mech, "throttled")
+		return &auth.Failure{Condition: auth.CondTemporaryAuthFailure, Text: "too many failed attempts, try again later"}
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func (c *conn) saslError(err error) error {

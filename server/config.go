@@ -258,6 +258,11 @@ type AuthConfig struct {
 	Timeout       time.Duration `mapstructure:"timeout"`
 	MaxFailures   int           `mapstructure:"max_failures"`
 	FailureWindow time.Duration `mapstructure:"failure_window"`
+	// MaxDelay is the longest spacing between verified login attempts on
+	// an account over MaxFailures; MaxWait the longest an attempt queues
+	// for its turn before it is refused with temporary-auth-failure.
+	MaxDelay time.Duration `mapstructure:"max_delay"`
+	MaxWait  time.Duration `mapstructure:"max_wait"`
 }
 
 // C2SConfig controls client sessions.
@@ -328,6 +333,8 @@ func DefaultConfig() Config {
 			Timeout:       30 * time.Second,
 			MaxFailures:   5,
 			FailureWindow: 5 * time.Minute,
+			MaxDelay:      time.Minute,
+			MaxWait:       20 * time.Second,
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
@@ -425,6 +432,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.FailureWindow <= 0 {
 		bad("auth.failure_window", "expected a positive duration such as 5m")
+	}
+	if c.Auth.MaxDelay < time.Second {
+		bad("auth.max_delay", "expected a duration of at least 1s, such as 1m")
+	}
+	if c.Auth.MaxWait <= 0 || c.Auth.MaxWait >= c.Auth.Timeout {
+		bad("auth.max_wait", "expected a positive duration shorter than auth.timeout, such as 20s")
 	}
 	if c.C2S.PingInterval < 0 || c.C2S.PingTimeout <= 0 {
 		bad("c2s.ping_interval", "expected positive durations for c2s.ping_interval (0 disables) and c2s.ping_timeout")

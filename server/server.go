@@ -204,8 +204,9 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	}
 
 	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
-		Secret: secret, Iterations: cfg.Auth.Iterations}, store)
-	throttle := auth.NewThrottle(cfg.Auth.MaxFailures, cfg.Auth.FailureWindow)
+		Secret: secret, Iterations: cfg.Auth.Iterations, Suspensions: store}, store)
+	throttle := auth.NewThrottle(auth.ThrottleConfig{MaxFailures: cfg.Auth.MaxFailures, Window: cfg.Auth.FailureWindow,
+		MaxDelay: cfg.Auth.MaxDelay, MaxWait: cfg.Auth.MaxWait})
 	s.c2s = c2s.New(c2s.Config{
 		Domains: cfg.Hosts,
 		TLS:     s.tls,

@@ -48,6 +48,25 @@ func (s *Server) Dial() net.Conn {
 	return c
 }
 
+// DialFrom is Dial from another loopback source address (e.g.
+// "127.0.0.7"), for tests of per-address limits.
+func (s *Server) DialFrom(ip string) net.Conn {
+	s.t.Helper()
+	d := net.Dialer{Timeout: Timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", s.Addr("c2s"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// ConnectFrom is Connect from another loopback source address.
+func (s *Server) ConnectFrom(ip string) *Client {
+	s.t.Helper()
+	return startTLS(s.t, s.DialFrom(ip), s.Domain)
+}
+
 // Connect opens a stream and negotiates STARTTLS; it stops before SASL.
 func (s *Server) Connect() *Client {
 	s.t.Helper()
