@@ -64,7 +64,11 @@ type session struct {
 	// to another node of a cluster (see cluster.go); sendMu orders that
 	// with Send.
 	sendMu sync.Mutex
-	moved  func(*wire.Stanza)
+	// closing (under sendMu): the end of the stream is queued, so Send
+	// refuses, since nothing queued behind it would be written; the router
+	// then stores a message offline instead of losing it.
+	closing bool
+	moved   func(*wire.Stanza)
 }
 
 type outItem struct {
@@ -97,6 +101,10 @@ func (s *session) Send(st *wire.Stanza) error {
 		s.sendMu.Unlock()
 		return module.ErrNoSession
 	default:
+	}
+	if s.closing {
+		s.sendMu.Unlock()
+		return module.ErrNoSession
 	}
 	select {
 	case s.out <- outItem{st: st}:
@@ -189,6 +197,9 @@ func (s *session) replaced() bool {
 // closeStream queues the end of the stream behind what is queued.
 func (s *session) closeStream(err *wire.StreamError) {
 	s.closeOnce.Do(func() {
+		s.sendMu.Lock()
+		s.closing = true
+		s.sendMu.Unlock()
 		select {
 		case s.out <- outItem{close: true, err: err}:
 		default:

@@ -425,8 +425,9 @@ func (r *Router) toUser(ctx context.Context, ev *module.Event) {
 		}
 	case "message":
 		if full {
-			if s := r.Session(to); s != nil {
-				r.send(s, st)
+			// A session that is ending refuses: then as if it were gone
+			// (RFC 6121 §8.5.3.2.1), so the message is not lost.
+			if s := r.Session(to); s != nil && r.send(s, st) {
 				return
 			}
 			switch st.Type {
@@ -469,8 +470,7 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 	}
 	delivered := false
 	for _, s := range r.Resources(ev.To) {
-		if s.Presence() != nil && s.Priority() >= 0 {
-			r.send(s, st)
+		if s.Presence() != nil && s.Priority() >= 0 && r.send(s, st) {
 			delivered = true
 		}
 	}
@@ -512,10 +512,13 @@ func (r *Router) iqAccountExists(ctx context.Context, ev *module.Event) bool {
 	return true
 }
 
-func (r *Router) send(s module.Session, st *wire.Stanza) {
+// send reports whether s took st; a session that is ending refuses.
+func (r *Router) send(s module.Session, st *wire.Stanza) bool {
 	if err := s.Send(st); err != nil {
 		stanzasDropped.WithLabelValues("queue").Inc()
+		return false
 	}
+	return true
 }
 
 // routeLocal routes a server-generated stanza.
