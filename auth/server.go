@@ -228,14 +228,7 @@ func (n *Negotiation) checkSuspended(ctx context.Context) error {
 	if !sp.Active(time.Now()) {
 		return nil
 	}
-	text := "this account is suspended"
-	if sp.Reason != "" {
-		text += ": " + sp.Reason
-	}
-	if !sp.Until.IsZero() {
-		text += " (until " + sp.Until.UTC().Format(time.RFC3339) + ")"
-	}
-	return fail(CondAccountDisabled, text)
+	return fail(CondAccountDisabled, sp.Describe())
 }
 
 // ProtectDowngrade makes a SCRAM negotiation sign what was advertised

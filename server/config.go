@@ -9,6 +9,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/abuse"
 	"github.com/parley-xmpp/parley/basic"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/omemo"
@@ -40,6 +41,7 @@ type Config struct {
 	OMEMO        omemo.Settings        `mapstructure:"omemo"`
 	Upload       UploadConfig          `mapstructure:"upload"`
 	S2S          S2SConfig             `mapstructure:"s2s"`
+	Abuse        abuse.Settings        `mapstructure:"abuse"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
 	// commands and create account invitations; they are also service
 	// admins of multi-user chat (owners of every room).
@@ -343,6 +345,7 @@ func DefaultConfig() Config {
 		Push:    push.DefaultSettings(),
 		Upload:  UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
 		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
+		Abuse:   abuse.DefaultSettings(),
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
@@ -436,8 +439,8 @@ func (c *Config) Validate() error {
 	if c.Auth.MaxDelay < time.Second {
 		bad("auth.max_delay", "expected a duration of at least 1s, such as 1m")
 	}
-	if c.Auth.MaxWait <= 0 || c.Auth.MaxWait >= c.Auth.Timeout {
-		bad("auth.max_wait", "expected a positive duration shorter than auth.timeout, such as 20s")
+	if c.Auth.MaxWait <= 0 {
+		bad("auth.max_wait", "expected a positive duration such as 20s")
 	}
 	if c.C2S.PingInterval < 0 || c.C2S.PingTimeout <= 0 {
 		bad("c2s.ping_interval", "expected positive durations for c2s.ping_interval (0 disables) and c2s.ping_timeout")
@@ -512,6 +515,7 @@ func (c *Config) Validate() error {
 		{"omemo", c.OMEMO.Problems(c.Hosts)},
 		{"registration", c.Registration.Problems()},
 		{"contact", c.Contact.Problems()},
+		{"abuse", c.Abuse.Problems()},
 	} {
 		for _, p := range sec.problems {
 			errs = append(errs, sec.key+"."+p)

@@ -79,6 +79,11 @@ func fillAccount(t *testing.T, st storage.Store, blobs upload.Blobs, owner strin
 	room := "room" + id + "@conference." + testserver.Domain
 	must(st.CreateRoom(ctx, storage.MUCRoom{JID: room, Created: now}, nil))
 	must(st.SetRoomAffiliation(ctx, room, storage.MUCAffiliation{JID: owner, Affiliation: storage.AffMember}))
+	must(st.SuspendAccount(ctx, storage.Suspension{Account: owner, Reason: "spam", By: "cli", Since: now}))
+	_, err = st.AddSpamReport(ctx, storage.SpamReport{Reporter: owner, Reported: "spam@remote.example", Reason: storage.ReportSpam,
+		Created: now}, 0)
+	must(err)
+	must(st.SetAccountSetting(ctx, owner, "block_strangers", "true"))
 }
 
 // tableScanner is what both backends offer to look into every table.

@@ -14,6 +14,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/abuse"
 	"github.com/parley-xmpp/parley/adhoc"
 	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/auth"
@@ -100,6 +101,10 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// avatar before im: it adds the XEP-0153 hash to presence that
 		// im then broadcasts.
 		avatarMod,
+		// abuse before im: a stranger's message is refused before it
+		// reaches the archive, carbons or offline storage, and a block
+		// request's report is taken before im handles the block.
+		newAbuse(cfg.Abuse, store, log),
 		im.New(im.Config{
 			MaxRosterItems:     cfg.Limits.MaxRosterItems,
 			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,
@@ -294,4 +299,10 @@ func inviteError(err error) error {
 		return module.Errorf(wire.ErrNotAcceptable, "this password is not allowed")
 	}
 	return err
+}
+
+func newAbuse(s abuse.Settings, store storage.Store, log *slog.Logger) *abuse.Module {
+	c := s.ModuleConfig()
+	c.Logger = log
+	return abuse.New(c, store)
 }

@@ -206,7 +206,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
 		Secret: secret, Iterations: cfg.Auth.Iterations, Suspensions: store}, store)
 	throttle := auth.NewThrottle(auth.ThrottleConfig{MaxFailures: cfg.Auth.MaxFailures, Window: cfg.Auth.FailureWindow,
-		MaxDelay: cfg.Auth.MaxDelay, MaxWait: cfg.Auth.MaxWait})
+		MaxDelay: cfg.Auth.MaxDelay, MaxWait: min(cfg.Auth.MaxWait, cfg.Auth.Timeout*2/3)})
 	s.c2s = c2s.New(c2s.Config{
 		Domains: cfg.Hosts,
 		TLS:     s.tls,

@@ -19,6 +19,19 @@ type Suspension struct {
 // Active reports whether the suspension is in force at now.
 func (s Suspension) Active(now time.Time) bool { return s.Until.IsZero() || now.Before(s.Until) }
 
+// Describe is what the user is told: why and until when the account is
+// suspended.
+func (s Suspension) Describe() string {
+	text := "this account is suspended"
+	if s.Reason != "" {
+		text += ": " + s.Reason
+	}
+	if !s.Until.IsZero() {
+		text += " (until " + s.Until.UTC().Format(time.RFC3339) + ")"
+	}
+	return text
+}
+
 // Suspensions stores account suspensions. A suspension goes with the
 // account (DeleteAccount).
 type Suspensions interface {

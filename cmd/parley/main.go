@@ -96,6 +96,7 @@ See configs/parley.example.yaml for every key.`,
 		newInviteCmd(opts),
 		newAdminCmd(opts),
 		newClusterCmd(opts),
+		newAbuseCmd(opts),
 		newVersionCmd(),
 	)
 	return root

@@ -21,7 +21,7 @@ const passwordFlagHelp = "the password (visible to other local users in the proc
 func newUserCmd(opts *globalOptions) *cobra.Command {
 	user := &cobra.Command{
 		Use:   "user",
-		Short: "Manage user accounts (add, passwd, delete, list)",
+		Short: "Manage user accounts (add, passwd, delete, list, suspend, unsuspend, suspended)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
@@ -107,6 +107,7 @@ func newUserCmd(opts *globalOptions) *cobra.Command {
 	}
 
 	user.AddCommand(add, passwd, del, list)
+	user.AddCommand(newSuspendCmds(opts)...)
 	return user
 }
 
