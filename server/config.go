@@ -39,7 +39,7 @@ type Config struct {
 	MAM          mam.Settings          `mapstructure:"mam"`
 	Push         push.Settings         `mapstructure:"push"`
 	OMEMO        omemo.Settings        `mapstructure:"omemo"`
-	Upload       UploadConfig          `mapstructure:"upload"`
+	Upload       upload.Settings       `mapstructure:"upload"`
 	S2S          S2SConfig             `mapstructure:"s2s"`
 	Abuse        abuse.Settings        `mapstructure:"abuse"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
@@ -171,25 +171,6 @@ type S2SConfig struct {
 	// MetricsDomains get their own label in the per-domain s2s metrics
 	// (domains in Routes always do); every other domain is "other".
 	MetricsDomains []string `mapstructure:"metrics_domains"`
-}
-
-// UploadConfig controls XEP-0363 HTTP File Upload.
-type UploadConfig struct {
-	// MaxFileSize in bytes.
-	MaxFileSize int64 `mapstructure:"max_file_size"`
-	// Quota per user in bytes (negative: no quota).
-	Quota int64 `mapstructure:"quota"`
-	// FileTTL deletes files older than this; 0 keeps them.
-	FileTTL time.Duration `mapstructure:"file_ttl"`
-	// BaseURL is the public URL of the upload handler (mounted at /upload/
-	// on the http and https listeners), e.g. https://example.org/upload
-	// behind a reverse proxy. Empty: https://<domain>:<https port>/upload.
-	BaseURL string `mapstructure:"base_url"`
-	// Backend stores the files: "disk" (data_dir/upload) or "s3" (an
-	// S3-compatible bucket, configured in S3). Either way uploads and
-	// downloads go through Parley's /upload/ handler.
-	Backend string          `mapstructure:"backend"`
-	S3      upload.S3Config `mapstructure:"s3"`
 }
 
 // TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
@@ -343,7 +324,7 @@ func DefaultConfig() Config {
 		Log:     LogConfig{Level: "info", Format: "text"},
 		MAM:     mam.DefaultSettings(),
 		Push:    push.DefaultSettings(),
-		Upload:  UploadConfig{MaxFileSize: 100 << 20, Quota: 1 << 30, Backend: "disk", S3: upload.S3Config{UseSSL: true}},
+		Upload:  upload.DefaultSettings(),
 		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 		Abuse:   abuse.DefaultSettings(),
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
@@ -463,24 +444,6 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("s2s.metrics_domains[%d]", i), "%q is not a domain name", d)
 		}
 	}
-	if c.Upload.MaxFileSize <= 0 {
-		bad("upload.max_file_size", "expected a positive number of bytes")
-	}
-	if c.Upload.FileTTL < 0 {
-		bad("upload.file_ttl", "expected a duration such as 720h (0s keeps files)")
-	}
-	if u := c.Upload.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-		bad("upload.base_url", "%q is not an http(s) URL", u)
-	}
-	switch c.Upload.Backend {
-	case "disk":
-	case "s3":
-		for _, p := range c.Upload.S3.Problems() {
-			errs = append(errs, "upload.s3."+p)
-		}
-	default:
-		bad("upload.backend", "%q is not supported (expected disk or s3)", c.Upload.Backend)
-	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -516,6 +479,7 @@ func (c *Config) Validate() error {
 		{"registration", c.Registration.Problems()},
 		{"contact", c.Contact.Problems()},
 		{"abuse", c.Abuse.Problems()},
+		{"upload", c.Upload.Problems()},
 	} {
 		for _, p := range sec.problems {
 			errs = append(errs, sec.key+"."+p)

@@ -50,12 +50,9 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		log.Info("upload: files are stored in S3", "bucket", s3.Describe(), "prefix", cfg.Upload.S3.Prefix)
 	}
 	up := upload.New(upload.Config{
-		Domains:      cfg.Hosts,
-		Secret:       secret,
-		MaxFileSize:  cfg.Upload.MaxFileSize,
-		QuotaPerUser: cfg.Upload.Quota,
-		FileTTL:      cfg.Upload.FileTTL,
-		BaseURL:      cfg.Upload.BaseURL,
+		Settings: cfg.Upload,
+		Domains:  cfg.Hosts,
+		Secret:   secret,
 		BaseURLFunc: func(domain string) string {
 			if cfg.Upload.BaseURL != "" {
 				return cfg.Upload.BaseURL

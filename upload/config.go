@@ -26,7 +26,9 @@
 package upload
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -43,8 +45,61 @@ const (
 	maxFilenameLen = 255
 )
 
-// Config configures the module.
+// Settings is the upload section of the configuration file (the YAML
+// keys are the mapstructure tags); server.Config composes it.
+type Settings struct {
+	// MaxFileSize in bytes (DefaultMaxFileSize when <= 0).
+	MaxFileSize int64 `mapstructure:"max_file_size"`
+	// Quota per user in bytes (DefaultQuota when 0; negative: no quota).
+	Quota int64 `mapstructure:"quota"`
+	// FileTTL is how long files are kept after upload (0: forever).
+	FileTTL time.Duration `mapstructure:"file_ttl"`
+	// BaseURL is the public URL under which Handler is reachable, without
+	// trailing slash, e.g. "https://example.org:5281/upload" or, behind a
+	// reverse proxy, "https://share.example.org". Slot URLs are
+	// BaseURL/<id>/<file name>. Empty: the server's https listener.
+	BaseURL string `mapstructure:"base_url"`
+	// Backend stores the files: "disk" (data_dir/upload) or "s3" (an
+	// S3-compatible bucket, configured in S3). Either way uploads and
+	// downloads go through the module's Handler.
+	Backend string   `mapstructure:"backend"`
+	S3      S3Config `mapstructure:"s3"`
+}
+
+// DefaultSettings are the defaults of the upload section.
+func DefaultSettings() Settings {
+	return Settings{MaxFileSize: DefaultMaxFileSize, Quota: DefaultQuota, Backend: "disk", S3: S3Config{UseSSL: true}}
+}
+
+// Problems returns what is wrong with s, each as "key: problem" with the
+// key relative to the upload section. It does no I/O.
+func (s Settings) Problems() []string {
+	var p []string
+	if s.MaxFileSize <= 0 {
+		p = append(p, "max_file_size: expected a positive number of bytes")
+	}
+	if s.FileTTL < 0 {
+		p = append(p, "file_ttl: expected a duration such as 720h (0s keeps files)")
+	}
+	if u := s.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		p = append(p, fmt.Sprintf("base_url: %q is not an http(s) URL", u))
+	}
+	switch s.Backend {
+	case "disk":
+	case "s3":
+		for _, q := range s.S3.Problems() {
+			p = append(p, "s3."+q)
+		}
+	default:
+		p = append(p, fmt.Sprintf("backend: %q is not supported (expected disk or s3)", s.Backend))
+	}
+	return p
+}
+
+// Config configures the module: the file's settings and what the
+// server wires in.
 type Config struct {
+	Settings
 	// Domains are the virtual hosts that get an upload service; the
 	// registry's domains when empty.
 	Domains []string
@@ -54,11 +109,6 @@ type Config struct {
 	// Hosts overrides the service host of individual domains (domain →
 	// host, e.g. "example.org" → "share.example.org").
 	Hosts map[string]string
-	// BaseURL is the public URL under which Handler is reachable, without
-	// trailing slash, e.g. "https://example.org:5281/upload" or, behind a
-	// reverse proxy, "https://share.example.org". Slot URLs are
-	// BaseURL/<id>/<file name>.
-	BaseURL string
 	// BaseURLFunc, when set, is used instead of BaseURL to give the base
 	// URL per virtual host (or one known only after listeners are bound).
 	BaseURLFunc func(domain string) string
@@ -66,14 +116,8 @@ type Config struct {
 	// the module derives its own key from it. When empty, a random key is
 	// made, so slots do not survive restarts.
 	Secret []byte
-	// MaxFileSize in bytes (DefaultMaxFileSize when <= 0).
-	MaxFileSize int64
-	// QuotaPerUser in bytes (DefaultQuota when 0; negative: no quota).
-	QuotaPerUser int64
 	// SlotTTL is how long a PUT URL is valid (DefaultSlotTTL when <= 0).
 	SlotTTL time.Duration
-	// FileTTL is how long files are kept after upload (0: forever).
-	FileTTL time.Duration
 	// SweepInterval is how often expired files and stale slots are removed
 	// (when <= 0: FileTTL/4, between one minute and one hour).
 	SweepInterval time.Duration
@@ -87,8 +131,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxFileSize <= 0 {
 		c.MaxFileSize = DefaultMaxFileSize
 	}
-	if c.QuotaPerUser == 0 {
-		c.QuotaPerUser = DefaultQuota
+	if c.Quota == 0 {
+		c.Quota = DefaultQuota
 	}
 	if c.SlotTTL <= 0 {
 		c.SlotTTL = DefaultSlotTTL

@@ -331,11 +331,11 @@ func (m *Module) requestSlot(ctx context.Context, ev *module.Event, req *wire.El
 		ID: newID(), Owner: owner, Filename: name, Size: size, ContentType: ct,
 		Created: now, Expires: now.Add(m.cfg.SlotTTL).Truncate(time.Second),
 	}
-	switch err := m.meta.CreateUpload(ctx, u, max(m.cfg.QuotaPerUser, 0)); {
+	switch err := m.meta.CreateUpload(ctx, u, max(m.cfg.Quota, 0)); {
 	case errors.Is(err, storage.ErrQuotaExceeded):
 		reject(reasonQuota)
 		return nil, module.Errorf(wire.ErrResourceConstraint,
-			"Quota exceeded: your files may use at most %d bytes; delete files or wait until old ones expire", m.cfg.QuotaPerUser)
+			"Quota exceeded: your files may use at most %d bytes; delete files or wait until old ones expire", m.cfg.Quota)
 	case err != nil:
 		return nil, fmt.Errorf("creating slot: %w", err)
 	}

@@ -35,7 +35,7 @@ func randomBytes(n int, seed uint64) []byte {
 }
 
 func TestDisco(t *testing.T) {
-	e := setup(t, Config{MaxFileSize: 5 << 20})
+	e := setup(t, Config{Settings: Settings{MaxFileSize: 5 << 20}})
 	a := e.login("alice@example.org/phone")
 
 	hosts := e.reg.Hosts()
@@ -173,7 +173,7 @@ func testRoundTrip(t *testing.T, setup func(*testing.T, Config) *env) {
 }
 
 func TestSlotRequestRejections(t *testing.T) {
-	e := setup(t, Config{MaxFileSize: 1000})
+	e := setup(t, Config{Settings: Settings{MaxFileSize: 1000}})
 	a := e.login("alice@example.org/phone")
 
 	r := e.request(a, "big.bin", 1001, "")
@@ -225,7 +225,7 @@ type remoteFunc func(st *wire.Stanza)
 func (f remoteFunc) Send(_ context.Context, st *wire.Stanza) error { f(st); return nil }
 
 func TestQuota(t *testing.T) {
-	e := setup(t, Config{QuotaPerUser: 1000})
+	e := setup(t, Config{Settings: Settings{Quota: 1000}})
 	a := e.login("alice@example.org/phone")
 	b := e.login("bob@example.org/pc")
 
@@ -420,7 +420,7 @@ func TestExpiryPruneDeleteUser(t *testing.T) { testExpiryPruneDeleteUser(t, setu
 
 // testExpiryPruneDeleteUser runs with files in the store that setup gives (disk or S3).
 func testExpiryPruneDeleteUser(t *testing.T, setup func(*testing.T, Config) *env) {
-	e := setup(t, Config{FileTTL: time.Hour})
+	e := setup(t, Config{Settings: Settings{FileTTL: time.Hour}})
 	a := e.login("alice@example.org/phone")
 	b := e.login("bob@example.org/pc")
 	ctx := context.Background()

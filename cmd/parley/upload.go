@@ -81,13 +81,7 @@ func withUploads(cmd *cobra.Command, opts *globalOptions, fn func(context.Contex
 		if err != nil {
 			return err
 		}
-		m := upload.New(upload.Config{
-			Domains:      cfg.Hosts,
-			MaxFileSize:  cfg.Upload.MaxFileSize,
-			QuotaPerUser: cfg.Upload.Quota,
-			FileTTL:      cfg.Upload.FileTTL,
-			BaseURL:      cfg.Upload.BaseURL,
-		}, st, blobs)
+		m := upload.New(upload.Config{Settings: cfg.Upload, Domains: cfg.Hosts}, st, blobs)
 		return fn(ctx, m)
 	})
 }
