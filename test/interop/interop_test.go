@@ -332,7 +332,9 @@ func (p *peer) result() (evs []event, ok bool) {
 	err := p.err
 	evs = slices.Clone(p.events)
 	p.mu.Unlock()
-	return evs, err == nil && len(evs) > 0 && evs[len(evs)-1].Event == "done"
+	// A stanza can still arrive while the script disconnects after its
+	// last action, so "done" need not be the last event.
+	return evs, err == nil && slices.ContainsFunc(evs, func(e event) bool { return e.Event == "done" })
 }
 
 // finish waits for every script and fails, showing every transcript,
