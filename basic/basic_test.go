@@ -95,7 +95,7 @@ func TestServerDiscoInfo(t *testing.T) {
 		"<iq from='example.org' to='alice@example.org/a' type='result' id='i1'><query xmlns='http://jabber.org/protocol/disco#info'>"+body)
 
 	ver := e.mod.Ver()
-	if got := CapsVer(e.mod.serverInfo); got != ver {
+	if got := CapsVer(e.mod.info().serverInfo); got != ver {
 		t.Fatalf("Ver %s, recomputed %s", ver, got)
 	}
 	// The caps node answers with the same content (XEP-0115 §6.2).
@@ -129,7 +129,7 @@ func TestServerDiscoInfoWithoutContacts(t *testing.T) {
 	// Independently computed S for this feature set.
 	wantS := "server/im//Test Server<http://jabber.org/protocol/disco#info<http://jabber.org/protocol/disco#items<" +
 		"jabber:iq:version<urn:xmpp:ping<urn:xmpp:time<vcard-temp<"
-	if s := capsInput(e.mod.serverInfo); s != wantS {
+	if s := capsInput(e.mod.info().serverInfo); s != wantS {
 		t.Errorf("S = %q", s)
 	}
 }
@@ -284,8 +284,8 @@ func TestCapsStreamFeature(t *testing.T) {
 		}
 	}
 	// The ver covers features of modules registered after basic.
-	if !strings.Contains(capsInput(e.mod.serverInfo), "urn:xmpp:blocking<") {
-		t.Errorf("caps input lacks later features: %s", capsInput(e.mod.serverInfo))
+	if !strings.Contains(capsInput(e.mod.info().serverInfo), "urn:xmpp:blocking<") {
+		t.Errorf("caps input lacks later features: %s", capsInput(e.mod.info().serverInfo))
 	}
 }
 

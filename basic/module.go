@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-xmpp/parley/module"
@@ -27,11 +28,45 @@ type Module struct {
 	reg *module.Registry
 
 	// Disco results are built once, at first use, when every module has
-	// registered its features (the registry is read-only by then).
-	once        sync.Once
+	// registered its features (the registry is read-only by then), and
+	// again when the contact addresses change (configuration reload).
+	once  sync.Once
+	disco atomic.Pointer[discoInfo]
+	// contact replaces cfg.Contact after SetContact.
+	contact atomic.Pointer[map[string][]string]
+}
+
+type discoInfo struct {
 	serverInfo  *wire.Element // disco#info <query/> of the server, without node
 	accountInfo *wire.Element // disco#info <query/> of an account
 	ver         string
+}
+
+// SetContact replaces the XEP-0157 contact addresses (configuration
+// reload); the server's disco#info and caps hash change with them.
+func (m *Module) SetContact(contact map[string][]string) {
+	m.contact.Store(&contact)
+	m.build()
+	m.disco.Store(m.buildDisco())
+}
+
+func (m *Module) contacts() map[string][]string {
+	if c := m.contact.Load(); c != nil {
+		return *c
+	}
+	return m.cfg.Contact
+}
+
+func (m *Module) buildDisco() *discoInfo {
+	d := &discoInfo{serverInfo: m.buildServerInfo(), accountInfo: m.buildAccountInfo()}
+	d.ver = CapsVer(d.serverInfo)
+	return d
+}
+
+// info returns the disco results, building them at first use.
+func (m *Module) info() *discoInfo {
+	m.build()
+	return m.disco.Load()
 }
 
 var _ module.Module = (*Module)(nil)
@@ -81,15 +116,14 @@ func (m *Module) Register(r *module.Registry) error {
 // Ver returns the server's XEP-0115 verification string. It must not be
 // called before every module has registered.
 func (m *Module) Ver() string {
-	m.build()
-	return m.ver
+	return m.info().ver
 }
 
 func (m *Module) build() {
 	m.once.Do(func() {
-		m.serverInfo = m.buildServerInfo()
-		m.ver = CapsVer(m.serverInfo)
-		m.accountInfo = m.buildAccountInfo()
+		if m.disco.Load() == nil {
+			m.disco.Store(m.buildDisco())
+		}
 	})
 }
 
@@ -145,7 +179,8 @@ func infoQuery(ids []module.Identity, features []string) *wire.Element {
 // contactForm is the XEP-0157 form, or nil when no address is configured.
 func (m *Module) contactForm() *wire.Element {
 	var vars []string
-	for v, uris := range m.cfg.Contact {
+	contact := m.contacts()
+	for v, uris := range contact {
 		if v != "FORM_TYPE" && len(uris) > 0 {
 			vars = append(vars, v)
 		}
@@ -159,7 +194,7 @@ func (m *Module) contactForm() *wire.Element {
 		Add(wire.NewElement(xep.NSDataForms, "value").AddText(xep.NSServerInfo)))
 	for _, v := range vars {
 		f := wire.NewElement(xep.NSDataForms, "field", "var", v)
-		for _, uri := range m.cfg.Contact[v] {
+		for _, uri := range contact[v] {
 			f.Add(wire.NewElement(xep.NSDataForms, "value").AddText(uri))
 		}
 		x.Add(f)
@@ -188,11 +223,11 @@ func (m *Module) handleServerInfo(ctx context.Context, ev *module.Event) (*wire.
 	if err := getOnly(ev); err != nil {
 		return nil, err
 	}
-	m.build()
-	q := m.serverInfo.Copy()
+	d := m.info()
+	q := d.serverInfo.Copy()
 	switch node := payload(ev).AttrValue("node"); node {
 	case "":
-	case CapsNode + "#" + m.ver:
+	case CapsNode + "#" + d.ver:
 		q.SetAttr("node", node)
 	default:
 		return m.serverNode(ctx, ev, node, false)
@@ -246,8 +281,7 @@ func (m *Module) handleAccountInfo(_ context.Context, ev *module.Event) (*wire.E
 	if payload(ev).AttrValue("node") != "" {
 		return nil, module.Err(wire.ErrItemNotFound)
 	}
-	m.build()
-	return m.accountInfo.Copy(), nil
+	return m.info().accountInfo.Copy(), nil
 }
 
 func (m *Module) handleAccountItems(ctx context.Context, ev *module.Event) (*wire.Element, error) {

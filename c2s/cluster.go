@@ -91,16 +91,16 @@ func (srv *Server) adopt(ho *sm.Handover, c *conn) (*session, error) {
 		return nil, errors.New("c2s: handed-over session has no full JID")
 	}
 	s := &session{id: c.id, jid: full, srv: srv, domain: c.domain,
-		out: make(chan outItem, srv.cfg.SendQueue), done: make(chan struct{}),
+		out: make(chan outItem, srv.limits().SendQueue), done: make(chan struct{}),
 		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive}
 	s.flags.Store(ho.Flags)
 	if len(ho.Presence) > 0 {
-		if p, err := wire.Parse(ho.Presence, srv.cfg.Limits); err == nil {
+		if p, err := wire.Parse(ho.Presence, srv.limits().Limits); err == nil {
 			s.SetPresence(p)
 		}
 	}
 	for _, raw := range ho.Held {
-		if st, err := wire.Parse(raw, srv.cfg.Limits); err == nil {
+		if st, err := wire.Parse(raw, srv.limits().Limits); err == nil {
 			s.held = append(s.held, st)
 		}
 	}

@@ -60,7 +60,7 @@ func newConn(s *Server, t transport) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{srv: s, t: t, id: id, ctx: ctx, cancel: cancel,
 		log:     s.log.With("conn", id, "transport", t.kind(), "remote", t.remoteAddr()),
-		limiter: newLimiter(s.cfg.StanzasPerSecond)}
+		limiter: newLimiter(s.limits().StanzasPerSecond)}
 }
 
 func (c *conn) run() {
@@ -228,8 +228,8 @@ func (c *conn) bindings() auth.ChannelBindings {
 		return auth.ChannelBindings{}
 	}
 	cb := auth.BindingsFromTLS(cs)
-	if c.srv.leaf != nil {
-		cb.TLSServerEndPoint = auth.ServerEndPoint(c.srv.leaf)
+	if leaf := c.srv.leafFor(c.domain); leaf != nil {
+		cb.TLSServerEndPoint = auth.ServerEndPoint(leaf)
 	}
 	return cb
 }
@@ -344,7 +344,7 @@ func (c *conn) bind(st *wire.Stanza) error {
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrBadRequest, "the resource is not valid"))
 	}
 	s := &session{id: c.id, jid: full, srv: c.srv, domain: c.domain, t: c.t, owner: c,
-		out: make(chan outItem, c.srv.cfg.SendQueue), done: make(chan struct{})}
+		out: make(chan outItem, c.srv.limits().SendQueue), done: make(chan struct{})}
 	reply := wire.IQResult(st.WithFromTo("", ""), wire.NewElement(xep.NSBind, "bind").Add(
 		wire.NewElement(xep.NSBind, "jid").AddText(full.String())))
 	replaced, err := c.srv.router.Bind(s)

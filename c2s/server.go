@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -68,6 +69,8 @@ type Server struct {
 	register Registration
 	domains  map[string]bool
 	leaf     *x509.Certificate // our certificate, for tls-server-end-point
+	// connLimits, when set, replace cfg's limits for new connections.
+	connLimits atomic.Pointer[ConnLimits]
 
 	smDir *sm.Directory[*session]
 	tombs *tombstones
@@ -106,13 +109,31 @@ func New(cfg Config, r *router.Router, reg *module.Registry, a *auth.Server, th 
 		s.domains[d] = true
 	}
 	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
-		cert := cfg.TLS.Certificates[0]
-		s.leaf = cert.Leaf
-		if s.leaf == nil && len(cert.Certificate) > 0 {
-			s.leaf, _ = x509.ParseCertificate(cert.Certificate[0])
-		}
+		s.leaf = leafOf(&cfg.TLS.Certificates[0])
 	}
 	return s
+}
+
+// leafFor is our certificate for domain, for tls-server-end-point: the
+// one GetCertificate serves now (it may be reloaded), else the fixed one.
+func (s *Server) leafFor(domain string) *x509.Certificate {
+	if s.cfg.TLS != nil && s.cfg.TLS.GetCertificate != nil {
+		if cert, err := s.cfg.TLS.GetCertificate(&tls.ClientHelloInfo{ServerName: domain}); err == nil && cert != nil {
+			return leafOf(cert)
+		}
+	}
+	return s.leaf
+}
+
+func leafOf(cert *tls.Certificate) *x509.Certificate {
+	if cert.Leaf != nil {
+		return cert.Leaf
+	}
+	if len(cert.Certificate) > 0 {
+		leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+		return leaf
+	}
+	return nil
 }
 
 // ServeTCP accepts connections on ln until it is closed. With directTLS the
@@ -139,7 +160,7 @@ func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 }
 
 func (s *Server) serveTCPConn(c net.Conn, directTLS bool) {
-	t := newTCPTransport(c, s.cfg.Limits)
+	t := newTCPTransport(c, s.limits().Limits)
 	if directTLS {
 		if err := t.startTLS(s.cfg.TLS); err != nil {
 			_ = c.Close()
@@ -172,7 +193,7 @@ func (s *Server) WebSocketHandler(secure bool) http.Handler {
 			return
 		}
 		isSecure := secure || r.TLS != nil || isLoopback(r.RemoteAddr)
-		s.serve(newWSTransport(c, s.cfg.Limits, isSecure, r.TLS, r.RemoteAddr))
+		s.serve(newWSTransport(c, s.limits().Limits, isSecure, r.TLS, r.RemoteAddr))
 	})
 }
 
@@ -239,4 +260,27 @@ func (s *Server) Shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// ConnLimits are the limits a new connection gets; SetLimits changes them
+// for connections opened afterwards (configuration reload).
+type ConnLimits struct {
+	Limits           wire.Limits
+	SendQueue        int
+	StanzasPerSecond int
+}
+
+// SetLimits replaces the limits of new connections.
+func (s *Server) SetLimits(l ConnLimits) {
+	if l.SendQueue <= 0 {
+		l.SendQueue = s.cfg.SendQueue
+	}
+	s.connLimits.Store(&l)
+}
+
+func (s *Server) limits() *ConnLimits {
+	if l := s.connLimits.Load(); l != nil {
+		return l
+	}
+	return &ConnLimits{Limits: s.cfg.Limits, SendQueue: s.cfg.SendQueue, StanzasPerSecond: s.cfg.StanzasPerSecond}
 }

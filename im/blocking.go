@@ -218,9 +218,9 @@ func (m *Module) handleBlock(ctx context.Context, ev *module.Event) (*wire.Eleme
 			added[j] = true
 		}
 	}
-	if m.cfg.MaxBlockItems >= 0 && len(current)+len(added) > m.cfg.MaxBlockItems {
+	if m.limit().MaxBlockItems >= 0 && len(current)+len(added) > m.limit().MaxBlockItems {
 		unlock()
-		return nil, stanzaErr(wire.ErrNotAllowed, fmt.Sprintf("the block list is limited to %d items", m.cfg.MaxBlockItems))
+		return nil, stanzaErr(wire.ErrNotAllowed, fmt.Sprintf("the block list is limited to %d items", m.limit().MaxBlockItems))
 	}
 	err = m.blocks.Block(ctx, bare, jids)
 	m.invalidateBlocks(bare)

@@ -18,6 +18,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"mellium.im/xmpp/jid"
 
@@ -56,7 +57,9 @@ type Config struct {
 
 // Module implements module.Module.
 type Module struct {
-	cfg     Config
+	cfg Config
+	// limits are cfg's Max* values, replaced by SetLimits (reload).
+	limits  atomic.Pointer[Limits]
 	log     *slog.Logger
 	roster  storage.Roster
 	offline storage.Offline
@@ -87,6 +90,29 @@ type sessState struct {
 
 var _ module.Module = (*Module)(nil)
 
+// Limits bound what one user keeps (0 is never stored here: New applies
+// the defaults; negative: no limit where Config allows it).
+type Limits struct {
+	MaxRosterItems, MaxOfflineMessages, MaxBlockItems int
+}
+
+// SetLimits replaces the limits (configuration reload); zero values keep
+// the defaults.
+func (m *Module) SetLimits(l Limits) {
+	if l.MaxRosterItems == 0 {
+		l.MaxRosterItems = DefaultMaxRosterItems
+	}
+	if l.MaxOfflineMessages == 0 {
+		l.MaxOfflineMessages = DefaultMaxOfflineMessages
+	}
+	if l.MaxBlockItems == 0 {
+		l.MaxBlockItems = DefaultMaxBlockItems
+	}
+	m.limits.Store(&l)
+}
+
+func (m *Module) limit() *Limits { return m.limits.Load() }
+
 // New returns the module.
 func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks storage.Blocklist) *Module {
 	if cfg.MaxRosterItems == 0 {
@@ -101,8 +127,10 @@ func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks stor
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Module{cfg: cfg, log: cfg.Logger.With("module", "im"), roster: roster, offline: offline, blocks: blocks,
+	m := &Module{cfg: cfg, log: cfg.Logger.With("module", "im"), roster: roster, offline: offline, blocks: blocks,
 		state: map[module.Session]*sessState{}, blockCache: map[string]blockSet{}}
+	m.limits.Store(&Limits{MaxRosterItems: cfg.MaxRosterItems, MaxOfflineMessages: cfg.MaxOfflineMessages, MaxBlockItems: cfg.MaxBlockItems})
+	return m
 }
 
 // Name implements module.Module.

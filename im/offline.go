@@ -21,7 +21,7 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 	owner := ev.To.Bare().String()
 	stamp := time.Now().UTC()
 	stored := withDelay(st, ev.To.Domainpart(), stamp)
-	max := m.cfg.MaxOfflineMessages
+	max := m.limit().MaxOfflineMessages
 	if max < 0 {
 		max = 0
 	}

@@ -125,15 +125,15 @@ func (m *Module) rosterSet(ctx context.Context, ev *module.Event, owner jid.JID,
 
 // checkRosterLimit fails when owner's roster cannot take one more item.
 func (m *Module) checkRosterLimit(ctx context.Context, owner string) error {
-	if m.cfg.MaxRosterItems < 0 {
+	if m.limit().MaxRosterItems < 0 {
 		return nil
 	}
 	items, _, err := m.roster.RosterItems(ctx, owner)
 	if err != nil {
 		return err
 	}
-	if len(items) >= m.cfg.MaxRosterItems {
-		return stanzaErr(wire.ErrNotAllowed, fmt.Sprintf("the roster is limited to %d items", m.cfg.MaxRosterItems))
+	if len(items) >= m.limit().MaxRosterItems {
+		return stanzaErr(wire.ErrNotAllowed, fmt.Sprintf("the roster is limited to %d items", m.limit().MaxRosterItems))
 	}
 	return nil
 }

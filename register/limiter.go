@@ -28,11 +28,11 @@ func newLimiter(max, maxKeys int) *limiter {
 // reserve takes a slot for key at now. It reports false when the key used
 // up its slots; otherwise release undoes the reservation.
 func (l *limiter) reserve(key string, now time.Time) (ok bool, release func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.max <= 0 {
 		return true, func() {}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	times := prune(l.seen[key], now)
 	if len(times) >= l.max {
 		l.seen[key] = times
@@ -43,6 +43,13 @@ func (l *limiter) reserve(key string, now time.Time) (ok bool, release func()) {
 	}
 	l.seen[key] = append(times, now)
 	return true, func() { l.release(key, now) }
+}
+
+// setMax changes the limit per key and window.
+func (l *limiter) setMax(max int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.max = max
 }
 
 func (l *limiter) release(key string, at time.Time) {

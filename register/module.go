@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -29,6 +30,7 @@ type Module struct {
 	domains  []string
 	sender   module.Sender
 	sessions module.Sessions
+	open     atomic.Bool // registration.open, reloadable
 }
 
 var _ module.Module = (*Module)(nil)
@@ -41,8 +43,17 @@ func New(cfg Config, accounts storage.Accounts) *Module {
 	if cfg.MaxTrackedAddresses <= 0 {
 		cfg.MaxTrackedAddresses = DefaultMaxTrackedAddresses
 	}
-	return &Module{cfg: cfg, accounts: accounts, log: cfg.Logger, now: time.Now,
+	m := &Module{cfg: cfg, accounts: accounts, log: cfg.Logger, now: time.Now,
 		limit: newLimiter(cfg.PerAddressPerHour, cfg.MaxTrackedAddresses), domains: cfg.Domains}
+	m.open.Store(cfg.Open)
+	return m
+}
+
+// SetPolicy changes whether registration is open and how many accounts
+// one address may register per hour (configuration reload).
+func (m *Module) SetPolicy(open bool, perAddressPerHour int) {
+	m.open.Store(open)
+	m.limit.setMax(perAddressPerHour)
 }
 
 // Name implements module.Module.
@@ -63,7 +74,7 @@ func (m *Module) Register(r *module.Registry) error {
 	r.IQ(xep.NSRegister, "query", module.TargetAccount, m.handleAccount)
 	r.IQ(xep.NSRegister, "query", module.TargetServer, m.handleServer)
 	r.StreamFeature(func(authenticated bool) *wire.Element {
-		if authenticated || !m.cfg.Open {
+		if authenticated || !m.open.Load() {
 			return nil
 		}
 		return wire.NewElement(xep.NSRegisterFeat, "register")
@@ -128,7 +139,7 @@ func (m *Module) PreAuthStream(ctx context.Context, iq *wire.Stanza, st *module.
 		}
 	}
 	if iq.Type == "get" {
-		if !m.cfg.Open && st.Token == "" {
+		if !m.open.Load() && st.Token == "" {
 			return fail(module.Err(wire.ErrServiceUnavailable))
 		}
 		if !secure {
@@ -210,7 +221,7 @@ func (m *Module) createInvited(ctx context.Context, query *wire.Element, st *mod
 
 // create handles a registration set before authentication.
 func (m *Module) create(ctx context.Context, query *wire.Element, domain, remoteAddr string, secure bool) *module.StanzaError {
-	if !m.cfg.Open {
+	if !m.open.Load() {
 		return module.Errorf(wire.ErrNotAllowed, "registration is closed on this server")
 	}
 	if !secure {

@@ -178,6 +178,23 @@ type S2SConfig struct {
 type TLSConfig struct {
 	Cert string `mapstructure:"cert"`
 	Key  string `mapstructure:"key"`
+	// ACME obtains and renews certificates automatically (Let's Encrypt
+	// or another RFC 8555 CA); cert/key (or the self-signed certificate)
+	// are served until a name has its certificate.
+	ACME ACMEConfig `mapstructure:"acme"`
+}
+
+// ACMEConfig turns on ACME when agree is true.
+type ACMEConfig struct {
+	// Email is the account contact the CA writes to about expiry.
+	Email string `mapstructure:"email"`
+	// Directory is the CA's ACME directory URL (empty: Let's Encrypt).
+	Directory string `mapstructure:"directory"`
+	// Agree accepts the CA's terms of service; ACME is on when true.
+	Agree bool `mapstructure:"agree"`
+	// CAFile is a PEM bundle to trust for the directory's HTTPS (a
+	// private CA); empty: the system roots.
+	CAFile string `mapstructure:"ca_file"`
 }
 
 // ListenConfig holds listener addresses; "" disables a listener.
@@ -362,6 +379,22 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "expected a directory path")
+	}
+	if a := c.TLS.ACME; a.Email != "" || a.Directory != "" || a.CAFile != "" {
+		if !a.Agree {
+			bad("tls.acme.agree", "set to true to use ACME (it accepts the CA's terms of service)")
+		}
+	}
+	if c.TLS.ACME.Agree {
+		if c.Listen.HTTP == "" && c.Listen.HTTPS == "" {
+			bad("tls.acme", "ACME needs listen.http (HTTP-01, port 80) or listen.https (TLS-ALPN-01, port 443)")
+		}
+		if d := c.TLS.ACME.Directory; d != "" && !strings.HasPrefix(d, "https://") {
+			bad("tls.acme.directory", "%q is not an https:// URL", d)
+		}
+		if e := c.TLS.ACME.Email; e != "" && !strings.Contains(e, "@") {
+			bad("tls.acme.email", "%q is not an email address", e)
+		}
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		bad("tls", "cert and key must both be set, or both empty for a self-signed certificate")

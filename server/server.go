@@ -20,11 +20,13 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/crypto/acme"
 
 	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/adminapi"
@@ -85,6 +87,10 @@ type Server struct {
 	store    storage.Store
 	ownStore bool
 	tls      *tls.Config
+	certs    *certificates
+	// bg lives from Start to shutdown (certificate watching, ACME).
+	bg       context.Context
+	bgCancel context.CancelFunc
 	*core
 	c2s     *c2s.Server
 	s2s     *s2s.Service
@@ -167,15 +173,19 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	if log == nil {
 		log = slog.Default()
 	}
-	cert, err := LoadOrCreateCertificate(cfg)
+	certs, err := newCertificates(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}}
+	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}, certs: certs}
+	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	// GetCertificate rather than Certificates: a reloaded or renewed
+	// certificate serves new connections at once, established ones keep
+	// theirs.
 	s.tls = &tls.Config{
-		Certificates: []tls.Certificate{*cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"xmpp-client"},
+		GetCertificate: certs.get,
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"xmpp-client"},
 	}
 	if store == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -334,7 +344,11 @@ func (s *Server) Start(ctx context.Context) error {
 		go s.serveC2S(ln, true)
 	}
 	if ln := s.listeners["http"]; ln != nil {
-		s.serveHTTP(ln, s.clientHTTP(false))
+		var h http.Handler = s.clientHTTP(false)
+		if s.certs.acme != nil {
+			h = s.certs.acme.httpHandler(h) // HTTP-01 challenges
+		}
+		s.serveHTTP(ln, h)
 	}
 	if ln := s.listeners["https"]; ln != nil {
 		s.serveHTTP(tls.NewListener(ln, s.tlsForHTTP()), s.clientHTTP(true))
@@ -350,6 +364,11 @@ func (s *Server) Start(ctx context.Context) error {
 				}
 			}()
 		}
+	}
+	s.certs.watch(s.bg)
+	if s.certs.acme != nil {
+		s.certs.acme.setNames(s.certNames())
+		s.certs.acme.obtain(s.bg)
 	}
 	s.ready.Store(true)
 	attrs := []any{"hosts", s.cfg.Hosts, "data_dir", s.cfg.DataDir}
@@ -373,7 +392,21 @@ func (s *Server) serveC2S(ln net.Listener, directTLS bool) {
 func (s *Server) tlsForHTTP() *tls.Config {
 	c := s.tls.Clone()
 	c.NextProtos = []string{"h2", "http/1.1"}
+	if s.certs.acme != nil {
+		c.NextProtos = append(c.NextProtos, acme.ALPNProto) // TLS-ALPN-01
+	}
 	return c
+}
+
+// certNames are the names a certificate must cover: every host and its
+// service hosts (upload., conference., ...).
+func (s *Server) certNames() []string {
+	names := slices.Clone(s.cfg.Hosts)
+	for _, h := range s.reg.Hosts() {
+		names = append(names, h.Domain)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
@@ -446,6 +479,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 func (s *Server) shutdown(ctx context.Context) {
 	s.ready.Store(false)
+	s.bgCancel()
 	s.mu.Lock()
 	s.closeListenersLocked()
 	servers := s.https

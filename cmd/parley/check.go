@@ -144,8 +144,34 @@ func isLocalHost(h string) bool {
 	return net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")) != nil
 }
 
+// checkACME reports the ACME certificates in data_dir/acme: missing (not
+// obtained yet) or expiring within 14 days (renewal, due at 30 days, is
+// failing).
+func checkACME(r *checkReport, cfg server.Config, now time.Time) {
+	const topic = "acme"
+	r.line(statusOK, topic, "certificates from %s for %s (and service hosts), kept in %s", server.ACMEDirectory(cfg),
+		strings.Join(cfg.Hosts, ", "), server.ACMECacheDir(cfg))
+	for _, h := range cfg.Hosts {
+		cert, err := server.ACMECertificate(cfg, h)
+		if err != nil {
+			r.line(statusWarn, topic, "%s: no certificate yet (%v); the server obtains one at start through HTTP-01 on listen.http (port 80) or TLS-ALPN-01 on listen.https (port 443)", h, err)
+			continue
+		}
+		for _, p := range server.CertificateProblems(cert, []string{h}, now) {
+			status := statusWarn
+			if p.Severity == server.CertFail {
+				status = statusFail
+			}
+			r.line(status, topic, "%s: %s", h, p.Message)
+		}
+	}
+}
+
 func checkCert(r *checkReport, cfg server.Config, now time.Time) {
 	const topic = "certificate"
+	if cfg.TLS.ACME.Agree {
+		checkACME(r, cfg, now)
+	}
 	var (
 		cert *tls.Certificate
 		err  error

@@ -1,8 +1,19 @@
 package main
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/parley-xmpp/parley/server"
 )
@@ -68,4 +79,103 @@ func TestInviteAndTokenCLI(t *testing.T) {
 	st.Close()
 	runCLI(t, "", "admin", "token", "revoke", tid, c).ok(t, "token revoked\n")
 	runCLI(t, "", "admin", "token", "revoke", tid, c).fails(t, "no such token")
+}
+
+// TestServeSIGHUP: parley serve reloads its configuration file on SIGHUP
+// and logs what changed and what needs a restart; a broken file changes
+// nothing and says why.
+func TestServeSIGHUP(t *testing.T) {
+	cfgPath, _ := testCLIConfig(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"serve", "--config", cfgPath}, strings.NewReader(""), &out, &errOut)
+	}()
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(errOut.String(), what) {
+			select {
+			case code := <-done:
+				t.Fatalf("serve exited (%d): %s", code, errOut.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", what, errOut.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLog("parley is running") // the SIGHUP handler is installed by then
+
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), "hosts: [localhost, example.org]", "hosts: [localhost, example.org]\nadmins: [boss@localhost]\nmam: {retention: 24h}", 1)
+	if err := os.WriteFile(cfgPath, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("needs_restart=mam.retention")
+	if !strings.Contains(errOut.String(), "applied=admins") {
+		t.Fatalf("reload log line: %s", errOut.String())
+	}
+	if err := os.WriteFile(cfgPath, []byte(edited+"\nbogus_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("bogus_key: unknown key")
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve: %d %s", code, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+// TestCheckCertificateExpiry: parley check warns when the configured
+// certificate expires within 14 days.
+func TestCheckCertificateExpiry(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := testCert(t, time.Now().Add(10*24*time.Hour))
+	crt, key := dir+"/c.pem", dir+"/k.pem"
+	if err := os.WriteFile(crt, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath, _ := testCLIConfig(t, "tls: {cert: "+crt+", key: "+key+"}\n")
+	r := runCLI(t, "", "check", "--config="+cfgPath)
+	if !strings.Contains(r.out, "WARN  certificate: "+crt+": certificate expires in 9 days") &&
+		!strings.Contains(r.out, "WARN  certificate: "+crt+": certificate expires in 10 days") {
+		t.Fatalf("no expiry warning:\n%s", r.out)
+	}
+}
+
+// testCert is a certificate for localhost valid until notAfter, as PEM.
+func testCert(t *testing.T, notAfter time.Time) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, DNSNames: []string{"localhost", "example.org"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
 }

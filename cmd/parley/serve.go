@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -29,7 +31,8 @@ the store is closed.`,
 			if err != nil {
 				return err
 			}
-			logger, err := newLogger(cfg.Log, cmd.ErrOrStderr())
+			level := new(slog.LevelVar)
+			logger, err := newLeveledLogger(cfg.Log, cmd.ErrOrStderr(), level)
 			if err != nil {
 				return err
 			}
@@ -50,14 +53,47 @@ the store is closed.`,
 				<-ctx.Done()
 				stop()
 			}()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go reloadOnHUP(ctx, hup, file, srv, level, logger)
 			return srv.Run(ctx)
 		},
 	}
 }
 
+// reloadOnHUP reloads the configuration file (and the certificate files)
+// on each SIGHUP until ctx ends. A file that does not load is reported
+// and changes nothing.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, file string, srv *server.Server, level *slog.LevelVar, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := loadConfig(file)
+		if err != nil {
+			log.Error("SIGHUP: the configuration was not reloaded", "err", err)
+			continue
+		}
+		if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+			log.Error("SIGHUP: log.level", "err", err)
+		}
+		if _, err := srv.Reload(cfg); err != nil {
+			log.Error("SIGHUP: the configuration was not reloaded", "err", err)
+		}
+	}
+}
+
 // newLogger builds the slog logger log.level and log.format ask for.
 func newLogger(c server.LogConfig, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
+	return newLeveledLogger(c, w, new(slog.LevelVar))
+}
+
+// newLeveledLogger is newLogger with its level in level (changed on
+// reload).
+func newLeveledLogger(c server.LogConfig, w io.Writer, level *slog.LevelVar) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %q is not a level (expected debug, info, warn or error)", c.Level)
 	}
