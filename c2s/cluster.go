@@ -172,6 +172,7 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	s.settled() // the h handed over counts every stanza routed here
 	s.wmu.Lock()
 	s.mu.Lock()
 	ho := &sm.Handover{JID: s.jid.String(), ID: previd, Max: s.smMax, HIn: s.hIn, Inactive: s.inactive,

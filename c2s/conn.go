@@ -384,21 +384,18 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 		}
 		return c.handleSMBound(st)
 	}
-	if err := c.routeBound(st); err != nil {
+	hold := module.NewHold()
+	if err := c.routeBound(st, hold); err != nil {
 		return err
 	}
-	// Counted only once routing returned: storage and delivery queues have
-	// the stanza, so an <a/> never acknowledges something not committed.
-	s := c.sess
-	s.mu.Lock()
-	if s.smq != nil {
-		s.hIn++
-	}
-	s.mu.Unlock()
+	// Counted only once routing returned and the writes it queued are
+	// committed: storage and delivery queues have the stanza, so an <a/>
+	// never acknowledges something not committed.
+	c.sess.handled(hold)
 	return nil
 }
 
-func (c *conn) routeBound(st *wire.Stanza) error {
+func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
 	stanzasIn.WithLabelValues(kindLabel(st.Name)).Inc()
 	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil && (st.To == "" || st.To == c.domain) {
 		return c.sess.Send(wire.IQResult(st.WithFromTo(c.sess.jid.String(), ""), nil))
@@ -409,7 +406,7 @@ func (c *conn) routeBound(st *wire.Stanza) error {
 		// whatever the client put there.
 		st = st.WithAttr("from", full)
 	}
-	return c.srv.router.Route(c.ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess})
+	return c.srv.router.Route(c.ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold})
 }
 
 // pinger pings an idle client (XEP-0199) and closes dead connections.

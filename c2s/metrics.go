@@ -37,6 +37,10 @@ var (
 		Namespace: "parley", Subsystem: "c2s", Name: "stanzas_out_total",
 		Help: "Stanzas queued to clients by kind (message, presence, iq, other).",
 	}, []string{"kind"})
+	stanzasUnstored = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "c2s", Name: "stanzas_unstored_total",
+		Help: "Stanzas not written to a client because a write they wait for (their archive row) failed; the sender got an error instead.",
+	})
 	streamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "c2s", Name: "stream_errors_total",
 		Help: "Stream errors sent to clients by RFC 6120 condition.",
@@ -44,7 +48,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(connections, connectionsTotal, authentications, stanzasIn, stanzasOut, streamErrors)
+	prometheus.MustRegister(connections, connectionsTotal, authentications, stanzasIn, stanzasOut, stanzasUnstored, streamErrors)
 	for _, t := range transportLabels {
 		connections.WithLabelValues(t)
 		connectionsTotal.WithLabelValues(t)

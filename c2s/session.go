@@ -42,7 +42,8 @@ type session struct {
 	smID      string    // resumption id, "" when not resumable
 	smMax     time.Duration
 	hIn       uint32 // stanzas handled from the client (XEP-0198 inbound h)
-	rPending  bool   // an <r/> is outstanding
+	pipe      pipeline
+	rPending  bool // an <r/> is outstanding
 	ackTimer  *time.Timer
 	hibernate *time.Timer
 	ended     bool
@@ -73,6 +74,7 @@ type session struct {
 
 type outItem struct {
 	st    *wire.Stanza
+	after module.Barrier // written only once these writes are committed
 	close bool
 	err   *wire.StreamError
 	flush bool // CSI <active/>: write what is held
@@ -81,19 +83,31 @@ type outItem struct {
 	handover chan struct{}
 }
 
-var _ module.Session = (*session)(nil)
+var (
+	_ module.Session    = (*session)(nil)
+	_ module.HeldSender = (*session)(nil)
+)
 
 const ackEvery = 5
 
 func (s *session) JID() jid.JID   { return s.jid }
 func (s *session) ConnID() string { return s.id }
 
-func (s *session) Send(st *wire.Stanza) error {
+func (s *session) Send(st *wire.Stanza) error { return s.SendAfter(st, module.Barrier{}) }
+
+// SendAfter implements module.HeldSender: st is queued now and written
+// once b's writes are committed; the writer waits for them, so what is
+// queued after st waits too and the order stays. If a write failed, st is
+// dropped (its sender has been told).
+func (s *session) SendAfter(st *wire.Stanza, b module.Barrier) error {
 	s.sendMu.Lock()
 	if s.moved != nil {
 		fwd := s.moved
 		s.sendMu.Unlock()
-		fwd(st)
+		// Moved to another node: forwarded only once stored.
+		if b.Wait(context.Background()) == nil {
+			fwd(st)
+		}
 		return nil
 	}
 	select {
@@ -107,7 +121,7 @@ func (s *session) Send(st *wire.Stanza) error {
 		return module.ErrNoSession
 	}
 	select {
-	case s.out <- outItem{st: st}:
+	case s.out <- outItem{st: st, after: b}:
 		s.sendMu.Unlock()
 		stanzasOut.WithLabelValues(kindLabel(st.Name)).Inc()
 		return nil
@@ -220,7 +234,10 @@ func (s *session) transport() transport {
 // writeLoop writes queued stanzas, flushing whenever the queue drains.
 func (s *session) writeLoop() {
 	defer close(s.done)
-	broken := false
+	// broken is the transport a write failed on: nothing more is written
+	// to it (stanzas stay in the SM queue for a resumption), while a
+	// transport attached later by a resumption is written to.
+	var broken transport
 	for item := range s.out {
 		if item.handover != nil {
 			close(item.handover)
@@ -228,7 +245,7 @@ func (s *session) writeLoop() {
 		}
 		if item.close {
 			s.wmu.Lock()
-			if t := s.transport(); t != nil && !broken {
+			if t := s.transport(); t != nil && t != broken {
 				_ = t.flush()
 				t.closeStream(item.err)
 			}
@@ -243,6 +260,9 @@ func (s *session) writeLoop() {
 			for _, st := range held {
 				broken = s.writeOne(st, broken)
 			}
+		} else if !item.after.Empty() && item.after.Wait(context.Background()) != nil {
+			stanzasUnstored.Inc()
+			continue
 		} else if s.hold(item.st) {
 			continue
 		} else {
@@ -250,9 +270,9 @@ func (s *session) writeLoop() {
 		}
 		if len(s.out) == 0 {
 			s.wmu.Lock()
-			if t := s.transport(); t != nil && !broken {
+			if t := s.transport(); t != nil && t != broken {
 				if t.flush() != nil {
-					broken = true
+					broken = t
 				}
 			}
 			s.wmu.Unlock()
@@ -262,8 +282,8 @@ func (s *session) writeLoop() {
 }
 
 // writeOne counts st for stream management and writes it if a transport
-// is attached. It reports whether the transport is broken.
-func (s *session) writeOne(st *wire.Stanza, broken bool) bool {
+// is attached that is not broken. It returns the broken transport.
+func (s *session) writeOne(st *wire.Stanza, broken transport) transport {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
@@ -272,21 +292,24 @@ func (s *session) writeOne(st *wire.Stanza, broken bool) bool {
 	if q != nil {
 		if err := q.Push(st, time.Now()); err != nil {
 			go s.Close(&wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many unacknowledged stanzas"})
-			return true
+			if t != nil {
+				return t
+			}
+			return broken
 		}
 	}
 	if t == nil {
 		// Hibernated: kept in the SM queue for resumption; modules (push)
 		// may wake the device.
 		s.srv.reg.FireStanzaQueued(context.Background(), s, st)
-		return false
+		return nil
 	}
-	if broken {
-		return true
+	if t == broken {
+		return broken
 	}
 	if err := t.write(st); err != nil {
 		t.close()
-		return true
+		return t
 	}
 	if q != nil {
 		s.stillOverdue(st)
@@ -294,7 +317,7 @@ func (s *session) writeOne(st *wire.Stanza, broken bool) bool {
 			s.requestAck(t)
 		}
 	}
-	return false
+	return nil
 }
 
 // requestAck sends <r/> unless one is outstanding. Caller holds wmu.
@@ -431,7 +454,7 @@ func (s *session) hold(st *wire.Stanza) bool {
 			s.held = nil
 			s.mu.Unlock()
 			for _, h := range held {
-				s.writeOne(h, false)
+				s.writeOne(h, nil)
 			}
 			s.mu.Lock()
 		}

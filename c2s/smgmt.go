@@ -73,6 +73,8 @@ func (c *conn) handleSMBound(st *wire.Stanza) error {
 		if already {
 			return c.sessWrite(smFailed("unexpected-request", nil))
 		}
+		// Stanzas routed before <enable/> are not counted.
+		s.settled()
 		resume := st.Attr("resume") == "true" || st.Attr("resume") == "1"
 		max := c.srv.cfg.ResumeTimeout
 		if v, err := strconv.Atoi(st.Attr("max")); err == nil && v > 0 && time.Duration(v)*time.Second < max {
@@ -95,12 +97,17 @@ func (c *conn) handleSMBound(st *wire.Stanza) error {
 		return c.sessWrite(reply + "/>")
 	case st.NS == sm.NS && st.Name == "r":
 		s.mu.Lock()
-		enabled, h := s.smq != nil, s.hIn
+		enabled := s.smq != nil
 		s.mu.Unlock()
 		if !enabled {
 			return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "stream management is not enabled"}
 		}
-		return c.sessWrite("<a xmlns='" + sm.NS + "' h='" + strconv.FormatUint(uint64(h), 10) + "'/>")
+		// The answer counts everything routed before the <r/>, so it may
+		// wait for archive commits (without holding up the reader).
+		if now, h := s.ackRequested(); now {
+			return c.sessWrite(ackNonza(h))
+		}
+		return nil
 	case st.NS == sm.NS && st.Name == "a":
 		h, err := strconv.ParseUint(st.Attr("h"), 10, 32)
 		if err != nil {
@@ -134,8 +141,11 @@ func (c *conn) ackError(err error) error {
 
 // sessWrite writes a nonza on the session's transport, in order with the
 // writer goroutine.
-func (c *conn) sessWrite(b string) error {
-	s := c.sess
+func (c *conn) sessWrite(b string) error { return c.sess.writeNonza(b) }
+
+// writeNonza writes b on the session's transport (if attached), in order
+// with the writer goroutine.
+func (s *session) writeNonza(b string) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	t := s.transport()
@@ -195,6 +205,8 @@ func (c *conn) resume(st *wire.Stanza) error {
 // replays what the client has not acknowledged, then lets the writer
 // continue on the new transport.
 func (c *conn) attachResumed(s *session, id string) error {
+	// What the old connection routed counts once its writes are done.
+	s.settled()
 	s.wmu.Lock()
 	s.mu.Lock()
 	hIn := s.hIn
@@ -287,6 +299,7 @@ func (srv *Server) replaced(s *session, se *wire.StreamError) {
 // did. replaced says the router already bound another session in its
 // place, so Unbind finds nothing and the session's end is still announced.
 func (srv *Server) end(s *session, se *wire.StreamError, replaced bool) bool {
+	s.settled() // the h kept for a late <resume/> counts every routed stanza
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()

@@ -166,7 +166,7 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 				fwd = st.WithChild(wire.NewElement(xep.NSSID, "stanza-id", "by", user.String(), "id", ev.ArchiveID))
 			}
 		}
-		m.deliver(s, "sent", user, fwd)
+		m.deliver(ev, s, "sent", user, fwd)
 	}
 	return module.Continue
 }
@@ -213,19 +213,20 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 		} else if s.Presence() != nil && s.Priority() >= 0 {
 			continue
 		}
-		m.deliver(s, "received", user, st)
+		m.deliver(ev, s, "received", user, st)
 	}
 	return module.Continue
 }
 
-// deliver writes one copy into a session; a closed session just misses it.
-func (m *Module) deliver(s module.Session, kind string, user jid.JID, st *wire.Stanza) {
+// deliver writes one copy into a session once the message is stored
+// (module.Deliver); a closed session just misses it.
+func (m *Module) deliver(ev *module.Event, s module.Session, kind string, user jid.JID, st *wire.Stanza) {
 	c, err := wrap(kind, user.String(), s.JID().String(), st)
 	if err != nil {
 		m.log.Error("carbons: cannot wrap message", "err", err)
 		return
 	}
-	_ = s.Send(c)
+	_ = module.Deliver(ev, s, c)
 }
 
 // wrap builds <message from=user to=resource><sent|received><forwarded>

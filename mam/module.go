@@ -208,9 +208,9 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 	if !shouldArchive(st) {
 		return module.Continue
 	}
-	id, err := m.store(ctx, owner, ev.To, ev.From, st, "out")
+	id, err := m.store(ctx, ev, owner, ev.To, ev.From, st, "out")
 	if err != nil {
-		return m.refuse(ctx, st)
+		return m.refuseOnce(ctx, ev, st)
 	}
 	if id != "" {
 		ev.ArchiveID = id
@@ -248,9 +248,9 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 	if ev.From.Domainpart() == "" || !shouldArchive(st) || !m.exists(ctx, owner) {
 		return module.Continue
 	}
-	id, err := m.store(ctx, owner, ev.From, ev.From, st, "in")
+	id, err := m.store(ctx, ev, owner, ev.From, ev.From, st, "in")
 	if err != nil {
-		return m.refuse(ctx, st)
+		return m.refuseOnce(ctx, ev, st)
 	}
 	if id == "" {
 		return module.Continue
@@ -285,13 +285,27 @@ func (m *Module) refuse(ctx context.Context, st *wire.Stanza) module.Verdict {
 	return module.Handled
 }
 
+// refuseOnce is refuse for a message whose other archive writes may have
+// failed already: its sender is told once.
+func (m *Module) refuseOnce(ctx context.Context, ev *module.Event, st *wire.Stanza) module.Verdict {
+	if h := ev.Origin.Hold; h != nil && !h.FirstFailure() {
+		return module.Handled
+	}
+	return m.refuse(ctx, st)
+}
+
 // store archives st in owner's archive unless the user's preferences say
 // otherwise or it is a resend of an archived message (then the earlier
 // message's id is returned). It returns "" when nothing was archived, and
 // an error when storage failed: the caller must then not deliver the
 // message (an AppendArchive error, ctx's end included, means "not known
 // to be stored").
-func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire.Stanza, direction string) (string, error) {
+//
+// When the stanza's origin pipelines (ev.Origin.Hold) and the store can
+// queue writes, the row is queued and added to the hold instead of waited
+// for: delivery waits for it (module.Deliver), and if it fails the sender
+// is told then, as refuse does.
+func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from jid.JID, st *wire.Stanza, direction string) (string, error) {
 	ok, err := m.allowed(ctx, owner, other)
 	if err != nil {
 		storeErrors.Inc()
@@ -316,14 +330,37 @@ func (m *Module) store(ctx context.Context, owner, other, from jid.JID, st *wire
 			m.log.Error("mam: duplicate lookup failed", "user", owner.String(), "err", err)
 		}
 	}
-	id, err := m.archive.AppendArchive(ctx, owner.String(), storage.ArchivedMessage{
+	msg := storage.ArchivedMessage{
 		With:         other.Bare().String(),
 		WithResource: other.Resourcepart(),
 		Timestamp:    now,
 		OriginID:     originID,
 		FromFull:     from.String(),
 		Raw:          st.Raw,
-	})
+	}
+	if sub, ok := m.archive.(storage.ArchiveSubmitter); ok && ev.Origin.Hold != nil {
+		hold := ev.Origin.Hold
+		id, c, err := sub.SubmitArchive(ctx, owner.String(), msg, func(err error) {
+			if err == nil {
+				archived.WithLabelValues(direction).Inc()
+				return
+			}
+			storeErrors.Inc()
+			m.log.Error("mam: archiving failed; the message is refused", "user", owner.String(), "err", err)
+			if hold.FirstFailure() {
+				// Not on the store's writer goroutine: routing may block.
+				go m.refuse(context.WithoutCancel(ctx), st)
+			}
+		})
+		if err != nil {
+			storeErrors.Inc()
+			m.log.Error("mam: archiving failed; the message is refused", "user", owner.String(), "err", err)
+			return "", err
+		}
+		hold.Add(c)
+		return id, nil
+	}
+	id, err := m.archive.AppendArchive(ctx, owner.String(), msg)
 	if err != nil {
 		storeErrors.Inc()
 		m.log.Error("mam: archiving failed; the message is refused", "user", owner.String(), "err", err)

@@ -60,6 +60,9 @@ const (
 type Origin struct {
 	Kind    OriginKind
 	Session Session // set for FromClient
+	// Hold, when set, lets modules queue writes for the stanza instead of
+	// waiting for them; see Hold. Transports that read ahead set it.
+	Hold *Hold
 }
 
 // Event is what hooks see. Handlers may replace Stanza (e.g. to add a

@@ -96,7 +96,8 @@ func (r *Router) LocalCount() int {
 // storage, an IQ request is answered with an error, the rest is dropped.
 func (r *Router) Deliver(ctx context.Context, full jid.JID, conn string, st *wire.Stanza) {
 	if s := r.LocalSession(full, conn); s != nil {
-		r.send(s, st)
+		// The routing node stored it before it let it go.
+		r.send(&module.Event{}, s, st)
 		return
 	}
 	stanzasDropped.WithLabelValues("cluster-gone").Inc()

@@ -308,6 +308,12 @@ func (r *Router) toRemote(ctx context.Context, ev *module.Event) {
 		r.bounce(ctx, st, wire.ErrRemoteServerNotFound, "federation with "+ev.To.Domainpart()+" is not available")
 		return
 	}
+	// Store before forward: the sender's archive row is committed before
+	// the message leaves the server; if it failed, the archive has told
+	// the sender.
+	if ev.Origin.Hold.Wait(ctx) != nil {
+		return
+	}
 	if err := r.remote.Send(ctx, st); err != nil {
 		r.bounce(ctx, st, wire.ErrRemoteServerNotFound, err.Error())
 	}
@@ -417,7 +423,7 @@ func (r *Router) toUser(ctx context.Context, ev *module.Event) {
 			return
 		}
 		if s := r.Session(to); s != nil {
-			r.send(s, st)
+			r.send(ev, s, st)
 			return
 		}
 		if st.Type == "get" || st.Type == "set" {
@@ -427,7 +433,7 @@ func (r *Router) toUser(ctx context.Context, ev *module.Event) {
 		if full {
 			// A session that is ending refuses: then as if it were gone
 			// (RFC 6121 §8.5.3.2.1), so the message is not lost.
-			if s := r.Session(to); s != nil && r.send(s, st) {
+			if s := r.Session(to); s != nil && r.send(ev, s, st) {
 				return
 			}
 			switch st.Type {
@@ -443,13 +449,13 @@ func (r *Router) toUser(ctx context.Context, ev *module.Event) {
 	case "presence":
 		if full {
 			if s := r.Session(to); s != nil {
-				r.send(s, st)
+				r.send(ev, s, st)
 			}
 			return
 		}
 		for _, s := range r.Resources(to) {
 			if s.Presence() != nil {
-				r.send(s, st)
+				r.send(ev, s, st)
 			}
 		}
 	}
@@ -470,7 +476,7 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 	}
 	delivered := false
 	for _, s := range r.Resources(ev.To) {
-		if s.Presence() != nil && s.Priority() >= 0 && r.send(s, st) {
+		if s.Presence() != nil && s.Priority() >= 0 && r.send(ev, s, st) {
 			delivered = true
 		}
 	}
@@ -487,6 +493,11 @@ func (r *Router) messageToBare(ctx context.Context, ev *module.Event) {
 		if st.Type != "headline" {
 			r.bounce(ctx, st, wire.ErrServiceUnavailable, "")
 		}
+		return
+	}
+	// Offline storage and push forward the message too: only once its
+	// archive rows are committed.
+	if ev.Origin.Hold.Wait(ctx) != nil {
 		return
 	}
 	if module.RunChain(ctx, r.reg.UndeliverableHooks(), ev) == module.Continue {
@@ -512,9 +523,12 @@ func (r *Router) iqAccountExists(ctx context.Context, ev *module.Event) bool {
 	return true
 }
 
-// send reports whether s took st; a session that is ending refuses.
-func (r *Router) send(s module.Session, st *wire.Stanza) bool {
-	if err := s.Send(st); err != nil {
+// send reports whether s took st; a session that is ending refuses. st
+// is written once the writes ev's routing queued are committed
+// (module.Deliver: store before forward, without blocking the sender's
+// stream when the session can queue behind them).
+func (r *Router) send(ev *module.Event, s module.Session, st *wire.Stanza) bool {
+	if err := module.Deliver(ev, s, st); err != nil {
 		stanzasDropped.WithLabelValues("queue").Inc()
 		return false
 	}

@@ -130,6 +130,27 @@ type ArchiveWriter interface {
 	SetArchivePrefs(ctx context.Context, owner string, p ArchivePrefs) error
 }
 
+// Completion is a write in progress: Done is closed once its outcome is
+// known, then Err is nil when it is committed.
+type Completion interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
+// ArchiveSubmitter is implemented by archives that can queue a write and
+// let the caller go on until it needs the commit, so that one connection
+// can have several messages waiting for the same group commit.
+type ArchiveSubmitter interface {
+	// SubmitArchive queues msg for owner's archive and returns its ID at
+	// once; c says when it is committed. It blocks only while the write
+	// queue is full (honouring ctx). An error means nothing was queued.
+	// Once queued, the write happens whatever becomes of ctx. then, when
+	// not nil, is called with the outcome as soon as it is known; it must
+	// not block. Writes submitted one after the other commit in that
+	// order.
+	SubmitArchive(ctx context.Context, owner string, msg ArchivedMessage, then func(error)) (id string, c Completion, err error)
+}
+
 // ArchiveReader queries message archives.
 type ArchiveReader interface {
 	// QueryArchive returns one page of owner's archive. Any message ID

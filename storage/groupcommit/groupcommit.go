@@ -95,7 +95,44 @@ const (
 type request[T any] struct {
 	item  T
 	state atomic.Int32
-	res   chan error // buffered: the writer never blocks on it
+	fut   *Future
+}
+
+// Future is the outcome of one submitted item: Done is closed once the
+// item's transaction committed or failed, then Err says which. Any number
+// of goroutines may wait on it.
+type Future struct {
+	done chan struct{}
+	err  error
+	then func(error) // set before the item is queued; runs once resolved
+}
+
+func newFuture() *Future { return &Future{done: make(chan struct{})} }
+
+func (f *Future) resolve(err error) {
+	f.err = err
+	close(f.done)
+	if f.then != nil {
+		f.then(err)
+	}
+}
+
+// Done is closed when the item's outcome is known.
+func (f *Future) Done() <-chan struct{} { return f.done }
+
+// Err is nil when the item is committed, else why it is not known to be
+// stored. It must only be called once Done is closed.
+func (f *Future) Err() error { return f.err }
+
+// Wait waits for the outcome or for ctx to end (then ctx's error: the
+// item may still be committed later).
+func (f *Future) Wait(ctx context.Context) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // New returns a Committer. With o.Enabled it starts the writer
@@ -136,33 +173,72 @@ func (c *Committer[T]) Do(ctx context.Context, item T) error {
 		}
 		return c.cfg.One(ctx, item)
 	}
-	r := &request[T]{item: item, res: make(chan error, 1)}
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
-		return ErrClosed
-	}
-	select {
-	case c.reqs <- r:
-		c.mu.RUnlock()
-	case <-ctx.Done():
-		c.mu.RUnlock()
-		return ctx.Err()
-	}
-	select {
-	case err := <-r.res:
+	r, err := c.enqueue(ctx, item, nil)
+	if err != nil {
 		return err
+	}
+	select {
+	case <-r.fut.done:
+		return r.fut.err
 	case <-ctx.Done():
 		// Withdraw it unless the writer has it already.
 		if r.state.CompareAndSwap(pending, withdrawn) {
 			return ctx.Err()
 		}
 		select {
-		case err := <-r.res: // answered meanwhile
-			return err
+		case <-r.fut.done: // answered meanwhile
+			return r.fut.err
 		default:
 			return ctx.Err()
 		}
+	}
+}
+
+// Submit hands item to the writer without waiting for its commit, so a
+// caller can go on (read its next request) while the item waits for
+// company and its transaction. It blocks only while the queue is full,
+// honouring ctx; an error means the item was not queued. Once queued the
+// item is written whatever happens to ctx. then, when not nil, runs with
+// the outcome as soon as it is known, on the writer's goroutine: it must
+// not block.
+//
+// Without group commit the item is written before Submit returns.
+func (c *Committer[T]) Submit(ctx context.Context, item T, then func(error)) (*Future, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !c.opt.Enabled {
+		if c.isClosed() {
+			return nil, ErrClosed
+		}
+		f := newFuture()
+		f.then = then
+		f.resolve(c.cfg.One(ctx, item))
+		return f, nil
+	}
+	r, err := c.enqueue(ctx, item, then)
+	if err != nil {
+		return nil, err
+	}
+	return r.fut, nil
+}
+
+// enqueue puts item in the writer's queue.
+func (c *Committer[T]) enqueue(ctx context.Context, item T, then func(error)) (*request[T], error) {
+	r := &request[T]{item: item, fut: newFuture()}
+	r.fut.then = then
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	select {
+	case c.reqs <- r:
+		c.mu.RUnlock()
+		return r, nil
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return nil, ctx.Err()
 	}
 }
 
@@ -279,7 +355,7 @@ func (c *Committer[T]) flush(batch []*request[T]) {
 	}
 	if err == nil || len(batch) == 1 || c.cfg.Retry == nil || !c.cfg.Retry(err) {
 		for _, r := range batch {
-			r.res <- err
+			r.fut.resolve(err)
 		}
 		return
 	}
@@ -288,13 +364,13 @@ func (c *Committer[T]) flush(batch []*request[T]) {
 	var fatal error
 	for _, r := range batch {
 		if fatal != nil {
-			r.res <- fatal
+			r.fut.resolve(fatal)
 			continue
 		}
 		err := c.run(func(ctx context.Context) error { return c.cfg.One(ctx, r.item) })
 		if err != nil && !c.cfg.Retry(err) {
 			fatal = err
 		}
-		r.res <- err
+		r.fut.resolve(err)
 	}
 }

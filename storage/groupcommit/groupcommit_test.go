@@ -19,6 +19,7 @@ type fakeDB struct {
 	bad       map[int]bool
 	down      bool
 	gate      chan struct{} // when set, Batch waits for it
+	delay     time.Duration // what a commit takes
 }
 
 var (
@@ -30,6 +31,7 @@ func (db *fakeDB) batch(ctx context.Context, items []int) error {
 	if db.gate != nil {
 		<-db.gate
 	}
+	time.Sleep(db.delay)
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.batches = append(db.batches, len(items))
@@ -90,7 +92,10 @@ func doAll(c *Committer[int], items []int) map[int]error {
 }
 
 func TestBatches(t *testing.T) {
-	db := &fakeDB{}
+	// A commit takes time, as a real one does: callers that arrive
+	// meanwhile queue up (with instant commits on a busy machine each
+	// caller could find the writer idle).
+	db := &fakeDB{delay: 2 * time.Millisecond}
 	c := newCommitter(db, 64, 20*time.Millisecond)
 	defer c.Close()
 	items := make([]int, 200)
@@ -283,5 +288,102 @@ func TestLoneWriterNotHeld(t *testing.T) {
 	}
 	if len(db.batches) != 5 {
 		t.Fatalf("batches %v, want 5 of one", db.batches)
+	}
+}
+
+// TestSubmitPipelines: one caller submits many items without waiting; they
+// share transactions, commit in the order submitted, and each future (and
+// its then callback) reports its own item's outcome.
+func TestSubmitPipelines(t *testing.T) {
+	db := &fakeDB{bad: map[int]bool{13: true}}
+	c := newCommitter(db, 16, 5*time.Millisecond)
+	var mu sync.Mutex
+	thens := map[int]error{}
+	futs := make([]*Future, 100)
+	for i := range futs {
+		f, err := c.Submit(context.Background(), i, func(err error) {
+			mu.Lock()
+			thens[i] = err
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs[i] = f
+	}
+	for i, f := range futs {
+		err := f.Wait(context.Background())
+		if i == 13 {
+			if !errors.Is(err, errBadRow) || !errors.Is(f.Err(), errBadRow) {
+				t.Errorf("bad item: %v", err)
+			}
+			continue
+		}
+		if err != nil || !db.has(i) {
+			t.Errorf("item %d: %v, committed %v", i, err, db.has(i))
+		}
+	}
+	c.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(thens) != 100 || !errors.Is(thens[13], errBadRow) || thens[12] != nil {
+		t.Errorf("then callbacks: %d, item 13 %v", len(thens), thens[13])
+	}
+	// Commit order is submission order (the bad row was retried alone
+	// within its batch, the others kept their places).
+	var ok []int
+	for i := range 100 {
+		if i != 13 {
+			ok = append(ok, i)
+		}
+	}
+	if !slices.Equal(db.committed, ok) {
+		t.Errorf("commit order %v", db.committed)
+	}
+	if len(db.batches) > 50 {
+		t.Errorf("%d transactions for 100 pipelined items: not batched", len(db.batches))
+	}
+	if _, err := c.Submit(context.Background(), 1, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Close = %v", err)
+	}
+}
+
+// TestSubmitOutlivesCallerContext: an item once queued is written even
+// when the submitter's context ends.
+func TestSubmitOutlivesCallerContext(t *testing.T) {
+	db := &fakeDB{gate: make(chan struct{})}
+	c := newCommitter(db, 8, -1)
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := c.Submit(ctx, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := f.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with an ended ctx = %v", err)
+	}
+	close(db.gate)
+	if err := f.Wait(context.Background()); err != nil || !db.has(1) {
+		t.Errorf("item: %v, committed %v", err, db.has(1))
+	}
+	c.Close()
+}
+
+func TestSubmitDisabledWritesBeforeReturning(t *testing.T) {
+	db := &fakeDB{bad: map[int]bool{2: true}}
+	c := New(Options{}, Config[int]{Batch: db.batch, One: db.one})
+	f, err := c.Submit(context.Background(), 1, nil)
+	if err != nil || !db.has(1) {
+		t.Fatalf("Submit: %v", err)
+	}
+	select {
+	case <-f.Done():
+	default:
+		t.Error("future of a direct write not done")
+	}
+	var then error
+	f, _ = c.Submit(context.Background(), 2, func(err error) { then = err })
+	if !errors.Is(f.Err(), errBadRow) || !errors.Is(then, errBadRow) {
+		t.Errorf("bad row: %v, then %v", f.Err(), then)
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-var _ storage.Archive = (*Store)(nil)
+var (
+	_ storage.Archive          = (*Store)(nil)
+	_ storage.ArchiveSubmitter = (*Store)(nil)
+)
 
 // AppendArchive implements storage.ArchiveWriter. With group commit
 // (Config.GroupCommit) concurrent calls share transactions; either way it

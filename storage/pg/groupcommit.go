@@ -97,3 +97,16 @@ func (s *Store) appendArchive(ctx context.Context, r archiveRow) error {
 	}
 	return err
 }
+
+// SubmitArchive implements storage.ArchiveSubmitter.
+func (s *Store) SubmitArchive(ctx context.Context, owner string, msg storage.ArchivedMessage, then func(error)) (string, storage.Completion, error) {
+	r := newArchiveRow(owner, msg)
+	f, err := s.archiveW.Submit(ctx, r, then)
+	if errors.Is(err, groupcommit.ErrClosed) {
+		return "", nil, fmt.Errorf("pg: store closed: %w", puddle.ErrClosedPool)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return r.id, f, nil
+}

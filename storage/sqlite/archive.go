@@ -13,7 +13,10 @@ import (
 	"github.com/parley-xmpp/parley/storage"
 )
 
-var _ storage.Archive = (*Store)(nil)
+var (
+	_ storage.Archive          = (*Store)(nil)
+	_ storage.ArchiveSubmitter = (*Store)(nil)
+)
 
 // maxArchiveIDs bounds the 'ids' filter so that the query stays below
 // SQLite's bound-parameter limit.
@@ -28,6 +31,16 @@ func (s *Store) AppendArchive(ctx context.Context, owner string, msg storage.Arc
 		return "", err
 	}
 	return r.id, nil
+}
+
+// SubmitArchive implements storage.ArchiveSubmitter.
+func (s *Store) SubmitArchive(ctx context.Context, owner string, msg storage.ArchivedMessage, then func(error)) (string, storage.Completion, error) {
+	r := newArchiveRow(owner, msg)
+	f, err := s.archiveW.Submit(ctx, r, then)
+	if err != nil {
+		return "", nil, err
+	}
+	return r.id, f, nil
 }
 
 // DeleteArchive implements storage.ArchiveWriter.

@@ -1,10 +1,12 @@
 package storagetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -19,6 +21,7 @@ type archiveOpener = func(t *testing.T) storage.Archive
 // runArchive runs the archive contract (XEP-0313 storage) as subtests of t.
 func runArchive(t *testing.T, open archiveOpener) {
 	t.Run("AppendAndQuery", func(t *testing.T) { testArchiveAppend(t, open) })
+	t.Run("Submit", func(t *testing.T) { testArchiveSubmit(t, open) })
 	t.Run("Paging", func(t *testing.T) { testArchivePaging(t, open) })
 	t.Run("Filters", func(t *testing.T) { testArchiveFilters(t, open) })
 	t.Run("UnknownIDs", func(t *testing.T) { testArchiveUnknownIDs(t, open) })
@@ -122,6 +125,64 @@ func testArchiveAppend(t *testing.T, open archiveOpener) {
 	must(t, "QueryArchive now", err)
 	if len(p.Messages) != 1 || p.Messages[0].Timestamp.Before(before) || p.Messages[0].Timestamp.After(time.Now().Add(time.Second)) {
 		t.Errorf("zero timestamp stored as %+v", p.Messages)
+	}
+}
+
+// testArchiveSubmit: queued writes (storage.ArchiveSubmitter) get their
+// IDs at once, commit in the order submitted, report their outcome to the
+// waiter and to the callback, and are written even when the submitter's
+// context ends after queueing.
+func testArchiveSubmit(t *testing.T, open archiveOpener) {
+	st := open(t)
+	sub, ok := st.(storage.ArchiveSubmitter)
+	if !ok {
+		t.Fatalf("%T does not implement storage.ArchiveSubmitter", st)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	const n = 40
+	ids := make([]string, n)
+	done := make([]storage.Completion, n)
+	var mu sync.Mutex
+	thens := 0
+	for i := range n {
+		id, c, err := sub.SubmitArchive(ctx, archOwner, storage.ArchivedMessage{
+			With: archRomeo, Timestamp: stamp(i), FromFull: archRomeo + "/r", OriginID: fmt.Sprint("s", i),
+			Raw: fmt.Appendf(nil, "<message id='s%d'/>", i),
+		}, func(err error) {
+			if err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+			mu.Lock()
+			thens++
+			mu.Unlock()
+		})
+		must(t, "SubmitArchive", err)
+		if id == "" || slices.Contains(ids, id) {
+			t.Fatalf("SubmitArchive id %q", id)
+		}
+		ids[i], done[i] = id, c
+	}
+	cancel() // queued writes do not depend on the submitter's context
+	for i, c := range done {
+		select {
+		case <-c.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("write %d not done after 30s", i)
+		}
+		if err := c.Err(); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	if thens != n {
+		t.Errorf("%d callbacks for %d writes", thens, n)
+	}
+	mu.Unlock()
+	p, err := st.QueryArchive(t.Context(), archOwner, storage.ArchiveQuery{Max: n + 1})
+	must(t, "QueryArchive", err)
+	wantPage(t, "submitted", p, ids, true, n, 0)
+	if _, _, err := sub.SubmitArchive(ctx, archOwner, storage.ArchivedMessage{With: archRomeo}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("SubmitArchive with an ended context: %v, want context.Canceled", err)
 	}
 }
 

@@ -94,6 +94,8 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	carol := ts.Login("carol", "pw3", "c")
 	carol.Send("<presence/>")
+	// Available before alice writes, or the message goes offline.
+	carol.Expect("own presence", func(s *wire.Stanza) bool { return s.Name == "presence" && s.From == carol.JID })
 	a.Send("<message to='carol@localhost' type='chat'><body>after</body></message>")
 	carol.Expect("message after recovery", isMsg("after"))
 	a.Send("<message to='%s' type='chat'><body>back again</body></message>", bob)

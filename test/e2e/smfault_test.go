@@ -17,7 +17,14 @@ import (
 // handled. Every message arrives exactly once and in order.
 func TestStreamManagementFaultInjection(t *testing.T) {
 	const messages, cuts = 1500, 200
-	ts := testserver.Start(t, func(c *server.Config) { c.C2S.ResumeTimeout = 30 * time.Second })
+	ts := testserver.Start(t, func(c *server.Config) {
+		c.C2S.ResumeTimeout = 30 * time.Second
+		// Room for every message unacknowledged at once: alice may send
+		// all of them before bob acknowledges many (the server reads
+		// ahead while archive writes commit), and a session that exceeds
+		// max_unacked is closed, which is not what this test is about.
+		c.C2S.MaxUnacked = 2 * messages
+	})
 	ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
 	a := ts.Login("alice", "pw1", "a")
