@@ -139,7 +139,7 @@ func TestBlocking(t *testing.T) {
 }
 
 func TestBlockDomainAndUnblockAll(t *testing.T) {
-	e := setup(t, Config{MaxBlockItems: 3})
+	e := setup(t, Config{Limits: Limits{MaxBlockItems: 3}})
 	a := e.online(alice + "/a")
 	e.iq(a, "<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
 	res := e.iq(a, "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='evil.example'/><item jid='example.org/bot'/></block></iq>")

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -33,10 +34,10 @@ const (
 	NSPreApproval = "urn:xmpp:features:pre-approval"
 )
 
-// Defaults for zero Config fields.
+// Defaults of the limits (DefaultLimits), also for zero Config fields.
 const (
-	DefaultMaxRosterItems     = 1000
-	DefaultMaxOfflineMessages = 500
+	DefaultMaxRosterItems     = 2000
+	DefaultMaxOfflineMessages = 1000
 	DefaultMaxBlockItems      = 1000
 	// MaxNameLength and MaxGroupLength bound roster item names and group
 	// names in bytes (RFC 6121 §2.3.3 "server-configured limit").
@@ -46,13 +47,46 @@ const (
 	maxBlockCache = 100_000
 )
 
-// Config configures the module. Zero limits take the defaults; a negative
-// limit means no limit.
+// Limits are this module's keys of the limits section of the
+// configuration file (the YAML keys are the mapstructure tags); the
+// server's limits section embeds them, so their defaults and checks are
+// these and nowhere else.
+type Limits struct {
+	// MaxOfflineMessages stored per user (XEP-0160).
+	MaxOfflineMessages int `mapstructure:"max_offline_messages"`
+	// MaxRosterItems per user.
+	MaxRosterItems int `mapstructure:"max_roster_items"`
+	// MaxBlockItems: blocked JIDs per user (XEP-0191).
+	MaxBlockItems int `mapstructure:"max_block_items"`
+}
+
+// DefaultLimits are the defaults of Limits.
+func DefaultLimits() Limits {
+	return Limits{MaxOfflineMessages: DefaultMaxOfflineMessages, MaxRosterItems: DefaultMaxRosterItems,
+		MaxBlockItems: DefaultMaxBlockItems}
+}
+
+// Problems returns what is wrong with l, each as "key: problem" with the
+// key relative to the limits section.
+func (l Limits) Problems() []string {
+	var p []string
+	for _, k := range []struct {
+		key string
+		v   int
+	}{{"max_offline_messages", l.MaxOfflineMessages}, {"max_roster_items", l.MaxRosterItems}, {"max_block_items", l.MaxBlockItems}} {
+		if k.v < 1 {
+			p = append(p, fmt.Sprintf("%s: expected a number >= 1, got %d", k.key, k.v))
+		}
+	}
+	return p
+}
+
+// Config configures the module: the limits from the file and what the
+// server wires in. Zero limits take the defaults; a negative limit means
+// no limit (for tests and tools: the file cannot ask for it).
 type Config struct {
-	MaxRosterItems     int
-	MaxOfflineMessages int
-	MaxBlockItems      int
-	Logger             *slog.Logger
+	Limits
+	Logger *slog.Logger
 }
 
 // Module implements module.Module.
@@ -115,14 +149,15 @@ func (m *Module) limit() *Limits { return m.limits.Load() }
 
 // New returns the module.
 func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks storage.Blocklist) *Module {
+	def := DefaultLimits()
 	if cfg.MaxRosterItems == 0 {
-		cfg.MaxRosterItems = DefaultMaxRosterItems
+		cfg.MaxRosterItems = def.MaxRosterItems
 	}
 	if cfg.MaxOfflineMessages == 0 {
-		cfg.MaxOfflineMessages = DefaultMaxOfflineMessages
+		cfg.MaxOfflineMessages = def.MaxOfflineMessages
 	}
 	if cfg.MaxBlockItems == 0 {
-		cfg.MaxBlockItems = DefaultMaxBlockItems
+		cfg.MaxBlockItems = def.MaxBlockItems
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

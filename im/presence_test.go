@@ -157,7 +157,7 @@ func TestPresenceTypeErrors(t *testing.T) {
 }
 
 func TestOfflineMessages(t *testing.T) {
-	e := setup(t, Config{MaxOfflineMessages: 2})
+	e := setup(t, Config{Limits: Limits{MaxOfflineMessages: 2}})
 	a := e.online(alice + "/a")
 	e.Account(bob)
 

@@ -95,7 +95,7 @@ func TestRosterGetSetRemoveAndVersioning(t *testing.T) {
 }
 
 func TestRosterSetErrors(t *testing.T) {
-	e := setup(t, Config{MaxRosterItems: 2})
+	e := setup(t, Config{Limits: Limits{MaxRosterItems: 2}})
 	a := e.Login(alice + "/a")
 	long := strings.Repeat("x", MaxNameLength+1)
 	for _, c := range []struct{ name, payload, cond string }{

@@ -244,7 +244,7 @@ func TestPendingRequestRedeliveredAndUnknownUser(t *testing.T) {
 }
 
 func TestSubscriptionRosterLimit(t *testing.T) {
-	e := setup(t, Config{MaxRosterItems: 1})
+	e := setup(t, Config{Limits: Limits{MaxRosterItems: 1}})
 	a := e.online(alice + "/a")
 	e.online(bob + "/b")
 	e.send(a, "<presence to='%s' type='subscribe'/>", carol)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-xmpp/parley/abuse"
 	"github.com/parley-xmpp/parley/basic"
+	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/omemo"
 	"github.com/parley-xmpp/parley/push"
@@ -238,13 +239,12 @@ type PostgresConfig struct {
 
 // LimitsConfig bounds what one client can make the server hold or do.
 type LimitsConfig struct {
-	MaxStanzaBytes     int `mapstructure:"max_stanza_bytes"`
-	MaxDepth           int `mapstructure:"max_depth"`
-	MaxAttributes      int `mapstructure:"max_attributes"`
-	MaxOfflineMessages int `mapstructure:"max_offline_messages"`
-	MaxRosterItems     int `mapstructure:"max_roster_items"`
-	MaxBlockItems      int `mapstructure:"max_block_items"`
-	SendQueue          int `mapstructure:"send_queue"`
+	MaxStanzaBytes int `mapstructure:"max_stanza_bytes"`
+	MaxDepth       int `mapstructure:"max_depth"`
+	MaxAttributes  int `mapstructure:"max_attributes"`
+	// The per-user limits of the im module (roster, offline, block list).
+	im.Limits `mapstructure:",squash"`
+	SendQueue int `mapstructure:"send_queue"`
 	// StanzasPerSecond is the sustained rate a client may send (burst of
 	// twice that); excess stanzas are read more slowly, not dropped.
 	StanzasPerSecond int `mapstructure:"stanzas_per_second"`
@@ -317,14 +317,12 @@ func DefaultConfig() Config {
 			GroupCommit: true, GroupCommitMaxBatch: 256, GroupCommitMaxWait: time.Millisecond},
 		Registration: register.DefaultSettings(),
 		Limits: LimitsConfig{
-			MaxStanzaBytes:     262144,
-			MaxDepth:           32,
-			MaxAttributes:      64,
-			MaxOfflineMessages: 1000,
-			MaxRosterItems:     2000,
-			MaxBlockItems:      1000,
-			SendQueue:          1024,
-			StanzasPerSecond:   100,
+			MaxStanzaBytes:   262144,
+			MaxDepth:         32,
+			MaxAttributes:    64,
+			Limits:           im.DefaultLimits(),
+			SendQueue:        1024,
+			StanzasPerSecond: 100,
 		},
 		Auth: AuthConfig{
 			RequireTLS:    true,
@@ -437,9 +435,6 @@ func (c *Config) Validate() error {
 	positive("limits.max_stanza_bytes", c.Limits.MaxStanzaBytes, 10000)
 	positive("limits.max_depth", c.Limits.MaxDepth, 4)
 	positive("limits.max_attributes", c.Limits.MaxAttributes, 8)
-	positive("limits.max_offline_messages", c.Limits.MaxOfflineMessages, 0)
-	positive("limits.max_roster_items", c.Limits.MaxRosterItems, 1)
-	positive("limits.max_block_items", c.Limits.MaxBlockItems, 1)
 	positive("limits.send_queue", c.Limits.SendQueue, 16)
 	positive("limits.stanzas_per_second", c.Limits.StanzasPerSecond, 1)
 	positive("auth.iterations", c.Auth.Iterations, 4096)
@@ -513,6 +508,7 @@ func (c *Config) Validate() error {
 		{"contact", c.Contact.Problems()},
 		{"abuse", c.Abuse.Problems()},
 		{"upload", c.Upload.Problems()},
+		{"limits", c.Limits.Limits.Problems()},
 	} {
 		for _, p := range sec.problems {
 			errs = append(errs, sec.key+"."+p)

@@ -102,12 +102,7 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// reaches the archive, carbons or offline storage, and a block
 		// request's report is taken before im handles the block.
 		newAbuse(cfg.Abuse, store, log),
-		im.New(im.Config{
-			MaxRosterItems:     cfg.Limits.MaxRosterItems,
-			MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,
-			MaxBlockItems:      cfg.Limits.MaxBlockItems,
-			Logger:             log,
-		}, store, store, store),
+		im.New(im.Config{Limits: cfg.Limits.Limits, Logger: log}, store, store, store),
 		// omemo after im (presence) and before mam: refused messages are
 		// never archived or copied.
 		omemo.New(omemo.Config{Settings: cfg.OMEMO, Logger: log}),

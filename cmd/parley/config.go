@@ -56,8 +56,14 @@ func configKeys() []configKey {
 	walk = func(t reflect.Type, prefix string, index []int) {
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
 			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if opts == "squash" {
+				// An embedded struct whose keys are the section's own
+				// (e.g. im.Limits in limits).
+				walk(f.Type, prefix, append(append([]int(nil), index...), i))
 				continue
 			}
 			if name == "" {
