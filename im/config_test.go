@@ -7,7 +7,7 @@ import "testing"
 // again (the module once stored 500 offline messages and 1000 roster
 // items where the file said 1000 and 2000).
 func TestZeroLimitsAreTheFileDefaults(t *testing.T) {
-	if got := New(Config{}, nil, nil, nil).cfg.Limits; got != DefaultLimits() {
+	if got := *New(Config{}, nil, nil, nil).limit(); got != DefaultLimits() {
 		t.Fatalf("zero Config enforces %+v, the file's defaults are %+v", got, DefaultLimits())
 	}
 	if p := DefaultLimits().Problems(); len(p) != 0 {

@@ -124,23 +124,18 @@ type sessState struct {
 
 var _ module.Module = (*Module)(nil)
 
-// Limits bound what one user keeps (0 is never stored here: New applies
-// the defaults; negative: no limit where Config allows it).
-type Limits struct {
-	MaxRosterItems, MaxOfflineMessages, MaxBlockItems int
-}
-
-// SetLimits replaces the limits (configuration reload); zero values keep
-// the defaults.
+// SetLimits replaces the limits (configuration reload); zero values take
+// the defaults, negative ones mean no limit.
 func (m *Module) SetLimits(l Limits) {
+	def := DefaultLimits()
 	if l.MaxRosterItems == 0 {
-		l.MaxRosterItems = DefaultMaxRosterItems
+		l.MaxRosterItems = def.MaxRosterItems
 	}
 	if l.MaxOfflineMessages == 0 {
-		l.MaxOfflineMessages = DefaultMaxOfflineMessages
+		l.MaxOfflineMessages = def.MaxOfflineMessages
 	}
 	if l.MaxBlockItems == 0 {
-		l.MaxBlockItems = DefaultMaxBlockItems
+		l.MaxBlockItems = def.MaxBlockItems
 	}
 	m.limits.Store(&l)
 }
@@ -149,22 +144,12 @@ func (m *Module) limit() *Limits { return m.limits.Load() }
 
 // New returns the module.
 func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks storage.Blocklist) *Module {
-	def := DefaultLimits()
-	if cfg.MaxRosterItems == 0 {
-		cfg.MaxRosterItems = def.MaxRosterItems
-	}
-	if cfg.MaxOfflineMessages == 0 {
-		cfg.MaxOfflineMessages = def.MaxOfflineMessages
-	}
-	if cfg.MaxBlockItems == 0 {
-		cfg.MaxBlockItems = def.MaxBlockItems
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	m := &Module{cfg: cfg, log: cfg.Logger.With("module", "im"), roster: roster, offline: offline, blocks: blocks,
 		state: map[module.Session]*sessState{}, blockCache: map[string]blockSet{}}
-	m.limits.Store(&Limits{MaxRosterItems: cfg.MaxRosterItems, MaxOfflineMessages: cfg.MaxOfflineMessages, MaxBlockItems: cfg.MaxBlockItems})
+	m.SetLimits(cfg.Limits)
 	return m
 }
 

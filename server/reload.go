@@ -130,8 +130,7 @@ func (s *Server) apply(cfg Config) {
 		case *basic.Module:
 			m.SetContact(cfg.Contact.Fields())
 		case *im.Module:
-			m.SetLimits(im.Limits{MaxRosterItems: cfg.Limits.MaxRosterItems, MaxOfflineMessages: cfg.Limits.MaxOfflineMessages,
-				MaxBlockItems: cfg.Limits.MaxBlockItems})
+			m.SetLimits(cfg.Limits.Limits)
 		}
 	}
 }
