@@ -125,6 +125,11 @@ modules:
   mod_register:
     access: register
     ip_access: all
+  mod_muc:
+    host: conference.e.test
+    access_create: all
+    default_room_options:
+      mam: false
 `, bundle, caPath, c2sPort, s2sPort)
 	cfgPath := filepath.Join(dir, "ejabberd.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
@@ -135,7 +140,10 @@ modules:
 	// tells it where a.test is. The SRV target is an IP literal: ejabberd
 	// 23.01 failed the A lookup of a name target here with "enoname".
 	ns := serveDNS(t, "127.0.0.7", fakeDNS{
-		srv: map[string]srvRecord{"_xmpp-server._tcp.a.test": {target: "127.0.0.2", port: uint16(parleyS2SPort)}},
+		srv: map[string]srvRecord{
+			"_xmpp-server._tcp.a.test":            {target: "127.0.0.2", port: uint16(parleyS2SPort)},
+			"_xmpp-server._tcp.conference.a.test": {target: "127.0.0.2", port: uint16(parleyS2SPort)},
+		},
 	})
 	inetrc := filepath.Join(dir, "inetrc")
 	rc := fmt.Sprintf("{resolv_conf, \"\"}.\n{hosts_file, \"\"}.\n{nameserver, {127,0,0,7}, %d}.\n{lookup, [dns]}.\n", ns.Port)

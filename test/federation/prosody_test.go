@@ -15,9 +15,21 @@ import (
 	"github.com/parley-xmpp/parley/wire"
 )
 
+// prosodyOpts say what the test Prosody serves.
+type prosodyOpts struct {
+	secureAuth, bidi bool
+	// chat: clients too (STARTTLS, in-band registration open) and a MUC
+	// service on conference.p.test; its c2s address is returned.
+	chat bool
+	// routes: more Parley domains than a.test (e.g. conference.a.test),
+	// all at aAddr.
+	routes []string
+}
+
 // prosody runs a real Prosody (Debian package) serving p.test on
-// 127.0.0.6, routed to a.test at aAddr by a test-only module.
-func startProsody(t *testing.T, ca *testCA, cert tls.Certificate, secureAuth, bidi bool, aAddr string) string {
+// 127.0.0.6, routed to a.test (and o.routes) at aAddr by a test-only
+// module. It returns its s2s address and, with o.chat, its c2s address.
+func startProsody(t *testing.T, ca *testCA, cert tls.Certificate, o prosodyOpts, aAddr string) (s2sAddr, c2sAddr string) {
 	t.Helper()
 	bin, err := exec.LookPath("prosody")
 	if err != nil {
@@ -37,9 +49,27 @@ func startProsody(t *testing.T, ca *testCA, cert tls.Certificate, secureAuth, bi
 		t.Fatal(err)
 	}
 	aHost, aPort, _ := net.SplitHostPort(aAddr)
-	bidiModule := ""
-	if bidi {
-		bidiModule = `, "s2s_bidi"` // XEP-0288, not loaded by default
+	extraModules := ""
+	if o.bidi {
+		extraModules = `, "s2s_bidi"` // XEP-0288, not loaded by default
+	}
+	routes := fmt.Sprintf("[%q] = { %q, %s }", "a.test", aHost, aPort)
+	for _, d := range o.routes {
+		routes += fmt.Sprintf(", [%q] = { %q, %s }", d, aHost, aPort)
+	}
+	c2sPort, disabled, chat, component := 0, `"c2s", "offline"`, "", ""
+	if o.chat {
+		c2sPort = freePortOn(t, "127.0.0.6")
+		extraModules += `, "roster", "register"`
+		disabled = `"offline"`
+		chat = fmt.Sprintf(`c2s_ports = { %d }
+c2s_require_encryption = true
+allow_registration = true
+authentication = "internal_plain"
+`, c2sPort)
+		component = `Component "conference.p.test" "muc"
+restrict_room_creation = false
+`
 	}
 	cfg := fmt.Sprintf(`
 run_as_root = true
@@ -53,14 +83,15 @@ s2s_ports = { %[6]d }
 s2s_direct_tls_ports = { }
 c2s_direct_tls_ports = { }
 modules_enabled = { "tls", "dialback", "saslauth", "disco", "ping", "parley_test_routes"%[13]s }
-modules_disabled = { "c2s", "offline" }
+modules_disabled = { %[14]s }
 s2s_require_encryption = true
 s2s_secure_auth = %[7]t
-parley_test_routes = { ["a.test"] = { %[8]q, %[9]s } }
+parley_test_routes = { %[8]s }
 ssl = { certificate = %[10]q, key = %[11]q, cafile = %[12]q }
-VirtualHost "p.test"
-`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "certs"), plugins,
-		filepath.Join(dir, "prosody.log"), port, secureAuth, aHost, aPort, crtPath, keyPath, caPath, bidiModule)
+%[9]sVirtualHost "p.test"
+%[15]s`, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "certs"), plugins,
+		filepath.Join(dir, "prosody.log"), port, o.secureAuth, routes, chat, crtPath, keyPath, caPath, extraModules,
+		disabled, component)
 	cfgPath := filepath.Join(dir, "prosody.cfg.lua")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -79,20 +110,28 @@ VirtualHost "p.test"
 			t.Logf("prosody output:\n%s\nprosody log:\n%s", out.String(), b)
 		}
 	})
-	addr := net.JoinHostPort("127.0.0.6", strconv.Itoa(port))
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(dir, "prosody.log"))
-			t.Fatalf("prosody did not start listening on %s: %v\n%s\n%s", addr, err, out.String(), b)
-		}
-		time.Sleep(100 * time.Millisecond)
+	s2sAddr = net.JoinHostPort("127.0.0.6", strconv.Itoa(port))
+	addrs := []string{s2sAddr}
+	if o.chat {
+		c2sAddr = net.JoinHostPort("127.0.0.6", strconv.Itoa(c2sPort))
+		addrs = append(addrs, c2sAddr)
 	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, addr := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				_ = c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(filepath.Join(dir, "prosody.log"))
+				t.Fatalf("prosody did not start listening on %s: %v\n%s\n%s", addr, err, out.String(), b)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return s2sAddr, c2sAddr
 }
 
 func prosodyInterop(t *testing.T, secure, bidi bool) {
@@ -104,7 +143,7 @@ func prosodyInterop(t *testing.T, secure, bidi bool) {
 	} else {
 		certA, certP = ca.issue(t, "a.test", "other-a.example"), ca.issue(t, "p.test", "other-p.example")
 	}
-	pAddr := startProsody(t, ca, certP, secure, bidi, lnA.Addr().String())
+	pAddr, _ := startProsody(t, ca, certP, prosodyOpts{secureAuth: secure, bidi: bidi}, lnA.Addr().String())
 	a := startNode(t, "a.test", lnA, ca, nodeOpts{cert: certA, requireValidCerts: secure,
 		routes: map[string][]string{"p.test": {pAddr}}})
 	alice := a.bind(t, "alice@a.test/x")
