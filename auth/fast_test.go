@@ -94,14 +94,16 @@ const testUA = "d4565fa7-4d72-4749-b3d3-740edbf87770"
 
 // fastEnv is a FAST service on a real SQLite store with user@example.net.
 type fastEnv struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	fast  *FAST
 	store *sqlite.Store
 	now   time.Time
 }
 
-func newFASTEnv(t *testing.T) *fastEnv {
+func newFASTEnv(t *testing.T) *fastEnv { return newFASTEnvB(t) }
+
+func newFASTEnvB(t testing.TB) *fastEnv {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir())
 	if err != nil {

@@ -150,7 +150,7 @@ func (c *testClient) checkServerFinal(out []byte) error {
 }
 
 // runTestClient drives a whole exchange and checks the server signature.
-func runTestClient(t *testing.T, srv *Server, mech string, c *testClient, secure bool, cb ChannelBindings) (*Negotiation, error) {
+func runTestClient(t testing.TB, srv *Server, mech string, c *testClient, secure bool, cb ChannelBindings) (*Negotiation, error) {
 	t.Helper()
 	ctx := context.Background()
 	neg, err := srv.Start(ctx, mech, testDomain, secure, cb)

@@ -4,10 +4,11 @@ package auth
 // this package can run, and "other". Metrics use them so that a client
 // cannot grow a label set by naming mechanisms that do not exist.
 func MechanismLabels() []string {
-	out := make([]string, 0, 2*len(hashes)+3)
+	out := make([]string, 0, 2*len(hashes)+len(htBinding)+3)
 	for _, h := range hashes {
 		out = append(out, h.mech, h.mech+"-PLUS")
 	}
+	out = append(out, MechHTExpr, MechHTUniq, MechHTEndP, MechHTNone)
 	return append(out, "PLAIN", "EXTERNAL", "other")
 }
 
@@ -16,6 +17,9 @@ func MechanismLabels() []string {
 func MechanismLabel(mech string) string {
 	switch mech {
 	case "PLAIN", "EXTERNAL":
+		return mech
+	}
+	if IsHTMechanism(mech) {
 		return mech
 	}
 	for _, h := range hashes {

@@ -57,7 +57,7 @@ func (c *conn) resumeFromPeer(id string, h uint32) error {
 		if !errors.Is(err, sm.ErrUnknownID) {
 			c.log.Warn("resumption on another node failed", "err", err)
 		}
-		return c.writeNonza(smFailed("item-not-found", nil))
+		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
 	s, err := c.srv.adopt(ho, c)
 	if err == nil {
@@ -69,7 +69,7 @@ func (c *conn) resumeFromPeer(id string, h uint32) error {
 		c.log.Warn("cannot bind a session handed over by another node", "err", err)
 		c.srv.rescue(context.Background(), s, s.smq.Unacked())
 		c.srv.peers.Attached(c.id)
-		return c.writeNonza(smFailed("item-not-found", nil))
+		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
 	c.srv.smDir.Add(id, bare, s)
 	if err := c.ackError(s.handleAck(h)); err != nil {

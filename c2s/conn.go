@@ -43,6 +43,8 @@ type conn struct {
 	saslAttempts  int
 	neg           *auth.Negotiation
 	mech          string
+	s2            *sasl2Auth    // set while a SASL2 exchange runs (neg is its negotiation)
+	inline        *inlineResume // set while a resumption asked for in SASL2 runs
 	// preauth is the in-band registration state of the stream (an
 	// invitation token presented with XEP-0445).
 	preauth module.PreAuthStream
@@ -198,8 +200,13 @@ func (c *conn) features() []byte {
 	var b []byte
 	switch {
 	case c.authenticated:
-		b = append(b, "<bind xmlns='"+xep.NSBind+"'/><session xmlns='"+xep.NSSession+"'><optional/></session>"+
-			"<sm xmlns='"+sm.NS+"'/><csi xmlns='"+nsCSI+"'/>"...)
+		if c.sess == nil { // bound already after SASL2 with Bind2
+			b = append(b, "<bind xmlns='"+xep.NSBind+"'/><session xmlns='"+xep.NSSession+"'><optional/></session>"...)
+		}
+		if !c.smEnabled() { // Bind2 may have enabled it; offered again, clients try to resume
+			b = append(b, "<sm xmlns='"+sm.NS+"'/>"...)
+		}
+		b = append(b, "<csi xmlns='"+nsCSI+"'/>"...)
 	case !c.t.secure() && c.t.kind() == "tcp":
 		b = append(b, "<starttls xmlns='"+xep.NSTLS+"'>"...)
 		if c.srv.cfg.RequireTLS {
@@ -250,7 +257,7 @@ func (c *conn) appendMechanisms(b []byte) []byte {
 		}
 		b = append(b, "</sasl-channel-binding>"...)
 	}
-	return b
+	return c.appendSASL2(b, mechs, cb)
 }
 
 // handle processes one top-level element according to the stream state.
@@ -261,6 +268,8 @@ func (c *conn) handle(st *wire.Stanza) error {
 	switch {
 	case st.NS == xep.NSTLS && st.Name == "starttls":
 		return c.startTLS()
+	case st.NS == xep.NSSASL2 || c.s2 != nil:
+		return c.handleSASL2(st)
 	case st.NS == xep.NSSASL:
 		return c.handleSASL(st)
 	case st.IsStanza():
@@ -343,27 +352,58 @@ func (c *conn) bind(st *wire.Stanza) error {
 	if err != nil || len(res) > 1023 {
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrBadRequest, "the resource is not valid"))
 	}
-	s := &session{id: c.id, jid: full, srv: c.srv, domain: c.domain, t: c.t, owner: c,
-		out: make(chan outItem, c.srv.limits().SendQueue), done: make(chan struct{})}
 	reply := wire.IQResult(st.WithFromTo("", ""), wire.NewElement(xep.NSBind, "bind").Add(
 		wire.NewElement(xep.NSBind, "jid").AddText(full.String())))
-	replaced, err := c.srv.router.Bind(s)
+	_, err = c.openSession(full, func(s *session) error {
+		s.out <- outItem{st: reply}
+		return nil
+	})
 	if errors.Is(err, router.ErrTooManySessions) {
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrResourceConstraint, "too many sessions for this account"))
 	}
-	if err != nil {
+	var refused *bindRefusedError
+	if errors.As(err, &refused) {
 		// The cluster's session registry is out of reach: no session can
 		// be bound safely; the client may try again.
 		c.log.Warn("cannot bind", "err", err)
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrInternalServerError, "sessions cannot be bound right now; try again later"))
 	}
+	return err
+}
+
+// bindRefusedError is the router's reason for not binding a session.
+type bindRefusedError struct{ err error }
+
+func (e *bindRefusedError) Error() string { return "binding refused: " + e.err.Error() }
+func (e *bindRefusedError) Unwrap() error { return e.err }
+
+// openSession binds full to a new session read by this connection (RFC
+// 6120 §7.7.2.2: a session with the same full JID is replaced). before
+// puts first what must precede anything routed to the session — the bind
+// result, or the SASL2 <success/> with Bind2 — and sets up its state; it
+// runs once the router knows the session and before its writer starts.
+// When the router does not bind it the error is a *bindRefusedError
+// (wrapping router.ErrTooManySessions when the account has too many);
+// other errors are the transport's.
+func (c *conn) openSession(full jid.JID, before func(s *session) error) (*session, error) {
+	s := &session{id: c.id, jid: full, srv: c.srv, domain: c.domain, t: c.t, owner: c,
+		out: make(chan outItem, c.srv.limits().SendQueue), done: make(chan struct{})}
+	replaced, err := c.srv.router.Bind(s)
+	if err != nil {
+		return nil, &bindRefusedError{err}
+	}
 	if replaced != nil {
 		replaced.Close(&wire.StreamError{Condition: wire.CondConflict, Text: "replaced by a new session with the same resource"})
 	}
-	s.out <- outItem{st: reply}
 	c.mu.Lock()
 	c.sess = s
 	c.mu.Unlock()
+	if err := before(s); err != nil {
+		// The connection broke: end the session like any other.
+		go s.writeLoop()
+		c.srv.terminate(s, nil)
+		return nil, err
+	}
 	go s.writeLoop()
 	c.bindTimer.Stop()
 	c.log.Info("session bound", "jid", full.String())
@@ -371,7 +411,7 @@ func (c *conn) bind(st *wire.Stanza) error {
 	if c.srv.cfg.PingInterval > 0 {
 		go c.pinger(s)
 	}
-	return nil
+	return s, nil
 }
 
 // handleBound handles everything after binding.
@@ -503,13 +543,7 @@ func (c *conn) saslStep(text string) error {
 	}
 	user := c.neg.Username()
 	c.neg = nil
-	bare := user + "@" + c.domain
-	c.srv.throttle.Succeeded(c.t.remoteAddr(), bare)
-	countAuth(c.mech, "success")
-	c.authenticated = true
-	c.username = user
-	c.log = c.log.With("user", bare)
-	c.log.Info("authenticated", "mechanism", c.mech)
+	c.authSucceeded(user)
 	success := "<success xmlns='" + xep.NSSASL + "'/>"
 	if len(out) > 0 {
 		success = "<success xmlns='" + xep.NSSASL + "'>" + base64.StdEncoding.EncodeToString(out) + "</success>"
@@ -543,7 +577,22 @@ func (c *conn) throttleGate(ctx context.Context, bare string) error {
 	return nil
 }
 
-func (c *conn) saslError(err error) error {
+// authSucceeded marks the stream authenticated as user (SASL or SASL2).
+func (c *conn) authSucceeded(user string) {
+	bare := user + "@" + c.domain
+	c.srv.throttle.Succeeded(c.t.remoteAddr(), bare)
+	countAuth(c.mech, "success")
+	c.authenticated = true
+	c.username = user
+	c.log = c.log.With("user", bare)
+	c.log.Info("authenticated", "mechanism", c.mech)
+}
+
+func (c *conn) saslError(err error) error { return c.authError(err, c.saslFailure) }
+
+// authError reports a failed negotiation with failure (SASL's or SASL2's
+// <failure/>); wrong credentials count against the address and account.
+func (c *conn) authError(err error, failure func(cond, text string) error) error {
 	neg := c.neg
 	c.neg = nil
 	var f *auth.Failure
@@ -559,15 +608,21 @@ func (c *conn) saslError(err error) error {
 			}
 			c.srv.throttle.Failed(c.t.remoteAddr(), bare)
 		}
-		return c.saslFailure(f.Condition, f.Text)
+		return failure(f.Condition, f.Text)
 	}
 	c.log.Error("SASL failed", "err", err)
-	return c.saslFailure("temporary-auth-failure", "")
+	return failure("temporary-auth-failure", "")
 }
 
 func (c *conn) saslFailure(cond, text string) error {
+	return c.authFailure("<failure xmlns='"+xep.NSSASL+"'><"+cond+"/>", cond, text)
+}
+
+// authFailure writes a <failure/> that starts with open and holds the
+// condition cond, and counts it against the stream's attempts.
+func (c *conn) authFailure(open, cond, text string) error {
 	countAuth(c.mech, "failure")
-	b := "<failure xmlns='" + xep.NSSASL + "'><" + cond + "/>"
+	b := open
 	if text != "" {
 		b += "<text xml:lang='en'>" + wire.EscapeText(text) + "</text>"
 	}

@@ -53,6 +53,11 @@ type Config struct {
 	// AckQuiet: ask for an acknowledgement this long after the last write
 	// when stanzas are unacknowledged.
 	AckQuiet time.Duration
+	// FAST issues and checks XEP-0484 tokens; nil disables them.
+	FAST *auth.FAST
+	// Secret keys the stable Bind2 resources (XEP-0386); it must be the
+	// same on every node and across restarts.
+	Secret []byte
 	// WebSocketOrigins: allowed Origin patterns (empty: any).
 	WebSocketOrigins []string
 	Logger           *slog.Logger

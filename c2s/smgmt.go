@@ -67,34 +67,7 @@ func (c *conn) handleSMBound(st *wire.Stanza) error {
 	s := c.sess
 	switch {
 	case st.NS == sm.NS && st.Name == "enable":
-		s.mu.Lock()
-		already := s.smq != nil
-		s.mu.Unlock()
-		if already {
-			return c.sessWrite(smFailed("unexpected-request", nil))
-		}
-		// Stanzas routed before <enable/> are not counted.
-		s.settled()
-		resume := st.Attr("resume") == "true" || st.Attr("resume") == "1"
-		max := c.srv.cfg.ResumeTimeout
-		if v, err := strconv.Atoi(st.Attr("max")); err == nil && v > 0 && time.Duration(v)*time.Second < max {
-			max = time.Duration(v) * time.Second
-		}
-		reply := "<enabled xmlns='" + sm.NS + "'"
-		s.mu.Lock()
-		s.smq = sm.NewQueue(c.srv.cfg.MaxUnacked)
-		s.hIn = 0
-		if resume && max > 0 {
-			s.smID = sm.NewID()
-			s.smMax = max
-			reply += " id='" + s.smID + "' resume='true' max='" + strconv.Itoa(int(max/time.Second)) + "'"
-		}
-		s.mu.Unlock()
-		if s.smID != "" {
-			c.srv.smDir.Add(s.smID, s.jid.Bare().String(), s)
-			s.changed() // the cluster registry learns where to resume it
-		}
-		return c.sessWrite(reply + "/>")
+		return c.sessWrite(c.enableSM(s, st.Attr("resume"), st.Attr("max")))
 	case st.NS == sm.NS && st.Name == "r":
 		s.mu.Lock()
 		enabled := s.smq != nil
@@ -127,6 +100,41 @@ func (c *conn) handleSMBound(st *wire.Stanza) error {
 		return nil
 	}
 	return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected <" + st.Name + "/> in " + st.NS}
+}
+
+// enableSM turns on stream management for s (XEP-0198 §3) with the
+// <enable/> attributes resume and max, and returns the answer: <enabled/>
+// or, when it is on already, <failed/>. Bind2 puts the answer in <bound/>.
+func (c *conn) enableSM(s *session, resumeAttr, maxAttr string) string {
+	s.mu.Lock()
+	already := s.smq != nil
+	s.mu.Unlock()
+	if already {
+		return smFailed("unexpected-request", nil)
+	}
+	// Stanzas routed before <enable/> are not counted.
+	s.settled()
+	resume := resumeAttr == "true" || resumeAttr == "1"
+	max := c.srv.cfg.ResumeTimeout
+	if v, err := strconv.Atoi(maxAttr); err == nil && v > 0 && time.Duration(v)*time.Second < max {
+		max = time.Duration(v) * time.Second
+	}
+	reply := "<enabled xmlns='" + sm.NS + "'"
+	s.mu.Lock()
+	s.smq = sm.NewQueue(c.srv.cfg.MaxUnacked)
+	s.hIn = 0
+	if resume && max > 0 {
+		s.smID = sm.NewID()
+		s.smMax = max
+		reply += " id='" + s.smID + "' resume='true' max='" + strconv.Itoa(int(max/time.Second)) + "'"
+	}
+	id := s.smID
+	s.mu.Unlock()
+	if id != "" {
+		c.srv.smDir.Add(id, s.jid.Bare().String(), s)
+		s.changed() // the cluster registry learns where to resume it
+	}
+	return reply + "/>"
 }
 
 func (c *conn) ackError(err error) error {
@@ -164,7 +172,7 @@ func (c *conn) resume(st *wire.Stanza) error {
 	id := st.Attr("previd")
 	h64, err := strconv.ParseUint(st.Attr("h"), 10, 32)
 	if err != nil {
-		return c.writeNonza(smFailed("bad-request", nil))
+		return c.resumeFailed(smFailed("bad-request", nil))
 	}
 	s, ok := c.srv.smDir.Get(id, bare)
 	if !ok && c.srv.peers != nil {
@@ -174,14 +182,14 @@ func (c *conn) resume(st *wire.Stanza) error {
 	}
 	if !ok {
 		if h, ok := c.srv.tombs.get(id, bare); ok {
-			return c.writeNonza(smFailed("item-not-found", &h))
+			return c.resumeFailed(smFailed("item-not-found", &h))
 		}
-		return c.writeNonza(smFailed("item-not-found", nil))
+		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return c.writeNonza(smFailed("item-not-found", nil))
+		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
 	old := s.owner
 	s.owner = nil
@@ -218,7 +226,8 @@ func (c *conn) attachResumed(s *session, id string) error {
 	s.smq = sm.NewQueueFrom(s.smq)
 	q := s.smq
 	s.mu.Unlock()
-	werr := c.t.writeRaw([]byte("<resumed xmlns='" + sm.NS + "' previd='" + wire.EscapeAttr(id) + "' h='" + strconv.FormatUint(uint64(hIn), 10) + "'/>"))
+	werr := c.t.writeRaw([]byte(c.resumedReply(s, "<resumed xmlns='"+sm.NS+"' previd='"+wire.EscapeAttr(id)+
+		"' h='"+strconv.FormatUint(uint64(hIn), 10)+"'/>")))
 	for _, it := range unacked {
 		rs := withDelay(it.St, it.Stamp, c.domain)
 		_ = q.Push(it.St, it.Stamp)
@@ -240,6 +249,33 @@ func (c *conn) attachResumed(s *session, id string) error {
 		go c.pinger(s)
 	}
 	return werr
+}
+
+// inlineResume is a resumption asked for inside a SASL2 <authenticate/>
+// (XEP-0198 §7): its outcome goes into the <success/> instead of being a
+// nonza of its own.
+type inlineResume struct {
+	success func(s *session, resumed string) string // the <success/> holding <resumed/>
+	failed  string                                  // the <failed/> when it could not be resumed
+}
+
+// resumedReply is what announces a resumption of s: <resumed/>, or the
+// SASL2 <success/> holding it.
+func (c *conn) resumedReply(s *session, resumed string) string {
+	if c.inline != nil {
+		return c.inline.success(s, resumed)
+	}
+	return resumed
+}
+
+// resumeFailed answers a resumption that cannot be done with failed: as a
+// nonza, or kept for the SASL2 <success/>.
+func (c *conn) resumeFailed(failed string) error {
+	if c.inline != nil {
+		c.inline.failed = failed
+		return nil
+	}
+	return c.writeNonza(failed)
 }
 
 func (c *conn) writeNonza(b string) error {

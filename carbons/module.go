@@ -71,6 +71,14 @@ func (m *Module) Register(r *module.Registry) error {
 	r.Feature(NSRules)
 	r.IQ(NS, "enable", module.TargetAccount, m.handleToggle)
 	r.IQ(NS, "disable", module.TargetAccount, m.handleToggle)
+	// XEP-0386: <enable/> inside a Bind2 request; it cannot fail, so the
+	// answer says nothing.
+	r.BindInline(NS, func(_ context.Context, s module.Session, req *wire.Element) *wire.Element {
+		if req.Name.Local == "enable" {
+			s.SetFlags(module.FlagCarbons, 0)
+		}
+		return nil
+	})
 	r.Outbound(m.outbound)
 	r.Inbound(m.inbound)
 	return nil

@@ -69,6 +69,16 @@ func (m *Module) Register(r *module.Registry) error {
 	r.Inbound(m.inbound)
 	r.IQ(NS, "query", module.TargetAccount, m.handleQuery)
 	r.IQ(NS, "metadata", module.TargetAccount, m.handleMetadata)
+	// XEP-0386 §2.2: a Bind2 session learns the archive's state at the
+	// moment it was bound, to know what to catch up on.
+	r.OnBind2(func(ctx context.Context, s module.Session) *wire.Element {
+		md, err := m.metadata(ctx, s.JID().Bare().String())
+		if err != nil {
+			m.log.Warn("archive metadata for Bind2", "user", s.JID().Bare().String(), "err", err)
+			return nil
+		}
+		return md
+	})
 	r.IQ(NS, "prefs", module.TargetAccount, m.handlePrefs)
 	return nil
 }

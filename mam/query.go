@@ -56,7 +56,12 @@ func (m *Module) handleMetadata(ctx context.Context, ev *module.Event) (*wire.El
 	if ev.Stanza.Type != "get" {
 		return nil, module.Err(wire.ErrBadRequest)
 	}
-	first, last, err := m.archive.ArchiveMetadata(ctx, owner.String())
+	return m.metadata(ctx, owner.String())
+}
+
+// metadata describes owner's archive: its first and last message.
+func (m *Module) metadata(ctx context.Context, owner string) (*wire.Element, error) {
+	first, last, err := m.archive.ArchiveMetadata(ctx, owner)
 	if err != nil {
 		return nil, err
 	}

@@ -231,6 +231,7 @@ type Registry struct {
 	ackOverdue   []AckOverdueHook
 	onRelayed    []func(ctx context.Context, s Session, st *wire.Stanza)
 	onDelete     []func(ctx context.Context, bare string) error
+	bind2        bind2Hooks
 
 	accounts Accounts
 	sender   Sender

@@ -263,6 +263,9 @@ type AuthConfig struct {
 	// for its turn before it is refused with temporary-auth-failure.
 	MaxDelay time.Duration `mapstructure:"max_delay"`
 	MaxWait  time.Duration `mapstructure:"max_wait"`
+	// FASTTokenLifetime: how long an XEP-0484 token stays valid unused;
+	// 0 disables FAST.
+	FASTTokenLifetime time.Duration `mapstructure:"fast_token_lifetime"`
 }
 
 // C2SConfig controls client sessions.
@@ -333,6 +336,8 @@ func DefaultConfig() Config {
 			FailureWindow: 5 * time.Minute,
 			MaxDelay:      time.Minute,
 			MaxWait:       20 * time.Second,
+			// Prosody's default: three weeks.
+			FASTTokenLifetime: 21 * 24 * time.Hour,
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
@@ -450,6 +455,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Auth.MaxWait <= 0 {
 		bad("auth.max_wait", "expected a positive duration such as 20s")
+	}
+	if c.Auth.FASTTokenLifetime < 0 || (c.Auth.FASTTokenLifetime > 0 && c.Auth.FASTTokenLifetime < time.Hour) {
+		bad("auth.fast_token_lifetime", "expected a duration of at least 1h such as 504h, or 0s to disable FAST")
 	}
 	if c.C2S.PingInterval < 0 || c.C2S.PingTimeout <= 0 {
 		bad("c2s.ping_interval", "expected positive durations for c2s.ping_interval (0 disables) and c2s.ping_timeout")

@@ -234,6 +234,8 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		ResumeTimeout:    cfg.C2S.ResumeTimeout,
 		MaxUnacked:       cfg.C2S.MaxUnacked,
 		WebSocketOrigins: cfg.WebSocket.Origins,
+		FAST:             auth.NewFAST(auth.FASTConfig{Lifetime: cfg.Auth.FASTTokenLifetime}, store),
+		Secret:           secret,
 		Logger:           log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
 	if cfg.Cluster.Enabled {
@@ -288,6 +290,9 @@ func (s *Server) Router() *router.Router { return s.router }
 
 // Store exposes the store.
 func (s *Server) Store() storage.Store { return s.store }
+
+// C2S exposes the client service (tests).
+func (s *Server) C2S() *c2s.Server { return s.c2s }
 
 // Addr returns the bound address of a listener ("c2s", "c2s_tls", "http",
 // "https", "admin"), or "" when it is disabled.

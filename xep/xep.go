@@ -35,6 +35,10 @@ const (
 	NSBind         = "urn:ietf:params:xml:ns:xmpp-bind"
 	NSSession      = "urn:ietf:params:xml:ns:xmpp-session"
 	NSSASLCB       = "urn:xmpp:sasl-cb:0"
+	NSSASL2        = "urn:xmpp:sasl:2" // XEP-0388
+	NSBind2        = "urn:xmpp:bind:0" // XEP-0386
+	NSFAST         = "urn:xmpp:fast:0" // XEP-0484
+	NSCarbons      = "urn:xmpp:carbons:2"
 )
 
 // HasBody reports whether a message has a <body/>.

@@ -86,7 +86,19 @@ func ConnectTo(t testing.TB, addr, domain string) *Client {
 	return startTLS(t, conn, domain)
 }
 
+// ConnectTLS is Connect with the client's TLS settings in cfg (e.g. a
+// maximum version); the certificate is not verified.
+func (s *Server) ConnectTLS(cfg *tls.Config) *Client {
+	s.t.Helper()
+	return startTLSWith(s.t, s.Dial(), s.Domain, cfg)
+}
+
 func startTLS(t testing.TB, conn net.Conn, domain string) *Client {
+	t.Helper()
+	return startTLSWith(t, conn, domain, &tls.Config{})
+}
+
+func startTLSWith(t testing.TB, conn net.Conn, domain string, cfg *tls.Config) *Client {
 	t.Helper()
 	c := &Client{t: t, conn: conn, notify: make(chan struct{}, 1), domain: domain}
 	c.startStream()
@@ -98,7 +110,9 @@ func startTLS(t testing.TB, conn net.Conn, domain string) *Client {
 	if p := c.next(); p.Name != "proceed" {
 		t.Fatalf("expected proceed, got %s", p.Raw)
 	}
-	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true, ServerName: c.domain})
+	cfg = cfg.Clone()
+	cfg.InsecureSkipVerify, cfg.ServerName = true, c.domain
+	tc := tls.Client(c.conn, cfg)
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,20 +205,27 @@ func (c *Client) write(s string) {
 	}
 }
 
+// melliumMechanism is the client side of a mechanism the scripted client
+// can run.
+func melliumMechanism(name string) (sasl.Mechanism, error) {
+	switch name {
+	case "SCRAM-SHA-1":
+		return sasl.ScramSha1, nil
+	case "SCRAM-SHA-256":
+		return sasl.ScramSha256, nil
+	case "SCRAM-SHA-256-PLUS":
+		return sasl.ScramSha256Plus, nil
+	case "PLAIN":
+		return sasl.Plain, nil
+	}
+	return sasl.Mechanism{}, fmt.Errorf("unknown mechanism %s", name)
+}
+
 // Auth runs a SASL mechanism; it returns an error describing a <failure/>.
 func (c *Client) Auth(features *wire.Stanza, mech, user, password string) error {
-	var m sasl.Mechanism
-	switch mech {
-	case "SCRAM-SHA-1":
-		m = sasl.ScramSha1
-	case "SCRAM-SHA-256":
-		m = sasl.ScramSha256
-	case "SCRAM-SHA-256-PLUS":
-		m = sasl.ScramSha256Plus
-	case "PLAIN":
-		m = sasl.Plain
-	default:
-		return fmt.Errorf("unknown mechanism %s", mech)
+	m, err := melliumMechanism(mech)
+	if err != nil {
+		return err
 	}
 	var remote []string
 	for _, e := range features.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms").Elements() {

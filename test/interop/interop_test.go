@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -40,8 +41,12 @@ const (
 // lib is one third-party client library and transport.
 type lib struct {
 	name string
-	// mech is the SASL mechanism the library is made to use.
+	// mech is the SASL mechanism the library logs in with ("" when the
+	// library chooses, as slixmpp does).
 	mech string
+	// sasl2: the library logs in with SASL2 and binds with Bind2 (XEP-0386),
+	// so the server appends an identifier to the resource it asks for.
+	sasl2 bool
 	// secureTransport: the login must have negotiated TLS (STARTTLS).
 	secureTransport bool
 	// available skips (or fails) the test when the library is missing.
@@ -100,9 +105,11 @@ func script(t *testing.T, rel string) string {
 }
 
 var (
+	// slixmpp keeps its own choice of mechanism: on TLS 1.3 it tries the
+	// -PLUS mechanisms with tls-unique, which TLS 1.3 lacks, three times,
+	// then logs in with SCRAM-SHA-512 (see TestSlixmppChannelBinding).
 	slixmpp = lib{
 		name:            "slixmpp",
-		mech:            "SCRAM-SHA-256",
 		secureTransport: true,
 		available:       slixmppAvailable,
 		command: func(ctx context.Context, cfg []byte) *exec.Cmd {
@@ -114,10 +121,11 @@ var (
 		},
 	}
 	// xmpp.js 0.14 implements SCRAM-SHA-1, PLAIN and ANONYMOUS only (no
-	// SCRAM-SHA-256), so it logs in with SCRAM-SHA-1.
+	// SCRAM-SHA-256), so it logs in with SCRAM-SHA-1, over SASL2.
 	xmppjsTCP = lib{
 		name:            "xmppjs-tcp",
 		mech:            "SCRAM-SHA-1",
+		sasl2:           true,
 		secureTransport: true,
 		available:       xmppjsAvailable,
 		command:         nodeCommand,
@@ -130,6 +138,7 @@ var (
 	xmppjsWS = lib{
 		name:      "xmppjs-ws",
 		mech:      "SCRAM-SHA-1",
+		sasl2:     true,
 		available: xmppjsAvailable,
 		command:   nodeCommand,
 		connect: func(ts *testserver.Server, cfg map[string]any) {
@@ -166,6 +175,11 @@ type event struct {
 	Mechanism string                `json:"mechanism"`
 	Offered   []string              `json:"offered"`
 	TLS       bool                  `json:"tls"`
+	SASL2     bool                  `json:"sasl2"`
+	GS2Header string                `json:"gs2_header"`
+	Condition string                `json:"condition"`
+	Expiry    string                `json:"expiry"`
+	Length    int                   `json:"length"`
 	Library   string                `json:"library"`
 	Version   string                `json:"version"`
 	Items     map[string]rosterItem `json:"items"`
@@ -216,8 +230,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func start(t *testing.T, ts *testserver.Server, l lib, jid, password string, actions ...map[string]any) *peer {
 	t.Helper()
 	cfg := map[string]any{
-		"jid": jid, "password": password, "domain": testserver.Domain, "mechanism": l.mech,
+		"jid": jid, "password": password, "domain": testserver.Domain,
 		"timeout": waitTimeout, "deadline": scriptDeadline, "actions": actions,
+	}
+	if l.mech != "" {
+		cfg["mechanism"] = l.mech
+	}
+	if l.sasl2 {
+		cfg["user_agent"] = userAgentID(jid)
 	}
 	l.connect(ts, cfg)
 	raw, err := json.Marshal(cfg)
@@ -264,6 +284,51 @@ func start(t *testing.T, ts *testserver.Server, l lib, jid, password string, act
 		p.poke()
 	}()
 	return p
+}
+
+// userAgentID is the XEP-0388 user-agent id the driver of jid sends: a
+// UUID fixed per JID, so the Bind2 resource is known in advance.
+func userAgentID(jid string) string {
+	h := sha256.Sum256([]byte(jid))
+	h[6] = h[6]&0x0f | 0x40 // version 4
+	h[8] = h[8]&0x3f | 0x80 // variant 10
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// boundJID is the full JID a library's client asking for full gets.
+func boundJID(ts *testserver.Server, l lib, full string) string {
+	if !l.sasl2 {
+		return full
+	}
+	bare, res, _ := strings.Cut(full, "/")
+	user, _, _ := strings.Cut(bare, "@")
+	return bare + "/" + ts.Bind2Resource(user, res, userAgentID(full))
+}
+
+// waitEvents waits until the script printed n events named ev.
+func (p *peer) waitEvents(ev string, n int, d time.Duration) {
+	p.t.Helper()
+	deadline := time.After(d)
+	for {
+		p.mu.Lock()
+		count := 0
+		for _, e := range p.events {
+			if e.Event == ev {
+				count++
+			}
+		}
+		p.mu.Unlock()
+		if count >= n {
+			return
+		}
+		select {
+		case <-p.notify:
+		case <-p.exited:
+			p.t.Fatalf("%s exited before %d %q events:\n%s", p.name, n, ev, p.transcript())
+		case <-deadline:
+			p.t.Fatalf("%s: no %d %q events within %v:\n%s", p.name, n, ev, d, p.transcript())
+		}
+	}
 }
 
 func (p *peer) poke() {
@@ -380,7 +445,8 @@ func message(t *testing.T, who string, evs []event, body string) event {
 }
 
 // checkLogin asserts the login went as the library was told: bound to the
-// requested full JID, with the mechanism forced, over TLS where it applies.
+// expected full JID (boundJID), with the mechanism forced (SASL2 for
+// xmpp.js), over TLS where it applies.
 func checkLogin(t *testing.T, l lib, fullJID string, evs []event) {
 	t.Helper()
 	e, ok := find(evs, func(e event) bool { return e.Event == "login" })
@@ -390,8 +456,11 @@ func checkLogin(t *testing.T, l lib, fullJID string, evs []event) {
 	if e.JID != fullJID {
 		t.Errorf("%s: bound %q, want %q", l.name, e.JID, fullJID)
 	}
-	if e.Mechanism != l.mech {
+	if l.mech != "" && e.Mechanism != l.mech {
 		t.Errorf("%s: logged in with SASL %q, want %q (offered %v)", l.name, e.Mechanism, l.mech, e.Offered)
+	}
+	if e.SASL2 != l.sasl2 {
+		t.Errorf("%s: SASL2 used %v, want %v", l.name, e.SASL2, l.sasl2)
 	}
 	if !slices.Contains(e.Offered, "SCRAM-SHA-256") {
 		t.Errorf("%s: server did not offer SCRAM-SHA-256: %v", l.name, e.Offered)
@@ -426,9 +495,10 @@ func chat(t *testing.T, la, lb lib) {
 func chatOn(t *testing.T, la, lb lib, tsA, tsB *testserver.Server) {
 	alice := tsA.AddUser("alice", "alice-pw")
 	bob := tsA.AddUser("bob", "bob-pw")
-	aFull, bFull := alice+"/"+la.name+"-a", bob+"/"+lb.name+"-b"
+	aReq, bReq := alice+"/"+la.name+"-a", bob+"/"+lb.name+"-b"
+	aFull, bFull := boundJID(tsA, la, aReq), boundJID(tsB, lb, bReq)
 
-	b := start(t, tsB, lb, bFull, "bob-pw",
+	b := start(t, tsB, lb, bReq, "bob-pw",
 		op("roster"),
 		op("presence"),
 		op("ping"), // the server has bob's initial presence before alice starts
@@ -446,7 +516,7 @@ func chatOn(t *testing.T, la, lb lib, tsA, tsB *testserver.Server) {
 		op("roster"),
 	)
 	b.waitEvent("pong", "", 30*time.Second)
-	a := start(t, tsA, la, aFull, "alice-pw",
+	a := start(t, tsA, la, aReq, "alice-pw",
 		op("roster"),
 		op("presence"),
 		op("subscribe", "to", bob),
@@ -527,10 +597,11 @@ func offline(t *testing.T, la, lb lib) {
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "alice-pw")
 	bob := ts.AddUser("bob", "bob-pw")
-	aFull, bFull := alice+"/"+la.name+"-a", bob+"/"+lb.name+"-b"
+	aReq, bReq := alice+"/"+la.name+"-a", bob+"/"+lb.name+"-b"
+	aFull, bFull := boundJID(ts, la, aReq), boundJID(ts, lb, bReq)
 
 	before := time.Now().UTC().Add(-time.Second).Truncate(time.Second)
-	a := start(t, ts, la, aFull, "alice-pw",
+	a := start(t, ts, la, aReq, "alice-pw",
 		op("presence"),
 		op("send", "to", bob, "body", "while you were out"),
 		op("ping"),
@@ -538,7 +609,7 @@ func offline(t *testing.T, la, lb lib) {
 	aEv := finish(t, a)[0]
 	checkLogin(t, la, aFull, aEv)
 
-	b := start(t, ts, lb, bFull, "bob-pw",
+	b := start(t, ts, lb, bReq, "bob-pw",
 		op("presence"),
 		op("wait_message", "body", "while you were out", "from", alice),
 		op("ping"),

@@ -10,13 +10,23 @@
 //   domain           the XMPP domain (default "localhost")
 //   jid, password    the account; jid may carry the resource to bind
 //   mechanism        SASL mechanism to use (default SCRAM-SHA-1: xmpp.js
-//                    0.14 implements only SCRAM-SHA-1, PLAIN and ANONYMOUS)
+//                    0.14 implements only SCRAM-SHA-1, PLAIN and ANONYMOUS;
+//                    with a FAST token it uses HT-SHA-256-NONE instead)
+//   user_agent       the XEP-0388 <user-agent id=…/> (a UUID) sent with SASL2
+//                    (default: a random one, as xmpp.js does)
 //   timeout          default seconds for each wait action (default 10)
 //   deadline         seconds for the whole run (default 60)
 //   actions          list of {"op": ...}; see do() below
 //
-// Output: one JSON object per line with an "event" key (login, roster,
-// roster_item, presence, message, sent, pong, done, error, timeout);
+// xmpp.js 0.14 logs in with SASL2 (XEP-0388) when the server offers it,
+// binds with Bind2 (XEP-0386; the resource it is given is the tag, the
+// server appends an identifier), enables stream management inline and
+// asks for a FAST token (XEP-0484), which a later login in the same
+// process ("reconnect") uses instead of the password.
+//
+// Output: one JSON object per line with an "event" key (login, fast_token,
+// resumed, roster, roster_item, presence, message, sent, pong, done,
+// error, timeout);
 // exit 0 after "done", 1 after "error", 2 after "timeout".
 //
 // Certificate verification is off (NODE_TLS_REJECT_UNAUTHORIZED=0): test
@@ -53,6 +63,7 @@ const clientPkg = JSON.parse(
 
 const NS_ROSTER = "jabber:iq:roster";
 const NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_SASL2 = "urn:xmpp:sasl:2";
 const NS_STREAM = "http://etherx.jabber.org/streams";
 
 function emit(event, fields = {}) {
@@ -67,23 +78,31 @@ const defaultTimeout = Number(cfg.timeout ?? 10);
 const own = parseJID(cfg.jid);
 const mechanism = cfg.mechanism ?? "SCRAM-SHA-1";
 
+const userAgent = xml("user-agent", { id: cfg.user_agent ?? globalThis.crypto.randomUUID() },
+  xml("software", {}, "parley interop driver (xmpp.js)"));
 const xmpp = client({
   service: cfg.service,
   domain: cfg.domain ?? own.domain,
   resource: own.resource || undefined,
-  credentials: async (authenticate, mechanisms) => {
+  userAgent,
+  // Like xmpp.js's own default credentials handler, plus a check that the
+  // mechanism we want is usable; fast is set on SASL2 streams with FAST.
+  credentials: async (authenticate, mechanisms, fast) => {
     if (!mechanisms.includes(mechanism)) {
       throw new Error(
         `mechanism ${mechanism} not usable: xmpp.js and the server share only [${mechanisms.join(", ")}]`,
       );
     }
-    await authenticate({ username: own.local, password: cfg.password }, mechanism);
+    const creds = { username: own.local, password: cfg.password };
+    if (fast) creds.token = await fast.fetch();
+    await authenticate(creds, mechanism, userAgent);
   },
 });
 xmpp.reconnect.stop(); // a test client must never reconnect silently
 
 let offered = [];
 let authMechanism = "";
+let authSASL2 = false;
 let sawStartTLS = false;
 const backlog = []; // {kind, el}
 let wake = () => {};
@@ -101,7 +120,8 @@ xmpp.on("element", (el) => {
   }
 });
 xmpp.on("send", (el) => {
-  if (el.is("auth", NS_SASL)) authMechanism = el.attrs.mechanism;
+  if (el.is("auth", NS_SASL)) [authMechanism, authSASL2] = [el.attrs.mechanism, false];
+  if (el.is("authenticate", NS_SASL2)) [authMechanism, authSASL2] = [el.attrs.mechanism, true];
   if (el.name === "starttls") sawStartTLS = true;
 });
 xmpp.on("stanza", (el) => {
@@ -197,9 +217,22 @@ function messageFields(m) {
   };
 }
 
+// A FAST token the server handed out: reported (not the secret itself),
+// then kept in memory by xmpp.js for the next login.
+const saveToken = xmpp.fast.saveToken.bind(xmpp.fast);
+xmpp.fast.saveToken = async (t) => {
+  emit("fast_token", { mechanism: t.mechanism, expiry: t.expiry ?? "", length: t.token?.length ?? 0 });
+  await saveToken(t);
+};
+let resumedCount = 0;
+xmpp.streamManagement.on("resumed", () => {
+  resumedCount++;
+  notify();
+});
+
 let sendSeq = 0;
 
-async function run() {
+async function login() {
   const address = await withTimeout(
     xmpp.start(),
     Number(cfg.login_timeout ?? 15),
@@ -208,6 +241,7 @@ async function run() {
   emit("login", {
     jid: address.toString(),
     mechanism: authMechanism,
+    sasl2: authSASL2,
     offered,
     // tls: the stream is encrypted (STARTTLS on TCP, wss:// on WebSocket);
     // secure: xmpp.js's own view, which also counts ws:// to loopback.
@@ -217,6 +251,10 @@ async function run() {
     library: "xmpp.js",
     version: clientPkg.version,
   });
+}
+
+async function run() {
+  await login();
   for (const a of cfg.actions ?? []) await act(a);
   emit("done");
 }
@@ -306,6 +344,30 @@ async function act(a) {
         if (!e.element && !(e.name === "StanzaError")) throw e;
       }
       emit("pong");
+      break;
+    }
+    case "reconnect":
+      // Log out and in again in this process: with a FAST token from the
+      // first login, xmpp.js uses it instead of the password.
+      await withTimeout(xmpp.stop(), timeout, "stop");
+      fatal = null; // that "offline" was ours
+      await login();
+      break;
+    case "drop_resume": {
+      // The network goes away without the stream being closed; xmpp.js
+      // then resumes its stream management session, inline in SASL2.
+      const before = resumedCount;
+      await xmpp._closeSocket(); // the connection goes, the stream is not closed
+      await withTimeout(
+        (async () => {
+          await xmpp.connect(cfg.service);
+          await xmpp.open({ domain: cfg.domain ?? own.domain, lang: "en" });
+        })(),
+        timeout,
+        "reconnecting",
+      );
+      await waitFor("stream resumption", timeout, () => resumedCount > before);
+      emit("resumed", { jid: xmpp.jid?.toString() ?? "", mechanism: authMechanism, sasl2: authSASL2 });
       break;
     }
     case "sleep":
