@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -67,6 +68,12 @@ func newACME(cfg Config, log *slog.Logger) (*acmeCerts, error) {
 		Cache:  autocert.DirCache(dir),
 		Client: client,
 		HostPolicy: func(_ context.Context, host string) error {
+			// HTTP-01 requests name the host with the port when it is
+			// not 80 (a CA's test instance, a port forward).
+			if h, _, err := net.SplitHostPort(host); err == nil {
+				host = h
+			}
+			host = strings.ToLower(host)
 			ac.mu.RLock()
 			defer ac.mu.RUnlock()
 			if !ac.names[host] {
