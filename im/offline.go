@@ -64,9 +64,11 @@ func (m *Module) deliverOffline(ctx context.Context, s module.Session) {
 	for _, msg := range msgs {
 		st, err := wire.Parse(msg.Raw, wire.Limits{})
 		if err != nil {
-			m.log.Error("stored offline message is not well-formed", "user", owner, "id", msg.ID, "err", err)
-			upTo = msg.ID
-			continue
+			// Reported, not skipped: the user gets the stored bytes as
+			// text in a stand-in, the admin a log line and a metric.
+			offlineUnreadable.Inc()
+			m.log.Error("stored offline message is not well-formed; delivered as text", "user", owner, "id", msg.ID, "err", err)
+			st = withDelay(wire.FromElement(xep.StandIn(msg.Raw, s.JID().Domainpart(), owner)), s.JID().Domainpart(), msg.Stamp)
 		}
 		if err := s.Send(st); err != nil {
 			break

@@ -181,7 +181,8 @@ type Query struct {
 	Rewrite func(msg *storage.ArchivedMessage) []byte
 	// Send routes one result message.
 	Send func(*wire.Stanza) error
-	// Unreadable is told about stored rows that do not parse (skipped).
+	// Unreadable is told about stored rows that do not parse (sent as a
+	// stand-in with the stored bytes as text, xep.StandIn).
 	Unreadable func(msg storage.ArchivedMessage, err error)
 }
 
@@ -214,12 +215,22 @@ func Run(ctx context.Context, archive storage.ArchiveReader, q Query) (*wire.Ele
 		}
 		res, err := ResultMessage(q.Requester, q.Owner, queryID, msg)
 		if err != nil {
-			// A stored row that no longer parses; skip it rather than
-			// fail the whole page.
+			// A stored row that no longer parses: reported, not skipped.
+			// The page keeps its place (its id, its time) with a stand-in
+			// that carries the stored bytes as text.
+			unreadable.Inc()
 			if q.Unreadable != nil {
 				q.Unreadable(msg, err)
 			}
-			continue
+			from := msg.FromFull
+			if from == "" {
+				from = msg.With
+			}
+			standIn := msg
+			standIn.Raw = wire.FromElement(xep.StandIn(msg.Raw, from, q.Owner)).Raw
+			if res, err = ResultMessage(q.Requester, q.Owner, queryID, standIn); err != nil {
+				return nil, err
+			}
 		}
 		if err := q.Send(res); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/xml"
+	"strconv"
 	"strings"
 )
 
@@ -214,7 +215,7 @@ func (e *Element) AppendXML(buf []byte, parentNS string) []byte {
 			// Rare: a namespaced attribute other than xml:*. Declare a
 			// local prefix for it.
 			prefixes++
-			p := "ns" + string(rune('0'+prefixes%10))
+			p := "ns" + strconv.Itoa(prefixes)
 			buf = append(buf, "xmlns:"+p+"='"...)
 			buf = appendEscapedAttr(buf, a.Name.Space)
 			buf = append(buf, "' "+p+":"...)

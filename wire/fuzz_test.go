@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sort"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -125,4 +128,115 @@ func BenchmarkTree(b *testing.B) {
 		s, _ := Parse(raw, Limits{})
 		_ = s.Child(NSClient, "body")
 	}
+}
+
+// infoset renders a tree canonically for comparison: names resolved,
+// attributes sorted, adjacent text merged. skip names an attribute to leave
+// out ("" for none).
+func infoset(e *Element, skip string) string {
+	var b strings.Builder
+	var walk func(e *Element)
+	walk = func(e *Element) {
+		b.WriteString("<{" + e.Name.Space + "}" + e.Name.Local)
+		var attrs []string
+		for _, a := range e.Attr {
+			if a.Name.Space == "" && a.Name.Local == skip {
+				continue
+			}
+			attrs = append(attrs, "{"+a.Name.Space+"}"+a.Name.Local+"="+strconv.Quote(a.Value))
+		}
+		sort.Strings(attrs)
+		for _, a := range attrs {
+			b.WriteString(" " + a)
+		}
+		b.WriteString(">")
+		text := ""
+		for _, c := range e.Children {
+			if c.Elem == nil {
+				text += c.Text
+				continue
+			}
+			if text != "" {
+				b.WriteString(strconv.Quote(text))
+				text = ""
+			}
+			walk(c.Elem)
+		}
+		if text != "" {
+			b.WriteString(strconv.Quote(text))
+		}
+		b.WriteString("</>")
+	}
+	walk(e)
+	return b.String()
+}
+
+// reread reads raw as the one element of a fresh stream, as the recipient
+// of a stanza does (c2s: jabber:client; s2s: jabber:server).
+func reread(raw []byte, ns string) (*Stanza, error) {
+	h := strings.Replace(hdr, "jabber:client", ns, 1)
+	r := NewReader(bytes.NewReader(append([]byte(h), raw...)), Limits{MaxStanzaBytes: 1 << 20, MaxDepth: 64, MaxAttrs: 128})
+	if _, err := r.ReadHeader(); err != nil {
+		return nil, err
+	}
+	return r.Next()
+}
+
+// FuzzStampFrom is finding 2 of issue 16: parse → stamp 'from' → re-parse
+// gives the same infoset plus 'from', on c2s and s2s streams alike, for
+// every element the reader accepts (namespace declarations and prefixed
+// attributes on the start tag included); so does adding a child after.
+func FuzzStampFrom(f *testing.F) {
+	for _, s := range []string{
+		`<message xmlns:x='urn:a' to='b@x'><x:payload/></message>`,
+		`<message xmlns:a='urn:a' a:type='t' type='chat' to='b@x'><body>x</body></message>`,
+		`<message xmlns='jabber:client' xmlns:a='urn:a' a:type='t' type='chat'><a:x a:y='1'/></message>`,
+		`<presence from='spoof@evil' xml:lang='fr'><status>salut</status></presence>`,
+		`<iq type='set' id='1'><query xmlns='jabber:iq:roster'><item jid='a@b' name='&lt;&amp;&quot;&apos;'/></query></iq>`,
+		`<message xmlns:x='urn:a' xmlns:y='urn:a' x:k='1' to='b'><y:p x:k='2'/></message>`,
+		`<message to='a&#x9;b' type='chat'/>`,
+		`<r xmlns='urn:xmpp:sm:3'/>`,
+		`<jc:message xmlns:jc='jabber:client' xmlns:p='urn:p' p:z='1'><jc:body>x</jc:body><p:q/></jc:message>`,
+		`<message xmlns:stream='urn:other' to='x'><stream:features/></message>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewReader(bytes.NewReader(append([]byte(hdr), in...)), Limits{MaxStanzaBytes: 8192, MaxDepth: 16, MaxAttrs: 16})
+		if _, err := r.ReadHeader(); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < 4; n++ {
+			s, err := r.Next()
+			if err != nil {
+				return
+			}
+			want := infoset(s.Tree(), "from")
+			stamped := s.WithAttr("from", "alice@example.org/ph'o<ne")
+			for _, ns := range []string{NSClient, NSServer} {
+				got, err := reread(stamped.Raw, ns)
+				if err != nil {
+					t.Fatalf("stamped stanza does not parse on a %s stream: %v\n in: %s\nout: %s", ns, err, s.Raw, stamped.Raw)
+				}
+				if g := infoset(got.Tree(), "from"); g != want {
+					t.Fatalf("stamping changed the infoset on a %s stream:\n in: %s\nout: %s\nwant %s\n got %s", ns, s.Raw, stamped.Raw, want, g)
+				}
+				if got.Tree().AttrValue("from") != "alice@example.org/ph'o<ne" || got.From != "alice@example.org/ph'o<ne" {
+					t.Fatalf("from not stamped: %s", stamped.Raw)
+				}
+			}
+			// Stamping again, removing, and adding a child keep it too.
+			again := stamped.WithAttr("from", "bob@example.org").WithAttr("to", "").WithChild(NewElement("urn:x", "added", "k", "v"))
+			got, err := reread(again.Raw, NSClient)
+			if err != nil {
+				t.Fatalf("restamped stanza does not parse: %v\n in: %s\nout: %s", err, s.Raw, again.Raw)
+			}
+			tree := s.Tree().Copy()
+			tree.SetAttr("to", "")
+			tree.Add(NewElement("urn:x", "added", "k", "v"))
+			if g, w := infoset(got.Tree(), "from"), infoset(tree, "from"); g != w {
+				t.Fatalf("restamping changed the infoset:\n in: %s\nout: %s\nwant %s\n got %s", s.Raw, again.Raw, w, g)
+			}
+		}
+	})
 }

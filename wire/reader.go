@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Limits bound what one peer can make the parser hold. Zero values take
@@ -373,8 +375,14 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		if len(t.Attr) > r.lim.MaxAttrs {
 			return streamErr(CondPolicyViolation, fmt.Sprintf("more than %d attributes on one element", r.lim.MaxAttrs))
 		}
+		if !validName(t.Name) {
+			return streamErr(CondNotWellFormed, "invalid element name "+attrName(t.Name))
+		}
 		var decls map[string]string
 		for i, a := range t.Attr {
+			if !validName(a.Name) {
+				return streamErr(CondNotWellFormed, "invalid attribute name "+attrName(a.Name))
+			}
 			for _, b := range t.Attr[:i] {
 				if a.Name == b.Name {
 					return streamErr(CondNotWellFormed, "duplicate attribute "+attrName(a.Name))
@@ -402,10 +410,21 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 				return streamErr(CondNotWellFormed, "undeclared namespace prefix "+p)
 			}
 		}
-		for _, a := range t.Attr {
+		for i, a := range t.Attr {
 			if p := a.Name.Space; p != "" && p != "xmlns" && p != "xml" {
-				if _, ok := lookup(p); !ok {
+				ns, ok := lookup(p)
+				if !ok {
 					return streamErr(CondNotWellFormed, "undeclared namespace prefix "+p)
+				}
+				// XML Namespaces §6.3: two attributes may not have the same
+				// expanded name through different prefixes; a strict parser
+				// downstream would reject the stanza and break the stream.
+				for _, b := range t.Attr[:i] {
+					if b.Name.Local == a.Name.Local && b.Name.Space != "" && b.Name.Space != "xmlns" {
+						if bns, _ := lookup(b.Name.Space); bns == ns {
+							return streamErr(CondNotWellFormed, "duplicate attribute {"+ns+"}"+a.Name.Local)
+						}
+					}
 				}
 			}
 		}
@@ -413,6 +432,20 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	}
 	if err := push(first); err != nil {
 		return nil, err
+	}
+	// The root's attributes, resolved now while its declarations are in
+	// scope, and as written, for rewriting the start tag later.
+	var rootAttrs []xml.Attr
+	for _, a := range first.Attr {
+		switch {
+		case a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns"):
+			continue
+		case a.Name.Space == "xml":
+			a.Name.Space = NSXML
+		case a.Name.Space != "":
+			a.Name.Space, _ = lookup(a.Name.Space)
+		}
+		rootAttrs = append(rootAttrs, a)
 	}
 	rootNS := r.contentNS
 	if first.Name.Space != "" {
@@ -488,17 +521,8 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		c := FromElement(tree)
 		return c, nil
 	}
-	for _, a := range first.Attr {
-		switch {
-		case a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns"):
-			continue
-		case a.Name.Space == "xml":
-			a.Name.Space = NSXML
-		case a.Name.Space != "":
-			a.Name.Space, _ = lookup(a.Name.Space)
-		}
-		s.attrs = append(s.attrs, a)
-	}
+	s.attrs = rootAttrs
+	s.rawAttrs = append(make([]xml.Attr, 0, len(first.Attr)), first.Attr...)
 	s.fillHeader()
 	return s, nil
 }
@@ -533,6 +557,23 @@ func normalizeContentNS(e *Element) {
 			normalizeContentNS(c.Elem)
 		}
 	}
+}
+
+// validName checks what encoding/xml leaves unchecked in a raw name: both
+// parts of a prefixed name must be NCNames (XML Namespaces §3), so a part
+// may not start with a digit, '-' or '.', and neither may hold a colon
+// (":a" and "a:" come back unsplit). A name that breaks this would be
+// written out as malformed XML when the stanza is re-serialized.
+func validName(n xml.Name) bool {
+	return ncNameStart(n.Local) && (n.Space == "" || ncNameStart(n.Space))
+}
+
+func ncNameStart(s string) bool {
+	if s == "" || strings.ContainsRune(s, ':') {
+		return false
+	}
+	r, _ := utf8.DecodeRuneInString(s)
+	return !(r == '-' || r == '.' || r == 0xB7 || unicode.IsDigit(r) || unicode.In(r, unicode.Mn, unicode.Mc))
 }
 
 func attrName(n xml.Name) string {

@@ -29,6 +29,12 @@ type Stanza struct {
 
 	attrs     []xml.Attr // root attributes, resolved, without xmlns declarations
 	bodyStart int        // offset in Raw just after the root start tag
+	// rawAttrs, for stanzas whose start tag is the sender's, are its
+	// attributes as written: prefixed names and namespace declarations
+	// included. Rewriting the start tag (stamping 'from') keeps them, since
+	// the payload may use a prefix declared there; nil for stanzas built
+	// from a tree, whose children declare their own namespaces.
+	rawAttrs []xml.Attr
 
 	once    sync.Once
 	tree    *Element
@@ -74,9 +80,19 @@ func (s *Stanza) Child(ns, local string) *Element { return s.Tree().Child(ns, lo
 // WithAttr returns a copy of s with the plain root attribute set (or
 // removed when value is ""). Only the start tag is rewritten.
 func (s *Stanza) WithAttr(name, value string) *Stanza {
-	attrs := make([]xml.Attr, 0, len(s.attrs)+1)
+	var raw []xml.Attr
+	if s.rawAttrs != nil {
+		raw = setPlainAttr(s.rawAttrs, name, value)
+	}
+	return s.rebuild(setPlainAttr(s.attrs, name, value), raw)
+}
+
+// setPlainAttr returns a copy of attrs with the plain attribute name set,
+// or removed when value is "".
+func setPlainAttr(attrs []xml.Attr, name, value string) []xml.Attr {
+	out := make([]xml.Attr, 0, len(attrs)+1)
 	found := false
-	for _, a := range s.attrs {
+	for _, a := range attrs {
 		if a.Name.Local == name && a.Name.Space == "" {
 			found = true
 			if value == "" {
@@ -84,12 +100,12 @@ func (s *Stanza) WithAttr(name, value string) *Stanza {
 			}
 			a.Value = value
 		}
-		attrs = append(attrs, a)
+		out = append(out, a)
 	}
 	if !found && value != "" {
-		attrs = append(attrs, xml.Attr{Name: xml.Name{Local: name}, Value: value})
+		out = append(out, xml.Attr{Name: xml.Name{Local: name}, Value: value})
 	}
-	return s.rebuild(attrs)
+	return out
 }
 
 // WithFromTo returns a copy with from and to set (either may be "").
@@ -104,15 +120,16 @@ func (s *Stanza) WithFromTo(from, to string) *Stanza {
 	return c
 }
 
-func (s *Stanza) rebuild(attrs []xml.Attr) *Stanza {
+func (s *Stanza) rebuild(attrs, rawAttrs []xml.Attr) *Stanza {
 	selfClosing := s.bodyStart >= len(s.Raw)
-	hdr := appendStartTag(nil, s.Name, s.NS, attrs, selfClosing)
+	n := &Stanza{Name: s.Name, NS: s.NS, attrs: attrs, rawAttrs: rawAttrs}
+	hdr := n.startTag(selfClosing)
 	raw := make([]byte, 0, len(hdr)+len(s.Raw)-s.bodyStart)
 	raw = append(raw, hdr...)
 	if !selfClosing {
 		raw = append(raw, s.Raw[s.bodyStart:]...)
 	}
-	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: attrs, bodyStart: len(hdr)}
+	n.Raw, n.bodyStart = raw, len(hdr)
 	if selfClosing {
 		n.bodyStart = len(raw)
 	}
@@ -138,28 +155,58 @@ func (s *Stanza) fillHeader() {
 	}
 }
 
+// startTag writes the root start tag: the sender's attributes as written
+// when s has them, else from the resolved attributes.
+func (s *Stanza) startTag(selfClosing bool) []byte {
+	if s.rawAttrs == nil {
+		return appendStartTag(nil, s.Name, s.NS, s.attrs, selfClosing)
+	}
+	buf := append([]byte{'<'}, s.Name...)
+	for _, a := range s.rawAttrs {
+		buf = append(buf, ' ')
+		if a.Name.Space != "" {
+			buf = append(buf, a.Name.Space...)
+			buf = append(buf, ':')
+		}
+		buf = append(buf, a.Name.Local...)
+		buf = append(buf, "='"...)
+		buf = appendEscapedAttr(buf, a.Value)
+		buf = append(buf, '\'')
+	}
+	if selfClosing {
+		return append(buf, "/>"...)
+	}
+	return append(buf, '>')
+}
+
 // appendStartTag writes a root start tag. Content-namespace roots get no
 // xmlns so the bytes fit both c2s and s2s streams.
 func appendStartTag(buf []byte, name, ns string, attrs []xml.Attr, selfClosing bool) []byte {
 	e := Element{Name: xml.Name{Space: ns, Local: name}, Attr: attrs}
-	parent := ""
-	if ns == NSClient {
-		parent = NSClient
-	}
-	b := e.AppendXML(buf, parent) // no children: ends with "/>"
+	b := e.AppendXML(buf, rootParent(ns)) // no children: ends with "/>"
 	if !selfClosing {
 		b = append(b[:len(b)-2], '>')
 	}
 	return b
 }
 
+// rootParent is the namespace a root is written against: content roots
+// get no xmlns (they take the stream's), others their own, and a root in
+// no namespace an explicit empty xmlns (else a stream would give it its
+// default).
+func rootParent(ns string) string {
+	switch ns {
+	case NSClient:
+		return NSClient
+	case "":
+		return "\x00"
+	}
+	return ""
+}
+
 // FromElement builds a stanza from a tree. Stanza roots must use NSClient.
 func FromElement(e *Element) *Stanza {
-	parent := ""
-	if e.Name.Space == NSClient {
-		parent = NSClient
-	}
-	raw := e.AppendXML(nil, parent)
+	raw := e.AppendXML(nil, rootParent(e.Name.Space))
 	s := &Stanza{Name: e.Name.Local, NS: e.Name.Space, Raw: raw}
 	for _, a := range e.Attr {
 		if a.Name.Space == "xml" {
@@ -270,7 +317,7 @@ func (s *Stanza) WithChild(e *Element) *Stanza {
 	var raw []byte
 	var bodyStart int
 	if s.bodyStart >= len(s.Raw) {
-		hdr := appendStartTag(nil, s.Name, s.NS, s.attrs, false)
+		hdr := s.startTag(false)
 		bodyStart = len(hdr)
 		raw = append(hdr, child...)
 		raw = append(raw, "</"+s.Name+">"...)
@@ -287,7 +334,7 @@ func (s *Stanza) WithChild(e *Element) *Stanza {
 		raw = append(raw, s.Raw[end:]...)
 		bodyStart = s.bodyStart
 	}
-	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: s.attrs, bodyStart: bodyStart}
+	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: s.attrs, rawAttrs: s.rawAttrs, bodyStart: bodyStart}
 	n.fillHeader()
 	return n
 }
