@@ -51,6 +51,12 @@ func (m *Module) Register(r *module.Registry) error {
 		{Node: adminNode("add-user"), Name: "Add a user", Allowed: admin, Form: m.formAddUser, Run: m.addUser},
 		{Node: adminNode("delete-user"), Name: "Delete users", Allowed: admin,
 			Form: jidsForm("Delete users", "The accounts to delete, with everything stored for them"), Run: m.deleteUsers},
+		{Node: adminNode("disable-user"), Name: "Disable users", Allowed: admin, Form: m.formDisable, Run: m.disableUsers},
+		{Node: adminNode("reenable-user"), Name: "Re-enable users", Allowed: admin,
+			Form: jidsForm("Re-enable users", "The accounts that may log in again"), Run: m.enableUsers},
+		{Node: adminNode("get-disabled-users-list"), Name: "List disabled users", Allowed: admin,
+			Form: maxItemsForm("List disabled users"), Run: m.disabledUsers},
+		{Node: adminNode("get-disabled-users-num"), Name: "Count disabled users", Allowed: admin, Run: m.disabledNum},
 		{Node: adminNode("change-user-password"), Name: "Change a user's password", Allowed: admin,
 			Form: m.formChangePassword, Run: m.changePassword},
 		{Node: adminNode("end-user-session"), Name: "End a user's sessions", Allowed: admin,
@@ -204,6 +210,74 @@ func (m *Module) deleteUsers(ctx context.Context, requester jid.JID, v module.Fo
 		}
 		return "deleted " + bare, nil
 	})
+}
+
+func (m *Module) formDisable(context.Context, jid.JID) (*wire.Element, error) {
+	return adminForm("Disabling users", "The accounts cannot log in until re-enabled; nothing is deleted.",
+		xep.Required(xep.FormField("accountjids", "jid-multi", "The accounts to disable")),
+		xep.FormField("reason", "text-single", "Reason (shown to the user when a login is refused)"),
+		xep.FormField("duration", "text-single", "For how long (e.g. 7d, 36h; empty: until re-enabled)")), nil
+}
+
+func (m *Module) disableUsers(ctx context.Context, requester jid.JID, v module.FormValues) (*module.CommandResult, error) {
+	d, err := ParseTTL(v.Get("duration"))
+	if err != nil {
+		return nil, cmdErr(err)
+	}
+	return eachJID(v, func(j string) (string, error) {
+		bare, err := m.svc.DisableUser(ctx, j, v.Get("reason"), requester.Bare().String(), d)
+		if err != nil {
+			return "", err
+		}
+		return "disabled " + bare, nil
+	})
+}
+
+func (m *Module) enableUsers(ctx context.Context, _ jid.JID, v module.FormValues) (*module.CommandResult, error) {
+	return eachJID(v, func(j string) (string, error) {
+		bare, err := m.svc.EnableUser(ctx, j)
+		if err != nil {
+			return "", err
+		}
+		return "re-enabled " + bare, nil
+	})
+}
+
+// disabledOn lists the disabled accounts of a domain.
+func (m *Module) disabledOn(ctx context.Context, domain string) ([]string, error) {
+	list, err := m.svc.DisabledUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, sp := range list {
+		if strings.HasSuffix(sp.Account, "@"+domain) {
+			out = append(out, sp.Account)
+		}
+	}
+	return out, nil
+}
+
+func (m *Module) disabledUsers(ctx context.Context, requester jid.JID, v module.FormValues) (*module.CommandResult, error) {
+	n, err := maxItems(v)
+	if err != nil {
+		return nil, cmdErr(err)
+	}
+	list, err := m.disabledOn(ctx, domainOf(requester))
+	if err != nil {
+		return nil, err
+	}
+	return &module.CommandResult{Form: resultForm(xep.NSAdmin,
+		xep.FormField("disableduserjids", "jid-multi", "The list of all disabled users", truncate(list, n)...))}, nil
+}
+
+func (m *Module) disabledNum(ctx context.Context, requester jid.JID, _ module.FormValues) (*module.CommandResult, error) {
+	list, err := m.disabledOn(ctx, domainOf(requester))
+	if err != nil {
+		return nil, err
+	}
+	return &module.CommandResult{Form: resultForm(xep.NSAdmin,
+		xep.FormField("disabledusersnum", "text-single", "The number of disabled users", strconv.Itoa(len(list))))}, nil
 }
 
 func (m *Module) endSessions(ctx context.Context, _ jid.JID, v module.FormValues) (*module.CommandResult, error) {

@@ -41,6 +41,7 @@ type Store interface {
 	storage.Roles
 	storage.Settings
 	storage.APITokens
+	storage.Suspensions
 }
 
 // Config configures the service.

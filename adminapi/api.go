@@ -43,6 +43,9 @@ func Handler(svc *admin.Service, log *slog.Logger) http.Handler {
 	route("DELETE /api/v1/users/{jid}", a.deleteUser)
 	route("PUT /api/v1/users/{jid}/password", a.setPassword)
 	route("GET /api/v1/users/{jid}/export", a.export)
+	route("POST /api/v1/users/{jid}/disable", a.disable)
+	route("POST /api/v1/users/{jid}/enable", a.enable)
+	route("GET /api/v1/disabled", a.disabled)
 	route("GET /api/v1/sessions", a.sessions)
 	route("DELETE /api/v1/users/{jid}/sessions", a.endSessions)
 	route("POST /api/v1/announce", a.announce)
@@ -249,6 +252,60 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Disposition", `attachment; filename="`+strings.ReplaceAll(bare, `"`, "")+`.xml"`)
 	_, err = io.Copy(w, &buf)
 	return err
+}
+
+func (a *api) disable(w http.ResponseWriter, r *http.Request) error {
+	var m struct {
+		Reason string `json:"reason"`
+		For    string `json:"for"`
+	}
+	if err := decode(r, &m); err != nil {
+		return err
+	}
+	d, err := admin.ParseTTL(m.For)
+	if err != nil {
+		return httpError{http.StatusBadRequest, "for: " + err.Error()}
+	}
+	bare, err := a.svc.DisableUser(r.Context(), r.PathValue("jid"), m.Reason, "api", d)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"disabled": bare})
+	return nil
+}
+
+func (a *api) enable(w http.ResponseWriter, r *http.Request) error {
+	bare, err := a.svc.EnableUser(r.Context(), r.PathValue("jid"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"enabled": bare})
+	return nil
+}
+
+func (a *api) disabled(w http.ResponseWriter, r *http.Request) error {
+	list, err := a.svc.DisabledUsers(r.Context())
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		JID    string     `json:"jid"`
+		Reason string     `json:"reason,omitempty"`
+		By     string     `json:"by,omitempty"`
+		Since  time.Time  `json:"since"`
+		Until  *time.Time `json:"until,omitempty"`
+	}
+	out := []entry{}
+	for _, sp := range list {
+		e := entry{JID: sp.Account, Reason: sp.Reason, By: sp.By, Since: sp.Since}
+		if !sp.Until.IsZero() {
+			u := sp.Until
+			e.Until = &u
+		}
+		out = append(out, e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"disabled": out})
+	return nil
 }
 
 func (a *api) sessions(w http.ResponseWriter, r *http.Request) error {

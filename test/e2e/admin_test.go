@@ -208,6 +208,24 @@ func TestAdHocServiceAdministration(t *testing.T) {
 		t.Fatal("carol's session was not ended")
 	}
 
+	// Disable a user: the session ends, login is refused, nothing is
+	// deleted; re-enabled, the same password works.
+	carol = ts.Login("carol", "new-carol", "again")
+	completed(t, command(t, boss, nsAdmin+"#disable-user", map[string][]string{"accountjids": {"carol@localhost"}, "reason": {"spam"}}))
+	if se := carol.StreamError(); se == nil {
+		t.Fatal("disabled user's session was not ended")
+	}
+	if c := ts.Connect(); c.Auth(c.Features(), "SCRAM-SHA-256", "carol", "new-carol") == nil {
+		t.Fatal("disabled user can log in")
+	}
+	cmd = completed(t, command(t, boss, nsAdmin+"#get-disabled-users-list", map[string][]string{"max_items": {"none"}}))
+	if got := fieldValues(cmd, "disableduserjids"); !slices.Equal(got, []string{"carol@localhost"}) {
+		t.Fatalf("disabled users: %q", got)
+	}
+	completed(t, command(t, boss, nsAdmin+"#reenable-user", map[string][]string{"accountjids": {"carol@localhost"}}))
+	stanzaErr(t, command(t, boss, nsAdmin+"#reenable-user", map[string][]string{"accountjids": {"carol@localhost"}}), "bad-request")
+	ts.Login("carol", "new-carol", "back")
+
 	// Delete a user: gone, cannot log in.
 	completed(t, command(t, boss, nsAdmin+"#delete-user", map[string][]string{"accountjids": {"carol@localhost"}}))
 	stanzaErr(t, command(t, boss, nsAdmin+"#delete-user", map[string][]string{"accountjids": {"carol@localhost"}}), "item-not-found")

@@ -152,6 +152,18 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("export: %s", doc)
 	}
 
+	api.want(200, "POST", "/api/v1/users/alice@localhost/disable", `{"reason":"spam","for":"2d"}`)
+	if m := api.want(200, "GET", "/api/v1/disabled", ""); len(m["disabled"].([]any)) != 1 {
+		t.Fatalf("disabled: %v", m)
+	}
+	if se := alice.StreamError(); se == nil {
+		t.Fatal("disabled user's session not ended")
+	}
+	api.want(200, "POST", "/api/v1/users/alice@localhost/enable", "")
+	api.want(400, "POST", "/api/v1/users/alice@localhost/enable", "")
+	api.want(404, "POST", "/api/v1/users/nobody@localhost/disable", `{}`)
+	alice = ts.Login("alice", "s3cret-alice", "pc")
+
 	api.want(200, "PUT", "/api/v1/users/alice@localhost/password", `{"password":"new-alice"}`)
 	api.want(400, "PUT", "/api/v1/users/alice@localhost/password", `{"password":""}`)
 	if m := api.want(200, "DELETE", "/api/v1/users/alice@localhost/sessions", ""); m["ended"] != 1.0 {
