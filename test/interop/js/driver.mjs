@@ -18,6 +18,16 @@
 //   deadline         seconds for the whole run (default 60)
 //   actions          list of {"op": ...}; see do() below
 //
+// Multi-user chat (XEP-0045; xmpp.js has no MUC plugin, so these build
+// the stanzas with xml()):
+//   muc_join {room, nick, create}  join (creating an instant room when
+//                    create is set); emits "joined" with codes, role,
+//                    affiliation, occupant_id, history bodies, subject
+//   muc_say {room, body}           a groupchat message
+//   muc_wait {room, body}          emits "groupchat" with nick, body,
+//                    stanza_id (by the room), occupant_id, delayed
+//   muc_leave {room, nick}         emits "left" with the status codes
+//
 // xmpp.js 0.14 logs in with SASL2 (XEP-0388) when the server offers it,
 // binds with Bind2 (XEP-0386; the resource it is given is the tag, the
 // server appends an identifier), enables stream management inline and
@@ -25,8 +35,8 @@
 // process ("reconnect") uses instead of the password.
 //
 // Output: one JSON object per line with an "event" key (login, fast_token,
-// resumed, roster, roster_item, presence, message, sent, pong, done,
-// error, timeout);
+// resumed, roster, roster_item, presence, message, sent, pong, joined,
+// groupchat, left, done, error, timeout);
 // exit 0 after "done", 1 after "error", 2 after "timeout".
 //
 // Certificate verification is off (NODE_TLS_REJECT_UNAUTHORIZED=0): test
@@ -232,6 +242,60 @@ xmpp.streamManagement.on("resumed", () => {
 
 let sendSeq = 0;
 
+const NS_MUC = "http://jabber.org/protocol/muc";
+const NS_MUC_USER = NS_MUC + "#user";
+const NS_SID = "urn:xmpp:sid:0";
+const NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0";
+
+function statusCodes(st) {
+  const x = st.getChild("x", NS_MUC_USER);
+  return (x?.getChildren("status") ?? []).map((s) => Number(s.attrs.code)).sort((a, b) => a - b);
+}
+
+// mucJoin: presence to room/nick, then what the room sends until the
+// subject (occupants, own presence with 110, history), §7.2.
+async function mucJoin(a, timeout) {
+  const full = `${a.room}/${a.nick}`;
+  await xmpp.send(xml("presence", { to: full }, xml("x", { xmlns: NS_MUC })));
+  const self = await waitFor(`own presence in ${a.room}`, timeout, () =>
+    take("presence", (el) => el.attrs.from === full && (el.attrs.type === undefined || el.attrs.type === "error") &&
+      (el.attrs.type === "error" || statusCodes(el).includes(110))),
+  );
+  if (self.attrs.type === "error") throw new Error(`join refused: ${self.toString()}`);
+  const codes = statusCodes(self);
+  if (a.create) {
+    if (!codes.includes(201)) throw new Error(`room not new: ${self.toString()}`);
+    await xmpp.iqCaller.request(
+      xml("iq", { type: "set", to: a.room, id: `cfg${++sendSeq}` },
+        xml("query", { xmlns: NS_MUC + "#owner" }, xml("x", { xmlns: "jabber:x:data", type: "submit" }))),
+      timeout * 1000,
+    );
+  }
+  const history = [];
+  let subject;
+  await waitFor(`subject of ${a.room}`, timeout, () => {
+    for (;;) {
+      const m = take("message", (el) => el.attrs.type === "groupchat" && fromMatches(el, a.room));
+      if (!m) return false;
+      if (m.getChild("subject") && !m.getChild("body")) {
+        subject = m.getChildText("subject") ?? "";
+        return true;
+      }
+      history.push(m.getChildText("body"));
+    }
+  });
+  const item = self.getChild("x", NS_MUC_USER)?.getChild("item");
+  emit("joined", {
+    op: a.room,
+    codes,
+    role: item?.attrs.role ?? "",
+    affiliation: item?.attrs.affiliation ?? "",
+    occupant_id: self.getChild("occupant-id", NS_OCCUPANT_ID)?.attrs.id ?? "",
+    history,
+    subject,
+  });
+}
+
 async function login() {
   const address = await withTimeout(
     xmpp.start(),
@@ -373,6 +437,36 @@ async function act(a) {
     case "sleep":
       await new Promise((r) => setTimeout(r, Number(a.seconds) * 1000));
       break;
+    case "muc_join":
+      await mucJoin(a, timeout);
+      break;
+    case "muc_say":
+      await xmpp.send(xml("message", { to: a.room, type: "groupchat", id: `g${++sendSeq}` }, xml("body", {}, a.body)));
+      emit("sent", { op: a.op, to: a.room, body: a.body });
+      break;
+    case "muc_wait": {
+      const m = await waitFor(`groupchat ${JSON.stringify(a.body)} in ${a.room}`, timeout, () =>
+        take("message", (el) => el.attrs.type === "groupchat" && fromMatches(el, a.room) && el.getChildText("body") === a.body),
+      );
+      const sid = m.getChildren("stanza-id", NS_SID).find((e) => e.attrs.by === a.room);
+      emit("groupchat", {
+        op: a.body,
+        nick: parseJID(m.attrs.from).resource,
+        body: m.getChildText("body"),
+        stanza_id: sid?.attrs.id ?? "",
+        occupant_id: m.getChild("occupant-id", NS_OCCUPANT_ID)?.attrs.id ?? "",
+        delayed: m.getChild("delay", "urn:xmpp:delay") !== undefined,
+      });
+      break;
+    }
+    case "muc_leave": {
+      await xmpp.send(xml("presence", { to: `${a.room}/${a.nick}`, type: "unavailable" }));
+      const p = await waitFor(`own unavailable presence in ${a.room}`, timeout, () =>
+        take("presence", (el) => el.attrs.from === `${a.room}/${a.nick}` && el.attrs.type === "unavailable"),
+      );
+      emit("left", { op: a.room, codes: statusCodes(p) });
+      break;
+    }
     default:
       throw new Error(`unknown op ${JSON.stringify(a.op)}`);
   }
