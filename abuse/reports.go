@@ -15,7 +15,7 @@ import (
 )
 
 // NSReporting is XEP-0377 (reports attached to XEP-0191 block requests).
-const NSReporting = "urn:xmpp:reporting:1"
+const NSReporting = xep.NSReporting
 
 // Bounds of one report.
 const (
@@ -132,4 +132,4 @@ func (m *Module) forward(ctx context.Context, r storage.SpamReport) {
 	}
 }
 
-const nsForward = "urn:xmpp:forward:0"
+const nsForward = xep.NSForward

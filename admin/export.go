@@ -11,16 +11,17 @@ import (
 
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // XEP-0227 namespaces.
 const (
-	nsPIE      = "urn:xmpp:pie:0"
-	nsPIEMAM   = "urn:xmpp:pie:0#mam"
-	nsMAM      = "urn:xmpp:mam:2"
-	nsForward  = "urn:xmpp:forward:0"
-	nsDelay    = "urn:xmpp:delay"
-	nsRosterIQ = "jabber:iq:roster"
+	nsPIE      = xep.NSPIE
+	nsPIEMAM   = xep.NSPIEMAM
+	nsMAM      = xep.NSMAM
+	nsForward  = xep.NSForward
+	nsDelay    = xep.NSDelay
+	nsRosterIQ = xep.NSRoster
 )
 
 // ExportPage is how many archived messages are read per query.

@@ -40,10 +40,10 @@ import (
 
 // Namespaces and nodes.
 const (
-	NSConversion = "urn:xmpp:pep-vcard-conversion:0" // XEP-0398
-	NSUpdate     = "vcard-temp:x:update"             // XEP-0153
-	NodeData     = "urn:xmpp:avatar:data"            // XEP-0084
-	NodeMetadata = "urn:xmpp:avatar:metadata"        // XEP-0084
+	NSConversion = xep.NSPEPVCardConversion // XEP-0398
+	NSUpdate     = xep.NSVCardUpdate        // XEP-0153
+	NodeData     = xep.NSAvatarData         // XEP-0084
+	NodeMetadata = xep.NSAvatarMetadata     // XEP-0084
 )
 
 // PEP is what the conversion needs from the PEP service; *pep.Module

@@ -485,8 +485,8 @@ func csiKey(st *wire.Stanza) (string, bool) {
 		if xep.IsChatStateOnly(st) {
 			return "cs\x00" + st.From, true
 		}
-		if ev := st.Child("http://jabber.org/protocol/pubsub#event", "event"); ev != nil {
-			node := ev.Child("http://jabber.org/protocol/pubsub#event", "items").AttrValue("node")
+		if ev := st.Child(xep.NSPubSubEvent, "event"); ev != nil {
+			node := ev.Child(xep.NSPubSubEvent, "items").AttrValue("node")
 			return "pep\x00" + st.From + "\x00" + node, true
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/parley-xmpp/parley/xep"
 )
 
-const nsCSI = "urn:xmpp:csi:0"
+const nsCSI = xep.NSCSI
 
 // tombstones remember the final inbound h of ended resumable sessions, so a
 // late <resume/> gets <failed h=.../> and the client knows what arrived.

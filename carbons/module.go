@@ -30,12 +30,12 @@ import (
 
 // Namespaces.
 const (
-	NS        = "urn:xmpp:carbons:2"
-	NSRules   = "urn:xmpp:carbons:rules:0"
-	NSForward = "urn:xmpp:forward:0"
-	nsMAM     = "urn:xmpp:mam:2"
-	nsMUCUser = "http://jabber.org/protocol/muc#user"
-	nsInvite  = "jabber:x:conference" // XEP-0249 direct invitation
+	NS        = xep.NSCarbons
+	NSRules   = xep.NSCarbonsRules
+	NSForward = xep.NSForward
+	nsMAM     = xep.NSMAM
+	nsMUCUser = xep.NSMUCUser
+	nsInvite  = xep.NSDirectInvite // XEP-0249 direct invitation
 )
 
 // Config configures the module.

@@ -31,7 +31,7 @@ import (
 
 // Namespaces of the stream features this module offers.
 const (
-	NSPreApproval = "urn:xmpp:features:pre-approval"
+	NSPreApproval = xep.NSPreApproval
 )
 
 // Defaults of the limits (DefaultLimits), also for zero Config fields.

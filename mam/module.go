@@ -17,12 +17,12 @@ import (
 
 // Namespaces.
 const (
-	NS         = "urn:xmpp:mam:2"
-	NSExtended = "urn:xmpp:mam:2#extended"
-	NSForward  = "urn:xmpp:forward:0"
-	NSRSM      = "http://jabber.org/protocol/rsm"
-	NSFulltext = "urn:xmpp:fulltext:0" // XEP-0431
-	nsCarbons  = "urn:xmpp:carbons:2"
+	NS         = xep.NSMAM
+	NSExtended = xep.NSMAMExtended
+	NSForward  = xep.NSForward
+	NSRSM      = xep.NSRSM
+	NSFulltext = xep.NSFulltext // XEP-0431
+	nsCarbons  = xep.NSCarbons
 )
 
 // Module implements module.Module, module.Starter and module.Stopper.

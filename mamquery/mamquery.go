@@ -27,13 +27,13 @@ import (
 
 // Namespaces.
 const (
-	NS         = "urn:xmpp:mam:2"
-	NSForward  = "urn:xmpp:forward:0"
-	NSRSM      = "http://jabber.org/protocol/rsm"
-	NSFulltext = "urn:xmpp:fulltext:0" // XEP-0431
+	NS         = xep.NSMAM
+	NSForward  = xep.NSForward
+	NSRSM      = xep.NSRSM
+	NSFulltext = xep.NSFulltext // XEP-0431
 )
 
-const nsXDataValidate = "http://jabber.org/protocol/xdata-validate"
+const nsXDataValidate = xep.NSDataValidate
 
 // fulltextField is the XEP-0431 search field of the query form.
 const fulltextField = "{" + NSFulltext + "}fulltext"

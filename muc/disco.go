@@ -10,7 +10,7 @@ import (
 	"github.com/parley-xmpp/parley/xep"
 )
 
-const nsRSM = "http://jabber.org/protocol/rsm"
+const nsRSM = xep.NSRSM
 
 // roomFeatures are the disco#info features of a room for its
 // configuration (§6.4, §17.2).
@@ -32,7 +32,7 @@ func (r *room) roomFeatures() []string {
 	pick(c.Password != "", "muc_passwordprotected", "muc_unsecured")
 	pick(c.NonAnonymous(), "muc_nonanonymous", "muc_semianonymous")
 	if c.Archive {
-		f = append(f, NSMAM, "urn:xmpp:mam:2#extended")
+		f = append(f, NSMAM, xep.NSMAMExtended)
 	}
 	if r.locked {
 		f = append(f, "muc_unconfigured")

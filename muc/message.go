@@ -122,7 +122,7 @@ func archivable(st *wire.Stanza) bool {
 		return true
 	}
 	for _, c := range st.Tree().Elements() {
-		if c.Name.Space == xep.NSMarkers || c.Name.Space == "urn:xmpp:reactions:0" {
+		if c.Name.Space == xep.NSMarkers || c.Name.Space == xep.NSReactions {
 			return true
 		}
 	}

@@ -34,7 +34,7 @@ import (
 
 // Namespaces.
 const (
-	NS              = "http://jabber.org/protocol/muc"
+	NS              = xep.NSMUC
 	NSUser          = NS + "#user"
 	NSAdmin         = NS + "#admin"
 	NSOwner         = NS + "#owner"
@@ -44,18 +44,18 @@ const (
 	nsRequest       = NS + "#request"
 	nsUnique        = NS + "#unique"
 	nsSelfPing      = NS + "#self-ping-optimization"
-	NSOccupantID    = "urn:xmpp:occupant-id:0"
-	NSMAM           = "urn:xmpp:mam:2"
-	NSModerate      = "urn:xmpp:message-moderate:1"
-	nsModerate0     = "urn:xmpp:message-moderate:0"
-	NSRetract       = "urn:xmpp:message-retract:1"
-	nsRetract0      = "urn:xmpp:message-retract:0"
-	nsFasten        = "urn:xmpp:fasten:0"
-	NSConference    = "jabber:x:conference" // XEP-0249 direct invitations
-	nsVCardUpdate   = "vcard-temp:x:update"
-	nsReference     = "urn:xmpp:reference:0"
-	nsStableID      = "http://jabber.org/protocol/muc#stable_id"
-	nsDiscoInfoNode = "http://jabber.org/protocol/muc#traffic"
+	NSOccupantID    = xep.NSOccupantID
+	NSMAM           = xep.NSMAM
+	NSModerate      = xep.NSModerate
+	nsModerate0     = xep.NSModerate0
+	NSRetract       = xep.NSRetract
+	nsRetract0      = xep.NSRetract0
+	nsFasten        = xep.NSFasten
+	NSConference    = xep.NSDirectInvite // XEP-0249 direct invitations
+	nsVCardUpdate   = xep.NSVCardUpdate
+	nsReference     = xep.NSReference
+	nsStableID      = xep.NSMUCStableID
+	nsDiscoInfoNode = xep.NSMUCTraffic
 )
 
 // Store is what the module keeps: rooms, their archives and vCards.

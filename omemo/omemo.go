@@ -19,10 +19,10 @@ import (
 
 // PEP nodes of both OMEMO versions.
 const (
-	NodeLegacyDevices       = "eu.siacs.conversations.axolotl.devicelist"
-	NodeLegacyBundlesPrefix = "eu.siacs.conversations.axolotl.bundles:"
-	NodeDevices             = "urn:xmpp:omemo:2:devices"
-	NodeBundles             = "urn:xmpp:omemo:2:bundles"
+	NodeLegacyDevices       = xep.NSOMEMOLegacyDevices
+	NodeLegacyBundlesPrefix = xep.NSOMEMOLegacyBundlesPrefix
+	NodeDevices             = xep.NSOMEMO2Devices
+	NodeBundles             = xep.NSOMEMO2Bundles
 )
 
 // bundleItems is max_items for OMEMO 2 bundles (one item per device).
@@ -117,7 +117,7 @@ func (m *Module) Register(r *module.Registry) error {
 	return nil
 }
 
-const nsMUCUser = "http://jabber.org/protocol/muc#user"
+const nsMUCUser = xep.NSMUCUser
 
 // PolicyText is the error text sent back for refused messages.
 const PolicyText = "this server requires end-to-end encryption (OMEMO) for one-to-one chat messages; " +

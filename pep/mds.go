@@ -5,11 +5,12 @@ import (
 
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // NSMDSServerAssist is the account feature of XEP-0490 §5 server-assisted
 // displayed updates.
-const NSMDSServerAssist = "urn:xmpp:mds:server-assist:0"
+const NSMDSServerAssist = xep.NSMDSServerAssist
 
 // outboundDisplayed implements XEP-0490 server assist: a <displayed/>
 // element in a message from the user's client is published to the

@@ -6,6 +6,8 @@
 package pep
 
 import (
+	"github.com/parley-xmpp/parley/xep"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,7 +27,7 @@ import (
 
 // Namespaces.
 const (
-	NSPubSub         = "http://jabber.org/protocol/pubsub"
+	NSPubSub         = xep.NSPubSub
 	nsOwner          = NSPubSub + "#owner"
 	nsEvent          = NSPubSub + "#event"
 	nsErrors         = NSPubSub + "#errors"
@@ -228,7 +230,7 @@ func (m *Module) configure(ctx context.Context, owner, name string, op *wire.Ele
 	if err != nil {
 		return err
 	}
-	x := op.Child("jabber:x:data", "x")
+	x := op.Child(xep.NSDataForms, "x")
 	if x == nil {
 		return module.Errorf(wire.ErrBadRequest, "configure needs a data form")
 	}
@@ -294,7 +296,7 @@ func (m *Module) create(ctx context.Context, ev *module.Event, owner string, op,
 		return nil, psErr(wire.ErrNotAcceptable, "nodeid-required", "PEP nodes need a name")
 	}
 	var opts map[string][]string
-	if x := configure.Child("jabber:x:data", "x"); x != nil {
+	if x := configure.Child(xep.NSDataForms, "x"); x != nil {
 		ft, vals := formValues(x)
 		if ft != "" && ft != nsNodeConfig {
 			return nil, module.Errorf(wire.ErrBadRequest, "FORM_TYPE must be %s", nsNodeConfig)
@@ -330,7 +332,7 @@ func (m *Module) publish(ctx context.Context, ev *module.Event, owner string, op
 		return nil, psErr(wire.ErrNotAcceptable, "payload-too-big", "at most "+strconv.Itoa(m.cfg.MaxPayloadBytes)+" bytes")
 	}
 	var opts map[string][]string
-	if x := options.Child("jabber:x:data", "x"); x != nil {
+	if x := options.Child(xep.NSDataForms, "x"); x != nil {
 		ft, vals := formValues(x)
 		if ft != nsPublishOptions {
 			return nil, psErr(wire.ErrBadRequest, "invalid-options", "FORM_TYPE must be "+nsPublishOptions)

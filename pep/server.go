@@ -7,15 +7,16 @@ import (
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // Well-known nodes with built-in defaults.
 const (
-	NodeAvatarData     = "urn:xmpp:avatar:data"            // XEP-0084
-	NodeAvatarMetadata = "urn:xmpp:avatar:metadata"        // XEP-0084
-	NodeBookmarks      = "urn:xmpp:bookmarks:1"            // XEP-0402
-	NodeMDS            = "urn:xmpp:mds:displayed:0"        // XEP-0490
-	NodeNick           = "http://jabber.org/protocol/nick" // XEP-0172
+	NodeAvatarData     = xep.NSAvatarData     // XEP-0084
+	NodeAvatarMetadata = xep.NSAvatarMetadata // XEP-0084
+	NodeBookmarks      = xep.NSBookmarks      // XEP-0402
+	NodeMDS            = xep.NSMDSDisplayed   // XEP-0490
+	NodeNick           = xep.NSNick           // XEP-0172
 )
 
 // BuiltinNodeDefaults returns the defaults the module applies to

@@ -4,6 +4,8 @@
 package private
 
 import (
+	"github.com/parley-xmpp/parley/xep"
+
 	"context"
 	"errors"
 	"fmt"
@@ -17,9 +19,9 @@ import (
 
 // Namespaces.
 const (
-	NS              = "jabber:iq:private"
-	NSBookmarks     = "storage:bookmarks"    // XEP-0048
-	NSBookmarks2    = "urn:xmpp:bookmarks:1" // XEP-0402 (also the PEP node)
+	NS              = xep.NSPrivate
+	NSBookmarks     = xep.NSPrivateBookmarks // XEP-0048
+	NSBookmarks2    = xep.NSBookmarks        // XEP-0402 (also the PEP node)
 	NSBookmarksSync = NSBookmarks2 + "#compat"
 )
 
@@ -80,7 +82,7 @@ func (m *Module) Register(r *module.Registry) error {
 }
 
 // reserved namespaces cannot be stored (XEP-0049 §3: not-acceptable).
-var reserved = map[string]bool{"": true, wire.NSClient: true, "jabber:server": true, NS: true}
+var reserved = map[string]bool{"": true, wire.NSClient: true, wire.NSServer: true, NS: true}
 
 func (m *Module) handle(ctx context.Context, ev *module.Event) (*wire.Element, error) {
 	if ev.Origin.Kind != module.FromClient || !ev.From.Bare().Equal(ev.To.Bare()) {

@@ -16,13 +16,13 @@ import (
 
 // Namespaces.
 const (
-	NS               = "urn:xmpp:push:0"
-	NSSummary        = "urn:xmpp:push:summary"
-	NSPubSub         = "http://jabber.org/protocol/pubsub"
-	NSPublishOptions = "http://jabber.org/protocol/pubsub#publish-options"
-	nsCarbons        = "urn:xmpp:carbons:2"
-	nsForward        = "urn:xmpp:forward:0"
-	nsJingleMessage  = "urn:xmpp:jingle-message:0"
+	NS               = xep.NSPush
+	NSSummary        = xep.NSPushSummary
+	NSPubSub         = xep.NSPubSub
+	NSPublishOptions = xep.NSPubSubPublishOptions
+	nsCarbons        = xep.NSCarbons
+	nsForward        = xep.NSForward
+	nsJingleMessage  = xep.NSJingleMessage
 )
 
 // Module implements module.Module, module.Starter and module.Stopper.

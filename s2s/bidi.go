@@ -9,6 +9,7 @@ import (
 
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // Bidirectional streams (XEP-0288). The initiating server sends
@@ -28,8 +29,8 @@ import (
 // whichever side opened the TCP connection.
 
 const (
-	nsBidi     = "urn:xmpp:bidi"
-	nsBidiFeat = "urn:xmpp:features:bidi"
+	nsBidi     = xep.NSBidi
+	nsBidiFeat = xep.NSBidiFeature
 )
 
 // link is a bidirectional stream that Send may use for a domain pair

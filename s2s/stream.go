@@ -11,14 +11,15 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // Namespaces used on server-to-server streams.
 const (
-	nsDialback     = "jabber:server:dialback"
-	nsDialbackFeat = "urn:xmpp:features:dialback"
-	nsTLS          = "urn:ietf:params:xml:ns:xmpp-tls"
-	nsSASL         = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsDialback     = xep.NSDialback
+	nsDialbackFeat = xep.NSDialbackFeature
+	nsTLS          = xep.NSTLS
+	nsSASL         = xep.NSSASL
 	alpnServer     = "xmpp-server"
 	condInvalidID  = "invalid-id"
 )

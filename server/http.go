@@ -7,6 +7,7 @@ import (
 
 	"github.com/parley-xmpp/parley/invitepage"
 	"github.com/parley-xmpp/parley/webclient"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // webClientPath is where the web client is served, "" when it is off.
@@ -46,7 +47,7 @@ func (s *Server) clientHTTP(secure bool) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"links": []map[string]string{
-			{"rel": "urn:xmpp:alt-connections:websocket", "href": wsURL(r, secure)},
+			{"rel": xep.NSAltWebSocket, "href": wsURL(r, secure)},
 		}})
 	})
 	return mux

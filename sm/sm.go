@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // NS is the stream management namespace.
-const NS = "urn:xmpp:sm:3"
+const NS = xep.NSSM
 
 // Item is an outbound stanza kept until the client acknowledges it.
 type Item struct {

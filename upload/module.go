@@ -20,7 +20,7 @@ import (
 
 // Namespaces.
 const (
-	NS = "urn:xmpp:http:upload:0"
+	NS = xep.NSHTTPUpload
 )
 
 // Module implements module.Module, module.Starter and module.Stopper.

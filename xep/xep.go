@@ -35,10 +35,75 @@ const (
 	NSBind         = "urn:ietf:params:xml:ns:xmpp-bind"
 	NSSession      = "urn:ietf:params:xml:ns:xmpp-session"
 	NSSASLCB       = "urn:xmpp:sasl-cb:0"
-	NSSASL2        = "urn:xmpp:sasl:2" // XEP-0388
-	NSBind2        = "urn:xmpp:bind:0" // XEP-0386
-	NSFAST         = "urn:xmpp:fast:0" // XEP-0484
-	NSCarbons      = "urn:xmpp:carbons:2"
+	NSSASL2        = "urn:xmpp:sasl:2"                    // XEP-0388
+	NSBind2        = "urn:xmpp:bind:0"                    // XEP-0386
+	NSFAST         = "urn:xmpp:fast:0"                    // XEP-0484
+	NSSM           = "urn:xmpp:sm:3"                      // XEP-0198
+	NSCSI          = "urn:xmpp:csi:0"                     // XEP-0352
+	NSPreApproval  = "urn:xmpp:features:pre-approval"     // RFC 6121 §3.4
+	NSAltWebSocket = "urn:xmpp:alt-connections:websocket" // XEP-0156
+
+	// Server to server.
+	NSDialback        = "jabber:server:dialback"     // XEP-0220
+	NSDialbackFeature = "urn:xmpp:features:dialback" // XEP-0220
+	NSBidi            = "urn:xmpp:bidi"              // XEP-0288
+	NSBidiFeature     = "urn:xmpp:features:bidi"     // XEP-0288
+
+	// Messages and the archive.
+	NSForward       = "urn:xmpp:forward:0"             // XEP-0297
+	NSRSM           = "http://jabber.org/protocol/rsm" // XEP-0059
+	NSMAM           = "urn:xmpp:mam:2"                 // XEP-0313
+	NSMAMExtended   = "urn:xmpp:mam:2#extended"        // XEP-0313
+	NSFulltext      = "urn:xmpp:fulltext:0"            // XEP-0431
+	NSCarbons       = "urn:xmpp:carbons:2"             // XEP-0280
+	NSCarbonsRules  = "urn:xmpp:carbons:rules:0"       // XEP-0280
+	NSDirectInvite  = "jabber:x:conference"            // XEP-0249
+	NSReference     = "urn:xmpp:reference:0"           // XEP-0372
+	NSReactions     = "urn:xmpp:reactions:0"           // XEP-0444
+	NSFasten        = "urn:xmpp:fasten:0"              // XEP-0422
+	NSRetract       = "urn:xmpp:message-retract:1"     // XEP-0424
+	NSRetract0      = "urn:xmpp:message-retract:0"     // XEP-0424, earlier version
+	NSModerate      = "urn:xmpp:message-moderate:1"    // XEP-0425
+	NSModerate0     = "urn:xmpp:message-moderate:0"    // XEP-0425, earlier version
+	NSJingleMessage = "urn:xmpp:jingle-message:0"      // XEP-0353
+	NSLegacyPGP     = "jabber:x:encrypted"             // XEP-0027
+	NSReporting     = "urn:xmpp:reporting:1"           // XEP-0377
+
+	// Publish-subscribe and PEP nodes.
+	NSPubSub               = "http://jabber.org/protocol/pubsub"                 // XEP-0060
+	NSPubSubEvent          = "http://jabber.org/protocol/pubsub#event"           // XEP-0060
+	NSPubSubPublishOptions = "http://jabber.org/protocol/pubsub#publish-options" // XEP-0060
+	NSAvatarData           = "urn:xmpp:avatar:data"                              // XEP-0084
+	NSAvatarMetadata       = "urn:xmpp:avatar:metadata"                          // XEP-0084
+	NSVCardUpdate          = "vcard-temp:x:update"                               // XEP-0153
+	NSPEPVCardConversion   = "urn:xmpp:pep-vcard-conversion:0"                   // XEP-0398
+	NSNick                 = "http://jabber.org/protocol/nick"                   // XEP-0172
+	NSBookmarks            = "urn:xmpp:bookmarks:1"                              // XEP-0402
+	NSPrivate              = "jabber:iq:private"                                 // XEP-0049
+	NSPrivateBookmarks     = "storage:bookmarks"                                 // XEP-0048
+	NSMDSDisplayed         = "urn:xmpp:mds:displayed:0"                          // XEP-0490
+	NSMDSServerAssist      = "urn:xmpp:mds:server-assist:0"                      // XEP-0490
+	NSOMEMO2Devices        = "urn:xmpp:omemo:2:devices"                          // XEP-0384
+	NSOMEMO2Bundles        = "urn:xmpp:omemo:2:bundles"                          // XEP-0384
+	// NSOMEMOLegacyDevices and the bundles prefix are the nodes of
+	// OMEMO before 0.4 (eu.siacs.conversations.axolotl).
+	NSOMEMOLegacyDevices       = "eu.siacs.conversations.axolotl.devicelist"
+	NSOMEMOLegacyBundlesPrefix = "eu.siacs.conversations.axolotl.bundles:"
+
+	// Services.
+	NSPush         = "urn:xmpp:push:0"                           // XEP-0357
+	NSPushSummary  = "urn:xmpp:push:summary"                     // XEP-0357
+	NSHTTPUpload   = "urn:xmpp:http:upload:0"                    // XEP-0363
+	NSDataValidate = "http://jabber.org/protocol/xdata-validate" // XEP-0122
+	NSPIE          = "urn:xmpp:pie:0"                            // XEP-0227
+	NSPIEMAM       = "urn:xmpp:pie:0#mam"                        // XEP-0227
+
+	// Multi-user chat (XEP-0045) and its extensions.
+	NSMUC         = "http://jabber.org/protocol/muc"
+	NSMUCUser     = "http://jabber.org/protocol/muc#user"
+	NSMUCTraffic  = "http://jabber.org/protocol/muc#traffic"
+	NSMUCStableID = "http://jabber.org/protocol/muc#stable_id" // XEP-0045 §7.2.1 (stanza-ids)
+	NSOccupantID  = "urn:xmpp:occupant-id:0"                   // XEP-0421
 )
 
 // HasBody reports whether a message has a <body/>.

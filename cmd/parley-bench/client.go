@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // Transport security of the load tool's client connections.
@@ -108,7 +109,7 @@ func (d *dialer) negotiate(conn net.Conn, user string, opts loginOpts) (*client,
 		return nil, err
 	}
 	if d.sec == secStartTLS {
-		if features.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
+		if features.Child(xep.NSTLS, "starttls") == nil {
 			return nil, errors.New("the server offers no STARTTLS")
 		}
 		if err := c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"); err != nil {
@@ -150,7 +151,7 @@ func (d *dialer) negotiate(conn net.Conn, user string, opts loginOpts) (*client,
 	if st.Type != "result" {
 		return nil, fmt.Errorf("bind: %s", st.Raw)
 	}
-	c.jid = st.Child("urn:ietf:params:xml:ns:xmpp-bind", "bind").ChildText("urn:ietf:params:xml:ns:xmpp-bind", "jid")
+	c.jid = st.Child(xep.NSBind, "bind").ChildText(xep.NSBind, "jid")
 	if opts.sm {
 		if err := c.send("<enable xmlns='urn:xmpp:sm:3'/>"); err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // mamConfig is the mam scenario: one account's archive is filled with
@@ -41,7 +42,7 @@ type mamResult struct {
 	LoadAvg   float64     `json:"loadavg_1m"`
 }
 
-const nsMAM, nsRSM = "urn:xmpp:mam:2", "http://jabber.org/protocol/rsm"
+const nsMAM, nsRSM = xep.NSMAM, xep.NSRSM
 
 func runMAM(ctx context.Context, d *dialer, tg *target, cfg mamConfig, out *emitter) (mamResult, error) {
 	res := mamResult{Scenario: "mam", Server: tg.label, Archive: tg.archive, Sec: cfg.sec, PageSize: cfg.page}

@@ -14,6 +14,7 @@ import (
 	"mellium.im/sasl"
 
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // Timeout bounds every wait in scripted clients.
@@ -103,7 +104,7 @@ func startTLSWith(t testing.TB, conn net.Conn, domain string, cfg *tls.Config) *
 	c := &Client{t: t, conn: conn, notify: make(chan struct{}, 1), domain: domain}
 	c.startStream()
 	f := c.Features()
-	if f.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
+	if f.Child(xep.NSTLS, "starttls") == nil {
 		t.Fatalf("no starttls offered: %s", f.Raw)
 	}
 	c.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
@@ -228,7 +229,7 @@ func (c *Client) Auth(features *wire.Stanza, mech, user, password string) error 
 		return err
 	}
 	var remote []string
-	for _, e := range features.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms").Elements() {
+	for _, e := range features.Child(xep.NSSASL, "mechanisms").Elements() {
 		remote = append(remote, e.Text())
 	}
 	opts := []sasl.Option{sasl.Credentials(func() ([]byte, []byte, []byte) { return []byte(user), []byte(password), nil }),
@@ -286,7 +287,7 @@ func (c *Client) Bind(resource string) {
 	if st.Type != "result" {
 		c.t.Fatalf("bind failed: %s", st.Raw)
 	}
-	c.JID = st.Child("urn:ietf:params:xml:ns:xmpp-bind", "bind").ChildText("urn:ietf:params:xml:ns:xmpp-bind", "jid")
+	c.JID = st.Child(xep.NSBind, "bind").ChildText(xep.NSBind, "jid")
 }
 
 func (c *Client) startReader() {
