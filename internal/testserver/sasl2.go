@@ -13,13 +13,14 @@ import (
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // Namespaces of the SASL2 family (XEP-0388, XEP-0386, XEP-0484).
 const (
-	NSSASL2 = "urn:xmpp:sasl:2"
-	NSBind2 = "urn:xmpp:bind:0"
-	NSFAST  = "urn:xmpp:fast:0"
+	NSSASL2 = xep.NSSASL2
+	NSBind2 = xep.NSBind2
+	NSFAST  = xep.NSFAST
 )
 
 // SASL2 describes one XEP-0388 <authenticate/>.
