@@ -197,7 +197,12 @@ type event struct {
 	} `json:"delay"`
 	Error string `json:"error"`
 	Raw   string `json:"raw"`
-	line  string
+	// Ad-hoc commands (slixmpp/adhoc.py).
+	Nodes  []string            `json:"nodes"`
+	Status string              `json:"status"`
+	Values map[string][]string `json:"values"`
+	Text   string              `json:"text"`
+	line   string
 }
 
 // peer is one running client script.
