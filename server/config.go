@@ -34,6 +34,7 @@ type Config struct {
 	Auth         AuthConfig            `mapstructure:"auth"`
 	C2S          C2SConfig             `mapstructure:"c2s"`
 	WebSocket    WebSocketConfig       `mapstructure:"websocket"`
+	HTTP         HTTPConfig            `mapstructure:"http"`
 	Contact      basic.ContactSettings `mapstructure:"contact"`
 	Log          LogConfig             `mapstructure:"log"`
 	Debug        DebugConfig           `mapstructure:"debug"`
@@ -347,6 +348,7 @@ func DefaultConfig() Config {
 		Upload:  upload.DefaultSettings(),
 		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 		Abuse:   abuse.DefaultSettings(),
+		HTTP:    HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
@@ -501,6 +503,11 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Invites.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		bad("invites.base_url", "%q is not an http(s) URL", u)
+	}
+	if _, badProxies := parseProxies(c.HTTP.TrustedProxies); len(badProxies) > 0 {
+		for _, b := range badProxies {
+			bad("http.trusted_proxies", "%q is not an IP address or CIDR prefix", b)
+		}
 	}
 	errs = append(errs, c.Cluster.problems(c.Storage.Backend)...)
 	c.MUC.validate(bad, seen)

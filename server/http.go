@@ -3,7 +3,6 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/parley-xmpp/parley/invitepage"
 	"github.com/parley-xmpp/parley/webclient"
@@ -38,8 +37,7 @@ func (s *Server) clientHTTP(secure bool) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/xrd+xml; charset=utf-8")
-		_, _ = w.Write([]byte("<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n" +
-			"  <Link rel='urn:xmpp:alt-connections:websocket' href='" + wsURL(r, secure) + "'/>\n</XRD>\n"))
+		_, _ = w.Write(hostMetaXRD(s.wsURL(r, secure)))
 	})
 	mux.HandleFunc("/.well-known/host-meta.json", func(w http.ResponseWriter, r *http.Request) {
 		if cors(w, r) {
@@ -47,7 +45,7 @@ func (s *Server) clientHTTP(secure bool) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"links": []map[string]string{
-			{"rel": xep.NSAltWebSocket, "href": wsURL(r, secure)},
+			{"rel": xep.NSAltWebSocket, "href": s.wsURL(r, secure)},
 		}})
 	})
 	return mux
@@ -70,16 +68,4 @@ func cors(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
-}
-
-func wsURL(r *http.Request, secure bool) string {
-	scheme := "ws"
-	if secure || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
-		scheme = "wss"
-	}
-	host := r.Host
-	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
-		host = fh
-	}
-	return scheme + "://" + host + "/xmpp-websocket"
 }

@@ -83,6 +83,7 @@ func OpenStore(ctx context.Context, cfg Config) (storage.Store, error) {
 // Server is a running Parley instance.
 type Server struct {
 	cfg      Config
+	proxies  proxySet // http.trusted_proxies
 	log      *slog.Logger
 	store    storage.Store
 	ownStore bool
@@ -178,6 +179,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}, certs: certs}
+	s.proxies, _ = parseProxies(cfg.HTTP.TrustedProxies)
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	// GetCertificate rather than Certificates: a reloaded or renewed
 	// certificate serves new connections at once, established ones keep

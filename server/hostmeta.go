@@ -1,0 +1,112 @@
+package server
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
+)
+
+// HTTPConfig controls the http and https listeners.
+type HTTPConfig struct {
+	// TrustedProxies are the addresses (IPs or CIDR prefixes) of reverse
+	// proxies whose X-Forwarded-Host and X-Forwarded-Proto headers are
+	// believed. Anyone else's are ignored.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+}
+
+// proxySet holds parsed trusted proxies.
+type proxySet []netip.Prefix
+
+func parseProxies(list []string) (proxySet, []string) {
+	var ps proxySet
+	var bad []string
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			ps = append(ps, p.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			ps = append(ps, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		} else {
+			bad = append(bad, s)
+		}
+	}
+	return ps, bad
+}
+
+func (ps proxySet) trusts(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// wsURL is the WebSocket URL advertised by host-meta (XEP-0156). Its host
+// is one of the configured hosts, or the address the client connected
+// to: never a name a client or an untrusted proxy sent, which would let
+// anyone make the server (and a cache in front of it) hand out a URL of
+// their choosing. Only a trusted proxy's X-Forwarded-Host/-Proto count,
+// and a port other than the listener's only from it.
+func (s *Server) wsURL(r *http.Request, secure bool) string {
+	trusted := s.proxies.trusts(r.RemoteAddr)
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	localIP, localPort := "", ""
+	if local != nil {
+		localIP, localPort, _ = net.SplitHostPort(local.String())
+	}
+	scheme := "ws"
+	if secure || r.TLS != nil || (trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")) {
+		scheme = "wss"
+	}
+	hostport := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); trusted && fh != "" {
+		hostport, _, _ = strings.Cut(fh, ",")
+		hostport = strings.TrimSpace(hostport)
+	}
+	name, port := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		name, port = h, p
+	}
+	if n, err := strconv.Atoi(port); port != "" && (err != nil || n < 1 || n > 65535 || (!trusted && port != localPort)) {
+		port = localPort
+	}
+	host := ""
+	for _, h := range s.cfg.Hosts {
+		if strings.EqualFold(name, h) {
+			host = h
+		}
+	}
+	if host == "" {
+		// Not a name this server serves: the address the client reached
+		// (an IP literal), else the first host, on this listener's port.
+		if ip, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil && localIP != "" && ip.String() == localIP {
+			host = ip.String()
+		} else {
+			host = s.cfg.Hosts[0]
+		}
+		port = localPort
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return scheme + "://" + host + "/xmpp-websocket"
+}
+
+// hostMetaXRD is the XEP-0156 XRD document, its URL escaped.
+func hostMetaXRD(wsURL string) []byte {
+	return []byte("<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n" +
+		"  <Link rel='" + xep.NSAltWebSocket + "' href='" + wire.EscapeAttr(wsURL) + "'/>\n</XRD>\n")
+}
