@@ -4,140 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/internal/pgtest"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/groupcommit"
 )
-
-// cluster is a PostgreSQL cluster owned by one test: its own data
-// directory, port and socket directory, so stopping it disturbs nobody.
-type cluster struct {
-	t     *testing.T
-	bin   string // directory of initdb, pg_ctl
-	dir   string // everything lives below
-	data  string
-	port  int
-	runAs string // "" or the user to run the server as (when we are root)
-}
-
-// findPGBin returns the newest /usr/lib/postgresql/*/bin holding initdb
-// and pg_ctl, else the directory of initdb on $PATH, else "".
-func findPGBin() string {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
-	if p, err := exec.LookPath("initdb"); err == nil {
-		dirs = append(dirs, filepath.Dir(p))
-	}
-	for _, d := range dirs {
-		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_ctl")) {
-			return d
-		}
-	}
-	return ""
-}
-
-func versionOf(binDir string) int {
-	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
-	return v
-}
-
-func isExec(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-// startCluster initdbs and starts a cluster, or skips the test (loudly)
-// when that is impossible here.
-func startCluster(t *testing.T) *cluster {
-	t.Helper()
-	bin := findPGBin()
-	if bin == "" {
-		t.Skip("initdb/pg_ctl not found (looked in /usr/lib/postgresql/*/bin and $PATH) — outage test skipped")
-	}
-	c := &cluster{t: t, bin: bin, port: freePort(t)}
-	if os.Geteuid() == 0 {
-		// initdb refuses to run as root: run the cluster as postgres.
-		if _, err := user.Lookup("postgres"); err != nil {
-			t.Skip("running as root and there is no postgres user to run initdb as — outage test skipped")
-		}
-		if _, err := exec.LookPath("runuser"); err != nil {
-			t.Skip("running as root and runuser is missing — outage test skipped")
-		}
-		c.runAs = "postgres"
-	}
-	dir, err := os.MkdirTemp("", "parley-pg-outage-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dir, c.data = dir, filepath.Join(dir, "data")
-	t.Cleanup(func() {
-		c.pgctl(30*time.Second, "stop", "-m", "immediate") // if still running; errors ignored
-		os.RemoveAll(dir)
-	})
-	if c.runAs != "" {
-		u, _ := user.Lookup(c.runAs)
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Skipf("cannot hand %s to %s: %v — outage test skipped", dir, c.runAs, err)
-		}
-	}
-	if out, err := c.run(2*time.Minute, filepath.Join(bin, "initdb"), "-D", c.data, "-U", "postgres",
-		"-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		t.Skipf("initdb failed (%v) — outage test skipped:\n%s", err, out)
-	}
-	c.start()
-	return c
-}
-
-// run runs a command, as c.runAs when set, bounded by timeout.
-func (c *cluster) run(timeout time.Duration, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if c.runAs != "" {
-		args = append([]string{"-u", c.runAs, "--", name}, args...)
-		name = "runuser"
-	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = c.dir
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func (c *cluster) pgctl(timeout time.Duration, args ...string) (string, error) {
-	args = append([]string{"-D", c.data, "-w", "-t", strconv.Itoa(int(timeout.Seconds()))}, args...)
-	return c.run(timeout+10*time.Second, filepath.Join(c.bin, "pg_ctl"), args...)
-}
-
-func (c *cluster) start() {
-	c.t.Helper()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=20", c.port, c.dir)
-	if out, err := c.pgctl(30*time.Second, "start", "-l", filepath.Join(c.dir, "log"), "-o", opts); err != nil {
-		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
-		c.t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
-	}
-}
-
-func (c *cluster) stop() {
-	c.t.Helper()
-	if out, err := c.pgctl(30*time.Second, "stop", "-m", "fast"); err != nil {
-		c.t.Fatalf("pg_ctl stop: %v\n%s", err, out)
-	}
-}
-
-func (c *cluster) dsn() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
-}
 
 // TestOutage stops the database under an open Store: calls must fail
 // fast with IsUnavailable errors, and once the database is back the same
@@ -146,17 +21,17 @@ func TestOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster")
 	}
-	c := startCluster(t)
+	c := pgtest.Start(t)
 	ctx := t.Context()
 	const timeout = 2 * time.Second
-	st, err := Open(ctx, Config{DSN: c.dsn(), MaxConns: 4, Migrate: true, QueryTimeout: timeout})
+	st, err := Open(ctx, Config{DSN: c.DSN(), MaxConns: 4, Migrate: true, QueryTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	// Archive writes through group commit: a batch during the outage
 	// fails fast for exactly its callers, and the committer recovers.
-	gst, err := Open(ctx, Config{DSN: c.dsn(), MaxConns: 4, QueryTimeout: timeout,
+	gst, err := Open(ctx, Config{DSN: c.DSN(), MaxConns: 4, QueryTimeout: timeout,
 		GroupCommit: groupcommit.Options{Enabled: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +66,7 @@ func TestOutage(t *testing.T) {
 	}
 	wg.Wait()
 
-	c.stop()
+	c.Stop()
 
 	// Every call fails, fast, and says the database is unavailable. Run
 	// them concurrently as well, so that none waits for another.
@@ -257,7 +132,7 @@ func TestOutage(t *testing.T) {
 		t.Errorf("concurrent: %v", err)
 	}
 
-	c.start()
+	c.Start()
 
 	// The same Store recovers by itself: no reopen.
 	deadline := time.Now().Add(20 * time.Second)

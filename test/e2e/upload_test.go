@@ -18,7 +18,6 @@ import (
 	"github.com/parley-xmpp/parley/internal/testserver"
 	"github.com/parley-xmpp/parley/server"
 	s3test "github.com/parley-xmpp/parley/test/s3"
-	"github.com/parley-xmpp/parley/test/s3/s3opt"
 	"github.com/parley-xmpp/parley/upload"
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -79,7 +78,7 @@ func TestUploadOverHTTPS(t *testing.T) { testUploadOverHTTPS(t, testserver.Start
 // bytes land in the bucket, come back through Parley's HTTPS handler, and
 // leave the bucket with the account.
 func TestUploadS3OverHTTPS(t *testing.T) {
-	opt, srv, prefix := s3opt.Option(t)
+	opt, srv, prefix := testserver.OnS3(t)
 	ts := testserver.Start(t, opt)
 	// 20 MiB: a multipart upload to the bucket.
 	testUploadOverHTTPS(t, ts, 20<<20, func(id string, size int) {
@@ -118,7 +117,7 @@ func TestUploadS3StartupErrors(t *testing.T) {
 		{"no bucket", upload.S3Config{Endpoint: closed, AccessKey: "a", SecretKey: "s"}, "upload.s3.bucket: expected"},
 	}
 	if srv, ok := s3IfAvailable(t); ok {
-		missing := s3opt.Config(srv, "")
+		missing := testserver.S3Config(srv, "")
 		missing.Bucket = "parley-missing"
 		cases = append(cases, startupCase{"missing bucket", missing, `upload.s3.bucket: bucket "parley-missing" does not exist`})
 	}

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
-	"github.com/parley-xmpp/parley/test/s3/s3opt"
 )
 
 var (
@@ -91,7 +90,7 @@ func TestSlixmppUpload(t *testing.T) {
 		testSlixmppUpload(t, testserver.Start(t), 2<<20)
 	})
 	t.Run("s3", func(t *testing.T) {
-		opt, srv, prefix := s3opt.Option(t)
+		opt, srv, prefix := testserver.OnS3(t)
 		ts := testserver.Start(t, opt)
 		// Larger than a part: a multipart upload behind Parley.
 		testSlixmppUpload(t, ts, 12<<20)
