@@ -1,6 +1,8 @@
 #!/bin/sh
 # ensure-peers.sh — make the real federation peers used by the interop
-# tests in test/federation (Prosody and ejabberd from Debian) available.
+# tests in test/federation (Prosody and ejabberd from Debian) available,
+# and coturn, the TURN server test/interop checks XEP-0215 credentials
+# against.
 #
 # Idempotent and quiet: does nothing when both are installed. Otherwise it
 # installs the missing ones with apt-get, without letting the packages'
@@ -18,7 +20,7 @@
 set -u
 
 warn() {
-	printf '\n*** WARNING: %s ***\n*** Prosody/ejabberd interop tests in test/federation will be SKIPPED. ***\n\n' "$*" >&2
+	printf '\n*** WARNING: %s ***\n*** Prosody/ejabberd interop tests in test/federation and the coturn test in test/interop will be SKIPPED. ***\n\n' "$*" >&2
 	exit 0
 }
 
@@ -27,6 +29,7 @@ warn() {
 need=""
 command -v prosody >/dev/null 2>&1 || [ -x /usr/bin/prosody ] || need="$need prosody"
 command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || need="$need ejabberd"
+command -v turnserver >/dev/null 2>&1 || [ -x /usr/bin/turnserver ] || need="$need coturn"
 [ -z "$need" ] && exit 0
 
 command -v apt-get >/dev/null 2>&1 || warn "apt-get not found; install$need by hand"
@@ -78,7 +81,7 @@ rm -f "$log"
 
 # If a service started anyway (no policy-rc.d honoured, e.g. systemd
 # presets), stop and disable it: the tests never use the system instances.
-for svc in prosody ejabberd; do
+for svc in prosody ejabberd coturn; do
 	case " $need " in *" $svc "*) ;; *) continue ;; esac
 	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 		$SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
@@ -87,7 +90,7 @@ for svc in prosody ejabberd; do
 	fi
 done
 
-for b in prosody ejabberdctl; do
+for b in prosody ejabberdctl turnserver; do
 	command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/bin/$b" ] || warn "$b still missing after apt-get install"
 done
 exit 0

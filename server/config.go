@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-xmpp/parley/abuse"
 	"github.com/parley-xmpp/parley/basic"
+	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/omemo"
@@ -44,6 +45,8 @@ type Config struct {
 	Upload       upload.Settings       `mapstructure:"upload"`
 	S2S          S2SConfig             `mapstructure:"s2s"`
 	Abuse        abuse.Settings        `mapstructure:"abuse"`
+	// ExternalServices are the STUN/TURN servers announced with XEP-0215.
+	ExternalServices extdisco.Settings `mapstructure:"external_services"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
 	// commands and create account invitations; they are also service
 	// admins of multi-user chat (owners of every room).
@@ -342,14 +345,15 @@ func DefaultConfig() Config {
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
-		Log:     LogConfig{Level: "info", Format: "text"},
-		MAM:     mam.DefaultSettings(),
-		Push:    push.DefaultSettings(),
-		Upload:  upload.DefaultSettings(),
-		S2S:     S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
-		Abuse:   abuse.DefaultSettings(),
-		HTTP:    HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
-		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
+		Log:              LogConfig{Level: "info", Format: "text"},
+		MAM:              mam.DefaultSettings(),
+		Push:             push.DefaultSettings(),
+		Upload:           upload.DefaultSettings(),
+		S2S:              S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
+		Abuse:            abuse.DefaultSettings(),
+		ExternalServices: extdisco.DefaultSettings(),
+		HTTP:             HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
+		Invites:          InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
 		WebClient: WebClientConfig{Enabled: true},
@@ -522,6 +526,7 @@ func (c *Config) Validate() error {
 		{"registration", c.Registration.Problems()},
 		{"contact", c.Contact.Problems()},
 		{"abuse", c.Abuse.Problems()},
+		{"external_services", c.ExternalServices.Problems()},
 		{"upload", c.Upload.Problems()},
 		{"limits", c.Limits.Limits.Problems()},
 	} {

@@ -22,6 +22,7 @@ import (
 	"github.com/parley-xmpp/parley/basic"
 	"github.com/parley-xmpp/parley/c2s"
 	"github.com/parley-xmpp/parley/carbons"
+	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/module"
@@ -109,6 +110,8 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// mam before carbons: copies carry the stanza-id the archive adds.
 		mam.New(mam.Config{Settings: cfg.MAM, Logger: log}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
+		// XEP-0215: STUN/TURN servers and TURN credentials for calls.
+		extdisco.New(extdisco.Config{Settings: cfg.ExternalServices, Logger: log}),
 		basic.New(basic.Config{ServerName: "Parley", Version: Version, Contact: cfg.Contact.Fields(), Logger: log,
 			OnVCardSet: avatarMod.OnVCardSet}, store),
 		register.New(register.Config{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -366,8 +367,67 @@ func setValue(dst reflect.Value, raw any) error {
 		}
 		dst.Set(out)
 		return nil
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		var items []any
+		switch x := raw.(type) {
+		case string:
+			// Environment: the list in JSON (a YAML flow list of mappings
+			// with quoted keys is JSON too).
+			if strings.TrimSpace(x) == "" {
+				dst.SetZero()
+				return nil
+			}
+			if err := json.Unmarshal([]byte(x), &items); err != nil {
+				return fmt.Errorf("expected %s, written as JSON in the environment: %v", describeType(t), err)
+			}
+		case []any:
+			items = x
+		default:
+			return fail()
+		}
+		out := reflect.MakeSlice(t, len(items), len(items))
+		for i, it := range items {
+			m, ok := it.(map[string]any)
+			if !ok {
+				return &indexError{i, fmt.Errorf("expected a mapping of keys, got %s", describeValue(it))}
+			}
+			if err := setStruct(out.Index(i), m); err != nil {
+				return &indexError{i, err}
+			}
+		}
+		dst.Set(out)
+		return nil
 	}
 	return fmt.Errorf("unsupported configuration type %s", t)
+}
+
+// setStruct fills one element of a list of mappings (e.g. one of
+// external_services.services) from its keys, by their mapstructure names;
+// an unknown key is an error naming it.
+func setStruct(dst reflect.Value, m map[string]any) error {
+	t := dst.Type()
+	fields := map[string]int{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("mapstructure"), ",")
+		if name != "" && name != "-" && t.Field(i).IsExported() {
+			fields[name] = i
+		}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		i, ok := fields[strings.ToLower(k)]
+		if !ok {
+			return fmt.Errorf("%s: unknown key", k)
+		}
+		if err := setValue(dst.Field(i), m[k]); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 func toInt64(raw any) (int64, bool) {
@@ -410,6 +470,8 @@ func describeType(t reflect.Type) string {
 		return "a number"
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		return "a list of strings"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		return "a list of mappings"
 	}
 	return t.String()
 }

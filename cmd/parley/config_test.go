@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/server"
 )
 
@@ -231,6 +232,10 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 		case k.typ.Kind() == reflect.Bool:
 			def := reflect.ValueOf(server.DefaultConfig()).FieldByIndex(k.index).Bool()
 			env, want = map[bool]string{true: "false", false: "true"}[def], !def
+		case k.typ.Kind() == reflect.Slice && k.typ.Elem().Kind() == reflect.Struct:
+			// A list of mappings is JSON in the environment.
+			env = `[{"type": "turn", "host": "turn.example.org", "port": 3478, "transport": "udp", "restricted": true}]`
+			want = []extdisco.Service{{Type: "turn", Host: "turn.example.org", Port: 3478, Transport: "udp", Restricted: true}}
 		case k.typ.Kind() == reflect.Slice:
 			env, want = "a.example, b.example c.example", []string{"a.example", "b.example", "c.example"}
 		default:
@@ -387,5 +392,54 @@ func TestConfigKeys(t *testing.T) {
 	}
 	if k := keys[0]; k.env != "PARLEY_HOSTS" {
 		t.Errorf("first key env %q", k.env)
+	}
+}
+
+// TestExternalServicesConfig: the XEP-0215 services are a list of
+// mappings; every problem names the key, down to the list element.
+func TestExternalServicesConfig(t *testing.T) {
+	clearParleyEnv(t)
+	noDefaultConfigFiles(t)
+	cfg, err := loadConfig(writeConfig(t, `
+external_services:
+  secret: "a-secret-of-enough-length"
+  ttl: 12h
+  services:
+    - {type: stun, host: turn.example.org, port: 3478, transport: udp}
+    - {type: turn, host: 192.0.2.7, port: 3478, transport: udp, restricted: true}
+    - {type: turns, host: turn.example.org, port: 5349, transport: tcp, restricted: true, name: "Calls"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []extdisco.Service{
+		{Type: "stun", Host: "turn.example.org", Port: 3478, Transport: "udp"},
+		{Type: "turn", Host: "192.0.2.7", Port: 3478, Transport: "udp", Restricted: true},
+		{Type: "turns", Host: "turn.example.org", Port: 5349, Transport: "tcp", Restricted: true, Name: "Calls"},
+	}
+	if !reflect.DeepEqual(cfg.ExternalServices.Services, want) || cfg.ExternalServices.TTL != 12*time.Hour {
+		t.Fatalf("external_services %+v", cfg.ExternalServices)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"external_services:\n  services:\n    - {type: stun, host: h.example, port: 3478, transport: udp, colour: red}\n",
+			"external_services.services[0]: colour: unknown key"},
+		{"external_services:\n  services:\n    - {type: stun, host: h.example, port: many, transport: udp}\n",
+			`external_services.services[0]: port: expected an integer, got "many"`},
+		{"external_services:\n  services:\n    - stun.example.org\n",
+			`external_services.services[0]: expected a mapping of keys, got "stun.example.org"`},
+		{"external_services:\n  services:\n    - {type: turn, host: h.example, port: 3478, transport: udp, restricted: true}\n",
+			"external_services.secret: a restricted service needs the secret"},
+		{"external_services:\n  services:\n    - {type: ftp, host: 'bad host', port: 0, transport: sctp}\n",
+			`external_services.services[0].host: "bad host" is not a host name`},
+		{"external_services:\n  services:\n    - {type: ftp, host: h.example, port: 70000, transport: sctp}\n",
+			"external_services.services[0].port: expected a port from 1 to 65535"},
+		{"external_services:\n  services:\n    - {type: ftp, host: h.example, port: 1, transport: sctp}\n",
+			`external_services.services[0].transport: "sctp" is not a transport`},
+		{"external_services:\n  ttl: 10s\n", "external_services.ttl: expected a duration from 1m to 720h"},
+	} {
+		_, err := loadConfig(writeConfig(t, tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.yaml, err, tc.want)
+		}
 	}
 }

@@ -28,15 +28,16 @@ const fedAlice, fedBob = "alice@a.test", "bob@b.test"
 // federatedPair starts two full servers for a.test (127.0.0.2) and b.test
 // (127.0.0.3) that route to each other over real s2s sockets, with the
 // accounts fedAlice and fedBob.
-func federatedPair(t *testing.T) (a, b *testserver.Server) {
+// opts apply to both servers.
+func federatedPair(t *testing.T, opts ...testserver.Option) (a, b *testserver.Server) {
 	t.Helper()
 	aS2S, bS2S := freePort(t, "127.0.0.2"), freePort(t, "127.0.0.3")
 	mk := func(domain, ip, s2sAddr, peer, peerAddr string) *testserver.Server {
-		return testserver.Start(t, func(c *server.Config) {
+		return testserver.Start(t, append([]testserver.Option{func(c *server.Config) {
 			c.Hosts = []string{domain}
 			c.Listen = server.ListenConfig{C2S: ip + ":0", S2S: s2sAddr}
 			c.S2S.Routes = []string{peer + "=" + peerAddr}
-		})
+		}}, opts...)...)
 	}
 	a, b = mk("a.test", "127.0.0.2", aS2S, "b.test", bS2S), mk("b.test", "127.0.0.3", bS2S, "a.test", aS2S)
 	a.AddUser("alice", "pw1")
