@@ -481,6 +481,13 @@ func (m *Module) items(ctx context.Context, ev *module.Event, owner string, op *
 		return nil, err
 	}
 	if err := m.checkAccess(ctx, jid.MustParse(owner), ev.From, c); err != nil {
+		var se *module.StanzaError
+		if errors.As(err, &se) {
+			// The same answer as for a node that does not exist: the
+			// XEP-0060 access errors would tell anyone which private
+			// nodes an account has (issue 16 finding 6).
+			return nil, module.Err(wire.ErrItemNotFound)
+		}
 		return nil, err
 	}
 	var ids []string

@@ -108,7 +108,7 @@ func TestAccessModels(t *testing.T) {
 	if r := get(b, "b1"); r.Type != "result" {
 		t.Fatalf("subscribed contact denied: %s", r.Raw)
 	}
-	e.fail(s, wire.ErrNotAuthorized, "presence-subscription-required", "<iq type='get' id='e1' to='%s'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", alice, NSPubSub, tune)
+	e.fail(s, wire.ErrItemNotFound, "", "<iq type='get' id='e1' to='%s'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", alice, NSPubSub, tune)
 	e.rosterItem(alice, bob, "to", "Friends")
 	if r := get(b, "b2"); r.Type != "error" {
 		t.Fatalf("contact without 'from' read a presence node: %s", r.Raw)
@@ -123,14 +123,14 @@ func TestAccessModels(t *testing.T) {
 	if r := get(b, "b3"); r.Type != "result" {
 		t.Fatalf("contact in an allowed group denied: %s", r.Raw)
 	}
-	e.fail(s, wire.ErrNotAuthorized, "not-in-roster-group", "<iq type='get' id='e2' to='%s'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", alice, NSPubSub, tune)
+	e.fail(s, wire.ErrItemNotFound, "", "<iq type='get' id='e2' to='%s'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", alice, NSPubSub, tune)
 	configure("c2", field(fRosterGroups, "Family"))
 	if r := get(b, "b4"); r.Type != "error" {
 		t.Fatalf("contact outside allowed groups read: %s", r.Raw)
 	}
 	// whitelist: nobody but the owner.
 	configure("c3", field(fAccessModel, AccessWhitelist))
-	e.fail(b, wire.ErrNotAllowed, "closed-node", "<iq type='get' id='b5' to='%s'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", alice, NSPubSub, tune)
+	e.fail(b, wire.ErrItemNotFound, "", "<iq type='get' id='b5' to='%s'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", alice, NSPubSub, tune)
 	e.ok(a, "<iq type='get' id='a1'><pubsub xmlns='%s'><items node='%s'/></pubsub></iq>", NSPubSub, tune)
 	// disco#items shows only accessible nodes.
 	if items, _ := e.mod.discoItems(e.ctx, alice, eve); len(items) != 0 {
@@ -223,7 +223,7 @@ func TestNodeDefaultsHook(t *testing.T) {
 		t.Fatalf("items = %v", got)
 	}
 	e.ok(a, "%s", publishXML("p3", "other", "1", "<x xmlns='y'/>", ""))
-	e.fail(s, wire.ErrNotAuthorized, "", "<iq type='get' id='g2' to='%s'><pubsub xmlns='%s'><items node='other'/></pubsub></iq>", alice, NSPubSub)
+	e.fail(s, wire.ErrItemNotFound, "", "<iq type='get' id='g2' to='%s'><pubsub xmlns='%s'><items node='other'/></pubsub></iq>", alice, NSPubSub)
 }
 
 func TestNotifications(t *testing.T) {

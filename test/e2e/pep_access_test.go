@@ -86,7 +86,7 @@ func TestPEPNick(t *testing.T) {
 	if r := getItems(b, "bn", alice, nsNick); r.Type != "result" || !strings.Contains(string(r.Raw), ">Ally</nick>") {
 		t.Fatalf("contact read: %s", r.Raw)
 	}
-	expectPubSubError(t, getItems(e, "en", alice, nsNick), "not-authorized", "presence-subscription-required")
+	expectPubSubError(t, getItems(e, "en", alice, nsNick), "item-not-found", "")
 	e.ExpectNone("nick notification to a stranger", 100*time.Millisecond, isEvent(nsNick, ""))
 
 	// Nick in subscription requests (XEP-0172 §4.1), delivered live…
@@ -171,8 +171,8 @@ func TestPEPMDS(t *testing.T) {
 	expectPubSubError(t, r, "conflict", "precondition-not-met")
 
 	// Neither a contact nor a stranger gets or reads anything.
-	expectPubSubError(t, getItems(b, "b-mds", alice, nodeMDS), "not-allowed", "closed-node")
-	expectPubSubError(t, getItems(e, "e-mds", alice, nodeMDS), "not-allowed", "closed-node")
+	expectPubSubError(t, getItems(b, "b-mds", alice, nodeMDS), "item-not-found", "")
+	expectPubSubError(t, getItems(e, "e-mds", alice, nodeMDS), "item-not-found", "")
 	b.ExpectNone("mds notification to a contact", 100*time.Millisecond, isEvent(nodeMDS, ""))
 	e.ExpectNone("mds notification to a stranger", 10*time.Millisecond, isEvent(nodeMDS, ""))
 
@@ -187,7 +187,7 @@ func TestPEPMDS(t *testing.T) {
 	if got := configValue(t, b2, nodeMDS, "pubsub#access_model"); got != "whitelist" {
 		t.Fatalf("implicitly created node has access model %q", got)
 	}
-	expectPubSubError(t, getItems(a1, "a-mds", bob, nodeMDS), "not-allowed", "closed-node")
+	expectPubSubError(t, getItems(a1, "a-mds", bob, nodeMDS), "item-not-found", "")
 }
 
 // TestPEPAccessModelsFromOtherAccounts: each access model decides both
@@ -258,11 +258,11 @@ func TestPEPAccessModelsFromOtherAccounts(t *testing.T) {
 		{b, "urn:example:open", "", ""},
 		{b, "urn:example:presence", "", ""},
 		{b, "urn:example:roster", "", ""},
-		{b, "urn:example:whitelist", "not-allowed", "closed-node"},
+		{b, "urn:example:whitelist", "item-not-found", ""},
 		{e, "urn:example:open", "", ""},
-		{e, "urn:example:presence", "not-authorized", "presence-subscription-required"},
-		{e, "urn:example:roster", "not-authorized", "not-in-roster-group"},
-		{e, "urn:example:whitelist", "not-allowed", "closed-node"},
+		{e, "urn:example:presence", "item-not-found", ""},
+		{e, "urn:example:roster", "item-not-found", ""},
+		{e, "urn:example:whitelist", "item-not-found", ""},
 		{a2, "urn:example:whitelist", "", ""},
 	} {
 		r := getItems(c.who, "g-"+c.node, alice, c.node)
@@ -282,7 +282,7 @@ func TestPEPAccessModelsFromOtherAccounts(t *testing.T) {
 	if r.Type != "result" {
 		t.Fatalf("roster set: %s", r.Raw)
 	}
-	expectPubSubError(t, getItems(b, "b-roster2", alice, "urn:example:roster"), "not-authorized", "not-in-roster-group")
+	expectPubSubError(t, getItems(b, "b-roster2", alice, "urn:example:roster"), "item-not-found", "")
 	r = a.IQ("p2", "<iq type='set' id='p2'><pubsub xmlns='%s'><publish node='urn:example:roster'><item id='2'><secret xmlns='urn:example'>x</secret></item></publish></pubsub></iq>", nsPubSub)
 	if r.Type != "result" {
 		t.Fatalf("publish: %s", r.Raw)
@@ -344,4 +344,36 @@ func TestPEPMDSServerAssist(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestPEPNodeExistenceHidden is finding 6 of issue 16: a stranger could
+// tell a private node that exists (not-allowed, not-authorized) from one
+// that does not (item-not-found). Both now get the same error, for every
+// access model, so nobody learns which private nodes an account has.
+func TestPEPNodeExistenceHidden(t *testing.T) {
+	ts := testserver.Start(t)
+	alice := ts.AddUser("alice", "pw1")
+	ts.AddUser("eve", "pw3")
+	a := ts.Login("alice", "pw1", "phone")
+	e := ts.Login("eve", "pw3", "x")
+	for _, model := range []string{"whitelist", "presence", "roster"} {
+		r := a.IQ("p-"+model, "<iq type='set' id='p-%s'><pubsub xmlns='%s'><publish node='urn:example:%s'><item id='1'><secret xmlns='urn:example'/></item></publish>%s</pubsub></iq>",
+			model, nsPubSub, model, publishOptions([2]string{"pubsub#access_model", model}))
+		if r.Type != "result" {
+			t.Fatalf("publish: %s", r.Raw)
+		}
+	}
+	errorOf := func(node string) string {
+		r := getItems(e, "g-"+node, alice, node)
+		if r.Type != "error" || strings.Contains(string(r.Raw), "secret") {
+			t.Fatalf("%s: %s", node, r.Raw)
+		}
+		return string(r.Child(wire.NSClient, "error").Bytes())
+	}
+	missing := errorOf("urn:example:nothing-here")
+	for _, model := range []string{"whitelist", "presence", "roster"} {
+		if got := errorOf("urn:example:" + model); got != missing {
+			t.Errorf("%s node: error %s, for a missing node %s", model, got, missing)
+		}
+	}
 }
