@@ -338,6 +338,12 @@ func (s *Service) rosterPush(ctx context.Context, owner string, item storage.Ros
 	if item.Name != "" {
 		el.SetAttr("name", item.Name)
 	}
+	if item.Ask {
+		el.SetAttr("ask", "subscribe")
+	}
+	if item.Approved {
+		el.SetAttr("approved", "true")
+	}
 	for _, g := range item.Groups {
 		el.Add(wire.NewElement(xep.NSRoster, "group").AddText(g))
 	}
@@ -352,4 +358,78 @@ func (s *Service) rosterPush(ctx context.Context, owner string, item storage.Ros
 		iq := wire.NewElement(wire.NSClient, "iq", "type", "set", "id", "push-"+strings.ToLower(randText()[:10]), "to", sess.JID().String()).Add(q)
 		_ = sess.Send(wire.FromElement(iq))
 	}
+}
+
+// PreauthModule is the server side of XEP-0379 for contact invitations:
+// a subscription request that carries a valid token of the recipient's
+// invitation (<preauth xmlns='urn:xmpp:pars:0'/>, sent by the invitee's
+// client when the invitee already has an account, here or elsewhere) is
+// approved at once and answered with a subscription request of the
+// inviter, so the two become mutual contacts without the inviter's
+// clients knowing the token. The token's use is taken. It must run
+// before im (it pre-approves in the roster; im then approves).
+type PreauthModule struct {
+	svc    *Service
+	sender module.Sender
+}
+
+// NewPreauthModule returns the module of svc.
+func NewPreauthModule(svc *Service) *PreauthModule { return &PreauthModule{svc: svc} }
+
+// Name implements module.Module.
+func (m *PreauthModule) Name() string { return "invites-preauth" }
+
+// Register implements module.Module.
+func (m *PreauthModule) Register(r *module.Registry) error {
+	m.sender = r.Sender()
+	r.Inbound(m.inbound)
+	return nil
+}
+
+func (m *PreauthModule) inbound(ctx context.Context, ev *module.Event) module.Verdict {
+	st := ev.Stanza
+	if st.Name != "presence" || st.Type != "subscribe" || ev.To.Localpart() == "" {
+		return module.Continue
+	}
+	pa := st.Child(xep.NSPARS, "preauth")
+	if pa == nil {
+		return module.Continue
+	}
+	token := pa.AttrValue("token")
+	info, err := m.svc.CheckInvite(ctx, token)
+	inviter, contact := ev.To.Bare().String(), ev.From.Bare().String()
+	// An unknown token is ignored (XEP-0379 §5: graceful degradation to
+	// manual approval).
+	if err != nil || info.Inviter != inviter || contact == inviter || ev.From.Localpart() == "" {
+		return module.Continue
+	}
+	if _, err := m.svc.store.UseInvite(ctx, tokenHash(token), m.svc.now()); err != nil {
+		return module.Continue
+	}
+	item, err := m.svc.store.RosterItem(ctx, inviter, contact)
+	if errors.Is(err, storage.ErrNotFound) {
+		item = storage.RosterItem{JID: contact, Subscription: storage.SubNone}
+	} else if err != nil {
+		m.svc.log.Error("invitation pre-approval: roster", "err", err)
+		return module.Continue
+	}
+	item.Approved = true
+	askBack := item.Subscription != storage.SubTo && item.Subscription != storage.SubBoth
+	if askBack {
+		item.Ask = true
+	}
+	ver, err := m.svc.store.UpsertRosterItem(ctx, inviter, item)
+	if err != nil {
+		m.svc.log.Error("invitation pre-approval: roster", "err", err)
+		return module.Continue
+	}
+	m.svc.rosterPush(ctx, inviter, item, ver)
+	m.svc.log.Info("contact invitation redeemed", "inviter", inviter, "contact", contact)
+	if askBack {
+		sub := wire.NewElement(wire.NSClient, "presence", "type", "subscribe", "from", inviter, "to", contact)
+		if err := m.sender.Route(ctx, wire.FromElement(sub)); err != nil {
+			m.svc.log.Warn("invitation: subscription request back not routed", "err", err)
+		}
+	}
+	return module.Continue
 }

@@ -103,6 +103,9 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// reaches the archive, carbons or offline storage, and a block
 		// request's report is taken before im handles the block.
 		newAbuse(cfg.Abuse, store, log),
+		// XEP-0379 contact invitations: a subscription request with the
+		// inviter's token is pre-approved before im handles it.
+		admin.NewPreauthModule(adm),
 		im.New(im.Config{Limits: cfg.Limits.Limits, Logger: log}, store, store, store),
 		// omemo after im (presence) and before mam: refused messages are
 		// never archived or copied.

@@ -417,3 +417,48 @@ func TestInvitations(t *testing.T) {
 func adminInvite(domain string, ttl time.Duration) admin.InviteRequest {
 	return admin.InviteRequest{Domain: domain, TTL: ttl}
 }
+
+// TestContactInvitationExistingAccount: XEP-0379 from the invitee's side
+// when they already have an account: their subscription request carries
+// the token, the server approves it for the inviter and asks back; with
+// the invitee's pre-approval both end up with a mutual subscription. A
+// forged token leaves the request to the inviter.
+func TestContactInvitationExistingAccount(t *testing.T) {
+	ts := testserver.Start(t, func(c *server.Config) { c.Invites.UsersCanInvite = true })
+	ts.AddUser("romeo", "pw-r")
+	ts.AddUser("juliet", "pw-j")
+	ts.AddUser("paris", "pw-p")
+	romeo := ts.Login("romeo", "pw-r", "")
+	romeo.IQ("rr", "<iq type='get' id='rr'><query xmlns='jabber:iq:roster'/></iq>")
+	romeo.Send("<presence/>")
+	cmd := completed(t, command(t, romeo, "urn:xmpp:invite#invite", nil))
+	token := tokenOf(t, fieldValues(cmd, "uri")[0])
+
+	juliet := ts.Login("juliet", "pw-j", "")
+	juliet.IQ("jr", "<iq type='get' id='jr'><query xmlns='jabber:iq:roster'/></iq>")
+	// XEP-0379 §3.4: the invitee pre-approves, then asks with the token.
+	juliet.Send("<presence to='romeo@localhost' type='subscribed'/>")
+	juliet.Send("<presence to='romeo@localhost' type='subscribe'><preauth xmlns='urn:xmpp:pars:0' token='%s'/></presence>", token)
+	both := func(c *testserver.Client, contact string) bool {
+		id := "q" + contact[:1]
+		r := c.IQ(id, "<iq type='get' id='%s'><query xmlns='jabber:iq:roster'/></iq>", id)
+		for _, it := range r.Child("jabber:iq:roster", "query").Elements() {
+			if it.AttrValue("jid") == contact {
+				return it.AttrValue("subscription") == "both"
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !both(juliet, "romeo@localhost") || !both(romeo, "juliet@localhost") {
+		if time.Now().After(deadline) {
+			t.Fatal("no mutual subscription after the invitation")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The token was used: paris's request waits for romeo.
+	paris := ts.Login("paris", "pw-p", "")
+	paris.Send("<presence to='romeo@localhost' type='subscribe'><preauth xmlns='urn:xmpp:pars:0' token='%s'/></presence>", token)
+	romeo.Expect("paris's request", testserver.PresenceFrom("paris@localhost", "subscribe"))
+	paris.ExpectNone("automatic approval", 300*time.Millisecond, testserver.PresenceFrom("romeo@localhost", "subscribed"))
+}
