@@ -88,9 +88,9 @@ func TestSessions(t *testing.T) {
 	}
 	// Bad requests.
 	for xml, want := range map[string]string{
-		"<iq type='get' id='g' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='echo'/></iq>":                  "bad-request",
-		"<iq type='set' id='n' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='nope'/></iq>":                  "item-not-found",
-		"<iq type='set' id='p' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='echo' action='prev'/></iq>":    "bad-request",
+		"<iq type='get' id='g' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='echo'/></iq>":                "bad-request",
+		"<iq type='set' id='n' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='nope'/></iq>":                "item-not-found",
+		"<iq type='set' id='p' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='echo' action='prev'/></iq>":  "bad-request",
 		"<iq type='set' id='x' to='" + modtest.Domain + "'><command xmlns='" + xep.NSCommands + "' node='echo' sessionid='zz'/></iq>": "bad-request",
 	} {
 		if r := e.IQ(alice, xml); modtest.ErrCondition(r) != want {
