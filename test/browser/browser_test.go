@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-xmpp/parley/admin"
 	"github.com/parley-xmpp/parley/internal/testserver"
 	"github.com/parley-xmpp/parley/storage"
 )
@@ -72,6 +73,40 @@ func TestWebClientChat(t *testing.T) {
 	// with PARLEY_UPDATE_SCREENSHOT=1).
 	if os.Getenv("PARLEY_UPDATE_SCREENSHOT") == "1" {
 		if err := os.WriteFile("../../docs/webclient.png", png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestInvitationInBrowser: someone without an XMPP app opens an
+// invitation link in chromium, creates the account on the page, logs in
+// to the web client with it and finds the inviter among the contacts.
+// The page's screenshot goes to docs/invite.png with
+// PARLEY_UPDATE_SCREENSHOT=1.
+func TestInvitationInBrowser(t *testing.T) {
+	need(t)
+	ts := testserver.Start(t)
+	ts.AddUser("romeo", "romeo-pw")
+	inv, err := ts.Admin().CreateInvite(t.Context(), admin.InviteRequest{Domain: "localhost", Inviter: "romeo@localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, "node", "invite.mjs", "http://"+ts.Addr("http"), "/invite/"+inv.Token, "romeo", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("invitation in the browser failed: %v\n%s", err, out)
+	}
+	if ok, _ := ts.Store().AccountExists(t.Context(), "juliet@localhost"); !ok {
+		t.Fatal("the account was not created")
+	}
+	if os.Getenv("PARLEY_UPDATE_SCREENSHOT") == "1" {
+		png, err := os.ReadFile(filepath.Join(dir, "invite.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("../../docs/invite.png", png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
