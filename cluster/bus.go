@@ -21,19 +21,22 @@ import (
 // one subscription delivers in order, so one sender's stanzas to one
 // recipient keep their order.
 const (
-	hdrKind  = "K" // kind, below
-	hdrTo    = "T" // full JID of the local session
-	hdrConn  = "C" // its connection id
-	hdrRev   = "R" // registry revision the stanza depends on
-	hdrTime  = "N" // send time, unix nanoseconds (bus latency)
-	hdrFrom  = "F" // sending node
-	hdrSet   = "S" // flags to set
-	hdrClear = "X" // flags to clear
+	hdrKind   = "K" // kind, below
+	hdrTo     = "T" // full JID of the local session
+	hdrConn   = "C" // its connection id
+	hdrRev    = "R" // registry revision the stanza depends on
+	hdrTime   = "N" // send time, unix nanoseconds (bus latency)
+	hdrFrom   = "F" // sending node
+	hdrSet    = "S" // flags to set
+	hdrClear  = "X" // flags to clear
+	hdrOrigin = "O" // module.OriginKind of a forwarded stanza
+	hdrHops   = "H" // times it was forwarded
 
 	kindDeliver  = "d" // hand the stanza to the session
 	kindResponse = "i" // an IQ response for a request this node sent
 	kindPresence = "p" // set the session's presence (body empty: unavailable)
 	kindFlags    = "f" // change the session's flags
+	kindHost     = "h" // a stanza for an entity (room) this node runs
 )
 
 // busLimits bounds stanzas read from the bus: they were checked at the
@@ -95,10 +98,14 @@ func (n *Node) onBus(m *nats.Msg) {
 			return
 		}
 	}
-	if kind == kindResponse {
+	switch kind {
+	case kindResponse:
 		if st != nil {
 			n.router.ResolveResponse(st)
 		}
+		return
+	case kindHost:
+		n.onHost(m, st)
 		return
 	}
 	full, err := jid.Parse(m.Header.Get(hdrTo))

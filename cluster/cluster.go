@@ -38,6 +38,10 @@ type Config struct {
 	Heartbeat time.Duration
 	DeadAfter time.Duration
 	Version   string
+	// Advertise is the host:port clients can reach this node at; a
+	// draining node sends its clients to another node's (XEP-0198
+	// resumption or <see-other-host/>).
+	Advertise string
 	Logger    *slog.Logger
 }
 
@@ -47,18 +51,22 @@ type Node struct {
 	log  *slog.Logger
 	boot string // this process's incarnation: entries of an earlier one are stale
 
-	nc *nats.Conn
-	js jetstream.JetStream
-	kv jetstream.KeyValue
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue // sessions
+	lkv jetstream.KeyValue // leases
 
 	router *router.Router
 	reg    *module.Registry
 	c2s    Handoff
 
 	registry
-	peers   peers
-	moves   moves
-	pending pendingAttach
+	leases   leases
+	hostq    []chan hostWork
+	releases chan leaseRelease
+	peers    peers
+	moves    moves
+	pending  pendingAttach
 
 	started  time.Time
 	ctx      context.Context
@@ -66,7 +74,9 @@ type Node struct {
 	wg       sync.WaitGroup
 	subs     []*nats.Subscription
 	watchOK  atomic.Bool
+	leasesOK atomic.Bool
 	stopping atomic.Bool
+	draining atomic.Bool
 	writeMu  [64]sync.Mutex // serializes the writes of one key
 }
 
@@ -90,6 +100,8 @@ func New(cfg Config) *Node {
 	_, _ = rand.Read(b[:])
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), boot: hex.EncodeToString(b[:])}
 	n.registry.init()
+	n.leases.init()
+	n.releases = make(chan leaseRelease, 4096)
 	n.peers.init()
 	n.moves.init()
 	n.pending.init()
@@ -168,22 +180,31 @@ func (n *Node) Connect(ctx context.Context) error {
 		nc.Close()
 		return err
 	}
-	n.nc, n.js, n.kv = nc, js, kv
+	lkv, err := openBucket(ctx, js, n.cfg, n.leaseBucket(), "Parley entity leases (chat rooms)")
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	n.nc, n.js, n.kv, n.lkv = nc, js, kv, lkv
 	return nil
 }
 
 // OpenBucket opens the session bucket, creating it when missing.
 func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Prefix+"_sessions")
+	return openBucket(ctx, js, cfg, cfg.Prefix+"_sessions", "Parley session registry")
+}
+
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config, name, desc string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_sessions",
-			Description: "Parley session registry", History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas})
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name,
+			Description: desc, History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, cfg.Prefix+"_sessions")
+			kv, err = js.KeyValue(ctx, name)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cluster: JetStream key-value bucket %s (is JetStream enabled on the NATS server, -js?): %w", cfg.Prefix+"_sessions", err)
+		return nil, fmt.Errorf("cluster: JetStream key-value bucket %s (is JetStream enabled on the NATS server, -js?): %w", name, err)
 	}
 	return kv, nil
 }
@@ -201,6 +222,10 @@ func (n *Node) Start(ctx context.Context, r *router.Router, reg *module.Registry
 	if err := n.startWatch(ctx); err != nil {
 		return err
 	}
+	if err := n.watchBucket(ctx, n.lkv, n.onLease, &n.leasesOK); err != nil {
+		return err
+	}
+	n.startHostWorkers()
 	for _, s := range []struct {
 		subj string
 		h    nats.MsgHandler
@@ -235,6 +260,9 @@ func (n *Node) Ready() error {
 	}
 	if !n.watchOK.Load() {
 		return errors.New("the session registry is not loaded")
+	}
+	if !n.leasesOK.Load() {
+		return errors.New("the lease table is not loaded")
 	}
 	return nil
 }

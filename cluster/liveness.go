@@ -25,6 +25,12 @@ type heartbeat struct {
 	Started  int64  `json:"t"`
 	Version  string `json:"v,omitempty"`
 	Bye      bool   `json:"bye,omitempty"`
+	// Draining: the node is leaving (rolling upgrade); it takes no new
+	// clients or rooms.
+	Draining bool `json:"d,omitempty"`
+	// Advertise is where clients can reach the node (cluster.advertise),
+	// for <see-other-host/> from a draining node.
+	Advertise string `json:"a,omitempty"`
 }
 
 type peer struct {
@@ -62,7 +68,8 @@ func (n *Node) goodbye() {
 }
 
 func (n *Node) sendHeartbeat(bye bool) {
-	hb := heartbeat{Node: n.cfg.Node, Boot: n.boot, Started: n.started.Unix(), Version: n.cfg.Version, Bye: bye}
+	hb := heartbeat{Node: n.cfg.Node, Boot: n.boot, Started: n.started.Unix(), Version: n.cfg.Version, Bye: bye,
+		Draining: n.draining.Load(), Advertise: n.cfg.Advertise}
 	if n.router != nil {
 		hb.Sessions = n.router.LocalCount()
 	}
@@ -103,6 +110,7 @@ func (n *Node) liveness() {
 		}
 		n.heartbeat()
 		n.reap()
+		n.reapLeases()
 		n.moves.expire()
 		nodesGauge.Set(float64(len(n.Peers()) + 1))
 		registryGauge.Set(float64(n.registry.size()))
@@ -179,6 +187,10 @@ type PeerInfo struct {
 	LastSeen time.Time
 	Version  string
 	Alive    bool
+	Draining bool
+	// Advertise is the node's client address (cluster.advertise), "" when
+	// not configured.
+	Advertise string
 }
 
 // Peers returns the other nodes heard from and not gone.
@@ -191,7 +203,8 @@ func (n *Node) Peers() []PeerInfo {
 			continue
 		}
 		out = append(out, PeerInfo{Node: name, Sessions: p.hb.Sessions, Started: time.Unix(p.hb.Started, 0),
-			LastSeen: p.last, Version: p.hb.Version, Alive: time.Since(p.last) < 3*n.cfg.Heartbeat})
+			LastSeen: p.last, Version: p.hb.Version, Alive: time.Since(p.last) < 3*n.cfg.Heartbeat,
+			Draining: p.hb.Draining, Advertise: p.hb.Advertise})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out

@@ -51,9 +51,13 @@ var (
 		Namespace: "parley", Subsystem: "cluster", Name: "handovers_total",
 		Help: "Stream resumptions across nodes, by role (in: resumed here, out: moved away) and result (ok, not-found, error).",
 	}, []string{"role", "result"})
+	leaseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "cluster", Name: "leases_total",
+		Help: "Entity (chat room) lease operations by this node, by kind (acquire, takeover, release, lost, reaped).",
+	}, []string{"kind"})
 )
 
 func init() {
 	prometheus.MustRegister(busSent, busReceived, busDropped, busLatency, registryGauge, nodesGauge,
-		registryWrites, registryErrors, registryWaitTimeouts, sessionsReaped, handovers)
+		registryWrites, registryErrors, registryWaitTimeouts, sessionsReaped, handovers, leaseOps)
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -219,7 +221,13 @@ func (n *Node) horizon() uint64 {
 }
 
 func (n *Node) startWatch(ctx context.Context) error {
-	w, err := n.kv.WatchAll(n.ctx)
+	return n.watchBucket(ctx, n.kv, n.onEntry, &n.watchOK)
+}
+
+// watchBucket feeds every entry of kv, then every change, to handle; ok
+// is true while the watch runs after its initial load.
+func (n *Node) watchBucket(ctx context.Context, kv jetstream.KeyValue, handle func(jetstream.KeyValueEntry), ok *atomic.Bool) error {
+	w, err := kv.WatchAll(n.ctx)
 	if err != nil {
 		return err
 	}
@@ -233,20 +241,20 @@ func (n *Node) startWatch(ctx context.Context) error {
 			select {
 			case <-n.ctx.Done():
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					n.watchOK.Store(false)
+			case e, open := <-w.Updates():
+				if !open {
+					ok.Store(false)
 					return
 				}
 				if e == nil {
 					if initial {
 						initial = false
-						n.watchOK.Store(true)
+						ok.Store(true)
 						close(ready)
 					}
 					continue
 				}
-				n.onEntry(e)
+				handle(e)
 			}
 		}
 	}()
@@ -254,7 +262,7 @@ func (n *Node) startWatch(ctx context.Context) error {
 	case <-ready:
 		return nil
 	case <-ctx.Done():
-		return errors.New("cluster: the session registry did not load in time")
+		return fmt.Errorf("cluster: bucket %s did not load in time", kv.Bucket())
 	}
 }
 
@@ -462,9 +470,13 @@ func (n *Node) Release(s module.Session) {
 // revision of the delete marker (kv.Delete does not say it; stanzas sent
 // after a delete carry it).
 func (n *Node) casDelete(k string, rev uint64) (uint64, error) {
+	return n.casDeleteIn(n.bucket(), k, rev)
+}
+
+func (n *Node) casDeleteIn(bucket, k string, rev uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	m := nats.NewMsg("$KV." + n.bucket() + "." + k)
+	m := nats.NewMsg("$KV." + bucket + "." + k)
 	m.Header.Set("KV-Operation", "DEL")
 	ack, err := n.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev))
 	if err != nil {

@@ -74,6 +74,9 @@ type Event struct {
 	Origin Origin
 	// ArchiveID is set by the archive for later handlers (stanza-id).
 	ArchiveID string
+	// Forwards counts the nodes of a cluster that passed the stanza on to
+	// the node running its entity (see Placement).
+	Forwards int
 }
 
 // Handler is a hook on a routing point.
@@ -232,6 +235,9 @@ type Registry struct {
 	onRelayed    []func(ctx context.Context, s Session, st *wire.Stanza)
 	onDelete     []func(ctx context.Context, bare string) error
 	bind2        bind2Hooks
+	onLost       []func(entity string)
+
+	placement Placement
 
 	accounts Accounts
 	sender   Sender

@@ -22,14 +22,22 @@ func (r *room) handleOccupantIQ(ev *module.Event) {
 	if nick == "" {
 		return // IQ get/set to the room itself go through its IQ handlers
 	}
+	payload := st.Tree().FirstElement()
+	isPing := payload != nil && payload.Name.Space == xep.NSPing && payload.Name.Local == "ping"
 	if !r.exists {
+		if isPing {
+			// XEP-0410: whoever self-pings believes they are joined; the
+			// room is gone (a temporary room whose node died), so they
+			// are not: not-acceptable makes the client join again.
+			r.replyError(st, wire.ErrNotAcceptable, "not joined: the room does not exist (any more)")
+			return
+		}
 		r.replyError(st, wire.ErrItemNotFound, "no such room")
 		return
 	}
 	o := r.occupantOf(ev.From)
 	target := r.occupants[nick]
-	payload := st.Tree().FirstElement()
-	if payload != nil && payload.Name.Space == xep.NSPing && payload.Name.Local == "ping" && o != nil && o == target {
+	if isPing && o != nil && o == target {
 		// XEP-0410: the room answers a ping to the pinger's own nick while
 		// it is joined, so the client knows it still is.
 		r.m.send(wire.IQResult(st, nil))

@@ -19,6 +19,10 @@ var (
 		Namespace: "parley", Subsystem: "muc", Name: "rooms_destroyed_total",
 		Help: "Rooms destroyed (by an owner, or temporary rooms left empty).",
 	})
+	roomsForwarded = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "muc", Name: "forwarded_total",
+		Help: "Stanzas passed on to the cluster node that runs their room.",
+	})
 	roomsBusy = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "muc", Name: "room_busy_total",
 		Help: "Requests refused because a room's inbox stayed full.",
@@ -67,7 +71,7 @@ var refusedJoinConditions = []string{wire.ErrNotAllowed, wire.ErrResourceConstra
 	wire.ErrServiceUnavailable}
 
 func init() {
-	prometheus.MustRegister(roomsLoaded, roomsCreated, roomsDestroyed, roomsBusy, occupantsJoined, occupantsLeft,
+	prometheus.MustRegister(roomsLoaded, roomsCreated, roomsDestroyed, roomsBusy, roomsForwarded, occupantsJoined, occupantsLeft,
 		joinsRefused, messagesBroadcast, messagesRefused, affiliationChanges, invitesSent, notifications, moderations)
 	for _, c := range refusedJoinConditions {
 		joinsRefused.WithLabelValues(c)

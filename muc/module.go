@@ -144,6 +144,7 @@ func (m *Module) Register(r *module.Registry) error {
 		}
 	}
 	r.OnStanzaQueued(m.stanzaQueued)
+	r.OnLost(m.lost)
 	r.OnDeleteAccount(func(ctx context.Context, bare string) error {
 		m.ForgetUser(ctx, bare)
 		return nil
@@ -220,25 +221,50 @@ var errPostTimeout = errors.New("muc: room busy")
 const postWait = 2 * time.Second
 
 // post runs f on the goroutine of room roomJID, loading the room first if
-// needed. It is the only way to reach a room (the seam for rooms living
-// on another node). It waits while the room's inbox is full, up to
-// postWait.
+// needed. It is the only way to reach a room. In a cluster a room runs on
+// one node at a time (module.Placement): a room that runs elsewhere is
+// not loaded here, and post returns *module.ErrElsewhere naming the node
+// to forward to. It waits while the room's inbox is full, up to postWait.
 func (m *Module) post(ctx context.Context, roomJID jid.JID, f func(r *room)) error {
 	key := roomJID.String()
-	m.mu.Lock()
-	if m.stopped {
+	place := m.reg.Placement()
+	var r *room
+	for try := 0; ; try++ {
+		m.mu.Lock()
+		if m.stopped {
+			m.mu.Unlock()
+			return errStopped
+		}
+		r = m.rooms[key]
+		// A loaded room is held by this node; a room is loaded only
+		// while its lease is held (checked under m.mu, which unloading
+		// holds while it releases).
+		if r == nil && place != nil && !place.Holds(key) {
+			m.mu.Unlock()
+			if try == 3 {
+				roomsBusy.Inc()
+				return errPostTimeout
+			}
+			node, err := place.Acquire(ctx, key)
+			if err != nil {
+				m.log.Warn("muc: cannot place room", "room", key, "err", err)
+				return errPostTimeout
+			}
+			if node != "" {
+				return &module.ErrElsewhere{Node: node}
+			}
+			continue
+		}
+		if r == nil {
+			r = newRoom(m, roomJID)
+			m.rooms[key] = r
+			m.wg.Add(1)
+			go r.run()
+		}
+		r.posters++
 		m.mu.Unlock()
-		return errStopped
+		break
 	}
-	r := m.rooms[key]
-	if r == nil {
-		r = newRoom(m, roomJID)
-		m.rooms[key] = r
-		m.wg.Add(1)
-		go r.run()
-	}
-	r.posters++
-	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
 		r.posters--
@@ -264,6 +290,55 @@ func (m *Module) post(ctx context.Context, roomJID jid.JID, f func(r *room)) err
 	}
 }
 
+// unloadLocked takes r out of the loaded rooms and, in a cluster, gives
+// up its lease. Caller holds m.mu.
+func (m *Module) unloadLocked(r *room) {
+	if m.rooms[r.key] != r {
+		return // evicted (another node runs it now) or already replaced
+	}
+	delete(m.rooms, r.key)
+	if place := m.reg.Placement(); place != nil {
+		place.Release(r.key)
+	}
+}
+
+// forward passes ev, whose room runs on another node, to that node; the
+// room answers from there.
+func (m *Module) forward(ctx context.Context, node string, ev *module.Event) error {
+	if ev.Forwards >= module.MaxForwards {
+		// The nodes disagree about who runs the room (a hand-over in
+		// progress): let the client try again.
+		roomsBusy.Inc()
+		return errPostTimeout
+	}
+	if err := m.reg.Placement().Forward(ctx, node, ev); err != nil {
+		m.log.Warn("muc: cannot forward to the node running the room", "room", ev.To.Bare().String(), "node", node, "err", err)
+		return errPostTimeout
+	}
+	roomsForwarded.Inc()
+	return nil
+}
+
+// lost drops a room another node took over (it declared this one dead):
+// nothing is saved or announced, that node runs the room now.
+func (m *Module) lost(entity string) {
+	m.mu.Lock()
+	r := m.rooms[entity]
+	if r != nil {
+		delete(m.rooms, entity)
+	}
+	m.mu.Unlock()
+	if r == nil {
+		return
+	}
+	m.log.Warn("muc: room taken over by another node", "room", entity)
+	select {
+	case r.inbox <- func(r *room) { r.evicted = true }:
+	case <-time.After(postWait):
+	case <-m.ctx.Done():
+	}
+}
+
 var errStopped = errors.New("muc: service stopped")
 
 // roomIQ adapts a room IQ handler: it runs on the room's goroutine and the
@@ -283,6 +358,12 @@ func (m *Module) roomIQ(f func(r *room, ev *module.Event) (*wire.Element, error)
 			el, err := f(r, ev)
 			ch <- answer{el, err}
 		})
+		var away *module.ErrElsewhere
+		if errors.As(err, &away) {
+			if err = m.forward(ctx, away.Node, ev); err == nil {
+				return nil, module.ErrReplied
+			}
+		}
 		if err != nil {
 			return nil, busyError(err)
 		}
@@ -319,6 +400,10 @@ func (m *Module) handle(ctx context.Context, ev *module.Event) module.Verdict {
 		return module.Handled
 	}
 	err := m.post(ctx, ev.To.Bare(), func(r *room) { r.handle(ev) })
+	var away *module.ErrElsewhere
+	if errors.As(err, &away) {
+		err = m.forward(ctx, away.Node, ev)
+	}
 	// Errors, results and unavailable presence are not answered.
 	if err != nil && st.Type != "error" && st.Type != "result" && st.Type != "unavailable" {
 		se := busyError(err).(*module.StanzaError)

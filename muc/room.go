@@ -89,6 +89,7 @@ type room struct {
 	avatar    []string // SHA-1 hashes of the room vCard's photos
 	emptyAt   time.Time
 	gone      bool // destroyed or unloaded: leave the loop
+	evicted   bool // another node of the cluster runs the room now
 	admins    map[string]adminEntry
 }
 
@@ -241,6 +242,9 @@ func (r *room) tick() {
 // unloaded after IdleTimeout. It ends only when nothing is on its way to
 // the inbox (posters counts requests between lookup and send).
 func (r *room) done() bool {
+	if r.evicted {
+		return true
+	}
 	if len(r.occupants) > 0 {
 		r.emptyAt = time.Time{}
 		return false
@@ -262,7 +266,7 @@ func (r *room) done() bool {
 	if r.posters > 0 || len(r.inbox) > 0 {
 		return false
 	}
-	delete(r.m.rooms, r.key)
+	r.m.unloadLocked(r)
 	r.gone = true
 	return true
 }
@@ -275,7 +279,7 @@ func (r *room) postStop() {
 			r.removeOccupant(o, removal{codes: []int{332}})
 		}
 		r.m.mu.Lock()
-		delete(r.m.rooms, r.key)
+		r.m.unloadLocked(r)
 		r.m.mu.Unlock()
 		r.gone = true
 	}
@@ -455,9 +459,7 @@ func (r *room) handle(ev *module.Event) {
 		}
 		r.gone = true // the next request tries again
 		r.m.mu.Lock()
-		if r.m.rooms[r.key] == r {
-			delete(r.m.rooms, r.key)
-		}
+		r.m.unloadLocked(r)
 		r.m.mu.Unlock()
 		return
 	}

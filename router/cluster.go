@@ -145,3 +145,27 @@ func requestNode(id string) string {
 	}
 	return node
 }
+
+// DispatchHost gives st, which another node forwarded because this node
+// runs the entity it is addressed to (a chat room, see module.Placement),
+// to its service host. The forwarding node ran the hook chains.
+func (r *Router) DispatchHost(ctx context.Context, st *wire.Stanza, origin module.Origin, forwards int) {
+	ev := &module.Event{Stanza: st, Origin: origin, Forwards: forwards}
+	var err error
+	if ev.To, err = jid.Parse(st.To); err != nil {
+		stanzasDropped.WithLabelValues("cluster-malformed").Inc()
+		return
+	}
+	if st.From != "" {
+		if ev.From, err = jid.Parse(st.From); err != nil {
+			stanzasDropped.WithLabelValues("cluster-malformed").Inc()
+			return
+		}
+	}
+	h, ok := r.hosts[ev.To.Domainpart()]
+	if !ok {
+		stanzasDropped.WithLabelValues("cluster-malformed").Inc()
+		return
+	}
+	r.toHost(ctx, ev, h)
+}

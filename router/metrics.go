@@ -29,7 +29,7 @@ var (
 // dropReasons are the reasons besides the stanza error conditions a bounce
 // answers with (wire.StanzaConditions, else "other").
 var dropReasons = []string{"bad-from", "error-to-bare", "no-resource", "no-to", "offline", "queue", "relay",
-	"to-server", "unexpected-iq-response", "other"}
+	"to-server", "unexpected-iq-response", "cluster-gone", "cluster-malformed", "other"}
 
 func init() {
 	prometheus.MustRegister(stanzasRouted, stanzasDropped, routeSeconds, sessionsBound)

@@ -259,6 +259,7 @@ func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
 	}
 	s.router.SetCluster(s.cluster)
 	s.c2s.SetPeers(s.cluster)
+	s.reg.SetPlacement(s.cluster.Placement())
 	return nil
 }
 
@@ -492,10 +493,6 @@ func (s *Server) shutdown(ctx context.Context) {
 	servers := s.https
 	s.mu.Unlock()
 	s.c2s.Shutdown(ctx)
-	if s.cluster != nil {
-		// Sessions are closed and released: leave the cluster.
-		s.cluster.Stop()
-	}
 	s.s2s.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)
@@ -506,6 +503,12 @@ func (s *Server) shutdown(ctx context.Context) {
 				s.log.Warn("module stop failed", "module", s.modules[i].Name(), "err", err)
 			}
 		}
+	}
+	if s.cluster != nil {
+		// Sessions are closed and released, rooms stored and released
+		// (what modules sent on their way out reached the other nodes):
+		// leave the cluster.
+		s.cluster.Stop()
 	}
 	s.Close()
 }

@@ -67,7 +67,9 @@ func DeleteBuckets(prefix string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = js.DeleteKeyValue(ctx, prefix+"_sessions")
+	for _, b := range []string{"_sessions", "_leases"} {
+		_ = js.DeleteKeyValue(ctx, prefix+b)
+	}
 }
 
 // Node configures a server as node name of the cluster spec, listening on

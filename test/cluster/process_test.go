@@ -75,8 +75,9 @@ func freeAddr(t *testing.T, ip string) string {
 
 // startProc runs node name of spec on ip with the cluster's default
 // timing (1s heartbeats, dead after 10s), as an operator would. The node
-// name comes from PARLEY_CLUSTER_NODE, the rest from a YAML file.
-func startProc(t *testing.T, spec testserver.ClusterSpec, name, ip string) *proc {
+// name comes from PARLEY_CLUSTER_NODE, the rest from a YAML file; cluster
+// holds more keys of its cluster section ("heartbeat: 200ms", …).
+func startProc(t *testing.T, spec testserver.ClusterSpec, name, ip string, cluster ...string) *proc {
 	t.Helper()
 	bin := parleyBinary(t)
 	dir := t.TempDir()
@@ -108,6 +109,9 @@ cluster:
     urls: [%q]
     prefix: %q
 `, dir, p.c2s, p.admin, testserver.PostgresDSN(), spec.Schema, testserver.NATSURL(), spec.Prefix)
+	for _, line := range cluster {
+		cfg += "  " + line + "\n"
+	}
 	path := filepath.Join(dir, "parley.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
