@@ -289,3 +289,12 @@ func (s *Server) limits() *ConnLimits {
 	}
 	return &ConnLimits{Limits: s.cfg.Limits, SendQueue: s.cfg.SendQueue, StanzasPerSecond: s.cfg.StanzasPerSecond}
 }
+
+// Connections returns how many client connections are open (a session
+// that hibernated has none), for tests that wait for the server to notice
+// a client that went away.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

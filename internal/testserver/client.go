@@ -36,6 +36,7 @@ type Client struct {
 	rd      *wire.Reader
 	header  wire.Header
 	reading bool
+	syncN   int // pings sent by Sync
 }
 
 // Dial opens a raw TCP connection to the STARTTLS port without speaking.
@@ -415,6 +416,18 @@ func (c *Client) StreamError() *wire.StreamError {
 func (c *Client) Close() {
 	_, _ = c.conn.Write([]byte("</stream:stream>"))
 	_ = c.conn.Close()
+}
+
+// Sync pings the server and waits for the answer: everything the client
+// sent before has been handled when it returns (the server reads a stream
+// in order).
+func (c *Client) Sync() {
+	c.t.Helper()
+	c.syncN++
+	id := fmt.Sprintf("sync-%d", c.syncN)
+	if r := c.IQ(id, "<iq type='get' id='%s'><ping xmlns='%s'/></iq>", id, xep.NSPing); r.Type != "result" {
+		c.t.Fatalf("%s: ping: %s", c.JID, r.Raw)
+	}
 }
 
 // IQ sends an iq and waits for its response (matched by id).

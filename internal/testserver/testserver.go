@@ -6,6 +6,7 @@ package testserver
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/server"
@@ -142,4 +144,40 @@ func dropSchema(dsn, schema string) {
 	}
 	defer conn.Close(ctx)
 	_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+}
+
+// Eventually polls cond until it holds, failing the test with what after
+// Timeout: tests wait for a condition, never for a fixed time.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(Timeout); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not reached within %s: %s", Timeout, what)
+		}
+	}
+}
+
+// WaitConnections waits until n client connections are open, e.g. until
+// the server has noticed that a client dropped its connection (its
+// session is then hibernated or ended).
+func (s *Server) WaitConnections(n int) {
+	s.t.Helper()
+	Eventually(s.t, fmt.Sprintf("%d client connection(s) open", n), func() bool { return s.C2S().Connections() == n })
+}
+
+// WaitOffline waits until the account bare has no session bound (after its
+// clients closed their streams).
+func (s *Server) WaitOffline(bare string) {
+	s.t.Helper()
+	j := jid.MustParse(bare)
+	Eventually(s.t, bare+" has no session", func() bool { return len(s.Router().Resources(j)) == 0 })
+}
+
+// WaitOfflineMessages waits until n messages are stored offline for bare.
+func (s *Server) WaitOfflineMessages(bare string, n int) {
+	s.t.Helper()
+	Eventually(s.t, fmt.Sprintf("%d offline message(s) for %s", n, bare), func() bool {
+		got, err := s.Store().CountOffline(context.Background(), bare)
+		return err == nil && got == n
+	})
 }

@@ -105,8 +105,8 @@ func TestOfflineDelivery(t *testing.T) {
 	a := ts.Login("alice", "pw1", "")
 	a.Send("<message to='%s' type='chat' id='o1'><body>while you were out</body></message>", bob)
 	a.Send("<message to='%s' type='chat' id='o2'><body>second</body></message>", bob)
-	// Let the server store both before bob arrives.
-	time.Sleep(200 * time.Millisecond)
+	// The server stores both before bob arrives.
+	ts.WaitOfflineMessages(bob, 2)
 	b := ts.Login("bob", "pw2", "")
 	b.ExpectNone("offline before presence", 200*time.Millisecond, isMsg("while you were out"))
 	b.Send("<presence/>")

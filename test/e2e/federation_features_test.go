@@ -257,7 +257,7 @@ func TestFederationPushToRemoteAppServer(t *testing.T) {
 		}
 	}
 	ac.Close()
-	time.Sleep(200 * time.Millisecond)
+	a.WaitOffline(alice)
 
 	bc := b.Login("bob", "pw2", "desk")
 	bc.Send("<message to='%s' type='chat' id='m1'><body>secret body words</body></message>", alice)

@@ -138,9 +138,9 @@ func TestEncryptedPayloadByteForByte(t *testing.T) {
 		t.Fatalf("payload changed or no stanza-id: %s", m.Raw)
 	}
 	a.Close()
-	time.Sleep(100 * time.Millisecond)
+	ts.WaitOffline(alice)
 	b.Send("<message to='%s' type='chat' id='e2'>"+enc+"</message>", alice)
-	time.Sleep(200 * time.Millisecond)
+	ts.WaitOfflineMessages(alice, 1)
 	a2 := ts.Login("alice", "pw1", "")
 	a2.Send("<presence/>")
 	m = a2.Expect("offline encrypted message", func(s *wire.Stanza) bool { return s.ID == "e2" })

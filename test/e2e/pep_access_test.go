@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +98,10 @@ func TestPEPNick(t *testing.T) {
 	}
 	// …and from storage when the contact comes online.
 	e.Send("<presence type='subscribe' to='%s'><nick xmlns='%s'>Evie</nick></presence>", dave, nsNick)
-	time.Sleep(100 * time.Millisecond)
+	testserver.Eventually(t, "the subscription request stored for dave", func() bool {
+		p, err := ts.Store().PendingIn(context.Background(), dave)
+		return err == nil && len(p) == 1
+	})
 	d := ts.Login("dave", "pw4", "d")
 	d.Send("<presence/>")
 	p = d.Expect("stored subscribe with nick", testserver.PresenceFrom("eve@localhost", "subscribe"))

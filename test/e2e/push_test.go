@@ -79,7 +79,7 @@ func TestPushNotificationWhenOffline(t *testing.T) {
 		t.Fatalf("enable: %s", r.Raw)
 	}
 	a.Close()
-	time.Sleep(200 * time.Millisecond)
+	ts.WaitOffline(alice)
 
 	b := ts.Login("bob", "pw2", "desk")
 	b.Send("<message to='%s' type='chat' id='m1'><body>top secret words</body></message>", alice)
@@ -96,7 +96,7 @@ func TestPushNotificationWhenOffline(t *testing.T) {
 	// Disabled: no more notifications.
 	disablePush(t, a2, app.JID, "")
 	a2.Close()
-	time.Sleep(200 * time.Millisecond)
+	ts.WaitOffline(alice)
 	expectNoPush(t, app, b, alice, "again")
 	_ = bob
 }
@@ -148,7 +148,7 @@ func TestPushNotificationForHibernatedSession(t *testing.T) {
 	}
 	// The phone loses its network: the session hibernates.
 	a.Drop()
-	time.Sleep(300 * time.Millisecond)
+	ts.WaitConnections(1) // the push service's
 
 	b := ts.Login("bob", "pw2", "desk")
 	b.Send("<message to='%s' type='chat'><body>wake up</body></message>", alice)
@@ -167,7 +167,7 @@ func TestPushNotificationForHibernatedSession(t *testing.T) {
 	a2.Expect("queued message", isMsg("wake up"))
 	disablePush(t, a2, app.JID, "node-1")
 	a2.Drop()
-	time.Sleep(300 * time.Millisecond)
+	ts.WaitConnections(2) // the push service's and bob's
 	expectNoPush(t, app, b, alice, "while hibernated, disabled")
 }
 

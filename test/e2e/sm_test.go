@@ -49,9 +49,8 @@ func TestStreamManagementResume(t *testing.T) {
 	if ack.Attr("h") != "1" { // one stanza (presence) handled from the client
 		t.Fatalf("server h = %s, want 1", ack.Attr("h"))
 	}
-	time.Sleep(100 * time.Millisecond)
 	a.Drop()
-	time.Sleep(200 * time.Millisecond)
+	ts.WaitConnections(1) // only bob's is left
 	// Hibernated: messages are queued, not bounced, and no unavailable presence.
 	b.Send("<message to='%s' type='chat' id='q1'><body>m4</body></message>", a.JID)
 	b.Send("<message to='%s' type='chat'><body>m5</body></message>", bob)
@@ -90,7 +89,8 @@ func TestStreamManagementTimeoutStoresOffline(t *testing.T) {
 	b.Send("<message to='%s' type='chat'><body>unacked</body></message>", a.JID)
 	a.Expect("unacked", isMsg("unacked"))
 	a.Drop()
-	time.Sleep(1500 * time.Millisecond)
+	ts.WaitConnections(1)   // hibernated…
+	ts.WaitOffline(a.JID) // …and ended when the resume timeout ran out
 	// Too late: failed with h so the client knows what the server handled.
 	a2 := ts.Authenticate("alice", "pw1")
 	a2.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", id)
@@ -146,7 +146,7 @@ func TestClientStateIndication(t *testing.T) {
 	b.Send("<presence/>")
 	subscribe(t, a, b, alice, bob)
 	a.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
-	time.Sleep(100 * time.Millisecond)
+	a.Sync()
 	b.Send("<presence><show>away</show></presence>")
 	b.Send("<presence><show>dnd</show></presence>")
 	b.Send("<message to='%s' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>", alice)
@@ -198,7 +198,7 @@ func TestResourceConflictEndsReplacedSession(t *testing.T) {
 		b.Send("<message to='%s/phone' type='chat'><body>never acked</body></message>", alice)
 		a.Expect("message", isMsg("never acked"))
 		a.Drop() // hibernates with the message unacknowledged
-		time.Sleep(300 * time.Millisecond)
+		ts.WaitConnections(2) // bob's and the push service's
 
 		a2 := ts.Login("alice", "pw1", "phone")
 		// OnUnbound ran for the replaced session: im told the contacts.

@@ -31,7 +31,7 @@ func TestStreamManagementFaultInjection(t *testing.T) {
 	bob, id := enableSM(t, ts, "bob", "pw2", "b")
 	full := bob.JID
 	bob.Drop() // continue with synchronous reads on fresh connections
-	time.Sleep(50 * time.Millisecond)
+	ts.WaitConnections(1)
 
 	go func() {
 		for i := 0; i < messages; i++ {

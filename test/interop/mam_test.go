@@ -267,7 +267,7 @@ func TestSlixmppMAM(t *testing.T) {
 	run()
 	finish(t, laptop, phone)
 	alicePeers = append(alicePeers, laptop, phone)
-	time.Sleep(300 * time.Millisecond) // alice's sessions are gone
+	ts.WaitOffline(laptopJID) // alice's sessions are gone
 
 	// Phase 2: alice offline, bob sends 8.
 	start1 := nextSecond()

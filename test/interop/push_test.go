@@ -155,7 +155,7 @@ func TestSlixmppPush(t *testing.T) {
 		l := pushClient(nil)
 		a := start(t, ts, l, alice+"/phone", "alice-pw", op("presence"), enable, op("ping"))
 		finish(t, a)
-		time.Sleep(200 * time.Millisecond) // the session is gone
+		ts.WaitOffline(alice)
 
 		bob := ts.Login("bob", "bob-pw", "desk")
 		defer bob.Close()
@@ -165,7 +165,7 @@ func TestSlixmppPush(t *testing.T) {
 		a2 := start(t, ts, l, alice+"/phone", "alice-pw",
 			op("presence"), op("wait_message", "body", "secret words 1"), disable, op("ping"))
 		finish(t, a2)
-		time.Sleep(200 * time.Millisecond)
+		ts.WaitOffline(alice)
 		bob.Send("<message to='%s' type='chat'><body>after disable</body></message>", alice)
 		app.expectNoMore(1, 3*time.Second) // past the 2s coalescing window
 	})
@@ -186,9 +186,10 @@ func TestSlixmppPush(t *testing.T) {
 
 		bob := ts.Login("bob", "bob-pw", "desk")
 		defer bob.Close()
+		open := ts.C2S().Connections()
 		proxy.cut()
 		a.waitEvent("cut", "", 10*time.Second)
-		time.Sleep(200 * time.Millisecond) // the server noticed: hibernated
+		ts.WaitConnections(open - 1) // the server noticed: hibernated
 		bob.Send("<message to='%s' type='chat'><body>secret words 2</body></message>", aFull)
 		checkPublish(t, app.expectPublish(1, time.Second), alice, bob.JID, "secret words 2")
 
@@ -197,7 +198,7 @@ func TestSlixmppPush(t *testing.T) {
 		if _, ok := find(evs, func(e event) bool { return e.Event == "resumed" }); !ok {
 			t.Fatalf("no resumption:\n%s", a.transcript())
 		}
-		time.Sleep(200 * time.Millisecond) // alice is offline now
+		ts.WaitOffline(alice)
 		bob.Send("<message to='%s' type='chat'><body>after disable</body></message>", alice)
 		app.expectNoMore(1, 3*time.Second)
 	})

@@ -118,7 +118,7 @@ func TestSlixmppStreamResumption(t *testing.T) {
 	for _, b := range bodies {
 		bob.Send("<message to='%s' type='chat' id='%s'><body>%s</body></message>", aFull, b[len(b)-1:], b)
 	}
-	time.Sleep(500 * time.Millisecond) // the messages reach the hibernated session
+	bob.Sync() // the messages reached the session's queue
 	proxy.release()
 
 	evs := finish(t, a)[0]
