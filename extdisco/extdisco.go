@@ -26,10 +26,11 @@ import (
 
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // NS is the XEP-0215 namespace.
-const NS = "urn:xmpp:extdisco:2"
+const NS = xep.NSExtDisco
 
 // Service is one external service as configured.
 type Service struct {

@@ -95,6 +95,7 @@ const (
 	NSPushSummary  = "urn:xmpp:push:summary"                     // XEP-0357
 	NSHTTPUpload   = "urn:xmpp:http:upload:0"                    // XEP-0363
 	NSDataValidate = "http://jabber.org/protocol/xdata-validate" // XEP-0122
+	NSExtDisco     = "urn:xmpp:extdisco:2"                       // XEP-0215
 	NSPIE          = "urn:xmpp:pie:0"                            // XEP-0227
 	NSPIEMAM       = "urn:xmpp:pie:0#mam"                        // XEP-0227
 
