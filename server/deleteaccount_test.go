@@ -70,6 +70,7 @@ func fillAccount(t *testing.T, st storage.Store, blobs upload.Blobs, owner strin
 	must(st.CreateInvite(ctx, storage.Invite{ID: "inv" + id, TokenHash: []byte(id), Domain: testserver.Domain, Owner: owner,
 		Created: now, UsesLeft: 1}))
 	must(st.GrantRole(ctx, owner, storage.RoleAdmin))
+	must(st.SetLastActivity(ctx, owner, now, "away"))
 	must(st.IssueFASTToken(ctx, owner, storage.FASTClient{ClientID: "client"},
 		storage.FASTToken{Digest: []byte(id), Mechanism: "HT-SHA-256-NONE", Issued: now, Expiry: now.Add(time.Hour)}))
 	must(st.SuspendAccount(ctx, storage.Suspension{Account: owner, Reason: "r", By: "cli", Since: now, Until: now.Add(time.Hour)}))

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-xmpp/parley/carbons"
 	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/im"
+	"github.com/parley-xmpp/parley/lastactivity"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/muc"
@@ -99,6 +100,9 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// avatar before im: it adds the XEP-0153 hash to presence that
 		// im then broadcasts.
 		avatarMod,
+		// lastactivity before im: it sees unavailable presence before im
+		// ends the chain, and sessions before im forgets their presence.
+		lastactivity.New(lastactivity.Config{Logger: log}, store, store),
 		// abuse before im: a stranger's message is refused before it
 		// reaches the archive, carbons or offline storage, and a block
 		// request's report is taken before im handles the block.

@@ -197,6 +197,7 @@ var copySteps = []struct {
 	{"admin API tokens", []string{"api_tokens"}, (*copier).apiTokens},
 	{"rooms", []string{"muc_rooms", "muc_affiliations"}, (*copier).rooms},
 	{"FAST tokens", []string{"fast_tokens"}, (*copier).fastTokens},
+	{"last activity", []string{"last_activity"}, (*copier).lastActivity},
 	{"suspensions", []string{"account_suspensions"}, (*copier).suspensions},
 	{"spam reports", []string{"spam_reports"}, (*copier).spamReports},
 	{"account settings", []string{"account_settings"}, (*copier).accountSettings},
@@ -805,6 +806,26 @@ func (c *copier) accountSettings() error {
 			}
 			c.copied["account_settings"]++
 		}
+		return nil
+	})
+}
+
+// lastActivity copies when each user last went offline (XEP-0012); a
+// record the target has already (the user logged out there since) is
+// kept when it is newer.
+func (c *copier) lastActivity() error {
+	return c.eachOwner("last_activity", func(owner string) error {
+		at, status, err := c.src.LastActivity(c.ctx, owner)
+		if err != nil {
+			return err
+		}
+		if have, _, err := c.dst.LastActivity(c.ctx, owner); err == nil && !have.Before(at) {
+			return nil
+		}
+		if err := c.dst.SetLastActivity(c.ctx, owner, at, status); err != nil {
+			return err
+		}
+		c.copied["last_activity"]++
 		return nil
 	})
 }

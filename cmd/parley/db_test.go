@@ -229,6 +229,7 @@ func fillStore(t *testing.T, ctx context.Context, st storage.Store) []string {
 	must(st.UseFASTToken(ctx, "alice@example.org", ua, []byte("digest-1")))
 	must(st.IssueFASTToken(ctx, "alice@example.org", storage.FASTClient{ClientID: ua, Software: "Conversations", Device: "phone"},
 		storage.FASTToken{Digest: []byte("digest-2"), Mechanism: "HT-SHA-256-EXPR", Issued: base.Add(time.Hour), Expiry: base.Add(25 * time.Hour)}))
+	must(st.SetLastActivity(ctx, "bob@example.org", base.Add(-time.Hour), "Heading home"))
 	must(st.IssueFASTToken(ctx, "alice@example.org", storage.FASTClient{ClientID: "other-client"},
 		storage.FASTToken{Digest: []byte("digest-3"), Mechanism: "HT-SHA-256-NONE", Issued: base, Expiry: base.Add(time.Hour)}))
 	must(st.SuspendAccount(ctx, storage.Suspension{Account: "bob@example.org", Reason: "spam", By: "cli", Since: base,
@@ -293,6 +294,8 @@ func dump(t *testing.T, ctx context.Context, st storage.Store, owners []string) 
 		}
 		fast, err := st.FASTClients(ctx, o)
 		put(o+" fast tokens", fast, err)
+		at, status, err := st.LastActivity(ctx, o)
+		put(o+" last activity", fmt.Sprint(at, status), err)
 		sp, err := st.AccountSuspension(ctx, o)
 		put(o+" suspension", sp, err)
 		as, err := st.AccountSettingsOf(ctx, o)

@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 	"cmd/parley-bench":      {"*"},
 }
 
-var featureModules = []string{"im", "basic", "register", "adhoc", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar", "extdisco"}
+var featureModules = []string{"im", "basic", "register", "adhoc", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar", "extdisco", "lastactivity"}
 
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()

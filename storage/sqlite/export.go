@@ -43,6 +43,7 @@ var exportTables = map[string]string{
 	"private":          `SELECT DISTINCT owner FROM private_xml`,
 	"muc_rooms":        `SELECT jid AS owner FROM muc_rooms`,
 	"fast_tokens":      `SELECT DISTINCT owner FROM fast_tokens`,
+	"last_activity":    `SELECT owner FROM last_activity`,
 	"account_settings": `SELECT DISTINCT owner FROM account_settings`,
 }
 

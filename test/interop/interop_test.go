@@ -178,6 +178,7 @@ type event struct {
 	SASL2     bool                  `json:"sasl2"`
 	GS2Header string                `json:"gs2_header"`
 	Condition string                `json:"condition"`
+	Seconds   int                   `json:"seconds"`
 	Expiry    string                `json:"expiry"`
 	Length    int                   `json:"length"`
 	Library   string                `json:"library"`

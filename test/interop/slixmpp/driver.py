@@ -90,6 +90,7 @@ class Driver:
         fm.sasl_callback = credentials
         x.register_plugin("xep_0203")  # delayed delivery
         x.register_plugin("xep_0199")  # ping (answers server pings)
+        x.register_plugin("xep_0012")  # last activity
 
         self.loop = asyncio.get_running_loop()
         self.session = self.loop.create_future()
@@ -272,6 +273,15 @@ class Driver:
             # been processed by the time the answer arrives.
             await x["xep_0199"].ping(jid=x.boundjid.domain, timeout=timeout)
             emit("pong")
+        elif op == "last_activity":
+            # XEP-0012 through slixmpp's xep_0012 plugin: the answer, or
+            # the error condition.
+            try:
+                r = await x["xep_0012"].get_last_activity(a["to"], timeout=timeout)
+                emit("last_activity", to=a["to"], seconds=int(r["last_activity"]["seconds"]),
+                     status=r["last_activity"]["status"])
+            except slixmpp.exceptions.IqError as e:
+                emit("last_activity", to=a["to"], condition=e.iq["error"]["condition"])
         elif op == "sleep":
             await asyncio.sleep(float(a["seconds"]))
         else:
