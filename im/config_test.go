@@ -13,7 +13,7 @@ func TestZeroLimitsAreTheFileDefaults(t *testing.T) {
 	if p := DefaultLimits().Problems(); len(p) != 0 {
 		t.Fatalf("defaults have problems: %v", p)
 	}
-	if p := (Limits{MaxOfflineMessages: 0, MaxRosterItems: -1, MaxBlockItems: 1}).Problems(); len(p) != 2 {
+	if p := (Limits{MaxOfflineMessages: 0, MaxRosterItems: -1, MaxBlockItems: 1, MaxOfflineBytes: 1}).Problems(); len(p) != 2 {
 		t.Fatalf("problems of zero and negative limits: %v", p)
 	}
 }

@@ -39,6 +39,9 @@ const (
 	DefaultMaxRosterItems     = 2000
 	DefaultMaxOfflineMessages = 1000
 	DefaultMaxBlockItems      = 1000
+	// DefaultMaxOfflineBytes bounds the bytes of one user's offline
+	// messages: a thousand messages of the largest size would be 256 MiB.
+	DefaultMaxOfflineBytes = 16 << 20
 	// MaxNameLength and MaxGroupLength bound roster item names and group
 	// names in bytes (RFC 6121 §2.3.3 "server-configured limit").
 	MaxNameLength  = 1023
@@ -58,12 +61,14 @@ type Limits struct {
 	MaxRosterItems int `mapstructure:"max_roster_items"`
 	// MaxBlockItems: blocked JIDs per user (XEP-0191).
 	MaxBlockItems int `mapstructure:"max_block_items"`
+	// MaxOfflineBytes bounds the bytes of one user's offline messages.
+	MaxOfflineBytes int64 `mapstructure:"max_offline_bytes"`
 }
 
 // DefaultLimits are the defaults of Limits.
 func DefaultLimits() Limits {
 	return Limits{MaxOfflineMessages: DefaultMaxOfflineMessages, MaxRosterItems: DefaultMaxRosterItems,
-		MaxBlockItems: DefaultMaxBlockItems}
+		MaxBlockItems: DefaultMaxBlockItems, MaxOfflineBytes: DefaultMaxOfflineBytes}
 }
 
 // Problems returns what is wrong with l, each as "key: problem" with the
@@ -78,6 +83,9 @@ func (l Limits) Problems() []string {
 			p = append(p, fmt.Sprintf("%s: expected a number >= 1, got %d", k.key, k.v))
 		}
 	}
+	if l.MaxOfflineBytes < 1 {
+		p = append(p, fmt.Sprintf("max_offline_bytes: expected a number of bytes >= 1, got %d", l.MaxOfflineBytes))
+	}
 	return p
 }
 
@@ -86,6 +94,9 @@ func (l Limits) Problems() []string {
 // no limit (for tests and tools: the file cannot ask for it).
 type Config struct {
 	Limits
+	// Usage reads users' stored bytes, for MaxOfflineBytes (nil: no byte
+	// limit).
+	Usage  storage.UsageReader
 	Logger *slog.Logger
 }
 
@@ -136,6 +147,9 @@ func (m *Module) SetLimits(l Limits) {
 	}
 	if l.MaxBlockItems == 0 {
 		l.MaxBlockItems = def.MaxBlockItems
+	}
+	if l.MaxOfflineBytes == 0 {
+		l.MaxOfflineBytes = def.MaxOfflineBytes
 	}
 	m.limits.Store(&l)
 }

@@ -25,6 +25,13 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 	if max < 0 {
 		max = 0
 	}
+	if full, err := m.offlineFull(ctx, owner, len(stored.Raw)); err != nil || full {
+		if err != nil {
+			m.log.Error("reading offline usage", "user", owner, "err", err)
+		}
+		m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "offline storage for "+owner+" is full"))
+		return module.Handled
+	}
 	if _, err := m.offline.StoreOffline(ctx, owner, stored.Raw, stamp, max); err != nil {
 		if errors.Is(err, storage.ErrQuotaExceeded) {
 			m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "offline storage for "+owner+" is full"))
@@ -80,4 +87,18 @@ func (m *Module) deliverOffline(ctx context.Context, s module.Session) {
 			m.log.Error("deleting delivered offline messages", "user", owner, "err", err)
 		}
 	}
+}
+
+// offlineFull reports whether n more bytes would take owner's offline
+// messages beyond MaxOfflineBytes.
+func (m *Module) offlineFull(ctx context.Context, owner string, n int) (bool, error) {
+	max := m.limit().MaxOfflineBytes
+	if m.cfg.Usage == nil || max < 0 {
+		return false, nil
+	}
+	u, err := m.cfg.Usage.AccountUsage(ctx, owner)
+	if err != nil {
+		return false, err
+	}
+	return u.Offline+int64(n) > max, nil
 }

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/parley-xmpp/parley/storage"
 )
 
 // Defaults.
@@ -90,6 +92,11 @@ type Config struct {
 	// DefaultPageSize is the page size when a query gives no RSM <max/>
 	// (DefaultPageSize when <= 0).
 	DefaultPageSize int
+	// MaxAccountBytes bounds the bytes of one account's archive (<= 0: no
+	// limit): beyond it the oldest messages are deleted, down to nine
+	// tenths of it. Needs Usage.
+	MaxAccountBytes int64
+	Usage           storage.UsageReader
 	Logger          *slog.Logger
 }
 

@@ -19,6 +19,10 @@ var (
 		Namespace: "parley", Subsystem: "mam", Name: "queries_total",
 		Help: "Archive queries answered.",
 	})
+	trimmed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "mam", Name: "quota_trimmed_total",
+		Help: "Oldest messages deleted from archives over limits.max_archive_bytes.",
+	})
 	purged = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "mam", Name: "purged_total",
 		Help: "Messages deleted by the retention policy.",
@@ -26,7 +30,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(archived, duplicates, storeErrors, queries, purged)
+	prometheus.MustRegister(archived, duplicates, storeErrors, queries, purged, trimmed)
 	// Labels from a fixed set, every series from the start.
 	archived.WithLabelValues("in")
 	archived.WithLabelValues("out")

@@ -33,7 +33,8 @@ type Module struct {
 	roster  storage.Roster
 	now     func() time.Time
 
-	reg *module.Registry
+	reg   *module.Registry
+	quota *archiveQuota
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -51,7 +52,9 @@ var (
 // not archived.
 func New(cfg Config, archive storage.Archive, roster storage.Roster) *Module {
 	cfg = cfg.withDefaults()
-	return &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, now: time.Now}
+	m := &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, now: time.Now}
+	m.quota = newArchiveQuota(cfg.MaxAccountBytes, cfg.Usage, m.log)
+	return m
 }
 
 // Name implements module.Module.
@@ -353,6 +356,7 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 		id, c, err := sub.SubmitArchive(ctx, owner.String(), msg, func(err error) {
 			if err == nil {
 				archived.WithLabelValues(direction).Inc()
+				m.quota.added(owner.String(), len(msg.Raw))
 				return
 			}
 			storeErrors.Inc()
@@ -377,6 +381,7 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 		return "", err
 	}
 	archived.WithLabelValues(direction).Inc()
+	m.quota.added(owner.String(), len(msg.Raw))
 	return id, nil
 }
 

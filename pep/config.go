@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/parley-xmpp/parley/storage"
 )
 
 // Config configures the PEP module.
@@ -31,6 +33,11 @@ type Config struct {
 	// MaxPayloadBytes is the largest item payload accepted (0:
 	// DefaultMaxPayloadBytes).
 	MaxPayloadBytes int
+	// MaxAccountBytes bounds the payload bytes of all of one account's
+	// items (0: DefaultMaxAccountBytes; negative: no limit). Needs Usage.
+	MaxAccountBytes int64
+	// Usage reads accounts' stored bytes (nil: no byte quota).
+	Usage storage.UsageReader
 	// DiscoTimeout bounds the disco#info query that resolves a contact's
 	// entity capabilities (0: 10s).
 	DiscoTimeout time.Duration
@@ -42,6 +49,9 @@ const (
 	DefaultMaxItems        = 256
 	DefaultMaxNodes        = 256
 	DefaultMaxPayloadBytes = 200 << 10
+	// DefaultMaxAccountBytes bounds the payload bytes of one account's
+	// items (avatars of 100 kB, OMEMO bundles and bookmarks fit many times).
+	DefaultMaxAccountBytes = 10 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -53,6 +63,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPayloadBytes <= 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if c.MaxAccountBytes == 0 {
+		c.MaxAccountBytes = DefaultMaxAccountBytes
 	}
 	if c.DiscoTimeout <= 0 {
 		c.DiscoTimeout = 10 * time.Second

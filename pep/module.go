@@ -363,6 +363,9 @@ func (m *Module) publish(ctx context.Context, ev *module.Event, owner string, op
 	if id == "" {
 		id = newID()
 	}
+	if err := m.checkQuota(ctx, owner, name, id, len(raw)); err != nil {
+		return nil, err
+	}
 	it := storage.PEPItem{ID: id, Payload: raw, Publisher: ev.From.String(), Stamp: m.now()}
 	if _, err := m.store.PublishPEPItem(ctx, owner, name, it, c.maxItems(m.cfg.MaxItems)); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -670,4 +673,25 @@ func (a *accessCache) allowed(ctx context.Context, who jid.JID, c nodeConfig) bo
 		}
 	}
 	return false
+}
+
+// checkQuota refuses an item that would take the account's payloads
+// beyond MaxAccountBytes, counting the item with the same id it replaces.
+func (m *Module) checkQuota(ctx context.Context, owner, node, id string, size int) error {
+	if m.cfg.Usage == nil || m.cfg.MaxAccountBytes < 0 {
+		return nil
+	}
+	u, err := m.cfg.Usage.AccountUsage(ctx, owner)
+	if err != nil {
+		return err
+	}
+	if u.PEP+int64(size) <= m.cfg.MaxAccountBytes {
+		return nil
+	}
+	if old, err := m.store.PEPItems(ctx, owner, node, []string{id}, 0); err == nil && len(old) == 1 &&
+		u.PEP-int64(len(old[0].Payload))+int64(size) <= m.cfg.MaxAccountBytes {
+		return nil
+	}
+	return module.Errorf(wire.ErrResourceConstraint, "PEP storage is limited to %d bytes per account; retract or delete items first",
+		m.cfg.MaxAccountBytes)
 }

@@ -25,8 +25,15 @@ const (
 	NSBookmarksSync = NSBookmarks2 + "#compat"
 )
 
-// DefaultMaxBytes is the default limit of one stored element.
-const DefaultMaxBytes = 64 << 10
+// Defaults of Config.
+const (
+	// DefaultMaxBytes is the default limit of one stored element.
+	DefaultMaxBytes = 64 << 10
+	// DefaultMaxNamespaces is how many elements one account may store.
+	DefaultMaxNamespaces = 100
+	// DefaultMaxAccountBytes is how many bytes one account may store in all.
+	DefaultMaxAccountBytes = 1 << 20
+)
 
 // PEP is what the bookmarks sync needs from the PEP service; *pep.Module
 // implements it.
@@ -44,7 +51,16 @@ type Config struct {
 	PEP PEP
 	// MaxBytes limits one stored element (0: DefaultMaxBytes).
 	MaxBytes int
-	Logger   *slog.Logger
+	// MaxNamespaces limits the elements one account stores (0:
+	// DefaultMaxNamespaces): each is kept however small, so the size
+	// limits alone would let a client store any number of them.
+	MaxNamespaces int
+	// MaxAccountBytes limits the bytes one account stores in all (0:
+	// DefaultMaxAccountBytes; negative: no limit). Needs Usage.
+	MaxAccountBytes int64
+	// Usage reads the account's stored bytes (nil: no byte quota).
+	Usage  storage.UsageReader
+	Logger *slog.Logger
 }
 
 // Module implements module.Module.
@@ -61,6 +77,12 @@ var _ module.Module = (*Module)(nil)
 func New(cfg Config, store storage.PrivateXML) *Module {
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxNamespaces <= 0 {
+		cfg.MaxNamespaces = DefaultMaxNamespaces
+	}
+	if cfg.MaxAccountBytes == 0 {
+		cfg.MaxAccountBytes = DefaultMaxAccountBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -121,6 +143,9 @@ func (m *Module) handle(ctx context.Context, ev *module.Event) (*wire.Element, e
 		m.mu.Lock()
 		defer m.mu.Unlock()
 	}
+	if err := m.checkQuota(ctx, owner, ns, len(raw)); err != nil {
+		return nil, err
+	}
 	if err := m.store.SetPrivateXML(ctx, owner, ns, raw); err != nil {
 		return nil, err
 	}
@@ -130,4 +155,35 @@ func (m *Module) handle(ctx context.Context, ev *module.Event) (*wire.Element, e
 		}
 	}
 	return nil, nil
+}
+
+// checkQuota refuses a new namespace beyond MaxNamespaces and an element
+// that would take the account beyond MaxAccountBytes (counting what it
+// replaces).
+func (m *Module) checkQuota(ctx context.Context, owner, ns string, size int) error {
+	old, err := m.store.PrivateXML(ctx, owner, ns)
+	exists := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if !exists {
+		n, err := m.store.CountPrivateXML(ctx, owner)
+		if err != nil {
+			return err
+		}
+		if n >= m.cfg.MaxNamespaces {
+			return module.Errorf(wire.ErrResourceConstraint, "at most %d namespaces of private XML per account", m.cfg.MaxNamespaces)
+		}
+	}
+	if m.cfg.Usage == nil || m.cfg.MaxAccountBytes < 0 {
+		return nil
+	}
+	u, err := m.cfg.Usage.AccountUsage(ctx, owner)
+	if err != nil {
+		return err
+	}
+	if u.Private-int64(len(old))+int64(size) > m.cfg.MaxAccountBytes {
+		return module.Errorf(wire.ErrResourceConstraint, "private XML storage is limited to %d bytes per account", m.cfg.MaxAccountBytes)
+	}
+	return nil
 }

@@ -252,6 +252,13 @@ type LimitsConfig struct {
 	// StanzasPerSecond is the sustained rate a client may send (burst of
 	// twice that); excess stanzas are read more slowly, not dropped.
 	StanzasPerSecond int `mapstructure:"stanzas_per_second"`
+	// Per-account byte quotas (the offline one is im's max_offline_bytes).
+	MaxPrivateBytes      int64 `mapstructure:"max_private_bytes"`
+	MaxPrivateNamespaces int   `mapstructure:"max_private_namespaces"`
+	MaxPEPBytes          int64 `mapstructure:"max_pep_bytes"`
+	// MaxArchiveBytes: 0 keeps archives unlimited; otherwise the oldest
+	// messages go once an archive grows beyond it.
+	MaxArchiveBytes int64 `mapstructure:"max_archive_bytes"`
 }
 
 // AuthConfig controls SASL.
@@ -330,6 +337,11 @@ func DefaultConfig() Config {
 			Limits:           im.DefaultLimits(),
 			SendQueue:        1024,
 			StanzasPerSecond: 100,
+			// A bookmarks list and client settings need a few kB; 100 kB
+			// avatars and OMEMO bundles fit many times in the PEP quota.
+			MaxPrivateBytes:      1 << 20,
+			MaxPrivateNamespaces: 100,
+			MaxPEPBytes:          10 << 20,
 		},
 		Auth: AuthConfig{
 			RequireTLS:    true,
@@ -448,6 +460,15 @@ func (c *Config) Validate() error {
 	positive("limits.max_attributes", c.Limits.MaxAttributes, 8)
 	positive("limits.send_queue", c.Limits.SendQueue, 16)
 	positive("limits.stanzas_per_second", c.Limits.StanzasPerSecond, 1)
+	positive("limits.max_private_namespaces", c.Limits.MaxPrivateNamespaces, 1)
+	for key, v := range map[string]int64{"limits.max_private_bytes": c.Limits.MaxPrivateBytes, "limits.max_pep_bytes": c.Limits.MaxPEPBytes} {
+		if v < 1024 {
+			bad(key, "expected a number of bytes >= 1024, got %d", v)
+		}
+	}
+	if c.Limits.MaxArchiveBytes < 0 {
+		bad("limits.max_archive_bytes", "expected a number of bytes (0: no limit), got %d", c.Limits.MaxArchiveBytes)
+	}
 	positive("auth.iterations", c.Auth.Iterations, 4096)
 	positive("auth.max_failures", c.Auth.MaxFailures, 1)
 	if c.Auth.Timeout <= 0 {

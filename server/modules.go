@@ -75,6 +75,7 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 	var privMod *private.Module
 	var avatarMod *avatar.Module
 	pepMod := pep.New(pep.Config{NodeDefaults: omemo.NodeDefaults, Logger: log,
+		MaxAccountBytes: cfg.Limits.MaxPEPBytes, Usage: store,
 		OnPublish: func(ctx context.Context, owner, node, id string, payload []byte) {
 			privMod.OnPEPPublish(ctx, owner, node, id, payload)
 			avatarMod.OnPEPPublish(ctx, owner, node, id, payload)
@@ -84,7 +85,8 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 			avatarMod.OnPEPRetract(ctx, owner, node, id)
 		},
 	}, store, store, store)
-	privMod = private.New(private.Config{PEP: pepMod, Logger: log}, store)
+	privMod = private.New(private.Config{PEP: pepMod, Logger: log, MaxNamespaces: cfg.Limits.MaxPrivateNamespaces,
+		MaxAccountBytes: cfg.Limits.MaxPrivateBytes, Usage: store}, store)
 	// XEP-0398: PEP avatars ↔ vCard PHOTO, and the hash in presence.
 	avatarMod = avatar.New(avatar.Config{PEP: pepMod, Logger: log}, store)
 	mods := []module.Module{
@@ -110,12 +112,12 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// XEP-0379 contact invitations: a subscription request with the
 		// inviter's token is pre-approved before im handles it.
 		admin.NewPreauthModule(adm),
-		im.New(im.Config{Limits: cfg.Limits.Limits, Logger: log}, store, store, store),
+		im.New(im.Config{Limits: cfg.Limits.Limits, Usage: store, Logger: log}, store, store, store),
 		// omemo after im (presence) and before mam: refused messages are
 		// never archived or copied.
 		omemo.New(omemo.Config{Settings: cfg.OMEMO, Logger: log}),
 		// mam before carbons: copies carry the stanza-id the archive adds.
-		mam.New(mam.Config{Settings: cfg.MAM, Logger: log}, store, store),
+		mam.New(mam.Config{Settings: cfg.MAM, MaxAccountBytes: cfg.Limits.MaxArchiveBytes, Usage: store, Logger: log}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
 		// XEP-0215: STUN/TURN servers and TURN credentials for calls.
 		extdisco.New(extdisco.Config{Settings: cfg.ExternalServices, Logger: log}),

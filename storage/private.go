@@ -11,4 +11,6 @@ type PrivateXML interface {
 	PrivateXML(ctx context.Context, owner, ns string) ([]byte, error)
 	// SetPrivateXML stores (replaces) the element for the namespace.
 	SetPrivateXML(ctx context.Context, owner, ns string, raw []byte) error
+	// CountPrivateXML returns how many namespaces the owner stores.
+	CountPrivateXML(ctx context.Context, owner string) (int, error)
 }

@@ -26,3 +26,10 @@ func (s *Store) SetPrivateXML(ctx context.Context, owner, ns string, raw []byte)
 		owner, ns, blob(raw))
 	return err
 }
+
+// CountPrivateXML implements storage.PrivateXML.
+func (s *Store) CountPrivateXML(ctx context.Context, owner string) (int, error) {
+	var n int
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM private_xml WHERE owner = $1`, []any{owner}, &n)
+	return n, err
+}

@@ -28,3 +28,10 @@ func (s *Store) SetPrivateXML(ctx context.Context, owner, ns string, raw []byte)
 		owner, ns, blob(raw))
 	return err
 }
+
+// CountPrivateXML implements storage.PrivateXML.
+func (s *Store) CountPrivateXML(ctx context.Context, owner string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM private_xml WHERE owner = ?`, owner).Scan(&n)
+	return n, err
+}

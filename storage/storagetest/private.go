@@ -34,6 +34,18 @@ func runPrivate(t *testing.T, open privateOpener) {
 		got, err = st.PrivateXML(ctx, owner, "storage:bookmarks")
 		must(t, "PrivateXML", err)
 		wantBytes(t, "PrivateXML storage:bookmarks", got, private2)
+		for who, want := range map[string]int{owner: 2, other: 0} {
+			n, err := st.CountPrivateXML(ctx, who)
+			must(t, "CountPrivateXML", err)
+			if n != want {
+				t.Fatalf("CountPrivateXML(%s) = %d, want %d", who, n, want)
+			}
+		}
+		// Replacing keeps the count.
+		must(t, "SetPrivateXML replace", st.SetPrivateXML(ctx, owner, "exodus:prefs", private2))
+		if n, err := st.CountPrivateXML(ctx, owner); err != nil || n != 2 {
+			t.Fatalf("CountPrivateXML after replace = %d, %v", n, err)
+		}
 	})
 	t.Run("Replace", func(t *testing.T) {
 		st := open(t)
