@@ -173,7 +173,6 @@ func (m *Module) addUser(ctx context.Context, _ jid.JID, v module.FormValues) (*
 	if err != nil {
 		return nil, cmdErr(err)
 	}
-	m.svc.Welcome(ctx, bare)
 	return done("User " + bare + " created"), nil
 }
 

@@ -224,7 +224,7 @@ func (s *Service) UserExists(ctx context.Context, bare string) (bool, error) {
 	return s.store.AccountExists(ctx, bare)
 }
 
-// AddUser creates an account.
+// AddUser creates an account and sends it the welcome message.
 func (s *Service) AddUser(ctx context.Context, user, password string) (string, error) {
 	bare, err := s.UserJID(user)
 	if err != nil {
@@ -234,6 +234,7 @@ func (s *Service) AddUser(ctx context.Context, user, password string) (string, e
 		return "", err
 	}
 	s.log.Info("account created by an administrator", "jid", bare)
+	s.Welcome(ctx, bare)
 	return bare, nil
 }
 
@@ -523,18 +524,23 @@ func (s *Service) SetWelcomeMessage(ctx context.Context, text string) error {
 }
 
 // Welcome sends the welcome message, if any, to a new account: it waits
-// in the offline store until the user first logs in.
+// in the offline store until the user first logs in. Without a running
+// server (the CLI) it is stored there directly.
 func (s *Service) Welcome(ctx context.Context, bare string) {
 	text, err := s.WelcomeMessage(ctx)
 	if err != nil || text == "" {
 		return
 	}
-	snd := s.sender.Load()
-	if snd == nil {
-		return
-	}
 	domain := bare[strings.LastIndexByte(bare, '@')+1:]
-	if err := snd.Route(ctx, serverMessage(domain, bare, "normal", "", text)); err != nil {
+	msg := serverMessage(domain, bare, "normal", "", text)
+	if snd := s.sender.Load(); snd != nil {
+		err = snd.Route(ctx, msg)
+	} else {
+		now := s.now().UTC()
+		stored := msg.WithChild(wire.NewElement(nsDelay, "delay", "from", domain, "stamp", now.Format(time.RFC3339)))
+		_, err = s.store.StoreOffline(ctx, bare, stored.Raw, now, 0)
+	}
+	if err != nil {
 		s.log.Warn("welcome message not sent", "jid", bare, "err", err)
 	}
 }

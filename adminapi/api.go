@@ -194,7 +194,6 @@ func (a *api) addUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a.svc.Welcome(r.Context(), bare)
 	writeJSON(w, http.StatusCreated, map[string]string{"jid": bare})
 	return nil
 }

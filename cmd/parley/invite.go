@@ -130,7 +130,7 @@ func dash(s string) string {
 }
 
 func newAdminCmd(opts *globalOptions) *cobra.Command {
-	adm := groupCmd("admin", "Administration: tokens of the HTTP admin API")
+	adm := groupCmd("admin", "Administration: HTTP admin API tokens, the welcome message")
 	token := groupCmd("token", "Bearer tokens of the HTTP admin API (create, list, revoke)")
 	var name string
 	create := &cobra.Command{
@@ -184,6 +184,38 @@ func newAdminCmd(opts *globalOptions) *cobra.Command {
 		},
 	}
 	token.AddCommand(create, list, revoke)
-	adm.AddCommand(token)
+
+	var set string
+	var clear bool
+	welcome := &cobra.Command{
+		Use:   "welcome [--set TEXT | --clear]",
+		Short: "Show or change the message new accounts find on first login",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if clear && set != "" {
+				return usageError{fmt.Errorf("admin welcome: --set and --clear exclude each other")}
+			}
+			return withAdmin(cmd, opts, func(ctx context.Context, _ server.Config, svc *admin.Service) error {
+				if clear || set != "" {
+					if err := svc.SetWelcomeMessage(ctx, set); err != nil {
+						return fmt.Errorf("admin welcome: %w", err)
+					}
+				}
+				text, err := svc.WelcomeMessage(ctx)
+				if err != nil {
+					return err
+				}
+				if text == "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no welcome message")
+					return nil
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), text)
+				return nil
+			})
+		},
+	}
+	welcome.Flags().StringVar(&set, "set", "", "the new welcome message")
+	welcome.Flags().BoolVar(&clear, "clear", false, "send no welcome message")
+	adm.AddCommand(token, welcome)
 	return adm
 }

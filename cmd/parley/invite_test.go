@@ -179,3 +179,28 @@ func testCert(t *testing.T, notAfter time.Time) (certPEM, keyPEM []byte) {
 	kd, _ := x509.MarshalPKCS8PrivateKey(key)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
 }
+
+// TestWelcomeCLI: the welcome message set with parley admin welcome is
+// waiting for an account created with parley user add.
+func TestWelcomeCLI(t *testing.T) {
+	cfgPath, _ := testCLIConfig(t, "")
+	c := "--config=" + cfgPath
+	runCLI(t, "", "admin", "welcome", "--set", "Welcome to Parley & friends!", c).ok(t, "Welcome to Parley & friends!\n")
+	runCLI(t, "", "admin", "welcome", c).ok(t, "Welcome to Parley & friends!\n")
+	runCLI(t, "", "user", "add", "zoe@localhost", "--password", "pw", c).ok(t, "user zoe@localhost created\n")
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := server.OpenStore(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := st.OfflineMessages(t.Context(), "zoe@localhost")
+	st.Close()
+	if err != nil || len(msgs) != 1 || !strings.Contains(string(msgs[0].Raw), "Welcome to Parley &amp; friends!") {
+		t.Fatalf("offline messages of the new account: %v %v", msgs, err)
+	}
+	runCLI(t, "", "admin", "welcome", "--clear", c).ok(t, "")
+	runCLI(t, "", "admin", "welcome", "--clear", "--set", "x", c).fails(t, "exclude")
+}
