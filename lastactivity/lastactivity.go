@@ -21,10 +21,11 @@ import (
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // NS is the XEP-0012 namespace.
-const NS = "jabber:iq:last"
+const NS = xep.NSLastActivity
 
 // maxStatus bounds the status text kept from an unavailable presence.
 const maxStatus = 1024

@@ -96,6 +96,7 @@ const (
 	NSHTTPUpload   = "urn:xmpp:http:upload:0"                    // XEP-0363
 	NSDataValidate = "http://jabber.org/protocol/xdata-validate" // XEP-0122
 	NSExtDisco     = "urn:xmpp:extdisco:2"                       // XEP-0215
+	NSLastActivity = "jabber:iq:last"                            // XEP-0012
 	NSPIE          = "urn:xmpp:pie:0"                            // XEP-0227
 	NSPIEMAM       = "urn:xmpp:pie:0#mam"                        // XEP-0227
 
