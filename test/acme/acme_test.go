@@ -98,8 +98,10 @@ func start(t *testing.T, env []string, name string, args ...string) {
 
 // TestACMEWithPebble: with tls.acme, the server obtains certificates for
 // its host and service hosts from an ACME CA (Pebble, checking the names
-// for real over HTTP-01 on the http listener after TLS-ALPN-01 failed) and
-// serves them on every TLS listener; parley check can read them.
+// for real) and serves them on every TLS listener; parley check can read
+// them. Once through HTTP-01 on the http listener (after TLS-ALPN-01
+// failed: Pebble's TLS port is closed), once through TLS-ALPN-01 on the
+// https listener (Pebble's HTTP port is closed).
 func TestACMEWithPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Pebble")
@@ -110,9 +112,18 @@ func TestACMEWithPebble(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		skipOrFail(t, "cannot build pebble (go.mod tool): %v\n%s", err, out)
 	}
+	t.Run("http-01", func(t *testing.T) { pebbleRun(t, bin, false) })
+	t.Run("tls-alpn-01", func(t *testing.T) { pebbleRun(t, bin, true) })
+}
+
+func pebbleRun(t *testing.T, bin string, alpn bool) {
 	dir := t.TempDir()
 	caFile, keyFile := selfSigned(t, dir)
-	httpPort, closedPort := freePort(t), freePort(t)
+	httpPort, httpsPort, closedPort := freePort(t), freePort(t), freePort(t)
+	pebbleHTTP, pebbleTLS := httpPort, closedPort
+	if alpn {
+		pebbleHTTP, pebbleTLS = closedPort, httpsPort
+	}
 	dirPort, mgmtPort, dnsPort, chalMgmt := freePort(t), freePort(t), freePort(t), freePort(t)
 
 	start(t, nil, filepath.Join(bin, "pebble-challtestsrv"), "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
@@ -122,7 +133,7 @@ func TestACMEWithPebble(t *testing.T) {
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", dirPort),
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
 		"certificate":             caFile, "privateKey": keyFile,
-		"httpPort": httpPort, "tlsPort": closedPort, // TLS-ALPN-01 fails: HTTP-01 must do
+		"httpPort": pebbleHTTP, "tlsPort": pebbleTLS, // one of them closed
 		"ocspResponderURL": "", "externalAccountBindingRequired": false,
 		"keyAlgorithm": "ecdsa",
 		"profiles":     map[string]any{"default": map[string]any{"description": "test", "validityPeriod": 7776000}},
@@ -152,6 +163,7 @@ func TestACMEWithPebble(t *testing.T) {
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Hosts = []string{"xmpp.test"}
 		c.Listen.HTTP = fmt.Sprintf("127.0.0.1:%d", httpPort)
+		c.Listen.HTTPS = fmt.Sprintf("127.0.0.1:%d", httpsPort)
 		c.TLS.ACME = server.ACMEConfig{Email: "ops@xmpp.test", Directory: directory, Agree: true, CAFile: caFile}
 	})
 
