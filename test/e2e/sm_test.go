@@ -89,7 +89,7 @@ func TestStreamManagementTimeoutStoresOffline(t *testing.T) {
 	b.Send("<message to='%s' type='chat'><body>unacked</body></message>", a.JID)
 	a.Expect("unacked", isMsg("unacked"))
 	a.Drop()
-	ts.WaitConnections(1)   // hibernated…
+	ts.WaitConnections(1) // hibernated…
 	ts.WaitOffline(a.JID) // …and ended when the resume timeout ran out
 	// Too late: failed with h so the client knows what the server handled.
 	a2 := ts.Authenticate("alice", "pw1")
@@ -197,7 +197,7 @@ func TestResourceConflictEndsReplacedSession(t *testing.T) {
 		}
 		b.Send("<message to='%s/phone' type='chat'><body>never acked</body></message>", alice)
 		a.Expect("message", isMsg("never acked"))
-		a.Drop() // hibernates with the message unacknowledged
+		a.Drop()              // hibernates with the message unacknowledged
 		ts.WaitConnections(2) // bob's and the push service's
 
 		a2 := ts.Login("alice", "pw1", "phone")
