@@ -92,7 +92,7 @@ func (srv *Server) adopt(ho *sm.Handover, c *conn) (*session, error) {
 	}
 	s := &session{id: c.id, jid: full, srv: srv, domain: c.domain,
 		out: make(chan outItem, srv.limits().SendQueue), done: make(chan struct{}),
-		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive}
+		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive, values: ho.Values}
 	s.flags.Store(ho.Flags)
 	if len(ho.Presence) > 0 {
 		if p, err := wire.Parse(ho.Presence, srv.limits().Limits); err == nil {
@@ -176,7 +176,7 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	s.wmu.Lock()
 	s.mu.Lock()
 	ho := &sm.Handover{JID: s.jid.String(), ID: previd, Max: s.smMax, HIn: s.hIn, Inactive: s.inactive,
-		Flags: uint32(s.Flags())}
+		Flags: uint32(s.Flags()), Values: s.values}
 	if s.presence != nil {
 		ho.Presence = s.presence.Raw
 	}

@@ -47,8 +47,9 @@ type session struct {
 	ackTimer  *time.Timer
 	hibernate *time.Timer
 	ended     bool
-	inactive  bool           // XEP-0352
-	held      []*wire.Stanza // CSI: held while inactive, latest per key
+	inactive  bool              // XEP-0352
+	held      []*wire.Stanza    // CSI: held while inactive, latest per key
+	values    map[string][]byte // module.SessionValues
 
 	// ackWait has one timer per OnAckOverdue hook, running while an <r/>
 	// is outstanding; overdue marks the hooks whose time ran out. ackGen
@@ -153,6 +154,48 @@ func (s *session) SetPresence(st *wire.Stanza) {
 	s.presence, s.priority = st, prio
 	s.mu.Unlock()
 	s.changed()
+}
+
+// Value implements module.SessionValues.
+func (s *session) Value(key string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.values[key]
+}
+
+// SetValue implements module.SessionValues; in a cluster the registry
+// entry follows.
+func (s *session) SetValue(key string, v []byte) {
+	s.mu.Lock()
+	if len(v) == 0 {
+		if _, ok := s.values[key]; !ok {
+			s.mu.Unlock()
+			return
+		}
+		delete(s.values, key)
+	} else {
+		if s.values == nil {
+			s.values = map[string][]byte{}
+		}
+		s.values[key] = append([]byte(nil), v...)
+	}
+	s.mu.Unlock()
+	s.changed()
+}
+
+// Values returns a copy of every value (router.Valued: the cluster
+// registry carries them).
+func (s *session) Values() map[string][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.values) == 0 {
+		return nil
+	}
+	out := make(map[string][]byte, len(s.values))
+	for k, v := range s.values {
+		out[k] = v
+	}
+	return out
 }
 
 func (s *session) Priority() int {

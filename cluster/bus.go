@@ -31,12 +31,14 @@ const (
 	hdrClear  = "X" // flags to clear
 	hdrOrigin = "O" // module.OriginKind of a forwarded stanza
 	hdrHops   = "H" // times it was forwarded
+	hdrKey    = "V" // the key of a session value
 
 	kindDeliver  = "d" // hand the stanza to the session
 	kindResponse = "i" // an IQ response for a request this node sent
 	kindPresence = "p" // set the session's presence (body empty: unavailable)
 	kindFlags    = "f" // change the session's flags
 	kindHost     = "h" // a stanza for an entity (room) this node runs
+	kindValue    = "v" // set a session value (body: the value)
 )
 
 // busLimits bounds stanzas read from the bus: they were checked at the
@@ -89,6 +91,17 @@ func (n *Node) onBus(m *nats.Msg) {
 		n.waitApplied(rev, 2*time.Second)
 	}
 	kind := m.Header.Get(hdrKind)
+	if kind == kindValue {
+		full, err := jid.Parse(m.Header.Get(hdrTo))
+		if err != nil {
+			busDropped.WithLabelValues("malformed").Inc()
+			return
+		}
+		if s := n.router.LocalSession(full, m.Header.Get(hdrConn)); s != nil {
+			module.SetValue(s, m.Header.Get(hdrKey), m.Data)
+		}
+		return
+	}
 	var st *wire.Stanza
 	if len(m.Data) > 0 {
 		var err error

@@ -34,6 +34,8 @@ type entry struct {
 	Pres   string `json:"s,omitempty"` // the current available presence, "" when unavailable
 	Flags  uint32 `json:"f,omitempty"`
 	Resume string `json:"r,omitempty"` // digest of the XEP-0198 resumption id
+	// Values are the modules' per-session state (module.SessionValues).
+	Values map[string][]byte `json:"v,omitempty"`
 }
 
 // resumeDigest hides resumption ids in the registry: a node holding a
@@ -330,6 +332,9 @@ func (n *Node) entryFor(s module.Session) entry {
 	}
 	if rs, ok := s.(router.Resumable); ok {
 		e.Resume = resumeDigest(rs.ResumeID())
+	}
+	if vs, ok := s.(router.Valued); ok {
+		e.Values = vs.Values()
 	}
 	return e
 }

@@ -29,7 +29,10 @@ type rstate struct {
 	pres *wire.Stanza
 }
 
-var _ module.Session = (*remote)(nil)
+var (
+	_ module.Session       = (*remote)(nil)
+	_ module.SessionValues = (*remote)(nil)
+)
 
 func (r *remote) state() *rstate { return r.st.Load() }
 
@@ -82,6 +85,19 @@ func (r *remote) SetFlags(set, clear module.Flags) {
 	}
 	_ = r.n.publish(e.Node, kindFlags, r.full.String(), e.Conn, nil, map[string]string{
 		hdrSet: strconv.FormatUint(uint64(set), 10), hdrClear: strconv.FormatUint(uint64(clear), 10)})
+}
+
+// Value implements module.SessionValues from the replicated entry.
+func (r *remote) Value(key string) []byte { return r.state().e.Values[key] }
+
+// SetValue asks the owning node to set a value of the session (the
+// registry entry follows from there).
+func (r *remote) SetValue(key string, v []byte) {
+	e := r.state().e
+	if !r.n.alive(&e) {
+		return
+	}
+	_ = r.n.publish(e.Node, kindValue, r.full.String(), e.Conn, v, map[string]string{hdrKey: key})
 }
 
 // Close asks the owning node to close the session and waits until it has

@@ -152,11 +152,8 @@ func (m *Module) handleBlocklist(ctx context.Context, ev *module.Event) (*wire.E
 	if ev.Stanza.Type != "get" {
 		return nil, stanzaErr(wire.ErrBadRequest, "")
 	}
-	if s := m.originSession(ev); s != nil {
-		ss := m.sessionState(s, true)
-		m.stateMu.Lock()
-		ss.blockInterest = true
-		m.stateMu.Unlock()
+	if s := m.originSession(ev); s != nil && len(module.Value(s, valBlockInterest)) == 0 {
+		module.SetValue(s, valBlockInterest, []byte{'1'})
 	}
 	list, err := m.blocks.BlockList(ctx, ev.To.Bare().String())
 	if err != nil {
@@ -287,14 +284,7 @@ func (m *Module) handleUnblock(ctx context.Context, ev *module.Event) (*wire.Ele
 // requested the block list.
 func (m *Module) blockPush(owner jid.JID, op string, jids []string) {
 	for _, s := range m.sessions.Resources(owner) {
-		ss := m.sessionState(s, false)
-		if ss == nil {
-			continue
-		}
-		m.stateMu.Lock()
-		interested := ss.blockInterest
-		m.stateMu.Unlock()
-		if !interested {
+		if len(module.Value(s, valBlockInterest)) == 0 {
 			continue
 		}
 		e := wire.NewElement(xep.NSBlocking, op)
@@ -364,16 +354,8 @@ func (m *Module) presenceToMatching(ctx context.Context, owner jid.JID, set bloc
 			send(t)
 		}
 		if unavailable {
-			if ss := m.sessionState(s, false); ss != nil {
-				m.stateMu.Lock()
-				var ds []string
-				for t := range ss.directed {
-					if !targets[t] && set.matchesString(t) {
-						ds = append(ds, t)
-					}
-				}
-				m.stateMu.Unlock()
-				for _, t := range ds {
+			for _, t := range directed(s) {
+				if !targets[t] && set.matchesString(t) {
 					send(t)
 				}
 			}

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -119,18 +121,77 @@ type Module struct {
 	// each other (both users local) cannot deadlock.
 	locks [64]sync.Mutex
 
+	// stateMu serializes read-modify-write of sessions' values (the
+	// directed-presence list).
 	stateMu sync.Mutex
-	state   map[module.Session]*sessState
 
 	blockMu    sync.Mutex
 	blockCache map[string]blockSet
 	blockGen   uint64
 }
 
-// sessState is what the module remembers about one bound session.
-type sessState struct {
-	directed      map[string]bool // JIDs that got directed presence not covered by a subscription
-	blockInterest bool            // the session requested the block list
+// What the module remembers about a session lives in the session's
+// values (module.SessionValues), so that in a cluster every node knows it
+// (a probe answered on the prober's node, the end of a session of a dead
+// node announced by a survivor, a block push to a session on another
+// node) and it moves with a session that resumes on another node.
+const (
+	// valDirected: the JIDs that got directed presence not covered by a
+	// subscription (RFC 6121 §4.6), one per line.
+	valDirected = "im.directed"
+	// valBlockInterest: the session requested the block list (XEP-0191
+	// pushes).
+	valBlockInterest = "im.blocklist"
+)
+
+// directed returns the directed-presence recipients of s.
+func directed(s module.Session) []string {
+	v := module.Value(s, valDirected)
+	if len(v) == 0 {
+		return nil
+	}
+	return strings.Split(string(v), "\n")
+}
+
+// sentDirected reports whether session s sent directed presence to j (or
+// its bare JID) that is still in force.
+func (m *Module) sentDirected(s module.Session, j jid.JID) bool {
+	full, bare := j.String(), j.Bare().String()
+	for _, t := range directed(s) {
+		if t == full || t == bare {
+			return true
+		}
+	}
+	return false
+}
+
+// setDirected adds (add) or removes target from s's directed-presence
+// recipients.
+func (m *Module) setDirected(s module.Session, target string, add bool) {
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	list := directed(s)
+	i := slices.Index(list, target)
+	switch {
+	case add && i < 0:
+		list = append(list, target)
+	case !add && i >= 0:
+		list = slices.Delete(list, i, i+1)
+	default:
+		return
+	}
+	module.SetValue(s, valDirected, []byte(strings.Join(list, "\n")))
+}
+
+// takeDirected returns s's directed-presence recipients and forgets them.
+func (m *Module) takeDirected(s module.Session) []string {
+	m.stateMu.Lock()
+	defer m.stateMu.Unlock()
+	list := directed(s)
+	if len(list) > 0 {
+		module.SetValue(s, valDirected, nil)
+	}
+	return list
 }
 
 var _ module.Module = (*Module)(nil)
@@ -162,7 +223,7 @@ func New(cfg Config, roster storage.Roster, offline storage.Offline, blocks stor
 		cfg.Logger = slog.Default()
 	}
 	m := &Module{cfg: cfg, log: cfg.Logger.With("module", "im"), roster: roster, offline: offline, blocks: blocks,
-		state: map[module.Session]*sessState{}, blockCache: map[string]blockSet{}}
+		blockCache: map[string]blockSet{}}
 	m.SetLimits(cfg.Limits)
 	return m
 }
@@ -252,18 +313,6 @@ func (m *Module) lock(bare string) func() {
 	mu := &m.locks[h.Sum32()%uint32(len(m.locks))]
 	mu.Lock()
 	return mu.Unlock
-}
-
-// sessionState returns the state of s, creating it when create is set.
-func (m *Module) sessionState(s module.Session, create bool) *sessState {
-	m.stateMu.Lock()
-	defer m.stateMu.Unlock()
-	st := m.state[s]
-	if st == nil && create {
-		st = &sessState{}
-		m.state[s] = st
-	}
-	return st
 }
 
 // originSession returns the client session that sent ev.

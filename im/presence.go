@@ -44,18 +44,10 @@ func (m *Module) outboundPresence(ctx context.Context, ev *module.Event) module.
 	target := ev.To.String()
 	if st.Type == "" {
 		if !m.subscribedFrom(ctx, ev.From.Bare(), ev.To) {
-			ss := m.sessionState(s, true)
-			m.stateMu.Lock()
-			if ss.directed == nil {
-				ss.directed = map[string]bool{}
-			}
-			ss.directed[target] = true
-			m.stateMu.Unlock()
+			m.setDirected(s, target, true)
 		}
-	} else if ss := m.sessionState(s, false); ss != nil {
-		m.stateMu.Lock()
-		delete(ss.directed, target)
-		m.stateMu.Unlock()
+	} else {
+		m.setDirected(s, target, false)
 	}
 	return module.Continue
 }
@@ -135,15 +127,7 @@ func (m *Module) broadcastUnavailable(ctx context.Context, s module.Session, u *
 	wasAvailable := s.Presence() != nil
 	s.SetPresence(nil)
 
-	var directed []string
-	if ss := m.sessionState(s, false); ss != nil {
-		m.stateMu.Lock()
-		for t := range ss.directed {
-			directed = append(directed, t)
-		}
-		ss.directed = nil
-		m.stateMu.Unlock()
-	}
+	directed := m.takeDirected(s)
 	if !wasAvailable && len(directed) == 0 {
 		return
 	}
@@ -186,9 +170,6 @@ func (m *Module) broadcastUnavailable(ctx context.Context, s module.Session, u *
 // and directed-presence recipients learn that it is offline.
 func (m *Module) unbound(ctx context.Context, s module.Session) {
 	m.broadcastUnavailable(ctx, s, presence("unavailable", s.JID().String(), ""), false)
-	m.stateMu.Lock()
-	delete(m.state, s)
-	m.stateMu.Unlock()
 }
 
 // inboundProbe answers a presence probe to a local user (§4.3.2). Probes
@@ -236,18 +217,6 @@ func (m *Module) inboundProbe(ctx context.Context, ev *module.Event) module.Verd
 	}
 	m.routeAll(ctx, out)
 	return module.Handled
-}
-
-// sentDirected reports whether session s sent directed presence to j (or
-// its bare JID) that is still in force.
-func (m *Module) sentDirected(s module.Session, j jid.JID) bool {
-	ss := m.sessionState(s, false)
-	if ss == nil {
-		return false
-	}
-	m.stateMu.Lock()
-	defer m.stateMu.Unlock()
-	return ss.directed[j.String()] || ss.directed[j.Bare().String()]
 }
 
 // deliverPendingIn redelivers stored subscription requests (§3.1.3) to a

@@ -3,6 +3,8 @@ package push
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,11 +47,10 @@ type Module struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // worker and in-flight notifications
 
-	mu        sync.Mutex
-	started   bool
-	stopped   bool
-	windows   map[regKey]*window
-	bySession map[module.Session]map[regKey]bool // registrations a session enabled
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	windows map[regKey]*window
 }
 
 var (
@@ -76,7 +77,7 @@ func NewDurable(cfg Config, regs storage.PushRegistrations, queue storage.PushJo
 		cfg: cfg, log: cfg.Logger, regs: regs, now: time.Now,
 		jobs: make(chan job, cfg.QueueSize), ctx: ctx, cancel: cancel,
 		queue: queue, inflight: map[int64]bool{},
-		windows: map[regKey]*window{}, bySession: map[module.Session]map[regKey]bool{},
+		windows: map[regKey]*window{},
 	}
 }
 
@@ -95,7 +96,6 @@ func (m *Module) Register(r *module.Registry) error {
 	r.OnStanzaQueued(m.queued)
 	r.OnAckOverdue(m.cfg.AckOverdue, m.ackOverdue)
 	r.OnNotify(m.notifyAway)
-	r.OnUnbound(m.unbound)
 	// The registrations and queued jobs are the account's rows; what
 	// stays in memory is its coalescing windows.
 	r.OnDeleteAccount(func(ctx context.Context, bare string) error {
@@ -210,10 +210,49 @@ func (m *Module) ackOverdue(ctx context.Context, s module.Session, unacked []*wi
 	}
 }
 
-func (m *Module) unbound(ctx context.Context, s module.Session) {
+// The registrations a session enabled are kept in its values
+// (module.SessionValues), so that they are known wherever the session is
+// (in a cluster: on the node it resumed on) and end with it.
+const valEnabled = "push.enabled" // "service\x00node" per line
+
+// enabledBy returns the registrations session s enabled.
+func enabledBy(s module.Session) map[regKey]bool {
+	v := module.Value(s, valEnabled)
+	if len(v) == 0 {
+		return nil
+	}
+	owner := s.JID().Bare().String()
+	out := map[regKey]bool{}
+	for _, line := range strings.Split(string(v), "\n") {
+		if svc, node, ok := strings.Cut(line, "\x00"); ok {
+			out[regKey{owner, svc, node}] = true
+		}
+	}
+	return out
+}
+
+// setEnabled records that session s enabled (on) or disabled k.
+func (m *Module) setEnabled(s module.Session, k regKey, on bool) {
 	m.mu.Lock()
-	delete(m.bySession, s)
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	cur := enabledBy(s)
+	if cur[k] == on {
+		return
+	}
+	if cur == nil {
+		cur = map[regKey]bool{}
+	}
+	if on {
+		cur[k] = true
+	} else {
+		delete(cur, k)
+	}
+	lines := make([]string, 0, len(cur))
+	for r := range cur {
+		lines = append(lines, r.jid+"\x00"+r.node)
+	}
+	slices.Sort(lines)
+	module.SetValue(s, valEnabled, []byte(strings.Join(lines, "\n")))
 }
 
 // inbound watches for XEP-0357 §8 affiliation changes: a message from the
@@ -314,13 +353,10 @@ func (m *Module) handleEnable(ctx context.Context, ev *module.Event) (*wire.Elem
 	if w := m.windows[k]; w != nil {
 		w.reg = r // a pending notification uses the new publish options
 	}
-	if s := ev.Origin.Session; s != nil {
-		if m.bySession[s] == nil {
-			m.bySession[s] = map[regKey]bool{}
-		}
-		m.bySession[s][k] = true
-	}
 	m.mu.Unlock()
+	if s := ev.Origin.Session; s != nil {
+		m.setEnabled(s, k, true)
+	}
 	m.log.Debug("push enabled", "user", owner, "service", r.JID, "node", node)
 	return nil, nil
 }
@@ -358,11 +394,21 @@ func (m *Module) forget(owner, service, node string) {
 			delete(m.windows, k)
 		}
 	}
-	for _, ks := range m.bySession {
-		for k := range ks {
+	m.mu.Unlock()
+	// The sessions that enabled them (on any node) forget them too.
+	if owner == "" || m.reg == nil || m.reg.Sessions() == nil {
+		return
+	}
+	oj, err := jid.Parse(owner)
+	if err != nil {
+		return
+	}
+	for _, sess := range m.reg.Sessions().Resources(oj) {
+		for k := range enabledBy(sess) {
 			if match(k) {
-				delete(ks, k)
+				m.setEnabled(sess, k, false)
 			}
 		}
 	}
+	m.mu.Lock()
 }

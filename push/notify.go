@@ -59,10 +59,7 @@ func (m *Module) handle(j job) {
 		return
 	}
 	if j.overdue {
-		m.mu.Lock()
-		enabled := len(m.bySession[j.sess]) > 0
-		m.mu.Unlock()
-		if !enabled {
+		if len(enabledBy(j.sess)) == 0 {
 			// A slow client that never enabled push (a desktop, say) is
 			// no reason to wake the user's phone.
 			return
@@ -76,8 +73,7 @@ func (m *Module) handle(j job) {
 		return
 	}
 	if j.sess != nil {
-		m.mu.Lock()
-		mine := m.bySession[j.sess]
+		mine := enabledBy(j.sess)
 		if len(mine) > 0 {
 			var own []storage.PushRegistration
 			for _, r := range regs {
@@ -89,7 +85,6 @@ func (m *Module) handle(j job) {
 		} else if j.overdue {
 			regs = nil // disabled meanwhile
 		}
-		m.mu.Unlock()
 	}
 	for _, r := range regs {
 		m.add(j.owner, r, info)

@@ -51,6 +51,12 @@ type Resumable interface {
 	ResumeID() string
 }
 
+// Valued is implemented by sessions that keep modules' values
+// (module.SessionValues): the cluster publishes them with the session.
+type Valued interface {
+	Values() map[string][]byte
+}
+
 // SetCluster makes the router one node of a cluster. Call it before
 // serving.
 func (r *Router) SetCluster(c Cluster) { r.cluster = c }

@@ -21,6 +21,8 @@ type Handover struct {
 	Flags    uint32   `json:"flags,omitempty"`
 	Inactive bool     `json:"inactive,omitempty"` // XEP-0352
 	Held     [][]byte `json:"held,omitempty"`     // held while inactive
+	// Values are the modules' per-session state (module.SessionValues).
+	Values map[string][]byte `json:"values,omitempty"`
 }
 
 // HandoverItem is one stanza the client has not acknowledged.

@@ -30,6 +30,30 @@ type Session struct {
 	pres  *wire.Stanza
 	prio  int
 	flags module.Flags
+	vals  map[string][]byte
+}
+
+var _ module.SessionValues = (*Session)(nil)
+
+// Value implements module.SessionValues.
+func (s *Session) Value(key string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vals[key]
+}
+
+// SetValue implements module.SessionValues.
+func (s *Session) SetValue(key string, v []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(v) == 0 {
+		delete(s.vals, key)
+		return
+	}
+	if s.vals == nil {
+		s.vals = map[string][]byte{}
+	}
+	s.vals[key] = append([]byte(nil), v...)
 }
 
 // NewSession returns an unbound, unavailable session for a full JID; it

@@ -59,6 +59,10 @@ func TestSIGKILLDuringMessageStorm(t *testing.T) {
 	rs[0].Send("<presence/>")
 	subscribe(t, wc, rs[0], w, "r0@localhost")
 	wc.Expect("r0 available", testserver.PresenceFrom(rs[0].JID, ""))
+	// r2 has no subscription with w, only directed presence: the node
+	// that announces r2's end learns of it from the registry.
+	rs[2].Send("<presence to='%s'/>", w)
+	wc.Expect("r2's directed presence", testserver.PresenceFrom(rs[2].JID, ""))
 
 	// Senders: s0, s1 on n1 (survives), s2, s3 on n3 (survives), v on n2.
 	type sender struct {
@@ -139,6 +143,8 @@ func TestSIGKILLDuringMessageStorm(t *testing.T) {
 	t.Logf("dead node detected and its user announced unavailable %s after SIGKILL", detected.Round(10*time.Millisecond))
 	_ = pres
 	wc.ExpectNone("a second unavailable", 2*time.Second, testserver.PresenceFrom(rs[0].JID, "unavailable"))
+	wc.Expect("r2 unavailable to its directed-presence recipient", testserver.PresenceFrom(rs[2].JID, "unavailable"))
+	wc.ExpectNone("a second unavailable of r2", 0, testserver.PresenceFrom(rs[2].JID, "unavailable"))
 
 	// Every acknowledged message is in its recipient's archive.
 	archives := map[string]map[string]bool{}
