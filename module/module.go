@@ -32,6 +32,14 @@ type Stopper interface {
 	Stop(ctx context.Context) error
 }
 
+// Drainer is implemented by modules that must speak before the server's
+// streams close on shutdown (chat rooms tell their occupants, status
+// 332). Drain runs before client and server streams are closed, Stop
+// after.
+type Drainer interface {
+	Drain(ctx context.Context)
+}
+
 // Verdict is a hook's decision.
 type Verdict int
 

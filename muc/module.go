@@ -90,6 +90,7 @@ var (
 	_ module.Module  = (*Module)(nil)
 	_ module.Starter = (*Module)(nil)
 	_ module.Stopper = (*Module)(nil)
+	_ module.Drainer = (*Module)(nil)
 )
 
 // New returns the module.
@@ -165,8 +166,52 @@ func (m *Module) Services() []string {
 // Start implements module.Starter.
 func (m *Module) Start(ctx context.Context) error { return nil }
 
-// Stop implements module.Stopper: occupants learn that the service is
-// shutting down (status 332), room state is saved, goroutines end.
+// Drain implements module.Drainer: before the server's streams close,
+// every occupant learns that the service is going down (status 332) and
+// leaves; clients join again when it is back (or, in a cluster, on the
+// node that takes the room over).
+func (m *Module) Drain(ctx context.Context) {
+	m.mu.Lock()
+	rooms := make([]*room, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		r.posters++ // keeps it loaded until the request is in its inbox
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range rooms {
+		done := make(chan struct{})
+		f := func(r *room) {
+			defer close(done)
+			for _, o := range r.sortedOccupants() {
+				r.removeOccupant(o, removal{codes: []int{332}})
+			}
+		}
+		var queued bool
+		select {
+		case r.inbox <- f:
+			queued = true
+		case <-ctx.Done():
+		}
+		m.mu.Lock()
+		r.posters--
+		m.mu.Unlock()
+		if !queued {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Stop implements module.Stopper: room state is saved, goroutines end.
 func (m *Module) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	if m.stopped {

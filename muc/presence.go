@@ -159,6 +159,10 @@ func (r *room) join(ev *module.Event, nick string) {
 	if created {
 		codes = append(codes, 201)
 	}
+	if i := strings.IndexByte(st.To, '/'); i >= 0 && st.To[i+1:] != nick {
+		// §7.2.? the service changed the nick (normalized it): 210.
+		codes = append(codes, 210)
+	}
 	// Others first (§7.2.3), then the joining session's view.
 	r.sendRoster(o, from)
 	r.broadcastPresence(o, nil, o.bare)
@@ -333,6 +337,12 @@ func (r *room) sortedOccupants() []*occupant {
 // version with real JIDs to those who see them, the other to the rest.
 // Each variant is serialised once; per recipient only 'to' changes.
 func (r *room) fanOut(withJID, withoutJID *wire.Stanza, skip jid.JID) {
+	// Parsed once here, the tree is shared by every recipient's copy
+	// (hooks on the way read it).
+	withoutJID.Tree()
+	if withJID != nil {
+		withJID.Tree()
+	}
 	for _, o := range r.occupants {
 		if !skip.Equal(jid.JID{}) && o.bare.Equal(skip) {
 			continue

@@ -492,6 +492,11 @@ func (s *Server) shutdown(ctx context.Context) {
 	s.closeListenersLocked()
 	servers := s.https
 	s.mu.Unlock()
+	for i := len(s.modules) - 1; i >= 0; i-- {
+		if d, ok := s.modules[i].(module.Drainer); ok {
+			d.Drain(ctx)
+		}
+	}
 	s.c2s.Shutdown(ctx)
 	s.s2s.Shutdown(ctx)
 	for _, hs := range servers {

@@ -180,3 +180,41 @@ func TestWithChildKeepsBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDerivedStanzasShareTree: copies made with WithAttr and WithChild of
+// a stanza whose tree is parsed share it (no second parse), and the
+// shared tree is the one their own bytes parse to.
+func TestDerivedStanzasShareTree(t *testing.T) {
+	for _, in := range []string{
+		"<message to='a@x' type='groupchat' xml:lang='en'><body>hi &amp; bye</body>\n<x xmlns='urn:x' a='1'><y/></x></message>",
+		"<presence/>",
+		"<iq type='get' id='1'><query xmlns='jabber:iq:version'/></iq>",
+	} {
+		st := MustParse(in)
+		st.Tree()
+		derived := st.WithAttr("to", "b@y/r").WithAttr("from", "room@muc/nick").WithChild(NewElement("urn:sid", "stanza-id", "id", "7")).WithAttr("id", "")
+		if !derived.treeDone.Load() {
+			t.Fatalf("%s: the copy does not share the parsed tree", in)
+		}
+		reparsed, err := Parse(derived.Raw, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := derived.Tree().String(), reparsed.Tree().String(); got != want {
+			t.Fatalf("shared tree differs from the bytes:\n got %s\nwant %s", got, want)
+		}
+		if derived.Tree().Lang() != reparsed.Tree().Lang() || derived.Child("urn:sid", "stanza-id") == nil {
+			t.Fatalf("%s: shared tree lost a child or xml:lang", in)
+		}
+		// The original is untouched.
+		if st.Child("urn:sid", "stanza-id") != nil || st.To != MustParse(in).To {
+			t.Fatalf("%s: the original changed", in)
+		}
+	}
+	// Built from a tree: the same.
+	b := FromElement(NewElement(NSClient, "message", "to", "a@x").Add(NewElement(NSClient, "body").AddText("x")))
+	d := b.WithAttr("to", "c@z")
+	if r, _ := Parse(d.Raw, Limits{}); d.Tree().String() != r.Tree().String() {
+		t.Fatalf("copy of a built stanza: %s vs %s", d.Tree().String(), r.Tree().String())
+	}
+}

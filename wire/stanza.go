@@ -5,7 +5,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Stanza is one top-level element read from a stream: a stanza (message,
@@ -39,6 +41,11 @@ type Stanza struct {
 	once    sync.Once
 	tree    *Element
 	treeErr error
+	// treeDone is set once tree (or treeErr) is final, so that copies
+	// made with WithAttr and WithChild can share an already parsed tree
+	// instead of parsing their bytes again (a message fanned out to many
+	// recipients is parsed once).
+	treeDone atomic.Bool
 }
 
 // IsStanza reports whether s is a message, presence or iq in the content
@@ -65,6 +72,7 @@ func (s *Stanza) Tree() *Element {
 			return
 		}
 		s.tree, s.treeErr = parseTree(s.Raw, contentDefault(s.NS))
+		s.treeDone.Store(true)
 	})
 	if s.treeErr != nil {
 		// Raw was validated when it was read, so this cannot happen for
@@ -120,6 +128,24 @@ func (s *Stanza) WithFromTo(from, to string) *Stanza {
 	return c
 }
 
+// parsedTree returns s's tree if it has been built already, without
+// building it.
+func (s *Stanza) parsedTree() *Element {
+	if !s.treeDone.Load() || s.treeErr != nil {
+		return nil
+	}
+	return s.tree
+}
+
+// shareTree gives n (a copy of s with other root attributes or one more
+// child) a tree built from s's parsed one: trees are immutable, so the
+// children are shared.
+func (n *Stanza) shareTree(t *Element, children []Node) {
+	n.tree = &Element{Name: t.Name, Attr: slices.Clone(n.attrs), Children: children}
+	n.once.Do(func() {})
+	n.treeDone.Store(true)
+}
+
 func (s *Stanza) rebuild(attrs, rawAttrs []xml.Attr) *Stanza {
 	selfClosing := s.bodyStart >= len(s.Raw)
 	n := &Stanza{Name: s.Name, NS: s.NS, attrs: attrs, rawAttrs: rawAttrs}
@@ -134,6 +160,9 @@ func (s *Stanza) rebuild(attrs, rawAttrs []xml.Attr) *Stanza {
 		n.bodyStart = len(raw)
 	}
 	n.fillHeader()
+	if t := s.parsedTree(); t != nil {
+		n.shareTree(t, t.Children)
+	}
 	return n
 }
 
@@ -217,6 +246,11 @@ func FromElement(e *Element) *Stanza {
 	s.bodyStart = len(appendStartTag(nil, s.Name, s.NS, s.attrs, len(e.Children) == 0))
 	s.tree = e
 	s.once.Do(func() {})
+	// Copies (WithAttr, WithChild) share the tree unless it names
+	// xml:lang with the bare "xml" prefix, which parsing would resolve.
+	if !slices.ContainsFunc(e.Attr, func(a xml.Attr) bool { return a.Name.Space == "xml" }) {
+		s.treeDone.Store(true)
+	}
 	s.fillHeader()
 	return s
 }
@@ -336,5 +370,8 @@ func (s *Stanza) WithChild(e *Element) *Stanza {
 	}
 	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: s.attrs, rawAttrs: s.rawAttrs, bodyStart: bodyStart}
 	n.fillHeader()
+	if t := s.parsedTree(); t != nil {
+		n.shareTree(t, append(slices.Clip(t.Children), Node{Elem: e.Copy()}))
+	}
 	return n
 }

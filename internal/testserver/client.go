@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ type Client struct {
 	header  wire.Header
 	reading bool
 	syncN   int // pings sent by Sync
+	tap     atomic.Pointer[func(*wire.Stanza) bool]
 }
 
 // Dial opens a raw TCP connection to the STARTTLS port without speaking.
@@ -156,6 +158,18 @@ func (s *Server) Authenticate(user, password string) *Client {
 	c.startStream()
 	c.Features()
 	return c
+}
+
+// Tap makes the background reader call f with every stanza as it
+// arrives (on the reader goroutine); those for which f returns true are
+// consumed and never reach the backlog (load tools measure arrival
+// times with it). nil removes the tap.
+func (c *Client) Tap(f func(*wire.Stanza) bool) {
+	if f == nil {
+		c.tap.Store(nil)
+		return
+	}
+	c.tap.Store(&f)
 }
 
 // StartReader switches the client to background reading (Expect).
@@ -299,6 +313,9 @@ func (c *Client) startReader() {
 	go func() {
 		for {
 			st, err := c.rd.Next()
+			if tap := c.tap.Load(); err == nil && tap != nil && (*tap)(st) {
+				continue
+			}
 			c.mu.Lock()
 			if err != nil {
 				c.err = err

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -323,5 +324,69 @@ func roomArchive(t *testing.T, c *testserver.Client, room string) []*wire.Elemen
 			return out
 		}
 		out = append(out, st.Child("urn:xmpp:mam:2", "result").Child("urn:xmpp:forward:0", "forwarded").Child(wire.NSClient, "message"))
+	}
+}
+
+// TestMUCLimitsDefaultsAndServiceAdmins: muc.max_rooms_per_user,
+// muc.messages_per_second, muc.defaults for new rooms, the server admins
+// as owners of every room, a nick the service normalized (210), and 332
+// to occupants when the server shuts down.
+func TestMUCLimitsDefaultsAndServiceAdmins(t *testing.T) {
+	ts, a, b, _ := mucTrio(t, func(c *server.Config) {
+		c.MUC.MaxRoomsPerUser = 1
+		c.MUC.MessagesPerSecond = 1
+		c.MUC.Defaults.MembersOnly = true
+		c.MUC.Defaults.Persistent = true
+		c.Admins = []string{"root@" + testserver.Domain}
+	})
+	ts.AddUser("root", "root-pw")
+	root := ts.Login("root", "root-pw", "console")
+	room := roomJID("one")
+	createRoom(t, a, room, "Alice", nil)
+	wantCond(t, "a second room over the limit", joinError(t, a, roomJID("two"), "Alice", ""), "not-allowed")
+	createRoom(t, root, roomJID("two"), "Root", nil) // admins are exempt
+
+	// Defaults: the new room is members-only and persistent.
+	wantCond(t, "stranger in a members-only room by default", joinError(t, b, room, "Bob", ""), "registration-required")
+	r := a.IQ("info", "<iq type='get' id='info' to='%s'><query xmlns='%s'/></iq>", room, nsDiscoInfo)
+	if !strings.Contains(string(r.Raw), "muc_membersonly") || !strings.Contains(string(r.Raw), "muc_persistent") {
+		t.Fatalf("defaults not applied: %s", r.Raw)
+	}
+
+	// Rate: a burst of twice the rate, then resource-constraint.
+	for i := range 3 {
+		a.Send("<message to='%s' type='groupchat' id='r%d'><body>burst %d</body></message>", room, i, i)
+	}
+	a.Expect("first", groupchat(room, "burst 0"))
+	a.Expect("second", groupchat(room, "burst 1"))
+	wantCond(t, "third message of the burst", a.Expect("refusal", func(s *wire.Stanza) bool { return s.ID == "r2" }), "resource-constraint")
+
+	// A server admin is an owner of every room: enters the members-only
+	// room, configures it and destroys it.
+	self := join(t, root, room, "Root", "")
+	if it := mucItem(self); it.AttrValue("affiliation") != "owner" || it.AttrValue("role") != "moderator" {
+		t.Fatalf("admin in someone's room: %s", self.Raw)
+	}
+	configure(t, root, room, map[string]string{"muc#roomconfig_membersonly": "0"})
+	join(t, b, room, "Bob", "")
+
+	// A nick the service normalizes: 210 with the normalized nick.
+	b.Send("<presence to='%s/Bob' type='unavailable'/>", room)
+	b.Expect("left", fromOccupant(room, "Bob", "unavailable"))
+	b.Send("<presence to='%s/e\u0301'><x xmlns='%s'/></presence>", room, nsMUC)
+	self = b.Expect("own presence under the normalized nick", selfPresence(room, "\u00e9"))
+	if !hasStatus(self, "210") {
+		t.Fatalf("normalized nick without 210: %s", self.Raw)
+	}
+
+	// Shutdown: occupants are told (332) before their streams close.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ts.Shutdown(ctx)
+	bye := b.Expect("shutdown notice", func(s *wire.Stanza) bool {
+		return s.Name == "presence" && s.Type == "unavailable" && s.From == room+"/\u00e9" && hasStatus(s, "332")
+	})
+	if !hasStatus(bye, "110") {
+		t.Fatalf("shutdown notice: %s", bye.Raw)
 	}
 }

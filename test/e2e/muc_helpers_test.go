@@ -73,7 +73,7 @@ func groupchat(room, body string) func(*wire.Stanza) bool {
 
 // join enters a room that exists, with extra inside <x xmlns='…muc'/>,
 // and waits for the own presence and the subject.
-func join(t *testing.T, c *testserver.Client, room, nick, extra string) *wire.Stanza {
+func join(t testing.TB, c *testserver.Client, room, nick, extra string) *wire.Stanza {
 	t.Helper()
 	c.Send("<presence to='%s/%s'><x xmlns='%s'>%s</x></presence>", room, nick, nsMUC, extra)
 	self := c.Expect("own presence in "+room, selfPresence(room, nick))
@@ -82,7 +82,7 @@ func join(t *testing.T, c *testserver.Client, room, nick, extra string) *wire.St
 }
 
 // joinError sends a join and returns the error presence.
-func joinError(t *testing.T, c *testserver.Client, room, nick, extra string) *wire.Stanza {
+func joinError(t testing.TB, c *testserver.Client, room, nick, extra string) *wire.Stanza {
 	t.Helper()
 	c.Send("<presence to='%s/%s'><x xmlns='%s'>%s</x></presence>", room, nick, nsMUC, extra)
 	return c.Expect("join error from "+room, fromOccupant(room, nick, "error"))
@@ -90,7 +90,7 @@ func joinError(t *testing.T, c *testserver.Client, room, nick, extra string) *wi
 
 // createRoom creates a room as an instant room (§10.1.2) with the form
 // fields given (var → value), and waits until it is unlocked.
-func createRoom(t *testing.T, c *testserver.Client, room, nick string, fields map[string]string) {
+func createRoom(t testing.TB, c *testserver.Client, room, nick string, fields map[string]string) {
 	t.Helper()
 	c.Send("<presence to='%s/%s'><x xmlns='%s'/></presence>", room, nick, nsMUC)
 	self := c.Expect("own presence in the new room", selfPresence(room, nick))
@@ -104,7 +104,7 @@ func createRoom(t *testing.T, c *testserver.Client, room, nick string, fields ma
 }
 
 // configure submits the room configuration form.
-func configure(t *testing.T, c *testserver.Client, room string, fields map[string]string) {
+func configure(t testing.TB, c *testserver.Client, room string, fields map[string]string) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>")
