@@ -186,6 +186,12 @@ func (s *Service) acceptStanza(ctx context.Context, a *authSet, st *wire.Stanza)
 	if !a.has(pair{local: toDom, remote: fromDom}) {
 		return &wire.StreamError{Condition: wire.CondInvalidFrom, Text: fromDom + " is not authenticated on this stream"}
 	}
+	if !s.Permitted(fromDom) {
+		// Authenticated before the policy changed, or on an outbound
+		// stream of ours: refused all the same.
+		policyRefusals.WithLabelValues("in").Inc()
+		return nil
+	}
 	s.stats.in(fromDom)
 	_ = s.router.Route(ctx, st, module.Origin{Kind: module.FromServer})
 	return nil
@@ -208,6 +214,10 @@ func (s *Service) dialbackRequest(ctx context.Context, str *stream, streamID str
 	if s.local[from] {
 		authFailures.WithLabelValues("dialback").Inc()
 		return &wire.StreamError{Condition: wire.CondInvalidFrom, Text: "a peer cannot authenticate as a local domain"}
+	}
+	if !s.Permitted(from) {
+		policyRefusals.WithLabelValues("in").Inc()
+		return str.send(dbError("result", to, from, "", "cancel", "not-allowed"))
 	}
 	p := pair{local: to, remote: from}
 	key := strings.TrimSpace(st.Tree().Text())

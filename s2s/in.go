@@ -149,6 +149,11 @@ func (c *inConn) openStream() error {
 			c.remote = d
 		}
 	}
+	if c.remote != "" && !c.svc.Permitted(c.remote) {
+		policyRefusals.WithLabelValues("in").Inc()
+		c.s.headerThenError(c.local, &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "this server does not federate with " + c.remote})
+		return errAlreadyClosed
+	}
 	c.id = newStreamID()
 	return c.s.header(c.local, c.remote, c.id, c.features())
 }

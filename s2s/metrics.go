@@ -41,6 +41,10 @@ var (
 		Namespace: "parley", Subsystem: "s2s", Name: "auth_failures_total",
 		Help: "Inbound authentication failures by method (external, dialback).",
 	}, []string{"method"})
+	policyRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "s2s", Name: "policy_refusals_total",
+		Help: "Streams and stanzas refused by s2s.blocked_domains / s2s.allowed_domains, by direction (in, out).",
+	}, []string{"direction"})
 	streamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "s2s", Name: "stream_errors_total",
 		Help: "Stream errors sent to peers by RFC 6120 condition.",
@@ -48,7 +52,10 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(connGauge, stanzasIn, stanzasOut, failures, authFailures, streamErrors)
+	prometheus.MustRegister(connGauge, stanzasIn, stanzasOut, failures, authFailures, streamErrors, policyRefusals)
+	for _, d := range directions {
+		policyRefusals.WithLabelValues(d)
+	}
 	prewarmDomain(otherDomain)
 	for _, m := range authMethods {
 		authFailures.WithLabelValues(m)

@@ -62,6 +62,13 @@ type Config struct {
 	// on by default: then every outbound stanza travels on a connection we
 	// opened and peers' inbound streams carry only their stanzas to us.
 	DisableBidi bool
+	// BlockedDomains are remote domains (with their subdomains) this server
+	// does not federate with: no stream to or from them, stanzas to them
+	// bounce with not-allowed.
+	BlockedDomains []string
+	// AllowedDomains, when not empty, are the only remote domains (with
+	// their subdomains) this server federates with.
+	AllowedDomains []string
 	// MetricsDomains are remote domains that get their own label in the
 	// per-domain metrics, besides those in Routes; the others share "other".
 	MetricsDomains []string
@@ -257,6 +264,11 @@ func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
 	if s.local[p.remote] {
 		return errors.New("s2s: " + p.remote + " is a local domain")
 	}
+	if !s.Permitted(p.remote) {
+		policyRefusals.WithLabelValues("out").Inc()
+		s.bounce(st, wire.ErrNotAllowed, "this server does not federate with "+p.remote)
+		return nil
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -391,3 +403,24 @@ func domainOf(v string) (string, bool) {
 }
 
 func newStreamID() string { return router.NewID() }
+
+// Permitted reports whether the federation policy (BlockedDomains,
+// AllowedDomains) lets this server exchange stanzas with domain. A listed
+// domain covers its subdomains (rooms, upload services, …).
+func (s *Service) Permitted(domain string) bool {
+	domain = strings.ToLower(domain)
+	if matchesDomain(domain, s.cfg.BlockedDomains) {
+		return false
+	}
+	return len(s.cfg.AllowedDomains) == 0 || matchesDomain(domain, s.cfg.AllowedDomains)
+}
+
+func matchesDomain(d string, list []string) bool {
+	for _, e := range list {
+		e = strings.ToLower(e)
+		if d == e || strings.HasSuffix(d, "."+e) {
+			return true
+		}
+	}
+	return false
+}
