@@ -104,6 +104,11 @@ func (c *conn) finish(err error) {
 	case errors.As(err, &se):
 		countStreamError(se.Condition)
 		c.log.Info("stream error", "condition", se.Condition, "text", se.Text)
+		// A bound session whose pings went unanswered is a phone that lost
+		// its network, not an offender.
+		if offence(se.Condition) && !(se.Condition == wire.CondConnectionTimeout && c.authenticated) {
+			c.strike(se.Condition)
+		}
 	case errors.Is(err, io.EOF):
 	default:
 		c.log.Debug("connection ended", "err", err)
@@ -607,6 +612,7 @@ func (c *conn) authError(err error, failure func(cond, text string) error) error
 				bare = user + "@" + c.domain
 			}
 			c.srv.throttle.Failed(c.t.remoteAddr(), bare)
+			c.strike("not-authorized")
 		}
 		return failure(f.Condition, f.Text)
 	}
@@ -648,4 +654,25 @@ func (c *conn) saslWrite(s string) error {
 		return err
 	}
 	return c.t.flush()
+}
+
+// offence reports whether a stream error is the client's doing (broken
+// or forbidden XML, exceeded limits, protocol abuse), which counts toward
+// a ban of its address; errors of the server's own making do not.
+func offence(cond string) bool {
+	switch cond {
+	case wire.CondNotWellFormed, wire.CondRestrictedXML, wire.CondPolicyViolation, wire.CondBadFormat,
+		wire.CondInvalidNamespace, wire.CondUnsupportedEncoding, wire.CondUnsupportedStanzaType,
+		wire.CondInvalidXML, wire.CondNotAuthorized, wire.CondConnectionTimeout:
+		return true
+	}
+	return false
+}
+
+// strike counts an offence of this connection's address (auth.Bans).
+func (c *conn) strike(reason string) {
+	if c.srv.cfg.Bans.Strike(c.t.remoteAddr(), reason) {
+		bansTotal.Inc()
+		c.log.Warn("address banned after repeated abuse", "reason", reason)
+	}
 }

@@ -41,6 +41,14 @@ var (
 		Namespace: "parley", Subsystem: "c2s", Name: "stanzas_unstored_total",
 		Help: "Stanzas not written to a client because a write they wait for (their archive row) failed; the sender got an error instead.",
 	})
+	bansTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "c2s", Name: "bans_total",
+		Help: "Client addresses banned after repeated abuse (bans.*).",
+	})
+	bannedRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "c2s", Name: "banned_connections_total",
+		Help: "Client connections refused because their address is banned.",
+	})
 	streamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "c2s", Name: "stream_errors_total",
 		Help: "Stream errors sent to clients by RFC 6120 condition.",
@@ -48,7 +56,8 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(connections, connectionsTotal, authentications, stanzasIn, stanzasOut, stanzasUnstored, streamErrors)
+	prometheus.MustRegister(connections, connectionsTotal, authentications, stanzasIn, stanzasOut, stanzasUnstored, streamErrors,
+		bansTotal, bannedRefused)
 	for _, t := range transportLabels {
 		connections.WithLabelValues(t)
 		connectionsTotal.WithLabelValues(t)

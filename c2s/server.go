@@ -60,7 +60,11 @@ type Config struct {
 	Secret []byte
 	// WebSocketOrigins: allowed Origin patterns (empty: any).
 	WebSocketOrigins []string
-	Logger           *slog.Logger
+	// Bans refuses connections from banned addresses and is told about
+	// offences (failed logins, streams closed for the client's fault);
+	// nil: no bans.
+	Bans   *auth.Bans
+	Logger *slog.Logger
 }
 
 // Server accepts client connections.
@@ -160,6 +164,11 @@ func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 			return err
 		}
 		delay = 0
+		if s.cfg.Bans.Banned(c.RemoteAddr().String()) {
+			bannedRefused.Inc()
+			_ = c.Close()
+			continue
+		}
 		go s.serveTCPConn(c, directTLS)
 	}
 }
@@ -191,6 +200,11 @@ func (s *Server) WebSocketHandler(secure bool) http.Handler {
 		}
 		if !strings.Contains(strings.ToLower(r.Header.Get("Sec-WebSocket-Protocol")), "xmpp") {
 			http.Error(w, "the WebSocket subprotocol must be xmpp (RFC 7395)", http.StatusBadRequest)
+			return
+		}
+		if s.cfg.Bans.Banned(r.RemoteAddr) {
+			bannedRefused.Inc()
+			http.Error(w, "this address is banned for a while", http.StatusForbidden)
 			return
 		}
 		c, err := websocket.Accept(w, r, opts)

@@ -36,6 +36,7 @@ type Config struct {
 	C2S          C2SConfig             `mapstructure:"c2s"`
 	WebSocket    WebSocketConfig       `mapstructure:"websocket"`
 	HTTP         HTTPConfig            `mapstructure:"http"`
+	Bans         BansConfig            `mapstructure:"bans"`
 	Contact      basic.ContactSettings `mapstructure:"contact"`
 	Log          LogConfig             `mapstructure:"log"`
 	Debug        DebugConfig           `mapstructure:"debug"`
@@ -173,6 +174,12 @@ type S2SConfig struct {
 	// Bidi offers and requests bidirectional streams (XEP-0288): one
 	// connection per domain pair carries stanzas both ways.
 	Bidi bool `mapstructure:"bidi"`
+	// BlockedDomains: remote domains (and their subdomains) this server
+	// does not federate with.
+	BlockedDomains []string `mapstructure:"blocked_domains"`
+	// AllowedDomains: when not empty, the only remote domains (and their
+	// subdomains) this server federates with.
+	AllowedDomains []string `mapstructure:"allowed_domains"`
 	// MetricsDomains get their own label in the per-domain s2s metrics
 	// (domains in Routes always do); every other domain is "other".
 	MetricsDomains []string `mapstructure:"metrics_domains"`
@@ -365,6 +372,7 @@ func DefaultConfig() Config {
 		Abuse:            abuse.DefaultSettings(),
 		ExternalServices: extdisco.DefaultSettings(),
 		HTTP:             HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
+		Bans:             BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}},
 		Invites:          InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
@@ -502,6 +510,13 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("s2s.routes[%d]", i), "%q is not domain=host:port (or domain=tls://host:port)", r)
 		}
 	}
+	for key, list := range map[string][]string{"s2s.blocked_domains": c.S2S.BlockedDomains, "s2s.allowed_domains": c.S2S.AllowedDomains} {
+		for i, d := range list {
+			if j, err := jid.Parse(d); err != nil || j.Localpart() != "" || j.Resourcepart() != "" || strings.ContainsAny(d, "@/ ") {
+				bad(fmt.Sprintf("%s[%d]", key, i), "%q is not a domain name", d)
+			}
+		}
+	}
 	for i, d := range c.S2S.MetricsDomains {
 		if j, err := jid.Parse(d); err != nil || j.Localpart() != "" || j.Resourcepart() != "" || strings.ContainsAny(d, "@/ ") {
 			bad(fmt.Sprintf("s2s.metrics_domains[%d]", i), "%q is not a domain name", d)
@@ -528,6 +543,14 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Invites.BaseURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		bad("invites.base_url", "%q is not an http(s) URL", u)
+	}
+	if c.Bans.MaxStrikes < 0 || (c.Bans.MaxStrikes > 0 && (c.Bans.Window <= 0 || c.Bans.Duration <= 0)) {
+		bad("bans", "expected max_strikes >= 0 (0 disables bans) and positive window and duration")
+	}
+	if _, badExempt := parseProxies(c.Bans.Exempt); len(badExempt) > 0 {
+		for _, b := range badExempt {
+			bad("bans.exempt", "%q is not an IP address or CIDR prefix", b)
+		}
 	}
 	if _, badProxies := parseProxies(c.HTTP.TrustedProxies); len(badProxies) > 0 {
 		for _, b := range badProxies {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +19,19 @@ type HTTPConfig struct {
 	// proxies whose X-Forwarded-Host and X-Forwarded-Proto headers are
 	// believed. Anyone else's are ignored.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+}
+
+// BansConfig is the fail2ban-style ban of client addresses (auth.Bans).
+type BansConfig struct {
+	// MaxStrikes offences (failed logins, streams closed for broken XML or
+	// exceeded limits) from one address (IPv4, or IPv6 /64) within Window
+	// ban it for Duration; 0 disables bans.
+	MaxStrikes int           `mapstructure:"max_strikes"`
+	Window     time.Duration `mapstructure:"window"`
+	Duration   time.Duration `mapstructure:"duration"`
+	// Exempt are never banned (besides http.trusted_proxies, whose
+	// clients all share the proxy's address).
+	Exempt []string `mapstructure:"exempt"`
 }
 
 // proxySet holds parsed trusted proxies.

@@ -83,7 +83,8 @@ func OpenStore(ctx context.Context, cfg Config) (storage.Store, error) {
 // Server is a running Parley instance.
 type Server struct {
 	cfg      Config
-	proxies  proxySet // http.trusted_proxies
+	proxies  proxySet   // http.trusted_proxies
+	bans     *auth.Bans // fail2ban-style bans of client addresses
 	log      *slog.Logger
 	store    storage.Store
 	ownStore bool
@@ -217,6 +218,9 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 
 	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
 		Secret: secret, Iterations: cfg.Auth.Iterations, Suspensions: store}, store)
+	exempt, _ := parseProxies(append(append([]string(nil), cfg.Bans.Exempt...), cfg.HTTP.TrustedProxies...))
+	s.bans = auth.NewBans(auth.BanConfig{MaxStrikes: cfg.Bans.MaxStrikes, Window: cfg.Bans.Window, Duration: cfg.Bans.Duration,
+		Exempt: exempt})
 	throttle := auth.NewThrottle(auth.ThrottleConfig{MaxFailures: cfg.Auth.MaxFailures, Window: cfg.Auth.FailureWindow,
 		MaxDelay: cfg.Auth.MaxDelay, MaxWait: min(cfg.Auth.MaxWait, cfg.Auth.Timeout*2/3)})
 	s.c2s = c2s.New(c2s.Config{
@@ -236,6 +240,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		ResumeTimeout:    cfg.C2S.ResumeTimeout,
 		MaxUnacked:       cfg.C2S.MaxUnacked,
 		WebSocketOrigins: cfg.WebSocket.Origins,
+		Bans:             s.bans,
 		FAST:             auth.NewFAST(auth.FASTConfig{Lifetime: cfg.Auth.FASTTokenLifetime}, store),
 		Secret:           secret,
 		Logger:           log,
@@ -606,8 +611,14 @@ func (s *Server) setupS2S(cfg Config, secret []byte) error {
 		IdleTimeout:       cfg.S2S.IdleTimeout,
 		DisableBidi:       !cfg.S2S.Bidi,
 		MetricsDomains:    cfg.S2S.MetricsDomains,
+		BlockedDomains:    cfg.S2S.BlockedDomains,
+		AllowedDomains:    cfg.S2S.AllowedDomains,
 		Logger:            s.log,
 	}, s.router)
 	s.router.SetRemote(s.s2s)
 	return nil
 }
+
+// Bans is the list of banned client addresses (for admin tools: List,
+// Unban).
+func (s *Server) Bans() *auth.Bans { return s.bans }
