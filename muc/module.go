@@ -84,6 +84,10 @@ type Module struct {
 	mu      sync.Mutex
 	rooms   map[string]*room // bare room JID → loaded room
 	stopped bool
+	// temporary counts, per creator (bare JID), the rooms in memory that
+	// are not stored: with the stored rooms they own, what
+	// max_rooms_per_user bounds.
+	temporary map[string]int
 }
 
 var (
@@ -98,7 +102,7 @@ func New(cfg Config, store Store) *Module {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, log: cfg.Logger, store: store, now: time.Now, services: map[string]string{},
-		rooms: map[string]*room{}, ctx: ctx, cancel: cancel}
+		rooms: map[string]*room{}, temporary: map[string]int{}, ctx: ctx, cancel: cancel}
 }
 
 // Name implements module.Module.
@@ -378,7 +382,7 @@ func (m *Module) lost(entity string) {
 	}
 	m.log.Warn("muc: room taken over by another node", "room", entity)
 	select {
-	case r.inbox <- func(r *room) { r.evicted = true }:
+	case r.inbox <- func(r *room) { r.evicted = true; r.uncount() }:
 	case <-time.After(postWait):
 	case <-m.ctx.Done():
 	}

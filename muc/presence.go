@@ -189,7 +189,9 @@ func (r *room) mayCreate(ev *module.Event) error {
 			r.m.log.Error("muc: counting rooms", "user", from.Bare().String(), "err", err)
 			return module.Errorf(wire.ErrResourceConstraint, "cannot create the room right now")
 		}
-		count := 0
+		r.m.mu.Lock()
+		count := r.m.temporary[from.Bare().String()]
+		r.m.mu.Unlock()
 		for _, a := range owned {
 			if a.Affiliation == affOwner {
 				count++
@@ -211,6 +213,10 @@ func (r *room) create(creator jid.JID, speaksMUC bool) {
 	r.created = r.m.now().UTC()
 	r.cfg = r.m.cfg.Defaults
 	r.affs = map[string]storage.MUCAffiliation{creator.Bare().String(): {JID: creator.Bare().String(), Affiliation: affOwner}}
+	r.creator = creator.Bare().String()
+	r.m.mu.Lock()
+	r.m.temporary[r.creator]++
+	r.m.mu.Unlock()
 	roomsCreated.Inc()
 	if !r.locked {
 		r.unlock()

@@ -90,6 +90,9 @@ type room struct {
 	emptyAt   time.Time
 	gone      bool // destroyed or unloaded: leave the loop
 	evicted   bool // another node of the cluster runs the room now
+	// creator is counted in Module.temporary while the room lives here
+	// without being stored.
+	creator string
 	admins    map[string]adminEntry
 }
 
@@ -324,6 +327,7 @@ func (r *room) save() error {
 		return err
 	}
 	r.stored = true
+	r.uncount() // counted with the stored rooms its owners own now
 	return nil
 }
 
@@ -349,7 +353,21 @@ func (r *room) destroyStorage() {
 	}
 	r.exists = false
 	r.listing.Store(nil)
+	r.uncount()
 	roomsDestroyed.Inc()
+}
+
+// uncount takes a temporary room out of its creator's count.
+func (r *room) uncount() {
+	if r.creator == "" {
+		return
+	}
+	r.m.mu.Lock()
+	if r.m.temporary[r.creator]--; r.m.temporary[r.creator] <= 0 {
+		delete(r.m.temporary, r.creator)
+	}
+	r.m.mu.Unlock()
+	r.creator = ""
 }
 
 // affiliation returns the stored affiliation of a real JID (its bare JID,

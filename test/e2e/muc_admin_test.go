@@ -332,7 +332,7 @@ func roomArchive(t *testing.T, c *testserver.Client, room string) []*wire.Elemen
 // as owners of every room, a nick the service normalized (210), and 332
 // to occupants when the server shuts down.
 func TestMUCLimitsDefaultsAndServiceAdmins(t *testing.T) {
-	ts, a, b, _ := mucTrio(t, func(c *server.Config) {
+	ts, a, b, c := mucTrio(t, func(c *server.Config) {
 		c.MUC.MaxRoomsPerUser = 1
 		c.MUC.MessagesPerSecond = 1
 		c.MUC.Defaults.MembersOnly = true
@@ -345,6 +345,24 @@ func TestMUCLimitsDefaultsAndServiceAdmins(t *testing.T) {
 	createRoom(t, a, room, "Alice", nil)
 	wantCond(t, "a second room over the limit", joinError(t, a, roomJID("two"), "Alice", ""), "not-allowed")
 	createRoom(t, root, roomJID("two"), "Root", nil) // admins are exempt
+	// Temporary rooms count too while they exist.
+	createRoom(t, c, roomJID("temp"), "Carol", map[string]string{"muc#roomconfig_persistentroom": "0"})
+	wantCond(t, "a second room next to a temporary one", joinError(t, c, roomJID("temp2"), "Carol", ""), "not-allowed")
+	c.Send("<presence to='%s/Carol' type='unavailable'/>", roomJID("temp"))
+	c.Expect("left", fromOccupant(roomJID("temp"), "Carol", "unavailable"))
+	// Gone with its last occupant: she may create one again (polled: the
+	// room goes once its goroutine saw it empty).
+	for i := 0; ; i++ {
+		c.Send("<presence to='%s/Carol'><x xmlns='%s'/></presence>", roomJID("temp3"), nsMUC)
+		st := c.Expect("join answer", func(s *wire.Stanza) bool { return s.Name == "presence" && s.From == roomJID("temp3")+"/Carol" })
+		if st.Type != "error" {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("still over the limit after the temporary room went: %s", st.Raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	// Defaults: the new room is members-only and persistent.
 	wantCond(t, "stranger in a members-only room by default", joinError(t, b, room, "Bob", ""), "registration-required")
