@@ -41,7 +41,7 @@ var Features = []string{
 	NSPubSub + "#access-presence", NSPubSub + "#access-open", NSPubSub + "#access-roster",
 	NSPubSub + "#access-whitelist", NSPubSub + "#persistent-items", NSPubSub + "#retract",
 	NSPubSub + "#purge", NSPubSub + "#delete-nodes", NSPubSub + "#retrieve-items",
-	NSPubSub + "#config-node", NSPubSub + "#item-ids", NSPubSub + "#last-published",
+	NSPubSub + "#config-node", NSPubSub + "#config-node-max", NSPubSub + "#item-ids", NSPubSub + "#last-published",
 	NSPubSub + "#multi-items", NSPubSub + "#create-nodes", NSPubSub + "#create-and-configure",
 	NSPubSub + "#auto-subscribe", NSPubSub + "#filtered-notifications", NSPubSub + "#retrieve-default",
 	NSPubSub + "#presence-notifications",

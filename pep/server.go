@@ -12,11 +12,12 @@ import (
 
 // Well-known nodes with built-in defaults.
 const (
-	NodeAvatarData     = xep.NSAvatarData     // XEP-0084
-	NodeAvatarMetadata = xep.NSAvatarMetadata // XEP-0084
-	NodeBookmarks      = xep.NSBookmarks      // XEP-0402
-	NodeMDS            = xep.NSMDSDisplayed   // XEP-0490
-	NodeNick           = xep.NSNick           // XEP-0172
+	NodeAvatarData     = xep.NSAvatarData       // XEP-0084
+	NodeAvatarMetadata = xep.NSAvatarMetadata   // XEP-0084
+	NodeBookmarks      = xep.NSBookmarks        // XEP-0402
+	NodeBookmarksPEP   = xep.NSPrivateBookmarks // XEP-0048 1.1 over PEP (XEP-0223)
+	NodeMDS            = xep.NSMDSDisplayed     // XEP-0490
+	NodeNick           = xep.NSNick             // XEP-0172
 )
 
 // BuiltinNodeDefaults returns the defaults the module applies to
@@ -31,6 +32,9 @@ func BuiltinNodeDefaults(node string) map[string]string {
 	switch node {
 	case NodeAvatarData, NodeAvatarMetadata:
 		return map[string]string{fAccessModel: AccessOpen, fMaxItems: "1", fPersistItems: "true"}
+	case NodeBookmarksPEP:
+		// XEP-0048 §3.3 / XEP-0223: one private, persistent item.
+		return map[string]string{fAccessModel: AccessWhitelist, fMaxItems: "1", fPersistItems: "true"}
 	case NodeBookmarks, NodeMDS:
 		return map[string]string{fAccessModel: AccessWhitelist, fMaxItems: "max", fPersistItems: "true",
 			fSendLast: "never"}

@@ -48,11 +48,39 @@ func (m *Module) toPEP(ctx context.Context, owner string, stor *wire.Element) er
 	return errors.Join(errs...)
 }
 
-// OnPEPPublish updates the private XML copy of the bookmarks after a
-// client published to urn:xmpp:bookmarks:1; wire it as pep
-// Config.OnPublish. Other nodes are ignored.
+// The bookmarks live in three places, kept equal whichever one a client
+// writes (XEP-0411, XEP-0402 §5.3):
+//   - private XML storage:bookmarks (XEP-0049, old clients),
+//   - the PEP node storage:bookmarks, item "current" holding the same
+//     <storage/> element (XEP-0048 1.1 over XEP-0223, urn:xmpp:bookmarks:1#compat-pep),
+//   - the PEP node urn:xmpp:bookmarks:1, one item per room (XEP-0402).
+// Writes the server makes on the owner's behalf (PEP Module.PublishItem)
+// notify the owner's and subscribers' clients but do not come back here.
+
+// legacyItem is the item of the storage:bookmarks PEP node (XEP-0048 §3.3).
+const legacyItem = "current"
+
+// toLegacyPEP publishes stor as the storage:bookmarks PEP node's item,
+// unless it holds that already. m.mu is held.
+func (m *Module) toLegacyPEP(ctx context.Context, owner string, stor *wire.Element) error {
+	raw := stor.Bytes()
+	have, err := m.cfg.PEP.Items(ctx, owner, NSBookmarks)
+	if err != nil {
+		return err
+	}
+	for _, it := range have {
+		if it.ID == legacyItem && bytes.Equal(it.Payload, raw) {
+			return nil
+		}
+	}
+	return m.cfg.PEP.PublishItem(ctx, owner, NSBookmarks, legacyItem, raw)
+}
+
+// OnPEPPublish brings the other two copies of the bookmarks up to date
+// after a client published to urn:xmpp:bookmarks:1 or storage:bookmarks;
+// wire it as pep Config.OnPublish. Other nodes are ignored.
 func (m *Module) OnPEPPublish(ctx context.Context, owner, node, id string, payload []byte) {
-	if node != NSBookmarks2 || m.cfg.PEP == nil {
+	if (node != NSBookmarks2 && node != NSBookmarks) || m.cfg.PEP == nil {
 		return
 	}
 	st, err := wire.Parse(payload, wire.Limits{})
@@ -60,28 +88,61 @@ func (m *Module) OnPEPPublish(ctx context.Context, owner, node, id string, paylo
 		m.log.Warn("private: bookmark payload", "owner", owner, "err", err)
 		return
 	}
-	conf := st.Tree()
-	if conf.Name.Space != NSBookmarks2 || conf.Name.Local != "conference" {
+	el := st.Tree()
+	switch {
+	case node == NSBookmarks2 && el.Name.Space == NSBookmarks2 && el.Name.Local == "conference":
+		err = m.updateLegacy(ctx, owner, id, FromBookmarks2(id, el))
+	case node == NSBookmarks && el.Name.Space == NSBookmarks && el.Name.Local == "storage":
+		err = m.fromLegacyPEP(ctx, owner, el)
+	default:
 		return
 	}
-	if err := m.updateLegacy(ctx, owner, id, FromBookmarks2(id, conf)); err != nil {
-		m.log.Warn("private: bookmarks from PEP", "owner", owner, "err", err)
+	if err != nil {
+		m.log.Warn("private: bookmarks from PEP", "owner", owner, "node", node, "err", err)
 	}
 }
 
 // OnPEPRetract removes a retracted urn:xmpp:bookmarks:1 item from the
-// private XML copy; wire it as pep Config.OnRetract.
+// other copies, and takes a retracted storage:bookmarks item as an empty
+// list; wire it as pep Config.OnRetract.
 func (m *Module) OnPEPRetract(ctx context.Context, owner, node, id string) {
-	if node != NSBookmarks2 || m.cfg.PEP == nil {
+	if m.cfg.PEP == nil {
 		return
 	}
-	if err := m.updateLegacy(ctx, owner, id, nil); err != nil {
-		m.log.Warn("private: bookmarks from PEP", "owner", owner, "err", err)
+	var err error
+	switch {
+	case node == NSBookmarks2:
+		err = m.updateLegacy(ctx, owner, id, nil)
+	case node == NSBookmarks && id == legacyItem:
+		err = m.fromLegacyPEP(ctx, owner, wire.NewElement(NSBookmarks, "storage"))
+	default:
+		return
+	}
+	if err != nil {
+		m.log.Warn("private: bookmarks from PEP", "owner", owner, "node", node, "err", err)
 	}
 }
 
+// fromLegacyPEP stores a <storage/> a client published to the
+// storage:bookmarks PEP node in private XML and mirrors its rooms into
+// urn:xmpp:bookmarks:1.
+func (m *Module) fromLegacyPEP(ctx context.Context, owner string, stor *wire.Element) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	raw := stor.Bytes()
+	if len(raw) > m.cfg.MaxBytes {
+		m.log.Warn("private: bookmarks from PEP too big for private XML", "owner", owner, "bytes", len(raw))
+	} else if err := m.checkQuota(ctx, owner, NSBookmarks, len(raw)); err != nil {
+		m.log.Warn("private: bookmarks from PEP not copied to private XML", "owner", owner, "err", err)
+	} else if err := m.store.SetPrivateXML(ctx, owner, NSBookmarks, raw); err != nil {
+		return err
+	}
+	return m.toPEP(ctx, owner, stor)
+}
+
 // updateLegacy replaces (conf != nil) or removes the conference of room in
-// the stored storage:bookmarks element, keeping everything else.
+// the stored storage:bookmarks element, keeping everything else, and
+// publishes the result to the storage:bookmarks PEP node.
 func (m *Module) updateLegacy(ctx context.Context, owner, room string, conf *wire.Element) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -117,7 +178,10 @@ func (m *Module) updateLegacy(ctx context.Context, owner, room string, conf *wir
 		out = append(out, wire.Node{Elem: conf})
 	}
 	stor.Children = out
-	return m.store.SetPrivateXML(ctx, owner, NSBookmarks, stor.Bytes())
+	if err := m.store.SetPrivateXML(ctx, owner, NSBookmarks, stor.Bytes()); err != nil {
+		return err
+	}
+	return m.toLegacyPEP(ctx, owner, stor)
 }
 
 func isTrue(s string) bool { return s == "true" || s == "1" }
@@ -157,4 +221,31 @@ func FromBookmarks2(room string, c *wire.Element) *wire.Element {
 		out.Add(wire.NewElement(NSBookmarks, "password").AddText(pw.Text()))
 	}
 	return out
+}
+
+// migrate runs when a session is bound: bookmarks stored in private XML
+// before they were mirrored (older data, or a store copied in) are
+// published to the PEP nodes that lack them, before the client reads
+// them (XEP-0411 §5). Each account is looked at once per process.
+func (m *Module) migrate(ctx context.Context, owner string) {
+	if _, done := m.migrated.LoadOrStore(owner, true); done {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	legacy, err := m.cfg.PEP.Items(ctx, owner, NSBookmarks)
+	if err != nil || len(legacy) > 0 {
+		return
+	}
+	raw, err := m.store.PrivateXML(ctx, owner, NSBookmarks)
+	if err != nil {
+		return
+	}
+	st, err := wire.Parse(raw, wire.Limits{})
+	if err != nil {
+		return
+	}
+	if err := errors.Join(m.toLegacyPEP(ctx, owner, st.Tree()), m.toPEP(ctx, owner, st.Tree())); err != nil {
+		m.log.Warn("private: publishing stored bookmarks to PEP", "owner", owner, "err", err)
+	}
 }

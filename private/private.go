@@ -1,6 +1,7 @@
 // Package private implements XEP-0049 private XML storage and keeps
-// XEP-0048 bookmarks stored there in sync with XEP-0402 PEP bookmarks
-// (XEP-0411, urn:xmpp:bookmarks:1#compat).
+// XEP-0048 bookmarks stored there in sync with XEP-0402 PEP bookmarks and
+// with the XEP-0048 PEP node (XEP-0411, urn:xmpp:bookmarks:1#compat and
+// #compat-pep).
 package private
 
 import (
@@ -23,6 +24,10 @@ const (
 	NSBookmarks     = xep.NSPrivateBookmarks // XEP-0048
 	NSBookmarks2    = xep.NSBookmarks        // XEP-0402 (also the PEP node)
 	NSBookmarksSync = NSBookmarks2 + "#compat"
+	// NSBookmarksSyncPEP: unified with the XEP-0048 PEP node as well.
+	NSBookmarksSyncPEP = NSBookmarks2 + "#compat-pep"
+	// NSBookmarksConversion is XEP-0411's feature.
+	NSBookmarksConversion = xep.NSBookmarksConversion
 )
 
 // Defaults of Config.
@@ -69,6 +74,9 @@ type Module struct {
 	store storage.PrivateXML
 	log   *slog.Logger
 	mu    sync.Mutex // serialises bookmark read-modify-write
+	// migrated holds the accounts whose stored bookmarks were checked
+	// against PEP since the start.
+	migrated sync.Map
 }
 
 var _ module.Module = (*Module)(nil)
@@ -97,7 +105,10 @@ func (m *Module) Name() string { return "private" }
 func (m *Module) Register(r *module.Registry) error {
 	r.AccountFeature(NS)
 	if m.cfg.PEP != nil {
-		r.AccountFeature(NSBookmarksSync)
+		// XEP-0402 §5.3: unified with private XML and with the XEP-0048
+		// PEP node; XEP-0411: converted both ways.
+		r.AccountFeature(NSBookmarksSync, NSBookmarksSyncPEP, NSBookmarksConversion)
+		r.OnBound(func(ctx context.Context, s module.Session) { m.migrate(ctx, s.JID().Bare().String()) })
 	}
 	r.IQ(NS, "query", module.TargetAccount, m.handle)
 	return nil
@@ -150,7 +161,7 @@ func (m *Module) handle(ctx context.Context, ev *module.Event) (*wire.Element, e
 		return nil, err
 	}
 	if ns == NSBookmarks && m.cfg.PEP != nil {
-		if err := m.toPEP(ctx, owner, child); err != nil {
+		if err := errors.Join(m.toPEP(ctx, owner, child), m.toLegacyPEP(ctx, owner, child)); err != nil {
 			m.log.Warn("private: bookmarks to PEP", "owner", owner, "err", err)
 		}
 	}

@@ -24,30 +24,40 @@ func openStore(t *testing.T) *sqlite.Store {
 	return st
 }
 
+// fakePEP keeps one owner's items per node (the real service is tested
+// with this module in test/e2e).
 type fakePEP struct {
 	mu    sync.Mutex
-	items []storage.PEPItem
+	nodes map[string][]storage.PEPItem
 }
 
 func (f *fakePEP) PublishItem(_ context.Context, owner, node, id string, payload []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.items = slices.DeleteFunc(f.items, func(it storage.PEPItem) bool { return it.ID == id })
-	f.items = append(f.items, storage.PEPItem{ID: id, Payload: payload})
+	if f.nodes == nil {
+		f.nodes = map[string][]storage.PEPItem{}
+	}
+	its := slices.DeleteFunc(f.nodes[node], func(it storage.PEPItem) bool { return it.ID == id })
+	f.nodes[node] = append(its, storage.PEPItem{ID: id, Payload: payload})
 	return nil
 }
 
 func (f *fakePEP) RetractItem(_ context.Context, owner, node, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.items = slices.DeleteFunc(f.items, func(it storage.PEPItem) bool { return it.ID == id })
+	f.nodes[node] = slices.DeleteFunc(f.nodes[node], func(it storage.PEPItem) bool { return it.ID == id })
 	return nil
 }
 
-func (f *fakePEP) Items(context.Context, string, string) ([]storage.PEPItem, error) {
+func (f *fakePEP) Items(_ context.Context, _, node string) ([]storage.PEPItem, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.items), nil
+	return slices.Clone(f.nodes[node]), nil
+}
+
+func (f *fakePEP) items(node string) []storage.PEPItem {
+	its, _ := f.Items(context.Background(), "", node)
+	return its
 }
 
 func event(from, to, raw string) *module.Event {
@@ -104,10 +114,12 @@ func TestBookmarksSync(t *testing.T) {
 	if _, err := m.handle(ctx, set); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.items) != 2 || p.items[0].ID != "council@conference.example" ||
-		string(p.items[0].Payload) != `<conference xmlns="urn:xmpp:bookmarks:1" name="Council" autojoin="true"><nick>Jules</nick></conference>` &&
-			!strings.Contains(string(p.items[0].Payload), "Jules") {
-		t.Fatalf("PEP items after set: %+v", p.items)
+	if its := p.items(NSBookmarks2); len(its) != 2 || its[0].ID != "council@conference.example" ||
+		!strings.Contains(string(its[0].Payload), "Jules") {
+		t.Fatalf("PEP items after set: %+v", its)
+	}
+	if its := p.items(NSBookmarks); len(its) != 1 || its[0].ID != "current" || !strings.Contains(string(its[0].Payload), "https://example.org") {
+		t.Fatalf("XEP-0048 PEP node after set: %+v", its)
 	}
 	// Dropping a room retracts it.
 	set = event(j+"/b", j, `<iq type='set' id='1'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>`+
@@ -115,8 +127,8 @@ func TestBookmarksSync(t *testing.T) {
 	if _, err := m.handle(ctx, set); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.items) != 1 || p.items[0].ID != "other@conference.example" {
-		t.Fatalf("PEP items after second set: %+v", p.items)
+	if its := p.items(NSBookmarks2); len(its) != 1 || its[0].ID != "other@conference.example" {
+		t.Fatalf("PEP items after second set: %+v", its)
 	}
 	// PEP to private.
 	m.OnPEPPublish(ctx, j, NSBookmarks2, "new@conference.example",
@@ -136,9 +148,33 @@ func TestBookmarksSync(t *testing.T) {
 	if !slices.Equal(rooms, []string{"other@conference.example", "new@conference.example"}) {
 		t.Fatalf("rooms after publish = %v (%s)", rooms, raw)
 	}
+	if its := p.items(NSBookmarks); len(its) != 1 || string(its[0].Payload) != string(raw) {
+		t.Fatalf("XEP-0048 PEP node after a XEP-0402 publish: %+v, private %s", its, raw)
+	}
 	m.OnPEPRetract(ctx, j, NSBookmarks2, "other@conference.example")
 	raw, _ = st.PrivateXML(ctx, j, NSBookmarks)
 	if strings.Contains(string(raw), "other@") || !strings.Contains(string(raw), "new@") {
 		t.Fatalf("after retract: %s", raw)
+	}
+	if its := p.items(NSBookmarks); len(its) != 1 || string(its[0].Payload) != string(raw) {
+		t.Fatalf("XEP-0048 PEP node after a retraction: %+v", its)
+	}
+
+	// A client publishing to the XEP-0048 PEP node: private XML and the
+	// XEP-0402 node follow.
+	m.OnPEPPublish(ctx, j, NSBookmarks, "current", []byte(`<storage xmlns='storage:bookmarks'>`+
+		`<conference jid='pep@conference.example' name='Via PEP'/></storage>`))
+	raw, _ = st.PrivateXML(ctx, j, NSBookmarks)
+	if !strings.Contains(string(raw), "pep@conference.example") || strings.Contains(string(raw), "new@") {
+		t.Fatalf("private XML after a XEP-0048 PEP publish: %s", raw)
+	}
+	if its := p.items(NSBookmarks2); len(its) != 1 || its[0].ID != "pep@conference.example" {
+		t.Fatalf("XEP-0402 node after a XEP-0048 PEP publish: %+v", its)
+	}
+	// Retracting its item empties the list everywhere.
+	m.OnPEPRetract(ctx, j, NSBookmarks, "current")
+	raw, _ = st.PrivateXML(ctx, j, NSBookmarks)
+	if strings.Contains(string(raw), "conference") || len(p.items(NSBookmarks2)) != 0 {
+		t.Fatalf("after retracting the XEP-0048 item: %s %+v", raw, p.items(NSBookmarks2))
 	}
 }

@@ -81,6 +81,7 @@ const (
 	NSBookmarks            = "urn:xmpp:bookmarks:1"                              // XEP-0402
 	NSPrivate              = "jabber:iq:private"                                 // XEP-0049
 	NSPrivateBookmarks     = "storage:bookmarks"                                 // XEP-0048
+	NSBookmarksConversion  = "urn:xmpp:bookmarks-conversion:0"                   // XEP-0411
 	NSMDSDisplayed         = "urn:xmpp:mds:displayed:0"                          // XEP-0490
 	NSMDSServerAssist      = "urn:xmpp:mds:server-assist:0"                      // XEP-0490
 	NSOMEMO2Devices        = "urn:xmpp:omemo:2:devices"                          // XEP-0384
