@@ -93,7 +93,7 @@ type room struct {
 	// creator is counted in Module.temporary while the room lives here
 	// without being stored.
 	creator string
-	admins    map[string]adminEntry
+	admins  map[string]adminEntry
 }
 
 // adminEntry caches whether a JID is a service admin (asking may cost a
