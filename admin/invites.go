@@ -213,15 +213,17 @@ func (s *Service) ListInvites(ctx context.Context, domain string) ([]storage.Inv
 
 // RevokeInvite deletes an invitation by ID or by token.
 func (s *Service) RevokeInvite(ctx context.Context, idOrToken string) error {
-	err := s.store.DeleteInvite(ctx, idOrToken)
+	id := idOrToken
+	err := s.store.DeleteInvite(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) && len(idOrToken) <= MaxTokenBytes {
-		err = s.store.DeleteInvite(ctx, publicID(tokenHash(idOrToken)))
+		id = publicID(tokenHash(idOrToken)) // it was the token: never log it
+		err = s.store.DeleteInvite(ctx, id)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return badInput("no such invitation")
 	}
 	if err == nil {
-		s.log.Info("invitation revoked", "id", idOrToken[:min(len(idOrToken), 16)])
+		s.log.Info("invitation revoked", "id", id)
 	}
 	return err
 }

@@ -144,6 +144,10 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("invites: %v", m)
 	}
 	api.want(200, "DELETE", "/api/v1/invites/"+inv["id"].(string), "")
+	// Revoking by the token itself works too, and does not log it.
+	inv2 := api.want(201, "POST", "/api/v1/invites", `{"domain":"localhost"}`)
+	api.want(200, "DELETE", "/api/v1/invites/"+inv2["token"].(string), "")
+	api.want(400, "DELETE", "/api/v1/invites/"+inv2["token"].(string), "")
 	stanzaErr(t, registerWithToken(t, ts, inv["token"].(string), "late", "pw", true), "item-not-found")
 
 	// Export (XEP-0227).
@@ -175,7 +179,7 @@ func TestAdminAPI(t *testing.T) {
 	api.want(200, "DELETE", "/api/v1/users/alice@localhost", "")
 	api.want(404, "DELETE", "/api/v1/users/alice@localhost", "")
 
-	for _, secret := range []string{token, "s3cret-alice", "new-alice", inv["token"].(string)} {
+	for _, secret := range []string{token, "s3cret-alice", "new-alice", inv["token"].(string), inv2["token"].(string)} {
 		if strings.Contains(logs.String(), secret) {
 			t.Fatalf("the log contains a secret %q:\n%s", secret[:6], logs.String())
 		}
