@@ -302,9 +302,10 @@ func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
 		s.t = nil
 		s.clearAckWaitLocked() // queued stanzas fire OnStanzaQueued instead
 		s.hibernate = time.AfterFunc(s.smMax, func() { c.srv.terminate(s, nil) })
+		unacked := s.smq.Len() // s.smq changes when another connection resumes s
 		s.mu.Unlock()
 		c.t.close()
-		c.log.Info("session hibernated", "jid", s.jid.String(), "unacked", s.smq.Len())
+		c.log.Info("session hibernated", "jid", s.jid.String(), "unacked", unacked)
 		c.srv.reg.FireHibernated(context.Background(), s)
 		return
 	}
