@@ -125,15 +125,7 @@ func (n *Node) acquire(ctx context.Context, entity string) (string, error) {
 			}
 		}
 		// Free, released by this node, or held by a dead node: take it.
-		var (
-			rev uint64
-			err error
-		)
-		if exists {
-			rev, err = n.lkv.Update(ctx, k, val, cur.rev)
-		} else {
-			rev, err = n.lkv.Create(ctx, k, val)
-		}
+		rev, err := casPut(ctx, n.lkv, k, val, cur.rev) // cur.rev is 0 when it does not exist
 		if err == nil {
 			n.leases.mu.Lock()
 			n.leases.held[k] = rev

@@ -171,6 +171,7 @@ func (n *Node) reap() {
 		}
 		e := c.r.state().e
 		n.apply(c.k, nil, rev, false)
+		n.unreserve(c.r.full.Bare().String(), c.r.full.Resourcepart(), e.Conn)
 		sessionsReaped.Inc()
 		n.log.Info("cluster: session of a dead node removed", "jid", c.r.full.String(), "peer", e.Node)
 		// Modules see the end of the session as on its own node: im tells

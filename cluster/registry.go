@@ -90,10 +90,12 @@ type registry struct {
 	top     uint64                        // newest revision known (own writes included)
 	wake    chan struct{}                 // closed when applied grows
 	mine    map[string]mine               // key → local session
+	slots   map[string]slotsState         // slots key → the account's session slots
 }
 
 func (g *registry) init() {
 	g.byKey, g.byBare, g.dead, g.mine = map[string]*remote{}, map[string]map[string]*remote{}, map[string]uint64{}, map[string]mine{}
+	g.slots = map[string]slotsState{}
 	g.wake = make(chan struct{})
 }
 
@@ -270,6 +272,11 @@ func (n *Node) watchBucket(ctx context.Context, kv jetstream.KeyValue, handle fu
 
 func (n *Node) onEntry(kve jetstream.KeyValueEntry) {
 	k := kve.Key()
+	if strings.HasPrefix(k, "a.") {
+		n.onSlots(k, kve.Operation(), kve.Value(), kve.Revision())
+		n.apply(k, nil, kve.Revision(), true) // the revision is applied
+		return
+	}
 	if kve.Operation() != jetstream.KeyValuePut {
 		n.apply(k, nil, kve.Revision(), true)
 		n.lostOwn(k, kve.Revision())
@@ -342,13 +349,25 @@ func (n *Node) entryFor(s module.Session) entry {
 var errRegistry = errors.New("cluster: the session registry is not reachable")
 
 // Claim implements router.Cluster.
-func (n *Node) Claim(ctx context.Context, s module.Session) (module.Session, error) {
+func (n *Node) Claim(ctx context.Context, s module.Session, max int) (module.Session, error) {
 	k := keyOf(s.JID())
 	e := n.entryFor(s)
 	val, _ := json.Marshal(e)
 	mu := n.lockKey(k)
 	mu.Lock()
 	defer mu.Unlock()
+	bare, res := s.JID().Bare().String(), s.JID().Resourcepart()
+	if err := n.reserve(ctx, bare, res, e.Conn, max); err != nil {
+		return nil, err
+	}
+	replaced, err := n.claim(ctx, s, k, e, val)
+	if err != nil {
+		n.unreserve(bare, res, e.Conn)
+	}
+	return replaced, err
+}
+
+func (n *Node) claim(ctx context.Context, s module.Session, k string, e entry, val []byte) (module.Session, error) {
 	var prev *remote
 	n.registry.mu.RLock()
 	if r := n.registry.byKey[k]; r != nil {
@@ -360,15 +379,7 @@ func (n *Node) Claim(ctx context.Context, s module.Session) (module.Session, err
 		rev = prev.state().rev
 	}
 	for range 8 {
-		var (
-			nrev uint64
-			err  error
-		)
-		if rev == 0 {
-			nrev, err = n.kv.Create(ctx, k, val)
-		} else {
-			nrev, err = n.kv.Update(ctx, k, val, rev)
-		}
+		nrev, err := casPut(ctx, n.kv, k, val, rev)
 		if err == nil {
 			n.apply(k, &e, nrev, false)
 			n.registry.mu.Lock()
@@ -469,6 +480,7 @@ func (n *Node) Release(s module.Session) {
 	}
 	registryWrites.WithLabelValues("release").Inc()
 	n.apply(k, nil, rev, false)
+	n.unreserve(s.JID().Bare().String(), s.JID().Resourcepart(), s.ConnID())
 }
 
 // casDelete deletes k if its revision is still rev and returns the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,8 @@ type NodeStatus struct {
 	Node     string
 	Alive    bool      // heard within three heartbeats
 	Sessions int       // entries in the registry naming it
+	Rooms    int       // entities (chat rooms) whose lease names it
+	Draining bool      // it is leaving the cluster (rolling upgrade)
 	Reported int       // sessions it reports itself (-1: not heard)
 	Started  time.Time // zero: not heard
 	Version  string
@@ -98,8 +101,28 @@ func Status(ctx context.Context, cfg Config, listen time.Duration) ([]NodeStatus
 				break
 			}
 			var v entry
-			if json.Unmarshal(e.Value(), &v) == nil {
+			if strings.HasPrefix(e.Key(), "s.") && json.Unmarshal(e.Value(), &v) == nil {
 				get(v.Node).Sessions++
+			}
+		}
+		_ = w.Stop()
+	}
+	lkv, err := js.KeyValue(ctx, cfg.Prefix+"_leases")
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("cluster: leases: %w", err)
+	}
+	if lkv != nil {
+		w, err := lkv.WatchAll(ctx, jetstream.IgnoreDeletes())
+		if err != nil {
+			return nil, fmt.Errorf("cluster: leases: %w", err)
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				break
+			}
+			var v leaseValue
+			if json.Unmarshal(e.Value(), &v) == nil && v.Node != "" {
+				get(v.Node).Rooms++
 			}
 		}
 		_ = w.Stop()
@@ -120,6 +143,7 @@ loop:
 				continue
 			}
 			n.Alive, n.Reported, n.Started, n.Version, n.LastSeen = true, hb.Sessions, time.Unix(hb.Started, 0), hb.Version, time.Now()
+			n.Draining = hb.Draining
 		case <-timer.C:
 			break loop
 		case <-ctx.Done():

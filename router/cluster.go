@@ -23,8 +23,10 @@ type Cluster interface {
 	Node() string
 	// Claim records s, just bound here, cluster-wide. It returns the
 	// session of another node that had the same full JID, which the
-	// caller closes with <conflict/>.
-	Claim(ctx context.Context, s module.Session) (replaced module.Session, err error)
+	// caller closes with <conflict/>, and ErrTooManySessions when the
+	// account has max sessions on all nodes together (decided atomically
+	// across nodes).
+	Claim(ctx context.Context, s module.Session, max int) (replaced module.Session, err error)
 	// Release forgets s (unbound here) unless another session took its
 	// full JID meanwhile.
 	Release(s module.Session)

@@ -119,7 +119,7 @@ func (r *Router) Bind(s module.Session) (replaced module.Session, err error) {
 	r.mu.Unlock()
 	if r.cluster != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		rem, err := r.cluster.Claim(ctx, s)
+		rem, err := r.cluster.Claim(ctx, s, r.cfg.MaxSessions)
 		cancel()
 		if err != nil {
 			r.unbindLocal(s, replaced)

@@ -46,21 +46,25 @@ sessions are removed by the others after cluster.dead_after).`,
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NODE\tSTATE\tSESSIONS\tREPORTED\tUP\tVERSION")
-			total, alive := 0, 0
+			fmt.Fprintln(w, "NODE\tSTATE\tSESSIONS\tREPORTED\tROOMS\tUP\tVERSION")
+			total, alive, rooms := 0, 0, 0
 			for _, n := range nodes {
 				state, reported, up := "DEAD", "-", "-"
 				if n.Alive {
 					state, reported, up = "alive", fmt.Sprint(n.Reported), time.Since(n.Started).Round(time.Second).String()
+					if n.Draining {
+						state = "draining"
+					}
 					alive++
 				}
 				total += n.Sessions
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", n.Node, state, n.Sessions, reported, up, n.Version)
+				rooms += n.Rooms
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.Node, state, n.Sessions, reported, n.Rooms, up, n.Version)
 			}
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d nodes alive, %d sessions in the registry\n", alive, total)
+			fmt.Fprintf(cmd.OutOrStdout(), "%d nodes alive, %d sessions in the registry, %d rooms running\n", alive, total, rooms)
 			return nil
 		},
 	}

@@ -14,7 +14,10 @@ import (
 func TestClusterStatusAndCheck(t *testing.T) {
 	nodes := testserver.StartCluster(t, 2)
 	nodes[0].AddUser("alice", "pw")
-	nodes[0].Login("alice", "pw", "a")
+	a := nodes[0].Login("alice", "pw", "a")
+	// A chat room runs on n1.
+	a.Send("<presence to='status@conference.localhost/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+	a.Expect("room created", testserver.PresenceFrom("status@conference.localhost/alice", ""))
 	nodes[1].Login("alice", "pw", "b")
 	nodes[1].Login("alice", "pw", "c")
 	spec := nodes[0].Cfg
@@ -34,7 +37,8 @@ cluster:
 `, spec.Storage.Postgres.DSN, spec.Storage.Postgres.Schema, testserver.NATSURL(), spec.Cluster.NATS.Prefix))
 	r := runCLI(t, "", "--config="+cfgPath, "cluster", "status", "--listen=1s")
 	r.ok(t, "")
-	for _, want := range []string{`(?m)^n1\s+alive\s+1\s+1\s`, `(?m)^n2\s+alive\s+2\s+2\s`, `2 nodes alive, 3 sessions in the registry`} {
+	for _, want := range []string{`(?m)^n1\s+alive\s+1\s+1\s+1\s`, `(?m)^n2\s+alive\s+2\s+2\s+0\s`,
+		`2 nodes alive, 3 sessions in the registry, 1 rooms running`} {
 		if !regexp.MustCompile(want).MatchString(r.out) {
 			t.Errorf("cluster status output lacks %s:\n%s", want, r.out)
 		}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/parley-xmpp/parley/internal/testserver"
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -168,4 +170,70 @@ func TestMaxSessionsAcrossNodes(t *testing.T) {
 	if r.Type != "error" || stanzaError(r) != "resource-constraint" {
 		t.Fatalf("21st session across two nodes: %s", r.Raw)
 	}
+}
+
+// TestMaxSessionsConcurrentBinds: binds racing on two nodes for the last
+// free sessions of an account never overshoot the limit (20), not even
+// briefly: each takes a slot with compare-and-set before it is bound.
+func TestMaxSessionsConcurrentBinds(t *testing.T) {
+	nodes := testserver.StartCluster(t, 2)
+	bare := nodes[0].AddUser("hank", "pw")
+	var kept []*testserver.Client
+	for i := range 16 {
+		kept = append(kept, nodes[i%2].Login("hank", "pw", fmt.Sprint("r", i)))
+	}
+	count := func() int { return len(nodes[0].Router().Resources(jid.MustParse(bare))) }
+	race := func(round int) {
+		t.Helper()
+		var cs []*testserver.Client
+		for i := range 8 {
+			c := nodes[i%2].Authenticate("hank", "pw")
+			c.StartReader()
+			cs = append(cs, c)
+		}
+		results := make(chan *wire.Stanza, len(cs))
+		start := make(chan struct{})
+		for i, c := range cs {
+			go func() {
+				<-start
+				_ = c.TrySend("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>race%d-%d</resource></bind></iq>", round, i)
+				r, _ := c.Wait(10*time.Second, func(s *wire.Stanza) bool { return s.Name == "iq" && s.ID == "b" })
+				results <- r
+			}()
+		}
+		close(start)
+		ok, refused := 0, 0
+		for range cs {
+			r := <-results
+			switch {
+			case r == nil:
+				t.Fatal("a bind got no answer")
+			case r.Type == "result":
+				ok++
+			case stanzaError(r) == "resource-constraint":
+				refused++
+			default:
+				t.Fatalf("bind: %s", r.Raw)
+			}
+		}
+		if ok != 4 || refused != 4 {
+			t.Fatalf("round %d: %d binds succeeded and %d were refused, want 4 and 4", round, ok, refused)
+		}
+		if n := count(); n != 20 {
+			t.Fatalf("round %d: %d sessions bound, want 20", round, n)
+		}
+	}
+	race(1)
+	// Four sessions end (two per node); the next race fills them again.
+	for _, c := range kept[:4] {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for count() != 16 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions after four ended, want 16", count())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	race(2)
 }
