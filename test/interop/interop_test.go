@@ -200,7 +200,7 @@ type event struct {
 	Raw   string `json:"raw"`
 	// Ad-hoc commands (slixmpp/adhoc.py).
 	Nodes  []string            `json:"nodes"`
-	Status string              `json:"status"`
+	Status any                 `json:"status"` // a string (ad-hoc, last activity) or a number (HTTP status: upload)
 	Values map[string][]string `json:"values"`
 	Text   string              `json:"text"`
 	line   string
