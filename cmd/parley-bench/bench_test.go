@@ -118,7 +118,7 @@ func TestScenariosAgainstServer(t *testing.T) {
 
 	d := &dialer{tg: tg, sec: secPlain, timeout: 10 * time.Second, cache: newSaltCache()}
 	sum, err := runThroughput(ctx, d, tg, throughputConfig{pairs: 4, rates: []int{200, 400}, step: 500 * time.Millisecond,
-		drain: 5 * time.Second, late: time.Second, maxP99: 5 * time.Second, sm: true, sec: secPlain}, out)
+		drain: 5 * time.Second, late: time.Second, maxP99: 5 * time.Second, sm: true, sec: secPlain, keepGoing: true}, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +135,16 @@ func TestScenariosAgainstServer(t *testing.T) {
 			t.Errorf("the server left stanzas unacknowledged after the step drained: %v", s)
 		}
 	}
-	if sum.MaxSustainable != 400 {
-		t.Errorf("max sustainable = %d (the machine may be very slow)", sum.MaxSustainable)
+	// Whether a step was sustainable depends on how busy the machine is;
+	// the summary must agree with the steps either way.
+	want := 0
+	for _, s := range steps {
+		if s["sustainable"] == true {
+			want = max(want, int(s["rate"].(float64)))
+		}
+	}
+	if sum.MaxSustainable != want {
+		t.Errorf("max sustainable = %d, the steps say %d: %v", sum.MaxSustainable, want, steps)
 	}
 
 	ir, err := runIdle(ctx, d, tg, idleConfig{conns: 10, concurrency: 4, settle: 10 * time.Millisecond, sm: true, presence: true, sec: secPlain}, out)
