@@ -63,6 +63,16 @@ func TestMUCNickChangeAndSessions(t *testing.T) {
 	b.Send("<message to='%s' type='groupchat'><body>still there?</body></message>", room)
 	a.Expect("phone still in", groupchat(room, "still there?"))
 
+	// An error bouncing from an occupant's address makes the room drop
+	// the ghost (status 333).
+	a2.Send("<presence to='%s/Ghost'/>", room)
+	a2.Expect("tablet back", selfPresence(room, "Ghost"))
+	a2.Send("<message to='%s' type='error' id='gone'><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>", room)
+	g := b.Expect("ghost removed", fromOccupant(room, "Ghost", "unavailable"))
+	if !hasStatus(g, "333") {
+		t.Fatalf("ghost removal without 333: %s", g.Raw)
+	}
+
 	// Carol's connection drops (no stream management): her server tells
 	// the room, and she is gone for the others.
 	c.Drop()
