@@ -62,6 +62,9 @@ const (
 	FromServer
 	// FromLocal: generated inside this server by a module or the router.
 	FromLocal
+	// FromComponent: an external component (XEP-0114); From is at its
+	// domain. Like a remote server, but it may send to remote domains.
+	FromComponent
 )
 
 // Origin describes where a stanza came from.
@@ -214,6 +217,10 @@ type Host struct {
 	Parent  string // the virtual host it belongs to
 	Name    string // disco name
 	Handler Handler
+	// AllStanzas: Handler gets every stanza, IQ requests to the domain
+	// included (an external component answers them itself), instead of
+	// the router dispatching those to the host's IQ handlers.
+	AllStanzas bool
 }
 
 // Registry collects the hooks of all modules. It is filled during startup

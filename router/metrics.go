@@ -9,7 +9,7 @@ import (
 var (
 	stanzasRouted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "router", Name: "stanzas_total",
-		Help: "Stanzas routed, by kind (message, presence, iq) and origin (client, server, local).",
+		Help: "Stanzas routed, by kind (message, presence, iq) and origin (client, server, local, component).",
 	}, []string{"kind", "origin"})
 	stanzasDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "router", Name: "dropped_total",
@@ -35,7 +35,7 @@ func init() {
 	prometheus.MustRegister(stanzasRouted, stanzasDropped, routeSeconds, sessionsBound)
 	// Every series exists from the start; labels come only from these sets.
 	for _, k := range []string{"message", "presence", "iq", "other"} {
-		for o := range 3 {
+		for o := range 4 {
 			stanzasRouted.WithLabelValues(k, originLabel(o))
 		}
 	}
@@ -58,6 +58,8 @@ func originLabel(k int) string {
 		return "client"
 	case 1:
 		return "server"
+	case 3:
+		return "component"
 	default:
 		return "local"
 	}

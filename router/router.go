@@ -336,7 +336,7 @@ func (r *Router) toServer(ctx context.Context, ev *module.Event) {
 // a bare JID under it through its IQ handlers, the rest to its Handler.
 func (r *Router) toHost(ctx context.Context, ev *module.Event, h module.Host) {
 	st := ev.Stanza
-	if st.Name == "iq" && ev.To.Resourcepart() == "" {
+	if st.Name == "iq" && ev.To.Resourcepart() == "" && !h.AllStanzas {
 		switch {
 		case st.Type != "result" && st.Type != "error":
 			target := module.TargetHost

@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-xmpp/parley/abuse"
 	"github.com/parley-xmpp/parley/basic"
+	"github.com/parley-xmpp/parley/component"
 	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
@@ -46,6 +47,9 @@ type Config struct {
 	Upload       upload.Settings       `mapstructure:"upload"`
 	S2S          S2SConfig             `mapstructure:"s2s"`
 	Abuse        abuse.Settings        `mapstructure:"abuse"`
+	// Components are the XEP-0114 external components accepted on
+	// listen.component.
+	Components []component.Component `mapstructure:"components"`
 	// ExternalServices are the STUN/TURN servers announced with XEP-0215.
 	ExternalServices extdisco.Settings `mapstructure:"external_services"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
@@ -220,6 +224,9 @@ type ListenConfig struct {
 	// per XEP-0368 on 5270).
 	S2S    string `mapstructure:"s2s"`
 	S2STLS string `mapstructure:"s2s_tls"`
+	// Component accepts XEP-0114 external components (keep it private:
+	// components authenticate with a shared secret only).
+	Component string `mapstructure:"component"`
 }
 
 // StorageConfig selects the store backend.
@@ -371,6 +378,7 @@ func DefaultConfig() Config {
 		S2S:              S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 		Abuse:            abuse.DefaultSettings(),
 		ExternalServices: extdisco.DefaultSettings(),
+		Components:       []component.Component{},
 		HTTP:             HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
 		Bans:             BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}},
 		Invites:          InvitesConfig{TTL: 7 * 24 * time.Hour},
@@ -431,7 +439,7 @@ func (c *Config) Validate() error {
 	for key, addr := range map[string]string{
 		"listen.c2s": c.Listen.C2S, "listen.c2s_tls": c.Listen.C2STLS,
 		"listen.http": c.Listen.HTTP, "listen.https": c.Listen.HTTPS, "listen.admin": c.Listen.Admin,
-		"listen.s2s": c.Listen.S2S, "listen.s2s_tls": c.Listen.S2STLS,
+		"listen.s2s": c.Listen.S2S, "listen.s2s_tls": c.Listen.S2STLS, "listen.component": c.Listen.Component,
 	} {
 		if addr == "" {
 			continue
@@ -578,6 +586,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, sec.key+"."+p)
 		}
 	}
+	errs = append(errs, c.componentProblems(seen)...)
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
@@ -709,4 +718,32 @@ func (c MUCConfig) validate(bad func(key, format string, args ...any), hosts map
 	if len(d.Language) > 35 || strings.ContainsAny(d.Language, " <>&\"'") {
 		bad("muc.defaults.language", "%q is not a language tag such as en", d.Language)
 	}
+}
+
+// componentProblems checks the XEP-0114 components: valid, distinct
+// domains that are no host, secrets of some length, and a listener.
+func (c *Config) componentProblems(hosts map[string]bool) []string {
+	var p []string
+	domains := map[string]bool{}
+	for i, comp := range c.Components {
+		key := fmt.Sprintf("components[%d]", i)
+		d := strings.ToLower(comp.Domain)
+		j, err := jid.Parse(d)
+		switch {
+		case err != nil || j.Localpart() != "" || j.Resourcepart() != "" || d == "" || strings.ContainsAny(d, "@/ "):
+			p = append(p, fmt.Sprintf("%s.domain: %q is not a domain name", key, comp.Domain))
+		case hosts[d]:
+			p = append(p, fmt.Sprintf("%s.domain: %q is one of hosts; a component needs a domain of its own", key, comp.Domain))
+		case domains[d]:
+			p = append(p, fmt.Sprintf("%s.domain: %q is listed twice", key, comp.Domain))
+		}
+		domains[d] = true
+		if len(comp.Secret) < 16 {
+			p = append(p, key+".secret: expected a secret of at least 16 characters shared with the component")
+		}
+	}
+	if len(c.Components) > 0 && c.Listen.Component == "" {
+		p = append(p, "listen.component: expected an address such as 127.0.0.1:5347 for the components to connect to")
+	}
+	return p
 }

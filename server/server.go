@@ -32,6 +32,7 @@ import (
 	"github.com/parley-xmpp/parley/adminapi"
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/c2s"
+	"github.com/parley-xmpp/parley/component"
 	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
@@ -123,6 +124,9 @@ type core struct {
 	modules  []module.Module
 	upload   *upload.Module
 	admin    *admin.Service
+	// components serves XEP-0114 external components (their domains are
+	// service hosts).
+	components *component.Service
 }
 
 func newCore(cfg Config, store storage.Store, log *slog.Logger, secret []byte, httpsBase func(string) string) (*core, error) {
@@ -133,6 +137,11 @@ func newCore(cfg Config, store storage.Store, log *slog.Logger, secret []byte, h
 	if c.modules, c.upload, c.admin, err = buildModules(cfg, store, c.reg, log, secret, httpsBase); err != nil {
 		return nil, err
 	}
+	c.components = component.New(component.Config{Components: cfg.Components, Hosts: cfg.Hosts,
+		Limits: wire.Limits{MaxStanzaBytes: cfg.Limits.MaxStanzaBytes, MaxDepth: cfg.Limits.MaxDepth,
+			MaxAttrs: cfg.Limits.MaxAttributes}, HandshakeTimeout: cfg.Auth.Timeout, Logger: log}, c.router)
+	// Last: its hosts must not take a domain another module serves.
+	c.modules = append(c.modules, c.components)
 	for _, m := range c.modules {
 		if err := m.Register(c.reg); err != nil {
 			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
@@ -339,7 +348,7 @@ func (s *Server) Start(ctx context.Context) error {
 	type lspec struct{ name, addr string }
 	for _, l := range []lspec{{"c2s", s.cfg.Listen.C2S}, {"c2s_tls", s.cfg.Listen.C2STLS},
 		{"http", s.cfg.Listen.HTTP}, {"https", s.cfg.Listen.HTTPS}, {"admin", s.cfg.Listen.Admin},
-		{"s2s", s.cfg.Listen.S2S}, {"s2s_tls", s.cfg.Listen.S2STLS}} {
+		{"s2s", s.cfg.Listen.S2S}, {"s2s_tls", s.cfg.Listen.S2STLS}, {"component", s.cfg.Listen.Component}} {
 		if l.addr == "" {
 			continue
 		}
@@ -378,6 +387,13 @@ func (s *Server) Start(ctx context.Context) error {
 			}()
 		}
 	}
+	if ln := s.listeners["component"]; ln != nil {
+		go func() {
+			if err := s.components.Serve(ln); err != nil {
+				s.log.Error("component listener stopped", "err", err)
+			}
+		}()
+	}
 	s.certs.watch(s.bg)
 	if s.certs.acme != nil {
 		s.certs.acme.setNames(s.certNames())
@@ -385,7 +401,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ready.Store(true)
 	attrs := []any{"hosts", s.cfg.Hosts, "data_dir", s.cfg.DataDir}
-	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin", "s2s", "s2s_tls"} {
+	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin", "s2s", "s2s_tls", "component"} {
 		if ln := s.listeners[n]; ln != nil {
 			attrs = append(attrs, n, ln.Addr().String())
 		}
@@ -504,6 +520,7 @@ func (s *Server) shutdown(ctx context.Context) {
 	}
 	s.c2s.Shutdown(ctx)
 	s.s2s.Shutdown(ctx)
+	s.components.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)
 	}

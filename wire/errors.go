@@ -7,14 +7,16 @@ import (
 
 // Namespaces of the stream layer.
 const (
-	NSStream   = "http://etherx.jabber.org/streams"
-	NSClient   = "jabber:client"
-	NSServer   = "jabber:server"
-	NSStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
-	NSStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
-	NSFraming  = "urn:ietf:params:xml:ns:xmpp-framing"
-	NSXML      = "http://www.w3.org/XML/1998/namespace"
-	nsXMLNSURI = "http://www.w3.org/2000/xmlns/"
+	NSStream = "http://etherx.jabber.org/streams"
+	NSClient = "jabber:client"
+	NSServer = "jabber:server"
+	// NSComponent is the content namespace of XEP-0114 component streams.
+	NSComponent = "jabber:component:accept"
+	NSStreams   = "urn:ietf:params:xml:ns:xmpp-streams"
+	NSStanzas   = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSFraming   = "urn:ietf:params:xml:ns:xmpp-framing"
+	NSXML       = "http://www.w3.org/XML/1998/namespace"
+	nsXMLNSURI  = "http://www.w3.org/2000/xmlns/"
 )
 
 // StreamError is an RFC 6120 §4.9 stream error. Reading functions return

@@ -544,12 +544,13 @@ func (r *Reader) wrapForTree(raw []byte) []byte {
 	return b.Bytes()
 }
 
-func isContentNS(ns string) bool { return ns == NSClient || ns == NSServer }
+func isContentNS(ns string) bool { return ns == NSClient || ns == NSServer || ns == NSComponent }
 
-// normalizeContentNS maps jabber:server to jabber:client throughout a tree
-// so that stanzas from any stream compare and serialize the same way.
+// normalizeContentNS maps jabber:server and jabber:component:accept to
+// jabber:client throughout a tree so that stanzas from any stream compare
+// and serialize the same way.
 func normalizeContentNS(e *Element) {
-	if e.Name.Space == NSServer {
+	if e.Name.Space == NSServer || e.Name.Space == NSComponent {
 		e.Name.Space = NSClient
 	}
 	for _, c := range e.Children {

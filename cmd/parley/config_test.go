@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/parley-xmpp/parley/component"
 	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/server"
 )
@@ -232,10 +233,13 @@ func TestEnvOverridesEveryKey(t *testing.T) {
 		case k.typ.Kind() == reflect.Bool:
 			def := reflect.ValueOf(server.DefaultConfig()).FieldByIndex(k.index).Bool()
 			env, want = map[bool]string{true: "false", false: "true"}[def], !def
-		case k.typ.Kind() == reflect.Slice && k.typ.Elem().Kind() == reflect.Struct:
+		case k.typ == reflect.TypeFor[[]extdisco.Service]():
 			// A list of mappings is JSON in the environment.
 			env = `[{"type": "turn", "host": "turn.example.org", "port": 3478, "transport": "udp", "restricted": true}]`
 			want = []extdisco.Service{{Type: "turn", Host: "turn.example.org", Port: 3478, Transport: "udp", Restricted: true}}
+		case k.typ == reflect.TypeFor[[]component.Component]():
+			env = `[{"domain": "irc.example.org", "secret": "a-secret-of-enough-length"}]`
+			want = []component.Component{{Domain: "irc.example.org", Secret: "a-secret-of-enough-length"}}
 		case k.typ.Kind() == reflect.Slice:
 			env, want = "a.example, b.example c.example", []string{"a.example", "b.example", "c.example"}
 		default:

@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 	"sm":                    {"wire", "module", "xep"},
 	"c2s":                   {"wire", "xep", "auth", "sm", "router", "module"},
 	"s2s":                   {"wire", "xep", "auth", "router", "module"},
+	"component":             {"wire", "xep", "router", "module"},
 	"admin":                 {"module", "storage", "wire", "xep", "abuse"},
 	"abuse":                 {"module", "storage", "wire", "xep"},
 	"adminapi":              {"admin", "storage"},
