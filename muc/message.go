@@ -38,6 +38,14 @@ func errorCondition(st *wire.Stanza) string {
 func (r *room) handleMessage(ev *module.Event) {
 	st := ev.Stanza
 	from := ev.From
+	if q := st.Child(nsQueued, "queued"); q != nil && ev.Origin.Kind == module.FromLocal {
+		// Another node queued one of our messages for a hibernated
+		// occupant's session.
+		if inner := q.Child(wire.NSClient, "message"); inner != nil && r.exists {
+			r.queuedForAway(from, wire.FromElement(inner.Copy()))
+		}
+		return
+	}
 	if !r.exists {
 		if st.Type != "error" {
 			r.replyError(st, wire.ErrItemNotFound, "no such room")

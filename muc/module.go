@@ -84,6 +84,9 @@ type Module struct {
 	mu      sync.Mutex
 	rooms   map[string]*room // bare room JID → loaded room
 	stopped bool
+	// queuedSlots bounds the queued-message notices in flight to other
+	// nodes.
+	queuedSlots chan struct{}
 	// temporary counts, per creator (bare JID), the rooms in memory that
 	// are not stored: with the stored rooms they own, what
 	// max_rooms_per_user bounds.
@@ -102,7 +105,7 @@ func New(cfg Config, store Store) *Module {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, log: cfg.Logger, store: store, now: time.Now, services: map[string]string{},
-		rooms: map[string]*room{}, temporary: map[string]int{}, ctx: ctx, cancel: cancel}
+		rooms: map[string]*room{}, temporary: map[string]int{}, queuedSlots: make(chan struct{}, 64), ctx: ctx, cancel: cancel}
 }
 
 // Name implements module.Module.
@@ -477,6 +480,11 @@ func (m *Module) stanzaQueued(ctx context.Context, s module.Session, st *wire.St
 	r := m.rooms[from.Bare().String()]
 	m.mu.Unlock()
 	if r == nil {
+		if m.reg.Placement() != nil {
+			// In a cluster the room may run on another node (the session
+			// is here): tell it there.
+			m.queuedElsewhere(from.Bare(), full, st)
+		}
 		return
 	}
 	// Never wait on a writer goroutine: a full inbox drops the check.
@@ -484,6 +492,41 @@ func (m *Module) stanzaQueued(ctx context.Context, s module.Session, st *wire.St
 	case r.inbox <- func(r *room) { r.queuedForAway(full, st) }:
 	default:
 	}
+}
+
+// nsQueued names the notice that a room's message was queued for a
+// hibernated session on another node of a cluster. Only notices this
+// server generated (origin FromLocal) count.
+const nsQueued = "urn:parley:muc:queued:0"
+
+// queuedElsewhere sends the room a notice that st was queued for full, in
+// the background (never on the writer goroutine), through the normal way
+// to a room: post here or forward to the node running it. At most
+// cap(queuedSlots) notices are in flight; more are dropped.
+func (m *Module) queuedElsewhere(room, full jid.JID, st *wire.Stanza) {
+	select {
+	case m.queuedSlots <- struct{}{}:
+	default:
+		return
+	}
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		<-m.queuedSlots
+		return
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer func() { <-m.queuedSlots }()
+		ctx, cancel := context.WithTimeout(m.ctx, postWait)
+		defer cancel()
+		notice := wire.NewElement(wire.NSClient, "message", "type", "headline", "from", full.String(), "to", room.String(),
+			"id", randomID(8)).Add(wire.NewElement(nsQueued, "queued").Add(st.Tree()))
+		m.handle(ctx, &module.Event{Stanza: wire.FromElement(notice), From: full, To: room,
+			Origin: module.Origin{Kind: module.FromLocal}})
+	}()
 }
 
 // pong answers a ping to the service.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -288,4 +289,50 @@ func TestMUCOwnerNodeKilled(t *testing.T) {
 		t.Fatalf("alice's affiliation after the take-over: %s", it.AttrValue("affiliation"))
 	}
 	t.Logf("detected through self-ping %s after SIGKILL", detected.Round(10*time.Millisecond))
+}
+
+// TestMUCMentionPushAcrossNodes: carol's phone (stream management, push
+// enabled) joins a room that runs on n1 from n2, then loses its network:
+// her session hibernates on n2. A mention of her nick in the room (on n1)
+// is queued for her on n2, which tells the room's node, and her push app
+// server gets a notification; a message without a mention does not
+// notify her.
+func TestMUCMentionPushAcrossNodes(t *testing.T) {
+	nodes := testserver.StartCluster(t, 2, func(c *server.Config) { c.Push.Coalesce = 0 })
+	n1, n2 := nodes[0], nodes[1]
+	n1.AddUser("alice", "pw")
+	n1.AddUser("carol", "pw")
+	n1.AddUser("pushsvc", "pw")
+	a := n1.Login("alice", "pw", "a")
+	app := n1.Login("pushsvc", "pw", "app")
+	room := "team@" + mucHost
+	createPersistentRoom(t, a, room, "Alice")
+
+	c, _ := enableSM(t, n2, "carol", "pw", "phone")
+	c.Send("<presence/>")
+	r := c.IQ("push", "<iq type='set' id='push'><enable xmlns='urn:xmpp:push:0' jid='%s' node='carol-node'/></iq>", app.JID)
+	if r.Type != "result" {
+		t.Fatalf("enable push: %s", r.Raw)
+	}
+	enter(t, c, room, "Carol")
+	a.Expect("carol joined from n2", occupantPresence(room, "Carol", ""))
+	c.Drop()
+
+	isPush := func(s *wire.Stanza) bool {
+		return s.Name == "iq" && s.Type == "set" && s.From == "carol@localhost" && s.Child("http://jabber.org/protocol/pubsub", "pubsub") != nil
+	}
+	// Mention her until n2 noticed the drop and queued (bounded).
+	var got *wire.Stanza
+	for i := 0; i < 20 && got == nil; i++ {
+		a.Send("<message to='%s' type='groupchat'><body>Carol, the build (%d)</body></message>", room, i)
+		got, _ = app.Wait(500*time.Millisecond, isPush)
+	}
+	if got == nil {
+		t.Fatal("no push for a mention of an occupant hibernated on another node")
+	}
+	app.Send("<iq type='result' id='%s' to='%s'/>", got.ID, got.From)
+	a.Send("<message to='%s' type='groupchat'><body>nothing for anyone</body></message>", room)
+	if st, ok := app.Wait(time.Second, isPush); ok {
+		t.Fatalf("a message without mention notified carol: %s", st.Raw)
+	}
 }
