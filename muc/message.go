@@ -46,6 +46,14 @@ func (r *room) handleMessage(ev *module.Event) {
 		}
 		return
 	}
+	if f := st.Child(nsForget, "forget"); f != nil && ev.Origin.Kind == module.FromLocal {
+		// An account is being deleted (see Module.ForgetUser).
+		if _, ok := r.affs[f.AttrValue("jid")]; ok {
+			delete(r.affs, f.AttrValue("jid"))
+			r.affiliationChanged(f.AttrValue("jid"))
+		}
+		return
+	}
 	if !r.exists {
 		if st.Type != "error" {
 			r.replyError(st, wire.ErrItemNotFound, "no such room")

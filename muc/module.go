@@ -153,10 +153,7 @@ func (m *Module) Register(r *module.Registry) error {
 	}
 	r.OnStanzaQueued(m.stanzaQueued)
 	r.OnLost(m.lost)
-	r.OnDeleteAccount(func(ctx context.Context, bare string) error {
-		m.ForgetUser(ctx, bare)
-		return nil
-	})
+	r.OnDeleteAccount(m.ForgetUser)
 	return nil
 }
 
@@ -622,28 +619,29 @@ func (m *Module) uniqueName(ctx context.Context, ev *module.Event) (*wire.Elemen
 	return wire.NewElement(nsUnique, "unique").AddText(randomID(10)), nil
 }
 
-// ForgetUser drops an account being deleted from the rooms in memory:
-// the store removes its affiliations (registered nick included) with the
-// account, and a room loaded before must not let a new account of the
-// same name inherit them.
-func (m *Module) ForgetUser(ctx context.Context, bare string) {
-	j, err := jid.Parse(bare)
+// ForgetUser tells every room an account being deleted is affiliated
+// with (the store removes those affiliations, registered nicks included,
+// with the account) to forget it too, wherever the room runs: a room in
+// memory must not let a new account of the same name inherit them. It
+// runs before the store deletes the rows, so it still finds them.
+func (m *Module) ForgetUser(ctx context.Context, bare string) error {
+	affs, err := m.store.UserRoomAffiliations(ctx, bare)
 	if err != nil {
-		return
+		return err
 	}
-	m.mu.Lock()
-	var keys []jid.JID
-	for _, r := range m.rooms {
-		keys = append(keys, r.jid)
+	for _, a := range affs {
+		room, err := jid.Parse(a.Room)
+		if err != nil || m.services[room.Domainpart()] == "" {
+			continue
+		}
+		notice := wire.NewElement(wire.NSClient, "message", "type", "headline", "from", room.Domainpart(),
+			"to", room.String(), "id", randomID(8)).Add(wire.NewElement(nsForget, "forget", "jid", bare))
+		m.handle(ctx, &module.Event{Stanza: wire.FromElement(notice), From: jid.MustParse(room.Domainpart()), To: room,
+			Origin: module.Origin{Kind: module.FromLocal}})
 	}
-	m.mu.Unlock()
-	for _, k := range keys {
-		_ = m.post(ctx, k, func(r *room) {
-			if _, ok := r.affs[bare]; !ok {
-				return
-			}
-			delete(r.affs, bare)
-			r.affiliationChanged(j.Bare().String())
-		})
-	}
+	return nil
 }
+
+// nsForget names the notice that tells a room to forget a deleted
+// account (only notices this server generated count).
+const nsForget = "urn:parley:muc:forget:0"

@@ -408,3 +408,32 @@ func TestMUCLimitsDefaultsAndServiceAdmins(t *testing.T) {
 		t.Fatalf("shutdown notice: %s", bye.Raw)
 	}
 }
+
+// TestMUCAccountDeletion: deleting an account removes its affiliations
+// and registered nick from every room, the rooms in memory included: a
+// new account of the same name inherits nothing.
+func TestMUCAccountDeletion(t *testing.T) {
+	ts, a, b, c := mucTrio(t)
+	room := roomJID("club")
+	createRoom(t, a, room, "Alice", map[string]string{"muc#roomconfig_membersonly": "1", "muc#roomconfig_persistentroom": "1"})
+	setAffiliation(t, a, room, "bob@"+testserver.Domain, "member")
+	setAffiliation(t, a, room, "carol@"+testserver.Domain, "member")
+	r := b.IQ("reg", "<iq type='set' id='reg' to='%s'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>"+
+		"<field var='muc#register_roomnick'><value>Bobby</value></field></x></query></iq>", room)
+	if r.Type != "result" {
+		t.Fatalf("registration: %s", r.Raw)
+	}
+	join(t, b, room, "Bobby", "")
+	if r := b.IQ("rm", "<iq type='set' id='rm'><query xmlns='jabber:iq:register'><remove/></query></iq>"); r.Type != "result" {
+		t.Fatalf("account removal: %s", r.Raw)
+	}
+	a.Expect("bob gone from the room", fromOccupant(room, "Bobby", "unavailable"))
+	r = a.IQ("ml", "<iq type='get' id='ml' to='%s'><query xmlns='%s'><item affiliation='member'/></query></iq>", room, nsMUCAdmin)
+	if strings.Contains(string(r.Raw), "bob@") {
+		t.Fatalf("the deleted account is still a member: %s", r.Raw)
+	}
+	ts.AddUser("bob", "new-pw")
+	nb := ts.Login("bob", "new-pw", "new")
+	wantCond(t, "new account of the same name", joinError(t, nb, room, "Bob", ""), "registration-required")
+	join(t, c, room, "Bobby", "") // the nick is free again
+}
