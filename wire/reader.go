@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/xml"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -59,6 +59,11 @@ type Reader struct {
 	src *byteSource
 	dec *xml.Decoder
 
+	// largest element read since dec was made: encoding/xml keeps a
+	// buffer as large as its largest token, so a decoder that saw a big
+	// element is replaced when the stream goes idle.
+	largest int
+
 	started      bool              // header read
 	contentNS    string            // default namespace of the stream
 	streamNS     map[string]string // prefixes declared on the stream header
@@ -68,20 +73,78 @@ type Reader struct {
 // byteSource feeds encoding/xml one byte at a time (it asks for an
 // io.ByteReader) and records everything it hands out, so the exact bytes of
 // an element can be sliced out by input offset.
+//
+// Both of its buffers come from pools and go back while the stream is idle
+// (see idle), so a connection waiting for its next stanza holds neither.
 type byteSource struct {
-	br    *bufio.Reader
-	buf   []byte
-	base  int64 // input offset of buf[0]
-	limit int   // max len(buf) before errTooBig; 0 = no limit
+	r          io.Reader
+	rbuf       []byte // read buffer: a pooled buffer, one[:] after an idle wait, or nil
+	rpos, rend int
+	rerr       error // error that came with the last bytes read, returned next
+	one        [1]byte
+
+	buf   []byte // recorded bytes (pooled, nil while idle)
+	base  int64  // input offset of buf[0]
+	limit int    // max len(buf) before errTooBig; 0 = no limit
+}
+
+const (
+	readBufSize   = 4096
+	recordBufSize = 4096
+	// maxPooledRecord: larger record buffers (a big stanza went through)
+	// are left to the garbage collector rather than kept in the pool.
+	maxPooledRecord = 64 << 10
+)
+
+var (
+	readPool   = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+	recordPool = sync.Pool{New: func() any { b := make([]byte, 0, recordBufSize); return &b }}
+)
+
+// fill reads more input into the read buffer.
+func (b *byteSource) fill() error {
+	if b.rerr != nil {
+		err := b.rerr
+		b.rerr = nil
+		return err
+	}
+	if len(b.rbuf) < readBufSize {
+		b.rbuf = *readPool.Get().(*[]byte)
+	}
+	for range 100 {
+		n, err := b.r.Read(b.rbuf)
+		if n > 0 {
+			b.rpos, b.rend, b.rerr = 0, n, err
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// peekByte returns the next input byte without consuming or recording it.
+func (b *byteSource) peekByte() (byte, error) {
+	if b.rpos == b.rend {
+		if err := b.fill(); err != nil {
+			return 0, err
+		}
+	}
+	return b.rbuf[b.rpos], nil
 }
 
 func (b *byteSource) ReadByte() (byte, error) {
-	c, err := b.br.ReadByte()
+	c, err := b.peekByte()
 	if err != nil {
 		return 0, err
 	}
 	if b.limit > 0 && len(b.buf) >= b.limit {
 		return 0, errTooBig
+	}
+	b.rpos++
+	if b.buf == nil {
+		b.buf = (*recordPool.Get().(*[]byte))[:0]
 	}
 	b.buf = append(b.buf, c)
 	return c, nil
@@ -114,6 +177,40 @@ func (b *byteSource) discard(off int64) {
 	b.base += int64(n)
 }
 
+// buffered reports whether input is waiting in the read buffer.
+func (b *byteSource) buffered() bool { return b.rpos < b.rend || b.rerr != nil }
+
+// release gives both buffers back to their pools. The recorded bytes must
+// have been discarded.
+func (b *byteSource) release() {
+	if len(b.rbuf) == readBufSize {
+		rb := b.rbuf
+		readPool.Put(&rb)
+	}
+	b.rbuf, b.rpos, b.rend = nil, 0, 0
+	if b.buf != nil && cap(b.buf) <= maxPooledRecord {
+		rb := b.buf[:0]
+		recordPool.Put(&rb)
+	}
+	b.buf = nil
+}
+
+// idle waits for the next input byte holding no buffer: it is called
+// between top-level elements when nothing is buffered, which is where an
+// idle connection spends its time.
+func (b *byteSource) idle() error {
+	b.release()
+	n, err := b.r.Read(b.one[:])
+	if n == 1 {
+		b.rbuf, b.rpos, b.rend, b.rerr = b.one[:], 0, 1, err
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
 // NewReader returns a Reader on r.
 func NewReader(r io.Reader, lim Limits) *Reader {
 	rd := &Reader{lim: lim.withDefaults()}
@@ -124,18 +221,63 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 // Reset starts a new stream on r (after STARTTLS or SASL success, RFC 6120
 // §4.3.3): the next call must be ReadHeader.
 func (r *Reader) Reset(rd io.Reader) {
-	br, ok := rd.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(rd, 4096)
+	if r.src != nil {
+		// Whatever is buffered belongs to the old stream (after STARTTLS
+		// it must not be read as the new one's).
+		r.src.release()
 	}
-	r.src = &byteSource{br: br}
+	r.src = &byteSource{r: rd}
+	r.newDecoder()
+	r.started = false
+	r.streamNS = nil
+}
+
+func (r *Reader) newDecoder() {
 	r.dec = xml.NewDecoder(r.src)
 	r.dec.Strict = true
 	r.dec.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
 		return nil, streamErr(CondUnsupportedEncoding, "only UTF-8 is supported")
 	}
-	r.started = false
-	r.streamNS = nil
+	r.src.base = 0
+	r.largest = 0
+}
+
+// Release returns the reader's buffers to their pools; the reader must not
+// be used afterwards. Calling it is optional (the garbage collector
+// reclaims them too).
+func (r *Reader) Release() {
+	if r.src != nil {
+		r.src.release()
+	}
+}
+
+// WaitIdle may be called between top-level elements (Next does it too): when
+// nothing is buffered it gives the buffers back and waits for input, so the
+// caller can wait on a shorter stack than Next's. Errors are Next's.
+func (r *Reader) WaitIdle() error {
+	if !r.started {
+		return errors.New("wire: WaitIdle before ReadHeader")
+	}
+	r.src.discard(r.dec.InputOffset())
+	return r.waitIdle()
+}
+
+// waitIdle is called between top-level elements. When nothing is buffered
+// it gives the buffers back and blocks until input arrives, so an idle
+// stream holds no buffer; a decoder that grew on a large element is
+// replaced (it holds no state between elements, see Next).
+func (r *Reader) waitIdle() error {
+	if r.src.buffered() || len(r.src.buf) != 0 {
+		// Input is waiting, or the decoder has looked one byte ahead.
+		return nil
+	}
+	if r.largest > recordBufSize {
+		r.newDecoder()
+	}
+	if err := r.src.idle(); err != nil {
+		return r.mapErr(err)
+	}
+	return nil
 }
 
 // fragment puts the reader in single-element mode (no stream header).
@@ -155,15 +297,15 @@ func (r *Reader) ReadHeader() (Header, error) {
 	// a TLS ClientHello on the STARTTLS port): the tokenizer would wait for
 	// a '<' that never comes.
 	for i := 0; i < maxHeaderBytes; i++ {
-		b, err := r.src.br.Peek(1)
+		b, err := r.src.peekByte()
 		if err != nil {
 			return Header{}, r.mapErr(err)
 		}
-		if b[0] == ' ' || b[0] == '\t' || b[0] == '\r' || b[0] == '\n' {
-			_, _ = r.src.br.ReadByte()
+		if b == ' ' || b == '\t' || b == '\r' || b == '\n' {
+			r.src.rpos++
 			continue
 		}
-		if b[0] != '<' {
+		if b != '<' {
 			return Header{}, streamErr(CondNotWellFormed, "expected an XML stream")
 		}
 		break
@@ -318,6 +460,12 @@ func (r *Reader) Next() (*Stanza, error) {
 	r.src.limit = 0
 	for {
 		r.src.discard(r.dec.InputOffset())
+		// RawToken keeps no state between top-level elements (it neither
+		// checks nor translates names), so this is where the stream may
+		// go idle and the decoder may be replaced.
+		if err := r.waitIdle(); err != nil {
+			return nil, err
+		}
 		start := r.dec.InputOffset()
 		// Bytes between stanzas (whitespace keepalives) count against the
 		// limit too, so a peer cannot stream endless text.
@@ -490,6 +638,7 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		}
 	}
 	end := r.dec.InputOffset()
+	r.largest = max(r.largest, int(end-start))
 	b := r.src.buf[start-r.src.base : end-r.src.base]
 	if bytes.Contains(b, []byte("&#")) {
 		if err := checkCharRefs(b); err != nil {

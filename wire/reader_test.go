@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 const hdr = `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>`
@@ -216,5 +217,117 @@ func TestDerivedStanzasShareTree(t *testing.T) {
 	d := b.WithAttr("to", "c@z")
 	if r, _ := Parse(d.Raw, Limits{}); d.Tree().String() != r.Tree().String() {
 		t.Fatalf("copy of a built stanza: %s vs %s", d.Tree().String(), r.Tree().String())
+	}
+}
+
+// idleSignal is an io.Reader that reports every one-byte read (the idle
+// wait) on a channel before serving it from r.
+type idleSignal struct {
+	r    io.Reader
+	idle chan struct{}
+}
+
+func (s *idleSignal) Read(p []byte) (int, error) {
+	if len(p) == 1 {
+		s.idle <- struct{}{}
+	}
+	return s.r.Read(p)
+}
+
+// TestReaderIdleHoldsNoBuffer: between stanzas, with nothing buffered, the
+// reader waits for input without a read or record buffer, and a decoder
+// that grew on a large element is replaced.
+func TestReaderIdleHoldsNoBuffer(t *testing.T) {
+	pr, pw := io.Pipe()
+	src := &idleSignal{r: pr, idle: make(chan struct{})}
+	r := NewReader(src, Limits{})
+	big := "<message><body>" + strings.Repeat("x", 20000) + "</body></message>"
+	go func() {
+		_, _ = io.WriteString(pw, hdr)
+		<-src.idle
+		_, _ = io.WriteString(pw, big)
+		<-src.idle
+		_, _ = io.WriteString(pw, "<presence/>")
+		<-src.idle
+		_ = pw.Close()
+	}()
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Next()
+	if err != nil || len(st.Raw) != len(big) {
+		t.Fatalf("big stanza: %v", err)
+	}
+	dec := r.dec
+	if r.largest < len(big) {
+		t.Fatalf("largest = %d", r.largest)
+	}
+	st, err = r.Next()
+	if err != nil || string(st.Raw) != "<presence/>" {
+		t.Fatalf("presence: %v %v", st, err)
+	}
+	if r.dec == dec {
+		t.Fatal("the decoder that read a 20 kB element was kept while idle")
+	}
+	// The writer sent the third signal only once Next was waiting again.
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %v", err)
+	}
+}
+
+// TestReaderIdleReleasesBuffers checks the state during the idle wait.
+func TestReaderIdleReleasesBuffers(t *testing.T) {
+	pr, pw := io.Pipe()
+	src := &idleSignal{r: pr, idle: make(chan struct{})}
+	r := NewReader(src, Limits{})
+	go func() { _, _ = io.WriteString(pw, hdr+"<presence/>") }()
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := r.Next()
+		done <- err
+	}()
+	<-src.idle // Next is about to block in the one-byte read
+	if r.src.rbuf != nil || r.src.buf != nil {
+		t.Fatalf("idle reader holds buffers: read %d, record %d", cap(r.src.rbuf), cap(r.src.buf))
+	}
+	_ = pw.Close()
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestReaderOddReads: input arriving a byte at a time, or with the error
+// in the same call as the last bytes, parses the same.
+func TestReaderOddReads(t *testing.T) {
+	in := hdr + "<message to='a@b'><body>hi</body></message> <presence/></stream:stream>"
+	for name, rd := range map[string]io.Reader{
+		"one-byte": iotest.OneByteReader(strings.NewReader(in)),
+		"data-err": iotest.DataErrReader(strings.NewReader(in)),
+		"half":     iotest.HalfReader(strings.NewReader(in)),
+	} {
+		r := NewReader(rd, Limits{})
+		if _, err := r.ReadHeader(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var got []string
+		for {
+			st, err := r.Next()
+			if err != nil {
+				if !errors.Is(err, ErrStreamEnd) {
+					t.Fatalf("%s: %v", name, err)
+				}
+				break
+			}
+			got = append(got, string(st.Raw))
+		}
+		if strings.Join(got, "|") != "<message to='a@b'><body>hi</body></message>|<presence/>" {
+			t.Fatalf("%s: %q", name, got)
+		}
 	}
 }
