@@ -82,7 +82,7 @@ func (c *conn) bind2(a *sasl2Auth, success func(s *session, bound string) error)
 	_, err = c.openSession(full, func(s *session) error {
 		var inner []byte // the children of <bound/>
 		for _, f := range c.srv.reg.Bind2Hooks() {
-			if e := f(c.ctx, s); e != nil {
+			if e := f(ctx, s); e != nil {
 				inner = e.AppendXML(inner, xep.NSBind2)
 			}
 		}
@@ -103,7 +103,7 @@ func (c *conn) bind2(a *sasl2Auth, success func(s *session, bound string) error)
 			default:
 				for _, in := range c.srv.reg.BindInlines() {
 					if in.NS == ns {
-						if out := in.F(c.ctx, s, e); out != nil {
+						if out := in.F(ctx, s, e); out != nil {
 							inner = out.AppendXML(inner, xep.NSBind2)
 						}
 					}
@@ -114,7 +114,7 @@ func (c *conn) bind2(a *sasl2Auth, success func(s *session, bound string) error)
 	})
 	var refused *bindRefusedError
 	if errors.As(err, &refused) {
-		c.log.Info("Bind2: no session bound", "jid", full.String(), "err", err)
+		c.logger().Info("Bind2: no session bound", "jid", full.String(), "err", err)
 		return false, nil
 	}
 	return err == nil, err

@@ -50,12 +50,12 @@ const handoverTimeout = 10 * time.Second
 // it takes it over, binds it here and attaches it to this connection.
 func (c *conn) resumeFromPeer(id string, h uint32) error {
 	bare := c.username + "@" + c.domain
-	ctx, cancel := context.WithTimeout(c.ctx, handoverTimeout)
+	ctx, cancel := context.WithTimeout(ctx, handoverTimeout)
 	ho, err := c.srv.peers.TakeOver(ctx, id, bare, c.id)
 	cancel()
 	if err != nil {
 		if !errors.Is(err, sm.ErrUnknownID) {
-			c.log.Warn("resumption on another node failed", "err", err)
+			c.logger().Warn("resumption on another node failed", "err", err)
 		}
 		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
@@ -66,20 +66,18 @@ func (c *conn) resumeFromPeer(id string, h uint32) error {
 	if err != nil {
 		// The session was handed over but cannot live here: what it held
 		// is stored like the unacknowledged stanzas of an ended session.
-		c.log.Warn("cannot bind a session handed over by another node", "err", err)
+		c.logger().Warn("cannot bind a session handed over by another node", "err", err)
 		c.srv.rescue(context.Background(), s, s.smq.Unacked())
 		c.srv.peers.Attached(c.id)
 		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
 	c.srv.smDir.Add(id, bare, s)
 	if err := c.ackError(s.handleAck(h)); err != nil {
-		go s.writeLoop()
 		c.srv.peers.Attached(c.id)
 		c.srv.terminate(s, nil)
 		return err
 	}
 	err = c.attachResumed(s, id)
-	go s.writeLoop()
 	c.srv.peers.Attached(c.id)
 	return err
 }
@@ -90,8 +88,7 @@ func (srv *Server) adopt(ho *sm.Handover, c *conn) (*session, error) {
 	if err != nil || full.Resourcepart() == "" {
 		return nil, errors.New("c2s: handed-over session has no full JID")
 	}
-	s := &session{id: c.id, jid: full, srv: srv, domain: c.domain,
-		out: make(chan outItem, srv.limits().SendQueue), done: make(chan struct{}),
+	s := &session{id: c.id, jid: full, srv: srv, domain: c.domain, finished: make(chan struct{}),
 		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive, values: ho.Values}
 	s.flags.Store(ho.Flags)
 	if len(ho.Presence) > 0 {
@@ -102,9 +99,14 @@ func (srv *Server) adopt(ho *sm.Handover, c *conn) (*session, error) {
 	for _, raw := range ho.Held {
 		if st, err := wire.Parse(raw, srv.limits().Limits); err == nil {
 			s.held = append(s.held, st)
+			s.heldBytes += len(st.Raw)
 		}
 	}
-	q := sm.NewQueueAt(srv.cfg.MaxUnacked+len(ho.Unacked), ho.Acked)
+	handed := 0
+	for _, it := range ho.Unacked {
+		handed += len(it.Raw)
+	}
+	q := sm.NewQueueAt(srv.cfg.MaxUnacked+len(ho.Unacked), srv.cfg.MaxUnackedBytes+handed, ho.Acked)
 	for _, it := range ho.Unacked {
 		st, err := wire.Parse(it.Raw, wire.Limits{MaxStanzaBytes: 16 << 20, MaxDepth: 64, MaxAttrs: 256})
 		if err != nil {
@@ -149,9 +151,6 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	}
 	s.clearAckWaitLocked()
 	s.mu.Unlock()
-	s.sendMu.Lock()
-	s.moved = forward
-	s.sendMu.Unlock()
 	srv.router.Forget(s)
 	srv.smDir.Remove(previd)
 	if old != nil {
@@ -160,19 +159,17 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	// Everything queued before the move reaches the SM queue (or the CSI
 	// hold) before the state is read.
 	marker := make(chan struct{})
+	s.qmu.Lock()
+	s.moved = forward
+	s.queue = append(s.queue, outItem{handover: marker})
+	s.startWriterLocked()
+	s.qmu.Unlock()
 	select {
-	case s.out <- outItem{handover: marker}:
-		select {
-		case <-marker:
-		case <-s.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	case <-s.done:
+	case <-marker:
+	case <-s.finished:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s.settled() // the h handed over counts every stanza routed here
 	s.wmu.Lock()
 	s.mu.Lock()
 	ho := &sm.Handover{JID: s.jid.String(), ID: previd, Max: s.smMax, HIn: s.hIn, Inactive: s.inactive,
@@ -183,7 +180,7 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	for _, st := range s.held {
 		ho.Held = append(ho.Held, st.Raw)
 	}
-	s.held = nil
+	s.held, s.heldBytes = nil, 0
 	q := s.smq
 	s.mu.Unlock()
 	s.wmu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/sm"
 	"github.com/parley-xmpp/parley/wire"
@@ -28,12 +29,13 @@ const (
 // errRestart tells the read loop that the stream restarts (RFC 6120 §4.3.3).
 var errRestart = errors.New("stream restart")
 
-// conn is one client connection. Its goroutine (run) owns all fields.
+// conn is one client connection. Its goroutine (serve) owns all fields
+// but those under mu.
 type conn struct {
 	srv *Server
 	t   transport
 	id  string
-	log *slog.Logger
+	adm *admission
 
 	domain        string
 	lang          string
@@ -49,39 +51,106 @@ type conn struct {
 	// invitation token presented with XEP-0445).
 	preauth module.PreAuthStream
 
-	sess      *session
-	mu        sync.Mutex // guards sess for shutdown from other goroutines
-	ctx       context.Context
-	cancel    context.CancelFunc
-	limiter   *limiter
-	bindTimer *time.Timer
+	preauthRate *netlimit.Bucket // elements allowed before authentication
+	limiter     *limiter
+	// timer is the deadline to bind a session (from the first byte, not
+	// extended by traffic), then the XEP-0199 ping timer.
+	timer *time.Timer
+
+	mu       sync.Mutex // guards what other goroutines (timers, shutdown) touch
+	sess     *session
+	pingID   string // id of the ping waiting for an answer, "" for none
+	pingSent time.Time
 }
 
-func newConn(s *Server, t transport) *conn {
-	id := router.NewID()[:12]
-	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{srv: s, t: t, id: id, ctx: ctx, cancel: cancel,
-		log:     s.log.With("conn", id, "transport", t.kind(), "remote", t.remoteAddr()),
-		limiter: newLimiter(s.limits().StanzasPerSecond)}
+// ctx is the context of what a connection's goroutine does: nothing it
+// starts outlives its work, so there is nothing to cancel (and an idle
+// connection holds no context).
+var ctx = context.Background()
+
+func newConn(s *Server, t transport, adm *admission) *conn {
+	l := s.limits()
+	return &conn{srv: s, t: t, id: router.NewID()[:12], adm: adm,
+		limiter:     newLimiter(l.StanzasPerSecond),
+		preauthRate: netlimit.NewBucket(l.PreAuthStanzasPerSecond, 4*l.PreAuthStanzasPerSecond)}
 }
 
-func (c *conn) run() {
-	defer c.cancel()
-	c.log.Debug("connection opened")
-	c.bindTimer = time.AfterFunc(c.srv.cfg.AuthTimeout, func() {
-		c.fail(&wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "authentication took too long"})
-	})
-	defer c.bindTimer.Stop()
-	err := c.loop()
+// logger returns the log with the connection's attributes. It is built
+// when something is logged: an idle connection keeps no logger of its own.
+func (c *conn) logger() *slog.Logger {
+	l := c.srv.log.With("conn", c.id, "transport", c.t.kind(), "remote", c.t.remoteAddr())
+	if c.username != "" {
+		l = l.With("user", c.username+"@"+c.domain)
+	}
+	return l
+}
+
+func (c *conn) debug(msg string, args ...any) {
+	if c.srv.log.Enabled(ctx, slog.LevelDebug) {
+		c.logger().Debug(msg, args...)
+	}
+}
+
+// serve is the connection's goroutine: it reads and handles what the
+// client sends until the stream ends, then closes the connection. It is
+// also where an idle connection waits, so what it keeps on its stack while
+// waiting is small (see docs/memory.md).
+func (c *conn) serve(directTLS bool) {
+	srv := c.srv
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		c.adm.end()
+		c.t.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
+		c.t.finalClose()
+		return
+	}
+	srv.conns[c] = struct{}{}
+	srv.mu.Unlock()
+	connections.WithLabelValues(c.t.kind()).Inc()
+	connectionsTotal.WithLabelValues(c.t.kind()).Inc()
+	c.timer = time.AfterFunc(srv.cfg.AuthTimeout, c.authTimeout)
+	var err error
+	if directTLS {
+		err = c.t.startTLS(srv.cfg.TLS)
+		c.t.restart()
+	}
+	if err == nil {
+		err = c.loop()
+	}
+	c.end(err)
+}
+
+func (c *conn) authTimeout() {
+	limitHits.WithLabelValues(limitAuthTimeout).Inc()
+	c.fail(&wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "authentication took too long"})
+}
+
+// end runs when the read loop stopped.
+func (c *conn) end(err error) {
+	c.mu.Lock()
+	c.timer.Stop()
+	c.mu.Unlock()
 	c.finish(err)
+	c.t.finalClose()
+	c.adm.end()
+	connections.WithLabelValues(c.t.kind()).Dec()
+	c.srv.mu.Lock()
+	delete(c.srv.conns, c)
+	c.srv.mu.Unlock()
 }
 
 func (c *conn) loop() error {
+	c.debug("connection opened")
 	for {
 		if err := c.openStream(); err != nil {
 			return err
 		}
 		for {
+			// An idle stream waits here, before next, on a short stack.
+			if err := c.t.waitIdle(); err != nil {
+				return err
+			}
 			st, err := c.t.next()
 			if err != nil {
 				return err
@@ -98,12 +167,16 @@ func (c *conn) loop() error {
 
 // finish ends the connection after the read loop stopped.
 func (c *conn) finish(err error) {
+	if errors.Is(err, netlimit.ErrBudget) {
+		limitHits.WithLabelValues(limitPreAuthBytes).Inc()
+		err = &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too much data before authentication"}
+	}
 	var se *wire.StreamError
 	switch {
 	case err == nil, errors.Is(err, wire.ErrStreamEnd):
 	case errors.As(err, &se):
 		countStreamError(se.Condition)
-		c.log.Info("stream error", "condition", se.Condition, "text", se.Text)
+		c.logger().Info("stream error", "condition", se.Condition, "text", se.Text)
 		// A bound session whose pings went unanswered is a phone that lost
 		// its network, not an offender.
 		if offence(se.Condition) && !(se.Condition == wire.CondConnectionTimeout && c.authenticated) {
@@ -111,7 +184,7 @@ func (c *conn) finish(err error) {
 		}
 	case errors.Is(err, io.EOF):
 	default:
-		c.log.Debug("connection ended", "err", err)
+		c.debug("connection ended", "err", err)
 	}
 	c.mu.Lock()
 	sess := c.sess
@@ -126,10 +199,12 @@ func (c *conn) finish(err error) {
 	}
 	clean := err == nil || errors.Is(err, wire.ErrStreamEnd)
 	c.endSession(sess, se, clean)
-	c.log.Info("connection ended", "jid", sess.jid.String())
+	c.logger().Info("connection ended", "jid", sess.jid.String())
 }
 
-// fail ends the stream with a stream error from any goroutine.
+// fail ends the stream with a stream error from any goroutine. Before a
+// session is bound the stream is closed at once, never waiting behind a
+// blocked write; a bound session writes the error after what it queued.
 func (c *conn) fail(se *wire.StreamError) {
 	c.mu.Lock()
 	sess := c.sess
@@ -271,6 +346,9 @@ func (c *conn) handle(st *wire.Stanza) error {
 		return c.handleBound(st)
 	}
 	switch {
+	case !c.authenticated && !c.preauthRate.Take(1):
+		limitHits.WithLabelValues(limitPreAuthStanzas).Inc()
+		return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many requests before authentication"}
 	case st.NS == xep.NSTLS && st.Name == "starttls":
 		return c.startTLS()
 	case st.NS == xep.NSSASL2 || c.s2 != nil:
@@ -300,7 +378,7 @@ func (c *conn) startTLS() error {
 		return err
 	}
 	if err := c.t.startTLS(c.srv.cfg.TLS); err != nil {
-		c.log.Debug("TLS handshake failed", "err", err)
+		c.debug("TLS handshake failed", "err", err)
 		c.t.close()
 		return io.EOF
 	}
@@ -315,7 +393,7 @@ func (c *conn) handleUnbound(st *wire.Stanza) error {
 			(st.Child(xep.NSRegister, "query") != nil || st.Child(xep.NSPARS, "preauth") != nil) &&
 			(c.t.secure() || !c.srv.cfg.RequireTLS) {
 			c.preauth.Domain, c.preauth.RemoteAddr, c.preauth.Secure = c.domain, c.t.remoteAddr(), c.t.secure()
-			if reply := c.srv.register.PreAuthStream(c.ctx, st, &c.preauth); reply != nil {
+			if reply := c.srv.register.PreAuthStream(ctx, st, &c.preauth); reply != nil {
 				if err := c.t.write(reply); err != nil {
 					return err
 				}
@@ -360,7 +438,7 @@ func (c *conn) bind(st *wire.Stanza) error {
 	reply := wire.IQResult(st.WithFromTo("", ""), wire.NewElement(xep.NSBind, "bind").Add(
 		wire.NewElement(xep.NSBind, "jid").AddText(full.String())))
 	_, err = c.openSession(full, func(s *session) error {
-		s.out <- outItem{st: reply}
+		s.queueFirst(reply)
 		return nil
 	})
 	if errors.Is(err, router.ErrTooManySessions) {
@@ -370,7 +448,7 @@ func (c *conn) bind(st *wire.Stanza) error {
 	if errors.As(err, &refused) {
 		// The cluster's session registry is out of reach: no session can
 		// be bound safely; the client may try again.
-		c.log.Warn("cannot bind", "err", err)
+		c.logger().Warn("cannot bind", "err", err)
 		return c.writeIQ(wire.ErrorReply(st.WithFromTo("", ""), wire.ErrInternalServerError, "sessions cannot be bound right now; try again later"))
 	}
 	return err
@@ -391,8 +469,7 @@ func (e *bindRefusedError) Unwrap() error { return e.err }
 // (wrapping router.ErrTooManySessions when the account has too many);
 // other errors are the transport's.
 func (c *conn) openSession(full jid.JID, before func(s *session) error) (*session, error) {
-	s := &session{id: c.id, jid: full, srv: c.srv, domain: c.domain, t: c.t, owner: c,
-		out: make(chan outItem, c.srv.limits().SendQueue), done: make(chan struct{})}
+	s := newSession(c, full)
 	replaced, err := c.srv.router.Bind(s)
 	if err != nil {
 		return nil, &bindRefusedError{err}
@@ -402,26 +479,24 @@ func (c *conn) openSession(full jid.JID, before func(s *session) error) (*sessio
 	}
 	c.mu.Lock()
 	c.sess = s
+	c.timer.Stop()
 	c.mu.Unlock()
 	if err := before(s); err != nil {
 		// The connection broke: end the session like any other.
-		go s.writeLoop()
+		s.start()
 		c.srv.terminate(s, nil)
 		return nil, err
 	}
-	go s.writeLoop()
-	c.bindTimer.Stop()
-	c.log.Info("session bound", "jid", full.String())
-	c.srv.reg.FireBound(c.ctx, s)
-	if c.srv.cfg.PingInterval > 0 {
-		go c.pinger(s)
-	}
+	s.start()
+	c.logger().Info("session bound", "jid", full.String())
+	c.srv.reg.FireBound(ctx, s)
+	c.startPing(s)
 	return s, nil
 }
 
 // handleBound handles everything after binding.
 func (c *conn) handleBound(st *wire.Stanza) error {
-	c.limiter.wait(c.ctx)
+	c.limiter.wait(ctx)
 	if !st.IsStanza() {
 		switch st.NS {
 		case xep.NSTLS, xep.NSSASL:
@@ -430,18 +505,25 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 		return c.handleSMBound(st)
 	}
 	hold := module.NewHold()
-	if err := c.routeBound(st, hold); err != nil {
+	s := c.sess
+	s.beginRequest()
+	err := c.routeBound(st, hold)
+	s.endRequest()
+	if err != nil {
 		return err
 	}
 	// Counted only once routing returned and the writes it queued are
 	// committed: storage and delivery queues have the stanza, so an <a/>
 	// never acknowledges something not committed.
-	c.sess.handled(hold)
+	s.handled(hold)
 	return nil
 }
 
 func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
 	stanzasIn.WithLabelValues(kindLabel(st.Name)).Inc()
+	if c.isPong(st) {
+		return nil
+	}
 	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil && (st.To == "" || st.To == c.domain) {
 		return c.sess.Send(wire.IQResult(st.WithFromTo(c.sess.jid.String(), ""), nil))
 	}
@@ -451,42 +533,76 @@ func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
 		// whatever the client put there.
 		st = st.WithAttr("from", full)
 	}
-	return c.srv.router.Route(c.ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold})
+	return c.srv.router.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold})
 }
 
-// pinger pings an idle client (XEP-0199) and closes dead connections.
-func (c *conn) pinger(s *session) {
-	interval, timeout := c.srv.cfg.PingInterval, c.srv.cfg.PingTimeout
-	timer := time.NewTimer(interval)
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-timer.C:
-		}
-		s.mu.Lock()
-		mine := s.owner == c
-		s.mu.Unlock()
-		if !mine {
-			return // hibernated or resumed elsewhere; the new owner pings
-		}
-		idle := time.Since(c.t.lastActivity())
-		if idle < interval {
-			timer.Reset(interval - idle)
-			continue
-		}
-		ping := wire.FromElement(wire.NewElement(wire.NSClient, "iq", "type", "get", "id", "ping-"+router.NewID()[:10],
-			"from", c.domain, "to", s.jid.String()).Add(wire.NewElement(xep.NSPing, "ping")))
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		_, err := c.srv.router.Request(ctx, ping)
-		cancel()
-		if err != nil && time.Since(c.t.lastActivity()) >= timeout {
-			c.fail(&wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "no answer to ping"})
-			return
-		}
-		timer.Reset(interval)
+// startPing arms the timer that pings an idle client (XEP-0199) and
+// closes connections that stay silent; no goroutine waits meanwhile.
+func (c *conn) startPing(s *session) {
+	if c.srv.cfg.PingInterval <= 0 {
+		return
 	}
+	c.mu.Lock()
+	c.timer.Stop()
+	c.timer = time.AfterFunc(c.srv.cfg.PingInterval, func() { c.pingTick(s) })
+	c.mu.Unlock()
+}
+
+// pingTick runs on the ping timer: it sends a ping when the client has
+// been silent for the interval, and ends the stream when nothing came
+// within the timeout after a ping (any input counts as an answer).
+func (c *conn) pingTick(s *session) {
+	interval, timeout := c.srv.cfg.PingInterval, c.srv.cfg.PingTimeout
+	s.mu.Lock()
+	mine := s.owner == c && !s.ended
+	s.mu.Unlock()
+	if !mine {
+		return // hibernated or resumed elsewhere; the new owner pings
+	}
+	now, last := time.Now(), c.t.lastActivity()
+	c.mu.Lock()
+	if c.pingID != "" {
+		waited := now.Sub(c.pingSent)
+		switch {
+		case last.After(c.pingSent):
+			c.pingID = ""
+		case waited >= timeout:
+			c.mu.Unlock()
+			// The connection is presumed dead: close it at once (the
+			// session hibernates when it is resumable).
+			c.t.closeStream(&wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "no answer to ping"})
+			return
+		default:
+			c.timer.Reset(timeout - waited)
+			c.mu.Unlock()
+			return
+		}
+	}
+	if idle := now.Sub(last); idle < interval {
+		c.timer.Reset(interval - idle)
+		c.mu.Unlock()
+		return
+	}
+	id := "ping-" + router.NewID()[:10]
+	c.pingID, c.pingSent = id, now
+	c.timer.Reset(timeout)
+	c.mu.Unlock()
+	_ = s.Send(wire.FromElement(wire.NewElement(wire.NSClient, "iq", "type", "get", "id", id,
+		"from", c.domain, "to", s.jid.String()).Add(wire.NewElement(xep.NSPing, "ping"))))
+}
+
+// isPong reports whether st answers our ping (then it goes no further).
+func (c *conn) isPong(st *wire.Stanza) bool {
+	if st.Name != "iq" || (st.Type != "result" && st.Type != "error") || (st.To != "" && st.To != c.domain) {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pingID == "" || st.ID != c.pingID {
+		return false
+	}
+	c.pingID = ""
+	return true
 }
 
 // handleSASL runs RFC 6120 §6 authentication.
@@ -507,7 +623,7 @@ func (c *conn) handleSASL(st *wire.Stanza) error {
 			countAuth(c.mech, "throttled")
 			return c.saslFailure("temporary-auth-failure", "too many failed attempts, try again later")
 		}
-		neg, err := c.srv.auth.Start(c.ctx, c.mech, c.domain, c.t.secure(), c.bindings())
+		neg, err := c.srv.auth.Start(ctx, c.mech, c.domain, c.t.secure(), c.bindings())
 		if err != nil {
 			return c.saslError(err)
 		}
@@ -539,7 +655,7 @@ func (c *conn) saslStep(text string) error {
 			return c.saslFailure("incorrect-encoding", "the data is not valid base64")
 		}
 	}
-	out, done, err := c.neg.Step(c.ctx, in)
+	out, done, err := c.neg.Step(ctx, in)
 	if err != nil {
 		return c.saslError(err)
 	}
@@ -589,8 +705,10 @@ func (c *conn) authSucceeded(user string) {
 	countAuth(c.mech, "success")
 	c.authenticated = true
 	c.username = user
-	c.log = c.log.With("user", bare)
-	c.log.Info("authenticated", "mechanism", c.mech)
+	c.adm.authenticated()
+	c.t.setBudget(nil)
+	c.preauthRate = nil
+	c.logger().Info("authenticated", "mechanism", c.mech)
 }
 
 func (c *conn) saslError(err error) error { return c.authError(err, c.saslFailure) }
@@ -616,7 +734,7 @@ func (c *conn) authError(err error, failure func(cond, text string) error) error
 		}
 		return failure(f.Condition, f.Text)
 	}
-	c.log.Error("SASL failed", "err", err)
+	c.logger().Error("SASL failed", "err", err)
 	return failure("temporary-auth-failure", "")
 }
 
@@ -673,6 +791,6 @@ func offence(cond string) bool {
 func (c *conn) strike(reason string) {
 	if c.srv.cfg.Bans.Strike(c.t.remoteAddr(), reason) {
 		bansTotal.Inc()
-		c.log.Warn("address banned after repeated abuse", "reason", reason)
+		c.logger().Warn("address banned after repeated abuse", "reason", reason)
 	}
 }

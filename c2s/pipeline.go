@@ -52,7 +52,7 @@ func (s *session) handled(h *module.Hold) {
 	p.queued++
 	if !p.running {
 		p.running = true
-		go s.settle()
+		s.srv.lives.Go(s.settle)
 	}
 	for len(p.pend) >= maxPending {
 		p.cond.Wait()

@@ -172,7 +172,7 @@ func (c *conn) sasl2Start(st *wire.Stanza) error {
 	if auth.IsHTMechanism(c.mech) {
 		neg, err = c.srv.cfg.FAST.Start(c.srv.auth, c.mech, c.domain, a.ua.ID, c.t.secure(), cb)
 	} else {
-		neg, err = c.srv.auth.Start(c.ctx, c.mech, c.domain, c.t.secure(), cb)
+		neg, err = c.srv.auth.Start(ctx, c.mech, c.domain, c.t.secure(), cb)
 		if err == nil {
 			// XEP-0474: sign what this <authentication/> offered.
 			neg.ProtectDowngrade(c.srv.auth.Mechanisms(c.t.secure(), cb), cb.Types())
@@ -196,7 +196,7 @@ func (c *conn) sasl2Start(st *wire.Stanza) error {
 }
 
 func (c *conn) sasl2Step(in []byte) error {
-	out, done, err := c.neg.Step(c.ctx, in)
+	out, done, err := c.neg.Step(ctx, in)
 	if err != nil {
 		c.s2 = nil
 		return c.authError(err, c.sasl2Failure)
@@ -222,10 +222,10 @@ func (c *conn) sasl2Success(additional []byte) error {
 	if len(additional) > 0 {
 		inner = append(inner, "<additional-data>"+base64.StdEncoding.EncodeToString(additional)+"</additional-data>")
 	}
-	tok, err := c.srv.cfg.FAST.Complete(c.ctx, neg, bare, a.ua, a.tokenMech, a.invalidate)
+	tok, err := c.srv.cfg.FAST.Complete(ctx, neg, bare, a.ua, a.tokenMech, a.invalidate)
 	if err != nil {
 		// The login stands; the client keeps using its password.
-		c.log.Warn("FAST token not issued", "err", err)
+		c.logger().Warn("FAST token not issued", "err", err)
 	}
 	tokenXML := ""
 	if tok != nil {

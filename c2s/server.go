@@ -21,6 +21,7 @@ import (
 
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/sm"
 	"github.com/parley-xmpp/parley/wire"
@@ -36,20 +37,45 @@ type Registration interface {
 
 // Config configures client service.
 type Config struct {
-	Domains          []string
-	TLS              *tls.Config
-	Limits           wire.Limits
-	SendQueue        int
+	Domains []string
+	TLS     *tls.Config
+	Limits  wire.Limits
+	// SendQueueBytes bounds what is queued for one client (default 8 MiB,
+	// each stanza counted with its bookkeeping); a client that lets more
+	// pile up is disconnected with policy-violation.
+	SendQueueBytes   int
 	StanzasPerSecond int
-	RequireTLS       bool
-	AuthTimeout      time.Duration
-	PingInterval     time.Duration // 0 disables server pings
-	PingTimeout      time.Duration
+	// WriteTimeout: a write to a client that does not progress for this
+	// long fails and ends the connection (default 30s).
+	WriteTimeout time.Duration
+	// PreAuthBytesPerSecond and PreAuthStanzasPerSecond bound what a
+	// connection may send before it authenticates (bursts of four
+	// seconds' worth); beyond, the stream is closed with policy-violation.
+	// 0: no limit.
+	PreAuthBytesPerSecond   int
+	PreAuthStanzasPerSecond int
+	// ConnectionsPerAddress bounds the client connections (TCP, TLS and
+	// WebSocket) from one address (IPv6: one /64); MaxUnauthenticated
+	// bounds the connections that have not authenticated yet, in total.
+	// 0: no limit.
+	ConnectionsPerAddress int
+	MaxUnauthenticated    int
+	RequireTLS            bool
+	AuthTimeout           time.Duration
+	PingInterval          time.Duration // 0 disables server pings
+	PingTimeout           time.Duration
 	// ResumeTimeout is the longest a stream management session stays
 	// resumable after its connection drops (XEP-0198); 0 disables resumption.
 	ResumeTimeout time.Duration
-	// MaxUnacked bounds the stanzas kept for a client until it acknowledges them.
-	MaxUnacked int
+	// MaxUnacked bounds the stanzas and MaxUnackedBytes their bytes
+	// (default 8 MiB) kept for a client until it acknowledges them; beyond,
+	// the session ends for good and loses resumability, its
+	// unacknowledged messages going to offline storage.
+	MaxUnacked      int
+	MaxUnackedBytes int
+	// CSIHoldBytes bounds what is held back for an inactive client
+	// (XEP-0352, default 512 KiB); beyond, the held stanzas are written.
+	CSIHoldBytes int
 	// AckQuiet: ask for an acknowledgement this long after the last write
 	// when stanzas are unacknowledged.
 	AckQuiet time.Duration
@@ -85,17 +111,18 @@ type Server struct {
 	tombs *tombstones
 	peers Peers // nil: a single node
 
+	perAddr *netlimit.PerAddress
+	unauth  atomic.Int64  // connections not authenticated yet
+	rejects chan struct{} // slots for refused connections being told why
+	lives   lives
+
 	mu     sync.Mutex
 	conns  map[*conn]struct{}
 	closed bool
-	wg     sync.WaitGroup
 }
 
 // New returns a client server. register may be nil.
 func New(cfg Config, r *router.Router, reg *module.Registry, a *auth.Server, th *auth.Throttle, register Registration) *Server {
-	if cfg.SendQueue <= 0 {
-		cfg.SendQueue = 1024
-	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 30 * time.Second
 	}
@@ -111,9 +138,22 @@ func New(cfg Config, r *router.Router, reg *module.Registry, a *auth.Server, th 
 	if cfg.AckQuiet <= 0 {
 		cfg.AckQuiet = 30 * time.Second
 	}
+	if cfg.SendQueueBytes <= 0 {
+		cfg.SendQueueBytes = 8 << 20
+	}
+	if cfg.MaxUnackedBytes <= 0 {
+		cfg.MaxUnackedBytes = 8 << 20
+	}
+	if cfg.CSIHoldBytes <= 0 {
+		cfg.CSIHoldBytes = 512 << 10
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, router: r, reg: reg, auth: a, throttle: th, register: register,
 		domains: map[string]bool{}, conns: map[*conn]struct{}{},
-		smDir: sm.NewDirectory[*session](), tombs: &tombstones{m: map[string]tomb{}}}
+		smDir: sm.NewDirectory[*session](), tombs: &tombstones{m: map[string]tomb{}},
+		perAddr: netlimit.NewPerAddress(cfg.ConnectionsPerAddress), rejects: make(chan struct{}, 64)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
@@ -148,6 +188,8 @@ func leafOf(cert *tls.Certificate) *x509.Certificate {
 // ServeTCP accepts connections on ln until it is closed. With directTLS the
 // TLS handshake happens first (XEP-0368); otherwise clients use STARTTLS.
 func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
+	// The listener goroutine belongs to the caller; connections are counted
+	// in lives.
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -169,20 +211,101 @@ func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 			_ = c.Close()
 			continue
 		}
-		go s.serveTCPConn(c, directTLS)
+		adm, se := s.admit(c.RemoteAddr().String())
+		if se != nil {
+			s.refuse(c, directTLS, se)
+			continue
+		}
+		l := s.limits()
+		t := newTCPTransport(c, l.Limits, l.WriteTimeout)
+		t.setBudget(preAuthBudget(l))
+		cn := newConn(s, t, adm)
+		s.lives.add()
+		go func() {
+			defer s.lives.done()
+			cn.serve(directTLS)
+		}()
 	}
 }
 
-func (s *Server) serveTCPConn(c net.Conn, directTLS bool) {
-	t := newTCPTransport(c, s.limits().Limits)
-	if directTLS {
-		if err := t.startTLS(s.cfg.TLS); err != nil {
-			_ = c.Close()
-			return
-		}
-		t.restart()
+// admission is a connection admitted by the limits: it counts against its
+// address until it ends and against the unauthenticated connections until
+// it authenticates.
+type admission struct {
+	srv     *Server
+	release func()
+	unauth  atomic.Bool
+}
+
+// authenticated stops counting the connection as unauthenticated.
+func (a *admission) authenticated() {
+	if a != nil && a.unauth.Swap(false) {
+		a.srv.unauth.Add(-1)
+		unauthenticated.Dec()
 	}
-	s.serve(t)
+}
+
+// end releases the connection's counts.
+func (a *admission) end() {
+	if a == nil {
+		return
+	}
+	a.authenticated()
+	a.release()
+}
+
+// admit applies the connection limits to a new connection from addr. When
+// it is admitted the caller must call end on the admission when the
+// connection ends; otherwise se says why not.
+func (s *Server) admit(addr string) (*admission, *wire.StreamError) {
+	rel, ok := s.perAddr.Acquire(addr)
+	if !ok {
+		limitHits.WithLabelValues(limitPerAddress).Inc()
+		return nil, &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many connections from your address"}
+	}
+	if n := s.unauth.Add(1); s.cfg.MaxUnauthenticated > 0 && n > int64(s.cfg.MaxUnauthenticated) {
+		s.unauth.Add(-1)
+		rel()
+		limitHits.WithLabelValues(limitUnauth).Inc()
+		return nil, &wire.StreamError{Condition: wire.CondResourceConstraint, Text: "too many connections are authenticating; try again later"}
+	}
+	unauthenticated.Inc()
+	a := &admission{srv: s, release: rel}
+	a.unauth.Store(true)
+	return a, nil
+}
+
+// refuse tells a refused client why (on plain TCP; a TLS handshake would
+// cost more than the refusal saves) and closes the connection. It never
+// blocks the accept loop, and at most a few refusals linger at a time.
+func (s *Server) refuse(c net.Conn, directTLS bool, se *wire.StreamError) {
+	if directTLS {
+		_ = c.Close()
+		return
+	}
+	select {
+	case s.rejects <- struct{}{}:
+	default:
+		_ = c.Close()
+		return
+	}
+	s.lives.Go(func() {
+		defer func() { <-s.rejects }()
+		t := newTCPTransport(c, s.cfg.Limits, time.Second)
+		from := ""
+		if len(s.cfg.Domains) > 0 {
+			from = s.cfg.Domains[0]
+		}
+		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+		_ = t.writeHeader(router.NewID(), from, "en", nil)
+		t.closeStream(se)
+		t.finalClose()
+	})
+}
+
+// preAuthBudget is the byte budget of a connection until it authenticates.
+func preAuthBudget(l *ConnLimits) *netlimit.Bucket {
+	return netlimit.NewBucket(l.PreAuthBytesPerSecond, 4*l.PreAuthBytesPerSecond)
 }
 
 // WebSocketHandler serves RFC 7395 at the path it is mounted on. secure
@@ -207,12 +330,24 @@ func (s *Server) WebSocketHandler(secure bool) http.Handler {
 			http.Error(w, "this address is banned for a while", http.StatusForbidden)
 			return
 		}
+		adm, se := s.admit(r.RemoteAddr)
+		if se != nil {
+			w.Header().Set("Retry-After", "60")
+			http.Error(w, se.Text, http.StatusTooManyRequests)
+			return
+		}
+		s.lives.add()
+		defer s.lives.done()
 		c, err := websocket.Accept(w, r, opts)
 		if err != nil {
+			adm.end()
 			return
 		}
 		isSecure := secure || r.TLS != nil || isLoopback(r.RemoteAddr)
-		s.serve(newWSTransport(c, s.limits().Limits, isSecure, r.TLS, r.RemoteAddr))
+		l := s.limits()
+		t := newWSTransport(c, l.Limits, isSecure, r.TLS, r.RemoteAddr, l.WriteTimeout)
+		t.setBudget(preAuthBudget(l))
+		newConn(s, t, adm).serve(false)
 	})
 }
 
@@ -223,29 +358,6 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func (s *Server) serve(t transport) {
-	c := newConn(s, t)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		t.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
-		return
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	connections.WithLabelValues(t.kind()).Inc()
-	connectionsTotal.WithLabelValues(t.kind()).Inc()
-	defer func() {
-		connections.WithLabelValues(t.kind()).Dec()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
-	c.run()
 }
 
 func (s *Server) isClosing() bool {
@@ -270,29 +382,35 @@ func (s *Server) Shutdown(ctx context.Context) {
 	// Hibernated sessions have no connection: end them now.
 	for _, ms := range s.router.AllSessions() {
 		if ss, ok := ms.(*session); ok && ss.transport() == nil {
-			go s.terminate(ss, nil)
+			s.lives.Go(func() { s.terminate(ss, nil) })
 		}
 	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	s.lives.Wait(ctx)
 }
+
+// Goroutines is the number of goroutines that belong to connections and
+// sessions (tests: nothing may stay behind).
+func (s *Server) Goroutines() int { return s.lives.Count() }
 
 // ConnLimits are the limits a new connection gets; SetLimits changes them
 // for connections opened afterwards (configuration reload).
 type ConnLimits struct {
-	Limits           wire.Limits
-	SendQueue        int
-	StanzasPerSecond int
+	Limits                  wire.Limits
+	SendQueueBytes          int
+	StanzasPerSecond        int
+	WriteTimeout            time.Duration
+	PreAuthBytesPerSecond   int
+	PreAuthStanzasPerSecond int
 }
 
-// SetLimits replaces the limits of new connections.
+// SetLimits replaces the limits of new connections (the send queue's
+// applies to every session at once).
 func (s *Server) SetLimits(l ConnLimits) {
-	if l.SendQueue <= 0 {
-		l.SendQueue = s.cfg.SendQueue
+	if l.SendQueueBytes <= 0 {
+		l.SendQueueBytes = s.cfg.SendQueueBytes
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = s.cfg.WriteTimeout
 	}
 	s.connLimits.Store(&l)
 }
@@ -301,7 +419,11 @@ func (s *Server) limits() *ConnLimits {
 	if l := s.connLimits.Load(); l != nil {
 		return l
 	}
-	return &ConnLimits{Limits: s.cfg.Limits, SendQueue: s.cfg.SendQueue, StanzasPerSecond: s.cfg.StanzasPerSecond}
+	l := &ConnLimits{Limits: s.cfg.Limits, SendQueueBytes: s.cfg.SendQueueBytes, StanzasPerSecond: s.cfg.StanzasPerSecond,
+		WriteTimeout: s.cfg.WriteTimeout, PreAuthBytesPerSecond: s.cfg.PreAuthBytesPerSecond,
+		PreAuthStanzasPerSecond: s.cfg.PreAuthStanzasPerSecond}
+	s.connLimits.CompareAndSwap(nil, l)
+	return s.connLimits.Load()
 }
 
 // Connections returns how many client connections are open (a session

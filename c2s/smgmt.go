@@ -93,7 +93,7 @@ func (c *conn) handleSMBound(st *wire.Stanza) error {
 		s.mu.Unlock()
 		if st.Name == "active" {
 			s.SetFlags(0, module.FlagInactive)
-			s.out <- outItem{flush: true}
+			s.enqueue(outItem{flush: true})
 		} else {
 			s.SetFlags(module.FlagInactive, 0)
 		}
@@ -121,7 +121,7 @@ func (c *conn) enableSM(s *session, resumeAttr, maxAttr string) string {
 	}
 	reply := "<enabled xmlns='" + sm.NS + "'"
 	s.mu.Lock()
-	s.smq = sm.NewQueue(c.srv.cfg.MaxUnacked)
+	s.smq = sm.NewQueue(c.srv.cfg.MaxUnacked, c.srv.cfg.MaxUnackedBytes)
 	s.hIn = 0
 	if resume && max > 0 {
 		s.smID = sm.NewID()
@@ -241,13 +241,10 @@ func (c *conn) attachResumed(s *session, id string) error {
 	s.wmu.Unlock()
 	c.mu.Lock()
 	c.sess = s
+	c.timer.Stop()
 	c.mu.Unlock()
-	c.bindTimer.Stop()
-	c.log = c.log.With("jid", s.jid.String())
-	c.log.Info("session resumed", "replayed", len(unacked))
-	if c.srv.cfg.PingInterval > 0 {
-		go c.pinger(s)
-	}
+	c.logger().Info("session resumed", "jid", s.jid.String(), "replayed", len(unacked))
+	c.startPing(s)
 	return werr
 }
 
@@ -286,26 +283,30 @@ func (c *conn) writeNonza(b string) error {
 }
 
 // endSession is called when the connection owning s ends. It hibernates a
-// resumable session after an unclean end, otherwise terminates it.
+// resumable session after an unclean end, otherwise terminates it. The
+// caller closes the transport afterwards.
 func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
 	s.mu.Lock()
 	if s.owner != c || s.ended {
 		// Resumed on another connection meanwhile, or ended already
 		// (replaced by a new session with the same resource).
 		s.mu.Unlock()
-		c.t.close()
 		return
 	}
-	resumable := s.smID != "" && !clean && se == nil && !c.srv.isClosing()
+	resumable := s.smID != "" && !clean && se == nil && !s.noResume && !c.srv.isClosing()
 	if resumable {
 		s.owner = nil
 		s.t = nil
 		s.clearAckWaitLocked() // queued stanzas fire OnStanzaQueued instead
-		s.hibernate = time.AfterFunc(s.smMax, func() { c.srv.terminate(s, nil) })
+		srv := c.srv
+		s.hibernate = time.AfterFunc(s.smMax, func() {
+			srv.lives.add()
+			defer srv.lives.done()
+			srv.terminate(s, nil)
+		})
 		unacked := s.smq.Len() // s.smq changes when another connection resumes s
 		s.mu.Unlock()
-		c.t.close()
-		c.log.Info("session hibernated", "jid", s.jid.String(), "unacked", unacked)
+		c.logger().Info("session hibernated", "jid", s.jid.String(), "unacked", unacked)
 		c.srv.reg.FireHibernated(context.Background(), s)
 		return
 	}
@@ -316,25 +317,27 @@ func (c *conn) endSession(s *session, se *wire.StreamError, clean bool) {
 // terminate ends a session for good: stream closed, unacknowledged
 // messages stored offline (they were archived already, so they are not
 // routed again), unanswered IQs bounced, unavailable broadcast.
-func (srv *Server) terminate(s *session, se *wire.StreamError) {
-	if srv.end(s, se, false) {
-		srv.awaitWriter(s)
-	}
-}
+func (srv *Server) terminate(s *session, se *wire.StreamError) { srv.end(s, se, false) }
 
 // replaced terminates a session that a new bind of its full JID took the
-// place of in the router. The hooks run synchronously (the new session's
-// OnBound comes after them); the wait for its writer does not hold up the
-// new session.
-func (srv *Server) replaced(s *session, se *wire.StreamError) {
-	if srv.end(s, se, true) {
-		go srv.awaitWriter(s)
-	}
-}
+// place of in the router. The hooks run before it returns (so before the
+// new session's OnBound); the new session does not wait for the old one's
+// writer: what the old one did not get is rescued once its writer is
+// done, in the background.
+func (srv *Server) replaced(s *session, se *wire.StreamError) { srv.end(s, se, true) }
+
+// closeWait bounds how long ending a session waits for its writer to
+// write what is queued and the stream end before the connection is closed
+// under it.
+const closeWait = 5 * time.Second
 
 // end does the work of terminate once per session and reports whether it
 // did. replaced says the router already bound another session in its
 // place, so Unbind finds nothing and the session's end is still announced.
+//
+// Everything the client did not get is rescued: what it did not
+// acknowledge (stream management) and what was queued but never written,
+// collected once the writer is done.
 func (srv *Server) end(s *session, se *wire.StreamError, replaced bool) bool {
 	s.settled() // the h kept for a late <resume/> counts every routed stanza
 	s.mu.Lock()
@@ -346,6 +349,9 @@ func (srv *Server) end(s *session, se *wire.StreamError, replaced bool) bool {
 	if s.hibernate != nil {
 		s.hibernate.Stop()
 	}
+	if s.ackTimer != nil {
+		s.ackTimer.Stop()
+	}
 	s.clearAckWaitLocked()
 	q, id, h := s.smq, s.smID, s.hIn
 	s.mu.Unlock()
@@ -354,29 +360,54 @@ func (srv *Server) end(s *session, se *wire.StreamError, replaced bool) bool {
 		srv.tombs.add(id, s.jid.Bare().String(), h, 2*srv.cfg.ResumeTimeout)
 	}
 	s.closeStream(se)
+	unbound := srv.router.Unbind(s) || replaced
 	ctx := context.Background()
-	if srv.router.Unbind(s) || replaced {
-		if q != nil {
-			srv.rescue(ctx, s, q.Unacked())
+	rescue := func() {
+		srv.awaitWriter(s)
+		lost := s.takeUnsent()
+		if !unbound {
+			return
 		}
+		var items []sm.Item
+		if q != nil {
+			items = q.Unacked()
+		}
+		for _, st := range lost {
+			items = append(items, sm.Item{St: st, Stamp: time.Now()})
+		}
+		srv.rescue(ctx, s, items)
+	}
+	if replaced {
+		srv.lives.Go(rescue)
+	} else {
+		rescue()
+	}
+	if unbound {
 		srv.reg.FireUnbound(ctx, s)
 	}
 	return true
 }
 
-// awaitWriter gives the session's writer time to flush and close the
-// stream, then closes the transport.
+// awaitWriter waits until the session's writer has written the stream end;
+// when that takes longer than closeWait, the connection is closed under it
+// (its writes then fail at once).
 func (srv *Server) awaitWriter(s *session) {
 	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		if t := s.transport(); t != nil {
-			t.close()
-		}
+	case <-s.finished:
+		return
+	case <-time.After(closeWait):
+	}
+	if t := s.transport(); t != nil {
+		t.close()
+	}
+	select {
+	case <-s.finished:
+	case <-time.After(closeWait):
+		srv.log.Warn("session writer did not finish", "jid", s.jid.String())
 	}
 }
 
-// rescue handles stanzas the client never acknowledged.
+// rescue handles stanzas the client never got (or never acknowledged).
 func (srv *Server) rescue(ctx context.Context, s *session, items []sm.Item) {
 	for _, it := range items {
 		st := it.St

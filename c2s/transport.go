@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -22,6 +23,9 @@ import (
 type transport interface {
 	// readHeader waits for the client's stream header (or <open/>).
 	readHeader() (wire.Header, error)
+	// waitIdle waits for input when nothing is buffered (see
+	// wire.Reader.WaitIdle); next reads the next element.
+	waitIdle() error
 	next() (*wire.Stanza, error)
 	// writeHeader sends our stream header followed by features.
 	writeHeader(id, from, lang string, features []byte) error
@@ -30,10 +34,16 @@ type transport interface {
 	write(st *wire.Stanza) error
 	writeRaw(b []byte) error
 	flush() error
-	// closeStream sends a stream error (if any) and the stream end, then
-	// closes the connection.
+	// closeStream sends a stream error (if any) and the stream end from
+	// any goroutine, never waiting behind a blocked write.
 	closeStream(se *wire.StreamError)
+	// close closes the connection at once.
 	close()
+	// finalClose is called by the reader goroutine when it is done: it
+	// lets the peer read the stream end, then closes the connection.
+	finalClose()
+	// setBudget charges input to b until authentication (nil: no limit).
+	setBudget(b *netlimit.Bucket)
 	// startTLS upgrades a TCP stream; WebSocket cannot.
 	startTLS(cfg *tls.Config) error
 	// restart begins a new stream on the same connection (after STARTTLS
@@ -46,39 +56,34 @@ type transport interface {
 	lastActivity() time.Time
 }
 
-// activityConn records the time of the last read so idle clients can be
-// pinged without putting deadlines on the parser (a deadline mid-token
-// would poison encoding/xml's state).
-type activityConn struct {
-	net.Conn
-	last atomic.Int64
-}
+// lingerTime is how long a closed stream waits for the peer to read the
+// stream end (and close its side) before the socket is closed.
+const lingerTime = 2 * time.Second
 
-func (c *activityConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
-	}
-	return n, err
-}
+// errClosed: the stream was closed; nothing more may be written.
+var errClosed = errors.New("c2s: stream closed")
+
+// writerPool holds the write buffers of streams that have something
+// buffered; a stream takes one for a burst of writes and gives it back on
+// flush, so an idle stream holds none.
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
 type tcpTransport struct {
-	raw    *activityConn
+	raw    *netlimit.Conn
 	conn   net.Conn // raw, or the TLS conn on top of it
 	rd     *wire.Reader
-	bw     *bufio.Writer
 	lim    wire.Limits
 	tls    bool
 	wmu    sync.Mutex
-	closed atomic.Bool
+	bw     *bufio.Writer // from writerPool while something is buffered
+	closed atomic.Bool   // the stream end was sent (or the socket closed)
+	ended  atomic.Bool   // closeStream wrote the stream end: linger before closing
 }
 
-func newTCPTransport(c net.Conn, lim wire.Limits) *tcpTransport {
-	ac := &activityConn{Conn: c}
-	ac.last.Store(time.Now().UnixNano())
-	t := &tcpTransport{raw: ac, conn: ac, lim: lim}
+func newTCPTransport(c net.Conn, lim wire.Limits, writeTimeout time.Duration) *tcpTransport {
+	sc := netlimit.NewConn(c, writeTimeout, func() { limitHits.WithLabelValues(limitWriteTimeout).Inc() })
+	t := &tcpTransport{raw: sc, conn: sc, lim: lim}
 	t.rd = wire.NewReader(t.conn, lim)
-	t.bw = bufio.NewWriterSize(t.conn, 4096)
 	return t
 }
 
@@ -89,27 +94,57 @@ func (t *tcpTransport) kind() string {
 	return "tcp"
 }
 
-func (t *tcpTransport) lastActivity() time.Time { return time.Unix(0, t.raw.last.Load()) }
+func (t *tcpTransport) lastActivity() time.Time { return t.raw.LastRead() }
+
+func (t *tcpTransport) setBudget(b *netlimit.Bucket) { t.raw.SetBudget(b) }
 
 func (t *tcpTransport) readHeader() (wire.Header, error) { return t.rd.ReadHeader() }
 func (t *tcpTransport) next() (*wire.Stanza, error)      { return t.rd.Next() }
+func (t *tcpTransport) waitIdle() error                  { return t.rd.WaitIdle() }
+
+// buffer returns the write buffer, taking one from the pool. Caller holds wmu.
+func (t *tcpTransport) buffer() *bufio.Writer {
+	if t.bw == nil {
+		t.bw = writerPool.Get().(*bufio.Writer)
+		t.bw.Reset(t.conn)
+	}
+	return t.bw
+}
+
+// flushLocked writes out the buffer and gives it back. Caller holds wmu.
+func (t *tcpTransport) flushLocked() error {
+	if t.bw == nil {
+		return nil
+	}
+	if err := t.bw.Flush(); err != nil {
+		return err // the buffer keeps the error; it is not reused
+	}
+	t.bw.Reset(nil)
+	writerPool.Put(t.bw)
+	t.bw = nil
+	return nil
+}
 
 func (t *tcpTransport) writeHeader(id, from, lang string, features []byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	t.bw.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='")
-	t.bw.WriteString(wire.EscapeAttr(id))
-	t.bw.WriteString("' from='")
-	t.bw.WriteString(wire.EscapeAttr(from))
-	t.bw.WriteString("' version='1.0' xml:lang='")
-	t.bw.WriteString(wire.EscapeAttr(lang))
-	t.bw.WriteString("'>")
-	if features != nil {
-		t.bw.WriteString("<stream:features>")
-		t.bw.Write(features)
-		t.bw.WriteString("</stream:features>")
+	if t.closed.Load() {
+		return errClosed
 	}
-	return t.bw.Flush()
+	bw := t.buffer()
+	bw.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='")
+	bw.WriteString(wire.EscapeAttr(id))
+	bw.WriteString("' from='")
+	bw.WriteString(wire.EscapeAttr(from))
+	bw.WriteString("' version='1.0' xml:lang='")
+	bw.WriteString(wire.EscapeAttr(lang))
+	bw.WriteString("'>")
+	if features != nil {
+		bw.WriteString("<stream:features>")
+		bw.Write(features)
+		bw.WriteString("</stream:features>")
+	}
+	return t.flushLocked()
 }
 
 func (t *tcpTransport) write(st *wire.Stanza) error { return t.writeRaw(st.Raw) }
@@ -117,38 +152,73 @@ func (t *tcpTransport) write(st *wire.Stanza) error { return t.writeRaw(st.Raw) 
 func (t *tcpTransport) writeRaw(b []byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	_, err := t.bw.Write(b)
+	if t.closed.Load() {
+		return errClosed
+	}
+	_, err := t.buffer().Write(b)
 	return err
 }
 
 func (t *tcpTransport) flush() error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	return t.bw.Flush()
+	if t.closed.Load() {
+		return errClosed
+	}
+	return t.flushLocked()
 }
 
+// closeStream ends the stream from any goroutine without waiting behind a
+// writer: when a write is in progress (possibly blocked on a peer that does
+// not read) the socket is closed at once, which also fails that write.
+// Otherwise the stream error and end are written and the reader lingers
+// (see finalClose).
 func (t *tcpTransport) closeStream(se *wire.StreamError) {
 	if t.closed.Swap(true) {
 		return
 	}
-	t.wmu.Lock()
-	_ = t.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if !t.wmu.TryLock() {
+		_ = t.conn.Close()
+		return
+	}
+	bw := t.buffer()
 	if se != nil {
-		t.bw.Write(se.Bytes())
+		bw.Write(se.Bytes())
 	}
-	t.bw.WriteString("</stream:stream>")
-	_ = t.bw.Flush()
+	bw.WriteString("</stream:stream>")
+	err := t.flushLocked()
 	t.wmu.Unlock()
-	// Give the peer a moment to read the error before the socket goes.
-	if tc, ok := t.conn.(interface{ CloseWrite() error }); ok {
-		_ = tc.CloseWrite()
+	if err != nil {
+		_ = t.conn.Close()
+		return
 	}
-	time.AfterFunc(2*time.Second, func() { _ = t.conn.Close() })
+	if !t.tls {
+		_ = t.raw.CloseWrite()
+	}
+	t.ended.Store(true)
+	// Wake the reader; it drains what the peer still sends, then closes.
+	_ = t.raw.SetReadDeadline(time.Now().Add(lingerTime))
 }
 
 func (t *tcpTransport) close() {
 	t.closed.Store(true)
 	_ = t.conn.Close()
+}
+
+// finalClose is the reader goroutine's last act: after closeStream it
+// reads (and drops) what the peer sends until the peer closes or the
+// linger time is over, so the stream end is not lost to a reset; then it
+// closes the socket.
+func (t *tcpTransport) finalClose() {
+	if t.ended.Load() {
+		var buf [512]byte
+		for {
+			if _, err := t.conn.Read(buf[:]); err != nil {
+				break
+			}
+		}
+	}
+	t.close()
 }
 
 func (t *tcpTransport) startTLS(cfg *tls.Config) error {
@@ -158,9 +228,10 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return err
 	}
+	t.wmu.Lock()
 	t.conn = tc
 	t.tls = true
-	t.bw = bufio.NewWriterSize(tc, 4096)
+	t.wmu.Unlock()
 	return nil
 }
 
@@ -180,29 +251,33 @@ func (t *tcpTransport) remoteAddr() string { return t.raw.RemoteAddr().String() 
 // wsTransport implements RFC 7395: every WebSocket text message is exactly
 // one element; the stream is opened with <open/> and ended with <close/>.
 type wsTransport struct {
-	c       *websocket.Conn
-	ctx     context.Context
-	cancel  context.CancelFunc
-	lim     wire.Limits
-	isSec   bool
-	cs      *tls.ConnectionState
-	addr    string
-	last    atomic.Int64
-	wmu     sync.Mutex
-	pending []byte
-	closed  atomic.Bool
+	c            *websocket.Conn
+	ctx          context.Context
+	cancel       context.CancelFunc
+	lim          wire.Limits
+	isSec        bool
+	cs           *tls.ConnectionState
+	addr         string
+	writeTimeout time.Duration
+	last         atomic.Int64
+	budget       atomic.Pointer[netlimit.Bucket]
+	wmu          sync.Mutex
+	closing      atomic.Bool // closeStream ran
+	closed       atomic.Bool // nothing more may be written
+	ended        atomic.Bool // the stream end was written
 }
 
-func newWSTransport(c *websocket.Conn, lim wire.Limits, secure bool, cs *tls.ConnectionState, addr string) *wsTransport {
+func newWSTransport(c *websocket.Conn, lim wire.Limits, secure bool, cs *tls.ConnectionState, addr string, writeTimeout time.Duration) *wsTransport {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.SetReadLimit(int64(lim.MaxStanzaBytes) + 1024)
-	t := &wsTransport{c: c, ctx: ctx, cancel: cancel, lim: lim, isSec: secure, cs: cs, addr: addr}
+	t := &wsTransport{c: c, ctx: ctx, cancel: cancel, lim: lim, isSec: secure, cs: cs, addr: addr, writeTimeout: writeTimeout}
 	t.last.Store(time.Now().UnixNano())
 	return t
 }
 
-func (t *wsTransport) kind() string            { return "websocket" }
-func (t *wsTransport) lastActivity() time.Time { return time.Unix(0, t.last.Load()) }
+func (t *wsTransport) kind() string                 { return "websocket" }
+func (t *wsTransport) lastActivity() time.Time      { return time.Unix(0, t.last.Load()) }
+func (t *wsTransport) setBudget(b *netlimit.Bucket) { t.budget.Store(b) }
 
 func (t *wsTransport) readFrame() (*wire.Stanza, error) {
 	for {
@@ -218,6 +293,9 @@ func (t *wsTransport) readFrame() (*wire.Stanza, error) {
 			return nil, io.EOF
 		}
 		t.last.Store(time.Now().UnixNano())
+		if b := t.budget.Load(); b != nil && !b.Take(float64(len(data))) {
+			return nil, netlimit.ErrBudget
+		}
 		if typ != websocket.MessageText {
 			return nil, &wire.StreamError{Condition: wire.CondBadFormat, Text: "binary WebSocket messages are not allowed"}
 		}
@@ -239,6 +317,8 @@ func (t *wsTransport) readHeader() (wire.Header, error) {
 	return wire.Header{To: st.To, From: st.From, Version: st.Attr("version"), Lang: st.Lang, NS: wire.NSClient}, nil
 }
 
+func (t *wsTransport) waitIdle() error { return nil }
+
 func (t *wsTransport) next() (*wire.Stanza, error) {
 	st, err := t.readFrame()
 	if err != nil {
@@ -255,10 +335,19 @@ func (t *wsTransport) next() (*wire.Stanza, error) {
 	return st, nil
 }
 
+// send writes one message; the library closes the connection when the
+// write does not finish in time. Caller holds wmu.
 func (t *wsTransport) send(b []byte) error {
-	ctx, cancel := context.WithTimeout(t.ctx, 30*time.Second)
+	if t.closed.Load() {
+		return errClosed
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, t.writeTimeout)
 	defer cancel()
-	return t.c.Write(ctx, websocket.MessageText, b)
+	err := t.c.Write(ctx, websocket.MessageText, b)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		limitHits.WithLabelValues(limitWriteTimeout).Inc()
+	}
+	return err
 }
 
 func (t *wsTransport) writeHeader(id, from, lang string, features []byte) error {
@@ -303,11 +392,15 @@ func (t *wsTransport) writeRaw(b []byte) error {
 
 func (t *wsTransport) flush() error { return nil }
 
+// closeStream: see tcpTransport.closeStream.
 func (t *wsTransport) closeStream(se *wire.StreamError) {
-	if t.closed.Swap(true) {
+	if t.closing.Swap(true) || t.closed.Load() {
 		return
 	}
-	t.wmu.Lock()
+	if !t.wmu.TryLock() {
+		t.close()
+		return
+	}
 	if se != nil {
 		b := se.Bytes()
 		// Declare the stream prefix: the frame stands alone.
@@ -315,8 +408,10 @@ func (t *wsTransport) closeStream(se *wire.StreamError) {
 		_ = t.send(b)
 	}
 	_ = t.send([]byte("<close xmlns='" + wire.NSFraming + "'/>"))
+	t.closed.Store(true)
+	t.ended.Store(true)
 	t.wmu.Unlock()
-	_ = t.c.Close(websocket.StatusNormalClosure, "")
+	// Wake the reader; its finalClose runs the closing handshake.
 	t.cancel()
 }
 
@@ -324,6 +419,15 @@ func (t *wsTransport) close() {
 	t.closed.Store(true)
 	_ = t.c.CloseNow()
 	t.cancel()
+}
+
+// finalClose runs the WebSocket closing handshake (bounded by the
+// library) after a stream end, else closes at once.
+func (t *wsTransport) finalClose() {
+	if t.ended.Load() {
+		_ = t.c.Close(websocket.StatusNormalClosure, "")
+	}
+	t.close()
 }
 
 func (t *wsTransport) startTLS(*tls.Config) error {

@@ -262,7 +262,9 @@ type LimitsConfig struct {
 	MaxAttributes  int `mapstructure:"max_attributes"`
 	// The per-user limits of the im module (roster, offline, block list).
 	im.Limits `mapstructure:",squash"`
-	SendQueue int `mapstructure:"send_queue"`
+	// SendQueueBytes bounds what is queued for one client that does not
+	// read fast enough; beyond it the client is disconnected.
+	SendQueueBytes int `mapstructure:"send_queue_bytes"`
 	// StanzasPerSecond is the sustained rate a client may send (burst of
 	// twice that); excess stanzas are read more slowly, not dropped.
 	StanzasPerSecond int `mapstructure:"stanzas_per_second"`
@@ -273,6 +275,20 @@ type LimitsConfig struct {
 	// MaxArchiveBytes: 0 keeps archives unlimited; otherwise the oldest
 	// messages go once an archive grows beyond it.
 	MaxArchiveBytes int64 `mapstructure:"max_archive_bytes"`
+	// WriteTimeout: a write to a client or server connection that makes no
+	// progress for this long fails and ends the connection.
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// PreAuthBytesPerSecond and PreAuthStanzasPerSecond bound what a
+	// connection sends before it authenticates (bursts of four seconds'
+	// worth); beyond, it is disconnected with policy-violation.
+	PreAuthBytesPerSecond   int `mapstructure:"preauth_bytes_per_second"`
+	PreAuthStanzasPerSecond int `mapstructure:"preauth_stanzas_per_second"`
+	// ConnectionsPerAddress bounds client connections (TCP, TLS and
+	// WebSocket) from one address (IPv6: one /64); 0 = no limit.
+	ConnectionsPerAddress int `mapstructure:"connections_per_address"`
+	// UnauthenticatedConnections bounds client connections that have not
+	// authenticated yet, in total; 0 = no limit.
+	UnauthenticatedConnections int `mapstructure:"unauthenticated_connections"`
 }
 
 // AuthConfig controls SASL.
@@ -302,8 +318,13 @@ type C2SConfig struct {
 	// ResumeTimeout: how long a stream management session (XEP-0198) stays
 	// resumable after its connection drops; 0 disables resumption.
 	ResumeTimeout time.Duration `mapstructure:"resume_timeout"`
-	// MaxUnacked: stanzas kept for a client until it acknowledges them.
-	MaxUnacked int `mapstructure:"max_unacked"`
+	// MaxUnacked and MaxUnackedBytes: stanzas kept for a client until it
+	// acknowledges them.
+	MaxUnacked      int `mapstructure:"max_unacked"`
+	MaxUnackedBytes int `mapstructure:"max_unacked_bytes"`
+	// CSIHoldBytes bounds what is held back for an inactive client
+	// (XEP-0352) before it is sent anyway.
+	CSIHoldBytes int `mapstructure:"csi_hold_bytes"`
 }
 
 // WebSocketConfig controls the RFC 7395 endpoint.
@@ -349,13 +370,20 @@ func DefaultConfig() Config {
 			MaxDepth:         32,
 			MaxAttributes:    64,
 			Limits:           im.DefaultLimits(),
-			SendQueue:        1024,
+			SendQueueBytes:   8 << 20,
 			StanzasPerSecond: 100,
 			// A bookmarks list and client settings need a few kB; 100 kB
 			// avatars and OMEMO bundles fit many times in the PEP quota.
 			MaxPrivateBytes:      1 << 20,
 			MaxPrivateNamespaces: 100,
 			MaxPEPBytes:          10 << 20,
+			WriteTimeout:         30 * time.Second,
+			// A client sends a few hundred bytes and about ten elements
+			// before it is logged in (TLS handshake, SASL, maybe XEP-0077).
+			PreAuthBytesPerSecond:      8192,
+			PreAuthStanzasPerSecond:    5,
+			ConnectionsPerAddress:      100,
+			UnauthenticatedConnections: 4096,
 		},
 		Auth: AuthConfig{
 			RequireTLS:    true,
@@ -370,7 +398,7 @@ func DefaultConfig() Config {
 			FASTTokenLifetime: 21 * 24 * time.Hour,
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
-			ResumeTimeout: 5 * time.Minute, MaxUnacked: 1000},
+			ResumeTimeout: 5 * time.Minute, MaxUnacked: 5000, MaxUnackedBytes: 8 << 20, CSIHoldBytes: 512 << 10},
 		Log:              LogConfig{Level: "info", Format: "text"},
 		MAM:              mam.DefaultSettings(),
 		Push:             push.DefaultSettings(),
@@ -474,7 +502,7 @@ func (c *Config) Validate() error {
 	positive("limits.max_stanza_bytes", c.Limits.MaxStanzaBytes, 10000)
 	positive("limits.max_depth", c.Limits.MaxDepth, 4)
 	positive("limits.max_attributes", c.Limits.MaxAttributes, 8)
-	positive("limits.send_queue", c.Limits.SendQueue, 16)
+	positive("limits.send_queue_bytes", c.Limits.SendQueueBytes, 1<<20)
 	positive("limits.stanzas_per_second", c.Limits.StanzasPerSecond, 1)
 	positive("limits.max_private_namespaces", c.Limits.MaxPrivateNamespaces, 1)
 	for key, v := range map[string]int64{"limits.max_private_bytes": c.Limits.MaxPrivateBytes, "limits.max_pep_bytes": c.Limits.MaxPEPBytes} {
@@ -485,6 +513,16 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxArchiveBytes < 0 {
 		bad("limits.max_archive_bytes", "expected a number of bytes (0: no limit), got %d", c.Limits.MaxArchiveBytes)
 	}
+	if c.Limits.WriteTimeout < time.Second {
+		bad("limits.write_timeout", "expected a duration of at least 1s such as 30s")
+	}
+	positive("limits.preauth_bytes_per_second", c.Limits.PreAuthBytesPerSecond, 0)
+	if v := c.Limits.PreAuthBytesPerSecond; v > 0 && v < 1024 {
+		bad("limits.preauth_bytes_per_second", "expected 0 (no limit) or at least 1024, got %d", v)
+	}
+	positive("limits.preauth_stanzas_per_second", c.Limits.PreAuthStanzasPerSecond, 0)
+	positive("limits.connections_per_address", c.Limits.ConnectionsPerAddress, 0)
+	positive("limits.unauthenticated_connections", c.Limits.UnauthenticatedConnections, 0)
 	positive("auth.iterations", c.Auth.Iterations, 4096)
 	positive("auth.max_failures", c.Auth.MaxFailures, 1)
 	if c.Auth.Timeout <= 0 {
@@ -509,6 +547,8 @@ func (c *Config) Validate() error {
 		bad("c2s.resume_timeout", "expected a duration such as 5m (0s disables resumption)")
 	}
 	positive("c2s.max_unacked", c.C2S.MaxUnacked, 16)
+	positive("c2s.max_unacked_bytes", c.C2S.MaxUnackedBytes, 1<<20)
+	positive("c2s.csi_hold_bytes", c.C2S.CSIHoldBytes, 16<<10)
 	if c.S2S.IdleTimeout <= 0 {
 		bad("s2s.idle_timeout", "expected a positive duration such as 10m")
 	}

@@ -19,8 +19,8 @@ import (
 var reloadable = []string{
 	"admins", "invites.", "registration.", "contact.", "log.level",
 	"tls.cert", "tls.key",
-	"limits.max_stanza_bytes", "limits.max_depth", "limits.max_attributes", "limits.send_queue",
-	"limits.stanzas_per_second", "limits.max_offline_messages", "limits.max_roster_items", "limits.max_block_items",
+	"limits.max_stanza_bytes", "limits.max_depth", "limits.max_attributes", "limits.send_queue_bytes",
+	"limits.stanzas_per_second", "limits.write_timeout", "limits.preauth_bytes_per_second", "limits.preauth_stanzas_per_second", "limits.max_offline_messages", "limits.max_roster_items", "limits.max_block_items",
 }
 
 // IsReloadable reports whether a change of key takes effect on reload.
@@ -30,7 +30,7 @@ func IsReloadable(key string) bool {
 	})
 }
 
-// ConfigChanges lists the keys (paths such as limits.send_queue) whose
+// ConfigChanges lists the keys (paths such as limits.send_queue_bytes) whose
 // values differ between a and b, in declaration order.
 func ConfigChanges(a, b Config) []string {
 	var out []string
@@ -94,7 +94,8 @@ func (s *Server) Reload(cfg Config) (ReloadResult, error) {
 	next.Log.Level = cfg.Log.Level
 	next.TLS.Cert, next.TLS.Key = cfg.TLS.Cert, cfg.TLS.Key
 	l, nl := &next.Limits, cfg.Limits
-	l.MaxStanzaBytes, l.MaxDepth, l.MaxAttributes, l.SendQueue, l.StanzasPerSecond = nl.MaxStanzaBytes, nl.MaxDepth, nl.MaxAttributes, nl.SendQueue, nl.StanzasPerSecond
+	l.MaxStanzaBytes, l.MaxDepth, l.MaxAttributes, l.SendQueueBytes, l.StanzasPerSecond = nl.MaxStanzaBytes, nl.MaxDepth, nl.MaxAttributes, nl.SendQueueBytes, nl.StanzasPerSecond
+	l.WriteTimeout, l.PreAuthBytesPerSecond, l.PreAuthStanzasPerSecond = nl.WriteTimeout, nl.PreAuthBytesPerSecond, nl.PreAuthStanzasPerSecond
 	l.MaxOfflineMessages, l.MaxRosterItems, l.MaxBlockItems = nl.MaxOfflineMessages, nl.MaxRosterItems, nl.MaxBlockItems
 	s.apply(next)
 	s.cfg = next
@@ -119,9 +120,12 @@ func (s *Server) Reload(cfg Config) (ReloadResult, error) {
 func (s *Server) apply(cfg Config) {
 	s.admin.SetPolicy(AdminPolicy(cfg))
 	s.c2s.SetLimits(c2s.ConnLimits{
-		Limits:           wire.Limits{MaxStanzaBytes: cfg.Limits.MaxStanzaBytes, MaxDepth: cfg.Limits.MaxDepth, MaxAttrs: cfg.Limits.MaxAttributes},
-		SendQueue:        cfg.Limits.SendQueue,
-		StanzasPerSecond: cfg.Limits.StanzasPerSecond,
+		Limits:                  wire.Limits{MaxStanzaBytes: cfg.Limits.MaxStanzaBytes, MaxDepth: cfg.Limits.MaxDepth, MaxAttrs: cfg.Limits.MaxAttributes},
+		SendQueueBytes:          cfg.Limits.SendQueueBytes,
+		StanzasPerSecond:        cfg.Limits.StanzasPerSecond,
+		WriteTimeout:            cfg.Limits.WriteTimeout,
+		PreAuthBytesPerSecond:   cfg.Limits.PreAuthBytesPerSecond,
+		PreAuthStanzasPerSecond: cfg.Limits.PreAuthStanzasPerSecond,
 	})
 	for _, m := range s.modules {
 		switch m := m.(type) {

@@ -240,19 +240,26 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 			MaxDepth:       cfg.Limits.MaxDepth,
 			MaxAttrs:       cfg.Limits.MaxAttributes,
 		},
-		SendQueue:        cfg.Limits.SendQueue,
-		StanzasPerSecond: cfg.Limits.StanzasPerSecond,
-		RequireTLS:       cfg.Auth.RequireTLS,
-		AuthTimeout:      cfg.Auth.Timeout,
-		PingInterval:     cfg.C2S.PingInterval,
-		PingTimeout:      cfg.C2S.PingTimeout,
-		ResumeTimeout:    cfg.C2S.ResumeTimeout,
-		MaxUnacked:       cfg.C2S.MaxUnacked,
-		WebSocketOrigins: cfg.WebSocket.Origins,
-		Bans:             s.bans,
-		FAST:             auth.NewFAST(auth.FASTConfig{Lifetime: cfg.Auth.FASTTokenLifetime}, store),
-		Secret:           secret,
-		Logger:           log,
+		SendQueueBytes:          cfg.Limits.SendQueueBytes,
+		StanzasPerSecond:        cfg.Limits.StanzasPerSecond,
+		WriteTimeout:            cfg.Limits.WriteTimeout,
+		PreAuthBytesPerSecond:   cfg.Limits.PreAuthBytesPerSecond,
+		PreAuthStanzasPerSecond: cfg.Limits.PreAuthStanzasPerSecond,
+		ConnectionsPerAddress:   cfg.Limits.ConnectionsPerAddress,
+		MaxUnauthenticated:      cfg.Limits.UnauthenticatedConnections,
+		MaxUnackedBytes:         cfg.C2S.MaxUnackedBytes,
+		CSIHoldBytes:            cfg.C2S.CSIHoldBytes,
+		RequireTLS:              cfg.Auth.RequireTLS,
+		AuthTimeout:             cfg.Auth.Timeout,
+		PingInterval:            cfg.C2S.PingInterval,
+		PingTimeout:             cfg.C2S.PingTimeout,
+		ResumeTimeout:           cfg.C2S.ResumeTimeout,
+		MaxUnacked:              cfg.C2S.MaxUnacked,
+		WebSocketOrigins:        cfg.WebSocket.Origins,
+		Bans:                    s.bans,
+		FAST:                    auth.NewFAST(auth.FASTConfig{Lifetime: cfg.Auth.FASTTokenLifetime}, store),
+		Secret:                  secret,
+		Logger:                  log,
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
 	if cfg.Cluster.Enabled {
 		if err := s.joinCluster(cfg, log); err != nil {
@@ -304,6 +311,10 @@ func (s *Server) Admin() *admin.Service { return s.admin }
 
 // Router exposes the router (tests, load tools).
 func (s *Server) Router() *router.Router { return s.router }
+
+// ClientGoroutines is the number of goroutines serving client connections
+// and sessions (tests check that a connection left nothing behind).
+func (s *Server) ClientGoroutines() int { return s.c2s.Goroutines() }
 
 // Store exposes the store.
 func (s *Server) Store() storage.Store { return s.store }

@@ -32,9 +32,9 @@ type HandoverItem struct {
 }
 
 // NewQueueAt returns an empty queue whose client has acknowledged acked
-// stanzas, for a session continued from a Handover.
-func NewQueueAt(max int, acked uint32) *Queue {
-	return &Queue{max: max, sent: acked, acked: acked}
+// stanzas, for a session continued from a Handover (limits as NewQueue).
+func NewQueueAt(max, maxBytes int, acked uint32) *Queue {
+	return &Queue{max: max, maxBytes: maxBytes, sent: acked, acked: acked}
 }
 
 // Acked is the last h the client acknowledged.

@@ -6,7 +6,6 @@ package sm
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -31,32 +30,32 @@ func (e *ErrTooHigh) Error() string {
 	return fmt.Sprintf("You acknowledged %d stanzas, but I only sent you %d so far.", e.H, e.Sent)
 }
 
-// ErrFull is returned when the unacknowledged buffer is at its limit.
-var ErrFull = errors.New("sm: too many unacknowledged stanzas")
-
 // Queue counts stanzas sent to a client and keeps those not yet
 // acknowledged. Counters are 32-bit and wrap (XEP-0198 §4).
 type Queue struct {
-	mu    sync.Mutex
-	items []Item
-	sent  uint32 // stanzas counted as sent (h the client should reach)
-	acked uint32 // last h the client acknowledged
-	max   int
+	mu       sync.Mutex
+	items    []Item
+	bytes    int
+	sent     uint32 // stanzas counted as sent (h the client should reach)
+	acked    uint32 // last h the client acknowledged
+	max      int
+	maxBytes int
 }
 
-// NewQueue returns a queue holding at most max unacknowledged stanzas.
-func NewQueue(max int) *Queue { return &Queue{max: max} }
+// NewQueue returns a queue meant to hold at most max unacknowledged
+// stanzas of at most maxBytes in all (0: no limit).
+func NewQueue(max, maxBytes int) *Queue { return &Queue{max: max, maxBytes: maxBytes} }
 
-// Push records st as sent.
-func (q *Queue) Push(st *wire.Stanza, now time.Time) error {
+// Push records st as sent. It reports false when the queue is now beyond
+// its limits; st is kept all the same, so that whoever ends the session
+// finds every unacknowledged stanza in Unacked.
+func (q *Queue) Push(st *wire.Stanza, now time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.max > 0 && len(q.items) >= q.max {
-		return ErrFull
-	}
 	q.items = append(q.items, Item{St: st, Stamp: now})
+	q.bytes += len(st.Raw)
 	q.sent++
-	return nil
+	return (q.max <= 0 || len(q.items) <= q.max) && (q.maxBytes <= 0 || q.bytes <= q.maxBytes)
 }
 
 // Ack processes <a h=/>: it drops acknowledged stanzas.
@@ -66,6 +65,9 @@ func (q *Queue) Ack(h uint32) error {
 	n := h - q.acked // stanzas newly acknowledged, modulo 2^32
 	if n > uint32(len(q.items)) {
 		return &ErrTooHigh{H: h, Sent: q.sent}
+	}
+	for _, it := range q.items[:n] {
+		q.bytes -= len(it.St.Raw)
 	}
 	q.items = append(q.items[:0:0], q.items[n:]...)
 	q.acked = h
@@ -77,6 +79,13 @@ func (q *Queue) Unacked() []Item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return append([]Item(nil), q.items...)
+}
+
+// Bytes is the size of the unacknowledged stanzas.
+func (q *Queue) Bytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
 }
 
 // Len is the number of unacknowledged stanzas.
@@ -146,5 +155,5 @@ func (d *Directory[S]) Remove(id string) {
 func NewQueueFrom(q *Queue) *Queue {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return &Queue{max: q.max, sent: q.acked, acked: q.acked}
+	return &Queue{max: q.max, maxBytes: q.maxBytes, sent: q.acked, acked: q.acked}
 }

@@ -9,12 +9,12 @@ import (
 )
 
 func TestQueueAckAndWrap(t *testing.T) {
-	q := NewQueue(10)
+	q := NewQueue(10, 0)
 	q.sent, q.acked = ^uint32(0)-1, ^uint32(0)-1 // just below the wrap
 	st := wire.MustParse("<message/>")
 	for i := 0; i < 4; i++ {
-		if err := q.Push(st, time.Now()); err != nil {
-			t.Fatal(err)
+		if !q.Push(st, time.Now()) {
+			t.Fatal("push refused below the limit")
 		}
 	}
 	if q.Sent() != 2 {
@@ -40,12 +40,40 @@ func TestQueueAckAndWrap(t *testing.T) {
 }
 
 func TestQueueLimit(t *testing.T) {
-	q := NewQueue(2)
+	q := NewQueue(2, 0)
 	st := wire.MustParse("<message/>")
 	q.Push(st, time.Now())
 	q.Push(st, time.Now())
-	if err := q.Push(st, time.Now()); !errors.Is(err, ErrFull) {
-		t.Fatalf("err = %v", err)
+	if q.Push(st, time.Now()) {
+		t.Fatal("third stanza accepted within a limit of two")
+	}
+	if q.Len() != 3 {
+		t.Fatalf("len = %d: a stanza beyond the limit must be kept for rescue", q.Len())
+	}
+}
+
+func TestQueueByteLimit(t *testing.T) {
+	q := NewQueue(100, 25)
+	st := wire.MustParse("<message><body>x</body></message>") // 32 bytes
+	small := wire.MustParse("<message/>")                     // 10 bytes
+	if !q.Push(small, time.Now()) || !q.Push(small, time.Now()) {
+		t.Fatal("20 bytes refused within 25")
+	}
+	if q.Push(small, time.Now()) {
+		t.Fatal("30 bytes accepted within 25")
+	}
+	if err := q.Ack(3); err != nil || q.Bytes() != 0 {
+		t.Fatalf("after ack: err %v, %d bytes", err, q.Bytes())
+	}
+	if q.Push(st, time.Now()) {
+		t.Fatal("one stanza of 32 bytes accepted within 25")
+	}
+	if q.Bytes() != len(st.Raw) {
+		t.Fatalf("bytes = %d", q.Bytes())
+	}
+	r := NewQueueFrom(q)
+	if r.Push(st, time.Now()) {
+		t.Fatal("the byte limit is lost on resumption")
 	}
 }
 

@@ -13,6 +13,7 @@ const mod = "github.com/parley-xmpp/parley/"
 // Feature modules share one rule; "*" means anything.
 var allowed = map[string][]string{
 	"wire":                  {},
+	"netlimit":              {},
 	"xep":                   {"wire"},
 	"module":                {"wire"},
 	"storage":               {"wire"},
@@ -24,9 +25,9 @@ var allowed = map[string][]string{
 	"auth":                  {"storage"},
 	"router":                {"wire", "xep", "module"},
 	"sm":                    {"wire", "module", "xep"},
-	"c2s":                   {"wire", "xep", "auth", "sm", "router", "module"},
-	"s2s":                   {"wire", "xep", "auth", "router", "module"},
-	"component":             {"wire", "xep", "router", "module"},
+	"c2s":                   {"wire", "xep", "auth", "sm", "router", "module", "netlimit"},
+	"s2s":                   {"wire", "xep", "auth", "router", "module", "netlimit"},
+	"component":             {"wire", "xep", "router", "module", "netlimit"},
 	"admin":                 {"module", "storage", "wire", "xep", "abuse"},
 	"abuse":                 {"module", "storage", "wire", "xep"},
 	"adminapi":              {"admin", "storage"},

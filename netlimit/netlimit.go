@@ -1,0 +1,216 @@
+// Package netlimit holds the connection limits the listeners share:
+// connections per client address, token buckets for rates, and a
+// connection wrapper that puts a deadline on every write and a byte budget
+// on reads. It has no dependencies, so c2s, s2s and the HTTP server use
+// the same rules.
+package netlimit
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// AddrKey is the key connections from addr are counted under: the IPv4
+// address, or the /64 prefix of an IPv6 address (one subscriber usually
+// gets a whole /64, so counting single IPv6 addresses limits nothing).
+// addr may carry a port.
+func AddrKey(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// PerAddress counts open connections per address key against a maximum.
+// The zero value and a nil *PerAddress allow everything.
+type PerAddress struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+// NewPerAddress allows max connections per address key; max <= 0 allows
+// any number.
+func NewPerAddress(max int) *PerAddress { return &PerAddress{max: max, n: map[string]int{}} }
+
+// Acquire counts a connection from addr. It reports false (and counts
+// nothing) when the address is at its maximum; otherwise the caller must
+// call the returned release exactly once when the connection ends.
+func (p *PerAddress) Acquire(addr string) (release func(), ok bool) {
+	if p == nil || p.max <= 0 {
+		return func() {}, true
+	}
+	k := AddrKey(addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[k] >= p.max {
+		return nil, false
+	}
+	p.n[k]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.n[k]--; p.n[k] <= 0 {
+				delete(p.n, k)
+			}
+			p.mu.Unlock()
+		})
+	}, true
+}
+
+// Count is the number of connections counted for addr's key.
+func (p *PerAddress) Count(addr string) int {
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n[AddrKey(addr)]
+}
+
+// Bucket is a token bucket: Rate tokens per second up to Burst. It has no
+// lock: one goroutine (a connection's reader) uses it.
+type Bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// NewBucket returns a full bucket, or nil (no limit) when perSecond <= 0.
+func NewBucket(perSecond, burst int) *Bucket {
+	if perSecond <= 0 {
+		return nil
+	}
+	burst = max(burst, perSecond)
+	return &Bucket{rate: float64(perSecond), burst: float64(burst), tokens: float64(burst), last: time.Now()}
+}
+
+// Take spends n tokens and reports whether there were enough. A nil
+// bucket always has enough.
+func (b *Bucket) Take(n float64) bool {
+	if b == nil {
+		return true
+	}
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.tokens -= n
+	return b.tokens >= 0
+}
+
+// Listener wraps ln so that connections beyond max per address are closed
+// as soon as they are accepted (after reject, which may write a short
+// explanation and must not block). The count is released when the
+// connection is closed.
+func Listener(ln net.Listener, p *PerAddress, reject func(net.Conn)) net.Listener {
+	return &listener{Listener: ln, p: p, reject: reject}
+}
+
+type listener struct {
+	net.Listener
+	p      *PerAddress
+	reject func(net.Conn)
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		release, ok := l.p.Acquire(c.RemoteAddr().String())
+		if ok {
+			return &countedConn{Conn: c, release: release}, nil
+		}
+		if l.reject != nil {
+			l.reject(c)
+		}
+		_ = c.Close()
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// ErrBudget is the read error of a Conn whose byte budget ran out.
+var ErrBudget = errors.New("netlimit: too much input before authentication")
+
+// Conn is a connection whose every write gets a deadline, so a peer that
+// stops reading fails the write (and the connection) after writeTimeout
+// instead of blocking the writer forever. Reads record the time of the
+// last input and are charged to a byte budget while one is set.
+type Conn struct {
+	net.Conn
+	writeTimeout time.Duration
+	onTimeout    func()
+	last         atomic.Int64
+	budget       atomic.Pointer[Bucket]
+}
+
+// NewConn wraps c. onTimeout (may be nil) is called when a write fails on
+// its deadline.
+func NewConn(c net.Conn, writeTimeout time.Duration, onTimeout func()) *Conn {
+	nc := &Conn{Conn: c, writeTimeout: writeTimeout, onTimeout: onTimeout}
+	nc.last.Store(time.Now().UnixNano())
+	return nc
+}
+
+// SetBudget charges further input to b (nil: no limit). Only the goroutine
+// that reads may use b otherwise.
+func (c *Conn) SetBudget(b *Bucket) { c.budget.Store(b) }
+
+// LastRead is when input last arrived.
+func (c *Conn) LastRead() time.Time { return time.Unix(0, c.last.Load()) }
+
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+		if b := c.budget.Load(); b != nil && !b.Take(float64(n)) {
+			return n, ErrBudget
+		}
+	}
+	return n, err
+}
+
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && c.onTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.onTimeout()
+	}
+	return n, err
+}
+
+// CloseWrite half-closes a TCP connection (the peer reads the end of the
+// stream); it does nothing on other connections.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

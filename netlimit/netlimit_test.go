@@ -1,0 +1,110 @@
+package netlimit
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+func TestAddrKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7:5222":              "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:5222": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:1":    "2001:db8:1:2::/64",
+		"[::ffff:192.0.2.7]:5222":     "192.0.2.7",
+		"2001:db8:1:3::1":             "2001:db8:1:3::/64",
+		"not an address":              "not an address",
+	} {
+		if got := AddrKey(in); got != want {
+			t.Errorf("AddrKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPerAddress(t *testing.T) {
+	p := NewPerAddress(2)
+	r1, ok1 := p.Acquire("[2001:db8::1]:1")
+	_, ok2 := p.Acquire("[2001:db8::2]:2") // same /64
+	if !ok1 || !ok2 {
+		t.Fatal("refused below the maximum")
+	}
+	if _, ok := p.Acquire("[2001:db8::3]:3"); ok {
+		t.Fatal("third connection from one /64 accepted with max 2")
+	}
+	if _, ok := p.Acquire("[2001:db8:0:1::3]:3"); !ok {
+		t.Fatal("another /64 refused")
+	}
+	r1()
+	r1() // releasing twice counts once
+	if p.Count("[2001:db8::9]:1") != 1 {
+		t.Fatalf("count = %d", p.Count("[2001:db8::9]:1"))
+	}
+	if _, ok := p.Acquire("[2001:db8::3]:3"); !ok {
+		t.Fatal("refused after a release")
+	}
+	var unlimited *PerAddress
+	if _, ok := unlimited.Acquire("x"); !ok {
+		t.Fatal("nil limit refused")
+	}
+}
+
+func TestBucket(t *testing.T) {
+	b := NewBucket(10, 20)
+	if !b.Take(20) {
+		t.Fatal("burst refused")
+	}
+	if b.Take(1) {
+		t.Fatal("empty bucket gave a token")
+	}
+	b.last = b.last.Add(-time.Second) // ten tokens later (less the one owed)
+	if !b.Take(8) {
+		t.Fatal("refill not counted")
+	}
+	var none *Bucket
+	if !none.Take(1e9) {
+		t.Fatal("nil bucket refused")
+	}
+}
+
+func TestListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := make(chan struct{}, 4)
+	l := Listener(ln, NewPerAddress(1), func(c net.Conn) { rejected <- struct{}{} })
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	c1, _ := net.Dial("tcp", ln.Addr().String())
+	defer c1.Close()
+	s1 := <-accepted
+	c2, _ := net.Dial("tcp", ln.Addr().String())
+	defer c2.Close()
+	select {
+	case <-rejected:
+	case <-time.After(5 * time.Second):
+		t.Fatal("second connection from one address not rejected")
+	}
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c2.Read(make([]byte, 1)); err == nil {
+		t.Fatal("rejected connection still open")
+	}
+	s1.Close()
+	c3, _ := net.Dial("tcp", ln.Addr().String())
+	defer c3.Close()
+	select {
+	case s3 := <-accepted:
+		s3.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("refused after the first connection closed")
+	}
+}
