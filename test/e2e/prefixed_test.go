@@ -58,6 +58,7 @@ func TestPrefixedPayloadIntact(t *testing.T) {
 	b := ts.Login("bob", "pw2", "desk")
 	a.Send("<presence/>")
 	b.Send("<presence/>")
+	b.Expect("own presence", func(s *wire.Stanza) bool { return s.Name == "presence" && s.From == b.JID })
 
 	a.Send(prefixedMsg, bob, "p1", "live")
 	m := b.Expect("prefixed message", isMsg("live"))
