@@ -16,6 +16,7 @@ import (
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
 	"github.com/parley-xmpp/parley/omemo"
+	"github.com/parley-xmpp/parley/proxy65"
 	"github.com/parley-xmpp/parley/push"
 	"github.com/parley-xmpp/parley/register"
 	"github.com/parley-xmpp/parley/upload"
@@ -50,6 +51,8 @@ type Config struct {
 	// Components are the XEP-0114 external components accepted on
 	// listen.component.
 	Components []component.Component `mapstructure:"components"`
+	// Proxy65 is the XEP-0065 SOCKS5 bytestreams proxy.
+	Proxy65 proxy65.Settings `mapstructure:"proxy65"`
 	// ExternalServices are the STUN/TURN servers announced with XEP-0215.
 	ExternalServices extdisco.Settings `mapstructure:"external_services"`
 	// Admins are the bare JIDs that may run the XEP-0133 administration
@@ -406,6 +409,7 @@ func DefaultConfig() Config {
 		S2S:              S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
 		Abuse:            abuse.DefaultSettings(),
 		ExternalServices: extdisco.DefaultSettings(),
+		Proxy65:          proxy65.DefaultSettings(),
 		Components:       []component.Component{},
 		HTTP:             HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
 		Bans:             BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}},
@@ -619,6 +623,7 @@ func (c *Config) Validate() error {
 		{"contact", c.Contact.Problems()},
 		{"abuse", c.Abuse.Problems()},
 		{"external_services", c.ExternalServices.Problems()},
+		{"proxy65", c.Proxy65.Problems()},
 		{"upload", c.Upload.Problems()},
 		{"limits", c.Limits.Limits.Problems()},
 	} {

@@ -35,6 +35,7 @@ import (
 	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/component"
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/proxy65"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/s2s"
 	"github.com/parley-xmpp/parley/storage"
@@ -127,6 +128,8 @@ type core struct {
 	// components serves XEP-0114 external components (their domains are
 	// service hosts).
 	components *component.Service
+	// proxy is the XEP-0065 SOCKS5 bytestreams proxy.
+	proxy *proxy65.Module
 }
 
 func newCore(cfg Config, store storage.Store, log *slog.Logger, secret []byte, httpsBase func(string) string) (*core, error) {
@@ -140,8 +143,9 @@ func newCore(cfg Config, store storage.Store, log *slog.Logger, secret []byte, h
 	c.components = component.New(component.Config{Components: cfg.Components, Hosts: cfg.Hosts,
 		Limits: wire.Limits{MaxStanzaBytes: cfg.Limits.MaxStanzaBytes, MaxDepth: cfg.Limits.MaxDepth,
 			MaxAttrs: cfg.Limits.MaxAttributes}, HandshakeTimeout: cfg.Auth.Timeout, Logger: log}, c.router)
-	// Last: its hosts must not take a domain another module serves.
-	c.modules = append(c.modules, c.components)
+	c.proxy = proxy65.New(proxy65.Config{Settings: cfg.Proxy65, Domains: cfg.Hosts, Logger: log})
+	// Last: their hosts must not take a domain another module serves.
+	c.modules = append(c.modules, c.proxy, c.components)
 	for _, m := range c.modules {
 		if err := m.Register(c.reg); err != nil {
 			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
@@ -398,6 +402,19 @@ func (s *Server) Start(ctx context.Context) error {
 			}()
 		}
 	}
+	if addr := s.cfg.Proxy65.Listen; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListenersLocked()
+			return fmt.Errorf("proxy65.listen: cannot listen on %s: %w", addr, err)
+		}
+		s.listeners["proxy65"] = ln
+		go func() {
+			if err := s.proxy.Serve(ln); err != nil {
+				s.log.Error("SOCKS5 proxy listener stopped", "err", err)
+			}
+		}()
+	}
 	if ln := s.listeners["component"]; ln != nil {
 		go func() {
 			if err := s.components.Serve(ln); err != nil {
@@ -412,7 +429,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ready.Store(true)
 	attrs := []any{"hosts", s.cfg.Hosts, "data_dir", s.cfg.DataDir}
-	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin", "s2s", "s2s_tls", "component"} {
+	for _, n := range []string{"c2s", "c2s_tls", "http", "https", "admin", "s2s", "s2s_tls", "component", "proxy65"} {
 		if ln := s.listeners[n]; ln != nil {
 			attrs = append(attrs, n, ln.Addr().String())
 		}
@@ -532,6 +549,7 @@ func (s *Server) shutdown(ctx context.Context) {
 	s.c2s.Shutdown(ctx)
 	s.s2s.Shutdown(ctx)
 	s.components.Shutdown(ctx)
+	s.proxy.Shutdown(ctx)
 	for _, hs := range servers {
 		_ = hs.Shutdown(ctx)
 	}

@@ -98,6 +98,7 @@ const (
 	NSDataValidate = "http://jabber.org/protocol/xdata-validate" // XEP-0122
 	NSExtDisco     = "urn:xmpp:extdisco:2"                       // XEP-0215
 	NSLastActivity = "jabber:iq:last"                            // XEP-0012
+	NSBytestreams  = "http://jabber.org/protocol/bytestreams"    // XEP-0065
 	NSPIE          = "urn:xmpp:pie:0"                            // XEP-0227
 	NSPIEMAM       = "urn:xmpp:pie:0#mam"                        // XEP-0227
 

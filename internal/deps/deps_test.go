@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 	"cmd/parley-bench":      {"*"},
 }
 
-var featureModules = []string{"im", "basic", "register", "adhoc", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar", "extdisco", "lastactivity"}
+var featureModules = []string{"im", "basic", "register", "adhoc", "carbons", "mam", "push", "pep", "omemo", "muc", "upload", "csi", "private", "avatar", "extdisco", "lastactivity", "proxy65"}
 
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").Output()
