@@ -249,11 +249,11 @@ func (s *Service) clientTLS(local, remote string, direct bool) *tls.Config {
 // (from domain, to domain) pair, connecting when needed. Failures are
 // reported to the sender with router.Bounce.
 func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
-	from, err := jid.Parse(st.From)
+	from, err := router.ParseJID(st.From)
 	if err != nil {
 		return errors.New("s2s: invalid from address")
 	}
-	to, err := jid.Parse(st.To)
+	to, err := router.ParseJID(st.To)
 	if err != nil {
 		return errors.New("s2s: invalid to address")
 	}
@@ -408,7 +408,7 @@ func newStreamID() string { return router.NewID() }
 // AllowedDomains) lets this server exchange stanzas with domain. A listed
 // domain covers its subdomains (rooms, upload services, …).
 func (s *Service) Permitted(domain string) bool {
-	domain = strings.ToLower(domain)
+	domain = strings.TrimRight(strings.ToLower(domain), ".")
 	if matchesDomain(domain, s.cfg.BlockedDomains) {
 		return false
 	}
