@@ -344,6 +344,14 @@ func (c *Client) Send(format string, args ...any) {
 	c.write(fmt.Sprintf(format, args...))
 }
 
+// TryWrite writes raw XML and returns the error instead of failing the
+// test: for writers racing a connection that may die (fault injection).
+func (c *Client) TryWrite(s string) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(Timeout))
+	_, err := c.conn.Write([]byte(s))
+	return err
+}
+
 // Expect waits for the first stanza satisfying match and removes it from
 // the backlog; it fails the test after Timeout.
 func (c *Client) Expect(what string, match func(*wire.Stanza) bool) *wire.Stanza {
@@ -477,4 +485,44 @@ func PresenceFrom(from, typ string) func(*wire.Stanza) bool {
 		}
 		return s.From == from || strings.HasPrefix(s.From, from+"/")
 	}
+}
+
+// ArchiveBodies pages through the client's own archive (XEP-0313, 250
+// results a page) and returns the bodies in archive order. form is the
+// query's data form fields after FORM_TYPE (e.g. a start field), or "".
+func (c *Client) ArchiveBodies(form string) []string {
+	c.t.Helper()
+	const nsMAM, nsRSM, nsForward = "urn:xmpp:mam:2", "http://jabber.org/protocol/rsm", "urn:xmpp:forward:0"
+	var bodies []string
+	after := ""
+	for page := 0; page < 10000; page++ {
+		id := fmt.Sprintf("archive-page-%d", page)
+		set := "<set xmlns='" + nsRSM + "'><max>250</max>"
+		if after != "" {
+			set += "<after>" + wire.EscapeText(after) + "</after>"
+		}
+		set += "</set>"
+		c.Send("<iq type='set' id='%s'><query xmlns='%s' queryid='%s'><x xmlns='jabber:x:data' type='submit'>"+
+			"<field var='FORM_TYPE' type='hidden'><value>%s</value></field>%s</x>%s</query></iq>", id, nsMAM, id, nsMAM, form, set)
+		for {
+			st := c.Expect("archive page "+id, func(s *wire.Stanza) bool {
+				return (s.Name == "iq" && s.ID == id) || (s.Child(nsMAM, "result") != nil && s.Child(nsMAM, "result").AttrValue("queryid") == id)
+			})
+			if st.Name == "iq" {
+				if st.Type != "result" {
+					c.t.Fatalf("archive query: %s", st.Raw)
+				}
+				fin := st.Child(nsMAM, "fin")
+				if fin.AttrValue("complete") == "true" {
+					return bodies
+				}
+				after = fin.Child(nsRSM, "set").ChildText(nsRSM, "last")
+				break
+			}
+			msg := st.Child(nsMAM, "result").Child(nsForward, "forwarded").Child(wire.NSClient, "message")
+			bodies = append(bodies, msg.ChildText(wire.NSClient, "body"))
+		}
+	}
+	c.t.Fatal("archive query does not end")
+	return nil
 }
