@@ -243,7 +243,8 @@ func run(ctx context.Context, o *options) error {
 		_, err := runScenario(ctx, o, tg, out)
 		return err
 	}
-	if len(o.binaries) == 0 {
+	ownBuild := len(o.binaries) == 0
+	if ownBuild {
 		path, cleanup, err := buildParley(ctx)
 		if err != nil {
 			return err
@@ -260,7 +261,7 @@ func run(ctx context.Context, o *options) error {
 				return ctx.Err()
 			}
 			tg, err := spawn(ctx, spawnOptions{binary: b.path, label: b.label, store: o.store, archive: o.archive,
-				accounts: o.accountsNeeded(), plainOK: o.sec == secPlain, env: o.sets, pprof: o.pprof, keep: o.keep})
+				accounts: o.accountsNeeded(), ownBuild: ownBuild, plainOK: o.sec == secPlain, env: o.sets, pprof: o.pprof, keep: o.keep})
 			if err != nil {
 				return err
 			}

@@ -89,35 +89,7 @@ func (m *cpuMeter) percent() float64 {
 
 // metrics reads the Prometheus text exposition of the server's admin
 // listener and returns the samples without labels it asked for.
-func metrics(admin string, names ...string) map[string]float64 {
-	out := map[string]float64{}
-	if admin == "" {
-		return out
-	}
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	s := bufio.NewScanner(resp.Body)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		line := s.Text()
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || !want[name] {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
-}
+func metrics(admin string, names ...string) map[string]float64 { return metricSums(admin, names...) }
 
 // loadAvg returns the machine's one-minute load average (how busy the
 // shared machine was: figures from a loaded machine compare only with
@@ -136,4 +108,37 @@ func loadAvg() float64 {
 		return -1
 	}
 	return v
+}
+
+// metricSums reads the admin listener's metrics and sums, per metric name,
+// the samples of every label set.
+func metricSums(admin string, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	if admin == "" {
+		return out
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		i := strings.IndexAny(line, "{ ")
+		if i < 0 || !want[line[:i]] {
+			continue
+		}
+		j := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[j+1:], 64); err == nil {
+			out[line[:i]] += v
+		}
+	}
+	return out
 }

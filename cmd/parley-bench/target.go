@@ -45,7 +45,8 @@ type spawnOptions struct {
 	label    string   // name in the output
 	store    string   // sqlite or postgres
 	archive  bool     // mam.default_policy always (else never)
-	accounts int      // accounts to create before start
+	accounts int      // accounts to create
+	ownBuild bool     // binary built from this tree: its store code is ours
 	plainOK  bool     // allow authentication without TLS (secPlain)
 	env      []string // extra PARLEY_… settings (-set)
 	pprof    bool     // expose /debug/pprof on the admin listener
@@ -130,8 +131,12 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 	default:
 		return fail(fmt.Errorf("-store: %q is not a store (sqlite or postgres)", o.store))
 	}
-	if err := createAccounts(ctx, cfg, t, o.accounts); err != nil {
-		return fail(err)
+	if o.ownBuild {
+		// Fast: one SCRAM derivation shared by all accounts, written
+		// through our own copy of the store code.
+		if err := createAccounts(ctx, cfg, t, o.accounts); err != nil {
+			return fail(err)
+		}
 	}
 
 	conf := filepath.Join(dir, "parley.yaml")
@@ -151,12 +156,14 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 	for k, v := range settings {
 		env = append(env, k+"="+v)
 	}
-	cmd.Env = append(env, o.env...)
+	env = append(env, o.env...)
+	cmd.Env = env
 	if err := cmd.Start(); err != nil {
 		return fail(fmt.Errorf("starting %s: %w", o.binary, err))
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed once the process is reaped
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	t.pid = cmd.Process.Pid
 	t.stop = func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -168,10 +175,25 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 		}
 		done()
 	}
-	if err := waitReady(ctx, t.admin, exited); err != nil {
-		t.stop()
+	if err := waitReady(ctx, t.admin, exited, &exitErr); err != nil {
 		log, _ := os.ReadFile(logFile.Name())
+		t.stop()
 		return nil, fmt.Errorf("%s did not start: %w\n%s", o.binary, err, tail(log, 2000))
+	}
+	if !o.ownBuild {
+		// Another version may have another schema: its own command
+		// creates the accounts, in the store the server runs on.
+		if err := parallel(ctx, o.accounts, 4, func(i int) error {
+			c := exec.CommandContext(ctx, o.binary, "user", "add", t.bare(i), "--password", t.password, "--config", conf)
+			c.Dir, c.Env = dir, env
+			if out, err := c.CombinedOutput(); err != nil {
+				return fmt.Errorf("%s user add %s: %w: %s", o.binary, t.bare(i), err, out)
+			}
+			return nil
+		}); err != nil {
+			t.stop()
+			return nil, err
+		}
 	}
 	return t, nil
 }
@@ -184,13 +206,13 @@ func tail(b []byte, n int) string {
 }
 
 // waitReady polls /readyz until the server answers (bounded).
-func waitReady(ctx context.Context, admin string, exited <-chan error) error {
+func waitReady(ctx context.Context, admin string, exited <-chan struct{}, exitErr *error) error {
 	deadline := time.Now().Add(60 * time.Second)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("the server exited: %v", err)
+		case <-exited:
+			return fmt.Errorf("the server exited: %v", *exitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		default:

@@ -49,8 +49,11 @@ type throughputStep struct {
 	RecvRate   float64 `json:"received_per_s"`
 	percentiles
 	ServerCPU   float64 `json:"server_cpu_pct"`
+	CPUPerMsg   float64 `json:"server_cpu_us_per_msg"`
 	ToolCPU     float64 `json:"tool_cpu_pct"`
 	ServerRSS   float64 `json:"server_rss_mib"`
+	BatchRows   float64 `json:"archive_batch_rows_avg,omitempty"`
+	Commits     float64 `json:"archive_commits_per_s,omitempty"`
 	SMUnacked   int64   `json:"sm_unacked,omitempty"`
 	Sustainable bool    `json:"sustainable"`
 	LoadAvg     float64 `json:"loadavg_1m"`
@@ -167,6 +170,7 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 		sent0[i] = s.sent.Load()
 	}
 	srvCPU, toolCPU := startCPU(tg.pid), startCPU(os.Getpid())
+	b0 := batchStats(tg)
 	start := time.Now().Add(10 * time.Millisecond)
 	end := start.Add(cfg.step)
 	interval := time.Duration(float64(time.Second) * float64(cfg.pairs) / float64(rate))
@@ -183,6 +187,10 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 	wg.Wait()
 	sendSecs := time.Since(start).Seconds()
 	res.ServerCPU, res.ToolCPU = srvCPU.percent(), toolCPU.percent()
+	if b1 := batchStats(tg); b1.count > b0.count {
+		res.BatchRows = round1((b1.rows - b0.rows) / (b1.count - b0.count))
+		res.Commits = round1((b1.count - b0.count) / sendSecs)
+	}
 	if tg.pid > 0 {
 		if kib, err := rssKiB(tg.pid); err == nil {
 			res.ServerRSS = round1(float64(kib) / 1024)
@@ -229,6 +237,9 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 	res.SentRate = round1(float64(res.Sent) / sendSecs)
 	res.RecvRate = round1(float64(res.Received) / sendSecs)
 	res.percentiles = pct(all)
+	if res.Received > 0 && res.ServerCPU >= 0 {
+		res.CPUPerMsg = round1(res.ServerCPU / 100 * sendSecs * 1e6 / float64(res.Received))
+	}
 	res.LoadAvg = loadAvg()
 	res.Sustainable = res.Lost == 0 && res.OutOfOrder == 0 && res.Sent > 0 &&
 		res.P99 < ms(cfg.maxP99) && res.SentRate >= 0.95*float64(rate)
@@ -392,4 +403,13 @@ func parallel(ctx context.Context, n, width int, f func(i int) error) error {
 		return e
 	}
 	return ctx.Err()
+}
+
+// archiveBatches are the group-commit counters of the target's store.
+type archiveBatches struct{ rows, count float64 }
+
+// batchStats sums the archive batch histogram over backends.
+func batchStats(tg *target) archiveBatches {
+	m := metricSums(tg.admin, "parley_storage_archive_batch_rows_sum", "parley_storage_archive_batch_rows_count")
+	return archiveBatches{rows: m["parley_storage_archive_batch_rows_sum"], count: m["parley_storage_archive_batch_rows_count"]}
 }
