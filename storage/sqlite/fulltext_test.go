@@ -147,7 +147,8 @@ func TestFulltextRebuildBatches(t *testing.T) {
 	err := st.write(t.Context(), func(tx *sql.Tx) error {
 		for i := range n {
 			r := newArchiveRow("a@b", storage.ArchivedMessage{With: "c@d", Raw: []byte("<message><body>word" + strings.Repeat("x", i%5) + "</body></message>")})
-			if _, err := tx.Exec(insertArchiveSQL, r.owner, r.ts, r.id, r.msg.With, "", "", "", r.msg.Raw); err != nil {
+			q, args := archiveInsert([]archiveRow{r})
+			if _, err := tx.Exec(q, args...); err != nil {
 				return err
 			}
 		}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -67,4 +68,45 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	if total != writers*each || len(acked) != writers*each {
 		t.Errorf("stored %d, acknowledged %d, want %d", total, len(acked), writers*each)
 	}
+}
+
+// TestInsertArchiveRowsAtomic: a batch is written by one multi-row INSERT
+// (or several in one transaction when it is longer than one statement
+// takes); either every row is stored or, when one row breaks a constraint,
+// none is.
+func TestInsertArchiveRowsAtomic(t *testing.T) {
+	ctx := context.Background()
+	for _, n := range []int{1, 3, rowsPerStatement, rowsPerStatement + 7} {
+		st := openTemp(t, t.TempDir())
+		rows := make([]archiveRow, n)
+		for i := range rows {
+			rows[i] = newArchiveRow(fmt.Sprintf("u%d@example.org", i%5), storage.ArchivedMessage{
+				With: "peer@example.org", FromFull: "peer@example.org/r", Raw: fmt.Appendf(nil, "<message id='%d'/>", i)})
+		}
+		bad := slices.Clone(rows)
+		bad[n-1].owner, bad[n-1].id = bad[0].owner, bad[0].id // same (owner, id) twice
+		if n > 1 {
+			if err := st.insertArchiveRows(ctx, bad); err == nil || !rowSpecific(err) {
+				t.Fatalf("%d rows with a duplicate: %v, want a constraint error", n, err)
+			}
+			if total := countArchive(t, st); total != 0 {
+				t.Fatalf("%d rows with a duplicate: %d stored, want none", n, total)
+			}
+		}
+		if err := st.insertArchiveRows(ctx, rows); err != nil {
+			t.Fatalf("%d rows: %v", n, err)
+		}
+		if total := countArchive(t, st); total != n {
+			t.Fatalf("%d rows: %d stored", n, total)
+		}
+	}
+}
+
+func countArchive(t *testing.T, st *Store) int {
+	t.Helper()
+	var n int
+	if err := st.r.QueryRow(`SELECT count(*) FROM archive`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -81,6 +81,15 @@ func TestPragmas(t *testing.T) {
 			}
 		}
 	}
+	for pragma, want := range map[string]string{"cache_size": "-32768", "wal_autocheckpoint": "10000", "temp_store": "2"} {
+		var got string
+		if err := st.w.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
+			t.Fatalf("writer: PRAGMA %s: %v", pragma, err)
+		}
+		if got != want {
+			t.Errorf("writer: PRAGMA %s = %q, want %q", pragma, got, want)
+		}
+	}
 	if _, err := st.r.ExecContext(t.Context(), `DELETE FROM accounts`); err == nil {
 		t.Error("the read pool accepted a write")
 	}
