@@ -35,6 +35,7 @@ type Module struct {
 
 	reg   *module.Registry
 	quota *archiveQuota
+	prefC *prefsCache
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -52,7 +53,7 @@ var (
 // not archived.
 func New(cfg Config, archive storage.Archive, roster storage.Roster) *Module {
 	cfg = cfg.withDefaults()
-	m := &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, now: time.Now}
+	m := &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, now: time.Now, prefC: newPrefsCache()}
 	m.quota = newArchiveQuota(cfg.MaxAccountBytes, cfg.Usage, m.log)
 	return m
 }
@@ -70,6 +71,11 @@ func (m *Module) Register(r *module.Registry) error {
 	r.Feature(xep.NSSID)
 	r.Outbound(m.outbound)
 	r.Inbound(m.inbound)
+	// The store deletes the preferences with the account; so does the cache.
+	r.OnDeleteAccount(func(_ context.Context, bare string) error {
+		m.prefC.forget(bare)
+		return nil
+	})
 	r.IQ(NS, "query", module.TargetAccount, m.handleQuery)
 	r.IQ(NS, "metadata", module.TargetAccount, m.handleMetadata)
 	// XEP-0386 §2.2: a Bind2 session learns the archive's state at the
@@ -415,12 +421,24 @@ func (m *Module) allowed(ctx context.Context, owner, other jid.JID) (bool, error
 	}
 }
 
+// prefs returns owner's preferences (the configured default when none
+// were set), from the cache when it has them.
 func (m *Module) prefs(ctx context.Context, owner jid.JID) (storage.ArchivePrefs, error) {
-	p, err := m.archive.ArchivePrefs(ctx, owner.String())
-	if errors.Is(err, storage.ErrNotFound) {
-		return storage.ArchivePrefs{Default: m.cfg.DefaultPolicy}, nil
+	bare := owner.String()
+	now := m.now()
+	p, ok, gen := m.prefC.get(bare, now)
+	if ok {
+		return p, nil
 	}
-	return p, err
+	p, err := m.archive.ArchivePrefs(ctx, bare)
+	if errors.Is(err, storage.ErrNotFound) {
+		p, err = storage.ArchivePrefs{Default: m.cfg.DefaultPolicy}, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	m.prefC.put(bare, p, gen, now)
+	return p, nil
 }
 
 // matchAny implements XEP-0441 §2.4.1: a listed full JID matches the target

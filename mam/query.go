@@ -103,7 +103,9 @@ func (m *Module) handlePrefs(ctx context.Context, ev *module.Event) (*wire.Eleme
 		if len(p.Always)+len(p.Never) > 1000 {
 			return nil, module.Errorf(wire.ErrPolicyViolation, "at most 1000 JIDs in the preferences")
 		}
-		if err := m.archive.SetArchivePrefs(ctx, owner.String(), p); err != nil {
+		err := m.archive.SetArchivePrefs(ctx, owner.String(), p)
+		m.prefC.forget(owner.String()) // also after a failure: the row may be written
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -366,7 +366,7 @@ func DefaultConfig() Config {
 			S2STLS: ":5270",
 		},
 		Storage: StorageConfig{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10},
-			GroupCommit: true, GroupCommitMaxBatch: 256, GroupCommitMaxWait: time.Millisecond},
+			GroupCommit: true, GroupCommitMaxBatch: 1024, GroupCommitMaxWait: time.Millisecond},
 		Registration: register.DefaultSettings(),
 		Limits: LimitsConfig{
 			MaxStanzaBytes:   262144,
