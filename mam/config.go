@@ -97,7 +97,11 @@ type Config struct {
 	// tenths of it. Needs Usage.
 	MaxAccountBytes int64
 	Usage           storage.UsageReader
-	Logger          *slog.Logger
+	// SharedArchive says that other processes (cluster nodes) archive
+	// into the same store: resends (origin-id) are then always looked up
+	// in the database, not only when this process may have missed them.
+	SharedArchive bool
+	Logger        *slog.Logger
 }
 
 func (c Config) withDefaults() Config {

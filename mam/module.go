@@ -36,6 +36,7 @@ type Module struct {
 	reg   *module.Registry
 	quota *archiveQuota
 	prefC *prefsCache
+	dedup *dedup
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -54,6 +55,7 @@ var (
 func New(cfg Config, archive storage.Archive, roster storage.Roster) *Module {
 	cfg = cfg.withDefaults()
 	m := &Module{cfg: cfg, log: cfg.Logger, archive: archive, roster: roster, now: time.Now, prefC: newPrefsCache()}
+	m.dedup = newDedup(cfg.DedupWindow, cfg.SharedArchive, time.Now())
 	m.quota = newArchiveQuota(cfg.MaxAccountBytes, cfg.Usage, m.log)
 	return m
 }
@@ -339,14 +341,32 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 	if o := st.Child(xep.NSSID, "origin-id"); o != nil {
 		originID = o.AttrValue("id")
 	}
+	key := ""
 	if originID != "" && m.cfg.DedupWindow > 0 {
-		prev, err := m.archive.FindArchivedByOrigin(ctx, owner.String(), originID, from.String(), now.Add(-m.cfg.DedupWindow))
-		if err == nil {
-			duplicates.Inc()
-			return prev.ID, nil
+		key = dedupKey(owner.String(), from.String(), originID)
+		w, maybe := m.dedup.check(key, now)
+		if w.c != nil {
+			// A resend of a message still being written: the same row,
+			// and whoever delivers this copy waits for it too.
+			if ev.Origin.Hold != nil {
+				ev.Origin.Hold.Add(w.c)
+				duplicates.Inc()
+				return w.id, nil
+			}
+			if waitDone(ctx, w.c) == nil {
+				duplicates.Inc()
+				return w.id, nil
+			}
 		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			m.log.Error("mam: duplicate lookup failed", "user", owner.String(), "err", err)
+		if maybe {
+			prev, err := m.archive.FindArchivedByOrigin(ctx, owner.String(), originID, from.String(), now.Add(-m.cfg.DedupWindow))
+			if err == nil {
+				duplicates.Inc()
+				return prev.ID, nil
+			}
+			if !errors.Is(err, storage.ErrNotFound) {
+				m.log.Error("mam: duplicate lookup failed", "user", owner.String(), "err", err)
+			}
 		}
 	}
 	msg := storage.ArchivedMessage{
@@ -359,7 +379,13 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 	}
 	if sub, ok := m.archive.(storage.ArchiveSubmitter); ok && ev.Origin.Hold != nil {
 		hold := ev.Origin.Hold
+		if key != "" {
+			m.dedup.starting(key)
+		}
 		id, c, err := sub.SubmitArchive(ctx, owner.String(), msg, func(err error) {
+			if key != "" {
+				m.dedup.finished(key, err == nil, m.now())
+			}
 			if err == nil {
 				archived.WithLabelValues(direction).Inc()
 				m.quota.added(owner.String(), len(msg.Raw))
@@ -373,9 +399,15 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 			}
 		})
 		if err != nil {
+			if key != "" {
+				m.dedup.finished(key, false, now)
+			}
 			storeErrors.Inc()
 			m.log.Error("mam: archiving failed; the message is refused", "user", owner.String(), "err", err)
 			return "", err
+		}
+		if key != "" {
+			m.dedup.queued(key, id, c)
 		}
 		hold.Add(c)
 		return id, nil
@@ -388,7 +420,20 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 	}
 	archived.WithLabelValues(direction).Inc()
 	m.quota.added(owner.String(), len(msg.Raw))
+	if key != "" {
+		m.dedup.add(key, now)
+	}
 	return id, nil
+}
+
+// waitDone waits for c's outcome.
+func waitDone(ctx context.Context, c module.Completion) error {
+	select {
+	case <-c.Done():
+		return c.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // allowed applies the XEP-0441 preferences of owner to a message with

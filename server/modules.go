@@ -117,7 +117,8 @@ func buildModules(cfg Config, store storage.Store, reg *module.Registry, log *sl
 		// never archived or copied.
 		omemo.New(omemo.Config{Settings: cfg.OMEMO, Logger: log}),
 		// mam before carbons: copies carry the stanza-id the archive adds.
-		mam.New(mam.Config{Settings: cfg.MAM, MaxAccountBytes: cfg.Limits.MaxArchiveBytes, Usage: store, Logger: log}, store, store),
+		mam.New(mam.Config{Settings: cfg.MAM, MaxAccountBytes: cfg.Limits.MaxArchiveBytes, Usage: store,
+			SharedArchive: cfg.Cluster.Enabled, Logger: log}, store, store),
 		carbons.New(carbons.Config{Logger: log}),
 		// XEP-0215: STUN/TURN servers and TURN credentials for calls.
 		extdisco.New(extdisco.Config{Settings: cfg.ExternalServices, Logger: log}),
