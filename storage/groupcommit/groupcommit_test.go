@@ -19,7 +19,25 @@ type fakeDB struct {
 	bad       map[int]bool
 	down      bool
 	gate      chan struct{} // when set, Batch waits for it
+	atGate    int           // items of the batches waiting for gate
 	delay     time.Duration // what a commit takes
+}
+
+// waitAtGate waits until n items are in batches blocked at the gate plus
+// queued in c: the writer holds them where the test wants them.
+func (db *fakeDB) waitAtGate(t *testing.T, c *Committer[int], n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		db.mu.Lock()
+		got := db.atGate + len(c.reqs)
+		db.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d items at the gate or queued, want %d", got, n)
+		}
+	}
 }
 
 var (
@@ -29,7 +47,13 @@ var (
 
 func (db *fakeDB) batch(ctx context.Context, items []int) error {
 	if db.gate != nil {
+		db.mu.Lock()
+		db.atGate += len(items)
+		db.mu.Unlock()
 		<-db.gate
+		db.mu.Lock()
+		db.atGate -= len(items)
+		db.mu.Unlock()
 	}
 	time.Sleep(db.delay)
 	db.mu.Lock()
@@ -184,7 +208,7 @@ func TestCancelWhileQueuedWithdraws(t *testing.T) {
 	// Item 1 occupies the writer (blocked in Batch); item 2 waits in the
 	// queue and its caller gives up.
 	go c.Do(context.Background(), 1)
-	time.Sleep(20 * time.Millisecond)
+	db.waitAtGate(t, c, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := c.Do(ctx, 2); !errors.Is(err, context.DeadlineExceeded) {
@@ -209,7 +233,7 @@ func TestCancelWhileWritingStillCommits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
 	go func() { errc <- c.Do(ctx, 1) }()
-	time.Sleep(20 * time.Millisecond) // item 1 is in Batch, blocked
+	db.waitAtGate(t, c, 1) // item 1 is in Batch, blocked
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Do = %v, want canceled", err)
@@ -229,7 +253,7 @@ func TestCloseWritesQueuedThenRefuses(t *testing.T) {
 	for i := range 6 {
 		wg.Go(func() { errs[i] = c.Do(context.Background(), i) })
 	}
-	time.Sleep(20 * time.Millisecond)
+	db.waitAtGate(t, c, 6)
 	closed := make(chan struct{})
 	go func() { c.Close(); close(closed) }()
 	close(db.gate)
