@@ -18,6 +18,7 @@ import (
 // one still gets not-authorized: nothing tells an outsider), its data
 // stays, and after unsuspending it logs in and gets what came meanwhile.
 func TestSuspendAccount(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "alice-pw")
 	mallory := ts.AddUser("mallory", "mallory-pw")
@@ -65,6 +66,7 @@ func TestSuspendAccount(t *testing.T) {
 // someone else (parley user suspend, another node) ends live sessions
 // within abuse.suspension_check.
 func TestSuspensionFromAnotherProcess(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Abuse.SuspensionCheck = time.Second })
 	bob := ts.AddUser("bob", "bob-pw")
 	b := ts.Login("bob", "bob-pw", "r")
@@ -82,6 +84,7 @@ func TestSuspensionFromAnotherProcess(t *testing.T) {
 // service-unavailable, and the message reaches neither the user nor the
 // archive. The setting is per user (ad-hoc command) over a server default.
 func TestBlockStrangers(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "alice-pw")
 	bob := ts.AddUser("bob", "bob-pw")
@@ -134,6 +137,7 @@ func TestBlockStrangers(t *testing.T) {
 // TestBlockStrangersServerDefault: abuse.block_strangers turns it on for
 // everyone; a user turns it off for themselves.
 func TestBlockStrangersServerDefault(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Abuse.BlockStrangers = true })
 	alice := ts.AddUser("alice", "alice-pw")
 	ts.AddUser("mallory", "mallory-pw")
@@ -152,6 +156,7 @@ func TestBlockStrangersServerDefault(t *testing.T) {
 // the cited stanza-ids, counted, sent to abuse.report_to with the reported
 // message from the reporter's archive, and the block happens as usual.
 func TestSpamReport(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Abuse.ReportTo = []string{"desk@localhost"} })
 	alice := ts.AddUser("alice", "alice-pw")
 	spammer := ts.AddUser("spammer", "spammer-pw")

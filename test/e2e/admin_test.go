@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,14 +20,13 @@ const (
 	nsAdmin    = "http://jabber.org/protocol/admin"
 )
 
-var iqSeq int
+var iqSeq atomic.Int64
 
 // command runs an ad-hoc command on the server: execute, then (when the
 // command answers with a form) submit fields. It returns the final reply.
 func command(t *testing.T, c *testserver.Client, node string, fields map[string][]string) *wire.Stanza {
 	t.Helper()
-	iqSeq++
-	id := fmt.Sprintf("cmd%d", iqSeq)
+	id := fmt.Sprintf("cmd%d", iqSeq.Add(1))
 	r := c.IQ(id, "<iq type='set' id='%s' to='localhost'><command xmlns='%s' node='%s' action='execute'/></iq>", id, nsCommands, node)
 	if r.Type != "result" {
 		return r
@@ -52,8 +52,7 @@ func submit(t *testing.T, c *testserver.Client, node, sid string, fields map[str
 		}
 		b.WriteString("</field>")
 	}
-	iqSeq++
-	id := fmt.Sprintf("cmd%d", iqSeq)
+	id := fmt.Sprintf("cmd%d", iqSeq.Add(1))
 	return c.IQ(id, "<iq type='set' id='%s' to='localhost'><command xmlns='%s' node='%s' sessionid='%s' action='complete'>"+
 		"<x xmlns='%s' type='submit'>%s</x></command></iq>", id, nsCommands, node, wire.EscapeAttr(sid), nsXData, b.String())
 }
@@ -93,8 +92,7 @@ func fieldValues(cmd *wire.Element, name string) []string {
 
 func commandNodes(t *testing.T, c *testserver.Client) []string {
 	t.Helper()
-	iqSeq++
-	id := fmt.Sprintf("items%d", iqSeq)
+	id := fmt.Sprintf("items%d", iqSeq.Add(1))
 	r := c.IQ(id, "<iq type='get' id='%s' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items' node='%s'/></iq>", id, nsCommands)
 	if r.Type != "result" {
 		t.Fatalf("disco#items commands: %s", r.Raw)
@@ -110,6 +108,7 @@ func commandNodes(t *testing.T, c *testserver.Client) []string {
 // administration for the admins list, tried by a second, non-admin account
 // too; and the commands every user has on their own account.
 func TestAdHocServiceAdministration(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Admins = []string{"boss@localhost"} })
 	ts.AddUser("boss", "pw-boss")
 	ts.AddUser("bob", "pw-bob")
@@ -311,6 +310,7 @@ func registerWithToken(t *testing.T, ts *testserver.Server, token, user, passwor
 // registration while registration is closed, XEP-0379 mutual roster
 // subscription, single use, expiry, forged tokens and reserved names.
 func TestInvitations(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Admins = []string{"boss@localhost"}
 		c.Invites.UsersCanInvite = true
@@ -424,6 +424,7 @@ func adminInvite(domain string, ttl time.Duration) admin.InviteRequest {
 // the invitee's pre-approval both end up with a mutual subscription. A
 // forged token leaves the request to the inviter.
 func TestContactInvitationExistingAccount(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Invites.UsersCanInvite = true })
 	ts.AddUser("romeo", "pw-r")
 	ts.AddUser("juliet", "pw-j")

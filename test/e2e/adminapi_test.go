@@ -73,6 +73,7 @@ func (c apiClient) want(status int, method, path, body string) map[string]any {
 // TestAdminAPI: the HTTP admin API on the admin listener, with bearer
 // tokens; bad tokens, bad and oversized bodies; no secret in the log.
 func TestAdminAPI(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	ts := testserver.StartWithLog(t, logs, func(c *server.Config) { c.Admins = []string{"boss@localhost"} })
 	token, _, err := ts.Admin().CreateAPIToken(t.Context(), "test")

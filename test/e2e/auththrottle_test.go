@@ -19,6 +19,7 @@ import (
 // proof is looked at (the same answer for a right and a wrong password),
 // and the owner's address skips the queue.
 func TestLoginThrottleNoOracle(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Auth.MaxFailures = 2
 		c.Auth.FailureWindow = time.Minute

@@ -112,6 +112,7 @@ func avatarContacts(t *testing.T) (ts *testserver.Server, alice, bob string, a, 
 // contact and a stranger read, and its hash goes into presence; disabling
 // the PEP avatar removes the PHOTO.
 func TestAvatarPEPToVCard(t *testing.T) {
+	t.Parallel()
 	ts, alice, _, a, b := avatarContacts(t)
 	img := testPNG(t, 4, 3, 1)
 	h := sha1Hex(img)
@@ -196,6 +197,7 @@ func TestAvatarPEPToVCard(t *testing.T) {
 // nodes (contacts notified), the hash goes into presence, and a vCard
 // without PHOTO disables the PEP avatar.
 func TestAvatarVCardToPEP(t *testing.T) {
+	t.Parallel()
 	_, alice, _, a, b := avatarContacts(t)
 	img := testPNG(t, 5, 7, 2)
 	h := sha1Hex(img)

@@ -40,6 +40,7 @@ func bound(t *testing.T, success *wire.Stanza) *wire.Element {
 // installation; <bound/> carries the archive's state; a second login of
 // the same client replaces its old session.
 func TestBind2(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -98,6 +99,7 @@ func TestBind2(t *testing.T) {
 // TestBind2Inline: carbons, stream management and the client state are
 // set inline, before anything reaches the session.
 func TestBind2Inline(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -141,6 +143,7 @@ func TestBind2Inline(t *testing.T) {
 // inside SASL2 in one round trip, and gets what was queued; a resumption
 // that fails binds a new session instead.
 func TestBind2Resume(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -211,6 +214,7 @@ func TestBind2Resume(t *testing.T) {
 // them because Bind2 clients without archive sync (xmpp.js) would lose
 // them (see README).
 func TestBind2Offline(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")

@@ -27,6 +27,7 @@ func subscribe(t *testing.T, a, b *testserver.Client, aBare, bBare string) {
 }
 
 func TestChatBothWaysFullAndBare(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "alice-pw")
 	bob := ts.AddUser("bob", "bob-pw")
@@ -65,6 +66,7 @@ func TestChatBothWaysFullAndBare(t *testing.T) {
 }
 
 func TestSubscriptionAndPresence(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -99,6 +101,7 @@ func TestSubscriptionAndPresence(t *testing.T) {
 }
 
 func TestOfflineDelivery(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -128,6 +131,7 @@ func TestOfflineDelivery(t *testing.T) {
 }
 
 func TestAuthorization(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("mallory", "pw3")
@@ -154,6 +158,7 @@ func TestAuthorization(t *testing.T) {
 }
 
 func TestResourceConflictReplacesOldSession(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	old := ts.Login("alice", "pw1", "same")
@@ -168,6 +173,7 @@ func TestResourceConflictReplacesOldSession(t *testing.T) {
 }
 
 func TestServerQueries(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	a := ts.Login("alice", "pw1", "")

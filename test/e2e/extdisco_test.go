@@ -54,6 +54,7 @@ func checkTURNCredentials(t *testing.T, svc *wire.Element, user string) {
 }
 
 func TestExternalServiceDiscovery(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, withTURN)
 	alice := ts.AddUser("alice", "pw1")
 	a := ts.Login("alice", "pw1", "phone")
@@ -120,6 +121,7 @@ func TestExternalServiceDiscovery(t *testing.T) {
 // TestExternalServiceDiscoveryStrangers: users of another local host and
 // of a remote server get forbidden, and nothing that could be used.
 func TestExternalServiceDiscoveryStrangers(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, withTURN, func(c *server.Config) { c.Hosts = []string{"localhost", "other.example"} })
 	ts.AddUser("alice", "pw1")
 	a := ts.Login("alice", "pw1", "phone")

@@ -12,6 +12,7 @@ import (
 // TestServerPingsIdleClients: a silent client is pinged (XEP-0199); one
 // that answers stays, one that does not is disconnected.
 func TestServerPingsIdleClients(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.C2S.PingInterval = 300 * time.Millisecond
 		c.C2S.PingTimeout = 300 * time.Millisecond
@@ -41,6 +42,7 @@ func TestServerPingsIdleClients(t *testing.T) {
 
 // TestInBandRegistration over a real socket (XEP-0077).
 func TestInBandRegistration(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Registration.Open = true })
 	c := ts.Connect()
 	f := c.Features()
@@ -85,6 +87,7 @@ func TestInBandRegistration(t *testing.T) {
 
 // TestBlocking over real sockets (XEP-0191).
 func TestBlocking(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("spammer", "pw2")
@@ -115,6 +118,7 @@ func TestBlocking(t *testing.T) {
 // TestAuthenticationTimeout: a connection that does not finish logging in
 // within auth.timeout is closed with connection-timeout.
 func TestAuthenticationTimeout(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.Auth.Timeout = 300 * time.Millisecond })
 	c := ts.Connect()
 	c.Features()

@@ -50,6 +50,7 @@ func fastLogin(t *testing.T, ts *testserver.Server, user, ua, mech, token, extra
 // it is tied to its account, client and mechanism; invalidation and a
 // password change end it.
 func TestFAST(t *testing.T) {
+	t.Parallel()
 	// Every refused token counts as a failed login from 127.0.0.1.
 	ts := testserver.Start(t, func(c *server.Config) { c.Auth.MaxFailures = 100 })
 	alice := ts.AddUser("alice", "pw1")
@@ -141,6 +142,7 @@ func TestFAST(t *testing.T) {
 // TestFASTChannelBindingReplay: an -EXPR token proves the TLS connection
 // too, so its proof from one connection fails on another.
 func TestFASTChannelBindingReplay(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	tok := fastToken(t, ts, "alice", "pw1", ua1, auth.MechHTExpr)

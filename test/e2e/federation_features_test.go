@@ -32,6 +32,7 @@ func isNickEvent(nick string) func(*wire.Stanza) bool {
 // presence gets nothing from the presence-access node, and both can fetch
 // an open OMEMO bundle by IQ across domains.
 func TestFederationPEP(t *testing.T) {
+	t.Parallel()
 	_, b, ac, bc := federatedContacts(t)
 	b.AddUser("eve", "pw3")
 	const alice, bob = fedAlice, fedBob
@@ -114,6 +115,7 @@ func TestFederationPEP(t *testing.T) {
 // online and alice's server answers with her current presence; after
 // both unsubscribe no presence flows either way, probes included.
 func TestFederationPresenceProbes(t *testing.T) {
+	t.Parallel()
 	_, b, ac, bc := federatedContacts(t)
 	const alice, bob = fedAlice, fedBob
 	// The approvals bring each other's current presence.
@@ -202,6 +204,7 @@ func ownStanzaID(t *testing.T, m *wire.Stanza, bare string) string {
 // ids MAM returns, and a forged stanza-id for the recipient's archive
 // coming over s2s is stripped.
 func TestFederationMAMStanzaIDs(t *testing.T) {
+	t.Parallel()
 	_, _, ac, bc := federatedContacts(t)
 	const alice, bob = fedAlice, fedBob
 
@@ -242,6 +245,7 @@ func TestFederationMAMStanzaIDs(t *testing.T) {
 // second; the one that answers with a cancel error loses its
 // registration, the other keeps it.
 func TestFederationPushToRemoteAppServer(t *testing.T) {
+	t.Parallel()
 	a, b := federatedPair(t)
 	b.AddUser("appserver", "pw3")
 	const alice = fedAlice
@@ -293,6 +297,7 @@ func TestFederationPushToRemoteAppServer(t *testing.T) {
 // TestFederationIQErrors: IQs to accounts and resources that do not exist
 // on the other domain are answered with an error, never silence.
 func TestFederationIQErrors(t *testing.T) {
+	t.Parallel()
 	a, b := federatedPair(t)
 	ac := a.Login("alice", "pw1", "phone")
 	bc := b.Login("bob", "pw2", "laptop")

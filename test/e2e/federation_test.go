@@ -62,6 +62,7 @@ func federatedContacts(t *testing.T) (a, b *testserver.Server, ac, bc *testserve
 // verify each other with dialback) chat and subscribe both ways, and MAM
 // archives on each side.
 func TestFederationBetweenTwoParleys(t *testing.T) {
+	t.Parallel()
 	_, _, alice, bob := federatedContacts(t)
 	alice.Send("<message to='bob@b.test' type='chat' id='f1'><body>hello from a.test</body></message>")
 	m := bob.Expect("federated message", isMsg("hello from a.test"))

@@ -60,6 +60,7 @@ func manyAttrs(n int) string {
 // TestHostileInputs covers reliability.md §4.1–4.2: each input gets the
 // exact stream error, and a control client keeps being served.
 func TestHostileInputs(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("control", "pw-control")
 	ctl := ts.Login("control", "pw-control", "ctl")

@@ -40,6 +40,7 @@ func hostMeta(t *testing.T, addr, path, host string, hdr map[string]string) stri
 // forwarded header counts only from http.trusted_proxies, and the XML is
 // escaped.
 func TestHostMetaIgnoresUntrustedHosts(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Hosts = []string{"localhost", "chat.example"}
 		c.HTTP.TrustedProxies = nil
@@ -70,6 +71,7 @@ func TestHostMetaIgnoresUntrustedHosts(t *testing.T) {
 // TestHostMetaTrustedProxy: a trusted reverse proxy's forwarded host and
 // scheme are used, for configured hosts only.
 func TestHostMetaTrustedProxy(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Hosts = []string{"localhost", "chat.example"}
 		c.HTTP.TrustedProxies = []string{"127.0.0.1/32"}

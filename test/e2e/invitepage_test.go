@@ -37,6 +37,7 @@ func getPage(t *testing.T, c *http.Client, u, ua string) (int, http.Header, stri
 // code, and creates the account in the browser; used, forged and expired
 // tokens get a clear page.
 func TestInvitationLandingPage(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	ts := testserver.StartWithLog(t, logs, func(c *server.Config) {})
 	ts.AddUser("romeo", "pw-romeo")

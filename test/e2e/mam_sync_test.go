@@ -76,6 +76,7 @@ func stanzaIDOf(t testing.TB, m *wire.Element, by string) string {
 // the missing messages, in order, once, with the same ids the other
 // devices got live and through carbons.
 func TestThreeDeviceCatchUp(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -192,6 +193,7 @@ func TestThreeDeviceCatchUp(t *testing.T) {
 // after and backward with RSM before returns every message exactly once,
 // in order, with the ids the recipient got live.
 func TestMAMPaging1000(t *testing.T) {
+	t.Parallel()
 	const n = 1000
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")

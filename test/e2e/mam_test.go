@@ -22,6 +22,7 @@ const (
 // returns the history (including a message that arrived while a device
 // was off) in order, once.
 func TestMultiDeviceSync(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -102,6 +103,7 @@ func TestMultiDeviceSync(t *testing.T) {
 // TestStanzaIDSpoofing: a client cannot inject a stanza-id claiming to be
 // from the recipient's archive.
 func TestStanzaIDSpoofing(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("mallory", "pw3")
@@ -124,6 +126,7 @@ func TestStanzaIDSpoofing(t *testing.T) {
 // exactly as sent (live with a stanza-id added, and from offline storage),
 // even with character references a re-serialization would rewrite.
 func TestEncryptedPayloadByteForByte(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -177,6 +180,7 @@ const nsRSM = "http://jabber.org/protocol/rsm"
 // an OMEMO message whose fallback body has the word, and RSM <index/>
 // jumps within the matches with <count/> and <first index/> consistent.
 func TestMAMFulltextSearch(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.MAM.Fulltext = true })
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")

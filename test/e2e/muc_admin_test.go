@@ -15,6 +15,7 @@ import (
 // TestMUCJoinErrors: every refusal of §7.2 with its condition, and what
 // makes the same join succeed.
 func TestMUCJoinErrors(t *testing.T) {
+	t.Parallel()
 	ts, a, b, c := mucTrio(t)
 	room := roomJID("guarded")
 
@@ -75,6 +76,7 @@ func TestMUCJoinErrors(t *testing.T) {
 // the permission rules, membership revoked in a members-only room (321),
 // the last owner.
 func TestMUCRolesAndAffiliations(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	bob, carol := "bob@"+testserver.Domain, "carol@"+testserver.Domain
 	room := roomJID("council")
@@ -187,6 +189,7 @@ func TestMUCRolesAndAffiliations(t *testing.T) {
 // out; destroy (§10.9) tells every occupant, with the alternate venue
 // and reason, and the room is gone with its archive.
 func TestMUCBanAndDestroy(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("doomed")
 	createRoom(t, a, room, "Alice", nil)
@@ -243,6 +246,7 @@ func TestMUCBanAndDestroy(t *testing.T) {
 // stranger who is an occupant of another room, from an outcast and from a
 // member are refused, each with its condition, and reveal nothing.
 func TestMUCAuthorization(t *testing.T) {
+	t.Parallel()
 	ts, a, b, c := mucTrio(t)
 	ts.AddUser("eve", "eve-pw")
 	e := ts.Login("eve", "eve-pw", "e")

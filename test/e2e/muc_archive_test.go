@@ -35,6 +35,7 @@ func roomStanzaID(t *testing.T, m *wire.Stanza, room string) string {
 // JIDs in results, strangers of a semi-anonymous one do not; chat states
 // are not archived; the preference is the room's archiving switch.
 func TestMUCArchive(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("archived")
 	createRoom(t, a, room, "Alice", nil)
@@ -93,6 +94,7 @@ func TestMUCArchive(t *testing.T) {
 // moderator retracts anyone's message, an occupant only their own; every
 // occupant is told; the archive keeps a tombstone without the text.
 func TestMUCModeration(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("moderated")
 	createRoom(t, a, room, "Alice", nil)
@@ -177,6 +179,7 @@ func TestMUCModeration(t *testing.T) {
 // PEP; an encrypted groupchat message reaches occupants and the archive
 // byte for byte.
 func TestMUCOMEMOGroup(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("omemo")
 	createRoom(t, a, room, "Alice", map[string]string{"muc#roomconfig_membersonly": "1", "muc#roomconfig_whois": "anyone",
@@ -253,6 +256,7 @@ func TestMUCOMEMOGroup(t *testing.T) {
 // configuration, affiliations, registered nicks, subject, avatar, history
 // and archive; a temporary one does not.
 func TestMUCRestart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	schema := "parley_test_" + strings.ToLower(rand.Text()[:12])
 	same := func(c *server.Config) {

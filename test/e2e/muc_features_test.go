@@ -18,6 +18,7 @@ import (
 // the user leave), and an occupant whose session ends without a word
 // removed (its server's unavailable presence).
 func TestMUCNickChangeAndSessions(t *testing.T) {
+	t.Parallel()
 	ts, a, b, c := mucTrio(t)
 	room := roomJID("nicks")
 	createRoom(t, a, room, "Alice", nil)
@@ -81,6 +82,7 @@ func TestMUCNickChangeAndSessions(t *testing.T) {
 
 // TestMUCPrivateMessages: §7.5 with the room's private message setting.
 func TestMUCPrivateMessages(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("pms")
 	createRoom(t, a, room, "Alice", nil)
@@ -119,6 +121,7 @@ func TestMUCPrivateMessages(t *testing.T) {
 // room make the invitee a member; declines reach the inviter; XEP-0249
 // direct invitations pass between users unchanged.
 func TestMUCInvitations(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("private")
 	createRoom(t, a, room, "Alice", map[string]string{"muc#roomconfig_membersonly": "1", "muc#roomconfig_whois": "anyone"})
@@ -154,6 +157,7 @@ func TestMUCInvitations(t *testing.T) {
 // TestMUCSubject: §8.1 (moderators, or participants when allowed), and the
 // subject a later occupant gets, with who set it.
 func TestMUCSubject(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("topics")
 	createRoom(t, a, room, "Alice", nil)
@@ -181,6 +185,7 @@ func TestMUCSubject(t *testing.T) {
 // the 104/172 notices, disco#info features and muc#roominfo, public and
 // hidden rooms in the service's list, with RSM paging.
 func TestMUCConfigurationAndDisco(t *testing.T) {
+	t.Parallel()
 	_, a, b, _ := mucTrio(t)
 	room := roomJID("configured")
 	createRoom(t, a, room, "Alice", nil)
@@ -266,6 +271,7 @@ func configureErr(c *testserver.Client, room, field, value string) *wire.Stanza 
 // XEP-0410 self-ping is answered by the room while joined, not after;
 // other IQs to an occupant reach the occupant and their answer returns.
 func TestMUCOccupantIDAndSelfPing(t *testing.T) {
+	t.Parallel()
 	ts, a, b, _ := mucTrio(t)
 	room, room2 := roomJID("ids"), roomJID("ids2")
 	createRoom(t, a, room, "Alice", nil)
@@ -301,6 +307,7 @@ func TestMUCOccupantIDAndSelfPing(t *testing.T) {
 // nick, the notification choice, removal) and the room avatar
 // (XEP-0486: owners set the vCard; occupants learn the hash).
 func TestMUCRegistrationAndAvatar(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("club")
 	createRoom(t, a, room, "Alice", nil)
@@ -367,6 +374,7 @@ func TestMUCRegistrationAndAvatar(t *testing.T) {
 // TestMUCVoiceRequest: a visitor asks for voice (§7.13); the moderator
 // gets the form and approves it (§8.6).
 func TestMUCVoiceRequest(t *testing.T) {
+	t.Parallel()
 	_, a, b, _ := mucTrio(t)
 	room := roomJID("stage")
 	createRoom(t, a, room, "Alice", map[string]string{"muc#roomconfig_moderatedroom": "1"})
@@ -392,6 +400,7 @@ func TestMUCVoiceRequest(t *testing.T) {
 
 // TestMUCHistoryRequests: §7.2.14 maxchars, seconds, since, and none.
 func TestMUCHistoryRequests(t *testing.T) {
+	t.Parallel()
 	_, a, b, _ := mucTrio(t)
 	room := roomJID("history")
 	createRoom(t, a, room, "Alice", nil)

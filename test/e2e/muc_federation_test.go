@@ -14,6 +14,7 @@ import (
 // messages both ways with the room's stanza-ids, private messages, the
 // archive, leaving; he may not create rooms there.
 func TestMUCFederation(t *testing.T) {
+	t.Parallel()
 	aS2S, bS2S := freePort(t, "127.0.0.2"), freePort(t, "127.0.0.3")
 	mk := func(domain, ip, s2sAddr string, routes ...string) *testserver.Server {
 		return testserver.Start(t, func(c *server.Config) {

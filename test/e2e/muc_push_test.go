@@ -29,6 +29,7 @@ func pushFor(owner string) func(*wire.Stanza) bool {
 // registration form; a member whose phone hibernated while joined gets
 // one for a mention too. Notifications carry no text.
 func TestMUCAwayMemberNotifications(t *testing.T) {
+	t.Parallel()
 	// No coalescing: every notification is sent at once.
 	ts, a, b, _ := mucTrio(t, func(c *server.Config) { c.Push.Coalesce = 0 })
 	bob, carol := "bob@"+testserver.Domain, "carol@"+testserver.Domain

@@ -29,6 +29,7 @@ func mucTrio(t *testing.T, opts ...testserver.Option) (ts *testserver.Server, a,
 // TestMUCServiceDiscovery: the service is found through disco#items of
 // the host, with identity conference/text and the MUC features.
 func TestMUCServiceDiscovery(t *testing.T) {
+	t.Parallel()
 	_, a, _, _ := mucTrio(t)
 	r := a.IQ("items", "<iq type='get' id='items' to='%s'><query xmlns='%s'/></iq>", testserver.Domain, nsDiscoItems)
 	found := false
@@ -62,6 +63,7 @@ func TestMUCServiceDiscovery(t *testing.T) {
 // occupant ids), groupchat with stanza-id and occupant-id reflected to
 // everyone, history for a later occupant, leaving.
 func TestMUCJoinMessageLeave(t *testing.T) {
+	t.Parallel()
 	_, a, b, c := mucTrio(t)
 	room := roomJID("lobby")
 	createRoom(t, a, room, "Alice", nil)

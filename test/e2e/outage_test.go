@@ -21,6 +21,7 @@ import (
 // states) keeps flowing, and once the database is back everything works
 // again without a restart.
 func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts its own PostgreSQL cluster")
 	}

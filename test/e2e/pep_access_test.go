@@ -58,6 +58,7 @@ func configValue(t *testing.T, c *testserver.Client, node, field string) string 
 // contacts are notified and may read it, strangers may not; a nick in a
 // subscription request reaches the contact, online or later from storage.
 func TestPEPNick(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -127,6 +128,7 @@ func ownerContactStranger(t *testing.T) (alice, bob string, a1, a2, b, e *testse
 // requires: every publish succeeds, the owner's other resources are
 // notified, nobody else sees or gets anything.
 func TestPEPMDS(t *testing.T) {
+	t.Parallel()
 	alice, bob, a1, a2, b, e := ownerContactStranger(t)
 
 	caps1, feat1 := pepCaps(nodeMDS)
@@ -198,6 +200,7 @@ func TestPEPMDS(t *testing.T) {
 // retrieval and notification, checked from a contact (in the allowed
 // roster group) and a stranger that sent directed presence with caps.
 func TestPEPAccessModelsFromOtherAccounts(t *testing.T) {
+	t.Parallel()
 	alice, bob, a, a2, b, e := ownerContactStranger(t)
 
 	nodes := []struct{ node, model string }{
@@ -299,6 +302,7 @@ func TestPEPAccessModelsFromOtherAccounts(t *testing.T) {
 // the node, and neither the contact, nor the sender's carbon copy, nor
 // the archive sees it.
 func TestPEPMDSServerAssist(t *testing.T) {
+	t.Parallel()
 	alice, bob, a1, a2, b, _ := ownerContactStranger(t)
 	if !hasFeature(t, a1, alice, "urn:xmpp:mds:server-assist:0") {
 		t.Fatal("the account does not advertise urn:xmpp:mds:server-assist:0")
@@ -355,6 +359,7 @@ func TestPEPMDSServerAssist(t *testing.T) {
 // that does not (item-not-found). Both now get the same error, for every
 // access model, so nobody learns which private nodes an account has.
 func TestPEPNodeExistenceHidden(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("eve", "pw3")

@@ -116,6 +116,7 @@ func encryptedPart(raw string) string {
 // to a contact after mutual subscription and caps, then encrypted chat
 // delivered byte for byte.
 func TestOMEMOSetupAsConversations(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -193,6 +194,7 @@ func nodeAxolotlBundles(id string) string { return "eu.siacs.conversations.axolo
 // whitelist nodes; a contact reads the presence node; when the owner opens
 // the node the stranger can read it.
 func TestPEPAccessModels(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")

@@ -19,6 +19,7 @@ import (
 // answer to an <r/> sent after the burst counts all of them (it is written
 // only once they are committed).
 func TestPipelinedMessagesKeepOrderAndAck(t *testing.T) {
+	t.Parallel()
 	const n = 60
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")

@@ -51,6 +51,7 @@ func checkPrefixed(t *testing.T, m *wire.Element, body string) {
 // a message now reaches an online recipient, offline storage and both
 // archives intact, and the recipient's stream goes on.
 func TestPrefixedPayloadIntact(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -115,6 +116,7 @@ func TestPrefixedPayloadIntact(t *testing.T) {
 // delivery hands it over as text in a stand-in, and a MAM page keeps its
 // place with a stand-in result under the row's id.
 func TestUnreadableRowsReported(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -154,6 +156,7 @@ func TestUnreadableRowsReported(t *testing.T) {
 // Parleys reaches the remote recipient intact (the stamped start tag is
 // written into a jabber:server stream).
 func TestPrefixedPayloadFederated(t *testing.T) {
+	t.Parallel()
 	_, _, alice, bob := federatedContacts(t)
 	alice.Send(prefixedMsg, fedBob, "fp1", "over s2s")
 	m := bob.ExpectWithin("federated prefixed message", 2*testserver.Timeout, isMsg("over s2s"))

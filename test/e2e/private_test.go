@@ -22,6 +22,7 @@ func requirePrivate(t *testing.T, c *testserver.Client, bare string) {
 }
 
 func TestPrivateXMLStorage(t *testing.T) {
+	t.Parallel()
 	s := testserver.Start(t)
 	juliet := s.AddUser("juliet", "pw1")
 	s.AddUser("romeo", "pw2")
@@ -53,6 +54,7 @@ func TestPrivateXMLStorage(t *testing.T) {
 }
 
 func TestBookmarksCompat(t *testing.T) {
+	t.Parallel()
 	s := testserver.Start(t)
 	juliet := s.AddUser("juliet", "pw1")
 	c := s.Login("juliet", "pw1", "balcony")

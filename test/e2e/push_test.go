@@ -66,6 +66,7 @@ func checkNotification(t *testing.T, iq *wire.Stanza, bare, node, sender, body s
 }
 
 func TestPushNotificationWhenOffline(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -135,6 +136,7 @@ func expectPushWithin(t *testing.T, app *testserver.Client, d time.Duration) *wi
 }
 
 func TestPushNotificationForHibernatedSession(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -207,6 +209,7 @@ func (c *smCounted) ack() {
 // a second of the ack becoming overdue; a client that answers is not, nor
 // is a slow client that did not enable push.
 func TestPushWhenAckOverdue(t *testing.T) {
+	t.Parallel()
 	const overdue = 300 * time.Millisecond
 	ts := testserver.Start(t, func(c *server.Config) { c.Push.AckOverdue = overdue })
 	alice := ts.AddUser("alice", "pw1")

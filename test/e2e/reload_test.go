@@ -68,6 +68,7 @@ func servedCert(t *testing.T, addr string) []byte {
 // without SIGHUP and without dropping the established ones; a broken
 // replacement keeps the old certificate.
 func TestCertificateReload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	first := writeCert(t, dir, "server", time.Now().Add(30*24*time.Hour))
 	ts := testserver.Start(t, func(c *server.Config) {
@@ -117,6 +118,7 @@ func TestCertificateReload(t *testing.T) {
 // registration, limits for new connections, contact addresses) at once,
 // and names what needs a restart.
 func TestConfigReload(t *testing.T) {
+	t.Parallel()
 	logs := &syncBuffer{}
 	ts := testserver.StartWithLog(t, logs)
 	ts.AddUser("bob", "pw")

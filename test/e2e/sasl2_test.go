@@ -42,6 +42,7 @@ func sasl2Failure(t *testing.T, st *wire.Stanza, err error) string {
 }
 
 func TestSASL2Features(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	// Before TLS: no SASL2 (XEP-0388 §8).
 	raw := ts.Dial()
@@ -100,6 +101,7 @@ func TestSASL2Features(t *testing.T) {
 // TestSASL2SCRAM: SCRAM-SHA-256 and -PLUS over SASL2, with the XEP-0474
 // hash of what was offered, no stream restart, then RFC 6120 binding.
 func TestSASL2SCRAM(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1"} {
@@ -149,6 +151,7 @@ func TestSASL2SCRAM(t *testing.T) {
 // TestSASL2TLS12: on TLS 1.2 with the extended master secret, tls-unique
 // is offered and a tls-unique-only client (mellium, like slixmpp) binds.
 func TestSASL2TLS12(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	c := ts.ConnectTLS(&tls.Config{MaxVersion: tls.VersionTLS12})
@@ -176,6 +179,7 @@ func TestSASL2TLS12(t *testing.T) {
 // TestSASL2Failures: each malformed or refused request gets its RFC 6120
 // condition inside a SASL2 <failure/>, and nothing is set up.
 func TestSASL2Failures(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	for _, tc := range []struct {

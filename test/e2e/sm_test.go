@@ -31,6 +31,7 @@ func enableSM(t *testing.T, ts *testserver.Server, user, pw, res string) (*tests
 }
 
 func TestStreamManagementResume(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -80,6 +81,7 @@ func TestStreamManagementResume(t *testing.T) {
 }
 
 func TestStreamManagementTimeoutStoresOffline(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) { c.C2S.ResumeTimeout = time.Second })
 	ts.AddUser("alice", "pw1")
 	ts.AddUser("bob", "pw2")
@@ -109,6 +111,7 @@ func TestStreamManagementTimeoutStoresOffline(t *testing.T) {
 }
 
 func TestStreamManagementAbuse(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	ts.AddUser("mallory", "pw3")
@@ -137,6 +140,7 @@ func TestStreamManagementAbuse(t *testing.T) {
 }
 
 func TestClientStateIndication(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -174,6 +178,7 @@ func TestClientStateIndication(t *testing.T) {
 // it did not acknowledge is stored offline instead of lost, and its
 // resumption id is dead.
 func TestResourceConflictEndsReplacedSession(t *testing.T) {
+	t.Parallel()
 	// Bob and alice/phone (stream management on) see each other online.
 	setup := func(t *testing.T) (ts *testserver.Server, alice string, a, b *testserver.Client, id string) {
 		t.Helper()

@@ -16,6 +16,7 @@ import (
 // times, at random moments. Bob resumes each time with the h he really
 // handled. Every message arrives exactly once and in order.
 func TestStreamManagementFaultInjection(t *testing.T) {
+	t.Parallel()
 	const messages, cuts = 1500, 200
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.C2S.ResumeTimeout = 30 * time.Second

@@ -19,6 +19,7 @@ import (
 )
 
 func TestDirectTLSLogin(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	c, err := tls.Dial("tcp", ts.Addr("c2s_tls"), &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
@@ -64,6 +65,7 @@ func TestDirectTLSLogin(t *testing.T) {
 }
 
 func TestSASL(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "correct horse")
 	t.Run("no-mechanisms-before-tls", func(t *testing.T) {
@@ -116,6 +118,7 @@ func TestSASL(t *testing.T) {
 }
 
 func TestWebSocket(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")
@@ -195,6 +198,7 @@ func TestWebSocket(t *testing.T) {
 }
 
 func TestHTTPDiscoveryAndAdmin(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	get := func(url string) (*http.Response, string) {
 		t.Helper()
@@ -241,6 +245,7 @@ func TestHTTPDiscoveryAndAdmin(t *testing.T) {
 }
 
 func TestShutdownSendsSystemShutdown(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	ts.AddUser("alice", "pw")
 	a := ts.Login("alice", "pw", "")

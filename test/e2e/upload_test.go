@@ -78,6 +78,7 @@ func TestUploadOverHTTPS(t *testing.T) { testUploadOverHTTPS(t, testserver.Start
 // bytes land in the bucket, come back through Parley's HTTPS handler, and
 // leave the bucket with the account.
 func TestUploadS3OverHTTPS(t *testing.T) {
+	t.Parallel()
 	opt, srv, prefix := testserver.OnS3(t)
 	ts := testserver.Start(t, opt)
 	// 20 MiB: a multipart upload to the bucket.
@@ -100,6 +101,7 @@ func TestUploadS3OverHTTPS(t *testing.T) {
 // does not exist, or an endpoint where nothing listens, does not start and
 // says which key is wrong.
 func TestUploadS3StartupErrors(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

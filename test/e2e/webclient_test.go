@@ -14,6 +14,7 @@ import (
 // WebSocket and domain, and its CSP allows no other origin; off when
 // web_client.enabled is false. (test/browser runs it in chromium.)
 func TestWebClientServed(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	c := httpsClient()
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
