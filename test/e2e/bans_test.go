@@ -17,6 +17,7 @@ import (
 // are closed at once (TCP) or refused with 403 (WebSocket), while other
 // addresses are served.
 func TestBanAfterRepeatedAbuse(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Bans = server.BansConfig{MaxStrikes: 3, Window: time.Minute, Duration: time.Hour}
 		c.HTTP.TrustedProxies = nil

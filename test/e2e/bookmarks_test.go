@@ -26,6 +26,7 @@ func pepItems(t *testing.T, c *testserver.Client, id, owner, node string) string
 // clients interested in the XEP-0048 node are notified of changes made
 // through private XML (XEP-0411 §3).
 func TestBookmarksCompatPEP(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	juliet := ts.AddUser("juliet", "pw1")
 	ts.AddUser("romeo", "pw2")
@@ -124,6 +125,7 @@ func isRetract(s *wire.Stanza, node, id string) bool {
 // never mirrored (older data, a copied store) are in both PEP nodes by the
 // time the user's client can ask.
 func TestBookmarksStoredBeforeMirroring(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	juliet := ts.AddUser("juliet", "pw1")
 	if err := ts.Store().SetPrivateXML(context.Background(), juliet, "storage:bookmarks",

@@ -111,6 +111,7 @@ func streamErrorOf(t *testing.T, c *rawComponent) string {
 // every stanza to its domain (IQs to the domain itself included) and
 // sends from JIDs at its domain to users, who answer.
 func TestComponent(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, withComponent)
 	ts.AddUser("alice", "pw1")
 	a := ts.Login("alice", "pw1", "phone")
@@ -178,6 +179,7 @@ func TestComponent(t *testing.T) {
 // TestComponentRefused: a wrong secret, an unknown domain, another
 // namespace and a missing 'to' end the stream with the XEP-0114 error.
 func TestComponentRefused(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, withComponent)
 	c, _ := dialComponent(t, ts, "irc.localhost", "jabber:component:accept")
 	c.send("<handshake>%s</handshake>", handshakeFor("other-id", compSecret))

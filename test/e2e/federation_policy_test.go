@@ -15,6 +15,7 @@ import (
 // not-allowed, and its stream is refused, so its users' messages never
 // arrive.
 func TestFederationDomainPolicy(t *testing.T) {
+	t.Parallel()
 	for name, policy := range map[string]func(c *server.Config){
 		"blocked": func(c *server.Config) { c.S2S.BlockedDomains = []string{"b.test"} },
 		"allowed": func(c *server.Config) { c.S2S.AllowedDomains = []string{"c.test"} },

@@ -30,6 +30,7 @@ func lastSeconds(t *testing.T, r *wire.Stanza) (int, string) {
 // presence learns when she logged out and her last status; a stranger
 // gets forbidden, asking the bare or a full JID.
 func TestLastActivity(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t)
 	alice := ts.AddUser("alice", "pw1")
 	bob := ts.AddUser("bob", "pw2")

@@ -18,6 +18,7 @@ import (
 // over real sockets. Writes beyond a quota get resource-constraint; the
 // archive drops its oldest messages instead.
 func TestAccountQuotas(t *testing.T) {
+	t.Parallel()
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Limits.MaxOfflineBytes = 4096
 		c.Limits.MaxPrivateBytes = 2048
