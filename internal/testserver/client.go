@@ -492,7 +492,7 @@ func PresenceFrom(from, typ string) func(*wire.Stanza) bool {
 // query's data form fields after FORM_TYPE (e.g. a start field), or "".
 func (c *Client) ArchiveBodies(form string) []string {
 	c.t.Helper()
-	const nsMAM, nsRSM, nsForward = "urn:xmpp:mam:2", "http://jabber.org/protocol/rsm", "urn:xmpp:forward:0"
+	const nsMAM, nsRSM, nsForward = xep.NSMAM, xep.NSRSM, xep.NSForward
 	var bodies []string
 	after := ""
 	for page := 0; page < 10000; page++ {
