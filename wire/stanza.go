@@ -330,7 +330,9 @@ func parseTree(raw []byte, defaultNS string) (*Element, error) {
 		case xml.EndElement:
 			stack = stack[:len(stack)-1]
 		case xml.CharData:
-			if len(stack) == 0 {
+			if len(stack) == 0 || len(t) == 0 {
+				// An empty CDATA section adds no text: a text node of
+				// nothing would serialize differently from none.
 				continue
 			}
 			p := stack[len(stack)-1]
