@@ -77,9 +77,9 @@ func TestRSMPage(t *testing.T) {
 }
 
 func TestApplyConfigForm(t *testing.T) {
-	m := New(Config{MaxOccupants: 50, MaxHistory: 30}, nil)
+	m := New(Config{Settings: Settings{MaxOccupants: 50, MaxHistory: 30}}, nil)
 	r := newRoom(m, jid.MustParse("r@conference.example.org"))
-	r.cfg = m.cfg.Defaults
+	r.cfg = m.cfg.defaults
 	form := func(fields string) *wire.Element {
 		return wire.MustParse("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>" + nsRoomConfig +
 			"</value></field>" + fields + "</x>").Tree()
@@ -110,14 +110,14 @@ func TestApplyConfigForm(t *testing.T) {
 		"password missing":   "<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>",
 		"bad owner JID":      "<field var='muc#roomconfig_roomowners'><value>a@b/c</value></field>",
 	} {
-		if _, _, err := r.applyConfigForm(m.cfg.Defaults, form(fields)); err == nil {
+		if _, _, err := r.applyConfigForm(m.cfg.defaults, form(fields)); err == nil {
 			t.Errorf("%s: accepted", name)
 		} else if se := (*module.StanzaError)(nil); !errors.As(err, &se) {
 			t.Errorf("%s: %v is not a stanza error", name, err)
 		}
 	}
 	bad := wire.MustParse("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:other</value></field></x>").Tree()
-	if _, _, err := r.applyConfigForm(m.cfg.Defaults, bad); err == nil {
+	if _, _, err := r.applyConfigForm(m.cfg.defaults, bad); err == nil {
 		t.Error("a foreign FORM_TYPE was accepted")
 	}
 }

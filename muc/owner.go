@@ -200,5 +200,5 @@ func (r *room) destroy(alt *string, reason, password string) {
 	r.affs = map[string]storage.MUCAffiliation{}
 	r.history, r.subject, r.subjectBy, r.avatar = nil, "", "", nil
 	r.locked = false
-	r.cfg = r.m.cfg.Defaults
+	r.cfg = r.m.cfg.defaults
 }

@@ -211,7 +211,7 @@ func (r *room) create(creator jid.JID, speaksMUC bool) {
 	r.exists = true
 	r.locked = speaksMUC
 	r.created = r.m.now().UTC()
-	r.cfg = r.m.cfg.Defaults
+	r.cfg = r.m.cfg.defaults
 	r.affs = map[string]storage.MUCAffiliation{creator.Bare().String(): {JID: creator.Bare().String(), Affiliation: affOwner}}
 	r.creator = creator.Bare().String()
 	r.m.mu.Lock()

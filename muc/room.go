@@ -198,7 +198,7 @@ func (r *room) load() {
 	defer cancel()
 	sr, err := r.m.store.Room(ctx, r.key)
 	if errors.Is(err, storage.ErrNotFound) {
-		r.cfg = r.m.cfg.Defaults
+		r.cfg = r.m.cfg.defaults
 		return
 	}
 	if err != nil {
@@ -206,7 +206,7 @@ func (r *room) load() {
 		r.m.log.Error("muc: loading room", "room", r.key, "err", err)
 		return
 	}
-	cfg, err := decodeConfig(sr.Config, r.m.cfg.Defaults)
+	cfg, err := decodeConfig(sr.Config, r.m.cfg.defaults)
 	if err != nil {
 		r.m.log.Error("muc: stored room configuration unreadable; defaults used", "room", r.key, "err", err)
 	}

@@ -67,12 +67,8 @@ type RoomConfig struct {
 	Notify        string `json:"notify"`
 }
 
-// DefaultRoomConfig is the configuration of new rooms when Config.Defaults
-// is not set.
-func DefaultRoomConfig() RoomConfig {
-	return RoomConfig{Public: true, Whois: WhoisModerators, MaxUsers: 200, HistoryLength: 20,
-		AllowPM: PMAnyone, Archive: true, Notify: NotifyMentions}
-}
+// DefaultRoomConfig is the configuration of new rooms by default.
+func DefaultRoomConfig() RoomConfig { return DefaultSettings().Defaults.roomConfig() }
 
 // NonAnonymous reports whether every occupant sees real JIDs.
 func (c RoomConfig) NonAnonymous() bool { return c.Whois == WhoisAnyone }

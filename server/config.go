@@ -15,6 +15,7 @@ import (
 	"github.com/parley-xmpp/parley/extdisco"
 	"github.com/parley-xmpp/parley/im"
 	"github.com/parley-xmpp/parley/mam"
+	"github.com/parley-xmpp/parley/muc"
 	"github.com/parley-xmpp/parley/omemo"
 	"github.com/parley-xmpp/parley/proxy65"
 	"github.com/parley-xmpp/parley/push"
@@ -62,7 +63,7 @@ type Config struct {
 	Invites   InvitesConfig   `mapstructure:"invites"`
 	Cluster   ClusterConfig   `mapstructure:"cluster"`
 	WebClient WebClientConfig `mapstructure:"web_client"`
-	MUC       MUCConfig       `mapstructure:"muc"`
+	MUC       muc.Settings    `mapstructure:"muc"`
 }
 
 // WebClientConfig controls the embedded web client (Converse.js).
@@ -116,52 +117,6 @@ type ClusterNATSConfig struct {
 	CredsFile string `mapstructure:"creds_file"`
 	// CAFile is a PEM bundle to verify NATS servers' TLS certificates.
 	CAFile string `mapstructure:"ca_file"`
-}
-
-// MUCConfig controls the XEP-0045 multi-user chat service.
-type MUCConfig struct {
-	// Enabled runs a service on <Subdomain>.<host> for every host.
-	Enabled   bool   `mapstructure:"enabled"`
-	Subdomain string `mapstructure:"subdomain"`
-	// RoomCreation says who may create rooms: "local" (every user of this
-	// server) or "admins".
-	RoomCreation string `mapstructure:"room_creation"`
-	// MaxRoomsPerUser bounds the rooms one user owns (0: no limit);
-	// admins are exempt.
-	MaxRoomsPerUser int `mapstructure:"max_rooms_per_user"`
-	// MaxOccupants bounds every room's occupants, whatever its
-	// configuration says.
-	MaxOccupants int `mapstructure:"max_occupants"`
-	// MaxHistory bounds the messages a room keeps for new occupants.
-	MaxHistory int `mapstructure:"max_history"`
-	// MessagesPerSecond is the sustained rate of messages one occupant may
-	// send to a room (bursts of twice that).
-	MessagesPerSecond int `mapstructure:"messages_per_second"`
-	// Defaults is the configuration of new rooms.
-	Defaults MUCRoomDefaults `mapstructure:"defaults"`
-}
-
-// MUCRoomDefaults is the configuration a new room starts with.
-type MUCRoomDefaults struct {
-	Persistent  bool `mapstructure:"persistent"`
-	Public      bool `mapstructure:"public"`
-	MembersOnly bool `mapstructure:"members_only"`
-	Moderated   bool `mapstructure:"moderated"`
-	// Whois: who sees occupants' real JIDs, "moderators" or "anyone".
-	Whois    string `mapstructure:"whois"`
-	MaxUsers int    `mapstructure:"max_users"`
-	// HistoryLength: messages sent to a new occupant.
-	HistoryLength int `mapstructure:"history_length"`
-	// AllowPM: who may send private messages, "anyone", "participants",
-	// "moderators" or "none".
-	AllowPM       string `mapstructure:"allow_pm"`
-	ChangeSubject bool   `mapstructure:"change_subject"`
-	AllowInvites  bool   `mapstructure:"allow_invites"`
-	Archive       bool   `mapstructure:"archive"`
-	Language      string `mapstructure:"language"`
-	// Notify: push notifications for affiliated users who are away,
-	// "mentions", "all" or "none".
-	Notify string `mapstructure:"notify"`
 }
 
 // S2SConfig controls federation with other XMPP servers.
@@ -417,10 +372,7 @@ func DefaultConfig() Config {
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
 		WebClient: WebClientConfig{Enabled: true},
-		MUC: MUCConfig{Enabled: true, Subdomain: "conference", RoomCreation: "local", MaxRoomsPerUser: 100,
-			MaxOccupants: 1000, MaxHistory: 100, MessagesPerSecond: 10,
-			Defaults: MUCRoomDefaults{Public: true, Whois: "moderators", MaxUsers: 200, HistoryLength: 20,
-				AllowPM: "anyone", Archive: true, Notify: "mentions"}},
+		MUC:       muc.DefaultSettings(),
 	}
 }
 
@@ -610,7 +562,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Cluster.problems(c.Storage.Backend)...)
-	c.MUC.validate(bad, seen)
+	for _, p := range c.MUC.Problems(c.Hosts) {
+		errs = append(errs, "muc."+p)
+	}
 	// The sections that modules own check themselves.
 	for _, sec := range []struct {
 		key      string
@@ -705,64 +659,6 @@ func (c ClusterConfig) problems(backend string) []string {
 		}
 	}
 	return errs
-}
-
-// validate checks the muc section; hosts are the configured virtual hosts.
-func (c MUCConfig) validate(bad func(key, format string, args ...any), hosts map[string]bool) {
-	if !c.Enabled {
-		return
-	}
-	if _, err := jid.Parse(c.Subdomain + ".example"); c.Subdomain == "" || err != nil || strings.ContainsAny(c.Subdomain, "@/. ") {
-		bad("muc.subdomain", "%q is not a domain label such as conference", c.Subdomain)
-	} else {
-		for h := range hosts {
-			if hosts[strings.ToLower(c.Subdomain)+"."+h] {
-				bad("muc.subdomain", "%s.%s is one of hosts", c.Subdomain, h)
-			}
-		}
-	}
-	switch c.RoomCreation {
-	case "local", "admins":
-	default:
-		bad("muc.room_creation", "%q is not allowed (expected local or admins)", c.RoomCreation)
-	}
-	if c.MaxRoomsPerUser < 0 {
-		bad("muc.max_rooms_per_user", "expected zero (no limit) or a positive number")
-	}
-	if c.MaxOccupants < 2 {
-		bad("muc.max_occupants", "expected a number >= 2, got %d", c.MaxOccupants)
-	}
-	if c.MaxHistory < 0 || c.MaxHistory > 1000 {
-		bad("muc.max_history", "expected a number of messages from 0 to 1000")
-	}
-	if c.MessagesPerSecond < 1 {
-		bad("muc.messages_per_second", "expected a number >= 1, got %d", c.MessagesPerSecond)
-	}
-	d := c.Defaults
-	switch d.Whois {
-	case "moderators", "anyone":
-	default:
-		bad("muc.defaults.whois", "%q is not allowed (expected moderators or anyone)", d.Whois)
-	}
-	if d.MaxUsers < 2 || d.MaxUsers > c.MaxOccupants {
-		bad("muc.defaults.max_users", "expected a number from 2 to muc.max_occupants (%d)", c.MaxOccupants)
-	}
-	if d.HistoryLength < 0 || d.HistoryLength > c.MaxHistory {
-		bad("muc.defaults.history_length", "expected a number from 0 to muc.max_history (%d)", c.MaxHistory)
-	}
-	switch d.AllowPM {
-	case "anyone", "participants", "moderators", "none":
-	default:
-		bad("muc.defaults.allow_pm", "%q is not allowed (expected anyone, participants, moderators or none)", d.AllowPM)
-	}
-	switch d.Notify {
-	case "mentions", "all", "none":
-	default:
-		bad("muc.defaults.notify", "%q is not allowed (expected mentions, all or none)", d.Notify)
-	}
-	if len(d.Language) > 35 || strings.ContainsAny(d.Language, " <>&\"'") {
-		bad("muc.defaults.language", "%q is not a language tag such as en", d.Language)
-	}
 }
 
 // componentProblems checks the XEP-0114 components: valid, distinct

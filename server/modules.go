@@ -169,27 +169,16 @@ func (a deletingAccounts) DeleteAccount(ctx context.Context, bare string) error 
 // newMUC builds the multi-user chat service from the muc section, or nil
 // when it is disabled.
 func newMUC(cfg Config, store storage.Store, log *slog.Logger, secret []byte, isAdmin func(context.Context, string) bool) *muc.Module {
-	c := cfg.MUC
-	if !c.Enabled {
+	if !cfg.MUC.Enabled {
 		return nil
 	}
-	d := c.Defaults
 	// Occupant ids (XEP-0421) are keyed by a secret of their own, derived
 	// from the server secret: stable across restarts and nodes.
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("parley muc occupant-id"))
 	return muc.New(muc.Config{
-		Domains:           cfg.Hosts,
-		Subdomain:         c.Subdomain,
-		RoomCreation:      c.RoomCreation,
-		MaxRoomsPerUser:   c.MaxRoomsPerUser,
-		MaxOccupants:      c.MaxOccupants,
-		MaxHistory:        c.MaxHistory,
-		MessagesPerSecond: c.MessagesPerSecond,
-		Defaults: muc.RoomConfig{Persistent: d.Persistent, Public: d.Public, MembersOnly: d.MembersOnly,
-			Moderated: d.Moderated, Whois: d.Whois, MaxUsers: d.MaxUsers, HistoryLength: d.HistoryLength,
-			AllowPM: d.AllowPM, ChangeSubject: d.ChangeSubject, AllowInvites: d.AllowInvites, Archive: d.Archive,
-			Language: d.Language, Notify: d.Notify},
+		Settings:       cfg.MUC,
+		Domains:        cfg.Hosts,
 		Secret:         mac.Sum(nil),
 		IsAdmin:        isAdmin,
 		MAMPageSize:    50,
