@@ -211,7 +211,7 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 	// The same answer as for an account that does not exist or is offline
 	// without storage: nothing tells the sender about the recipient.
 	if reply := wire.ErrorReply(st, wire.ErrServiceUnavailable, ""); reply != nil {
-		_ = m.reg.Sender().Route(ctx, reply)
+		m.reg.Sender().Route(ctx, reply)
 	}
 	return module.Drop
 }

@@ -126,9 +126,7 @@ func (m *Module) forward(ctx context.Context, r storage.SpamReport) {
 		for _, e := range evidence {
 			msg.Add(e.Copy())
 		}
-		if err := m.reg.Sender().Route(ctx, wire.FromElement(msg)); err != nil {
-			m.log.Warn("forwarding a spam report", "to", to, "err", err)
-		}
+		m.reg.Sender().Route(ctx, wire.FromElement(msg))
 	}
 }
 

@@ -212,9 +212,7 @@ func (m *Module) run(ctx context.Context, c *module.Command, ev *module.Event, s
 			out.Add(res.Form)
 		}
 		if res.After != nil {
-			if err := m.reg.Sender().Route(ctx, wire.IQResult(ev.Stanza, out)); err != nil {
-				m.log.Warn("ad-hoc reply not routed", "err", err)
-			}
+			m.reg.Sender().Route(ctx, wire.IQResult(ev.Stanza, out))
 			res.After()
 			return nil, module.ErrReplied
 		}

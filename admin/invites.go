@@ -429,9 +429,7 @@ func (m *PreauthModule) inbound(ctx context.Context, ev *module.Event) module.Ve
 	m.svc.log.Info("contact invitation redeemed", "inviter", inviter, "contact", contact)
 	if askBack {
 		sub := wire.NewElement(wire.NSClient, "presence", "type", "subscribe", "from", inviter, "to", contact)
-		if err := m.sender.Route(ctx, wire.FromElement(sub)); err != nil {
-			m.svc.log.Warn("invitation: subscription request back not routed", "err", err)
-		}
+		m.sender.Route(ctx, wire.FromElement(sub))
 	}
 	return module.Continue
 }

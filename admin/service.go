@@ -482,9 +482,8 @@ func (s *Service) Announce(ctx context.Context, domain, subject, body string) (i
 		if j.Domainpart() != domain {
 			continue
 		}
-		if err := snd.Route(ctx, serverMessage(domain, j.String(), "headline", subject, body)); err == nil {
-			n++
-		}
+		snd.Route(ctx, serverMessage(domain, j.String(), "headline", subject, body))
+		n++
 	}
 	s.log.Info("announcement sent", "domain", domain, "sessions", n)
 	return n, nil
@@ -534,7 +533,7 @@ func (s *Service) Welcome(ctx context.Context, bare string) {
 	domain := bare[strings.LastIndexByte(bare, '@')+1:]
 	msg := serverMessage(domain, bare, "normal", "", text)
 	if snd := s.sender.Load(); snd != nil {
-		err = snd.Route(ctx, msg)
+		snd.Route(ctx, msg)
 	} else {
 		now := s.now().UTC()
 		stored := msg.WithChild(wire.NewElement(nsDelay, "delay", "from", domain, "stamp", now.Format(time.RFC3339)))

@@ -240,9 +240,7 @@ func TestVCard(t *testing.T) {
 	}
 	// Nor can a remote server claiming to be alice (not a client origin).
 	forged := wire.MustParse("<iq type='set' id='x2' from='alice@example.org/evil' to='alice@example.org'><vCard xmlns='vcard-temp'><FN>Pwned</FN></vCard></iq>")
-	if err := e.Router.Route(context.Background(), forged, module.Origin{Kind: module.FromServer}); err != nil {
-		t.Fatal(err)
-	}
+	e.Router.Route(context.Background(), forged, module.Origin{Kind: module.FromServer})
 	if raw, _ := e.Store.VCard(context.Background(), "alice@example.org"); string(raw) != vcard {
 		t.Fatalf("vCard changed by a remote server: %s", raw)
 	}

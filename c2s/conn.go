@@ -533,7 +533,8 @@ func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
 		// whatever the client put there.
 		st = st.WithAttr("from", full)
 	}
-	return c.srv.router.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold})
+	c.srv.router.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold})
+	return nil
 }
 
 // startPing arms the timer that pings an idle client (XEP-0199) and

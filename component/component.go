@@ -375,9 +375,7 @@ func (c *conn) readLoop() error {
 			return &wire.StreamError{Condition: wire.CondImproperAddressing, Text: "a component's stanzas need a 'to'"}
 		}
 		componentStanzas.WithLabelValues("in").Inc()
-		if err := c.s.router.Route(ctx, st, module.Origin{Kind: module.FromComponent}); err != nil {
-			return err
-		}
+		c.s.router.Route(ctx, st, module.Origin{Kind: module.FromComponent})
 	}
 }
 

@@ -341,9 +341,7 @@ func (m *Module) route(ctx context.Context, st *wire.Stanza) {
 	if st == nil {
 		return
 	}
-	if err := m.sender.Route(ctx, st); err != nil {
-		m.log.Debug("route failed", "to", st.To, "err", err)
-	}
+	m.sender.Route(ctx, st)
 }
 
 // routeAll routes stanzas in order.

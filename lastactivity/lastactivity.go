@@ -157,7 +157,7 @@ func (m *Module) fullJIDQuery(ctx context.Context, ev *module.Event) module.Verd
 	if ok {
 		return module.Continue
 	}
-	_ = m.sender.Route(ctx, wire.ErrorReply(st, wire.ErrForbidden, "only contacts who see the user's presence may ask"))
+	m.sender.Route(ctx, wire.ErrorReply(st, wire.ErrForbidden, "only contacts who see the user's presence may ask"))
 	return module.Handled
 }
 

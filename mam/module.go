@@ -299,9 +299,7 @@ func (m *Module) refuse(ctx context.Context, st *wire.Stanza) module.Verdict {
 	if e := wire.ErrorReply(st, wire.ErrResourceConstraint, "the message could not be archived: storage is temporarily unavailable; try again later"); e != nil {
 		// The sender learns of it even when the ctx that carried the
 		// message has ended (e.g. its stream is closing).
-		if err := m.reg.Sender().Route(context.WithoutCancel(ctx), e); err != nil {
-			m.log.Debug("mam: bouncing an unarchived message failed", "to", e.To, "err", err)
-		}
+		m.reg.Sender().Route(context.WithoutCancel(ctx), e)
 	}
 	return module.Handled
 }

@@ -36,7 +36,7 @@ func (m *Module) handleQuery(ctx context.Context, ev *module.Event) (*wire.Eleme
 	fin, err := mamquery.Run(ctx, m.archive, mamquery.Query{
 		Owner: owner.String(), Requester: ev.From.String(), Element: ev.Stanza.Tree().FirstElement(),
 		Options: mamquery.Options{DefaultPageSize: m.cfg.DefaultPageSize, MaxPageSize: m.cfg.MaxPageSize, Fulltext: m.cfg.Fulltext},
-		Send:    func(st *wire.Stanza) error { return sender.Route(ctx, st) },
+		Send:    func(st *wire.Stanza) error { sender.Route(ctx, st); return nil },
 		Unreadable: func(msg storage.ArchivedMessage, err error) {
 			m.log.Error("mam: archived message unreadable", "user", owner.String(), "id", msg.ID, "err", err)
 		},

@@ -258,9 +258,7 @@ func (m *Module) send(st *wire.Stanza) {
 	if st == nil {
 		return
 	}
-	if err := m.reg.Sender().Route(m.ctx, st); err != nil {
-		m.log.Debug("muc: stanza not routed", "to", st.To, "err", err)
-	}
+	m.reg.Sender().Route(m.ctx, st)
 }
 
 // errPostTimeout is returned when a room's inbox stays full.

@@ -138,7 +138,7 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 		return module.Continue
 	}
 	if reply := wire.ErrorReply(st, wire.ErrPolicyViolation, PolicyText); reply != nil {
-		_ = m.sender.Route(ctx, reply)
+		m.sender.Route(ctx, reply)
 	}
 	return module.Handled
 }

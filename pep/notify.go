@@ -289,7 +289,7 @@ func (m *Module) sendLast(ctx context.Context, owner, full string, nodes map[str
 		}
 		st := eventMessage(owner, itemsEvent(n.Name, itemXML(it.ID, payload)), it.Stamp)
 		if st != nil {
-			_ = m.sender.Route(ctx, st.WithAttr("to", full))
+			m.sender.Route(ctx, st.WithAttr("to", full))
 		}
 	}
 }
@@ -333,7 +333,7 @@ func (m *Module) notify(ctx context.Context, owner, node string, c nodeConfig, i
 		if err != nil || !ac.allowed(ctx, to, c) || blocked(to) {
 			continue
 		}
-		_ = m.sender.Route(ctx, st.WithAttr("to", full))
+		m.sender.Route(ctx, st.WithAttr("to", full))
 	}
 }
 

@@ -271,7 +271,7 @@ func TestNotifications(t *testing.T) {
 
 	// Unavailable contacts get nothing.
 	p := wire.MustParse("<presence type='unavailable'/>").WithFromTo(bob+"/pc", alice)
-	_ = e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
+	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
 	e.ok(a, "%s", publishXML("p5", tune, "t5", "<tune xmlns='"+tune+"'/>", ""))
 	b.none(t, "offline contact", 50*time.Millisecond, event(tune, "item", "t5"))
 
@@ -321,7 +321,7 @@ func TestWrongCapsHashNotShared(t *testing.T) {
 	c, _ := caps("urn:other")
 	_, info := caps(tune)
 	p := wire.MustParse("<presence>"+c+"</presence>").WithFromTo(b.j.String(), alice)
-	_ = e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
+	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
 	q := b.wait(t, "caps query", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
 	e.send(b, "<iq type='result' id='%s' to='%s'>%s</iq>", q.ID, q.From, strings.Replace(info, "node='https://test.example#", "node='x#", 1))
 	// Trusted for bob himself...
@@ -330,6 +330,6 @@ func TestWrongCapsHashNotShared(t *testing.T) {
 	e.rosterItem(alice, eve, "both")
 	s := e.login(eve + "/x")
 	p = wire.MustParse("<presence>"+c+"</presence>").WithFromTo(s.j.String(), alice)
-	_ = e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
+	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
 	s.wait(t, "caps query for the unverified ver", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
 }

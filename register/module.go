@@ -334,7 +334,7 @@ func (m *Module) manage(ctx context.Context, ev *module.Event, account jid.JID) 
 		}
 		// XEP-0077 §3.2: answer, then end every session of the account.
 		// The reply is queued before the close on the requester's stream.
-		_ = m.sender.Route(ctx, wire.IQResult(ev.Stanza, nil))
+		m.sender.Route(ctx, wire.IQResult(ev.Stanza, nil))
 		for _, s := range m.sessions.Resources(account) {
 			s.Close(&wire.StreamError{Condition: wire.CondNotAuthorized, Text: "the account has been removed"})
 		}

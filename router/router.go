@@ -247,7 +247,7 @@ func (r *Router) AllSessions() []module.Session {
 
 // Route routes st. origin says where it entered the server; for FromClient
 // the caller has already stamped 'from' with the session's full JID.
-func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origin) error {
+func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origin) {
 	start := time.Now()
 	defer func() { routeSeconds.Observe(time.Since(start).Seconds()) }()
 	stanzasRouted.WithLabelValues(kindLabel(st.Name), originLabel(int(origin.Kind))).Inc()
@@ -257,27 +257,26 @@ func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origi
 	if st.From != "" {
 		if ev.From, err = ParseJID(st.From); err != nil {
 			stanzasDropped.WithLabelValues("bad-from").Inc()
-			return nil
+			return
 		}
 	}
 	switch {
 	case st.To != "":
 		if ev.To, err = ParseJID(st.To); err != nil {
 			r.bounce(ctx, st, wire.ErrJIDMalformed, "the 'to' address is not a valid JID")
-			return nil
+			return
 		}
 	case origin.Kind == module.FromClient:
 		// RFC 6120 §10.3: no 'to' means the user's own account.
 		ev.To = ev.From.Bare()
 	default:
 		stanzasDropped.WithLabelValues("no-to").Inc()
-		return nil
+		return
 	}
 	if origin.Kind == module.FromClient && module.RunChain(ctx, r.reg.OutboundHooks(), ev) != module.Continue {
-		return nil
+		return
 	}
 	r.dispatch(ctx, ev)
-	return nil
 }
 
 func (r *Router) dispatch(ctx context.Context, ev *module.Event) {
@@ -540,7 +539,7 @@ func (r *Router) routeLocal(ctx context.Context, st *wire.Stanza) {
 	if st == nil {
 		return
 	}
-	_ = r.Route(ctx, st, module.Origin{Kind: module.FromLocal})
+	r.Route(ctx, st, module.Origin{Kind: module.FromLocal})
 }
 
 // bounce answers st with an error (never answering errors or results).
@@ -572,8 +571,8 @@ func (r *Router) Sender() module.Sender { return sender{r} }
 
 type sender struct{ r *Router }
 
-func (s sender) Route(ctx context.Context, st *wire.Stanza) error {
-	return s.r.Route(ctx, st, module.Origin{Kind: module.FromLocal})
+func (s sender) Route(ctx context.Context, st *wire.Stanza) {
+	s.r.Route(ctx, st, module.Origin{Kind: module.FromLocal})
 }
 
 func (s sender) Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, error) {
@@ -599,9 +598,7 @@ func (r *Router) Request(ctx context.Context, iq *wire.Stanza) (*wire.Stanza, er
 		delete(r.pending, key)
 		r.pendMu.Unlock()
 	}()
-	if err := r.Route(ctx, iq, module.Origin{Kind: module.FromLocal}); err != nil {
-		return nil, err
-	}
+	r.Route(ctx, iq, module.Origin{Kind: module.FromLocal})
 	select {
 	case res := <-ch:
 		return res, nil

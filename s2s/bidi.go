@@ -193,7 +193,7 @@ func (s *Service) acceptStanza(ctx context.Context, a *authSet, st *wire.Stanza)
 		return nil
 	}
 	s.stats.in(fromDom)
-	_ = s.router.Route(ctx, st, module.Origin{Kind: module.FromServer})
+	s.router.Route(ctx, st, module.Origin{Kind: module.FromServer})
 	return nil
 }
 
