@@ -112,8 +112,8 @@ type Server struct {
 	peers Peers // nil: a single node
 
 	perAddr *netlimit.PerAddress
-	unauth  atomic.Int64  // connections not authenticated yet
-	rejects chan struct{} // slots for refused connections being told why
+	unauth  atomic.Int64 // connections not authenticated yet
+	rejects *netlimit.Refusals
 	lives   lives
 
 	mu     sync.Mutex
@@ -153,7 +153,7 @@ func New(cfg Config, r *router.Router, reg *module.Registry, a *auth.Server, th 
 	s := &Server{cfg: cfg, log: cfg.Logger, router: r, reg: reg, auth: a, throttle: th, register: register,
 		domains: map[string]bool{}, conns: map[*conn]struct{}{},
 		smDir: sm.NewDirectory[*session](), tombs: &tombstones{m: map[string]tomb{}},
-		perAddr: netlimit.NewPerAddress(cfg.ConnectionsPerAddress), rejects: make(chan struct{}, 64)}
+		perAddr: netlimit.NewPerAddress(cfg.ConnectionsPerAddress), rejects: netlimit.NewRefusals(64)}
 	for _, d := range cfg.Domains {
 		s.domains[d] = true
 	}
@@ -283,14 +283,7 @@ func (s *Server) refuse(c net.Conn, directTLS bool, se *wire.StreamError) {
 		_ = c.Close()
 		return
 	}
-	select {
-	case s.rejects <- struct{}{}:
-	default:
-		_ = c.Close()
-		return
-	}
-	s.lives.Go(func() {
-		defer func() { <-s.rejects }()
+	s.rejects.Refuse(c, s.lives.Go, func(c net.Conn) {
 		t := newTCPTransport(c, s.cfg.Limits, time.Second)
 		from := ""
 		if len(s.cfg.Domains) > 0 {

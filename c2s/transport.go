@@ -169,15 +169,16 @@ func (t *tcpTransport) flush() error {
 }
 
 // closeStream ends the stream from any goroutine without waiting behind a
-// writer: when a write is in progress (possibly blocked on a peer that does
-// not read) the socket is closed at once, which also fails that write.
+// blocked writer: when a write in progress does not end within moments
+// (a peer that does not read) the socket is closed, which fails that
+// write.
 // Otherwise the stream error and end are written and the reader lingers
 // (see finalClose).
 func (t *tcpTransport) closeStream(se *wire.StreamError) {
 	if t.closed.Swap(true) {
 		return
 	}
-	if !t.wmu.TryLock() {
+	if !netlimit.LockSoon(&t.wmu) {
 		_ = t.conn.Close()
 		return
 	}
@@ -397,7 +398,7 @@ func (t *wsTransport) closeStream(se *wire.StreamError) {
 	if t.closing.Swap(true) || t.closed.Load() {
 		return
 	}
-	if !t.wmu.TryLock() {
+	if !netlimit.LockSoon(&t.wmu) {
 		t.close()
 		return
 	}

@@ -206,6 +206,51 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Refusals tells refused connections why without blocking the accept
+// loop: a few at a time, each in a goroutine; beyond that a refused
+// connection is closed at once (a flood of them costs no goroutines).
+type Refusals struct{ slots chan struct{} }
+
+// NewRefusals allows n refusals being told at once.
+func NewRefusals(n int) *Refusals { return &Refusals{slots: make(chan struct{}, n)} }
+
+// Refuse runs tell(c) through spawn (which starts a goroutine the caller
+// tracks) when a slot is free, else closes c at once. tell must bound its
+// writes and close c, or have it closed shortly.
+func (r *Refusals) Refuse(c net.Conn, spawn func(func()), tell func(net.Conn)) {
+	select {
+	case r.slots <- struct{}{}:
+	default:
+		_ = c.Close()
+		return
+	}
+	spawn(func() {
+		defer func() { <-r.slots }()
+		tell(c)
+	})
+}
+
+// lockWait is how long LockSoon waits for a write in progress.
+const lockWait = 50 * time.Millisecond
+
+// LockSoon locks mu unless another goroutine keeps it for longer than a
+// write in progress takes (50 ms): closing a stream uses it so that a
+// writer blocked on a peer that does not read (until its deadline) is not
+// waited for; the caller closes the connection instead, which fails that
+// write at once.
+func LockSoon(mu *sync.Mutex) bool {
+	if mu.TryLock() {
+		return true
+	}
+	for deadline := time.Now().Add(lockWait); time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		if mu.TryLock() {
+			return true
+		}
+	}
+	return false
+}
+
 // CloseWrite half-closes a TCP connection (the peer reads the end of the
 // stream); it does nothing on other connections.
 func (c *Conn) CloseWrite() error {

@@ -2,6 +2,7 @@ package netlimit
 
 import (
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,5 +107,26 @@ func TestListener(t *testing.T) {
 		s3.Close()
 	case <-time.After(5 * time.Second):
 		t.Fatal("refused after the first connection closed")
+	}
+}
+
+func TestLockSoon(t *testing.T) {
+	var mu sync.Mutex
+	if !LockSoon(&mu) {
+		t.Fatal("free mutex not locked")
+	}
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		mu.Unlock()
+	}()
+	if !LockSoon(&mu) {
+		t.Fatal("a short hold was not waited for")
+	}
+	start := time.Now()
+	if LockSoon(&mu) {
+		t.Fatal("locked a mutex that stays held")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("waited %v for a held mutex", d)
 	}
 }

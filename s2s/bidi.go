@@ -230,12 +230,23 @@ func (s *Service) dialbackRequest(ctx context.Context, str *stream, streamID str
 		a.mu.Unlock()
 		return str.send(dbError("result", to, from, "", "wait", "policy-violation"))
 	}
+	release := func() {}
+	if s.dialbacks != nil {
+		var ok bool
+		if release, ok = s.dialbackSlot(); !ok {
+			// Each verification opens a connection to a domain the peer
+			// names: only so many at once, whoever asks.
+			a.mu.Unlock()
+			return str.send(dbError("result", to, from, "", "wait", "resource-constraint"))
+		}
+	}
 	a.pending[p] = true
 	a.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		err := s.verifyKey(ctx, to, from, streamID, key)
+		release()
 		a.mu.Lock()
 		delete(a.pending, p)
 		a.mu.Unlock()

@@ -144,10 +144,10 @@ func (s *Service) negotiateTLS(ctx context.Context, c net.Conn, direct bool, loc
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
-	st := newStream(c, s.cfg.Limits)
+	st := newStream(s.wrapConn(c), s.cfg.Limits)
 	timeout := s.cfg.ConnectTimeout
 	if direct {
-		if err := st.upgrade(tls.Client(c, s.clientTLS(local, remote, true)), timeout); err != nil {
+		if err := st.upgrade(tls.Client(st.raw, s.clientTLS(local, remote, true)), timeout); err != nil {
 			return nil, fmt.Errorf("TLS with %s: %w", remote, err)
 		}
 	}
@@ -193,7 +193,7 @@ func (s *Service) negotiateTLS(ctx context.Context, c net.Conn, direct bool, loc
 		if resp.NS != nsTLS || resp.Name != "proceed" {
 			return nil, fmt.Errorf("%s refused STARTTLS", remote)
 		}
-		if err := st.upgrade(tls.Client(c, s.clientTLS(local, remote, false)), timeout); err != nil {
+		if err := st.upgrade(tls.Client(st.raw, s.clientTLS(local, remote, false)), timeout); err != nil {
 			return nil, fmt.Errorf("TLS with %s: %w", remote, err)
 		}
 	}

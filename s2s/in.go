@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -37,15 +39,28 @@ type inConn struct {
 	// verification goroutines; done is closed when the stream has ended.
 	auth *authSet
 	done chan struct{}
+
+	// Until a domain pair is authenticated the stream has a deadline that
+	// no traffic extends (authBy) and its input is rate-limited (the
+	// connection's byte budget, preauth for elements).
+	authBy  time.Time
+	preauth *netlimit.Bucket
+	release func() // of the inbound connection limits
 }
 
-func newInConn(s *Service, c net.Conn) *inConn {
-	return &inConn{svc: s, s: newStream(c, s.cfg.Limits), auth: newAuthSet(s, "in"), done: make(chan struct{}),
-		log: s.log.With("dir", "in", "remote_addr", c.RemoteAddr().String())}
+func newInConn(s *Service, c net.Conn, release func()) *inConn {
+	nc := s.wrapConn(c)
+	nc.SetBudget(netlimit.NewBucket(s.cfg.PreAuthBytesPerSecond, 4*s.cfg.PreAuthBytesPerSecond))
+	return &inConn{svc: s, s: newStream(nc, s.cfg.Limits), auth: newAuthSet(s, "in"), done: make(chan struct{}),
+		log:     s.log.With("dir", "in", "remote_addr", c.RemoteAddr().String()),
+		authBy:  time.Now().Add(s.cfg.AuthTimeout),
+		preauth: netlimit.NewBucket(s.cfg.PreAuthStanzasPerSecond, 4*s.cfg.PreAuthStanzasPerSecond),
+		release: release}
 }
 
 func (c *inConn) run(directTLS bool) {
 	defer c.svc.wg.Done()
+	defer c.release()
 	defer c.svc.removeIn(c)
 	ctx, cancel := context.WithCancel(c.svc.ctx)
 	defer cancel()
@@ -64,6 +79,10 @@ func (c *inConn) run(directTLS bool) {
 		}
 	}
 	err := c.loop()
+	if errors.Is(err, netlimit.ErrBudget) {
+		limitHits.WithLabelValues(limitPreAuthBytes).Inc()
+		err = &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too much data before authentication"}
+	}
 	var se *wire.StreamError
 	switch {
 	case errors.Is(err, errAlreadyClosed):
@@ -85,18 +104,28 @@ func (c *inConn) loop() error {
 			return err
 		}
 		for {
-			if c.isAuthed() {
+			authed := c.isAuthed()
+			if authed {
 				c.s.setReadDeadline(c.svc.cfg.IdleTimeout)
+				c.s.raw.SetBudget(nil)
 			} else {
-				c.s.setReadDeadline(c.svc.preAuthTimeout())
+				_ = c.s.conn.SetReadDeadline(c.authBy)
 			}
 			st, err := c.s.rd.Next()
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
+					if !authed {
+						limitHits.WithLabelValues(limitAuthTimeout).Inc()
+						return &wire.StreamError{Condition: wire.CondConnectionTimeout, Text: "no domain authenticated in time"}
+					}
 					return &wire.StreamError{Condition: wire.CondConnectionTimeout}
 				}
 				return err
+			}
+			if !authed && !c.preauth.Take(1) {
+				limitHits.WithLabelValues(limitPreAuthStanzas).Inc()
+				return &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many requests before authentication"}
 			}
 			if err := c.handle(st); err != nil {
 				if err == errRestart {
@@ -118,7 +147,11 @@ func (s *Service) firstDomain() string {
 }
 
 func (c *inConn) openStream() error {
-	c.s.setReadDeadline(c.svc.preAuthTimeout())
+	if c.isAuthed() {
+		c.s.setReadDeadline(c.svc.preAuthTimeout())
+	} else {
+		_ = c.s.conn.SetReadDeadline(c.authBy)
+	}
 	h, err := c.s.rd.ReadHeader()
 	if err != nil {
 		if se, ok := wire.AsStreamError(err); ok {

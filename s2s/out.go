@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-xmpp/parley/wire"
@@ -22,14 +23,35 @@ const (
 // goroutine connects, authenticates and then drains the queue; stanzas
 // wait in the queue while it connects.
 type outConn struct {
-	svc   *Service
-	p     pair
-	queue chan *wire.Stanza
-	log   *slog.Logger
+	// qbytes are the bytes of the stanzas in queue (bounded by QueueBytes).
+	qbytes atomic.Int64
+	svc    *Service
+	p      pair
+	queue  chan *wire.Stanza
+	log    *slog.Logger
 	// via, when set, is a bidirectional stream the peer opened (XEP-0288)
 	// that carries the queue until it ends; then we dial as usual.
 	via *link
 }
+
+// enqueue queues st unless the queue is full in stanzas or bytes.
+func (o *outConn) enqueue(st *wire.Stanza) bool {
+	n := int64(len(st.Raw))
+	if o.qbytes.Add(n) > int64(o.svc.cfg.QueueBytes) {
+		o.qbytes.Add(-n)
+		limitHits.WithLabelValues(limitQueue).Inc()
+		return false
+	}
+	select {
+	case o.queue <- st:
+		return true
+	default:
+		o.qbytes.Add(-n)
+		return false
+	}
+}
+
+func (o *outConn) dequeued(st *wire.Stanza) { o.qbytes.Add(-int64(len(st.Raw))) }
 
 func newOutConn(s *Service, p pair) *outConn {
 	return &outConn{svc: s, p: p, queue: make(chan *wire.Stanza, s.cfg.QueueSize),
@@ -86,6 +108,7 @@ func (o *outConn) fail(err error) {
 	for {
 		select {
 		case st := <-o.queue:
+			o.dequeued(st)
 			s.bounce(st, cond, text)
 		default:
 			return
@@ -337,12 +360,14 @@ func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{
 	for {
 		select {
 		case st := <-o.queue:
+			o.dequeued(st)
 			n := 0
 			err := w.write(st.Raw)
 			for n = 1; err == nil && n < maxBatch; n++ {
 				var more *wire.Stanza
 				select {
 				case more = <-o.queue:
+					o.dequeued(more)
 				default:
 				}
 				if more == nil {
@@ -387,6 +412,7 @@ func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{
 			for {
 				select {
 				case st := <-o.queue:
+					o.dequeued(st)
 					s.bounce(st, wire.ErrRemoteServerTimeout, "the server is shutting down")
 				default:
 					return false

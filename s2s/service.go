@@ -21,6 +21,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -54,6 +55,28 @@ type Config struct {
 	Limits wire.Limits
 	// IdleTimeout closes streams without traffic (default 10 minutes).
 	IdleTimeout time.Duration
+	// AuthTimeout closes an inbound stream on which no domain pair has
+	// authenticated within this time from its start, whatever it sends
+	// (default 60s): a stream used only for <db:verify/> ends too.
+	AuthTimeout time.Duration
+	// WriteTimeout: a write that does not progress for this long fails and
+	// ends the stream (default 30s).
+	WriteTimeout time.Duration
+	// PreAuthBytesPerSecond and PreAuthStanzasPerSecond bound what an
+	// inbound stream sends before a domain authenticated on it (bursts of
+	// four seconds' worth); beyond, it is closed. 0: no limit.
+	PreAuthBytesPerSecond   int
+	PreAuthStanzasPerSecond int
+	// MaxInbound bounds inbound streams in total, ConnectionsPerAddress
+	// those from one address (IPv6: one /64); MaxDialbacks the dialback
+	// verifications this server runs at once for peers (each opens a
+	// connection to a domain the peer names). 0: no limit.
+	MaxInbound            int
+	ConnectionsPerAddress int
+	MaxDialbacks          int
+	// QueueBytes bounds the stanzas queued for one domain pair while its
+	// stream connects or is slow (default 8 MiB); beyond, they bounce.
+	QueueBytes int
 	// ConnectTimeout bounds connecting, TLS and authentication (default 30s).
 	ConnectTimeout time.Duration
 	// QueueSize bounds stanzas queued per domain pair (default 1000).
@@ -101,6 +124,10 @@ type Service struct {
 	dbMu      sync.Mutex
 	dbPending map[string]int // local, remote, stream id of our outbound dialback requests
 
+	perAddr   *netlimit.PerAddress
+	rejects   *netlimit.Refusals
+	dialbacks chan struct{} // dialback verifications running (nil: no limit)
+
 	stats stats
 }
 
@@ -128,6 +155,15 @@ func New(cfg Config, r *router.Router) *Service {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 1000
 	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 8 << 20
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = time.Minute
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -144,7 +180,11 @@ func New(cfg Config, r *router.Router) *Service {
 	s := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "s2s"), router: r, local: map[string]bool{},
 		secret: []byte(hex.EncodeToString(h[:])), ourCertOK: map[string]bool{}, ctx: ctx, cancel: cancel,
 		out: map[pair]*outConn{}, links: map[pair]*link{}, backoff: map[pair]backoffState{}, in: map[*inConn]struct{}{},
-		lns: map[net.Listener]struct{}{}, dbPending: map[string]int{}}
+		lns: map[net.Listener]struct{}{}, dbPending: map[string]int{},
+		perAddr: netlimit.NewPerAddress(cfg.ConnectionsPerAddress), rejects: netlimit.NewRefusals(16)}
+	if cfg.MaxDialbacks > 0 {
+		s.dialbacks = make(chan struct{}, cfg.MaxDialbacks)
+	}
 	for _, d := range cfg.LocalDomains {
 		s.local[strings.ToLower(d)] = true
 	}
@@ -293,11 +333,9 @@ func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
 		s.wg.Add(1)
 		go o.run()
 	}
-	select {
-	case o.queue <- st:
-		s.mu.Unlock()
-	default:
-		s.mu.Unlock()
+	queued := o.enqueue(st)
+	s.mu.Unlock()
+	if !queued {
 		s.bounce(st, wire.ErrResourceConstraint, "too many stanzas queued for "+p.remote)
 	}
 	return nil
@@ -336,13 +374,19 @@ func (s *Service) ServeTCP(ln net.Listener, directTLS bool) error {
 			return err
 		}
 		delay = 0
-		ic := newInConn(s, c)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			_ = c.Close()
 			continue
 		}
+		release, se := s.admitInbound(c)
+		if se != nil {
+			s.mu.Unlock()
+			s.refuse(c, directTLS, se)
+			continue
+		}
+		ic := newInConn(s, c, release)
 		s.in[ic] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
 )
@@ -31,8 +32,8 @@ var errStreamClosed = errors.New("s2s: stream closed")
 // optionally upgraded with TLS. Reading is done by exactly one goroutine at
 // a time; writes are serialized by wmu.
 type stream struct {
-	raw    net.Conn
-	conn   net.Conn // raw or the TLS conn on top of it
+	raw    *netlimit.Conn // every write has a deadline
+	conn   net.Conn       // raw or the TLS conn on top of it
 	rd     *wire.Reader
 	lim    wire.Limits
 	bw     *bufio.Writer
@@ -41,7 +42,7 @@ type stream struct {
 	closed atomic.Bool
 }
 
-func newStream(c net.Conn, lim wire.Limits) *stream {
+func newStream(c *netlimit.Conn, lim wire.Limits) *stream {
 	s := &stream{raw: c, conn: c, lim: lim}
 	s.rd = wire.NewReader(c, lim)
 	s.bw = bufio.NewWriterSize(c, 4096)
@@ -102,24 +103,36 @@ func (s *stream) flush() error {
 }
 
 // closeStream sends an optional stream error and the closing tag, then
-// closes the connection shortly after so the peer can read the error.
+// closes the connection shortly after so the peer can read the error. It
+// does not wait behind a write that is blocked (on a peer that does not
+// read): it then closes the connection, which fails that write.
 func (s *stream) closeStream(se *wire.StreamError) {
 	if s.closed.Swap(true) {
 		return
 	}
-	s.wmu.Lock()
-	_ = s.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if !netlimit.LockSoon(&s.wmu) {
+		_ = s.conn.Close()
+		return
+	}
 	if se != nil {
 		s.bw.Write(se.Bytes())
 	}
 	s.bw.WriteString("</stream:stream>")
-	_ = s.bw.Flush()
+	err := s.bw.Flush()
 	s.wmu.Unlock()
-	if tc, ok := s.raw.(interface{ CloseWrite() error }); ok && !s.tls {
-		_ = tc.CloseWrite()
+	if err != nil {
+		_ = s.conn.Close()
+		return
 	}
-	time.AfterFunc(2*time.Second, func() { _ = s.conn.Close() })
+	if !s.tls {
+		_ = s.raw.CloseWrite()
+	}
+	time.AfterFunc(lingerTime, func() { _ = s.conn.Close() })
 }
+
+// lingerTime is how long a closed stream's connection stays open for the
+// peer to read the stream end.
+const lingerTime = 2 * time.Second
 
 func (s *stream) close() {
 	s.closed.Store(true)

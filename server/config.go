@@ -145,6 +145,18 @@ type S2SConfig struct {
 	// MetricsDomains get their own label in the per-domain s2s metrics
 	// (domains in Routes always do); every other domain is "other".
 	MetricsDomains []string `mapstructure:"metrics_domains"`
+	// AuthTimeout: an inbound stream on which no domain authenticated
+	// within this time of its start is closed, whatever it sends.
+	AuthTimeout time.Duration `mapstructure:"auth_timeout"`
+	// MaxInbound bounds inbound server streams in total and
+	// ConnectionsPerAddress those from one address; 0 = no limit.
+	MaxInbound            int `mapstructure:"max_inbound"`
+	ConnectionsPerAddress int `mapstructure:"connections_per_address"`
+	// MaxDialbacks bounds the dialback verifications run at once for
+	// peers (each opens a connection to a domain the peer names).
+	MaxDialbacks int `mapstructure:"max_dialbacks"`
+	// QueueBytes bounds what is queued for one remote domain.
+	QueueBytes int `mapstructure:"queue_bytes"`
 }
 
 // TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
@@ -357,11 +369,12 @@ func DefaultConfig() Config {
 		},
 		C2S: C2SConfig{PingInterval: 5 * time.Minute, PingTimeout: 60 * time.Second,
 			ResumeTimeout: 5 * time.Minute, MaxUnacked: 5000, MaxUnackedBytes: 8 << 20, CSIHoldBytes: 512 << 10},
-		Log:              LogConfig{Level: "info", Format: "text"},
-		MAM:              mam.DefaultSettings(),
-		Push:             push.DefaultSettings(),
-		Upload:           upload.DefaultSettings(),
-		S2S:              S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true},
+		Log:    LogConfig{Level: "info", Format: "text"},
+		MAM:    mam.DefaultSettings(),
+		Push:   push.DefaultSettings(),
+		Upload: upload.DefaultSettings(),
+		S2S: S2SConfig{IdleTimeout: 10 * time.Minute, Bidi: true, AuthTimeout: time.Minute, MaxInbound: 1000,
+			ConnectionsPerAddress: 100, MaxDialbacks: 32, QueueBytes: 8 << 20},
 		Abuse:            abuse.DefaultSettings(),
 		ExternalServices: extdisco.DefaultSettings(),
 		Proxy65:          proxy65.DefaultSettings(),
@@ -508,6 +521,13 @@ func (c *Config) Validate() error {
 	if c.S2S.IdleTimeout <= 0 {
 		bad("s2s.idle_timeout", "expected a positive duration such as 10m")
 	}
+	if c.S2S.AuthTimeout < time.Second {
+		bad("s2s.auth_timeout", "expected a duration of at least 1s such as 60s")
+	}
+	positive("s2s.max_inbound", c.S2S.MaxInbound, 0)
+	positive("s2s.connections_per_address", c.S2S.ConnectionsPerAddress, 0)
+	positive("s2s.max_dialbacks", c.S2S.MaxDialbacks, 1)
+	positive("s2s.queue_bytes", c.S2S.QueueBytes, 1<<20)
 	for i, r := range c.S2S.Routes {
 		d, a, ok := strings.Cut(r, "=")
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(a, "tls://")); !ok || d == "" || err != nil {

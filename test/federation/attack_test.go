@@ -63,9 +63,9 @@ func (p *rawPeer) next() *wire.Stanza {
 	return st
 }
 
-// dialRaw connects to addr as 'from' and negotiates STARTTLS, presenting
-// cert (if not nil) as client certificate.
-func dialRaw(t *testing.T, addr, from, to string, cert *tls.Certificate) *rawPeer {
+// dialPlain opens a stream to addr as 'from' without TLS (dialback
+// verification needs none) and reads the features.
+func dialPlain(t *testing.T, addr, from, to string) *rawPeer {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -74,6 +74,15 @@ func dialRaw(t *testing.T, addr, from, to string, cert *tls.Certificate) *rawPee
 	t.Cleanup(func() { _ = c.Close() })
 	p := &rawPeer{t: t, conn: c, rd: wire.NewReader(c, wire.Limits{}), from: from, to: to}
 	p.open()
+	return p
+}
+
+// dialRaw connects to addr as 'from' and negotiates STARTTLS, presenting
+// cert (if not nil) as client certificate.
+func dialRaw(t *testing.T, addr, from, to string, cert *tls.Certificate) *rawPeer {
+	t.Helper()
+	p := dialPlain(t, addr, from, to)
+	c := p.conn
 	if p.feats.Child("urn:ietf:params:xml:ns:xmpp-tls", "starttls") == nil {
 		t.Fatalf("no STARTTLS offered: %s", p.feats.Raw)
 	}

@@ -180,6 +180,13 @@ type nodeOpts struct {
 	directTLS         bool
 	idle              time.Duration
 	noBidi            bool
+	// limits (zero: the s2s package's defaults)
+	authTimeout           time.Duration
+	maxInbound            int
+	connectionsPerAddress int
+	maxDialbacks          int
+	queueBytes            int
+	preAuthStanzas        int
 }
 
 // listen reserves a listener on a loopback address (127.0.0.2, 127.0.0.3).
@@ -218,16 +225,22 @@ func startNode(t *testing.T, domain string, ln *countingListener, ca *testCA, o 
 	r.SetRegistry(reg)
 	secret := []byte("secret of " + domain)
 	svc := s2s.New(s2s.Config{
-		LocalDomains:      []string{domain},
-		TLS:               &tls.Config{Certificates: []tls.Certificate{o.cert}, MinVersion: tls.VersionTLS12},
-		RootCAs:           ca.pool,
-		RequireValidCerts: o.requireValidCerts,
-		Routes:            o.routes,
-		DialbackSecret:    secret,
-		ConnectTimeout:    5 * time.Second,
-		IdleTimeout:       o.idle,
-		DisableBidi:       o.noBidi,
-		Logger:            log,
+		LocalDomains:            []string{domain},
+		TLS:                     &tls.Config{Certificates: []tls.Certificate{o.cert}, MinVersion: tls.VersionTLS12},
+		RootCAs:                 ca.pool,
+		RequireValidCerts:       o.requireValidCerts,
+		Routes:                  o.routes,
+		DialbackSecret:          secret,
+		ConnectTimeout:          5 * time.Second,
+		IdleTimeout:             o.idle,
+		DisableBidi:             o.noBidi,
+		AuthTimeout:             o.authTimeout,
+		MaxInbound:              o.maxInbound,
+		ConnectionsPerAddress:   o.connectionsPerAddress,
+		MaxDialbacks:            o.maxDialbacks,
+		QueueBytes:              o.queueBytes,
+		PreAuthStanzasPerSecond: o.preAuthStanzas,
+		Logger:                  log,
 	}, r)
 	r.SetRemote(svc)
 	go func() { _ = svc.ServeTCP(ln, o.directTLS) }()
