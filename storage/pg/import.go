@@ -30,15 +30,11 @@ func (s *Store) Tables(ctx context.Context) ([]string, error) {
 
 // Count returns the number of rows of one of Tables.
 func (s *Store) Count(ctx context.Context, table string) (int64, error) {
-	tables, err := s.Tables(ctx)
-	if err != nil {
+	if err := s.knownTable(ctx, table); err != nil {
 		return 0, err
 	}
-	if !slices.Contains(tables, table) {
-		return 0, fmt.Errorf("pg: unknown table %q", table)
-	}
 	var n int64
-	err = s.queryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(table), nil, &n)
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(table), nil, &n)
 	return n, err
 }
 
@@ -180,16 +176,25 @@ func (s *Store) ImportUpload(ctx context.Context, u storage.Upload) (bool, error
 // holds needle, as text or in its bytes: tests use it to check that no
 // row of a deleted account is left, in whichever table a migration adds.
 func (s *Store) CountMentions(ctx context.Context, table, needle string) (int64, error) {
-	tables, err := s.Tables(ctx)
-	if err != nil {
+	if err := s.knownTable(ctx, table); err != nil {
 		return 0, err
-	}
-	if !slices.Contains(tables, table) {
-		return 0, fmt.Errorf("pg: unknown table %q", table)
 	}
 	// A row's text form shows bytea columns in hex.
 	var n int64
-	err = s.queryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(table)+` t
+	err := s.queryRow(ctx, `SELECT COUNT(*) FROM `+quoteIdent(table)+` t
 		WHERE strpos(t::text, $1) > 0 OR strpos(t::text, encode(convert_to($1, 'UTF8'), 'hex')) > 0`, []any{needle}, &n)
 	return n, err
+}
+
+// knownTable fails unless table is one of Tables (table names are
+// spliced into SQL).
+func (s *Store) knownTable(ctx context.Context, table string) error {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(tables, table) {
+		return fmt.Errorf("pg: unknown table %q", table)
+	}
+	return nil
 }

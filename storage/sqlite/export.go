@@ -81,15 +81,11 @@ func (s *Store) Tables(ctx context.Context) ([]string, error) {
 
 // ExportCount counts the rows of one of Tables (for verifying a copy).
 func (s *Store) ExportCount(ctx context.Context, table string) (int64, error) {
-	tables, err := s.Tables(ctx)
-	if err != nil {
+	if err := s.knownTable(ctx, table); err != nil {
 		return 0, err
 	}
-	if !slices.Contains(tables, table) {
-		return 0, fmt.Errorf("sqlite: unknown table %q", table)
-	}
 	var n int64
-	err = s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM "`+table+`"`).Scan(&n)
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM "`+table+`"`).Scan(&n)
 	return n, err
 }
 
@@ -149,12 +145,8 @@ func (s *Store) ExportArchive(ctx context.Context, owner, afterID string, limit 
 // holds needle, as text or in its bytes: tests use it to check that no
 // row of a deleted account is left, in whichever table a migration adds.
 func (s *Store) CountMentions(ctx context.Context, table, needle string) (int64, error) {
-	tables, err := s.Tables(ctx)
-	if err != nil {
+	if err := s.knownTable(ctx, table); err != nil {
 		return 0, err
-	}
-	if !slices.Contains(tables, table) {
-		return 0, fmt.Errorf("sqlite: unknown table %q", table)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
 	if err != nil {
@@ -174,4 +166,17 @@ func (s *Store) CountMentions(ctx context.Context, table, needle string) (int64,
 	var n int64
 	err = s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM "`+table+`" WHERE `+strings.Join(where, " OR "), needle).Scan(&n)
 	return n, err
+}
+
+// knownTable fails unless table is one of Tables (table names are
+// spliced into SQL).
+func (s *Store) knownTable(ctx context.Context, table string) error {
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(tables, table) {
+		return fmt.Errorf("sqlite: unknown table %q", table)
+	}
+	return nil
 }
