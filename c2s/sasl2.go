@@ -2,7 +2,10 @@ package c2s
 
 import (
 	"encoding/base64"
+	"errors"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,6 +29,16 @@ type sasl2Auth struct {
 	resume     *wire.Element // XEP-0198 <resume/>, nil when none
 	tokenMech  string        // XEP-0484 <request-token mechanism/>
 	invalidate bool          // XEP-0484 <fast invalidate='true'/>
+	upgrades   []string      // XEP-0480 tasks the client asked for
+
+	// After the mechanism succeeded: the upgrade tasks still to run, the
+	// mechanism's additional data (for the first <continue/>), and the
+	// salt and count handed out for the task under way.
+	tasks       []string
+	additional  []byte
+	taskStarted bool
+	taskSalt    []byte
+	taskIter    int
 }
 
 // Bounds on what a client describes itself with.
@@ -62,7 +75,11 @@ func (c *conn) appendSASL2(b []byte, mechs []string, cb auth.ChannelBindings) []
 		}
 		b = append(b, "</fast>"...)
 	}
-	return append(b, "</inline></authentication>"...)
+	b = append(b, "</inline>"...)
+	for _, t := range c.srv.auth.UpgradeTasks() {
+		b = append(b, "<upgrade xmlns='"+xep.NSSASLUpgrade+"'>"+t+"</upgrade>"...)
+	}
+	return append(b, "</authentication>"...)
 }
 
 // handleSASL2 runs XEP-0388 authentication. While an exchange runs only
@@ -85,6 +102,10 @@ func (c *conn) handleSASL2(st *wire.Stanza) error {
 		if c.s2 == nil {
 			return c.sasl2Failure(auth.CondMalformedRequest, "no authentication in progress")
 		}
+		if len(c.s2.tasks) > 0 {
+			c.neg, c.s2 = nil, nil
+			return c.sasl2Failure(auth.CondMalformedRequest, "the mechanism is done, a task was offered")
+		}
 		in, err := decodeSASL2(st.Tree().Text())
 		if err != nil {
 			c.neg, c.s2 = nil, nil
@@ -94,10 +115,20 @@ func (c *conn) handleSASL2(st *wire.Stanza) error {
 	case "abort":
 		c.neg, c.s2 = nil, nil
 		return c.sasl2Failure(auth.CondAborted, "")
-	case "next", "task-data":
-		// No task is offered (no <continue/> is ever sent).
-		c.neg, c.s2 = nil, nil
-		return c.sasl2Failure(auth.CondMalformedRequest, "no task was offered")
+	case "next":
+		a := c.s2
+		if a == nil || len(a.tasks) == 0 || a.taskStarted || st.Attr("task") != a.tasks[0] {
+			c.neg, c.s2 = nil, nil
+			return c.sasl2Failure(auth.CondMalformedRequest, "no such task was offered")
+		}
+		return c.upgradeStart(a)
+	case "task-data":
+		a := c.s2
+		if a == nil || !a.taskStarted {
+			c.neg, c.s2 = nil, nil
+			return c.sasl2Failure(auth.CondMalformedRequest, "no task is under way")
+		}
+		return c.upgradeFinish(a, st.Tree())
 	}
 	return &wire.StreamError{Condition: wire.CondUnsupportedStanzaType, Text: "unexpected SASL2 element " + st.Name}
 }
@@ -130,6 +161,11 @@ func (c *conn) parseAuthenticate(req *wire.Element, cb auth.ChannelBindings) (*s
 		a.bind = b
 	}
 	a.resume = req.Child(sm.NS, "resume")
+	for _, u := range req.ChildrenNamed(xep.NSSASLUpgrade, "upgrade") {
+		if t := strings.TrimSpace(u.Text()); auth.IsUpgradeTask(t) && !slices.Contains(a.upgrades, t) {
+			a.upgrades = append(a.upgrades, t)
+		}
+	}
 	if rt := req.Child(xep.NSFAST, "request-token"); rt != nil {
 		a.tokenMech = rt.AttrValue("mechanism")
 		ok := false
@@ -204,7 +240,87 @@ func (c *conn) sasl2Step(in []byte) error {
 	if !done {
 		return c.saslWrite("<challenge xmlns='" + xep.NSSASL2 + "'>" + base64.StdEncoding.EncodeToString(out) + "</challenge>")
 	}
+	if tasks := c.upgradesToRun(); len(tasks) > 0 {
+		c.s2.tasks, c.s2.additional = tasks, out
+		return c.sasl2Continue()
+	}
 	return c.sasl2Success(out)
+}
+
+// upgradesToRun are the XEP-0480 upgrade tasks the client asked for that
+// would improve the account's credentials. They need the password, so a
+// token login runs none (XEP-0484 §5: no further steps for tokens).
+func (c *conn) upgradesToRun() []string {
+	if len(c.s2.upgrades) == 0 || !c.neg.PasswordBased() {
+		return nil
+	}
+	bare := c.neg.Username() + "@" + c.domain
+	var run []string
+	for _, t := range c.s2.upgrades {
+		needed, err := c.srv.auth.UpgradeNeeded(ctx, bare, t)
+		if err != nil {
+			c.logger().Warn("SASL2 upgrade check", "task", t, "err", err)
+			continue
+		}
+		if needed {
+			run = append(run, t)
+		}
+	}
+	return run
+}
+
+// sasl2Continue asks the client for the next task (XEP-0388 §4.6); the
+// first <continue/> carries the mechanism's additional data.
+func (c *conn) sasl2Continue() error {
+	a := c.s2
+	b := "<continue xmlns='" + xep.NSSASL2 + "'>"
+	if len(a.additional) > 0 {
+		b += "<additional-data>" + base64.StdEncoding.EncodeToString(a.additional) + "</additional-data>"
+		a.additional = nil
+	}
+	b += "<tasks><task>" + a.tasks[0] + "</task></tasks><text xml:lang='en'>" +
+		wire.EscapeText("stronger credentials for "+strings.TrimPrefix(a.tasks[0], "UPGR-")+" can be stored") + "</text></continue>"
+	return c.saslWrite(b)
+}
+
+// upgradeStart answers <next task='UPGR-SCRAM-…'/> with the salt and
+// iteration count to derive the SaltedPassword with (XEP-0480 §6).
+func (c *conn) upgradeStart(a *sasl2Auth) error {
+	salt, iter, err := c.srv.auth.UpgradeSalt()
+	if err != nil {
+		c.neg, c.s2 = nil, nil
+		return c.sasl2Failure(auth.CondTemporaryAuthFailure, "")
+	}
+	a.taskStarted, a.taskSalt, a.taskIter = true, salt, iter
+	return c.saslWrite("<task-data xmlns='" + xep.NSSASL2 + "'><salt xmlns='" + xep.NSSCRAMUpgrade +
+		"' iterations='" + strconv.Itoa(iter) + "'>" + base64.StdEncoding.EncodeToString(salt) + "</salt></task-data>")
+}
+
+// upgradeFinish stores the credential from the client's SaltedPassword,
+// then goes on with the next task or succeeds.
+func (c *conn) upgradeFinish(a *sasl2Auth, data *wire.Element) error {
+	h := data.Child(xep.NSSCRAMUpgrade, "hash")
+	salted, err := decodeSASL2(h.Text())
+	if err != nil || len(salted) == 0 {
+		c.neg, c.s2 = nil, nil
+		return c.sasl2Failure(auth.CondMalformedRequest, "expected <hash xmlns='"+xep.NSSCRAMUpgrade+"'> with the base64 SaltedPassword")
+	}
+	bare := c.neg.Username() + "@" + c.domain
+	if err := c.srv.auth.Upgrade(ctx, bare, a.tasks[0], a.taskSalt, a.taskIter, salted); err != nil {
+		c.neg, c.s2 = nil, nil
+		var f *auth.Failure
+		if errors.As(err, &f) {
+			return c.sasl2Failure(f.Condition, f.Text)
+		}
+		c.logger().Error("SASL2 upgrade", "task", a.tasks[0], "err", err)
+		return c.sasl2Failure(auth.CondTemporaryAuthFailure, "")
+	}
+	c.logger().Info("credentials upgraded", "task", a.tasks[0])
+	a.tasks, a.taskStarted, a.taskSalt = a.tasks[1:], false, nil
+	if len(a.tasks) > 0 {
+		return c.sasl2Continue()
+	}
+	return c.sasl2Success(nil)
 }
 
 // sasl2Success finishes a successful exchange: the stream is

@@ -52,3 +52,14 @@ type FASTTokens interface {
 	// FASTClients lists the account's clients sorted by id.
 	FASTClients(ctx context.Context, owner string) ([]FASTClient, error)
 }
+
+// CredentialUpgrades replaces one SCRAM credential of an account with one
+// derived from the same password (XEP-0480 upgrade tasks: a new hash, or
+// more iterations). Unlike SetCredentials it keeps the others and the
+// account's FAST tokens, since the password did not change.
+type CredentialUpgrades interface {
+	// UpgradeCredential stores c in place of the account's credential for
+	// c.Hash (or in addition, when it had none); ErrNotFound without
+	// account.
+	UpgradeCredential(ctx context.Context, bare string, c SCRAMCredential) error
+}

@@ -147,6 +147,7 @@ type Store interface {
 	MUCRooms
 	ArchiveEditor
 	FASTTokens
+	CredentialUpgrades
 	LastActivity
 	Suspensions
 	SpamReports

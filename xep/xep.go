@@ -38,6 +38,8 @@ const (
 	NSSASL2        = "urn:xmpp:sasl:2"                    // XEP-0388
 	NSBind2        = "urn:xmpp:bind:0"                    // XEP-0386
 	NSFAST         = "urn:xmpp:fast:0"                    // XEP-0484
+	NSSASLUpgrade  = "urn:xmpp:sasl:upgrade:0"            // XEP-0480
+	NSSCRAMUpgrade = "urn:xmpp:scram-upgrade:0"           // XEP-0480
 	NSSM           = "urn:xmpp:sm:3"                      // XEP-0198
 	NSCSI          = "urn:xmpp:csi:0"                     // XEP-0352
 	NSPreApproval  = "urn:xmpp:features:pre-approval"     // RFC 6121 §3.4

@@ -37,6 +37,12 @@ type SASL2 struct {
 	// OnChallenge, when set, sees every decoded challenge (e.g. to check the
 	// XEP-0474 hash in a SCRAM server-first-message).
 	OnChallenge func(data []byte)
+	// Task answers the server's XEP-0388 <task-data/> for the task under
+	// way with the inner XML of the client's <task-data/> (XEP-0480 upgrade
+	// tasks). Without it a <continue/> is an error.
+	Task func(task string, data *wire.Element) (string, error)
+	// Continued, when set, is told each <continue/> the server sent.
+	Continued func(st *wire.Stanza)
 }
 
 // SASL2Mechanisms lists the mechanisms of the <authentication/> feature.
@@ -98,12 +104,35 @@ func (c *Client) AuthenticateSASL2(o SASL2) (*wire.Stanza, error) {
 	}
 	c.write("<authenticate xmlns='" + NSSASL2 + "' mechanism='" + o.Mech + "'><initial-response>" +
 		base64.StdEncoding.EncodeToString(resp) + "</initial-response>" + ua + o.Extra + "</authenticate>")
+	verified, task := false, ""
 	for {
 		st := c.next()
 		if st.NS != NSSASL2 {
 			return st, errors.New("unexpected: " + string(st.Raw))
 		}
 		switch st.Name {
+		case "continue":
+			if o.Task == nil {
+				return st, errors.New("unexpected continue: " + string(st.Raw))
+			}
+			if o.Continued != nil {
+				o.Continued(st)
+			}
+			if add := strings.TrimSpace(st.Tree().ChildText(NSSASL2, "additional-data")); add != "" && !verified {
+				data, _ := base64.StdEncoding.DecodeString(add)
+				if _, _, err := n.Step(data); err != nil {
+					return st, fmt.Errorf("server signature: %w", err)
+				}
+				verified = true
+			}
+			task = st.Tree().Child(NSSASL2, "tasks").ChildText(NSSASL2, "task")
+			c.write("<next xmlns='" + NSSASL2 + "' task='" + wire.EscapeAttr(task) + "'/>")
+		case "task-data":
+			reply, err := o.Task(task, st.Tree())
+			if err != nil {
+				return st, err
+			}
+			c.write("<task-data xmlns='" + NSSASL2 + "'>" + reply + "</task-data>")
 		case "challenge":
 			data, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(st.Tree().Text()))
 			if o.OnChallenge != nil {
@@ -116,7 +145,7 @@ func (c *Client) AuthenticateSASL2(o SASL2) (*wire.Stanza, error) {
 			c.write("<response xmlns='" + NSSASL2 + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>")
 		case "success":
 			add := strings.TrimSpace(st.Tree().ChildText(NSSASL2, "additional-data"))
-			if m.Name != "PLAIN" {
+			if m.Name != "PLAIN" && !verified {
 				data, _ := base64.StdEncoding.DecodeString(add)
 				if _, _, err := n.Step(data); err != nil {
 					return st, fmt.Errorf("server signature: %w", err)

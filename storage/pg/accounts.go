@@ -39,12 +39,7 @@ func (s *Store) CreateAccount(ctx context.Context, bare string, creds []storage.
 // DeleteAccount or another SetCredentials.
 func (s *Store) SetCredentials(ctx context.Context, bare string, creds []storage.SCRAMCredential) error {
 	return s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE bare = $1 FOR UPDATE`, bare).Scan(&one)
-		if isNoRows(err) {
-			return storage.ErrNotFound
-		}
-		if err != nil {
+		if err := lockAccount(ctx, tx, bare, "UPDATE"); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM credentials WHERE bare = $1`, bare); err != nil {

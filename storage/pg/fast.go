@@ -56,12 +56,7 @@ func (s *Store) FASTClient(ctx context.Context, owner, clientID string) (storage
 // IssueFASTToken implements storage.FASTTokens.
 func (s *Store) IssueFASTToken(ctx context.Context, owner string, c storage.FASTClient, tok storage.FASTToken) error {
 	return s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE bare = $1 FOR SHARE`, owner).Scan(&one)
-		if isNoRows(err) {
-			return storage.ErrNotFound
-		}
-		if err != nil {
+		if err := lockAccount(ctx, tx, owner, "SHARE"); err != nil {
 			return err
 		}
 		// Expired tokens are of no use; a row with neither slot left goes.
@@ -89,7 +84,7 @@ func (s *Store) IssueFASTToken(ctx context.Context, owner string, c storage.FAST
 			return err
 		}
 		// Over the cap: forget the clients whose newest token is oldest.
-		_, err = tx.Exec(ctx,
+		_, err := tx.Exec(ctx,
 			`DELETE FROM fast_tokens WHERE owner = $1 AND client_id IN (
 			   SELECT client_id FROM fast_tokens WHERE owner = $1
 			   ORDER BY GREATEST(cur_issued, new_issued) DESC NULLS LAST, client_id
@@ -151,4 +146,38 @@ func (s *Store) ImportFASTClient(ctx context.Context, owner string, c storage.FA
 		 ON CONFLICT (owner, client_id) DO NOTHING`,
 		owner, c.ClientID, c.Software, c.Device, cd, cm, ci, ce, nd, nm, ni, ne)
 	return n > 0, err
+}
+
+var _ storage.CredentialUpgrades = (*Store)(nil)
+
+// lockAccount locks the account's row FOR mode (UPDATE or SHARE), so the
+// write cannot interleave with a DeleteAccount; storage.ErrNotFound when
+// there is no such account.
+func lockAccount(ctx context.Context, tx pgx.Tx, bare, mode string) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE bare = $1 FOR `+mode, bare).Scan(&one)
+	if isNoRows(err) {
+		return storage.ErrNotFound
+	}
+	return err
+}
+
+// UpgradeCredential implements storage.CredentialUpgrades.
+func (s *Store) UpgradeCredential(ctx context.Context, bare string, c storage.SCRAMCredential) error {
+	return s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		if err := lockAccount(ctx, tx, bare, "UPDATE"); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx,
+			`UPDATE credentials SET salt = $1, iterations = $2, stored_key = $3, server_key = $4 WHERE bare = $5 AND hash = $6`,
+			blob(c.Salt), c.Iterations, blob(c.StoredKey), blob(c.ServerKey), bare, c.Hash)
+		if err != nil || tag.RowsAffected() > 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx,
+			`INSERT INTO credentials (bare, pos, hash, salt, iterations, stored_key, server_key)
+			 VALUES ($1, (SELECT COALESCE(MAX(pos), -1) + 1 FROM credentials WHERE bare = $1), $2, $3, $4, $5, $6)`,
+			bare, c.Hash, blob(c.Salt), c.Iterations, blob(c.StoredKey), blob(c.ServerKey))
+		return err
+	})
 }

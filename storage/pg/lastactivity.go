@@ -14,15 +14,10 @@ var _ storage.LastActivity = (*Store)(nil)
 // SetLastActivity implements storage.LastActivity.
 func (s *Store) SetLastActivity(ctx context.Context, owner string, at time.Time, status string) error {
 	return s.write(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM accounts WHERE bare = $1 FOR SHARE`, owner).Scan(&one)
-		if isNoRows(err) {
-			return storage.ErrNotFound
-		}
-		if err != nil {
+		if err := lockAccount(ctx, tx, owner, "SHARE"); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx,
+		_, err := tx.Exec(ctx,
 			`INSERT INTO last_activity (owner, stamp, status) VALUES ($1, $2, $3)
 			 ON CONFLICT (owner) DO UPDATE SET stamp = excluded.stamp, status = excluded.status`,
 			owner, at, status)

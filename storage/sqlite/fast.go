@@ -130,3 +130,30 @@ func (s *Store) FASTClients(ctx context.Context, owner string) ([]storage.FASTCl
 	}
 	return out, rows.Err()
 }
+
+var _ storage.CredentialUpgrades = (*Store)(nil)
+
+// UpgradeCredential implements storage.CredentialUpgrades.
+func (s *Store) UpgradeCredential(ctx context.Context, bare string, c storage.SCRAMCredential) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if ok, err := accountExists(ctx, tx, bare); err != nil {
+			return err
+		} else if !ok {
+			return storage.ErrNotFound
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE credentials SET salt = ?, iterations = ?, stored_key = ?, server_key = ? WHERE bare = ? AND hash = ?`,
+			blob(c.Salt), c.Iterations, blob(c.StoredKey), blob(c.ServerKey), bare, c.Hash)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO credentials (bare, pos, hash, salt, iterations, stored_key, server_key)
+			 VALUES (?, (SELECT COALESCE(MAX(pos), -1) + 1 FROM credentials WHERE bare = ?), ?, ?, ?, ?, ?)`,
+			bare, bare, c.Hash, blob(c.Salt), c.Iterations, blob(c.StoredKey), blob(c.ServerKey))
+		return err
+	})
+}

@@ -165,3 +165,25 @@ func testFAST(t *testing.T, open opener) {
 		}
 	})
 }
+
+// testUpgradeCredential checks that one credential is replaced or added
+// and that the others and the FAST tokens stay.
+func testUpgradeCredential(t *testing.T, open opener) {
+	const owner = "juliet@capulet.example"
+	st := open(t)
+	ctx := t.Context()
+	sha1c := storage.SCRAMCredential{Hash: "SHA-1", Salt: allBytes(1)[:16], Iterations: 4096, StoredKey: allBytes(2)[:20], ServerKey: allBytes(3)[:20]}
+	old256 := storage.SCRAMCredential{Hash: "SHA-256", Salt: allBytes(4)[:16], Iterations: 4096, StoredKey: allBytes(5)[:32], ServerKey: allBytes(6)[:32]}
+	wantErr(t, "UpgradeCredential without account", st.UpgradeCredential(ctx, owner, old256), storage.ErrNotFound)
+	must(t, "CreateAccount", st.CreateAccount(ctx, owner, []storage.SCRAMCredential{sha1c, old256}))
+	tok := fastTok(9, "HT-SHA-256-NONE", stamp(0), time.Hour)
+	must(t, "IssueFASTToken", st.IssueFASTToken(ctx, owner, storage.FASTClient{ClientID: "c"}, tok))
+	new256 := storage.SCRAMCredential{Hash: "SHA-256", Salt: allBytes(7)[:16], Iterations: 100000, StoredKey: allBytes(8)[:32], ServerKey: allBytes(9)[:32]}
+	sha512 := storage.SCRAMCredential{Hash: "SHA-512", Salt: allBytes(10)[:16], Iterations: 100000, StoredKey: allBytes(11)[:64], ServerKey: allBytes(12)[:64]}
+	must(t, "UpgradeCredential SHA-256", st.UpgradeCredential(ctx, owner, new256))
+	must(t, "UpgradeCredential SHA-512", st.UpgradeCredential(ctx, owner, sha512))
+	wantCreds(t, st, owner, []storage.SCRAMCredential{sha1c, new256, sha512})
+	if _, err := st.FASTClient(ctx, owner, "c"); err != nil {
+		t.Fatalf("an upgrade dropped the FAST tokens: %v", err)
+	}
+}

@@ -74,7 +74,7 @@ type suite struct {
 // suites are the contracts RunAll runs.
 var suites = []suite{
 	{"Core", []string{"Accounts", "Roster", "Offline", "VCards", "Blocklist", "Invites", "Roles", "Settings", "APITokens",
-		"FASTTokens", "LastActivity"},
+		"FASTTokens", "LastActivity", "CredentialUpgrades"},
 		func(t *testing.T, b Backend) { run(t, b.open) }},
 	{"Archive", []string{"Archive"}, func(t *testing.T, b Backend) {
 		runArchive(t, func(t *testing.T) storage.Archive { return b.open(t) })
@@ -133,6 +133,7 @@ func run(t *testing.T, open opener) {
 	t.Run("Admin", func(t *testing.T) { testAdmin(t, open) })
 	t.Run("FASTTokens", func(t *testing.T) { testFAST(t, open) })
 	t.Run("LastActivity", func(t *testing.T) { testLastActivity(t, open) })
+	t.Run("UpgradeCredential", func(t *testing.T) { testUpgradeCredential(t, open) })
 	t.Run("Ping", func(t *testing.T) {
 		if err := open(t).Ping(t.Context()); err != nil {
 			t.Fatalf("Ping: %v", err)
