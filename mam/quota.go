@@ -35,17 +35,18 @@ func newArchiveQuota(max int64, usage storage.UsageReader, log *slog.Logger) *ar
 	return &archiveQuota{max: max, usage: usage, log: log, pending: map[string]int64{}, trimming: map[string]bool{}}
 }
 
+func (q *archiveQuota) step() int64 { return max(q.max/20, 1) }
+
 func (q *archiveQuota) added(owner string, n int) {
 	if q == nil {
 		return
 	}
-	step := max(q.max/20, 1)
 	q.mu.Lock()
 	if len(q.pending) >= maxPendingOwners && q.pending[owner] == 0 {
 		clear(q.pending) // the checks of a few accounts come later
 	}
 	q.pending[owner] += int64(n)
-	due := q.pending[owner] >= step && !q.trimming[owner]
+	due := q.pending[owner] >= q.step() && !q.trimming[owner]
 	if due {
 		delete(q.pending, owner)
 		q.trimming[owner] = true
@@ -56,12 +57,29 @@ func (q *archiveQuota) added(owner string, n int) {
 	}
 }
 
+// enforce checks owner's archive, and checks it again as long as the
+// account archived another step while the previous check ran: those
+// writes found the check busy and started none, so without the second
+// look an archive filled during a (slow) trim stayed over its quota
+// until the account's next message.
 func (q *archiveQuota) enforce(owner string) {
-	defer func() {
+	for {
+		q.check(owner)
 		q.mu.Lock()
-		delete(q.trimming, owner)
+		again := q.pending[owner] >= q.step()
+		if again {
+			delete(q.pending, owner)
+		} else {
+			delete(q.trimming, owner)
+		}
 		q.mu.Unlock()
-	}()
+		if !again {
+			return
+		}
+	}
+}
+
+func (q *archiveQuota) check(owner string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	u, err := q.usage.AccountUsage(ctx, owner)
