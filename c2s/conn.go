@@ -504,8 +504,15 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 		}
 		return c.handleSMBound(st)
 	}
-	hold := module.NewHold()
 	s := c.sess
+	if st.Name == "iq" && (st.Type == "get" || st.Type == "set") {
+		// A query sees what the client sent before it: a message still
+		// waiting for its archive commit would be missing from the
+		// client's own MAM query right after it (read your writes), as
+		// it never was before the pipeline.
+		s.settled()
+	}
+	hold := module.NewHold()
 	s.beginRequest()
 	err := c.routeBound(st, hold)
 	s.endRequest()

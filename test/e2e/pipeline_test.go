@@ -64,3 +64,48 @@ func TestPipelinedMessagesKeepOrderAndAck(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryAfterPipelinedMessagesSeesThem: a MAM query a client writes
+// right behind its messages finds all of them in its archive (read your
+// writes), although the server read the query while their rows still
+// waited for the group commit (TestSlixmppMAM's phone counted 29 of its 30
+// messages without it).
+func TestQueryAfterPipelinedMessagesSeesThem(t *testing.T) {
+	t.Parallel()
+	const n, rounds = 2, 10
+	ts := testserver.Start(t)
+	ts.AddUser("alice", "pw1")
+	bob := ts.AddUser("bob", "pw2")
+	a := ts.Login("alice", "pw1", "phone")
+	// bob online: his deliveries wait for the commit, not alice's reader
+	// (offline storage would make it wait).
+	b := ts.Login("bob", "pw2", "desk")
+	b.Send("<presence/>")
+	b.Expect("own presence", func(s *wire.Stanza) bool { return s.Name == "presence" && s.From == b.JID })
+	for round := range rounds {
+		var burst strings.Builder
+		for i := range n {
+			fmt.Fprintf(&burst, "<message to='%s' type='chat' id='r%dm%d'><body>r%d m%d</body></message>", bob, round, i, round, i)
+		}
+		qid := fmt.Sprintf("q%d", round)
+		fmt.Fprintf(&burst, "<iq type='set' id='%s'><query xmlns='urn:xmpp:mam:2' queryid='%s'><set xmlns='%s'><max>1</max></set></query></iq>", qid, qid, nsRSM)
+		a.Send("%s", burst.String())
+		var p mamResults
+		for {
+			st := a.Expect("mam "+qid, func(s *wire.Stanza) bool {
+				r := s.Child(nsMAM, "result")
+				return s.ID == qid || r != nil && r.AttrValue("queryid") == qid
+			})
+			if st.Name == "iq" {
+				if st.Type != "result" {
+					t.Fatalf("mam %s: %s", qid, st.Raw)
+				}
+				p.count = st.Child(nsMAM, "fin").Child(nsRSM, "set").ChildText(nsRSM, "count")
+				break
+			}
+		}
+		if want := strconv.Itoa((round + 1) * n); p.count != want {
+			t.Fatalf("round %d: the query behind %d messages counts %s in alice's archive, want %s", round, n, p.count, want)
+		}
+	}
+}
