@@ -502,7 +502,8 @@ type scope struct {
 // element reads the rest of a top-level element started by first.
 func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	var stack []scope
-	needCanonical := false // uses stream-scope prefixes, is prefixed, or has a redundant xmlns
+	needCanonical := false // uses stream-scope prefixes or is prefixed
+	dropXmlns := false     // the root declares the content namespace
 
 	lookup := func(prefix string) (string, bool) {
 		for i := len(stack) - 1; i >= 0; i-- {
@@ -606,7 +607,10 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	} else if v, ok := stack[0].decls[""]; ok {
 		rootNS = v
 		if v == r.contentNS || isContentNS(v) {
-			needCanonical = true // drop the redundant xmlns from the root
+			// The root says it is content (every WebSocket frame does):
+			// the declaration is dropped from the start tag, the rest
+			// stays as sent.
+			dropXmlns = true
 		}
 	}
 	bodyStart := r.dec.InputOffset() - start
@@ -671,7 +675,28 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		return c, nil
 	}
 	s.attrs = rootAttrs
-	s.rawAttrs = append(make([]xml.Attr, 0, len(first.Attr)), first.Attr...)
+	s.rawAttrs = make([]xml.Attr, 0, len(first.Attr))
+	for _, a := range first.Attr {
+		if dropXmlns && a.Name.Space == "" && a.Name.Local == "xmlns" {
+			continue
+		}
+		s.rawAttrs = append(s.rawAttrs, a)
+	}
+	if dropXmlns {
+		// Children without a declaration of their own were in the content
+		// namespace through the root's, and are so without it too: in any
+		// stream the bytes are written to, content is the default.
+		selfClosing := s.bodyStart >= len(raw)
+		hdr := s.startTag(selfClosing)
+		if !selfClosing {
+			hdr = append(hdr, raw[s.bodyStart:]...)
+		}
+		s.Raw = hdr
+		s.bodyStart = len(s.startTag(selfClosing))
+		if selfClosing {
+			s.bodyStart = len(s.Raw)
+		}
+	}
 	s.fillHeader()
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -328,6 +329,69 @@ func TestReaderOddReads(t *testing.T) {
 		}
 		if strings.Join(got, "|") != "<message to='a@b'><body>hi</body></message>|<presence/>" {
 			t.Fatalf("%s: %q", name, got)
+		}
+	}
+}
+
+// TestContentXmlnsKeepsPayloadBytes: a root that declares the content
+// namespace itself (every RFC 7395 WebSocket frame does) loses only that
+// declaration; the payload stays byte for byte as sent (quotes, spacing,
+// namespace prefixes, OMEMO-style base64), and the tree is the one the
+// sender meant.
+func TestContentXmlnsKeepsPayloadBytes(t *testing.T) {
+	payload := `<body>a &amp; b</body>` + "\n  " +
+		`<encrypted xmlns="eu.siacs.conversations.axolotl"><header sid="1"><key rid="2">AAE=</key><iv>BQ==</iv></header><payload>Zm9v</payload></encrypted>` +
+		`<x:delay xmlns:x='urn:xmpp:delay' stamp="2024-01-01T00:00:00Z"/>`
+	for _, tc := range []struct{ name, in, raw string }{
+		{"websocket frame", `<message xmlns='jabber:client' to="b@example.org" id='m1' type="chat">` + payload + `</message>`,
+			`<message to='b@example.org' id='m1' type='chat'>` + payload + `</message>`},
+		{"jabber:server", `<message xmlns="jabber:server" to='b@example.org'>` + payload + `</message>`,
+			`<message to='b@example.org'>` + payload + `</message>`},
+		{"self-closing", `<presence xmlns='jabber:client' xmlns:p='urn:p' p:x='1'/>`,
+			`<presence xmlns:p='urn:p' p:x='1'/>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse([]byte(tc.in), Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(s.Raw) != tc.raw {
+				t.Fatalf("raw = %s\nwant  %s", s.Raw, tc.raw)
+			}
+			if s.NS != NSClient {
+				t.Errorf("NS = %s", s.NS)
+			}
+			// The tree: content children are jabber:client, others keep theirs.
+			tree := s.Tree()
+			if s.Name == "message" {
+				if tree.ChildText(NSClient, "body") != "a & b" || tree.Child("eu.siacs.conversations.axolotl", "encrypted") == nil ||
+					tree.Child("urn:xmpp:delay", "delay").AttrValue("stamp") != "2024-01-01T00:00:00Z" {
+					t.Errorf("tree = %s", tree.Bytes())
+				}
+			}
+			// Stamping 'from' rewrites the start tag only.
+			st := s.WithAttr("from", "a@example.org/r")
+			if !bytes.HasSuffix(st.Raw, s.Raw[s.bodyStart:]) || st.From != "a@example.org/r" {
+				t.Errorf("stamped = %s", st.Raw)
+			}
+			// The bytes read again give the same stanza.
+			again, err := Parse(s.Raw, Limits{})
+			if err != nil || !bytes.Equal(again.Raw, s.Raw) {
+				t.Errorf("re-parse: %v %s", err, again.Raw)
+			}
+		})
+	}
+}
+
+// BenchmarkParseWebSocketFrame: one RFC 7395 frame (root with
+// xmlns='jabber:client') as the WebSocket transport parses it.
+func BenchmarkParseWebSocketFrame(b *testing.B) {
+	frame := []byte(`<message xmlns='jabber:client' to='bob@example.org' type='chat' id='a1b2c3'><body>Hello, how are you doing today?</body>` +
+		`<active xmlns='http://jabber.org/protocol/chatstates'/><origin-id xmlns='urn:xmpp:sid:0' id='de305d54-75b4-431b-adb2-eb6b9e546014'/></message>`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(frame, Limits{}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

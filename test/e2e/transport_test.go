@@ -176,6 +176,15 @@ func TestWebSocket(t *testing.T) {
 	if m.From != "alice@localhost/web" {
 		t.Fatalf("from %s", m.From)
 	}
+	// Every frame declares jabber:client on its root; only the start tag
+	// is rewritten, the payload reaches a TCP client byte for byte.
+	payload := `<encrypted xmlns="eu.siacs.conversations.axolotl"><header sid="7"><key rid="9" prekey="true">MwgBEiEF</key>` +
+		`<iv>q9+u</iv></header><payload>Zm9vYmFy</payload></encrypted>` + "\n" + `<store xmlns="urn:xmpp:hints"/>`
+	send("<message xmlns='jabber:client' to='" + bob + "' type='chat' id='enc1'>" + payload + "</message>")
+	enc := b.Expect("encrypted message from websocket", func(s *wire.Stanza) bool { return s.ID == "enc1" })
+	if !strings.Contains(string(enc.Raw), payload) {
+		t.Fatalf("payload changed on the way:\nsent %s\ngot  %s", payload, enc.Raw)
+	}
 	b.Send("<message to='alice@localhost/web' type='chat'><body>to the web</body></message>")
 	for {
 		_, data, err := ws.Read(ctx)
