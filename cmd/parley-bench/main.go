@@ -141,6 +141,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.tp.maxP99, "max-p99", 100*time.Millisecond, "throughput: sustainable means nothing lost and p99 below this")
 	fs.IntVar(&o.tp.bodyBytes, "body-bytes", 0, "throughput: padding added to each message body")
 	fs.BoolVar(&o.tp.keepGoing, "all-steps", false, "throughput: run every rate even after one was not sustainable")
+	fs.BoolVar(&o.tp.originID, "origin-id", true, "throughput: messages carry an XEP-0359 origin-id, as Conversations, Dino and Gajim send")
 
 	fs.IntVar(&o.login.logins, "logins", 2000, "login: logins in total")
 	fs.IntVar(&o.login.concurrency, "concurrency", 32, "login, idle: connections being set up at a time")

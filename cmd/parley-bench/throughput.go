@@ -26,6 +26,7 @@ type throughputConfig struct {
 	sm        bool          // XEP-0198 on every client
 	bodyBytes int           // padding added to each body
 	keepGoing bool          // run every step even after one was not sustainable
+	originID  bool          // each message carries an XEP-0359 origin-id, as modern clients send
 	sec       string        // for the output
 }
 
@@ -79,6 +80,9 @@ type tpSender struct {
 	acked atomic.Int64 // last <a h/> from the server
 	err   atomic.Value // first write error
 	pad   string
+	// originID: messages carry origin-ids originPrefix+seq.
+	originID     bool
+	originPrefix string
 }
 
 // tpReceiver is one receiving client.
@@ -109,7 +113,8 @@ func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputCon
 			if err != nil {
 				return err
 			}
-			senders[i] = &tpSender{c: c, idx: i, to: tg.bare(cfg.pairs + i), pad: strings.Repeat("x", cfg.bodyBytes)}
+			senders[i] = &tpSender{c: c, idx: i, to: tg.bare(cfg.pairs + i), pad: strings.Repeat("x", cfg.bodyBytes),
+				originID: cfg.originID, originPrefix: strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
 			return nil
 		}
 		c, err := d.login(ctx, tg.user(i), loginOpts{resource: "r", sm: cfg.sm, presence: true})
@@ -291,7 +296,14 @@ func (s *tpSender) sendStep(ctx context.Context, step int, first, end time.Time,
 			buf = append(buf, "'><body>"...)
 			buf = appendMarker(buf, step, s.idx, s.seq, due.UnixNano())
 			buf = append(buf, s.pad...)
-			buf = append(buf, "</body></message>"...)
+			buf = append(buf, "</body>"...)
+			if s.originID {
+				buf = append(buf, "<origin-id xmlns='urn:xmpp:sid:0' id='"...)
+				buf = append(buf, s.originPrefix...)
+				buf = strconv.AppendUint(buf, s.seq, 36)
+				buf = append(buf, "'/>"...)
+			}
+			buf = append(buf, "</message>"...)
 			due = due.Add(interval)
 			n++
 		}
