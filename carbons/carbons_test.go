@@ -282,16 +282,25 @@ func TestForgedCarbonsDropped(t *testing.T) {
 
 func TestWrapKeepsBytes(t *testing.T) {
 	st := wire.MustParse("<message from='a@x/r' to='b@y' type='chat' id='1'><body>&lt;&#x41;\u00e9</body><encrypted xmlns=\"urn:xmpp:omemo:2\"><payload>QQ==</payload></encrypted></message>")
-	w, err := wrap("received", "b@y", "b@y/r", st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := wrap("received", "b@y", "b@y/r", st)
 	want := "<message xmlns='jabber:client'" + strings.TrimPrefix(string(st.Raw), "<message")
 	if !bytes.Contains(w.Raw, []byte(want)) {
 		t.Fatalf("wrapped %s\ndoes not contain %s", w.Raw, want)
 	}
-	if w.Type != "chat" || w.Child(NS, "received").Child(NSForward, "forwarded").Child(wire.NSClient, "message").ChildText(wire.NSClient, "body") != "<Aé" {
+	if w.Type != "chat" || w.From != "b@y" || w.To != "b@y/r" ||
+		w.Child(NS, "received").Child(NSForward, "forwarded").Child(wire.NSClient, "message").ChildText(wire.NSClient, "body") != "<Aé" {
 		t.Fatalf("wrapped %s", w.Raw)
+	}
+	// The tree built without parsing is the one the bytes say.
+	parsed, err := wire.Parse(w.Raw, wire.Limits{})
+	if err != nil {
+		t.Fatalf("wrapped bytes do not parse: %v", err)
+	}
+	if got, want := w.Tree().String(), parsed.Tree().String(); got != want {
+		t.Fatalf("composed tree\n%s\nparsed tree\n%s", got, want)
+	}
+	if s := w.WithAttr("to", "b@y/other"); !bytes.HasSuffix(s.Raw, w.Raw[bytes.IndexByte(w.Raw, '>')+1:]) {
+		t.Fatalf("re-addressed copy %s", s.Raw)
 	}
 }
 

@@ -18,6 +18,7 @@ package carbons
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"log/slog"
 	"time"
 
@@ -229,23 +230,20 @@ func (m *Module) inbound(ctx context.Context, ev *module.Event) module.Verdict {
 // deliver writes one copy into a session once the message is stored
 // (module.Deliver); a closed session just misses it.
 func (m *Module) deliver(ev *module.Event, s module.Session, kind string, user jid.JID, st *wire.Stanza) {
-	c, err := wrap(kind, user.String(), s.JID().String(), st)
-	if err != nil {
-		m.log.Error("carbons: cannot wrap message", "err", err)
-		return
-	}
+	c := wrap(kind, user.String(), s.JID().String(), st)
 	_ = module.Deliver(ev, s, c)
 }
 
 // wrap builds <message from=user to=resource><sent|received><forwarded>
-// st </forwarded></…></message>, keeping st's bytes.
-func wrap(kind, from, to string, st *wire.Stanza) (*wire.Stanza, error) {
-	var b bytes.Buffer
-	b.WriteString("<message from='" + wire.EscapeAttr(from) + "' to='" + wire.EscapeAttr(to) + "'")
+// st </forwarded></…></message>, keeping st's bytes and without parsing
+// them again: st's tree (already parsed by eligible) is shared.
+func wrap(kind, from, to string, st *wire.Stanza) *wire.Stanza {
+	attrs := []xml.Attr{{Name: xml.Name{Local: "from"}, Value: from}, {Name: xml.Name{Local: "to"}, Value: to}}
 	if st.Type != "" {
-		b.WriteString(" type='" + wire.EscapeAttr(st.Type) + "'")
+		attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "type"}, Value: st.Type})
 	}
-	b.WriteString("><" + kind + " xmlns='" + NS + "'><forwarded xmlns='" + NSForward + "'>")
+	var b bytes.Buffer
+	b.WriteString("<" + kind + " xmlns='" + NS + "'><forwarded xmlns='" + NSForward + "'>")
 	const root = "<message"
 	raw := st.Raw
 	if bytes.HasPrefix(raw, []byte(root)) && len(raw) > len(root) && bytes.IndexByte([]byte(" \t\r\n/>"), raw[len(root)]) >= 0 {
@@ -254,6 +252,8 @@ func wrap(kind, from, to string, st *wire.Stanza) (*wire.Stanza, error) {
 	} else {
 		b.Write(st.Tree().AppendXML(nil, NSForward))
 	}
-	b.WriteString("</forwarded></" + kind + "></message>")
-	return wire.Parse(b.Bytes(), wire.Limits{MaxStanzaBytes: b.Len() + 1, MaxDepth: wire.DefaultMaxDepth + 4, MaxAttrs: wire.DefaultMaxAttrs + 2})
+	b.WriteString("</forwarded></" + kind + ">")
+	tree := &wire.Element{Name: xml.Name{Space: wire.NSClient, Local: "message"}, Attr: attrs}
+	tree.Add(wire.NewElement(NS, kind).Add(wire.NewElement(NSForward, "forwarded").Add(st.Tree())))
+	return wire.Compose("message", attrs, b.Bytes(), tree)
 }

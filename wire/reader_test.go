@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"io"
 	"strings"
@@ -393,5 +394,29 @@ func BenchmarkParseWebSocketFrame(b *testing.B) {
 		if _, err := Parse(frame, Limits{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestCompose(t *testing.T) {
+	attrs := []xml.Attr{{Name: xml.Name{Local: "to"}, Value: "a'b@example.org"}, {Name: xml.Name{Local: "type"}, Value: "chat"}}
+	s := Compose("message", attrs, []byte(`<body>x &amp; y</body><x xmlns="urn:x"/>`), nil)
+	if string(s.Raw) != `<message to='a&apos;b@example.org' type='chat'><body>x &amp; y</body><x xmlns="urn:x"/></message>` {
+		t.Fatalf("raw = %s", s.Raw)
+	}
+	if s.To != "a'b@example.org" || s.Type != "chat" || s.Name != "message" || !s.IsStanza() {
+		t.Fatalf("header %+v", s)
+	}
+	if s.Child(NSClient, "body").Text() != "x & y" || s.Child("urn:x", "x") == nil {
+		t.Fatalf("tree %s", s.Tree())
+	}
+	empty := Compose("presence", nil, nil, nil)
+	if string(empty.Raw) != `<presence/>` || empty.Tree().Name.Local != "presence" {
+		t.Fatalf("empty = %s", empty.Raw)
+	}
+	// A given tree is used as is, and copies share it.
+	tree := NewElement(NSClient, "message", "to", "a@b").Add(NewElement("urn:y", "y"))
+	c := Compose("message", []xml.Attr{{Name: xml.Name{Local: "to"}, Value: "a@b"}}, []byte(`<y xmlns='urn:y'/>`), tree)
+	if c.Tree() != tree || c.WithAttr("id", "1").Child("urn:y", "y") != tree.Child("urn:y", "y") {
+		t.Fatal("the given tree is not used or not shared")
 	}
 }

@@ -233,6 +233,34 @@ func rootParent(ns string) string {
 	return ""
 }
 
+// Compose builds a stanza in the content namespace from a root name and
+// attributes and the bytes of its content, without parsing them: content
+// must be well-formed, self-contained XML (children that declare their own
+// namespaces, bytes the server produced or took from a parsed stanza). A
+// stanza that wraps another one (a carbon copy, a forwarded message) is
+// built this way without reading the wrapped bytes again. tree, when not
+// nil, is the parsed equivalent (it may share elements of other trees);
+// else the tree is parsed from the bytes when first asked for.
+func Compose(name string, attrs []xml.Attr, content []byte, tree *Element) *Stanza {
+	selfClosing := len(content) == 0
+	raw := appendStartTag(nil, name, NSClient, attrs, selfClosing)
+	s := &Stanza{Name: name, NS: NSClient, attrs: attrs, bodyStart: len(raw)}
+	if !selfClosing {
+		raw = append(raw, content...)
+		raw = append(raw, "</"...)
+		raw = append(raw, name...)
+		raw = append(raw, '>')
+	}
+	s.Raw = raw
+	s.fillHeader()
+	if tree != nil {
+		s.tree = tree
+		s.once.Do(func() {})
+		s.treeDone.Store(true)
+	}
+	return s
+}
+
 // FromElement builds a stanza from a tree. Stanza roots must use NSClient.
 func FromElement(e *Element) *Stanza {
 	raw := e.AppendXML(nil, rootParent(e.Name.Space))
