@@ -527,7 +527,7 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 }
 
 func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
-	stanzasIn.WithLabelValues(kindLabel(st.Name)).Inc()
+	kindIn[kindIndex(st.Name)].Inc()
 	if c.isPong(st) {
 		return nil
 	}

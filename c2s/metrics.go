@@ -67,9 +67,9 @@ func init() {
 			authentications.WithLabelValues(m, r)
 		}
 	}
-	for _, k := range stanzaKinds {
-		stanzasIn.WithLabelValues(k)
-		stanzasOut.WithLabelValues(k)
+	for i, k := range stanzaKinds {
+		kindIn[i] = stanzasIn.WithLabelValues(k)
+		kindOut[i] = stanzasOut.WithLabelValues(k)
 	}
 	for _, c := range append(wire.StreamConditions, "other") {
 		streamErrors.WithLabelValues(c)
@@ -86,11 +86,19 @@ func countStreamError(cond string) {
 	streamErrors.WithLabelValues(wire.StreamConditionLabel(cond)).Inc()
 }
 
-// kindLabel maps a top-level element name to one of stanzaKinds.
-func kindLabel(name string) string {
+// kindIn and kindOut are the stanzas_in/out children by stanzaKinds
+// index, resolved once rather than looked up by label per stanza.
+var kindIn, kindOut [4]prometheus.Counter
+
+// kindIndex maps a top-level element name to its index in stanzaKinds.
+func kindIndex(name string) int {
 	switch name {
-	case "message", "presence", "iq":
-		return name
+	case "message":
+		return 0
+	case "presence":
+		return 1
+	case "iq":
+		return 2
 	}
-	return "other"
+	return 3
 }

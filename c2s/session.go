@@ -188,7 +188,7 @@ func (s *session) SendAfter(st *wire.Stanza, b module.Barrier) error {
 	}
 	s.startWriterLocked()
 	s.qmu.Unlock()
-	stanzasOut.WithLabelValues(kindLabel(st.Name)).Inc()
+	kindOut[kindIndex(st.Name)].Inc()
 	return nil
 }
 

@@ -29,9 +29,21 @@ var (
 	})
 )
 
+// archivedIn and archivedOut are archived's children, resolved once.
+var archivedIn, archivedOut prometheus.Counter
+
+// countArchived counts one archived row by direction ("in" or "out").
+func countArchived(direction string) {
+	if direction == "in" {
+		archivedIn.Inc()
+	} else {
+		archivedOut.Inc()
+	}
+}
+
 func init() {
 	prometheus.MustRegister(archived, duplicates, storeErrors, queries, purged, trimmed)
 	// Labels from a fixed set, every series from the start.
-	archived.WithLabelValues("in")
-	archived.WithLabelValues("out")
+	archivedIn = archived.WithLabelValues("in")
+	archivedOut = archived.WithLabelValues("out")
 }

@@ -385,7 +385,7 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 				m.dedup.finished(key, err == nil, m.now())
 			}
 			if err == nil {
-				archived.WithLabelValues(direction).Inc()
+				countArchived(direction)
 				m.quota.added(owner.String(), len(msg.Raw))
 				return
 			}
@@ -416,7 +416,7 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 		m.log.Error("mam: archiving failed; the message is refused", "user", owner.String(), "err", err)
 		return "", err
 	}
-	archived.WithLabelValues(direction).Inc()
+	countArchived(direction)
 	m.quota.added(owner.String(), len(msg.Raw))
 	if key != "" {
 		m.dedup.add(key, now)

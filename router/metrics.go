@@ -31,12 +31,16 @@ var (
 var dropReasons = []string{"bad-from", "error-to-bare", "no-resource", "no-to", "offline", "queue", "relay",
 	"to-server", "unexpected-iq-response", "cluster-gone", "cluster-malformed", "other"}
 
+// routed holds the stanzas_total children by kind and origin, resolved
+// once: the label lookup (hashing both values) is not paid per stanza.
+var routed [4][4]prometheus.Counter
+
 func init() {
 	prometheus.MustRegister(stanzasRouted, stanzasDropped, routeSeconds, sessionsBound)
 	// Every series exists from the start; labels come only from these sets.
-	for _, k := range []string{"message", "presence", "iq", "other"} {
+	for k, kind := range []string{"message", "presence", "iq", "other"} {
 		for o := range 4 {
-			stanzasRouted.WithLabelValues(k, originLabel(o))
+			routed[k][o] = stanzasRouted.WithLabelValues(kind, originLabel(o))
 		}
 	}
 	for _, r := range append(dropReasons, wire.StanzaConditions...) {
@@ -44,12 +48,17 @@ func init() {
 	}
 }
 
-func kindLabel(name string) string {
+// kindIndex is the index of a stanza kind in routed.
+func kindIndex(name string) int {
 	switch name {
-	case "message", "presence", "iq":
-		return name
+	case "message":
+		return 0
+	case "presence":
+		return 1
+	case "iq":
+		return 2
 	}
-	return "other"
+	return 3
 }
 
 func originLabel(k int) string {

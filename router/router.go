@@ -250,7 +250,9 @@ func (r *Router) AllSessions() []module.Session {
 func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origin) {
 	start := time.Now()
 	defer func() { routeSeconds.Observe(time.Since(start).Seconds()) }()
-	stanzasRouted.WithLabelValues(kindLabel(st.Name), originLabel(int(origin.Kind))).Inc()
+	if o := int(origin.Kind); o >= 0 && o < len(routed[0]) {
+		routed[kindIndex(st.Name)][o].Inc()
+	}
 
 	ev := &module.Event{Stanza: st, Origin: origin}
 	var err error
