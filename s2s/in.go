@@ -91,6 +91,9 @@ func (c *inConn) run(directTLS bool) {
 	case errors.As(err, &se):
 		c.log.Info("stream error", "condition", se.Condition, "text", se.Text)
 		countStreamError(se.Condition)
+		if peerOffence(se.Condition) && c.svc.cfg.Bans.Strike(c.s.raw.RemoteAddr().String(), se.Condition) {
+			c.log.Warn("peer address banned after repeated abuse", "reason", se.Condition)
+		}
 		c.s.closeStream(se)
 	default:
 		c.log.Debug("inbound stream ended", "err", err)
@@ -341,3 +344,16 @@ func (c *inConn) bidi() error {
 // stanza accepts a stanza only for a domain pair authenticated on this
 // stream.
 func (c *inConn) stanza(st *wire.Stanza) error { return c.svc.acceptStanza(c.ctx, c.auth, st) }
+
+// peerOffence reports whether a stream error is the peer's doing (broken
+// or forbidden XML, exceeded limits, failed authentication), which counts
+// toward a ban of its address (Config.Bans).
+func peerOffence(cond string) bool {
+	switch cond {
+	case wire.CondNotWellFormed, wire.CondRestrictedXML, wire.CondPolicyViolation, wire.CondBadFormat,
+		wire.CondInvalidNamespace, wire.CondUnsupportedEncoding, wire.CondUnsupportedStanzaType,
+		wire.CondInvalidXML, wire.CondNotAuthorized, wire.CondInvalidFrom, wire.CondConnectionTimeout:
+		return true
+	}
+	return false
+}

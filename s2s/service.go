@@ -21,6 +21,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
@@ -85,6 +86,9 @@ type Config struct {
 	// on by default: then every outbound stanza travels on a connection we
 	// opened and peers' inbound streams carry only their stanzas to us.
 	DisableBidi bool
+	// Bans refuses connections from banned addresses and counts the
+	// offences of inbound peers (auth.Bans, shared with c2s); nil: none.
+	Bans *auth.Bans
 	// BlockedDomains are remote domains (with their subdomains) this server
 	// does not federate with: no stream to or from them, stanzas to them
 	// bounce with not-allowed.
@@ -374,6 +378,10 @@ func (s *Service) ServeTCP(ln net.Listener, directTLS bool) error {
 			return err
 		}
 		delay = 0
+		if s.cfg.Bans.Banned(c.RemoteAddr().String()) {
+			_ = c.Close()
+			continue
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()

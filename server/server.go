@@ -225,15 +225,16 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	if s.core, err = newCore(cfg, store, log, secret, s.httpsBaseURL); err != nil {
 		return nil, err
 	}
+	// One ban list for clients and servers (auth.Bans).
+	exempt, _ := parseProxies(append(append([]string(nil), cfg.Bans.Exempt...), cfg.HTTP.TrustedProxies...))
+	s.bans = auth.NewBans(auth.BanConfig{MaxStrikes: cfg.Bans.MaxStrikes, Window: cfg.Bans.Window, Duration: cfg.Bans.Duration,
+		Exempt: exempt})
 	if err := s.setupS2S(cfg, secret); err != nil {
 		return nil, err
 	}
 
 	authSrv := auth.NewServer(auth.Config{AllowPlain: cfg.Auth.AllowPlain, RequireTLS: cfg.Auth.RequireTLS,
 		Secret: secret, Iterations: cfg.Auth.Iterations, Suspensions: store}, store)
-	exempt, _ := parseProxies(append(append([]string(nil), cfg.Bans.Exempt...), cfg.HTTP.TrustedProxies...))
-	s.bans = auth.NewBans(auth.BanConfig{MaxStrikes: cfg.Bans.MaxStrikes, Window: cfg.Bans.Window, Duration: cfg.Bans.Duration,
-		Exempt: exempt})
 	throttle := auth.NewThrottle(auth.ThrottleConfig{MaxFailures: cfg.Auth.MaxFailures, Window: cfg.Auth.FailureWindow,
 		MaxDelay: cfg.Auth.MaxDelay, MaxWait: min(cfg.Auth.MaxWait, cfg.Auth.Timeout*2/3)})
 	s.c2s = c2s.New(c2s.Config{
@@ -667,6 +668,7 @@ func (s *Server) setupS2S(cfg Config, secret []byte) error {
 		MetricsDomains:          cfg.S2S.MetricsDomains,
 		BlockedDomains:          cfg.S2S.BlockedDomains,
 		AllowedDomains:          cfg.S2S.AllowedDomains,
+		Bans:                    s.bans,
 		Logger:                  s.log,
 	}, s.router)
 	s.router.SetRemote(s.s2s)

@@ -21,6 +21,7 @@ func TestBanAfterRepeatedAbuse(t *testing.T) {
 	ts := testserver.Start(t, func(c *server.Config) {
 		c.Bans = server.BansConfig{MaxStrikes: 3, Window: time.Minute, Duration: time.Hour}
 		c.HTTP.TrustedProxies = nil
+		c.Listen.S2S = "127.0.0.1:0"
 	})
 	ts.AddUser("alice", "pw1")
 	const offender = "127.0.0.9"
@@ -68,10 +69,38 @@ func TestBanAfterRepeatedAbuse(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("WebSocket from a banned address: %d", resp.StatusCode)
 	}
+	// The same for a server that keeps breaking its s2s streams.
+	const badPeer = "127.0.0.11"
+	for i := range 4 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(badPeer)}, Timeout: testserver.Timeout}
+		c, err := d.Dial("tcp", ts.Addr("s2s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(testserver.Timeout))
+		_, _ = c.Write([]byte("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' " +
+			"to='localhost' version='1.0'><message><unclosed></message>"))
+		got := ""
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			got += string(buf[:n])
+			if err != nil || strings.Contains(got, "</stream:stream>") {
+				break
+			}
+		}
+		c.Close()
+		if i < 3 && !strings.Contains(got, "<not-well-formed") && !strings.Contains(got, "policy-violation") {
+			t.Fatalf("s2s offence %d: %q", i, got)
+		}
+		if i == 3 && got != "" {
+			t.Fatalf("banned server address got %q", got)
+		}
+	}
 	// Everyone else is served.
 	a := ts.ConnectFrom("127.0.0.10")
 	a.LoginWith(a.Features(), "SCRAM-SHA-256", "alice", "pw1", "r")
-	if len(ts.Bans().List()) != 1 || ts.Bans().List()[0].Addr != offender {
+	if l := ts.Bans().List(); len(l) != 2 || l[0].Addr != offender || l[1].Addr != badPeer {
 		t.Fatalf("bans: %+v", ts.Bans().List())
 	}
 }
