@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,10 +61,14 @@ type Config struct {
 	// 0: no limit.
 	ConnectionsPerAddress int
 	MaxUnauthenticated    int
-	RequireTLS            bool
-	AuthTimeout           time.Duration
-	PingInterval          time.Duration // 0 disables server pings
-	PingTimeout           time.Duration
+	// TrustedProxies are reverse proxies in front of WebSocket: the
+	// WebSocket connections they carry are not counted per address (they
+	// all come from the proxy's).
+	TrustedProxies []netip.Prefix
+	RequireTLS     bool
+	AuthTimeout    time.Duration
+	PingInterval   time.Duration // 0 disables server pings
+	PingTimeout    time.Duration
 	// ResumeTimeout is the longest a stream management session stays
 	// resumable after its connection drops (XEP-0198); 0 disables resumption.
 	ResumeTimeout time.Duration
@@ -211,7 +216,7 @@ func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 			_ = c.Close()
 			continue
 		}
-		adm, se := s.admit(c.RemoteAddr().String())
+		adm, se := s.admit(c.RemoteAddr().String(), false)
 		if se != nil {
 			s.refuse(c, directTLS, se)
 			continue
@@ -257,8 +262,11 @@ func (a *admission) end() {
 // admit applies the connection limits to a new connection from addr. When
 // it is admitted the caller must call end on the admission when the
 // connection ends; otherwise se says why not.
-func (s *Server) admit(addr string) (*admission, *wire.StreamError) {
-	rel, ok := s.perAddr.Acquire(addr)
+func (s *Server) admit(addr string, viaProxy bool) (*admission, *wire.StreamError) {
+	rel, ok := func() { /* counted below */ }, true
+	if !viaProxy {
+		rel, ok = s.perAddr.Acquire(addr)
+	}
 	if !ok {
 		limitHits.WithLabelValues(limitPerAddress).Inc()
 		return nil, &wire.StreamError{Condition: wire.CondPolicyViolation, Text: "too many connections from your address"}
@@ -323,7 +331,7 @@ func (s *Server) WebSocketHandler(secure bool) http.Handler {
 			http.Error(w, "this address is banned for a while", http.StatusForbidden)
 			return
 		}
-		adm, se := s.admit(r.RemoteAddr)
+		adm, se := s.admit(r.RemoteAddr, netlimit.Exempt(r.RemoteAddr, s.cfg.TrustedProxies))
 		if se != nil {
 			w.Header().Set("Retry-After", "60")
 			http.Error(w, se.Text, http.StatusTooManyRequests)

@@ -39,20 +39,43 @@ func AddrKey(addr string) string {
 // PerAddress counts open connections per address key against a maximum.
 // The zero value and a nil *PerAddress allow everything.
 type PerAddress struct {
-	max int
-	mu  sync.Mutex
-	n   map[string]int
+	max    int
+	exempt []netip.Prefix
+	mu     sync.Mutex
+	n      map[string]int
 }
 
 // NewPerAddress allows max connections per address key; max <= 0 allows
-// any number.
-func NewPerAddress(max int) *PerAddress { return &PerAddress{max: max, n: map[string]int{}} }
+// any number. Addresses in exempt (a reverse proxy that many clients
+// share) are not limited.
+func NewPerAddress(max int, exempt ...netip.Prefix) *PerAddress {
+	return &PerAddress{max: max, exempt: exempt, n: map[string]int{}}
+}
+
+// Exempt reports whether addr (with or without a port) is in prefixes.
+func Exempt(addr string, prefixes []netip.Prefix) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
 
 // Acquire counts a connection from addr. It reports false (and counts
 // nothing) when the address is at its maximum; otherwise the caller must
 // call the returned release exactly once when the connection ends.
 func (p *PerAddress) Acquire(addr string) (release func(), ok bool) {
-	if p == nil || p.max <= 0 {
+	if p == nil || p.max <= 0 || Exempt(addr, p.exempt) {
 		return func() {}, true
 	}
 	k := AddrKey(addr)

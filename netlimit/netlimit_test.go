@@ -2,6 +2,7 @@ package netlimit
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,16 @@ func TestPerAddress(t *testing.T) {
 	}
 	if _, ok := p.Acquire("[2001:db8::3]:3"); !ok {
 		t.Fatal("refused after a release")
+	}
+	proxy := NewPerAddress(1, netip.MustParsePrefix("10.0.0.0/8"))
+	for i := 0; i < 3; i++ {
+		if _, ok := proxy.Acquire("10.1.2.3:80"); !ok {
+			t.Fatal("an exempt address was limited")
+		}
+	}
+	proxy.Acquire("192.0.2.1:1")
+	if _, ok := proxy.Acquire("192.0.2.1:2"); ok {
+		t.Fatal("the exemption spread to other addresses")
 	}
 	var unlimited *PerAddress
 	if _, ok := unlimited.Acquire("x"); !ok {

@@ -379,9 +379,11 @@ func DefaultConfig() Config {
 		ExternalServices: extdisco.DefaultSettings(),
 		Proxy65:          proxy65.DefaultSettings(),
 		Components:       []component.Component{},
-		HTTP:             HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}},
-		Bans:             BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}},
-		Invites:          InvitesConfig{TTL: 7 * 24 * time.Hour},
+		HTTP: HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}, ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout: time.Minute, BodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+			ConnectionsPerAddress: 100},
+		Bans:    BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}},
+		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
 			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
 		WebClient: WebClientConfig{Enabled: true},
@@ -576,6 +578,13 @@ func (c *Config) Validate() error {
 			bad("bans.exempt", "%q is not an IP address or CIDR prefix", b)
 		}
 	}
+	for key, d := range map[string]time.Duration{"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
+		"http.idle_timeout": c.HTTP.IdleTimeout, "http.body_timeout": c.HTTP.BodyTimeout, "http.write_timeout": c.HTTP.WriteTimeout} {
+		if d < 100*time.Millisecond {
+			bad(key, "expected a duration such as 30s")
+		}
+	}
+	positive("http.connections_per_address", c.HTTP.ConnectionsPerAddress, 0)
 	if _, badProxies := parseProxies(c.HTTP.TrustedProxies); len(badProxies) > 0 {
 		for _, b := range badProxies {
 			bad("http.trusted_proxies", "%q is not an IP address or CIDR prefix", b)

@@ -19,6 +19,19 @@ type HTTPConfig struct {
 	// proxies whose X-Forwarded-Host and X-Forwarded-Proto headers are
 	// believed. Anyone else's are ignored.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	// ReadHeaderTimeout bounds reading a request's header; IdleTimeout
+	// closes a keep-alive connection without a request for that long.
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+	// BodyTimeout: a request body that brings no data for this long, and
+	// WriteTimeout: a response write that does not complete in this long,
+	// end the connection (a transfer that keeps moving may take longer).
+	BodyTimeout  time.Duration `mapstructure:"body_timeout"`
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// ConnectionsPerAddress bounds connections to the http and https
+	// listeners from one address (IPv6: one /64), trusted_proxies
+	// excepted; 0 = no limit.
+	ConnectionsPerAddress int `mapstructure:"connections_per_address"`
 }
 
 // BansConfig is the fail2ban-style ban of client addresses (auth.Bans).

@@ -261,6 +261,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		ResumeTimeout:           cfg.C2S.ResumeTimeout,
 		MaxUnacked:              cfg.C2S.MaxUnacked,
 		WebSocketOrigins:        cfg.WebSocket.Origins,
+		TrustedProxies:          s.proxies,
 		Bans:                    s.bans,
 		FAST:                    auth.NewFAST(auth.FASTConfig{Lifetime: cfg.Auth.FASTTokenLifetime}, store),
 		Secret:                  secret,
@@ -386,10 +387,10 @@ func (s *Server) Start(ctx context.Context) error {
 		if s.certs.acme != nil {
 			h = s.certs.acme.httpHandler(h) // HTTP-01 challenges
 		}
-		s.serveHTTP(ln, h)
+		s.serveHTTP(s.limitHTTPListener(ln, true), h)
 	}
 	if ln := s.listeners["https"]; ln != nil {
-		s.serveHTTP(tls.NewListener(ln, s.tlsForHTTP()), s.clientHTTP(true))
+		s.serveHTTP(tls.NewListener(s.limitHTTPListener(ln, false), s.tlsForHTTP()), s.clientHTTP(true))
 	}
 	if ln := s.listeners["admin"]; ln != nil {
 		s.serveHTTP(ln, s.adminHTTP())
@@ -467,8 +468,13 @@ func (s *Server) certNames() []string {
 	return slices.Compact(names)
 }
 
+// serveHTTP serves h on ln with the http.* timeouts: for the header, for
+// an idle keep-alive connection, and for progress of request bodies and
+// responses (withDeadlines).
 func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	c := s.cfg.HTTP
+	hs := &http.Server{Handler: withDeadlines(h, c.BodyTimeout, c.WriteTimeout), ReadHeaderTimeout: c.ReadHeaderTimeout,
+		IdleTimeout: c.IdleTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.https = append(s.https, hs)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {

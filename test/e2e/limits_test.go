@@ -346,7 +346,10 @@ func streamErrorOn(t *testing.T, c net.Conn) string {
 // and WebSocket alike, and a freed slot can be used again.
 func TestConnectionsPerAddress(t *testing.T) {
 	t.Parallel()
-	ts := testserver.Start(t, func(c *server.Config) { c.Limits.ConnectionsPerAddress = 3 })
+	ts := testserver.Start(t, func(c *server.Config) {
+		c.Limits.ConnectionsPerAddress = 3
+		c.HTTP.TrustedProxies = nil // WebSocket from 127.0.0.1 is not a proxy here
+	})
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
 		held = append(held, ts.Dial())
