@@ -20,20 +20,32 @@ import (
 // gets a whole /64, so counting single IPv6 addresses limits nothing).
 // addr may carry a port.
 func AddrKey(addr string) string {
+	ip, ok := parseIP(addr)
+	if !ok {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return addr
+		}
+		return host
+	}
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// parseIP is the IP address of addr (with or without a port), unmapped.
+func parseIP(addr string) (netip.Addr, bool) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return netip.Addr{}, false
 	}
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+	return ip.Unmap(), true
 }
 
 // PerAddress counts open connections per address key against a maximum.
@@ -54,15 +66,10 @@ func NewPerAddress(max int, exempt ...netip.Prefix) *PerAddress {
 
 // Exempt reports whether addr (with or without a port) is in prefixes.
 func Exempt(addr string, prefixes []netip.Prefix) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
+	ip, ok := parseIP(addr)
+	if !ok {
 		return false
 	}
-	ip = ip.Unmap()
 	for _, p := range prefixes {
 		if p.Contains(ip) {
 			return true
