@@ -145,8 +145,9 @@ type ArchiveSubmitter interface {
 	// once; c says when it is committed. It blocks only while the write
 	// queue is full (honouring ctx). An error means nothing was queued.
 	// Once queued, the write happens whatever becomes of ctx. then, when
-	// not nil, is called with the outcome as soon as it is known; it must
-	// not block. Writes submitted one after the other commit in that
+	// not nil, is called with the outcome as soon as it is known, before c
+	// is done (whoever waits for c sees what then did); it must not block.
+	// Writes submitted one after the other commit in that
 	// order.
 	SubmitArchive(ctx context.Context, owner string, msg ArchivedMessage, then func(error)) (id string, c Completion, err error)
 }

@@ -109,12 +109,14 @@ type Future struct {
 
 func newFuture() *Future { return &Future{done: make(chan struct{})} }
 
+// resolve runs then before it closes done, so that whoever waited for
+// the future sees what then did (a count, a quota's bytes).
 func (f *Future) resolve(err error) {
 	f.err = err
-	close(f.done)
 	if f.then != nil {
 		f.then(err)
 	}
+	close(f.done)
 }
 
 // Done is closed when the item's outcome is known.
@@ -199,8 +201,8 @@ func (c *Committer[T]) Do(ctx context.Context, item T) error {
 // company and its transaction. It blocks only while the queue is full,
 // honouring ctx; an error means the item was not queued. Once queued the
 // item is written whatever happens to ctx. then, when not nil, runs with
-// the outcome as soon as it is known, on the writer's goroutine: it must
-// not block.
+// the outcome as soon as it is known, on the writer's goroutine, before
+// the future is done: it must not block.
 //
 // Without group commit the item is written before Submit returns.
 func (c *Committer[T]) Submit(ctx context.Context, item T, then func(error)) (*Future, error) {
