@@ -124,6 +124,10 @@ func TestWebSocket(t *testing.T) {
 	bob := ts.AddUser("bob", "pw2")
 	b := ts.Login("bob", "pw2", "tcp")
 	b.Send("<presence/>")
+	// bob is available once his own presence comes back; before that a
+	// message to his bare JID goes to offline storage (seen on a loaded
+	// machine: "did not receive message from websocket").
+	b.Expect("own presence", testserver.PresenceFrom(b.JID, ""))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
