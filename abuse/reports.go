@@ -116,7 +116,7 @@ func (m *Module) forward(ctx context.Context, r storage.SpamReport) {
 			continue
 		}
 		evidence = append(evidence, wire.NewElement(nsForward, "forwarded").Add(
-			wire.NewElement(xep.NSDelay, "delay", "stamp", page.Messages[0].Timestamp.UTC().Format(time.RFC3339Nano)),
+			wire.NewElement(xep.NSDelay, "delay", "stamp", xep.DateTime(page.Messages[0].Timestamp)),
 			msg.Tree().Copy()))
 	}
 	for _, to := range m.cfg.ReportTo {

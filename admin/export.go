@@ -194,7 +194,7 @@ func ExportXEP0227(ctx context.Context, w io.Writer, st ExportStore, owner strin
 		}
 		ew.str("        <result xmlns='" + nsMAM + "' id='" + wire.EscapeAttr(m.ID) + "'>")
 		ew.str("<forwarded xmlns='" + nsForward + "'>")
-		ew.str("<delay xmlns='" + nsDelay + "' stamp='" + m.Timestamp.UTC().Format(time.RFC3339Nano) + "'/>")
+		ew.str("<delay xmlns='" + nsDelay + "' stamp='" + xep.DateTime(m.Timestamp) + "'/>")
 		ew.bytes(x)
 		ew.str("</forwarded></result>\n")
 		return ew.err

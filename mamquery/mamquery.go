@@ -264,8 +264,8 @@ func Metadata(first, last *storage.ArchivedMessage) *wire.Element {
 	return md
 }
 
-// Stamp formats a XEP-0082 DateTime.
-func Stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// Stamp formats a XEP-0082 DateTime (xep.DateTime).
+func Stamp(t time.Time) string { return xep.DateTime(t) }
 
 // ResultMessage wraps an archived message for a query result (§4.2). The
 // archived bytes are embedded unchanged; only the root gets the

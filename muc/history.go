@@ -97,7 +97,7 @@ func (r *room) sendHistory(to jid.JID, mucX *wire.Element) {
 		picked = append(picked, e)
 	}
 	delay := func(at time.Time) *wire.Element {
-		return wire.NewElement(xep.NSDelay, "delay", "from", r.key, "stamp", at.UTC().Format(time.RFC3339Nano))
+		return wire.NewElement(xep.NSDelay, "delay", "from", r.key, "stamp", xep.DateTime(at))
 	}
 	for i := len(picked) - 1; i >= 0; i-- {
 		e := picked[i]

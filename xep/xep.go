@@ -2,7 +2,11 @@
 // shared by routing and feature modules.
 package xep
 
-import "github.com/parley-xmpp/parley/wire"
+import (
+	"time"
+
+	"github.com/parley-xmpp/parley/wire"
+)
 
 // Namespaces.
 const (
@@ -155,3 +159,10 @@ func OfflineWorthy(s *wire.Stanza) bool {
 		s.Child(NSReceipts, "received") != nil || s.Child(NSMarkers, "displayed") != nil ||
 		s.Child(wire.NSClient, "subject") != nil
 }
+
+// DateTime formats t as an XEP-0082 DateTime in UTC with at most six
+// fraction digits (microseconds, the precision the stores keep). Go's
+// RFC3339Nano writes up to nine, which clients parsing with a microsecond
+// field reject (slixmpp's XEP-0082 parser, Python's %f): MUC history and
+// MAM results lost their timestamps there.
+func DateTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.999999Z") }

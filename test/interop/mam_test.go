@@ -42,6 +42,8 @@ type mamResult struct {
 	Body     string `json:"body"`
 	Stamp    string `json:"stamp"`
 	StanzaID string `json:"stanza_id"`
+	// ParsedStamp is Stamp as slixmpp's XEP-0082 parser read it.
+	ParsedStamp string `json:"parsed_stamp"`
 }
 
 type mamPage struct {
@@ -381,8 +383,8 @@ func TestSlixmppMAM(t *testing.T) {
 			if id, ok := liveID[r.Body]; !ok || id != r.ID {
 				t.Errorf("%s: %q has result id %q; it carried stanza-id %q (known %v)", name, r.Body, r.ID, id, ok)
 			}
-			if _, err := time.Parse(time.RFC3339Nano, r.Stamp); err != nil {
-				t.Errorf("%s: %q delay stamp %q: %v", name, r.Body, r.Stamp, err)
+			if _, err := time.Parse(time.RFC3339Nano, r.Stamp); err != nil || r.ParsedStamp == "" {
+				t.Errorf("%s: %q delay stamp %q (slixmpp read %q): %v", name, r.Body, r.Stamp, r.ParsedStamp, err)
 			}
 		}
 	}

@@ -30,6 +30,9 @@ type joinedEvent struct {
 	Occupants   []string `json:"occupants"`
 	History     []string `json:"history"`
 	Subject     string   `json:"subject"`
+	// HistoryStamps are the history's delay stamps as slixmpp's XEP-0082
+	// parser read them.
+	HistoryStamps []string `json:"history_stamps"`
 }
 
 type groupchatEvent struct {
@@ -116,7 +119,8 @@ func TestSlixmppMUC(t *testing.T) {
 	}
 	bj := decode[joinedEvent](t, bEv, "joined")
 	if len(bj) != 1 || !slices.Contains(bj[0].Occupants, "Alice") || !slices.Equal(bj[0].History, []string{"before bob"}) ||
-		bj[0].Role != "participant" || bj[0].OccupantID == "" || !slices.Contains(bj[0].Codes, 110) {
+		bj[0].Role != "participant" || bj[0].OccupantID == "" || !slices.Contains(bj[0].Codes, 110) ||
+		len(bj[0].HistoryStamps) != 1 || bj[0].HistoryStamps[0] == "" {
 		t.Errorf("join as slixmpp saw it: %+v\n%s", bj, b.transcript())
 	}
 	got := decode[groupchatEvent](t, bEv, "groupchat")

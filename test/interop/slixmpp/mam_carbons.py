@@ -91,6 +91,9 @@ class MAMCarbonsDriver(Driver):
         inner = fwd["stanza"]
         return {"id": msg["mam_result"]["id"], "from": str(inner["from"]), "to": str(inner["to"]),
                 "body": inner["body"], "stamp": fwd["delay"].xml.get("stamp", ""),
+                # slixmpp's XEP-0082 parser must read it (it takes at most
+                # six fraction digits)
+                "parsed_stamp": fwd["delay"]["stamp"].isoformat(),
                 "stanza_id": self.stanza_id(inner)}
 
     @staticmethod

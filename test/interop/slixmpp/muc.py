@@ -109,7 +109,9 @@ class MUCDriver(Driver):
         emit("joined", room=a["room"], nick=a["nick"], codes=codes_of(pres), role=item["role"],
              affiliation=item["affiliation"], occupant_id=occupant_id(pres),
              occupants=sorted(p["from"].resource for p in occupants),
-             history=[m["body"] for m in history], subject=subject["subject"])
+             history=[m["body"] for m in history], subject=subject["subject"],
+             # the plugin's own XEP-0082 parser reads each delay stamp
+             history_stamps=[m["delay"]["stamp"].isoformat() for m in history])
         return pres
 
     async def do(self, a):
