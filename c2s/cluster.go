@@ -21,8 +21,11 @@ type Peers interface {
 	// when no live node holds it. Stanzas for conn are held until
 	// Attached(conn).
 	TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Handover, error)
-	// Attached releases what arrived for conn while it was taken over.
-	Attached(conn string)
+	// Attached releases what arrived for conn while it was taken over,
+	// once the old node forwards nothing more, handing it to deliver in
+	// order (nil: the session could not be bound; it goes where
+	// undeliverable stanzas go).
+	Attached(conn string, deliver func(*wire.Stanza))
 }
 
 // SetPeers makes the server one node of a cluster.
@@ -68,18 +71,40 @@ func (c *conn) resumeFromPeer(id string, h uint32) error {
 		// is stored like the unacknowledged stanzas of an ended session.
 		c.logger().Warn("cannot bind a session handed over by another node", "err", err)
 		c.srv.rescue(context.Background(), s, s.smq.Unacked())
-		c.srv.peers.Attached(c.id)
+		c.srv.peers.Attached(c.id, nil)
 		return c.resumeFailed(smFailed("item-not-found", nil))
 	}
 	c.srv.smDir.Add(id, bare, s)
 	if err := c.ackError(s.handleAck(h)); err != nil {
-		c.srv.peers.Attached(c.id)
+		s.arrive(c.srv.peers)
 		c.srv.terminate(s, nil)
 		return err
 	}
 	err = c.attachResumed(s, id)
-	c.srv.peers.Attached(c.id)
+	// The replayed queue went first; then what the old node forwarded and
+	// what others sent here during the move; then what was routed to the
+	// session here since it was bound.
+	s.arrive(c.srv.peers)
 	return err
+}
+
+// arrive ends the start of a session that came from another node: what
+// the cluster held for it during the move goes before what was queued
+// for it here since it was bound, then it writes.
+func (s *session) arrive(p Peers) {
+	var held []outItem
+	p.Attached(s.id, func(st *wire.Stanza) { held = append(held, outItem{st: st}) })
+	s.qmu.Lock()
+	for _, it := range held {
+		s.qbytes += queuedSize(it.st)
+	}
+	s.queue = append(held, s.queue...)
+	s.starting = false
+	if len(s.queue) > 0 {
+		s.startWriterLocked()
+	}
+	close(s.arrived)
+	s.qmu.Unlock()
 }
 
 // adopt builds a session from the state another node handed over.
@@ -88,8 +113,11 @@ func (srv *Server) adopt(ho *sm.Handover, c *conn) (*session, error) {
 	if err != nil || full.Resourcepart() == "" {
 		return nil, errors.New("c2s: handed-over session has no full JID")
 	}
+	// It writes nothing until arrive: what the cluster held for it
+	// during the move goes first.
 	s := &session{id: c.id, jid: full, srv: srv, domain: c.domain, finished: make(chan struct{}),
-		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive, values: ho.Values}
+		smID: ho.ID, smMax: ho.Max, hIn: ho.HIn, inactive: ho.Inactive, values: ho.Values,
+		starting: true, arrived: make(chan struct{})}
 	s.flags.Store(ho.Flags)
 	if len(ho.Presence) > 0 {
 		if p, err := wire.Parse(ho.Presence, srv.limits().Limits); err == nil {
@@ -132,6 +160,15 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	s.mu.Unlock()
 	if ended {
 		return nil, sm.ErrUnknownID
+	}
+	if s.arrived != nil {
+		// It came from another node a moment ago: it moves again once
+		// what was held for it during that move is queued, in order.
+		select {
+		case <-s.arrived:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if err := claim(s); err != nil {
 		return nil, err

@@ -87,6 +87,9 @@ type session struct {
 	// moved forwards what is sent to the session after it was handed over
 	// to another node of a cluster (see cluster.go); under qmu.
 	moved func(*wire.Stanza)
+	// arrived is closed once a session that came from another node
+	// writes (see arrive); nil for sessions bound here.
+	arrived chan struct{}
 }
 
 // outItem is one entry of the send queue: a stanza, raw bytes (a nonza),

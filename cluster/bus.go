@@ -39,6 +39,9 @@ const (
 	kindFlags    = "f" // change the session's flags
 	kindHost     = "h" // a stanza for an entity (room) this node runs
 	kindValue    = "v" // set a session value (body: the value)
+	kindMarker   = "m" // a node routes a moved session (connection C) to its new place
+	kindFinished = "e" // the old node forwards nothing more for connection C
+	kindFlush    = "l" // this node's own earlier messages for connection C are in
 )
 
 // busLimits bounds stanzas read from the bus: they were checked at the
@@ -112,6 +115,15 @@ func (n *Node) onBus(m *nats.Msg) {
 		}
 	}
 	switch kind {
+	case kindMarker:
+		n.onMarker(from, m.Header.Get(hdrConn))
+		return
+	case kindFinished:
+		n.pending.finish(m.Header.Get(hdrConn))
+		return
+	case kindFlush:
+		n.pending.flushed(m.Header.Get(hdrConn))
+		return
 	case kindResponse:
 		if st != nil {
 			n.router.ResolveResponse(st)
@@ -128,7 +140,7 @@ func (n *Node) onBus(m *nats.Msg) {
 	}
 	conn := m.Header.Get(hdrConn)
 	if kind == kindDeliver && st != nil {
-		if n.pending.hold(conn, st) {
+		if n.pending.hold(conn, from, st) {
 			return
 		}
 		if to, ok := n.moves.get(conn); ok {

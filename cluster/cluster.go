@@ -67,6 +67,11 @@ type Node struct {
 	peers    peers
 	moves    moves
 	pending  pendingAttach
+	markers  markers
+	// sendBarrier: proxies read the registry and publish under its read
+	// lock, so a node taking it once knows that no send still goes by
+	// what the registry said before.
+	sendBarrier sync.RWMutex
 
 	started  time.Time
 	ctx      context.Context
@@ -105,6 +110,7 @@ func New(cfg Config) *Node {
 	n.peers.init()
 	n.moves.init()
 	n.pending.init()
+	n.markers.init()
 	return n
 }
 
@@ -233,6 +239,7 @@ func (n *Node) Start(ctx context.Context, r *router.Router, reg *module.Registry
 		{n.subject("node", n.cfg.Node), n.onBus},
 		{n.subject("rpc", n.cfg.Node), n.onRPC},
 		{n.subject("hb"), n.onHeartbeat},
+		{n.subject("moved"), n.onMoved},
 	} {
 		sub, err := n.nc.Subscribe(s.subj, s.h)
 		if err != nil {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"mellium.im/xmpp/jid"
 
@@ -85,56 +88,168 @@ func (m *moves) expire() {
 }
 
 // pendingAttach holds stanzas for connections whose session is being
-// handed over to this node, until it is attached.
+// handed over to this node, until it is attached. What the old node
+// forwards (stanzas that reached it on their way to the session) is kept
+// apart from what other nodes sent straight here once they knew of the
+// move: each sender's stanzas through the old node are older than its
+// direct ones, so the first go first. The old node says when its forward
+// stream is finished (every live node has confirmed that it sends here
+// now, and what it sent there before was forwarded).
 type pendingAttach struct {
 	mu sync.Mutex
-	m  map[string][]*wire.Stanza
+	m  map[string]*incoming
+}
+
+type incoming struct {
+	old      string         // the node handing the session over
+	fromOld  []*wire.Stanza // forwarded by it (older)
+	direct   []*wire.Stanza // sent here by the others (and by this node to itself)
+	finished chan struct{}  // closed when the old node's forwards are done
+	done     bool
+	// routed: this node routes stanzas for the session through its own
+	// bus subject (held here with the others) rather than to the session
+	// directly, until release starts.
+	routed  bool
+	flushed chan struct{} // closed when this node's own bus traffic is in
 }
 
 // maxHeld bounds what is held for one hand-over.
 const maxHeld = 10000
 
-func (p *pendingAttach) init() { p.m = map[string][]*wire.Stanza{} }
+// finishWait bounds how long an attached session waits for the old node's
+// forward stream to finish (a node that does not confirm in time has
+// stopped routing anyway).
+const finishWait = 3 * time.Second
 
-func (p *pendingAttach) add(conn string) {
+func (p *pendingAttach) init() { p.m = map[string]*incoming{} }
+
+func (p *pendingAttach) add(conn, old string) {
 	p.mu.Lock()
-	p.m[conn] = []*wire.Stanza{}
+	p.m[conn] = &incoming{old: old, finished: make(chan struct{}), routed: true, flushed: make(chan struct{})}
 	p.mu.Unlock()
 }
 
+// has reports whether stanzas for conn are routed through the bus to be
+// held here.
 func (p *pendingAttach) has(conn string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, ok := p.m[conn]
-	return ok
+	in, ok := p.m[conn]
+	return ok && in.routed
 }
 
-// hold keeps st when conn is being handed over here.
-func (p *pendingAttach) hold(conn string, st *wire.Stanza) bool {
+// hold keeps st, sent by node from, when conn is being handed over here.
+func (p *pendingAttach) hold(conn, from string, st *wire.Stanza) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l, ok := p.m[conn]
+	in, ok := p.m[conn]
 	if !ok {
 		return false
 	}
-	if len(l) < maxHeld {
-		p.m[conn] = append(l, st)
-	} else {
+	if len(in.fromOld)+len(in.direct) >= maxHeld {
 		busDropped.WithLabelValues("handover-overflow").Inc()
+		return true
+	}
+	if from == in.old {
+		in.fromOld = append(in.fromOld, st)
+	} else {
+		in.direct = append(in.direct, st)
 	}
 	return true
 }
 
-// release ends holding for conn, passing what was held to deliver in
-// order; stanzas arriving meanwhile wait for it.
-func (p *pendingAttach) release(conn string, deliver func(st *wire.Stanza)) {
+// flushed records that this node's own bus messages for conn, sent before
+// release began, have arrived.
+func (p *pendingAttach) flushed(conn string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, st := range p.m[conn] {
+	if in, ok := p.m[conn]; ok {
+		select {
+		case <-in.flushed:
+		default:
+			close(in.flushed)
+		}
+	}
+}
+
+// finish records that the old node's forward stream for conn is done.
+func (p *pendingAttach) finish(conn string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if in, ok := p.m[conn]; ok && !in.done {
+		in.done = true
+		close(in.finished)
+	}
+}
+
+// releaseHeld ends holding for conn once the old node's forwards are done (or
+// finishWait passed), passing what was held to deliver in order: the
+// forwarded stanzas, then the direct ones. Stanzas arriving meanwhile
+// wait for it. Stanzas this node routes to the session meanwhile go to it
+// directly (the session holds them behind what is released here), so
+// before releasing it waits for what it sent itself over the bus.
+func (n *Node) releaseHeld(conn string, deliver func(st *wire.Stanza)) bool {
+	p := &n.pending
+	p.mu.Lock()
+	in, ok := p.m[conn]
+	p.mu.Unlock()
+	if !ok {
+		return true
+	}
+	t := time.NewTimer(finishWait)
+	defer t.Stop()
+	finished := true
+	select {
+	case <-in.finished:
+	case <-t.C:
+		handoverFinishTimeouts.Inc()
+		finished = false
+	}
+	// From now on this node delivers to the session here; what it sent
+	// through its bus before (sends still under way included: the
+	// barrier) comes back before the flush marker.
+	p.mu.Lock()
+	in.routed = false
+	p.mu.Unlock()
+	n.sendBarrier.Lock()
+	n.sendBarrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
+	if n.publish(n.cfg.Node, kindFlush, "", conn, nil, nil) == nil {
+		select {
+		case <-in.flushed:
+		case <-t.C:
+			handoverFinishTimeouts.Inc()
+			finished = false
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range in.fromOld {
+		deliver(st)
+	}
+	for _, st := range in.direct {
 		deliver(st)
 	}
 	delete(p.m, conn)
+	return finished
 }
+
+// markers collects, on the node a session left, the confirmations of the
+// other nodes that they route to its new place (each sent after what they
+// had sent here before, on the same connection).
+type markers struct {
+	mu sync.Mutex
+	m  map[string]*markerWait // old connection id → wait
+}
+
+type markerWait struct {
+	need       map[string]bool // nodes still to confirm
+	node, conn string          // where the session went
+	full       string
+	once       sync.Once
+	timer      *time.Timer
+}
+
+func (m *markers) init() { m.m = map[string]*markerWait{} }
 
 // TakeOver asks the node holding the resumable session previd of bare to
 // hand it over to this node's connection conn. It returns ErrNotFound when
@@ -152,7 +267,7 @@ func (n *Node) TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Han
 		handovers.WithLabelValues("in", "not-found").Inc()
 		return nil, ErrNotFound
 	}
-	n.pending.add(conn)
+	n.pending.add(conn, e.Node)
 	rep, err := n.call(ctx, e.Node, rpcRequest{Op: opHandover, Bare: bare, PrevID: previd, Rev: n.horizon(),
 		NewNode: n.cfg.Node, NewBoot: n.boot, NewConn: conn})
 	var h sm.Handover
@@ -160,7 +275,8 @@ func (n *Node) TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Han
 		err = json.Unmarshal(rep.Handover, &h)
 	}
 	if err != nil {
-		n.Attached(conn)
+		n.pending.finish(conn)
+		n.Attached(conn, nil)
 		if errors.Is(err, errNotFound) {
 			handovers.WithLabelValues("in", "not-found").Inc()
 			return nil, ErrNotFound
@@ -177,17 +293,26 @@ func (n *Node) TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Han
 	return &h, nil
 }
 
-// Attached releases what arrived for conn during its hand-over: the
-// session is bound here now (or the hand-over failed and it goes where
-// undeliverable stanzas go).
-func (n *Node) Attached(conn string) {
-	n.pending.release(conn, func(st *wire.Stanza) {
+// Attached releases what arrived for conn during its hand-over, once the
+// old node has finished forwarding: the session is bound here now and
+// deliver hands it stanzas in order, ahead of anything routed to it
+// meanwhile (nil: the hand-over failed, they go where undeliverable
+// stanzas go).
+func (n *Node) Attached(conn string, deliver func(*wire.Stanza)) {
+	finished := n.releaseHeld(conn, func(st *wire.Stanza) {
+		if deliver != nil {
+			deliver(st)
+			return
+		}
 		to, err := jid.Parse(st.To)
 		if err != nil {
 			return
 		}
 		n.router.Deliver(context.Background(), to, conn, st)
 	})
+	if !finished && deliver != nil {
+		n.log.Warn("cluster: the node a session came from did not end its forwards in time", "conn", conn)
+	}
 }
 
 func (n *Node) rpcHandover(req rpcRequest) rpcReply {
@@ -198,6 +323,7 @@ func (n *Node) rpcHandover(req rpcRequest) rpcReply {
 	defer cancel()
 	var rev uint64
 	var full jid.JID
+	var oldConn string
 	claim := func(s module.Session) error {
 		k := keyOf(s.JID())
 		mu := n.lockKey(k)
@@ -222,7 +348,7 @@ func (n *Node) rpcHandover(req rpcRequest) rpcReply {
 		delete(n.registry.mine, k)
 		n.registry.mu.Unlock()
 		n.moves.add(s.ConnID(), req.NewNode, req.NewConn)
-		rev, full = nrev, s.JID()
+		rev, full, oldConn = nrev, s.JID(), s.ConnID()
 		return nil
 	}
 	forward := func(st *wire.Stanza) {
@@ -237,8 +363,102 @@ func (n *Node) rpcHandover(req rpcRequest) rpcReply {
 		handovers.WithLabelValues("out", "error").Inc()
 		return rpcReply{Err: err.Error()}
 	}
+	n.collectMarkers(oldConn, req.NewNode, req.NewConn, full.String(), rev)
 	b, _ := json.Marshal(h)
 	handovers.WithLabelValues("out", "ok").Inc()
 	n.log.Info("cluster: session moved", "jid", h.JID, "to", req.NewNode)
 	return rpcReply{Handover: b, Rev: rev}
+}
+
+// collectMarkers runs on the node a session left (its old connection
+// oldConn) once the registry names its new place (revision rev): it asks
+// every other live node to confirm that it routes there now, and when all
+// did (or finishWait passed) tells the new node that nothing more will be
+// forwarded. A confirmation arrives after everything its sender had sent
+// here, on the same ordered bus subject, so the stanzas it forwards reach
+// the new node before the end of the stream.
+func (n *Node) collectMarkers(oldConn, node, conn, full string, rev uint64) {
+	w := &markerWait{need: map[string]bool{}, node: node, conn: conn, full: full}
+	for _, p := range n.Peers() {
+		if p.Alive {
+			w.need[p.Node] = true
+		}
+	}
+	if len(w.need) == 0 {
+		n.finishMove(oldConn, w, "ok")
+		return
+	}
+	w.timer = time.AfterFunc(finishWait-500*time.Millisecond, func() {
+		n.markers.mu.Lock()
+		var missing []string
+		for p := range w.need {
+			missing = append(missing, p)
+		}
+		n.markers.mu.Unlock()
+		n.log.Warn("cluster: nodes did not confirm a session move in time", "jid", full, "nodes", missing)
+		n.finishMove(oldConn, w, "timeout")
+	})
+	n.markers.mu.Lock()
+	n.markers.m[oldConn] = w
+	n.markers.mu.Unlock()
+	m := nats.NewMsg(n.subject("moved"))
+	m.Header.Set(hdrFrom, n.cfg.Node)
+	m.Header.Set(hdrConn, oldConn)
+	m.Header.Set(hdrRev, strconv.FormatUint(rev, 10))
+	if err := n.nc.PublishMsg(m); err != nil {
+		n.finishMove(oldConn, w, "timeout")
+	}
+}
+
+// onMarker handles a node's confirmation for a moved session (on this
+// node's bus goroutine, after what that node sent before).
+func (n *Node) onMarker(from, oldConn string) {
+	n.markers.mu.Lock()
+	w := n.markers.m[oldConn]
+	complete := false
+	if w != nil {
+		delete(w.need, from)
+		complete = len(w.need) == 0
+	}
+	n.markers.mu.Unlock()
+	if complete {
+		n.finishMove(oldConn, w, "ok")
+	}
+}
+
+func (n *Node) finishMove(oldConn string, w *markerWait, how string) {
+	w.once.Do(func() {
+		if w.timer != nil {
+			w.timer.Stop()
+		}
+		n.markers.mu.Lock()
+		if n.markers.m[oldConn] == w {
+			delete(n.markers.m, oldConn)
+		}
+		n.markers.mu.Unlock()
+		handoverFinish.WithLabelValues(how).Inc()
+		_ = n.publish(w.node, kindFinished, w.full, w.conn, nil, nil)
+	})
+}
+
+// onMoved answers another node's request for a confirmation: once this
+// node's registry names the session's new place and no send that read
+// the old one is still under way, it sends the confirmation after
+// everything it sent before.
+func (n *Node) onMoved(m *nats.Msg) {
+	from := m.Header.Get(hdrFrom)
+	if from == "" || from == n.cfg.Node {
+		return
+	}
+	rev, _ := strconv.ParseUint(m.Header.Get(hdrRev), 10, 64)
+	conn := m.Header.Get(hdrConn)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.waitApplied(rev, 2*time.Second)
+		// Sends that read the registry before it changed finish first.
+		n.sendBarrier.Lock()
+		n.sendBarrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
+		_ = n.publish(from, kindMarker, "", conn, nil, nil)
+	}()
 }

@@ -51,6 +51,14 @@ var (
 		Namespace: "parley", Subsystem: "cluster", Name: "handovers_total",
 		Help: "Stream resumptions across nodes, by role (in: resumed here, out: moved away) and result (ok, not-found, error).",
 	}, []string{"role", "result"})
+	handoverFinish = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "cluster", Name: "handover_forwards_finished_total",
+		Help: "Moved sessions whose forward stream this node ended, by how (ok: every node confirmed; timeout).",
+	}, []string{"how"})
+	handoverFinishTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "cluster", Name: "handover_finish_timeouts_total",
+		Help: "Sessions resumed here that stopped waiting for the old node's forward stream.",
+	})
 	leaseOps = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "parley", Subsystem: "cluster", Name: "leases_total",
 		Help: "Entity (chat room) lease operations by this node, by kind (acquire, takeover, release, lost, reaped).",
@@ -59,5 +67,5 @@ var (
 
 func init() {
 	prometheus.MustRegister(busSent, busReceived, busDropped, busLatency, registryGauge, nodesGauge,
-		registryWrites, registryErrors, registryWaitTimeouts, sessionsReaped, handovers, leaseOps)
+		registryWrites, registryErrors, registryWaitTimeouts, sessionsReaped, handovers, leaseOps, handoverFinish, handoverFinishTimeouts)
 }

@@ -54,10 +54,27 @@ func (r *remote) Priority() int {
 
 func (r *remote) Flags() module.Flags { return module.Flags(r.state().e.Flags) }
 
-// Send carries st to the owning node, which hands it to the session.
+// Send carries st to the owning node, which hands it to the session. It
+// goes by the registry as it is now (the router may hold this value since
+// before the session moved), under the send barrier (see onMoved).
 func (r *remote) Send(st *wire.Stanza) error {
-	e := r.state().e
-	if !r.n.alive(&e) {
+	r.n.sendBarrier.RLock()
+	cur := r
+	r.n.registry.mu.RLock()
+	if c := r.n.registry.byKey[r.key]; c != nil {
+		cur = c
+	}
+	r.n.registry.mu.RUnlock()
+	e := cur.state().e
+	if e.Node == r.n.cfg.Node && e.Boot == r.n.boot && !r.n.pending.has(e.Conn) {
+		// It moved here and is bound: deliver it here (outside the
+		// barrier: delivery may route again).
+		r.n.sendBarrier.RUnlock()
+		r.n.router.Deliver(context.Background(), r.full, e.Conn, st)
+		return nil
+	}
+	defer r.n.sendBarrier.RUnlock()
+	if !r.n.reachableRemote(&e) {
 		return module.ErrNoSession
 	}
 	return r.n.publish(e.Node, kindDeliver, r.full.String(), e.Conn, st.Raw, nil)

@@ -3,10 +3,12 @@ package cluster
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -144,5 +146,140 @@ func TestResumeDuringTraffic(t *testing.T) {
 		for i := range per {
 			a2.ExpectNone("duplicate", 0, isMsg(fmt.Sprintf("s%d-%d", si, i)))
 		}
+	}
+}
+
+// backlog returns what c received and has not been taken, in arrival
+// order, without taking it.
+func backlog(c *testserver.Client) []*wire.Stanza {
+	var out []*wire.Stanza
+	c.ExpectNone("", 0, func(s *wire.Stanza) bool {
+		out = append(out, s)
+		return false
+	})
+	return out
+}
+
+// TestResumeKeepsOrder: senders on all three nodes write numbered
+// messages to one session while it moves from node to node (a new move
+// every few dozen messages, the client acknowledging what it got). Each
+// sender's messages reach the client exactly once and strictly in order,
+// across every move: a stanza still on its way through the old node is
+// not overtaken by one sent straight to the new node.
+func TestResumeKeepsOrder(t *testing.T) {
+	// The client acknowledges only when it resumes.
+	nodes := testserver.StartCluster(t, 3, func(c *server.Config) { c.C2S.MaxUnacked = 5000 })
+	nodes[0].AddUser("alice", "pw")
+	nodes[0].AddUser("bob", "pw")
+	a, id := enableSM(t, nodes[0], "alice", "pw", "phone")
+	var senders []*testserver.Client
+	for i, n := range nodes {
+		senders = append(senders, n.Login("bob", "pw", fmt.Sprint("s", i)))
+	}
+	a.Send("<presence/>")
+	a.Expect("own presence", testserver.PresenceFrom(a.JID, ""))
+	full := a.JID
+
+	const per, moves = 600, 9
+	done := make(chan struct{}, len(senders))
+	for si, s := range senders {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range per {
+				if s.TrySend("<message to='%s' type='chat'><body>%d %d</body></message>", full, si, i) != nil {
+					return
+				}
+				if i%5 == 4 {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	var got []*wire.Stanza
+	var conn []int // connection index of each stanza in got
+	h := 1         // the own presence
+	cur := a
+	for m := 1; m <= moves; m++ {
+		// Let some traffic arrive, then lose the connection.
+		cur.Wait(150*time.Millisecond, func(*wire.Stanza) bool { return false })
+		cur.Drop()
+		cur.StreamError() // the reader has stopped: the backlog is final
+		for _, st := range backlog(cur) {
+			if st.IsStanza() {
+				h++
+				got = append(got, st)
+				conn = append(conn, m-1)
+			}
+		}
+		next := nodes[m%3]
+		cur = next.Authenticate("alice", "pw")
+		cur.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", id, h)
+		if r := cur.Next(); r.Name != "resumed" {
+			t.Fatalf("move %d to %s: %s", m, next.Cluster().Node(), r.Raw)
+		}
+		cur.StartReader()
+	}
+	for range senders {
+		<-done
+	}
+	// Everything arrives (on the last connection or before).
+	count := func(sts []*wire.Stanza) (n int) {
+		for _, st := range sts {
+			if st.Name == "message" {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for count(got)+count(backlog(cur)) < per*len(senders) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages of %d arrived", count(got)+count(backlog(cur)), per*len(senders))
+		}
+		cur.Wait(100*time.Millisecond, func(*wire.Stanza) bool { return false })
+	}
+	for {
+		st, ok := cur.Wait(0, func(*wire.Stanza) bool { return true })
+		if !ok {
+			break
+		}
+		got = append(got, st)
+		conn = append(conn, moves)
+	}
+	next := make([]int, len(senders))
+	trail := func(si int) string { // where sender si's messages arrived
+		var b strings.Builder
+		for k, st := range got {
+			var x, i int
+			if st.Name == "message" {
+				if _, err := fmt.Sscanf(st.Child(wire.NSClient, "body").Text(), "%d %d", &x, &i); err == nil && x == si {
+					d := ""
+					if st.Child("urn:xmpp:delay", "delay") != nil {
+						d = "d"
+					}
+					fmt.Fprintf(&b, " %d@%d%s", i, conn[k], d)
+				}
+			}
+		}
+		return b.String()
+	}
+	for _, st := range got {
+		if st.Name != "message" {
+			continue
+		}
+		var si, i int
+		if _, err := fmt.Sscanf(st.Child(wire.NSClient, "body").Text(), "%d %d", &si, &i); err != nil {
+			t.Fatalf("message %s", st.Raw)
+		}
+		if i != next[si] {
+			t.Fatalf("sender %d (on n%d): got message %d, expected %d (out of order, lost or twice); arrivals (message@connection, d: replayed):%s",
+				si, si+1, i, next[si], trail(si))
+		}
+		next[si]++
+	}
+	if st, ok := cur.Wait(300*time.Millisecond, func(s *wire.Stanza) bool { return s.Name == "message" }); ok {
+		var si int
+		fmt.Sscanf(st.Child(wire.NSClient, "body").Text(), "%d", &si)
+		t.Fatalf("one more message: %s; arrivals of its sender:%s", st.Raw, trail(si))
 	}
 }
