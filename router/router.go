@@ -23,6 +23,12 @@ type Remote interface {
 	Send(ctx context.Context, st *wire.Stanza) error
 }
 
+// HeldRemote is a Remote that can queue a stanza to be written only once
+// the writes before a barrier are committed, without blocking the caller.
+type HeldRemote interface {
+	SendAfter(ctx context.Context, st *wire.Stanza, b module.Barrier) error
+}
+
 // Config configures a Router.
 type Config struct {
 	Domains []string
@@ -311,11 +317,18 @@ func (r *Router) toRemote(ctx context.Context, ev *module.Event) {
 	}
 	// Store before forward: the sender's archive row is committed before
 	// the message leaves the server; if it failed, the archive has told
-	// the sender.
-	if ev.Origin.Hold.Wait(ctx) != nil {
-		return
+	// the sender. A remote that can queue behind the commit does so, and
+	// the sender's stream reads on.
+	var err error
+	if hr, ok := r.remote.(HeldRemote); ok {
+		err = hr.SendAfter(ctx, st, ev.Origin.Hold.Barrier())
+	} else {
+		if ev.Origin.Hold.Wait(ctx) != nil {
+			return
+		}
+		err = r.remote.Send(ctx, st)
 	}
-	if err := r.remote.Send(ctx, st); err != nil {
+	if err != nil {
 		r.bounce(ctx, st, wire.ErrRemoteServerNotFound, err.Error())
 	}
 }

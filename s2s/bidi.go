@@ -168,7 +168,7 @@ func (a *authSet) release() {
 // acceptStanza routes a stanza read from a peer, but only for a domain pair
 // authenticated on this stream (RFC 6120 §13.9, XEP-0220 §4.3, and
 // XEP-0288 §2 for stanzas read on our own outbound streams).
-func (s *Service) acceptStanza(ctx context.Context, a *authSet, st *wire.Stanza) error {
+func (s *Service) acceptStanza(ctx context.Context, str *stream, a *authSet, st *wire.Stanza) error {
 	if !a.any() {
 		return &wire.StreamError{Condition: wire.CondNotAuthorized, Text: "authenticate first"}
 	}
@@ -193,7 +193,11 @@ func (s *Service) acceptStanza(ctx context.Context, a *authSet, st *wire.Stanza)
 		return nil
 	}
 	s.stats.in(fromDom)
-	s.router.Route(ctx, st, module.Origin{Kind: module.FromServer})
+	// Read on while the archive commits (store before forward: what the
+	// message is delivered in waits for them).
+	h := module.NewHold()
+	s.router.Route(ctx, st, module.Origin{Kind: module.FromServer, Hold: h})
+	str.pend.routed(ctx, h)
 	return nil
 }
 

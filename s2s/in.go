@@ -343,7 +343,7 @@ func (c *inConn) bidi() error {
 
 // stanza accepts a stanza only for a domain pair authenticated on this
 // stream.
-func (c *inConn) stanza(st *wire.Stanza) error { return c.svc.acceptStanza(c.ctx, c.auth, st) }
+func (c *inConn) stanza(st *wire.Stanza) error { return c.svc.acceptStanza(c.ctx, c.s, c.auth, st) }
 
 // peerOffence reports whether a stream error is the peer's doing (broken
 // or forbidden XML, exceeded limits, failed authentication), which counts

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -27,15 +28,22 @@ type outConn struct {
 	qbytes atomic.Int64
 	svc    *Service
 	p      pair
-	queue  chan *wire.Stanza
+	queue  chan outItem
 	log    *slog.Logger
 	// via, when set, is a bidirectional stream the peer opened (XEP-0288)
 	// that carries the queue until it ends; then we dial as usual.
 	via *link
 }
 
+// outItem is a queued stanza, written once the writes it waits for (the
+// sender's archive row) are committed.
+type outItem struct {
+	st    *wire.Stanza
+	after module.Barrier
+}
+
 // enqueue queues st unless the queue is full in stanzas or bytes.
-func (o *outConn) enqueue(st *wire.Stanza) bool {
+func (o *outConn) enqueue(st *wire.Stanza, after module.Barrier) bool {
 	n := int64(len(st.Raw))
 	if o.qbytes.Add(n) > int64(o.svc.cfg.QueueBytes) {
 		o.qbytes.Add(-n)
@@ -43,7 +51,7 @@ func (o *outConn) enqueue(st *wire.Stanza) bool {
 		return false
 	}
 	select {
-	case o.queue <- st:
+	case o.queue <- outItem{st: st, after: after}:
 		return true
 	default:
 		o.qbytes.Add(-n)
@@ -54,7 +62,7 @@ func (o *outConn) enqueue(st *wire.Stanza) bool {
 func (o *outConn) dequeued(st *wire.Stanza) { o.qbytes.Add(-int64(len(st.Raw))) }
 
 func newOutConn(s *Service, p pair) *outConn {
-	return &outConn{svc: s, p: p, queue: make(chan *wire.Stanza, s.cfg.QueueSize),
+	return &outConn{svc: s, p: p, queue: make(chan outItem, s.cfg.QueueSize),
 		log: s.log.With("dir", "out", "local", p.local, "remote", p.remote)}
 }
 
@@ -107,9 +115,9 @@ func (o *outConn) fail(err error) {
 	s.mu.Unlock()
 	for {
 		select {
-		case st := <-o.queue:
-			o.dequeued(st)
-			s.bounce(st, cond, text)
+		case it := <-o.queue:
+			o.dequeued(it.st)
+			s.bounce(it.st, cond, text)
 		default:
 			return
 		}
@@ -330,7 +338,7 @@ func (o *outConn) read(ctx context.Context, ost *outStream, auth *authSet, activ
 		}
 		switch {
 		case st.IsStanza():
-			err = s.acceptStanza(ctx, auth, st)
+			err = s.acceptStanza(ctx, ost.stream, auth, st)
 		case st.NS == nsDialback && st.Name == "result" && st.Type == "":
 			// XEP-0288 §2: the receiving server adds a domain it hosts.
 			err = s.dialbackRequest(ctx, ost.stream, ost.id, auth, st, o.log)
@@ -359,21 +367,21 @@ func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{
 	defer idle.Stop()
 	for {
 		select {
-		case st := <-o.queue:
-			o.dequeued(st)
+		case it := <-o.queue:
+			o.dequeued(it.st)
 			n := 0
-			err := w.write(st.Raw)
+			err := o.write(w, it)
 			for n = 1; err == nil && n < maxBatch; n++ {
-				var more *wire.Stanza
+				var more outItem
 				select {
 				case more = <-o.queue:
-					o.dequeued(more)
+					o.dequeued(more.st)
 				default:
 				}
-				if more == nil {
+				if more.st == nil {
 					break
 				}
-				err = w.write(more.Raw)
+				err = o.write(w, more)
 			}
 			if err == nil {
 				err = w.flush()
@@ -411,15 +419,25 @@ func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{
 			o.retire()
 			for {
 				select {
-				case st := <-o.queue:
-					o.dequeued(st)
-					s.bounce(st, wire.ErrRemoteServerTimeout, "the server is shutting down")
+				case it := <-o.queue:
+					o.dequeued(it.st)
+					s.bounce(it.st, wire.ErrRemoteServerTimeout, "the server is shutting down")
 				default:
 					return false
 				}
 			}
 		}
 	}
+}
+
+// write writes a queued stanza once its sender's archive row is committed
+// (store before forward); one whose row could not be stored is dropped,
+// its sender has been told.
+func (o *outConn) write(w *stream, it outItem) error {
+	if !it.after.Empty() && it.after.Wait(o.svc.ctx) != nil {
+		return nil
+	}
+	return w.write(it.st.Raw)
 }
 
 // retire removes the pair from the pool unless stanzas are queued; it

@@ -22,6 +22,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
@@ -293,6 +294,13 @@ func (s *Service) clientTLS(local, remote string, direct bool) *tls.Config {
 // (from domain, to domain) pair, connecting when needed. Failures are
 // reported to the sender with router.Bounce.
 func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
+	return s.SendAfter(ctx, st, module.Barrier{})
+}
+
+// SendAfter is Send for a stanza that may be written only once the writes
+// before b are committed (router.HeldRemote): it is queued at once and the
+// stream's writer waits, so stanzas to the same domain keep their order.
+func (s *Service) SendAfter(ctx context.Context, st *wire.Stanza, b module.Barrier) error {
 	from, err := router.ParseJID(st.From)
 	if err != nil {
 		return errors.New("s2s: invalid from address")
@@ -337,7 +345,7 @@ func (s *Service) Send(ctx context.Context, st *wire.Stanza) error {
 		s.wg.Add(1)
 		go o.run()
 	}
-	queued := o.enqueue(st)
+	queued := o.enqueue(st, b)
 	s.mu.Unlock()
 	if !queued {
 		s.bounce(st, wire.ErrResourceConstraint, "too many stanzas queued for "+p.remote)
@@ -476,3 +484,5 @@ func matchesDomain(d string, list []string) bool {
 	}
 	return false
 }
+
+var _ router.HeldRemote = (*Service)(nil)

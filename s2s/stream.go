@@ -40,6 +40,9 @@ type stream struct {
 	wmu    sync.Mutex
 	tls    bool
 	closed atomic.Bool
+	// pend: stanzas read on this stream waiting for their archive
+	// commits (its reader's).
+	pend pending
 }
 
 func newStream(c *netlimit.Conn, lim wire.Limits) *stream {

@@ -109,3 +109,48 @@ func TestQueryAfterPipelinedMessagesSeesThem(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedFederation: a burst across domains is pipelined on both
+// sides (the sender's stream reads on while its archive rows commit, the
+// receiving server's s2s reader reads on while the recipient's rows
+// commit) and keeps its order and its archives: bob gets every message in
+// order with the stanza-id of his archive, both archives hold the burst in
+// order, alice's stream management ack counts all of them.
+func TestPipelinedFederation(t *testing.T) {
+	t.Parallel()
+	const n = 60
+	a, b := federatedPair(t)
+	alice, _ := enableSM(t, a, "alice", "pw1", "phone")
+	bob := b.Login("bob", "pw2", "laptop")
+	bob.Send("<presence/>")
+	bob.Expect("own presence", func(s *wire.Stanza) bool { return s.Name == "presence" && s.From == bob.JID })
+	var burst strings.Builder
+	for i := range n {
+		fmt.Fprintf(&burst, "<message to='%s' type='chat' id='f%d'><body>f%d</body></message>", fedBob, i, i)
+	}
+	burst.WriteString("<r xmlns='urn:xmpp:sm:3'/>")
+	alice.Send("%s", burst.String())
+	if h := alice.Expect("ack", isSM("a")).Attr("h"); h != strconv.Itoa(n) {
+		t.Fatalf("h = %s after %d messages", h, n)
+	}
+	var sids []string
+	for i := range n {
+		got := bob.Expect("message "+strconv.Itoa(i), func(s *wire.Stanza) bool { return s.Name == "message" })
+		if got.ID != "f"+strconv.Itoa(i) {
+			t.Fatalf("message %d: got %s (out of order)", i, got.Raw)
+		}
+		sids = append(sids, got.Child("urn:xmpp:sid:0", "stanza-id").AttrValue("id"))
+	}
+	if p := queryMAM(t, bob, "qb", "<set xmlns='"+nsRSM+"'><max>100</max></set>"); !slices.Equal(p.ids, sids) {
+		t.Errorf("bob's archive %v\ndelivered stanza-ids %v", p.ids, sids)
+	}
+	p := queryMAM(t, alice, "qa", "<set xmlns='"+nsRSM+"'><max>100</max></set>")
+	if len(p.bodies) != n {
+		t.Fatalf("alice's archive has %d messages", len(p.bodies))
+	}
+	for i, body := range p.bodies {
+		if body != "f"+strconv.Itoa(i) {
+			t.Fatalf("alice's archive out of order at %d: %v", i, p.bodies)
+		}
+	}
+}
