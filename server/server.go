@@ -212,6 +212,12 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 		s.ownStore = true
 	}
 	s.store = store
+	built := false
+	defer func() {
+		if !built {
+			s.Close() // a store this constructor opened does not outlive its error
+		}
+	}()
 
 	secret, err := loadOrCreateSecret(cfg.DataDir)
 	if err != nil {
@@ -269,10 +275,10 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	}, s.router, s.reg, authSrv, throttle, registrationOf(s.modules))
 	if cfg.Cluster.Enabled {
 		if err := s.joinCluster(cfg, log); err != nil {
-			s.Close()
 			return nil, err
 		}
 	}
+	built = true
 	return s, nil
 }
 
