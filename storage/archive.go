@@ -53,9 +53,9 @@ type ArchiveQuery struct {
 	// searchable text contains every whitespace-separated word of it,
 	// case-insensitively. Searchable text is the plain <body/> of a
 	// message; messages with end-to-end encryption (OMEMO, OpenPGP) are
-	// never indexed and never match. A store whose index is off or not
-	// yet complete answers ErrFulltextUnavailable rather than partial
-	// results.
+	// never indexed and never match, nor do messages larger than
+	// MaxFulltextBytes. A store whose index is off or not yet complete
+	// answers ErrFulltextUnavailable rather than partial results.
 	Fulltext string
 
 	// PageAfter returns the page after this message (forward paging).
@@ -226,6 +226,14 @@ func NewArchiveID(t time.Time) string {
 // FulltextOff, or the index is being rebuilt): searching then would miss
 // messages.
 var ErrFulltextUnavailable = errors.New("storage: full-text search is not available")
+
+// MaxFulltextBytes bounds the archived messages (raw) that are indexed
+// for full-text search: indexing costs the insert time in proportion to
+// the text (a 3 MiB body kept PostgreSQL busy for seconds, beyond the
+// query timeout on a loaded machine, which failed the insert). It is the
+// default limits.max_stanza_bytes, so only servers that raised that limit
+// have messages too large to be found by a search.
+const MaxFulltextBytes = 256 << 10
 
 // FulltextIndex says what opening a store does about its full-text index
 // (XEP-0431). Keeping the index costs every archive insert, so a store

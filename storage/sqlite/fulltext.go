@@ -100,9 +100,13 @@ var encryptedNames = []string{"encrypted", "openpgp", "encryption"}
 
 // searchText returns the text to index for an archived stanza: the
 // <body/> children of a <message/>, joined by newlines. It returns false
-// for anything else: no body, a stanza that does not parse, and every
-// message that is or claims to be end-to-end encrypted.
+// for anything else: no body, a stanza that does not parse, every
+// message that is or claims to be end-to-end encrypted, and a stanza
+// larger than storage.MaxFulltextBytes.
 func searchText(raw []byte) (string, bool) {
+	if len(raw) > storage.MaxFulltextBytes {
+		return "", false
+	}
 	for _, ns := range notSearchable {
 		if bytes.Contains(raw, ns) {
 			return "", false

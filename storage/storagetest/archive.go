@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -34,6 +35,7 @@ func runArchive(t *testing.T, open archiveOpener) {
 	t.Run("Index", func(t *testing.T) { testArchiveIndex(t, open) })
 	t.Run("Fulltext", func(t *testing.T) { testArchiveFulltext(t, open) })
 	t.Run("FulltextEncrypted", func(t *testing.T) { testArchiveFulltextEncrypted(t, open) })
+	t.Run("FulltextSizeBound", func(t *testing.T) { testArchiveFulltextSizeBound(t, open) })
 	t.Run("FulltextDelete", func(t *testing.T) { testArchiveFulltextDelete(t, open) })
 }
 
@@ -541,6 +543,27 @@ func testArchiveFulltext(t *testing.T, open archiveOpener) {
 	if p.Count != 1 || len(p.Messages) != 1 || p.Messages[0].Owner != archRomeo {
 		t.Fatalf("other archive: %+v", p)
 	}
+}
+
+// testArchiveFulltextSizeBound: a message of storage.MaxFulltextBytes is
+// indexed, a larger one is stored and not indexed (so its insert costs no
+// indexing time).
+func testArchiveFulltextSizeBound(t *testing.T, open archiveOpener) {
+	st := open(t)
+	message := func(word string, size int) string {
+		head, tail := "<message type='chat'><body>"+word, "</body></message>"
+		return head + strings.Repeat(" filler", (size-len(head)-len(tail))/7) + strings.Repeat(" ", (size-len(head)-len(tail))%7) + tail
+	}
+	at := message("fits", storage.MaxFulltextBytes)
+	over := message("toolarge", storage.MaxFulltextBytes+1)
+	if len(at) != storage.MaxFulltextBytes || len(over) != storage.MaxFulltextBytes+1 {
+		t.Fatalf("test bug: sizes %d and %d", len(at), len(over))
+	}
+	fits := archMessage(t, st, archOwner, archRomeo, 0, at)
+	large := archMessage(t, st, archOwner, archRomeo, 60, over)
+	wantPage(t, "at the bound", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "fits"}), []string{fits}, true, 1, 0)
+	wantPage(t, "over the bound", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{Fulltext: "toolarge"}), nil, true, 0, 0)
+	wantPage(t, "stored", fulltextIDs(t, st, archOwner, storage.ArchiveQuery{IDs: []string{large}}), []string{large}, true, 1, 0)
 }
 
 // testArchiveFulltextEncrypted: end-to-end encrypted messages are never
