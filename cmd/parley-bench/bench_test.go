@@ -153,6 +153,19 @@ func TestScenariosAgainstServer(t *testing.T) {
 	}
 	lines()
 
+	// Group chat: one room of 6, two of them talking.
+	mr0, err := runMUC(ctx, d, tg, mucConfig{throughputConfig: throughputConfig{rates: []int{8}, step: 500 * time.Millisecond,
+		drain: 5 * time.Second, late: time.Second, maxP99: 5 * time.Second, sm: true, sec: secPlain},
+		rooms: 1, occupants: 6, senders: 2, service: "conference." + ts.Domain}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ml := lines()
+	if len(ml) != 1 || ml[0]["scenario"] != "muc" || ml[0]["fanout"].(float64) != 6 || ml[0]["lost"].(float64) != 0 ||
+		ml[0]["received"].(float64) != 6*ml[0]["sent"].(float64) || ml[0]["out_of_order"].(float64) != 0 || mr0.MaxSustainable != 8 {
+		t.Errorf("muc: %v %+v", ml, mr0)
+	}
+
 	// The mam scenario on accounts with empty archives.
 	mt := *tg
 	mt.userPrefix = "mam"

@@ -16,6 +16,10 @@
 //	            "sustainable" = nothing lost, in order and p99 < -max-p99
 //	mam         a device catching up on -messages archived messages, paging
 //	            with RSM <after/>
+//	muc         group chat fan-out: -rooms rooms of -occupants clients,
+//	            -muc-senders of them talking at the aggregate -rates; every
+//	            copy's latency, loss and order are measured (one message
+//	            reaches every occupant, the sender's reflection included)
 //
 // By default it builds ./cmd/parley and spawns it for each scenario run
 // with a fresh data directory (or PostgreSQL schema), loopback listeners
@@ -78,6 +82,7 @@ type options struct {
 	login loginConfig
 	idle  idleConfig
 	mam   mamConfig
+	muc   mucConfig
 }
 
 type binary struct{ label, path string }
@@ -151,12 +156,16 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.idle.settle, "settle", 3*time.Second, "idle: wait before reading memory")
 	fs.BoolVar(&o.idle.presence, "presence", true, "idle: connections send initial presence")
 
+	fs.IntVar(&o.muc.rooms, "rooms", 1, "muc: rooms")
+	fs.IntVar(&o.muc.occupants, "occupants", 100, "muc: occupants per room")
+	fs.IntVar(&o.muc.senders, "muc-senders", 1, "muc: occupants of each room that send")
+	fs.StringVar(&o.muc.service, "muc-service", "", "muc: the group chat service (default conference.<domain>)")
 	fs.IntVar(&o.mam.messages, "messages", 10000, "mam: messages in the archive")
 	fs.IntVar(&o.mam.page, "page", 250, "mam: page size (RSM max)")
 	fs.IntVar(&o.mam.repeat, "repeat", 3, "mam: catch-ups per server")
 
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: parley-bench [flags] login|idle|throughput|mam [flags]")
+		fmt.Fprintln(fs.Output(), "usage: parley-bench [flags] login|idle|throughput|mam|muc [flags]")
 		fs.PrintDefaults()
 	}
 	// The scenario may come first or after the flags.
@@ -176,12 +185,12 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
 	switch o.scenario {
-	case "login", "idle", "throughput", "mam":
+	case "login", "idle", "throughput", "mam", "muc":
 	case "":
 		fs.Usage()
 		return nil, errors.New("no scenario given")
 	default:
-		return nil, fmt.Errorf("unknown scenario %q (login, idle, throughput, mam)", o.scenario)
+		return nil, fmt.Errorf("unknown scenario %q (login, idle, throughput, mam, muc)", o.scenario)
 	}
 	switch o.sec {
 	case secPlain, secStartTLS, secTLS:
@@ -215,6 +224,18 @@ func parseFlags(args []string) (*options, error) {
 	o.login.sec, o.login.scramCache = o.sec, o.scramCache
 	o.idle.sm, o.idle.sec, o.idle.concurrency = o.sm, o.sec, o.login.concurrency
 	o.mam.sec = o.sec
+	o.muc.throughputConfig = o.tp
+	if o.muc.service == "" {
+		o.muc.service = "conference." + o.domain
+	}
+	if o.scenario == "muc" && o.addr == "" {
+		// The spawned server lets a room and its talkers go as fast as
+		// the scenario asks.
+		n := strconv.Itoa(o.muc.occupants + 10)
+		o.sets = append(o.sets, "PARLEY_MUC_MESSAGES_PER_SECOND=1000000", "PARLEY_MUC_MAX_OCCUPANTS="+n,
+			"PARLEY_MUC_DEFAULTS_MAX_USERS="+n, "PARLEY_MUC_DEFAULTS_HISTORY_LENGTH=0",
+			"PARLEY_MUC_DEFAULTS_ARCHIVE="+strconv.FormatBool(o.archive))
+	}
 	return o, nil
 }
 
@@ -227,6 +248,8 @@ func (o *options) accountsNeeded() int {
 		return o.idle.conns
 	case "throughput":
 		return 2 * o.tp.pairs
+	case "muc":
+		return o.muc.rooms * o.muc.occupants
 	default:
 		return 2
 	}
@@ -301,6 +324,7 @@ var figureName = map[string]string{
 	"throughput": "max_sustainable_rate",
 	"idle":       "kib_per_conn",
 	"login":      "logins_per_s",
+	"muc":        "max_sustainable_rate",
 	"mam":        "messages_per_s",
 }
 
@@ -338,6 +362,13 @@ func runScenario(ctx context.Context, o *options, tg *target, out *emitter) (flo
 	case "mam":
 		r, err := runMAM(ctx, d, tg, o.mam, out)
 		return r.Rate, err
+	case "muc":
+		sum, err := runMUC(ctx, d, tg, o.muc, out)
+		if err != nil {
+			return 0, err
+		}
+		out.emit(sum)
+		return float64(sum.MaxSustainable), nil
 	}
 	return 0, fmt.Errorf("unknown scenario %q", o.scenario)
 }

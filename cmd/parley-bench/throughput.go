@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,8 @@ type throughputConfig struct {
 	keepGoing bool          // run every step even after one was not sustainable
 	originID  bool          // each message carries an XEP-0359 origin-id, as modern clients send
 	sec       string        // for the output
+	fanout    int           // receivers per message (group chat: occupants)
+	scenario  string        // for the output: throughput or muc
 }
 
 // throughputStep is one JSON line of the throughput scenario.
@@ -37,11 +40,13 @@ type throughputStep struct {
 	Archive    string  `json:"archive"`
 	Sec        string  `json:"sec"`
 	SM         bool    `json:"sm"`
-	Pairs      int     `json:"pairs"`
+	Senders    int     `json:"senders"`
+	Fanout     int     `json:"fanout"` // receivers per message
 	Step       int     `json:"step"`
 	Rate       int     `json:"rate"`
 	Seconds    float64 `json:"seconds"`
 	Sent       int64   `json:"sent"`
+	Deliveries int64   `json:"deliveries"` // expected: sent × receivers per message
 	Received   int64   `json:"received"`
 	Lost       int64   `json:"lost"`
 	Late       int64   `json:"late"`
@@ -83,21 +88,21 @@ type tpSender struct {
 	// originID: messages carry origin-ids originPrefix+seq.
 	originID     bool
 	originPrefix string
+	typ          string // message type: chat, or groupchat to a room
 }
 
 // tpReceiver is one receiving client.
 type tpReceiver struct {
-	c       *client
-	sm      bool
-	late    time.Duration
-	mu      sync.Mutex
-	lat     map[int][]time.Duration // per step
-	count   map[int]int64
-	nLate   map[int]int64
-	ooo     map[int]int64
-	last    uint64 // highest seq seen from the sender (per-conversation order)
-	seenAny bool
-	err     atomic.Value
+	c     *client
+	sm    bool
+	late  time.Duration
+	mu    sync.Mutex
+	lat   map[int][]time.Duration // per step
+	count map[int]int64
+	nLate map[int]int64
+	ooo   map[int]int64
+	last  map[int]uint64 // highest seq seen per sender (per-conversation order)
+	err   atomic.Value
 }
 
 func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputConfig, out *emitter) (throughputSummary, error) {
@@ -113,16 +118,14 @@ func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputCon
 			if err != nil {
 				return err
 			}
-			senders[i] = &tpSender{c: c, idx: i, to: tg.bare(cfg.pairs + i), pad: strings.Repeat("x", cfg.bodyBytes),
-				originID: cfg.originID, originPrefix: strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
+			senders[i] = newSender(c, i, tg.bare(cfg.pairs+i), "chat", cfg)
 			return nil
 		}
 		c, err := d.login(ctx, tg.user(i), loginOpts{resource: "r", sm: cfg.sm, presence: true})
 		if err != nil {
 			return err
 		}
-		receivers[i-cfg.pairs] = &tpReceiver{c: c, sm: cfg.sm, late: cfg.late, lat: map[int][]time.Duration{},
-			count: map[int]int64{}, nLate: map[int]int64{}, ooo: map[int]int64{}}
+		receivers[i-cfg.pairs] = newReceiver(c, cfg)
 		return nil
 	})
 	defer func() {
@@ -167,9 +170,15 @@ func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputCon
 	return sum, nil
 }
 
+// runStep runs one rate. Every message reaches fanout receivers (1 for
+// pairs, the occupants of its room for group chat).
 func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate int, senders []*tpSender, receivers []*tpReceiver) (throughputStep, error) {
-	res := throughputStep{Scenario: "throughput", Server: tg.label, Archive: tg.archive, Sec: cfg.sec, SM: cfg.sm,
-		Pairs: cfg.pairs, Step: step, Rate: rate}
+	fanout := cfg.fanout
+	if fanout < 1 {
+		fanout = 1
+	}
+	res := throughputStep{Scenario: cmp.Or(cfg.scenario, "throughput"), Server: tg.label, Archive: tg.archive, Sec: cfg.sec, SM: cfg.sm,
+		Senders: len(senders), Fanout: fanout, Step: step, Rate: rate}
 	sent0 := make([]int64, len(senders))
 	for i, s := range senders {
 		sent0[i] = s.sent.Load()
@@ -178,7 +187,7 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 	b0 := batchStats(tg)
 	start := time.Now().Add(10 * time.Millisecond)
 	end := start.Add(cfg.step)
-	interval := time.Duration(float64(time.Second) * float64(cfg.pairs) / float64(rate))
+	interval := time.Duration(float64(time.Second) * float64(len(senders)) / float64(rate))
 	var wg sync.WaitGroup
 	for i, s := range senders {
 		wg.Add(1)
@@ -216,7 +225,7 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 			got += r.count[step]
 			r.mu.Unlock()
 		}
-		if got >= res.Sent || time.Now().After(deadline) {
+		if got >= res.Sent*int64(fanout) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -238,7 +247,8 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 		res.SMUnacked = smUnacked(senders)
 	}
 	res.Seconds = round3(sendSecs)
-	res.Lost = max(0, res.Sent-res.Received)
+	res.Deliveries = res.Sent * int64(fanout)
+	res.Lost = max(0, res.Deliveries-res.Received)
 	res.SentRate = round1(float64(res.Sent) / sendSecs)
 	res.RecvRate = round1(float64(res.Received) / sendSecs)
 	res.percentiles = pct(all)
@@ -249,6 +259,11 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 	res.Sustainable = res.Lost == 0 && res.OutOfOrder == 0 && res.Sent > 0 &&
 		res.P99 < ms(cfg.maxP99) && res.SentRate >= 0.95*float64(rate)
 	return res, nil
+}
+
+func newSender(c *client, idx int, to, typ string, cfg throughputConfig) *tpSender {
+	return &tpSender{c: c, idx: idx, to: to, typ: typ, pad: strings.Repeat("x", cfg.bodyBytes), originID: cfg.originID,
+		originPrefix: strconv.Itoa(idx) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-"}
 }
 
 // smUnacked asks every sender's server for its inbound h and returns how
@@ -289,7 +304,9 @@ func (s *tpSender) sendStep(ctx context.Context, step int, first, end time.Time,
 		n := 0
 		for !due.After(now) && due.Before(end) {
 			s.seq++
-			buf = append(buf, "<message type='chat' to='"...)
+			buf = append(buf, "<message type='"...)
+			buf = append(buf, s.typ...)
+			buf = append(buf, "' to='"...)
 			buf = append(buf, s.to...)
 			buf = append(buf, "' id='"...)
 			buf = strconv.AppendUint(buf, s.seq, 36)
@@ -332,14 +349,7 @@ func (s *tpSender) read(smOn bool) {
 		if err != nil {
 			return
 		}
-		if smOn && elemName(el) == "a" {
-			if h, err := strconv.ParseInt(attrValue(el, "h"), 10, 64); err == nil {
-				s.acked.Store(h)
-			}
-			continue
-		}
-		if elemName(el) == "message" && attrValue(el, "type") == "error" {
-			s.err.CompareAndSwap(nil, fmt.Errorf("the server bounced a message: %s", el))
+		if s.note(el) {
 			continue
 		}
 		_, reply := s.c.answer(el, smOn)
@@ -352,8 +362,35 @@ func (s *tpSender) read(smOn bool) {
 	}
 }
 
+// note takes what concerns the sender: an SM ack (its h) and a bounced
+// message (an error). It reports whether el was consumed.
+func (s *tpSender) note(el []byte) bool {
+	switch {
+	case elemName(el) == "a":
+		if h, err := strconv.ParseInt(attrValue(el, "h"), 10, 64); err == nil {
+			s.acked.Store(h)
+		}
+		return true
+	case elemName(el) == "message" && attrValue(el, "type") == "error":
+		s.err.CompareAndSwap(nil, fmt.Errorf("the server bounced a message: %s", el))
+		s.c.hIn++
+		return true
+	}
+	return false
+}
+
+func newReceiver(c *client, cfg throughputConfig) *tpReceiver {
+	return &tpReceiver{c: c, sm: cfg.sm, late: cfg.late, lat: map[int][]time.Duration{},
+		count: map[int]int64{}, nLate: map[int]int64{}, ooo: map[int]int64{}, last: map[int]uint64{}}
+}
+
 // read records the latency of every message and answers acks and pings.
-func (r *tpReceiver) read() {
+func (r *tpReceiver) read() { r.readFor(nil) }
+
+// readFor is read on a stream that also sends (a room occupant that
+// talks): replies share the sender's writer, and the sender's acks and
+// bounces are noted.
+func (r *tpReceiver) readFor(snd *tpSender) {
 	for {
 		el, err := r.c.sc.next()
 		if err != nil {
@@ -363,15 +400,24 @@ func (r *tpReceiver) read() {
 			return
 		}
 		now := time.Now().UnixNano()
+		if snd != nil && snd.note(el) {
+			continue
+		}
 		stanza, reply := r.c.answer(el, r.sm)
 		if reply != nil {
+			if snd != nil {
+				snd.wmu.Lock()
+			}
 			_, _ = r.c.bw.Write(reply)
 			_ = r.c.bw.Flush()
+			if snd != nil {
+				snd.wmu.Unlock()
+			}
 		}
 		if !stanza || elemName(el) != "message" {
 			continue
 		}
-		step, _, seq, due, ok := parseMarker(el)
+		step, sender, seq, due, ok := parseMarker(el)
 		if !ok {
 			continue
 		}
@@ -382,10 +428,10 @@ func (r *tpReceiver) read() {
 		if lat > r.late {
 			r.nLate[step]++
 		}
-		if r.seenAny && seq <= r.last {
+		if last, ok := r.last[sender]; ok && seq <= last {
 			r.ooo[step]++
 		}
-		r.last, r.seenAny = max(r.last, seq), true
+		r.last[sender] = max(r.last[sender], seq)
 		r.mu.Unlock()
 	}
 }
