@@ -78,7 +78,11 @@ func security(w http.ResponseWriter) {
 }
 
 // configJS starts Converse for domain with the WebSocket of the origin
-// the page was loaded from (ws: for http, wss: for https).
+// the page was loaded from (ws: for http, wss: for https). The room
+// search service is the host's own room service: Converse's default sends
+// what the user types in the "Add groupchat" dialog to a public directory
+// (api@search.jabber.network) through this server's federation, and an
+// empty setting removes the dialog's room field altogether (Converse 14).
 func configJS(domain string) string {
 	d, _ := json.Marshal(domain)
 	return `(function () {
@@ -97,6 +101,7 @@ func configJS(domain string) string {
     use_system_emojis: true,
     show_client_info: false,
     muc_domain: "conference." + ` + string(d) + `,
+    muc_search_service: "conference." + ` + string(d) + `,
     message_archiving: "always",
     clear_cache_on_logout: true,
     persistent_store: "IndexedDB"

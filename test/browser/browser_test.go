@@ -111,3 +111,22 @@ func TestInvitationInBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestWebClientGroupChat: in the embedded Converse.js page alice creates
+// a room from the "Add groupchat" dialog and writes in it, bob joins and
+// gets the history, they talk, and bob finds both messages again after
+// reopening the page with an empty browser store. The page sends nothing
+// to other servers (Converse's default room search service is a public
+// one).
+func TestWebClientGroupChat(t *testing.T) {
+	need(t)
+	ts := testserver.Start(t)
+	ts.AddUser("alice", "alice-pw")
+	ts.AddUser("bob", "bob-pw")
+	cctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, "node", "muc.mjs", "http://"+ts.Addr("http"), "lobby@conference.localhost").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("group chat in the browser failed: %v\n%s", err, out)
+	}
+}

@@ -32,7 +32,8 @@ func TestWebClientServed(t *testing.T) {
 			t.Fatalf("%s/chat/: %d %v", base, st, h)
 		}
 		_, _, js := getPage(t, c, base+"/chat/config.js", "")
-		if !strings.Contains(js, `"/xmpp-websocket"`) || !strings.Contains(js, `locked_domain: "localhost"`) {
+		if !strings.Contains(js, `"/xmpp-websocket"`) || !strings.Contains(js, `locked_domain: "localhost"`) ||
+			!strings.Contains(js, `muc_search_service: "conference." + "localhost"`) {
 			t.Fatalf("config.js: %s", js)
 		}
 		if st, _, body := getPage(t, c, base+"/chat/dist/converse.min.js", ""); st != 200 || len(body) < 500000 {
