@@ -214,8 +214,11 @@ func (m *Module) announcedPort() int {
 	if m.cfg.Port > 0 {
 		return m.cfg.Port
 	}
-	if m.port > 0 {
-		return m.port
+	m.mu.Lock()
+	port := m.port
+	m.mu.Unlock()
+	if port > 0 {
+		return port
 	}
 	_, p, _ := net.SplitHostPort(m.cfg.Listen)
 	n, _ := strconv.Atoi(p)
