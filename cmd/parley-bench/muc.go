@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parley-xmpp/parley/xep"
 )
 
 // mucConfig is the group-chat fan-out scenario: -rooms rooms of
@@ -21,7 +23,7 @@ type mucConfig struct {
 	service                   string // MUC service domain
 }
 
-const nsMUC, nsMUCUser, nsMUCOwner = "http://jabber.org/protocol/muc", "http://jabber.org/protocol/muc#user", "http://jabber.org/protocol/muc#owner"
+const nsMUC, nsMUCUser, nsMUCOwner = xep.NSMUC, xep.NSMUCUser, xep.NSMUC + "#owner"
 
 func runMUC(ctx context.Context, d *dialer, tg *target, cfg mucConfig, out *emitter) (throughputSummary, error) {
 	sum := throughputSummary{Scenario: "muc", Server: tg.label, Summary: true, Archive: tg.archive}
