@@ -74,7 +74,8 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 
 	// Take the write lock at BEGIN, so a transaction never fails halfway
 	// because it could not upgrade from a read lock.
-	w, err := sql.Open("sqlite", dsn(file, writerPragmas...)+"&_txlock=immediate")
+	registerDriver()
+	w, err := sql.Open(driverName, dsn(file, writerPragmas...)+"&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
-	r, err := sql.Open("sqlite", dsn(file, "query_only(1)"))
+	r, err := sql.Open(driverName, dsn(file, "query_only(1)"))
 	if err != nil {
 		w.Close()
 		return nil, err
