@@ -142,7 +142,14 @@ func (b *Bans) List() []Ban {
 			out = append(out, ban)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Until.Before(out[j].Until) })
+	// Bans made at the same moment expire together: the address keeps the
+	// order stable (map iteration is not).
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Until.Equal(out[j].Until) {
+			return out[i].Until.Before(out[j].Until)
+		}
+		return out[i].Addr < out[j].Addr
+	})
 	return out
 }
 
