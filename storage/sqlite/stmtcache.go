@@ -81,7 +81,9 @@ type cachedStmt struct {
 func (c *cachingConn) in() innerConn { return c.inner.(innerConn) }
 
 func (c *cachingConn) Prepare(query string) (driver.Stmt, error) { return c.inner.Prepare(query) }
-func (c *cachingConn) Begin() (driver.Tx, error)                  { return c.in().BeginTx(context.Background(), driver.TxOptions{}) }
+func (c *cachingConn) Begin() (driver.Tx, error) {
+	return c.in().BeginTx(context.Background(), driver.TxOptions{})
+}
 func (c *cachingConn) BeginTx(ctx context.Context, o driver.TxOptions) (driver.Tx, error) {
 	return c.in().BeginTx(ctx, o)
 }
