@@ -443,6 +443,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	s.log.Info("parley is running", attrs...)
+	if msg, attrs := selfSignedNotice(s.cfg, s.certs.current()); msg != "" {
+		s.log.Warn(msg, attrs...)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -61,6 +62,26 @@ func LoadOrCreateCertificate(cfg Config) (*tls.Certificate, error) {
 		return cert, nil
 	}
 	return createSelfSigned(certFile, keyFile, cfg.Hosts, time.Now())
+}
+
+// selfSignedNotice is what a new admin needs to know when the server runs
+// on its generated certificate: clients verifying certificates (the
+// default of slixmpp, xmpp.js, most apps) refuse it until they are told
+// to trust that file, and apps that ask show its fingerprint to compare.
+// It returns "" with a configured or ACME certificate.
+func selfSignedNotice(cfg Config, cert *tls.Certificate) (string, []any) {
+	if cfg.TLS.Cert != "" || cfg.TLS.ACME.Email != "" || cfg.TLS.ACME.Directory != "" || cfg.TLS.ACME.Agree ||
+		cert == nil || len(cert.Certificate) == 0 {
+		return "", nil
+	}
+	certFile, _ := SelfSignedPaths(cfg.DataDir)
+	sum := sha256.Sum256(cert.Certificate[0])
+	fp := make([]string, len(sum))
+	for i, b := range sum {
+		fp[i] = fmt.Sprintf("%02X", b)
+	}
+	return "using a self-signed certificate: clients must trust it (accept its fingerprint, or give them the file as a trusted CA certificate; see README, Certificates); set tls.cert/tls.key or tls.acme for a real one",
+		[]any{"file", certFile, "sha256", strings.Join(fp, ":")}
 }
 
 // LoadSelfSigned returns the self-signed certificate already in data_dir if

@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -338,5 +340,28 @@ func writeTestFile(t *testing.T, name string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSelfSignedNotice: a server on its generated certificate says where
+// the file is and its SHA-256 fingerprint (what apps show to compare);
+// with a configured certificate it says nothing.
+func TestSelfSignedNotice(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cert, err := LoadOrCreateCertificate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, attrs := selfSignedNotice(cfg, cert)
+	certFile, _ := SelfSignedPaths(cfg.DataDir)
+	sum := sha256.Sum256(cert.Certificate[0])
+	want := strings.ToUpper(hex.EncodeToString(sum[:]))
+	if msg == "" || len(attrs) != 4 || attrs[1] != certFile || strings.ReplaceAll(attrs[3].(string), ":", "") != want {
+		t.Fatalf("notice %q %v, want file %s and fingerprint %s", msg, attrs, certFile, want)
+	}
+	cfg.TLS.Cert, cfg.TLS.Key = certFile, certFile
+	if msg, _ := selfSignedNotice(cfg, cert); msg != "" {
+		t.Fatalf("notice with tls.cert set: %q", msg)
 	}
 }
