@@ -58,21 +58,22 @@ import (
 type options struct {
 	scenario string
 	// target
-	binaries []binary
-	addr     string
-	tlsAddr  string
-	admin    string
-	domain   string
-	pid      int
-	prefix   string
-	password string
-	store    string
-	archive  bool
-	sets     []string
-	pprof    bool
-	keep     bool
-	rounds   int
-	timeout  time.Duration
+	binaries  []binary
+	addr      string
+	tlsAddr   string
+	admin     string
+	domain    string
+	pid       int
+	prefix    string
+	password  string
+	store     string
+	archive   bool
+	sets      []string
+	pprof     bool
+	keep      bool
+	rounds    int
+	timeout   time.Duration
+	federated bool
 	// clients
 	sec        string
 	scramCache bool
@@ -146,6 +147,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.tp.maxP99, "max-p99", 100*time.Millisecond, "throughput: sustainable means nothing lost and p99 below this")
 	fs.IntVar(&o.tp.bodyBytes, "body-bytes", 0, "throughput: padding added to each message body")
 	fs.BoolVar(&o.tp.keepGoing, "all-steps", false, "throughput: run every rate even after one was not sustainable")
+	fs.BoolVar(&o.federated, "federated", false, "throughput: two servers (a.test on 127.0.0.2, b.test on 127.0.0.3) federating, half the pairs talking each way")
 	fs.BoolVar(&o.tp.originID, "origin-id", true, "throughput: messages carry an XEP-0359 origin-id, as Conversations, Dino and Gajim send")
 
 	fs.IntVar(&o.login.logins, "logins", 2000, "login: logins in total")
@@ -228,6 +230,9 @@ func parseFlags(args []string) (*options, error) {
 	if o.muc.service == "" {
 		o.muc.service = "conference." + o.domain
 	}
+	if o.federated && (o.scenario != "throughput" || o.addr != "") {
+		return nil, errors.New("-federated is for the throughput scenario with spawned servers")
+	}
 	if o.scenario == "muc" && o.addr == "" {
 		// The spawned server lets a room and its talkers go as fast as
 		// the scenario asks.
@@ -284,19 +289,17 @@ func run(ctx context.Context, o *options) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			tg, err := spawn(ctx, spawnOptions{binary: b.path, label: b.label, store: o.store, archive: o.archive,
-				accounts: o.accountsNeeded(), ownBuild: ownBuild, plainOK: o.sec == secPlain, env: o.sets, pprof: o.pprof, keep: o.keep})
+			so := spawnOptions{binary: b.path, label: b.label, store: o.store, archive: o.archive,
+				accounts: o.accountsNeeded(), ownBuild: ownBuild, plainOK: o.sec == secPlain, env: o.sets, pprof: o.pprof, keep: o.keep}
+			tg, err := spawnAll(ctx, so, o.federated)
 			if err != nil {
 				return err
 			}
-			if o.pprof {
-				fmt.Fprintf(os.Stderr, "parley-bench: %s pprof at http://%s/debug/pprof/\n", b.path, tg.admin)
-			}
-			if o.keep {
-				fmt.Fprintf(os.Stderr, "parley-bench: server log %s\n", tg.serverLogTip)
-			}
 			fig, err := runScenario(ctx, o, tg, out)
 			tg.stop()
+			if tg.peer != nil {
+				tg.peer.stop()
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", b.path, err)
 			}
@@ -316,6 +319,52 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	return nil
+}
+
+// spawnAll starts the server to measure, or with federated two of them,
+// a.test on 127.0.0.2 and b.test on 127.0.0.3, routing to each other over
+// server-to-server connections (self-signed certificates: dialback).
+func spawnAll(ctx context.Context, so spawnOptions, federated bool) (*target, error) {
+	if !federated {
+		tg, err := spawn(ctx, so)
+		if err == nil {
+			announce(so, tg)
+		}
+		return tg, err
+	}
+	s2sA, err := freeAddrOn("127.0.0.2")
+	if err != nil {
+		return nil, fmt.Errorf("-federated needs 127.0.0.2 and 127.0.0.3: %w", err)
+	}
+	s2sB, err := freeAddrOn("127.0.0.3")
+	if err != nil {
+		return nil, fmt.Errorf("-federated needs 127.0.0.2 and 127.0.0.3: %w", err)
+	}
+	a, b := so, so
+	a.domain, a.ip, a.s2s, a.routes = "a.test", "127.0.0.2", s2sA, []string{"b.test=" + s2sB}
+	b.domain, b.ip, b.s2s, b.routes = "b.test", "127.0.0.3", s2sB, []string{"a.test=" + s2sA}
+	ta, err := spawn(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	tb, err := spawn(ctx, b)
+	if err != nil {
+		ta.stop()
+		return nil, err
+	}
+	announce(a, ta)
+	announce(b, tb)
+	ta.peer = tb
+	return ta, nil
+}
+
+func announce(so spawnOptions, tg *target) {
+	if so.pprof {
+		fmt.Fprintf(os.Stderr, "parley-bench: %s (%s) pprof at http://%s/debug/pprof/\n", so.binary, tg.domain, tg.admin)
+	}
+	if so.keep {
+		fmt.Fprintf(os.Stderr, "parley-bench: %s server log %s\n", tg.domain, tg.serverLogTip)
+	}
 }
 
 // figureName is the headline figure of each scenario, compared across

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -31,8 +32,9 @@ type target struct {
 	password     string
 	pid          int // 0: not measured
 	stop         func()
-	archive      string // what archives messages: sqlite, postgres, off
-	serverLogTip string // where the spawned server logs
+	archive      string  // what archives messages: sqlite, postgres, off
+	serverLogTip string  // where the spawned server logs
+	peer         *target // the other domain, when two servers federate
 }
 
 func (t *target) user(i int) string { return t.userPrefix + strconv.Itoa(i) }
@@ -51,11 +53,20 @@ type spawnOptions struct {
 	env      []string // extra PARLEY_… settings (-set)
 	pprof    bool     // expose /debug/pprof on the admin listener
 	keep     bool     // keep the data directory
+	// Federation: the server's domain and loopback address (default
+	// localhost on 127.0.0.1), its s2s listener and its routes to peers
+	// (s2s.routes entries).
+	domain, ip string
+	s2s        string
+	routes     []string
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr() (string, error) { return freeAddrOn("127.0.0.1") }
+
+// freeAddrOn is freeAddr on another loopback address.
+func freeAddrOn(ip string) (string, error) {
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		return "", err
 	}
@@ -83,13 +94,14 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 		done()
 		return nil, err
 	}
+	ip, domain := cmp.Or(o.ip, "127.0.0.1"), cmp.Or(o.domain, "localhost")
 	var addrs [3]string
 	for i := range addrs {
-		if addrs[i], err = freeAddr(); err != nil {
+		if addrs[i], err = freeAddrOn(ip); err != nil {
 			return fail(err)
 		}
 	}
-	t := &target{label: o.label, c2s: addrs[0], c2sTLS: addrs[1], admin: addrs[2], domain: "localhost",
+	t := &target{label: o.label, c2s: addrs[0], c2sTLS: addrs[1], admin: addrs[2], domain: domain,
 		userPrefix: "bench", password: "bench-password", archive: "off"}
 	if o.archive {
 		t.archive = o.store
@@ -106,7 +118,8 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 		"PARLEY_LISTEN_ADMIN":              t.admin,
 		"PARLEY_LISTEN_HTTP":               "",
 		"PARLEY_LISTEN_HTTPS":              "",
-		"PARLEY_LISTEN_S2S":                "",
+		"PARLEY_LISTEN_S2S":                o.s2s,
+		"PARLEY_S2S_ROUTES":                strings.Join(o.routes, " "),
 		"PARLEY_LISTEN_S2S_TLS":            "",
 		"PARLEY_AUTH_ITERATIONS":           strconv.Itoa(cfg.Auth.Iterations),
 		"PARLEY_AUTH_REQUIRE_TLS":          strconv.FormatBool(!o.plainOK),

@@ -38,6 +38,7 @@ type throughputStep struct {
 	Scenario   string  `json:"scenario"`
 	Server     string  `json:"server,omitempty"`
 	Archive    string  `json:"archive"`
+	Federated  bool    `json:"federated,omitempty"` // two servers, pairs across them both ways
 	Sec        string  `json:"sec"`
 	SM         bool    `json:"sm"`
 	Senders    int     `json:"senders"`
@@ -112,16 +113,33 @@ func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputCon
 	}
 	senders := make([]*tpSender, cfg.pairs)
 	receivers := make([]*tpReceiver, cfg.pairs)
+	// Federated: half the pairs talk from the first domain to the second,
+	// half the other way.
+	dialers := map[*target]*dialer{tg: d}
+	if tg.peer != nil {
+		dialers[tg.peer] = &dialer{tg: tg.peer, sec: d.sec, cache: d.cache, timeout: d.timeout, spreadTo: d.spreadTo}
+	}
+	sides := func(pair int) (snd, rcv *target) {
+		if tg.peer == nil {
+			return tg, tg
+		}
+		if pair%2 == 0 {
+			return tg, tg.peer
+		}
+		return tg.peer, tg
+	}
 	err := parallel(ctx, 2*cfg.pairs, 16, func(i int) error {
 		if i < cfg.pairs {
-			c, err := d.login(ctx, tg.user(i), loginOpts{resource: "s", sm: cfg.sm})
+			snd, rcv := sides(i)
+			c, err := dialers[snd].login(ctx, snd.user(i), loginOpts{resource: "s", sm: cfg.sm})
 			if err != nil {
 				return err
 			}
-			senders[i] = newSender(c, i, tg.bare(cfg.pairs+i), "chat", cfg)
+			senders[i] = newSender(c, i, rcv.bare(cfg.pairs+i), "chat", cfg)
 			return nil
 		}
-		c, err := d.login(ctx, tg.user(i), loginOpts{resource: "r", sm: cfg.sm, presence: true})
+		_, rcv := sides(i - cfg.pairs)
+		c, err := dialers[rcv].login(ctx, rcv.user(i), loginOpts{resource: "r", sm: cfg.sm, presence: true})
 		if err != nil {
 			return err
 		}
@@ -178,13 +196,21 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 		fanout = 1
 	}
 	res := throughputStep{Scenario: cmp.Or(cfg.scenario, "throughput"), Server: tg.label, Archive: tg.archive, Sec: cfg.sec, SM: cfg.sm,
-		Senders: len(senders), Fanout: fanout, Step: step, Rate: rate}
+		Senders: len(senders), Fanout: fanout, Step: step, Rate: rate, Federated: tg.peer != nil}
 	sent0 := make([]int64, len(senders))
 	for i, s := range senders {
 		sent0[i] = s.sent.Load()
 	}
-	srvCPU, toolCPU := startCPU(tg.pid), startCPU(os.Getpid())
-	b0 := batchStats(tg)
+	tgs := []*target{tg}
+	if tg.peer != nil {
+		tgs = append(tgs, tg.peer)
+	}
+	var srvCPU []*cpuMeter
+	for _, t := range tgs {
+		srvCPU = append(srvCPU, startCPU(t.pid))
+	}
+	toolCPU := startCPU(os.Getpid())
+	b0 := batchStats(tgs)
 	start := time.Now().Add(10 * time.Millisecond)
 	end := start.Add(cfg.step)
 	interval := time.Duration(float64(time.Second) * float64(len(senders)) / float64(rate))
@@ -200,14 +226,24 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 	}
 	wg.Wait()
 	sendSecs := time.Since(start).Seconds()
-	res.ServerCPU, res.ToolCPU = srvCPU.percent(), toolCPU.percent()
-	if b1 := batchStats(tg); b1.count > b0.count {
+	res.ServerCPU, res.ToolCPU = 0, toolCPU.percent()
+	for _, m := range srvCPU {
+		if p := m.percent(); p >= 0 && res.ServerCPU >= 0 {
+			res.ServerCPU += p
+		} else {
+			res.ServerCPU = -1
+		}
+	}
+	res.ServerCPU = round1(res.ServerCPU)
+	if b1 := batchStats(tgs); b1.count > b0.count {
 		res.BatchRows = round1((b1.rows - b0.rows) / (b1.count - b0.count))
 		res.Commits = round1((b1.count - b0.count) / sendSecs)
 	}
-	if tg.pid > 0 {
-		if kib, err := rssKiB(tg.pid); err == nil {
-			res.ServerRSS = round1(float64(kib) / 1024)
+	for _, t := range tgs {
+		if t.pid > 0 {
+			if kib, err := rssKiB(t.pid); err == nil {
+				res.ServerRSS = round1(res.ServerRSS + float64(kib)/1024)
+			}
 		}
 	}
 	for i, s := range senders {
@@ -466,8 +502,13 @@ func parallel(ctx context.Context, n, width int, f func(i int) error) error {
 // archiveBatches are the group-commit counters of the target's store.
 type archiveBatches struct{ rows, count float64 }
 
-// batchStats sums the archive batch histogram over backends.
-func batchStats(tg *target) archiveBatches {
-	m := metricSums(tg.admin, "parley_storage_archive_batch_rows_sum", "parley_storage_archive_batch_rows_count")
-	return archiveBatches{rows: m["parley_storage_archive_batch_rows_sum"], count: m["parley_storage_archive_batch_rows_count"]}
+// batchStats sums the archive batch histogram over backends and servers.
+func batchStats(tgs []*target) archiveBatches {
+	var b archiveBatches
+	for _, t := range tgs {
+		m := metricSums(t.admin, "parley_storage_archive_batch_rows_sum", "parley_storage_archive_batch_rows_count")
+		b.rows += m["parley_storage_archive_batch_rows_sum"]
+		b.count += m["parley_storage_archive_batch_rows_count"]
+	}
+	return b
 }
