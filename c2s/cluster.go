@@ -230,3 +230,49 @@ func (srv *Server) HandOver(ctx context.Context, previd, bare string, claim func
 	srv.log.Info("session handed over to another node", "jid", ho.JID, "unacked", len(ho.Unacked))
 	return ho, nil
 }
+
+// Drain moves this node's clients to the other nodes of the cluster
+// before it stops (rolling upgrade); the caller closed the listeners. A
+// session the client can resume (XEP-0198) loses its connection but not
+// its state: the client reconnects (through the load balancer or another
+// SRV target) and resumes on another node, which takes the session over.
+// Other streams end with <see-other-host/> naming the address other
+// returns (TCP only; "" when no other node advertises one) or else with
+// <system-shutdown/>; what their clients did not get is stored offline
+// as when a session ends.
+func (srv *Server) Drain(other func() string) {
+	srv.mu.Lock()
+	conns := make([]*conn, 0, len(srv.conns))
+	for c := range srv.conns {
+		conns = append(conns, c)
+	}
+	srv.mu.Unlock()
+	for _, c := range conns {
+		c.drain(other)
+	}
+}
+
+func (c *conn) drain(other func() string) {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess != nil {
+		sess.mu.Lock()
+		resumable := sess.owner == c && sess.smID != "" && !sess.noResume && !sess.ended
+		sess.mu.Unlock()
+		if resumable {
+			c.logger().Info("draining: connection closed, the session can be resumed on another node", "jid", sess.jid.String())
+			drained.WithLabelValues("resumable").Inc()
+			c.t.close()
+			return
+		}
+	}
+	if addr := other(); addr != "" && c.t.kind() != "websocket" {
+		drained.WithLabelValues("see-other-host").Inc()
+		c.fail(&wire.StreamError{Condition: wire.CondSeeOtherHost, Content: addr,
+			Text: "this server is going down for maintenance; connect to " + addr})
+		return
+	}
+	drained.WithLabelValues("shutdown").Inc()
+	c.shutdown()
+}

@@ -53,11 +53,18 @@ var (
 		Namespace: "parley", Subsystem: "c2s", Name: "stream_errors_total",
 		Help: "Stream errors sent to clients by RFC 6120 condition.",
 	}, []string{"condition"})
+	drained = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "c2s", Name: "drained_total",
+		Help: "Client connections moved off a draining cluster node, by how (resumable, see-other-host, shutdown).",
+	}, []string{"how"})
 )
 
 func init() {
 	prometheus.MustRegister(connections, connectionsTotal, authentications, stanzasIn, stanzasOut, stanzasUnstored, streamErrors,
-		bansTotal, bannedRefused)
+		bansTotal, bannedRefused, drained)
+	for _, h := range []string{"resumable", "see-other-host", "shutdown"} {
+		drained.WithLabelValues(h)
+	}
 	for _, t := range transportLabels {
 		connections.WithLabelValues(t)
 		connectionsTotal.WithLabelValues(t)

@@ -173,6 +173,7 @@ func (n *Node) onBus(m *nats.Msg) {
 const (
 	opClose    = "close"
 	opHandover = "handover"
+	opDrain    = "drain"
 )
 
 type rpcRequest struct {
@@ -238,6 +239,8 @@ func (n *Node) onRPC(m *nats.Msg) {
 			n.reply(m, n.rpcClose(req))
 		case opHandover:
 			n.reply(m, n.rpcHandover(req))
+		case opDrain:
+			n.reply(m, n.rpcDrain())
 		default:
 			n.reply(m, rpcReply{Err: "unknown request " + req.Op})
 		}

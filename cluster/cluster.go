@@ -82,6 +82,7 @@ type Node struct {
 	leasesOK atomic.Bool
 	stopping atomic.Bool
 	draining atomic.Bool
+	onDrain  func()
 	writeMu  [64]sync.Mutex // serializes the writes of one key
 }
 

@@ -190,6 +190,14 @@ func (m *Module) Drain(ctx context.Context) {
 			for _, o := range r.sortedOccupants() {
 				r.removeOccupant(o, removal{codes: []int{332}})
 			}
+			if r.m.reg.Placement() != nil {
+				// In a cluster the room moves on: its lease is released
+				// now, and the node its occupants join again on runs it.
+				r.m.mu.Lock()
+				r.m.unloadLocked(r)
+				r.m.mu.Unlock()
+				r.gone = true
+			}
 		}
 		var queued bool
 		select {

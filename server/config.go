@@ -101,6 +101,14 @@ type ClusterConfig struct {
 	// DeadAfter: a node silent this long is dead; the survivors remove its
 	// sessions and announce them unavailable.
 	DeadAfter time.Duration `mapstructure:"dead_after"`
+	// Advertise is the host:port at which clients reach this node
+	// directly; a draining node sends clients that cannot resume there
+	// (<see-other-host/>). Empty: not advertised.
+	Advertise string `mapstructure:"advertise"`
+	// Drain is how long a stopping node (SIGTERM, parley cluster drain)
+	// waits for its clients to resume on other nodes before it closes
+	// what is left; 0 stops at once.
+	Drain time.Duration `mapstructure:"drain"`
 }
 
 // ClusterNATSConfig says how to reach NATS.
@@ -385,7 +393,7 @@ func DefaultConfig() Config {
 		Bans:    BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}},
 		Invites: InvitesConfig{TTL: 7 * 24 * time.Hour},
 		Cluster: ClusterConfig{NATS: ClusterNATSConfig{URLs: []string{"nats://127.0.0.1:4222"}, Prefix: "parley", Replicas: 1},
-			Heartbeat: time.Second, DeadAfter: 10 * time.Second},
+			Heartbeat: time.Second, DeadAfter: 10 * time.Second, Drain: 30 * time.Second},
 		WebClient: WebClientConfig{Enabled: true},
 		MUC:       muc.DefaultSettings(),
 	}
@@ -669,6 +677,14 @@ func (c ClusterConfig) problems(backend string) []string {
 	}
 	if c.DeadAfter < 3*c.Heartbeat {
 		bad("cluster.dead_after", "expected at least three heartbeats (%s), such as 10s", 3*c.Heartbeat)
+	}
+	if c.Drain < 0 || c.Drain > time.Hour {
+		bad("cluster.drain", "expected a duration from 0s (stop at once) to 1h such as 30s")
+	}
+	if c.Advertise != "" {
+		if host, port, err := net.SplitHostPort(c.Advertise); err != nil || host == "" || port == "" {
+			bad("cluster.advertise", "%q is not a host:port address such as n1.example.org:5222", c.Advertise)
+		}
 	}
 	if !c.Enabled {
 		return errs

@@ -105,6 +105,8 @@ type Server struct {
 	https        []*http.Server
 	ready        atomic.Bool
 	shutdownOnce sync.Once
+	drainOnce    sync.Once
+	stopped      chan struct{} // closed when Shutdown is done
 	started      bool
 }
 
@@ -195,6 +197,7 @@ func NewWithStore(cfg Config, log *slog.Logger, store storage.Store) (*Server, e
 	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}, certs: certs}
 	s.proxies, _ = parseProxies(cfg.HTTP.TrustedProxies)
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	s.stopped = make(chan struct{})
 	// GetCertificate rather than Certificates: a reloaded or renewed
 	// certificate serves new connections at once, established ones keep
 	// theirs.
@@ -293,6 +296,7 @@ func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
 	s.router.SetCluster(s.cluster)
 	s.c2s.SetPeers(s.cluster)
 	s.reg.SetPlacement(s.cluster.Placement())
+	s.cluster.OnDrain(s.Stop)
 	return nil
 }
 
@@ -302,7 +306,7 @@ func ClusterNodeConfig(cfg Config, log *slog.Logger) cluster.Config {
 	c := cfg.Cluster
 	return cluster.Config{Node: c.Node, URLs: c.NATS.URLs, Prefix: c.NATS.Prefix,
 		Replicas: c.NATS.Replicas, CredsFile: c.NATS.CredsFile, CAFile: c.NATS.CAFile,
-		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Version: Version, Logger: log}
+		Heartbeat: c.Heartbeat, DeadAfter: c.DeadAfter, Advertise: c.Advertise, Version: Version, Logger: log}
 }
 
 // Cluster is this server's cluster membership, nil for a single node.
@@ -529,25 +533,88 @@ func (s *Server) adminHTTP() http.Handler {
 	return mux
 }
 
-// Run starts the server and blocks until ctx is cancelled, then shuts down
-// gracefully.
+// Run starts the server and blocks until ctx is cancelled (or a cluster
+// node was asked to drain), then stops it (Stop).
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Start(ctx); err != nil {
 		s.Close()
 		return err
 	}
-	<-ctx.Done()
-	s.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s.Shutdown(sctx)
+	select {
+	case <-ctx.Done():
+	case <-s.stopped:
+	}
+	s.Stop()
 	return nil
 }
+
+// Stop stops the server gracefully: a cluster node drains first
+// (cluster.drain), then Shutdown.
+func (s *Server) Stop() {
+	if s.cluster != nil && s.cfg.Cluster.Drain > 0 {
+		s.Drain(s.cfg.Cluster.Drain)
+	}
+	s.log.Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Shutdown(ctx)
+}
+
+// Drain takes a cluster node out of service before it stops (rolling
+// upgrade): /readyz fails and the node says it is draining (the others
+// give it no new rooms and do not redirect clients to it), its listeners
+// close, chat rooms tell their occupants (status 332) and release their
+// leases, and its clients move to other nodes: a resumable session
+// (XEP-0198) loses its connection and is resumed on another node, which
+// takes it over with everything it had not delivered; other streams end
+// with <see-other-host/> (an address another node advertises,
+// cluster.advertise) or <system-shutdown/>. It returns when no session is
+// left here or after period; Shutdown then ends what is left (what those
+// clients did not get is stored offline).
+func (s *Server) Drain(period time.Duration) {
+	if s.cluster == nil {
+		return
+	}
+	s.drainOnce.Do(func() {
+		start := time.Now()
+		s.log.Info("draining: clients move to the other nodes", "period", period)
+		s.ready.Store(false)
+		s.cluster.SetDraining()
+		s.mu.Lock()
+		s.closeListenersLocked()
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), period)
+		defer cancel()
+		for i := len(s.modules) - 1; i >= 0; i-- {
+			if d, ok := s.modules[i].(module.Drainer); ok {
+				d.Drain(ctx)
+			}
+		}
+		s.c2s.Drain(s.cluster.OtherAddress)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for s.router.LocalCount() > 0 {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				s.log.Warn("drain period over; closing the sessions left", "sessions", s.router.LocalCount())
+				return
+			}
+		}
+		s.log.Info("drained: every session left this node", "took", time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// Stopped is closed once the server has shut down.
+func (s *Server) Stopped() <-chan struct{} { return s.stopped }
 
 // Shutdown stops accepting, closes every stream with <system-shutdown/>,
 // stops modules and closes the store.
 func (s *Server) Shutdown(ctx context.Context) {
-	s.shutdownOnce.Do(func() { s.shutdown(ctx) })
+	s.shutdownOnce.Do(func() {
+		s.shutdown(ctx)
+		close(s.stopped)
+	})
 }
 
 func (s *Server) shutdown(ctx context.Context) {

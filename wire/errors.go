@@ -23,7 +23,10 @@ const (
 // one when the peer violated the protocol; the caller sends it and closes.
 type StreamError struct {
 	Condition string // e.g. "not-well-formed", "policy-violation"
-	Text      string
+	// Content is the condition element's own text: the address of
+	// <see-other-host/> (RFC 6120 §4.9.3.19).
+	Content string
+	Text    string
 	// App is an optional application-specific condition element.
 	App *Element
 }
@@ -41,7 +44,11 @@ func (e *StreamError) Bytes() []byte {
 	var b strings.Builder
 	b.WriteString("<stream:error><")
 	b.WriteString(e.Condition)
-	b.WriteString(" xmlns='" + NSStreams + "'/>")
+	if e.Content != "" {
+		b.WriteString(" xmlns='" + NSStreams + "'>" + EscapeText(e.Content) + "</" + e.Condition + ">")
+	} else {
+		b.WriteString(" xmlns='" + NSStreams + "'/>")
+	}
 	if e.Text != "" {
 		b.WriteString("<text xmlns='" + NSStreams + "' xml:lang='en'>")
 		b.WriteString(EscapeText(e.Text))

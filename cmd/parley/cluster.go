@@ -15,7 +15,7 @@ import (
 func newClusterCmd(opts *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Inspect the cluster this node belongs to (cluster.enabled)",
+		Short: "Inspect the cluster this node belongs to and drain nodes (cluster.enabled)",
 		Args:  noArgs,
 	}
 	var listen time.Duration
@@ -70,5 +70,38 @@ sessions are removed by the others after cluster.dead_after).`,
 	}
 	status.Flags().DurationVar(&listen, "listen", 0, "how long to listen for heartbeats (default: three cluster.heartbeat)")
 	cmd.AddCommand(status)
+	drain := &cobra.Command{
+		Use:   "drain [node]",
+		Short: "Move a node's clients to the other nodes, then stop it (rolling upgrade)",
+		Long: `Ask a running node (default: cluster.node of the configuration) to drain and
+stop, as SIGTERM does: it stops accepting, its clients resume their sessions on
+other nodes (or are sent to another node's cluster.advertise address with
+<see-other-host/>), its chat rooms move, and after at most cluster.drain it
+exits. The command returns once the node has accepted; watch it leave with
+parley cluster status.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(opts.configFile)
+			if err != nil {
+				return err
+			}
+			if !cfg.Cluster.Enabled {
+				return fmt.Errorf("cluster.enabled is false: this is a single node (stop it with SIGTERM)")
+			}
+			node := cfg.Cluster.Node
+			if len(args) == 1 {
+				node = args[0]
+			}
+			if node == "" {
+				return fmt.Errorf("name the node to drain (or set cluster.node)")
+			}
+			if err := cluster.RequestDrain(cmd.Context(), server.ClusterNodeConfig(cfg, nil), node); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s is draining; it stops within cluster.drain\n", node)
+			return nil
+		},
+	}
+	cmd.AddCommand(drain)
 	return cmd
 }

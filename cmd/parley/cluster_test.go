@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
 )
@@ -42,6 +43,17 @@ cluster:
 		if !regexp.MustCompile(want).MatchString(r.out) {
 			t.Errorf("cluster status output lacks %s:\n%s", want, r.out)
 		}
+	}
+
+	// A node that does not exist does not answer; n2 drains and stops.
+	r = runCLI(t, "", "--config="+cfgPath, "cluster", "drain", "n9")
+	r.fails(t, "node n9 did not answer")
+	r = runCLI(t, "", "--config="+cfgPath, "cluster", "drain", "n2")
+	r.ok(t, "node n2 is draining; it stops within cluster.drain\n")
+	select {
+	case <-nodes[1].Stopped():
+	case <-time.After(15 * time.Second):
+		t.Fatal("n2 did not stop after parley cluster drain")
 	}
 
 	r = runCLI(t, "", "--config="+cfgPath, "check")

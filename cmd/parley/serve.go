@@ -20,7 +20,9 @@ func newServeCmd(opts *globalOptions) *cobra.Command {
 		Short: "Run the server until SIGINT or SIGTERM",
 		Long: `Run the server. It stops gracefully on SIGINT (Ctrl-C) or SIGTERM:
 listeners close, every client stream is closed with <system-shutdown/>, and
-the store is closed.`,
+the store is closed. A node of a cluster drains first (for at most
+cluster.drain): its clients resume on other nodes or are sent to another
+node's cluster.advertise address. A second signal ends at once.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			file, err := resolveConfigPath(opts.configFile)

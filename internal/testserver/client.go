@@ -426,7 +426,7 @@ func (c *Client) StreamError() *wire.StreamError {
 		c.mu.Unlock()
 		if se != nil {
 			cond := se.Tree().FirstElement()
-			return &wire.StreamError{Condition: cond.Name.Local, Text: se.Tree().ChildText(wire.NSStreams, "text")}
+			return &wire.StreamError{Condition: cond.Name.Local, Content: cond.Text(), Text: se.Tree().ChildText(wire.NSStreams, "text")}
 		}
 		if err != nil {
 			return nil

@@ -92,12 +92,7 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	a2.Send("<a xmlns='urn:xmpp:sm:3' h='2'/>")
 	a2.Drop()
 	b.Send("<message to='%s' type='chat'><body>m8</body></message>", a.JID)
-	a3 := n1.Authenticate("alice", "pw")
-	a3.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='2'/>", id)
-	if r := a3.Next(); r.Name != "resumed" {
-		t.Fatalf("second resume on n1: %s", r.Raw)
-	}
-	a3.StartReader()
+	a3 := resumeAt(t, n1, "alice", id, 2)
 	a3.Expect("m8 after the second move", isMsg("m8"))
 }
 

@@ -14,14 +14,22 @@ import (
 func resumeOn(t *testing.T, c *testserver.Client, ts *testserver.Server, user, id string, h int) *testserver.Client {
 	t.Helper()
 	c.Drop()
-	c2 := ts.Authenticate(user, "pw")
-	c2.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", id, h)
-	if r := c2.Next(); r.Name != "resumed" {
-		t.Fatalf("resume on %s: %s", ts.Cluster().Node(), r.Raw)
-	}
-	c2.StartReader()
+	c2 := resumeAt(t, ts, user, id, h)
 	c2.JID = c.JID
 	return c2
+}
+
+// resumeAt logs in as user (password "pw") on ts and resumes session id,
+// acknowledging h stanzas.
+func resumeAt(t *testing.T, ts *testserver.Server, user, id string, h int) *testserver.Client {
+	t.Helper()
+	c := ts.Authenticate(user, "pw")
+	c.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", id, h)
+	if r := c.Next(); r.Name != "resumed" {
+		t.Fatalf("resume on %s: %s", ts.Cluster().Node(), r.Raw)
+	}
+	c.StartReader()
+	return c
 }
 
 // TestDirectedPresenceAcrossNodes: what im remembers of a session (the
