@@ -413,7 +413,7 @@ func (srv *Server) rescue(ctx context.Context, s *session, items []sm.Item) {
 		st := it.St
 		switch {
 		case st.Name == "message" && xep.OfflineWorthy(st):
-			ev := &module.Event{Stanza: withDelay(st, it.Stamp, s.jid.Domainpart()), To: s.jid.Bare(), Origin: module.Origin{Kind: module.FromLocal}}
+			ev := &module.Event{Stanza: withDelay(st, it.Stamp, s.jid.Domainpart()), To: s.jid.Bare(), Origin: module.Origin{Kind: module.FromLocal}, Rescued: true}
 			ev.From, _ = jid.Parse(st.From)
 			module.RunChain(ctx, srv.reg.UndeliverableHooks(), ev)
 		case st.Name == "iq" && (st.Type == "get" || st.Type == "set"):

@@ -18,9 +18,33 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 	if st.Name != "message" || !xep.OfflineWorthy(st) {
 		return module.Continue
 	}
+	if refusal := m.storeOffline(ctx, ev); refusal != "" {
+		// Routed without the owner's lock: the error may come back here.
+		m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, refusal))
+	}
+	return module.Handled
+}
+
+// storeOffline stores ev's message for its recipient, or delivers it to
+// the recipient's resources that became available since the router found
+// none; it returns why the message is refused, or "". It holds the
+// owner's lock, which deliverOffline holds too: a session that becomes
+// available after the check below sends the offline messages only once
+// this one is stored. Without it a message the router found no resource
+// for (and then waited for its archive commit) could be stored just after
+// the recipient's initial presence had sent the offline messages, and
+// stay stored while he was online.
+func (m *Module) storeOffline(ctx context.Context, ev *module.Event) (refusal string) {
 	owner := ev.To.Bare().String()
+	unlock := m.lock(owner)
+	defer unlock()
+	// A rescued message (XEP-0198, its session ended) goes to storage
+	// even with other resources available, as it always has.
+	if !ev.Rescued && m.deliverAvailable(ev) {
+		return ""
+	}
 	stamp := time.Now().UTC()
-	stored := withDelay(st, ev.To.Domainpart(), stamp)
+	stored := withDelay(ev.Stanza, ev.To.Domainpart(), stamp)
 	max := m.limit().MaxOfflineMessages
 	if max < 0 {
 		max = 0
@@ -29,21 +53,31 @@ func (m *Module) undeliverable(ctx context.Context, ev *module.Event) module.Ver
 		if err != nil {
 			m.log.Error("reading offline usage", "user", owner, "err", err)
 		}
-		m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "offline storage for "+owner+" is full"))
-		return module.Handled
+		return "offline storage for " + owner + " is full"
 	}
 	if _, err := m.offline.StoreOffline(ctx, owner, stored.Raw, stamp, max); err != nil {
 		if errors.Is(err, storage.ErrQuotaExceeded) {
-			m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "offline storage for "+owner+" is full"))
-			return module.Handled
+			return "offline storage for " + owner + " is full"
 		}
 		m.log.Error("storing offline message", "user", owner, "err", err)
 		// Storage is down or slow: tell the sender to retry rather than
 		// pretend the message was kept.
-		m.route(ctx, wire.ErrorReply(st, wire.ErrResourceConstraint, "the recipient is offline and storage is temporarily unavailable; try again later"))
-		return module.Handled
+		return "the recipient is offline and storage is temporarily unavailable; try again later"
 	}
-	return module.Handled
+	return ""
+}
+
+// deliverAvailable delivers ev's message as the router does to a bare JID
+// (RFC 6121 §8.5.2.1): to every available resource with non-negative
+// priority. It reports whether there was one.
+func (m *Module) deliverAvailable(ev *module.Event) bool {
+	delivered := false
+	for _, s := range m.availableResources(ev.To.Bare()) {
+		if s.Priority() >= 0 && module.Deliver(ev, s, ev.Stanza) == nil {
+			delivered = true
+		}
+	}
+	return delivered
 }
 
 // withDelay returns a copy of st with an XEP-0203 <delay/> from domain.

@@ -88,6 +88,10 @@ type Event struct {
 	// Forwards counts the nodes of a cluster that passed the stanza on to
 	// the node running its entity (see Placement).
 	Forwards int
+	// Rescued marks a message a client never acknowledged, handed to the
+	// undeliverable chain when its session ended (XEP-0198): it goes to
+	// offline storage even when other resources are available.
+	Rescued bool
 }
 
 // Handler is a hook on a routing point.
