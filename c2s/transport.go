@@ -69,26 +69,36 @@ var errClosed = errors.New("c2s: stream closed")
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
 type tcpTransport struct {
-	raw    *netlimit.Conn
-	conn   net.Conn // raw, or the TLS conn on top of it
-	rd     *wire.Reader
-	lim    wire.Limits
-	tls    bool
-	wmu    sync.Mutex
-	bw     *bufio.Writer // from writerPool while something is buffered
-	closed atomic.Bool   // the stream end was sent (or the socket closed)
-	ended  atomic.Bool   // closeStream wrote the stream end: linger before closing
+	raw *netlimit.Conn
+	// tlsConn is the TLS conn on top of raw once STARTTLS (or direct TLS)
+	// is done. Atomic: closing and reporting happen on other goroutines
+	// than the reader's, which sets it (a data race under -race).
+	tlsConn atomic.Pointer[tls.Conn]
+	rd      *wire.Reader
+	lim     wire.Limits
+	wmu     sync.Mutex
+	bw      *bufio.Writer // from writerPool while something is buffered
+	closed  atomic.Bool   // the stream end was sent (or the socket closed)
+	ended   atomic.Bool   // closeStream wrote the stream end: linger before closing
 }
 
 func newTCPTransport(c net.Conn, lim wire.Limits, writeTimeout time.Duration) *tcpTransport {
 	sc := netlimit.NewConn(c, writeTimeout, func() { limitHits.WithLabelValues(limitWriteTimeout).Inc() })
-	t := &tcpTransport{raw: sc, conn: sc, lim: lim}
-	t.rd = wire.NewReader(t.conn, lim)
+	t := &tcpTransport{raw: sc, lim: lim}
+	t.rd = wire.NewReader(sc, lim)
 	return t
 }
 
+// conn is what the stream reads and writes: raw, or the TLS conn on top.
+func (t *tcpTransport) conn() net.Conn {
+	if tc := t.tlsConn.Load(); tc != nil {
+		return tc
+	}
+	return t.raw
+}
+
 func (t *tcpTransport) kind() string {
-	if t.tls {
+	if t.secure() {
 		return "tls"
 	}
 	return "tcp"
@@ -106,7 +116,7 @@ func (t *tcpTransport) waitIdle() error                  { return t.rd.WaitIdle(
 func (t *tcpTransport) buffer() *bufio.Writer {
 	if t.bw == nil {
 		t.bw = writerPool.Get().(*bufio.Writer)
-		t.bw.Reset(t.conn)
+		t.bw.Reset(t.conn())
 	}
 	return t.bw
 }
@@ -179,7 +189,7 @@ func (t *tcpTransport) closeStream(se *wire.StreamError) {
 		return
 	}
 	if !netlimit.LockSoon(&t.wmu) {
-		_ = t.conn.Close()
+		_ = t.conn().Close()
 		return
 	}
 	bw := t.buffer()
@@ -190,10 +200,10 @@ func (t *tcpTransport) closeStream(se *wire.StreamError) {
 	err := t.flushLocked()
 	t.wmu.Unlock()
 	if err != nil {
-		_ = t.conn.Close()
+		_ = t.conn().Close()
 		return
 	}
-	if !t.tls {
+	if !t.secure() {
 		_ = t.raw.CloseWrite()
 	}
 	t.ended.Store(true)
@@ -203,7 +213,7 @@ func (t *tcpTransport) closeStream(se *wire.StreamError) {
 
 func (t *tcpTransport) close() {
 	t.closed.Store(true)
-	_ = t.conn.Close()
+	_ = t.conn().Close()
 }
 
 // finalClose is the reader goroutine's last act: after closeStream it
@@ -214,7 +224,7 @@ func (t *tcpTransport) finalClose() {
 	if t.ended.Load() {
 		var buf [512]byte
 		for {
-			if _, err := t.conn.Read(buf[:]); err != nil {
+			if _, err := t.conn().Read(buf[:]); err != nil {
 				break
 			}
 		}
@@ -230,23 +240,22 @@ func (t *tcpTransport) startTLS(cfg *tls.Config) error {
 		return err
 	}
 	t.wmu.Lock()
-	t.conn = tc
-	t.tls = true
+	t.tlsConn.Store(tc)
 	t.wmu.Unlock()
 	return nil
 }
 
-func (t *tcpTransport) restart() { t.rd.Reset(t.conn) }
+func (t *tcpTransport) restart() { t.rd.Reset(t.conn()) }
 
 func (t *tcpTransport) tlsState() *tls.ConnectionState {
-	if tc, ok := t.conn.(*tls.Conn); ok {
+	if tc := t.tlsConn.Load(); tc != nil {
 		cs := tc.ConnectionState()
 		return &cs
 	}
 	return nil
 }
 
-func (t *tcpTransport) secure() bool       { return t.tls }
+func (t *tcpTransport) secure() bool       { return t.tlsConn.Load() != nil }
 func (t *tcpTransport) remoteAddr() string { return t.raw.RemoteAddr().String() }
 
 // wsTransport implements RFC 7395: every WebSocket text message is exactly
