@@ -68,6 +68,7 @@ type Node struct {
 	moves    moves
 	pending  pendingAttach
 	markers  markers
+	outq     [outShards]outQueue
 	// sendBarrier: proxies read the registry and publish under its read
 	// lock, so a node taking it once knows that no send still goes by
 	// what the registry said before.

@@ -165,7 +165,7 @@ func (n *Node) apply(k string, e *entry, rev uint64, fromWatch bool) {
 	if err != nil {
 		return
 	}
-	r := &remote{n: n, full: full, key: k}
+	r := &remote{n: n, full: full, key: k, shard: shardOf(k)}
 	r.st.Store(st)
 	g.byKey[k] = r
 	m := g.byBare[bare]

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"hash/fnv"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,10 +19,11 @@ import (
 // carries the stanza to the owning node. One value per (full JID,
 // connection), updated in place, so modules may compare sessions.
 type remote struct {
-	n    *Node
-	full jid.JID
-	key  string
-	st   atomic.Pointer[rstate]
+	n     *Node
+	full  jid.JID
+	key   string
+	shard int // of the node's outgoing queues
+	st    atomic.Pointer[rstate]
 }
 
 type rstate struct {
@@ -32,6 +35,7 @@ type rstate struct {
 var (
 	_ module.Session       = (*remote)(nil)
 	_ module.SessionValues = (*remote)(nil)
+	_ module.HeldSender    = (*remote)(nil)
 )
 
 func (r *remote) state() *rstate { return r.st.Load() }
@@ -54,10 +58,84 @@ func (r *remote) Priority() int {
 
 func (r *remote) Flags() module.Flags { return module.Flags(r.state().e.Flags) }
 
-// Send carries st to the owning node, which hands it to the session. It
-// goes by the registry as it is now (the router may hold this value since
-// before the session moved), under the send barrier (see onMoved).
-func (r *remote) Send(st *wire.Stanza) error {
+// Send carries st to the owning node, which hands it to the session.
+func (r *remote) Send(st *wire.Stanza) error { return r.SendAfter(st, module.Barrier{}) }
+
+// SendAfter implements module.HeldSender: st is sent once b's writes are
+// committed (store before forward) without making the caller wait, so the
+// sender's stream reads on as it does for a session on its own node.
+// Stanzas for one session stay in order: while one waits, those after it
+// queue behind it (one queue per shard of sessions).
+func (r *remote) SendAfter(st *wire.Stanza, b module.Barrier) error {
+	q := &r.n.outq[r.shard]
+	q.mu.Lock()
+	if len(q.items) == 0 && !q.running && b.Passed() {
+		q.mu.Unlock()
+		return r.send(st)
+	}
+	if len(q.items) >= maxOutQueue {
+		// Back-pressure rather than unbounded memory.
+		q.mu.Unlock()
+		if b.Wait(context.Background()) != nil {
+			return nil
+		}
+		return r.send(st)
+	}
+	q.items = append(q.items, outItem{r: r, st: st, after: b})
+	if !q.running {
+		q.running = true
+		go r.n.drainOut(q)
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+// maxOutQueue bounds the stanzas of one shard waiting for their writes.
+const maxOutQueue = 1 << 16
+
+const outShards = 16
+
+// outQueue holds stanzas for sessions of other nodes whose writes are not
+// committed yet; a goroutine runs only while it is not empty.
+type outQueue struct {
+	mu      sync.Mutex
+	items   []outItem
+	running bool
+}
+
+type outItem struct {
+	r     *remote
+	st    *wire.Stanza
+	after module.Barrier
+}
+
+func (n *Node) drainOut(q *outQueue) {
+	for {
+		q.mu.Lock()
+		if len(q.items) == 0 {
+			q.running = false
+			q.items = nil
+			q.mu.Unlock()
+			return
+		}
+		it := q.items[0]
+		q.items = q.items[1:]
+		q.mu.Unlock()
+		if it.after.Wait(context.Background()) != nil {
+			continue // not stored: the sender was told, nothing goes out
+		}
+		if it.r.send(it.st) != nil {
+			// The session's node went away meanwhile: as for a resource
+			// that is gone (another resource or offline storage).
+			it.r.n.router.Deliver(context.Background(), it.r.full, "", it.st)
+		}
+	}
+}
+
+// send publishes st to the session's node. It goes by the registry as it
+// is now (the router may hold this value since before the session moved),
+// under the send barrier (see onMoved).
+func (r *remote) send(st *wire.Stanza) error {
 	r.n.sendBarrier.RLock()
 	cur := r
 	r.n.registry.mu.RLock()
@@ -134,4 +212,10 @@ func (r *remote) Close(se *wire.StreamError) {
 	if _, err := r.n.call(ctx, e.Node, req); err != nil {
 		r.n.log.Warn("cluster: closing a session on another node failed", "jid", r.full.String(), "peer", e.Node, "err", err)
 	}
+}
+
+func shardOf(key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return int(h.Sum32() % outShards)
 }

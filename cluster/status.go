@@ -157,3 +157,23 @@ loop:
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil
 }
+
+// DeleteBuckets removes the JetStream buckets of cfg.Prefix (the session
+// registry and the leases): tests and benchmarks clean up with it.
+func DeleteBuckets(ctx context.Context, cfg Config) error {
+	nc, err := Dial(cfg, "parley cleanup")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	for _, b := range []string{"_sessions", "_leases"} {
+		if err := js.DeleteKeyValue(ctx, cfg.Prefix+b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
+	}
+	return nil
+}

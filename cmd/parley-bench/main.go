@@ -42,6 +42,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,6 +75,7 @@ type options struct {
 	rounds    int
 	timeout   time.Duration
 	federated bool
+	cluster   bool
 	// clients
 	sec        string
 	scramCache bool
@@ -148,6 +150,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.tp.bodyBytes, "body-bytes", 0, "throughput: padding added to each message body")
 	fs.BoolVar(&o.tp.keepGoing, "all-steps", false, "throughput: run every rate even after one was not sustainable")
 	fs.BoolVar(&o.federated, "federated", false, "throughput: two servers (a.test on 127.0.0.2, b.test on 127.0.0.3) federating, half the pairs talking each way")
+	fs.BoolVar(&o.cluster, "cluster", false, "throughput: compare one server with two nodes of a cluster (PostgreSQL, NATS at PARLEY_TEST_NATS or 127.0.0.1:4222): every pair sends from node n1 to node n2; rounds alternate single-node and cross-node")
 	fs.BoolVar(&o.tp.originID, "origin-id", true, "throughput: messages carry an XEP-0359 origin-id, as Conversations, Dino and Gajim send")
 
 	fs.IntVar(&o.login.logins, "logins", 2000, "login: logins in total")
@@ -233,6 +236,12 @@ func parseFlags(args []string) (*options, error) {
 	if o.federated && (o.scenario != "throughput" || o.addr != "") {
 		return nil, errors.New("-federated is for the throughput scenario with spawned servers")
 	}
+	if o.cluster {
+		if o.scenario != "throughput" || o.addr != "" || o.federated || len(o.binaries) > 1 {
+			return nil, errors.New("-cluster is for the throughput scenario with one spawned binary, without -federated")
+		}
+		o.store = "postgres"
+	}
 	if o.scenario == "muc" && o.addr == "" {
 		// The spawned server lets a room and its talkers go as fast as
 		// the scenario asks.
@@ -281,17 +290,38 @@ func run(ctx context.Context, o *options) error {
 		defer cleanup()
 		o.binaries = []binary{{path: path}}
 	}
-	// Alternate binaries round by round so that a change in the machine's
-	// load hits all of them alike.
+	// Alternate binaries (or, with -cluster, one server and two nodes)
+	// round by round so that a change in the machine's load hits all of
+	// them alike.
+	type variant struct {
+		binary
+		clustered bool
+	}
+	var variants []variant
+	for _, b := range o.binaries {
+		variants = append(variants, variant{binary: b})
+	}
+	if o.cluster {
+		b := o.binaries[0]
+		variants = []variant{{binary{"single-node", b.path}, false}, {binary{"cross-node", b.path}, true}}
+		o.binaries = []binary{variants[0].binary, variants[1].binary}
+	}
 	figures := map[string][]float64{}
 	for round := 1; round <= o.rounds; round++ {
-		for _, b := range o.binaries {
+		for _, v := range variants {
+			b := v.binary
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			so := spawnOptions{binary: b.path, label: b.label, store: o.store, archive: o.archive,
 				accounts: o.accountsNeeded(), ownBuild: ownBuild, plainOK: o.sec == secPlain, env: o.sets, pprof: o.pprof, keep: o.keep}
-			tg, err := spawnAll(ctx, so, o.federated)
+			var tg *target
+			var err error
+			if v.clustered {
+				tg, err = spawnCluster(ctx, so)
+			} else {
+				tg, err = spawnAll(ctx, so, o.federated)
+			}
 			if err != nil {
 				return err
 			}
@@ -355,6 +385,39 @@ func spawnAll(ctx context.Context, so spawnOptions, federated bool) (*target, er
 	announce(a, ta)
 	announce(b, tb)
 	ta.peer = tb
+	return ta, nil
+}
+
+// spawnCluster starts two nodes of one cluster, n1 on 127.0.0.2 and n2
+// on 127.0.0.3, sharing a PostgreSQL schema and a NATS prefix of their
+// own; the accounts are created once.
+func spawnCluster(ctx context.Context, so spawnOptions) (*target, error) {
+	id := strings.ToLower(rand.Text()[:10])
+	so.schema, so.natsPrefix = "parley_bench_"+id, "pbench_"+id
+	a, b := so, so
+	a.node, a.ip = "n1", "127.0.0.2"
+	b.node, b.ip, b.accounts = "n2", "127.0.0.3", 0
+	cleanup := func() {
+		dropSchema(postgresDSN(), so.schema)
+		deleteBuckets(so.natsPrefix)
+	}
+	ta, err := spawn(ctx, a)
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("-cluster needs 127.0.0.2, 127.0.0.3, PostgreSQL and NATS with JetStream: %w", err)
+	}
+	tb, err := spawn(ctx, b)
+	if err != nil {
+		ta.stop()
+		cleanup()
+		return nil, err
+	}
+	announce(a, ta)
+	announce(b, tb)
+	stopA, stopB := ta.stop, tb.stop
+	ta.stop = func() { stopB(); stopA(); cleanup() }
+	tb.stop = func() {}
+	ta.peer, ta.clustered = tb, true
 	return ta, nil
 }
 

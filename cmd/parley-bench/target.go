@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/auth"
+	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/server"
 	"github.com/parley-xmpp/parley/storage/pg"
 )
@@ -34,7 +35,8 @@ type target struct {
 	stop         func()
 	archive      string  // what archives messages: sqlite, postgres, off
 	serverLogTip string  // where the spawned server logs
-	peer         *target // the other domain, when two servers federate
+	peer         *target // the other domain, when two servers federate, or the other node of a cluster
+	clustered    bool    // peer is another node of the same cluster (same domain)
 }
 
 func (t *target) user(i int) string { return t.userPrefix + strconv.Itoa(i) }
@@ -59,6 +61,10 @@ type spawnOptions struct {
 	domain, ip string
 	s2s        string
 	routes     []string
+	// Cluster: the node's name ("" for a single server), the NATS prefix
+	// and the PostgreSQL schema the nodes share (created and dropped by
+	// the caller).
+	node, natsPrefix, schema string
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
@@ -130,17 +136,26 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 	if o.pprof {
 		settings["PARLEY_DEBUG_PPROF"] = "true"
 	}
+	if o.node != "" {
+		settings["PARLEY_CLUSTER_ENABLED"] = "true"
+		settings["PARLEY_CLUSTER_NODE"] = o.node
+		settings["PARLEY_CLUSTER_NATS_URLS"] = natsURL()
+		settings["PARLEY_CLUSTER_NATS_PREFIX"] = o.natsPrefix
+		settings["PARLEY_CLUSTER_DRAIN"] = "0s" // the bench stops nodes with SIGTERM
+	}
 	switch o.store {
 	case "sqlite":
 	case "postgres":
 		cfg.Storage.Backend = "postgres"
 		cfg.Storage.Postgres.DSN = postgresDSN()
-		cfg.Storage.Postgres.Schema = "parley_bench_" + strings.ToLower(rand.Text()[:10])
+		cfg.Storage.Postgres.Schema = cmp.Or(o.schema, "parley_bench_"+strings.ToLower(rand.Text()[:10]))
 		settings["PARLEY_STORAGE_BACKEND"] = "postgres"
 		settings["PARLEY_STORAGE_POSTGRES_DSN"] = cfg.Storage.Postgres.DSN
 		settings["PARLEY_STORAGE_POSTGRES_SCHEMA"] = cfg.Storage.Postgres.Schema
-		schema := cfg.Storage.Postgres.Schema
-		cleanup = append(cleanup, func() { dropSchema(cfg.Storage.Postgres.DSN, schema) })
+		if o.schema == "" {
+			schema := cfg.Storage.Postgres.Schema
+			cleanup = append(cleanup, func() { dropSchema(cfg.Storage.Postgres.DSN, schema) })
+		}
 	default:
 		return fail(fmt.Errorf("-store: %q is not a store (sqlite or postgres)", o.store))
 	}
@@ -264,6 +279,23 @@ func createAccounts(ctx context.Context, cfg server.Config, t *target, n int) er
 		}
 	}
 	return nil
+}
+
+// natsURL is the NATS server (with JetStream) of -cluster runs.
+func natsURL() string {
+	if u := os.Getenv("PARLEY_TEST_NATS"); u != "" {
+		return u
+	}
+	return "nats://127.0.0.1:4222"
+}
+
+// deleteBuckets removes what a -cluster run left in JetStream.
+func deleteBuckets(prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cluster.DeleteBuckets(ctx, cluster.Config{URLs: []string{natsURL()}, Prefix: prefix}); err != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench: cannot delete the JetStream buckets %s_*: %v\n", prefix, err)
+	}
 }
 
 func postgresDSN() string {

@@ -38,7 +38,8 @@ type throughputStep struct {
 	Scenario   string  `json:"scenario"`
 	Server     string  `json:"server,omitempty"`
 	Archive    string  `json:"archive"`
-	Federated  bool    `json:"federated,omitempty"` // two servers, pairs across them both ways
+	Federated  bool    `json:"federated,omitempty"`  // two servers, pairs across them both ways
+	CrossNode  bool    `json:"cross_node,omitempty"` // two nodes of a cluster, every pair from n1 to n2
 	Sec        string  `json:"sec"`
 	SM         bool    `json:"sm"`
 	Senders    int     `json:"senders"`
@@ -123,7 +124,7 @@ func runThroughput(ctx context.Context, d *dialer, tg *target, cfg throughputCon
 		if tg.peer == nil {
 			return tg, tg
 		}
-		if pair%2 == 0 {
+		if tg.clustered || pair%2 == 0 {
 			return tg, tg.peer
 		}
 		return tg.peer, tg
@@ -196,7 +197,8 @@ func runStep(ctx context.Context, tg *target, cfg throughputConfig, step, rate i
 		fanout = 1
 	}
 	res := throughputStep{Scenario: cmp.Or(cfg.scenario, "throughput"), Server: tg.label, Archive: tg.archive, Sec: cfg.sec, SM: cfg.sm,
-		Senders: len(senders), Fanout: fanout, Step: step, Rate: rate, Federated: tg.peer != nil}
+		Senders: len(senders), Fanout: fanout, Step: step, Rate: rate, Federated: tg.peer != nil && !tg.clustered,
+		CrossNode: tg.clustered}
 	sent0 := make([]int64, len(senders))
 	for i, s := range senders {
 		sent0[i] = s.sent.Load()

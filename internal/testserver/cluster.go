@@ -11,8 +11,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/server"
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -56,20 +56,9 @@ func NewClusterSpec(t testing.TB) ClusterSpec {
 
 // DeleteBuckets removes the JetStream buckets of a cluster prefix.
 func DeleteBuckets(prefix string) {
-	nc, err := nats.Connect(NATSURL(), nats.Timeout(3*time.Second))
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, b := range []string{"_sessions", "_leases"} {
-		_ = js.DeleteKeyValue(ctx, prefix+b)
-	}
+	_ = cluster.DeleteBuckets(ctx, cluster.Config{URLs: []string{NATSURL()}, Prefix: prefix})
 }
 
 // Node configures a server as node name of the cluster spec, listening on
