@@ -89,7 +89,11 @@ func vcardImage(t *testing.T, vc *wire.Element) ([]byte, string) {
 }
 
 // avatarContacts logs alice and bob in, makes them contacts and has bob's
-// client ask for avatar metadata notifications.
+// client ask for avatar metadata notifications. It returns once alice's
+// server has learnt bob's interests and sent him her last items: until
+// then an avatar the test publishes could reach him twice, live and again
+// as a last item (XEP-0163 §4.3.2), which the tests would take for a
+// notification the server should not have sent.
 func avatarContacts(t *testing.T) (ts *testserver.Server, alice, bob string, a, b *testserver.Client) {
 	ts = testserver.Start(t)
 	alice = ts.AddUser("alice", "pw1")
@@ -104,7 +108,10 @@ func avatarContacts(t *testing.T) (ts *testserver.Server, alice, bob string, a, 
 	capsB, featB := pepCaps(nodeAvatarMeta, "http://jabber.org/protocol/nick")
 	b.Send("<presence>%s</presence>", capsB)
 	subscribe(t, a, b, alice, bob)
+	// Her nick is the last item bob gets once his caps are known.
+	publishNick(t, a, "nick", "Alice")
 	answerCapsQuery(b, featB)
+	b.Expect("alice's nick as her last item", func(s *wire.Stanza) bool { return isNickEvent("Alice")(s) && s.From == alice })
 	return ts, alice, bob, a, b
 }
 
