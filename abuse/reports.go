@@ -46,7 +46,7 @@ func (m *Module) takeReports(ctx context.Context, reporter jid.JID, block *wire.
 		r := storage.SpamReport{Reporter: reporter.Bare().String(), Reported: target.Bare().String(), Reason: reason,
 			Created: time.Now()}
 		if t := strings.TrimSpace(rep.ChildText(NSReporting, "text")); t != "" {
-			r.Text = truncate(t, maxReportText)
+			r.Text = wire.TruncateText(t, maxReportText)
 		}
 		for _, sid := range rep.ChildrenNamed(xep.NSSID, "stanza-id") {
 			if id := sid.AttrValue("id"); id != "" && len(id) <= 256 && len(r.StanzaIDs) < maxReportStanzas {
@@ -68,18 +68,6 @@ func (m *Module) takeReports(ctx context.Context, reporter jid.JID, block *wire.
 		m.forward(ctx, r)
 	}
 }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8Start(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // forward sends a report to ReportTo as a chat message from the server,
 // with the reported messages the reporter's archive has.

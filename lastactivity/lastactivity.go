@@ -172,10 +172,7 @@ func (m *Module) unavailable(ctx context.Context, ev *module.Event) module.Verdi
 	if s.Presence() == nil || m.available(s.JID().Bare(), s) {
 		return module.Continue // not available before, or others still are
 	}
-	status := st.Child(wire.NSClient, "status").Text()
-	if len(status) > maxStatus {
-		status = status[:maxStatus]
-	}
+	status := wire.TruncateText(st.Child(wire.NSClient, "status").Text(), maxStatus)
 	m.record(ctx, s.JID().Bare(), status)
 	return module.Continue
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/wire"
@@ -139,11 +138,7 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "…"
+	return wire.TruncateText(s, n) + "…"
 }
 
 // add counts a message for a registration and publishes at once unless a

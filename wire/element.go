@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Element is a namespace-resolved XML element tree, built lazily from a
@@ -246,6 +247,20 @@ func EscapeText(s string) string { return string(appendEscapedText(nil, s)) }
 
 // EscapeAttr escapes s for use in a single- or double-quoted attribute.
 func EscapeAttr(s string) string { return string(appendEscapedAttr(nil, s)) }
+
+// TruncateText cuts the text s to at most n bytes without splitting a
+// UTF-8 character: text cut in the middle of one is no longer valid XML
+// character data (a client's parser stops at it), and PostgreSQL refuses
+// it in a text column.
+func TruncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 func appendEscapedText(buf []byte, s string) []byte {
 	last := 0

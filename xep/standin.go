@@ -23,7 +23,7 @@ func StandIn(raw []byte, from, to string) *wire.Element {
 		return utf8.RuneError // not allowed in XML
 	}, strings.ToValidUTF8(string(raw), string(utf8.RuneError)))
 	if len(text) > maxStandInText {
-		text = strings.ToValidUTF8(text[:maxStandInText], "") + "…"
+		text = wire.TruncateText(text, maxStandInText) + "…"
 	}
 	return wire.NewElement(wire.NSClient, "message", "type", "chat", "from", from, "to", to).Add(
 		wire.NewElement(wire.NSClient, "body").AddText(
