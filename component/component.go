@@ -29,6 +29,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -181,6 +182,10 @@ func (s *Service) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		// Every write gets its own deadline: the buffered writer also
+		// writes on its own (a stanza larger than its buffer) between
+		// flushes.
+		nc = netlimit.NewConn(nc, s.cfg.WriteTimeout, nil)
 		c := &conn{s: s, nc: nc, bw: bufio.NewWriter(nc), out: make(chan *wire.Stanza, s.cfg.SendQueue),
 			done: make(chan struct{}), log: s.log.With("component_conn", router.NewID()[:12], "remote", nc.RemoteAddr().String())}
 		s.mu.Lock()
@@ -411,11 +416,9 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// flushLocked writes what is buffered within the write timeout.
-func (c *conn) flushLocked() error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	return c.bw.Flush()
-}
+// flushLocked writes what is buffered (within the write timeout: nc puts
+// a deadline on every write).
+func (c *conn) flushLocked() error { return c.bw.Flush() }
 
 // end closes the stream after the read loop stopped, and bounces what
 // was still queued for the component.
