@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -195,31 +194,16 @@ func leafOf(cert *tls.Certificate) *x509.Certificate {
 func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 	// The listener goroutine belongs to the caller; connections are counted
 	// in lives.
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	return netlimit.Serve(ln, func(c net.Conn) {
 		if s.cfg.Bans.Banned(c.RemoteAddr().String()) {
 			bannedRefused.Inc()
 			_ = c.Close()
-			continue
+			return
 		}
 		adm, se := s.admit(c.RemoteAddr().String(), false)
 		if se != nil {
 			s.refuse(c, directTLS, se)
-			continue
+			return
 		}
 		l := s.limits()
 		t := newTCPTransport(c, l.Limits, l.WriteTimeout)
@@ -230,7 +214,7 @@ func (s *Server) ServeTCP(ln net.Listener, directTLS bool) error {
 			defer s.lives.done()
 			cn.serve(directTLS)
 		}()
-	}
+	})
 }
 
 // admission is a connection admitted by the limits: it counts against its

@@ -166,22 +166,7 @@ func (s *Service) toComponent(ctx context.Context, domain string, ev *module.Eve
 
 // Serve accepts components on ln until it is closed.
 func (s *Service) Serve(ln net.Listener) error {
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	return netlimit.Serve(ln, func(nc net.Conn) {
 		// Every write gets its own deadline: the buffered writer also
 		// writes on its own (a stanza larger than its buffer) between
 		// flushes.
@@ -192,7 +177,7 @@ func (s *Service) Serve(ln net.Listener) error {
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
-			return nil
+			return
 		}
 		s.all[c] = struct{}{}
 		s.wg.Add(1)
@@ -204,7 +189,7 @@ func (s *Service) Serve(ln net.Listener) error {
 			delete(s.all, c)
 			s.mu.Unlock()
 		}()
-	}
+	})
 }
 
 // Shutdown closes every component stream with <system-shutdown/> and waits

@@ -236,6 +236,33 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Serve accepts connections on ln and hands each to handle (which must
+// not block: it starts the connection's goroutine) until ln is closed,
+// then returns nil. A failure to accept that is temporary (out of file
+// descriptors reports a timeout) is retried after a pause that doubles
+// from 5 ms to 1 s while it lasts, so the loop neither spins nor gives up;
+// any other failure is returned.
+func Serve(ln net.Listener, handle func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		handle(c)
+	}
+}
+
 // Refusals tells refused connections why without blocking the accept
 // loop: a few at a time, each in a goroutine; beyond that a refused
 // connection is closed at once (a flood of them costs no goroutines).

@@ -1,6 +1,7 @@
 package netlimit
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -139,5 +140,47 @@ func TestLockSoon(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("waited %v for a held mutex", d)
+	}
+}
+
+// fakeListener returns the results it is given, then net.ErrClosed.
+type fakeListener struct {
+	net.Listener
+	results []error
+	conns   int
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "accept: too many open files" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func (l *fakeListener) Accept() (net.Conn, error) {
+	if len(l.results) == 0 {
+		return nil, net.ErrClosed
+	}
+	err := l.results[0]
+	l.results = l.results[1:]
+	if err != nil {
+		return nil, err
+	}
+	l.conns++
+	c, _ := net.Pipe()
+	return c, nil
+}
+
+func TestServe(t *testing.T) {
+	ln := &fakeListener{results: []error{timeoutErr{}, timeoutErr{}, nil, timeoutErr{}, nil}}
+	handled := 0
+	if err := Serve(ln, func(c net.Conn) { handled++; c.Close() }); err != nil {
+		t.Fatalf("Serve on a closed listener: %v, want nil", err)
+	}
+	if handled != 2 {
+		t.Fatalf("handled %d connections, want 2 (temporary failures are retried)", handled)
+	}
+	other := errors.New("accept: something else")
+	if err := Serve(&fakeListener{results: []error{other}}, func(net.Conn) {}); err != other {
+		t.Fatalf("Serve: %v, want %v", err, other)
 	}
 }

@@ -370,44 +370,29 @@ func (s *Service) ServeTCP(ln net.Listener, directTLS bool) error {
 	}
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	return netlimit.Serve(ln, func(c net.Conn) {
 		if s.cfg.Bans.Banned(c.RemoteAddr().String()) {
 			_ = c.Close()
-			continue
+			return
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			_ = c.Close()
-			continue
+			return
 		}
 		release, se := s.admitInbound(c)
 		if se != nil {
 			s.mu.Unlock()
 			s.refuse(c, directTLS, se)
-			continue
+			return
 		}
 		ic := newInConn(s, c, release)
 		s.in[ic] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go ic.run(directTLS)
-	}
+	})
 }
 
 // Shutdown closes listeners and every stream with <system-shutdown/>, and
