@@ -7,9 +7,10 @@
 // go through HTTP upload.
 //
 // Only users of this server may activate streams, and each user a few at
-// a time; a stream carries at most a configured number of bytes; an
-// unactivated connection is dropped after a minute, and there is a cap on
-// how many may wait.
+// a time; a stream carries at most a configured number of bytes; a
+// connection must make its SOCKS5 request within 10 s, an unactivated one
+// is dropped after a minute, and there are caps on how many may wait and
+// on the connections open at once.
 package proxy65
 
 import (
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/netlimit"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
 )
@@ -81,9 +83,10 @@ func (s Settings) Problems() []string {
 
 // Limits of connections that wait for their pair and activation.
 const (
-	pendingTimeout = time.Minute
-	maxPending     = 512
-	idleTimeout    = 5 * time.Minute // no byte either way
+	handshakeTimeout = 10 * time.Second // the SOCKS5 greeting and request
+	pendingTimeout   = time.Minute
+	maxPending       = 512
+	idleTimeout      = 5 * time.Minute // no byte either way
 )
 
 // Config configures the module.
@@ -98,6 +101,11 @@ type Module struct {
 	cfg  Config
 	log  *slog.Logger
 	port int // announced
+
+	// maxConns bounds the connections open at once, whatever their
+	// stage: a connection costs a goroutine from its accept on, also
+	// before its SOCKS5 request is in.
+	maxConns int
 
 	mu      sync.Mutex
 	pending map[string][]*pconn // by destination hash: connections waiting
@@ -115,8 +123,8 @@ func New(cfg Config) *Module {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Module{cfg: cfg, log: cfg.Logger, pending: map[string][]*pconn{}, perUser: map[string]int{},
-		all: map[*pconn]struct{}{}}
+	return &Module{cfg: cfg, log: cfg.Logger, maxConns: maxPending + 2*cfg.MaxStreams,
+		pending: map[string][]*pconn{}, perUser: map[string]int{}, all: map[*pconn]struct{}{}}
 }
 
 // Enabled reports whether the proxy is configured.
@@ -259,9 +267,9 @@ func (m *Module) relay(a, b *pconn, user string) {
 	budget := &byteBudget{left: m.cfg.MaxBytes}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src *pconn) {
-		n, _ := io.Copy(dst, budget.reader(src))
+		n, _ := io.Copy(dst.nc, budget.reader(src))
 		bytesRelayed.Add(float64(n))
-		dst.closeWrite()
+		_ = dst.nc.CloseWrite() // the other side learns that no more data comes
 		done <- struct{}{}
 	}
 	go pipe(a, b)
@@ -318,28 +326,19 @@ func (m *Module) Serve(ln net.Listener) error {
 		m.port = a.Port
 		m.mu.Unlock()
 	}
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		c := &pconn{nc: nc, act: make(chan struct{}), fin: make(chan struct{})}
+	return netlimit.Serve(ln, func(nc net.Conn) {
+		// Every write has a deadline: a peer that stops reading ends
+		// the stream instead of holding the relay.
+		c := &pconn{nc: netlimit.NewConn(nc, idleTimeout, nil), act: make(chan struct{}), fin: make(chan struct{})}
 		m.mu.Lock()
-		if m.closed {
+		if m.closed || len(m.all) >= m.maxConns {
+			closed := m.closed
 			m.mu.Unlock()
+			if !closed {
+				connsRefused.WithLabelValues("full").Inc()
+			}
 			nc.Close()
-			return nil
+			return
 		}
 		m.all[c] = struct{}{}
 		m.wg.Add(1)
@@ -351,7 +350,7 @@ func (m *Module) Serve(ln net.Listener) error {
 			delete(m.all, c)
 			m.mu.Unlock()
 		}()
-	}
+	})
 }
 
 // Shutdown closes every connection and waits for them (or ctx).
@@ -374,7 +373,7 @@ func (m *Module) Shutdown(ctx context.Context) {
 // profiles it: no authentication, CONNECT to a domain name that is the
 // 40-character destination hash, port 0) and waits for activation.
 func (m *Module) serveConn(c *pconn) {
-	_ = c.nc.SetDeadline(time.Now().Add(pendingTimeout))
+	_ = c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	hash, err := socks5Handshake(c.nc)
 	if err != nil {
 		connsRefused.WithLabelValues("protocol").Inc()
@@ -468,23 +467,9 @@ func socks5Reply(w io.Writer, hash string) error {
 
 // pconn is one SOCKS5 connection.
 type pconn struct {
-	nc  net.Conn
+	nc  *netlimit.Conn
 	act chan struct{} // closed at activation (under Module.mu)
 	fin chan struct{} // closed when the relay is over
-}
-
-func (c *pconn) Write(p []byte) (int, error) {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(idleTimeout))
-	return c.nc.Write(p)
-}
-
-func (c *pconn) Read(p []byte) (int, error) { return c.nc.Read(p) }
-
-// closeWrite half-closes: the other side learns that no more data comes.
-func (c *pconn) closeWrite() {
-	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		_ = tc.CloseWrite()
-	}
 }
 
 // drop removes c from the connections waiting for hash, unless it was
