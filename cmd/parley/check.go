@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -93,6 +94,9 @@ func runChecks(ctx context.Context, r *checkReport, configFile string, now time.
 		r.line(statusOK, "config", "no configuration file (defaults and PARLEY_* environment) is valid; hosts: %s", strings.Join(cfg.Hosts, ", "))
 	} else {
 		r.line(statusOK, "config", "%s is valid; hosts: %s", file, strings.Join(cfg.Hosts, ", "))
+	}
+	for _, name := range unknownEnv(os.Environ()) {
+		r.line(statusWarn, "config", "environment variable %s ignored: not a configuration key", name)
 	}
 	checkCert(r, cfg, now)
 	checkListeners(r, cfg)

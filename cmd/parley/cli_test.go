@@ -245,12 +245,18 @@ func TestCheckLocal(t *testing.T) {
 	t.Setenv("PARLEY_LISTEN_HTTP", busy.Addr().String())
 	t.Setenv("PARLEY_LISTEN_HTTPS", "")
 	t.Setenv("PARLEY_HOSTS", "localhost")
-	useResolver(t, fakeResolver{}) // must not be asked
+	t.Setenv("PARLEY_LISTEN_C2", ":6222")       // a typo: named, with the key it meant
+	t.Setenv("PARLEY_TEST_WHATEVER", "ignored") // the test suite's own
+	useResolver(t, fakeResolver{})              // must not be asked
 
 	r := runCLI(t, "", "check", "--config", cfgPath)
 	r.ok(t, "")
+	if strings.Contains(r.out, "PARLEY_TEST_WHATEVER") {
+		t.Errorf("check warns about a test variable:\n%s", r.out)
+	}
 	for _, want := range []string{
 		"OK    config: " + cfgPath + " is valid",
+		"WARN  config: environment variable PARLEY_LISTEN_C2 (did you mean PARLEY_LISTEN_C2S?) ignored: not a configuration key",
 		"OK    certificate: no certificate yet, one will be generated on first start",
 		"OK    listen.c2s: 127.0.0.1:0 can be bound",
 		"WARN  listen.http: " + busy.Addr().String() + " is in use",

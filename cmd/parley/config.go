@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -98,6 +99,62 @@ func configGroups(keys []configKey) map[string]bool {
 		}
 	}
 	return groups
+}
+
+// notConfigEnv are PARLEY_* variables that are not configuration keys
+// but are read by the test suite and its scripts.
+var notConfigEnv = []string{"PARLEY_INTEROP_REQUIRED", "PARLEY_UPDATE_SCREENSHOT", "PARLEY_FUZZ_TIME",
+	"PARLEY_CRASH_ROUNDS", "PARLEY_SKIP_PEERS", "PARLEY_SKIP_BROWSER", "PARLEY_SKIP_S3RVER"}
+
+// unknownEnv returns the PARLEY_* variables of environ that name no
+// configuration key, each with the key it probably meant when one is
+// close: a mistyped variable is otherwise ignored without a word.
+func unknownEnv(environ []string) []string {
+	keys := configKeys()
+	known := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		known[k.env] = true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || known[name] || strings.HasPrefix(name, envPrefix+"TEST_") || slices.Contains(notConfigEnv, name) {
+			continue
+		}
+		best, dist := "", 3 // suggest only within two edits
+		for _, k := range keys {
+			if d := editDistance(name, k.env); d < dist {
+				best, dist = k.env, d
+			}
+		}
+		if best != "" {
+			name += " (did you mean " + best + "?)"
+		}
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // resolveConfigPath returns the file loadConfig reads: path when given, else

@@ -43,6 +43,9 @@ node's cluster.advertise address. A second signal ends at once.`,
 			} else {
 				logger.Info("configuration loaded", "file", file)
 			}
+			for _, name := range unknownEnv(os.Environ()) {
+				logger.Warn("environment variable ignored: not a configuration key", "variable", name)
+			}
 			srv, err := server.New(cfg, logger)
 			if err != nil {
 				return err
