@@ -66,30 +66,38 @@ func insertCredentials(ctx context.Context, tx *sql.Tx, bare string, creds []sto
 }
 
 func (s *Store) Credentials(ctx context.Context, bare string) ([]storage.SCRAMCredential, error) {
+	// One statement (one snapshot, no transaction to begin and end): the
+	// account's row, joined with its credentials if it has any. Every
+	// login asks.
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT c.hash, COALESCE(c.salt, x''), COALESCE(c.iterations, 0), COALESCE(c.stored_key, x''), COALESCE(c.server_key, x'')
+		 FROM accounts a LEFT JOIN credentials c ON c.bare = a.bare
+		 WHERE a.bare = ? ORDER BY c.pos`, bare)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := false
 	var creds []storage.SCRAMCredential
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		if ok, err := accountExists(ctx, tx, bare); err != nil {
-			return err
-		} else if !ok {
-			return storage.ErrNotFound
+	for rows.Next() {
+		found = true
+		var hash sql.NullString
+		var c storage.SCRAMCredential
+		if err := rows.Scan(&hash, &c.Salt, &c.Iterations, &c.StoredKey, &c.ServerKey); err != nil {
+			return nil, err
 		}
-		rows, err := tx.QueryContext(ctx,
-			`SELECT hash, salt, iterations, stored_key, server_key
-			 FROM credentials WHERE bare = ? ORDER BY pos`, bare)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var c storage.SCRAMCredential
-			if err := rows.Scan(&c.Hash, &c.Salt, &c.Iterations, &c.StoredKey, &c.ServerKey); err != nil {
-				return err
-			}
+		if hash.Valid { // NULL: an account without credentials
+			c.Hash = hash.String
 			creds = append(creds, c)
 		}
-		return rows.Err()
-	})
-	return creds, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, storage.ErrNotFound
+	}
+	return creds, nil
 }
 
 type querier interface {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/parley-xmpp/parley/storage"
 )
 
 // cpuTime is the process's user and system CPU time so far.
@@ -137,4 +139,21 @@ func BenchmarkPointQuery(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// BenchmarkCredentials: the lookup every login makes.
+func BenchmarkCredentials(b *testing.B) {
+	st := openTemp(b, b.TempDir())
+	ctx := context.Background()
+	creds := []storage.SCRAMCredential{{Hash: "SHA-256", Salt: []byte("salt"), Iterations: 4096, StoredKey: []byte("k1"), ServerKey: []byte("k2")}}
+	if err := st.CreateAccount(ctx, "a@x", creds); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if c, err := st.Credentials(ctx, "a@x"); err != nil || len(c) != 1 {
+			b.Fatal(c, err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
