@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/parley-xmpp/parley/netlimit"
 )
 
 // BanConfig sets the fail2ban-style policy of Bans.
@@ -45,29 +47,12 @@ func NewBans(cfg BanConfig) *Bans {
 	return &Bans{cfg: cfg, limit: maxThrottleEntries, now: time.Now, strikes: map[string]*failures{}, banned: map[string]Ban{}}
 }
 
-func (b *Bans) exempt(addr string) bool {
-	ap, err := netip.ParseAddrPort(addr)
-	var a netip.Addr
-	if err == nil {
-		a = ap.Addr()
-	} else if a, err = netip.ParseAddr(addr); err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range b.cfg.Exempt {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // Banned reports whether addr ("host:port" or an IP) is banned now.
 func (b *Bans) Banned(addr string) bool {
 	if b == nil || b.cfg.MaxStrikes <= 0 {
 		return false
 	}
-	key := addrKey(addr)
+	key := netlimit.AddrKey(addr)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ban, ok := b.banned[key]
@@ -81,10 +66,10 @@ func (b *Bans) Banned(addr string) bool {
 // Strike counts an offence by addr and reports whether it got the address
 // banned.
 func (b *Bans) Strike(addr, reason string) bool {
-	if b == nil || b.cfg.MaxStrikes <= 0 || b.exempt(addr) {
+	if b == nil || b.cfg.MaxStrikes <= 0 || netlimit.Exempt(addr, b.cfg.Exempt) {
 		return false
 	}
-	key := addrKey(addr)
+	key := netlimit.AddrKey(addr)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -161,7 +146,7 @@ func (b *Bans) Unban(addr string) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, key := range []string{addr, addrKey(addr)} {
+	for _, key := range []string{addr, netlimit.AddrKey(addr)} {
 		if _, ok := b.banned[key]; ok {
 			delete(b.banned, key)
 			return true

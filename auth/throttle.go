@@ -1,9 +1,10 @@
 package auth
 
 import (
-	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/parley-xmpp/parley/netlimit"
 )
 
 // maxThrottleEntries caps each of the counter maps so that a flood of
@@ -91,7 +92,7 @@ func (t *Throttle) Allowed(addr string) bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	f := t.addrs[addrKey(addr)]
+	f := t.addrs[netlimit.AddrKey(addr)]
 	return f == nil || t.now().Sub(f.start) >= t.cfg.Window || f.n < t.cfg.MaxFailures
 }
 
@@ -109,7 +110,7 @@ func (t *Throttle) Admit(addr, bare string) (wait time.Duration, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	key := addrKey(addr)
+	key := netlimit.AddrKey(addr)
 	if f := t.addrs[key]; f != nil && now.Sub(f.start) < t.cfg.Window && f.n >= t.cfg.MaxFailures {
 		return 0, false
 	}
@@ -159,7 +160,7 @@ func (t *Throttle) Failed(addr, bare string) {
 	if now.Sub(t.lastPrune) > t.cfg.Window {
 		t.prune(now)
 	}
-	key := addrKey(addr)
+	key := netlimit.AddrKey(addr)
 	if f := t.addrs[key]; f != nil && now.Sub(f.start) < t.cfg.Window {
 		f.n++
 	} else {
@@ -189,7 +190,7 @@ func (t *Throttle) Succeeded(addr, bare string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.accounts, bare)
-	now, key := t.now(), addrKey(addr)
+	now, key := t.now(), netlimit.AddrKey(addr)
 	list := t.known[bare]
 	for i, k := range list {
 		if k.key == key {
@@ -243,23 +244,4 @@ func evictOldest(m map[string]*failures) {
 		}
 	}
 	delete(m, oldest)
-}
-
-// addrKey drops the port, which changes with every connection, and widens
-// IPv6 addresses to their /64, which one host usually has to itself.
-func addrKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		ap, err := netip.ParseAddrPort(addr)
-		if err != nil {
-			return addr
-		}
-		ip = ap.Addr()
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
 }

@@ -114,23 +114,6 @@ func TestThrottleKnownAddress(t *testing.T) {
 	}
 }
 
-func TestThrottleAddressKeys(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1:5222":              "192.0.2.1",
-		"192.0.2.1":                   "192.0.2.1",
-		"[::ffff:192.0.2.1]:5222":     "192.0.2.1",
-		"[2001:db8:1:2:3:4:5:6]:5222": "2001:db8:1:2::/64",
-		"2001:db8:1:2:ffff::1":        "2001:db8:1:2::/64",
-		"[fe80::1%eth0]:5222":         "fe80::/64",
-		"not an address":              "not an address",
-		"":                            "",
-	} {
-		if got := addrKey(in); got != want {
-			t.Errorf("addrKey(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestThrottleBounded(t *testing.T) {
 	th, now := newTestThrottle(1)
 	th.limit = 100

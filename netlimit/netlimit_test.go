@@ -16,7 +16,11 @@ func TestAddrKey(t *testing.T) {
 		"[2001:db8:1:2:ffff::1]:1":    "2001:db8:1:2::/64",
 		"[::ffff:192.0.2.7]:5222":     "192.0.2.7",
 		"2001:db8:1:3::1":             "2001:db8:1:3::/64",
+		"192.0.2.7":                   "192.0.2.7",
+		"2001:db8:1:2:ffff::1":        "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:5222":         "fe80::/64",
 		"not an address":              "not an address",
+		"":                            "",
 	} {
 		if got := AddrKey(in); got != want {
 			t.Errorf("AddrKey(%q) = %q, want %q", in, got, want)

@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	"storage/storagetest": {"storage"},
 	"storage/pg":          {"storage", "storage/groupcommit"},
 	"mamquery":            {"module", "storage", "wire", "xep"},
-	"auth":                {"storage"},
+	"auth":                {"storage", "netlimit"},
 	"router":              {"wire", "xep", "module"},
 	"sm":                  {"wire", "module", "xep"},
 	"c2s":                 {"wire", "xep", "auth", "sm", "router", "module", "netlimit"},
