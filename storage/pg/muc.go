@@ -78,15 +78,7 @@ func (s *Store) UpdateRoom(ctx context.Context, room storage.MUCRoom) error {
 	n, err := s.exec(ctx, `UPDATE muc_rooms SET name = $1, public = $2, config = $3, subject = $4,
 		subject_by = $5, subject_at = $6 WHERE jid = $7`,
 		room.Name, room.Public, blob(room.Config), room.Subject, room.SubjectBy, micros(room.SubjectAt), room.JID)
-	return oneRow(n, err)
-}
-
-// oneRow turns "no row affected" into ErrNotFound.
-func oneRow(n int64, err error) error {
-	if err == nil && n == 0 {
-		return storage.ErrNotFound
-	}
-	return err
+	return affectedOne(n, err)
 }
 
 // DeleteRoom implements storage.MUCRooms; affiliations go with the room
@@ -101,7 +93,7 @@ func (s *Store) DeleteRoom(ctx context.Context, jid string) error {
 		n = tag.RowsAffected()
 		return err
 	})
-	return oneRow(n, err)
+	return affectedOne(n, err)
 }
 
 const affColumns = `jid, affiliation, nick, last_nick, reason, notify`
@@ -175,5 +167,5 @@ func (s *Store) DeleteUserRoomAffiliations(ctx context.Context, jid string) erro
 // ReplaceArchived implements storage.ArchiveEditor. The full-text
 // trigger re-indexes the row; counts do not change.
 func (s *Store) ReplaceArchived(ctx context.Context, owner, id string, raw []byte) error {
-	return oneRow(s.exec(ctx, `UPDATE archive SET raw = $1 WHERE owner = $2 AND id = $3`, blob(raw), owner, id))
+	return affectedOne(s.exec(ctx, `UPDATE archive SET raw = $1 WHERE owner = $2 AND id = $3`, blob(raw), owner, id))
 }

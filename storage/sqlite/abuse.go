@@ -33,21 +33,12 @@ func (s *Store) SuspendAccount(ctx context.Context, sp storage.Suspension) error
 
 // UnsuspendAccount implements storage.Suspensions.
 func (s *Store) UnsuspendAccount(ctx context.Context, bare string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM account_suspensions WHERE owner = ?`, bare)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return storage.ErrNotFound
-	}
-	return nil
+	return oneRow(s.w.ExecContext(ctx, `DELETE FROM account_suspensions WHERE owner = ?`, bare))
 }
 
 const suspensionCols = `owner, reason, by, since, until`
 
-func scanSuspension(sc interface{ Scan(...any) error }) (storage.Suspension, error) {
+func scanSuspension(sc scanner) (storage.Suspension, error) {
 	var sp storage.Suspension
 	var since, until int64
 	err := sc.Scan(&sp.Account, &sp.Reason, &sp.By, &since, &until)
@@ -69,20 +60,7 @@ func (s *Store) AccountSuspension(ctx context.Context, bare string) (storage.Sus
 
 // ListSuspensions implements storage.Suspensions.
 func (s *Store) ListSuspensions(ctx context.Context) ([]storage.Suspension, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+suspensionCols+` FROM account_suspensions ORDER BY owner`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []storage.Suspension
-	for rows.Next() {
-		sp, err := scanSuspension(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sp)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.r, `SELECT `+suspensionCols+` FROM account_suspensions ORDER BY owner`, nil, scanSuspension)
 }
 
 // AddSpamReport implements storage.SpamReports.

@@ -18,7 +18,7 @@ var (
 
 const inviteCols = `id, token_hash, domain, username, owner, admin, created, expires, uses_left`
 
-func scanInvite(sc interface{ Scan(...any) error }) (storage.Invite, error) {
+func scanInvite(sc scanner) (storage.Invite, error) {
 	var inv storage.Invite
 	var admin int
 	var created, expires int64
@@ -216,7 +216,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, t storage.APIToken) error {
 	})
 }
 
-func scanAPIToken(sc interface{ Scan(...any) error }) (storage.APIToken, error) {
+func scanAPIToken(sc scanner) (storage.APIToken, error) {
 	var t storage.APIToken
 	var created int64
 	err := sc.Scan(&t.ID, &t.TokenHash, &t.Name, &created)
@@ -246,32 +246,5 @@ func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
 // deleteByID deletes the row of table (a constant) with id; ErrNotFound
 // when there is none.
 func (s *Store) deleteByID(ctx context.Context, table, id string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM `+table+` WHERE id = ?`, id)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return storage.ErrNotFound
-	}
-	return nil
-}
-
-// queryAll runs q and scans every row with scan.
-func queryAll[T any](ctx context.Context, db *sql.DB, q string, args []any, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return oneRow(s.w.ExecContext(ctx, `DELETE FROM `+table+` WHERE id = ?`, id))
 }

@@ -120,9 +120,7 @@ func (s *Store) ArchivePrefs(ctx context.Context, owner string) (storage.Archive
 
 const archiveColumns = `id, ts, with_bare, with_resource, origin_id, from_full, raw`
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanArchived(row rowScanner, owner string) (storage.ArchivedMessage, error) {
+func scanArchived(row scanner, owner string) (storage.ArchivedMessage, error) {
 	m := storage.ArchivedMessage{Owner: owner}
 	var ts int64
 	if err := row.Scan(&m.ID, &ts, &m.With, &m.WithResource, &m.OriginID, &m.FromFull, &m.Raw); err != nil {

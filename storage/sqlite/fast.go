@@ -14,7 +14,7 @@ var _ storage.FASTTokens = (*Store)(nil)
 const fastColumns = `client_id, software, device, cur_digest, cur_mech, cur_issued, cur_expiry,
 	new_digest, new_mech, new_issued, new_expiry`
 
-func scanFASTClient(r rowScanner) (storage.FASTClient, error) {
+func scanFASTClient(r scanner) (storage.FASTClient, error) {
 	var (
 		c             storage.FASTClient
 		curD, newD    []byte

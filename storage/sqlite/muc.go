@@ -15,7 +15,7 @@ var (
 
 const roomColumns = `jid, name, public, config, subject, subject_by, subject_at, created`
 
-func scanRoom(sc interface{ Scan(...any) error }) (storage.MUCRoom, error) {
+func scanRoom(sc scanner) (storage.MUCRoom, error) {
 	var r storage.MUCRoom
 	var public int
 	var subjectAt, created int64
@@ -70,20 +70,7 @@ func (s *Store) Room(ctx context.Context, jid string) (storage.MUCRoom, error) {
 
 // Rooms implements storage.MUCRooms.
 func (s *Store) Rooms(ctx context.Context, service string) ([]storage.MUCRoom, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+roomColumns+` FROM muc_rooms WHERE service = ? ORDER BY jid`, service)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []storage.MUCRoom
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.r, `SELECT `+roomColumns+` FROM muc_rooms WHERE service = ? ORDER BY jid`, []any{service}, scanRoom)
 }
 
 // UpdateRoom implements storage.MUCRooms.
@@ -92,19 +79,6 @@ func (s *Store) UpdateRoom(ctx context.Context, room storage.MUCRoom) error {
 		subject_by = ?, subject_at = ? WHERE jid = ?`,
 		room.Name, boolInt(room.Public), blob(room.Config), room.Subject, room.SubjectBy, toMicros(room.SubjectAt), room.JID)
 	return oneRow(res, err)
-}
-
-// oneRow turns "no row affected" into ErrNotFound.
-func oneRow(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return storage.ErrNotFound
-	}
-	return nil
 }
 
 // DeleteRoom implements storage.MUCRooms; affiliations go with the room
@@ -127,7 +101,7 @@ func (s *Store) DeleteRoom(ctx context.Context, jid string) error {
 
 const affColumns = `jid, affiliation, nick, last_nick, reason, notify`
 
-func scanAff(sc interface{ Scan(...any) error }, extra ...any) (storage.MUCAffiliation, error) {
+func scanAff(sc scanner, extra ...any) (storage.MUCAffiliation, error) {
 	var a storage.MUCAffiliation
 	err := sc.Scan(append(extra, &a.JID, &a.Affiliation, &a.Nick, &a.LastNick, &a.Reason, &a.Notify)...)
 	return a, err
@@ -135,20 +109,8 @@ func scanAff(sc interface{ Scan(...any) error }, extra ...any) (storage.MUCAffil
 
 // RoomAffiliations implements storage.MUCRooms.
 func (s *Store) RoomAffiliations(ctx context.Context, room string) ([]storage.MUCAffiliation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+affColumns+` FROM muc_affiliations WHERE room = ? ORDER BY jid`, room)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []storage.MUCAffiliation
-	for rows.Next() {
-		a, err := scanAff(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.r, `SELECT `+affColumns+` FROM muc_affiliations WHERE room = ? ORDER BY jid`, []any{room},
+		func(sc scanner) (storage.MUCAffiliation, error) { return scanAff(sc) })
 }
 
 func setAffiliation(ctx context.Context, tx *sql.Tx, room string, a storage.MUCAffiliation) error {

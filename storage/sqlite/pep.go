@@ -48,7 +48,7 @@ func (s *Store) CreatePEPNode(ctx context.Context, owner string, n storage.PEPNo
 	return nil
 }
 
-func scanNode(row interface{ Scan(...any) error }) (storage.PEPNode, error) {
+func scanNode(row scanner) (storage.PEPNode, error) {
 	var (
 		n   storage.PEPNode
 		cfg string

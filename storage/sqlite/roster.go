@@ -56,8 +56,6 @@ func (s *Store) RosterVersion(ctx context.Context, owner string) (string, error)
 
 const rosterColumns = `contact, name, subscription, ask, approved, groups`
 
-type scanner interface{ Scan(dest ...any) error }
-
 func scanRosterItem(sc scanner) (storage.RosterItem, error) {
 	var (
 		it     storage.RosterItem

@@ -13,7 +13,7 @@ var _ storage.Uploads = (*Store)(nil)
 
 const uploadColumns = `id, owner, filename, size, content_type, state, created, expires, completed`
 
-func scanUpload(row interface{ Scan(...any) error }) (storage.Upload, error) {
+func scanUpload(row scanner) (storage.Upload, error) {
 	var (
 		u                storage.Upload
 		created, expires int64
