@@ -527,7 +527,7 @@ func (c *conn) handleBound(st *wire.Stanza) error {
 }
 
 func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
-	kindIn[kindIndex(st.Name)].Inc()
+	kindIn[wire.KindIndex(st.Name)].Inc()
 	if c.isPong(st) {
 		return nil
 	}

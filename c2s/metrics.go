@@ -13,7 +13,6 @@ import (
 var (
 	transportLabels = []string{"tcp", "tls", "websocket"}
 	authResults     = []string{"success", "failure", "throttled"}
-	stanzaKinds     = []string{"message", "presence", "iq", "other"}
 )
 
 var (
@@ -74,7 +73,7 @@ func init() {
 			authentications.WithLabelValues(m, r)
 		}
 	}
-	for i, k := range stanzaKinds {
+	for i, k := range wire.StanzaKinds {
 		kindIn[i] = stanzasIn.WithLabelValues(k)
 		kindOut[i] = stanzasOut.WithLabelValues(k)
 	}
@@ -93,19 +92,6 @@ func countStreamError(cond string) {
 	streamErrors.WithLabelValues(wire.StreamConditionLabel(cond)).Inc()
 }
 
-// kindIn and kindOut are the stanzas_in/out children by stanzaKinds
+// kindIn and kindOut are the stanzas_in/out children by wire.StanzaKinds
 // index, resolved once rather than looked up by label per stanza.
 var kindIn, kindOut [4]prometheus.Counter
-
-// kindIndex maps a top-level element name to its index in stanzaKinds.
-func kindIndex(name string) int {
-	switch name {
-	case "message":
-		return 0
-	case "presence":
-		return 1
-	case "iq":
-		return 2
-	}
-	return 3
-}

@@ -191,7 +191,7 @@ func (s *session) SendAfter(st *wire.Stanza, b module.Barrier) error {
 	}
 	s.startWriterLocked()
 	s.qmu.Unlock()
-	kindOut[kindIndex(st.Name)].Inc()
+	kindOut[wire.KindIndex(st.Name)].Inc()
 	return nil
 }
 

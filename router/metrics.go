@@ -38,7 +38,7 @@ var routed [4][4]prometheus.Counter
 func init() {
 	prometheus.MustRegister(stanzasRouted, stanzasDropped, routeSeconds, sessionsBound)
 	// Every series exists from the start; labels come only from these sets.
-	for k, kind := range []string{"message", "presence", "iq", "other"} {
+	for k, kind := range wire.StanzaKinds {
 		for o := range 4 {
 			routed[k][o] = stanzasRouted.WithLabelValues(kind, originLabel(o))
 		}
@@ -46,19 +46,6 @@ func init() {
 	for _, r := range append(dropReasons, wire.StanzaConditions...) {
 		stanzasDropped.WithLabelValues(r)
 	}
-}
-
-// kindIndex is the index of a stanza kind in routed.
-func kindIndex(name string) int {
-	switch name {
-	case "message":
-		return 0
-	case "presence":
-		return 1
-	case "iq":
-		return 2
-	}
-	return 3
 }
 
 func originLabel(k int) string {

@@ -257,7 +257,7 @@ func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origi
 	start := time.Now()
 	defer func() { routeSeconds.Observe(time.Since(start).Seconds()) }()
 	if o := int(origin.Kind); o >= 0 && o < len(routed[0]) {
-		routed[kindIndex(st.Name)][o].Inc()
+		routed[wire.KindIndex(st.Name)][o].Inc()
 	}
 
 	ev := &module.Event{Stanza: st, Origin: origin}

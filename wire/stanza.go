@@ -54,6 +54,23 @@ func (s *Stanza) IsStanza() bool {
 	return s.NS == NSClient && (s.Name == "message" || s.Name == "presence" || s.Name == "iq")
 }
 
+// StanzaKinds are the kinds metrics count top-level elements by: the
+// three stanzas, and "other" for anything else (a fixed label set).
+var StanzaKinds = []string{"message", "presence", "iq", "other"}
+
+// KindIndex is the index of a top-level element name in StanzaKinds.
+func KindIndex(name string) int {
+	switch name {
+	case "message":
+		return 0
+	case "presence":
+		return 1
+	case "iq":
+		return 2
+	}
+	return 3
+}
+
 // Attr returns the value of a plain root attribute.
 func (s *Stanza) Attr(name string) string {
 	for _, a := range s.attrs {
