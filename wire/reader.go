@@ -59,14 +59,9 @@ type Reader struct {
 	src *byteSource
 	dec *xml.Decoder
 
-	// largest element read since dec was made: encoding/xml keeps a
-	// buffer as large as its largest token, so a decoder that saw a big
-	// element is replaced when the stream goes idle.
-	largest int
-
-	started      bool              // header read
-	contentNS    string            // default namespace of the stream
-	streamNS     map[string]string // prefixes declared on the stream header
+	started      bool   // header read
+	contentNS    string // default namespace of the stream
+	streamNS     nsList // prefixes declared on the stream header
 	fragmentMode bool
 }
 
@@ -80,7 +75,7 @@ type byteSource struct {
 	r          io.Reader
 	rbuf       []byte // read buffer: a pooled buffer, one[:] after an idle wait, or nil
 	rpos, rend int
-	rerr       error // error that came with the last bytes read, returned next
+	rerr       error // the read error, returned once the bytes before it are read
 	one        [1]byte
 
 	buf   []byte // recorded bytes (pooled, nil while idle)
@@ -104,9 +99,8 @@ var (
 // fill reads more input into the read buffer.
 func (b *byteSource) fill() error {
 	if b.rerr != nil {
-		err := b.rerr
-		b.rerr = nil
-		return err
+		// Errors stay: a decoder made after one (idle) must see it too.
+		return b.rerr
 	}
 	if len(b.rbuf) < readBufSize {
 		b.rbuf = *readPool.Get().(*[]byte)
@@ -118,10 +112,12 @@ func (b *byteSource) fill() error {
 			return nil
 		}
 		if err != nil {
+			b.rerr = err
 			return err
 		}
 	}
-	return io.ErrNoProgress
+	b.rerr = io.ErrNoProgress
+	return b.rerr
 }
 
 // peekByte returns the next input byte without consuming or recording it.
@@ -239,7 +235,6 @@ func (r *Reader) newDecoder() {
 		return nil, streamErr(CondUnsupportedEncoding, "only UTF-8 is supported")
 	}
 	r.src.base = 0
-	r.largest = 0
 }
 
 // Release returns the reader's buffers to their pools; the reader must not
@@ -264,20 +259,37 @@ func (r *Reader) WaitIdle() error {
 
 // waitIdle is called between top-level elements. When nothing is buffered
 // it gives the buffers back and blocks until input arrives, so an idle
-// stream holds no buffer; a decoder that grew on a large element is
-// replaced (it holds no state between elements, see Next).
+// stream holds no buffer and no decoder (it holds no state between
+// elements, see Next).
 func (r *Reader) waitIdle() error {
 	if r.src.buffered() || len(r.src.buf) != 0 {
 		// Input is waiting, or the decoder has looked one byte ahead.
 		return nil
 	}
-	if r.largest > recordBufSize {
-		r.newDecoder()
-	}
-	if err := r.src.idle(); err != nil {
+	// The decoder is dropped while idle too (it holds nothing between
+	// elements) and made anew when input arrives.
+	r.dec = nil
+	err := r.src.idle()
+	r.newDecoder()
+	if err != nil {
 		return r.mapErr(err)
 	}
 	return nil
+}
+
+// nsList holds the prefixes declared on a stream header: usually one or
+// two, so a slice is smaller than a map and as fast.
+type nsList []nsDecl
+
+type nsDecl struct{ prefix, uri string }
+
+func (l nsList) get(prefix string) (string, bool) {
+	for _, d := range l {
+		if d.prefix == prefix {
+			return d.uri, true
+		}
+	}
+	return "", false
 }
 
 // fragment puts the reader in single-element mode (no stream header).
@@ -390,7 +402,10 @@ func (r *Reader) header(t xml.StartElement) (Header, error) {
 	default:
 		return h, streamErr(CondInvalidNamespace, "expected a stream header in "+NSStream)
 	}
-	r.streamNS = ns
+	r.streamNS = nil
+	for p, uri := range ns {
+		r.streamNS = append(r.streamNS, nsDecl{p, uri})
+	}
 	r.contentNS = h.NS
 	r.started = true
 	r.src.discard(r.dec.InputOffset())
@@ -511,7 +526,7 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 				return v, true
 			}
 		}
-		if v, ok := r.streamNS[prefix]; ok {
+		if v, ok := r.streamNS.get(prefix); ok {
 			needCanonical = true
 			return v, true
 		}
@@ -642,7 +657,6 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		}
 	}
 	end := r.dec.InputOffset()
-	r.largest = max(r.largest, int(end-start))
 	b := r.src.buf[start-r.src.base : end-r.src.base]
 	if bytes.Contains(b, []byte("&#")) {
 		if err := checkCharRefs(b); err != nil {
@@ -709,8 +723,8 @@ func (r *Reader) wrapForTree(raw []byte) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString("<parley-wrap")
-	for p, v := range r.streamNS {
-		b.WriteString(" xmlns:" + p + "='" + EscapeAttr(v) + "'")
+	for _, d := range r.streamNS {
+		b.WriteString(" xmlns:" + d.prefix + "='" + EscapeAttr(d.uri) + "'")
 	}
 	b.WriteByte('>')
 	b.Write(raw)

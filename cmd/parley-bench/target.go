@@ -130,8 +130,13 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 		"PARLEY_AUTH_ITERATIONS":           strconv.Itoa(cfg.Auth.Iterations),
 		"PARLEY_AUTH_REQUIRE_TLS":          strconv.FormatBool(!o.plainOK),
 		"PARLEY_LIMITS_STANZAS_PER_SECOND": "1000000",
-		"PARLEY_LOG_LEVEL":                 "warn",
-		"PARLEY_MAM_DEFAULT_POLICY":        map[bool]string{true: "always", false: "never"}[o.archive],
+		// Every client of the tool comes from one loopback address:
+		// the per-address and unauthenticated connection caps are off
+		// (servers without these keys ignore them).
+		"PARLEY_LIMITS_CONNECTIONS_PER_ADDRESS":     "0",
+		"PARLEY_LIMITS_UNAUTHENTICATED_CONNECTIONS": "0",
+		"PARLEY_LOG_LEVEL":                          "warn",
+		"PARLEY_MAM_DEFAULT_POLICY":                 map[bool]string{true: "always", false: "never"}[o.archive],
 	}
 	if o.pprof {
 		settings["PARLEY_DEBUG_PPROF"] = "true"
