@@ -37,6 +37,10 @@ type conn struct {
 	id  string
 	adm *admission
 
+	// full is fullOf's JID as a string (the reader's cache).
+	full   string
+	fullOf *session
+
 	domain        string
 	lang          string
 	authenticated bool
@@ -534,13 +538,17 @@ func (c *conn) routeBound(st *wire.Stanza, hold *module.Hold) error {
 	if st.Name == "iq" && st.Child(xep.NSSession, "session") != nil && (st.To == "" || st.To == c.domain) {
 		return c.sess.Send(wire.IQResult(st.WithFromTo(c.sess.jid.String(), ""), nil))
 	}
-	full := c.sess.jid.String()
-	if st.From != full {
+	if c.fullOf != c.sess {
+		// The session's JID as a string, once per session rather than
+		// once per stanza.
+		c.full, c.fullOf = c.sess.jid.String(), c.sess
+	}
+	if st.From != c.full {
 		// RFC 6120 §8.1.2.1: the server stamps 'from' with the full JID,
 		// whatever the client put there.
-		st = st.WithAttr("from", full)
+		st = st.WithAttr("from", c.full)
 	}
-	c.srv.router.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold})
+	c.srv.router.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: c.sess, Hold: hold, From: c.sess.jid})
 	return nil
 }
 

@@ -74,6 +74,10 @@ type Origin struct {
 	// Hold, when set, lets modules queue writes for the stanza instead of
 	// waiting for them; see Hold. Transports that read ahead set it.
 	Hold *Hold
+	// From, when set (FromClient), is the stanza's 'from' as the
+	// transport stamped it, already parsed: routing does not parse it
+	// again.
+	From jid.JID
 }
 
 // Event is what hooks see. Handlers may replace Stanza (e.g. to add a

@@ -262,7 +262,9 @@ func (r *Router) Route(ctx context.Context, st *wire.Stanza, origin module.Origi
 
 	ev := &module.Event{Stanza: st, Origin: origin}
 	var err error
-	if st.From != "" {
+	if origin.Kind == module.FromClient && origin.From.Domainpart() != "" {
+		ev.From = origin.From // stamped by c2s from the session's JID
+	} else if st.From != "" {
 		if ev.From, err = ParseJID(st.From); err != nil {
 			stanzasDropped.WithLabelValues("bad-from").Inc()
 			return

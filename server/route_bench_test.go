@@ -71,7 +71,7 @@ func benchRouteChat(b *testing.B, archive bool) {
 	for i := 0; i < b.N; i++ {
 		st := in.WithAttr("from", "alice@localhost/phone")
 		h := module.NewHold()
-		r.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: alice, Hold: h})
+		r.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: alice, Hold: h, From: alice.JID()})
 		if err := h.Wait(ctx); err != nil {
 			b.Fatal(err)
 		}
