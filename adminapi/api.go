@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,8 +34,15 @@ func Handler(svc *admin.Service, log *slog.Logger) http.Handler {
 	}
 	a := &api{svc: svc, log: log}
 	mux := http.NewServeMux()
+	allowed := map[string][]string{} // path pattern → its methods, in order
+	var paths []string
 	route := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		mux.Handle(pattern, a.wrap(h))
+		method, path, _ := strings.Cut(pattern, " ")
+		if allowed[path] == nil {
+			paths = append(paths, path)
+		}
+		allowed[path] = append(allowed[path], method)
 	}
 	route("GET /api/v1/stats", a.stats)
 	route("GET /api/v1/users", a.listUsers)
@@ -54,6 +62,20 @@ func Handler(svc *admin.Service, log *slog.Logger) http.Handler {
 	route("GET /api/v1/invites", a.listInvites)
 	route("POST /api/v1/invites", a.createInvite)
 	route("DELETE /api/v1/invites/{id}", a.revokeInvite)
+	// A known path with another method is 405 with Allow (RFC 9110
+	// §15.5.6), not the catch-all's 404: the method-less pattern is less
+	// specific than the routes above and more specific than "/api/".
+	for _, path := range paths {
+		allow := allowed[path]
+		if slices.Contains(allow, http.MethodGet) {
+			allow = append(allow, http.MethodHead)
+		}
+		allowHeader := strings.Join(allow, ", ")
+		mux.Handle(path, a.wrap(func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", allowHeader)
+			return httpError{http.StatusMethodNotAllowed, r.Method + " is not allowed here (allowed: " + allowHeader + ")"}
+		}))
+	}
 	mux.Handle("/api/", a.wrap(func(http.ResponseWriter, *http.Request) error {
 		return httpError{http.StatusNotFound, "no such endpoint (see docs/admin-api.md)"}
 	}))
@@ -203,6 +225,7 @@ func (a *api) userStats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	st.Sessions = nonNil(st.Sessions) // [] for scripts, not null
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

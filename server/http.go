@@ -64,6 +64,7 @@ func cors(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD, OPTIONS")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return true
 	}

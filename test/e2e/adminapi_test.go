@@ -110,6 +110,26 @@ func TestAdminAPI(t *testing.T) {
 	api.want(400, "POST", "/api/v1/users", `{"jid":`)
 	api.want(413, "POST", "/api/v1/users", `{"jid":"bob@localhost","password":"`+strings.Repeat("x", 70000)+`"}`)
 	api.want(404, "GET", "/api/v1/nothing", "")
+	for _, c := range []struct{ method, path, allow string }{
+		{"PATCH", "/api/v1/users", "GET, POST, HEAD"},
+		{"DELETE", "/api/v1/stats", "GET, HEAD"},
+		{"POST", "/api/v1/users/alice@localhost", "GET, DELETE, HEAD"},
+		{"GET", "/api/v1/invites/abc", "DELETE"},
+	} {
+		req, _ := http.NewRequest(c.method, base+c.path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != c.allow {
+			t.Fatalf("%s %s: %d Allow %q, want 405 Allow %q", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), c.allow)
+		}
+	}
+	if m := api.want(200, "GET", "/api/v1/users/alice@localhost", ""); m["sessions"] == nil {
+		t.Fatalf("user stats without sessions: %v, want \"sessions\": []", m)
+	}
 	alice := ts.Login("alice", "s3cret-alice", "pc")
 	alice.Send("<presence/>")
 

@@ -88,3 +88,21 @@ func TestHostMetaTrustedProxy(t *testing.T) {
 		t.Errorf("a trusted proxy forwarding an unknown host: %s", body)
 	}
 }
+
+// TestHostMetaMethodNotAllowed: another method than GET, HEAD or OPTIONS
+// is 405 with the Allow header RFC 9110 §15.5.6 requires.
+func TestHostMetaMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	ts := testserver.Start(t)
+	for _, path := range []string{"/.well-known/host-meta", "/.well-known/host-meta.json"} {
+		req, _ := http.NewRequest("POST", "http://"+ts.Addr("http")+path, strings.NewReader("x"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD, OPTIONS" {
+			t.Errorf("POST %s: %d Allow %q, want 405 Allow \"GET, HEAD, OPTIONS\"", path, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
+}
