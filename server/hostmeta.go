@@ -1,13 +1,13 @@
 package server
 
 import (
-	"time"
-
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
@@ -45,6 +45,51 @@ type BansConfig struct {
 	// Exempt are never banned (besides http.trusted_proxies, whose
 	// clients all share the proxy's address).
 	Exempt []string `mapstructure:"exempt"`
+}
+
+func defaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{TrustedProxies: []string{"127.0.0.0/8", "::1"}, ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: time.Minute, BodyTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		ConnectionsPerAddress: 100}
+}
+
+// problems checks the http section, with whole key paths.
+func (h HTTPConfig) problems() []string {
+	var p []string
+	for key, d := range map[string]time.Duration{"http.read_header_timeout": h.ReadHeaderTimeout,
+		"http.idle_timeout": h.IdleTimeout, "http.body_timeout": h.BodyTimeout, "http.write_timeout": h.WriteTimeout} {
+		if d < 100*time.Millisecond {
+			p = append(p, key+": expected a duration such as 30s")
+		}
+	}
+	if h.ConnectionsPerAddress < 0 {
+		p = append(p, fmt.Sprintf("http.connections_per_address: expected a number >= 0, got %d", h.ConnectionsPerAddress))
+	}
+	return append(p, prefixProblems("http.trusted_proxies", h.TrustedProxies)...)
+}
+
+func defaultBansConfig() BansConfig {
+	return BansConfig{MaxStrikes: 30, Window: 10 * time.Minute, Duration: 15 * time.Minute, Exempt: []string{"127.0.0.0/8", "::1"}}
+}
+
+// problems checks the bans section, with whole key paths.
+func (b BansConfig) problems() []string {
+	var p []string
+	if b.MaxStrikes < 0 || (b.MaxStrikes > 0 && (b.Window <= 0 || b.Duration <= 0)) {
+		p = append(p, "bans: expected max_strikes >= 0 (0 disables bans) and positive window and duration")
+	}
+	return append(p, prefixProblems("bans.exempt", b.Exempt)...)
+}
+
+// prefixProblems names the entries of a list of addresses or CIDR prefixes
+// that are neither.
+func prefixProblems(key string, list []string) []string {
+	_, bad := parseProxies(list)
+	p := make([]string, 0, len(bad))
+	for _, b := range bad {
+		p = append(p, fmt.Sprintf("%s: %q is not an IP address or CIDR prefix", key, b))
+	}
+	return p
 }
 
 // proxySet holds parsed trusted proxies.

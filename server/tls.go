@@ -411,3 +411,49 @@ func isSelfSigned(leaf *x509.Certificate) bool {
 	}
 	return leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil
 }
+
+// TLSConfig names the certificate and key. Both empty: a self-signed ECDSA
+// certificate is generated once into data_dir and reused.
+type TLSConfig struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+	// ACME obtains and renews certificates automatically (Let's Encrypt
+	// or another RFC 8555 CA); cert/key (or the self-signed certificate)
+	// are served until a name has its certificate.
+	ACME ACMEConfig `mapstructure:"acme"`
+}
+
+// ACMEConfig turns on ACME when agree is true.
+type ACMEConfig struct {
+	// Email is the account contact the CA writes to about expiry.
+	Email string `mapstructure:"email"`
+	// Directory is the CA's ACME directory URL (empty: Let's Encrypt).
+	Directory string `mapstructure:"directory"`
+	// Agree accepts the CA's terms of service; ACME is on when true.
+	Agree bool `mapstructure:"agree"`
+	// CAFile is a PEM bundle to trust for the directory's HTTPS (a
+	// private CA); empty: the system roots.
+	CAFile string `mapstructure:"ca_file"`
+}
+
+// problems checks the tls section, with whole key paths. That ACME needs
+// an HTTP listener is checked where the sections meet (Config.Validate).
+func (t TLSConfig) problems() []string {
+	var p []string
+	a := t.ACME
+	if (a.Email != "" || a.Directory != "" || a.CAFile != "") && !a.Agree {
+		p = append(p, "tls.acme.agree: set to true to use ACME (it accepts the CA's terms of service)")
+	}
+	if a.Agree {
+		if d := a.Directory; d != "" && !strings.HasPrefix(d, "https://") {
+			p = append(p, fmt.Sprintf("tls.acme.directory: %q is not an https:// URL", d))
+		}
+		if e := a.Email; e != "" && !strings.Contains(e, "@") {
+			p = append(p, fmt.Sprintf("tls.acme.email: %q is not an email address", e))
+		}
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		p = append(p, "tls: cert and key must both be set, or both empty for a self-signed certificate")
+	}
+	return p
+}
