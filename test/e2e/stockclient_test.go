@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/parley-xmpp/parley/internal/testserver"
+	"github.com/parley-xmpp/parley/server"
+	"github.com/parley-xmpp/parley/wire"
+)
+
+// TestStockClientDefaultLimits (issue 16, definition of done): a day in
+// the life of a Conversations-like client under the default limits, every
+// one of them (the test server's raised stanza rate included): it comes
+// back to 1,000 messages from ten contacts (all in offline delivery, then
+// a MAM catch-up of all of them in pages), publishes and fetches 100 kB
+// avatars, uploads a 10 MB video over HTTPS and sends its link, goes
+// inactive while its contacts change presence and type, comes back active
+// to the held burst and 500 fresh messages, and answers with a burst of
+// 250 chat markers. Its stream must never be ended nor anything lost; it
+// acknowledges what it gets as Conversations does (XEP-0198, on request).
+func TestStockClientDefaultLimits(t *testing.T) {
+	t.Parallel()
+	ts := testserver.Start(t, func(c *server.Config) { c.Limits = server.DefaultConfig().Limits })
+	if ts.Cfg.Limits.StanzasPerSecond != 100 || ts.Cfg.Limits.SendQueueBytes != 8<<20 || ts.Cfg.C2S.MaxUnackedBytes != 8<<20 ||
+		ts.Cfg.C2S.CSIHoldBytes != 512<<10 || ts.Cfg.Limits.MaxOfflineMessages != 1000 {
+		t.Fatalf("not the documented defaults: %+v %+v", ts.Cfg.Limits, ts.Cfg.C2S)
+	}
+	const contacts, perContact = 10, 100
+	bobBare := ts.AddUser("bob", "pw")
+	cs := make([]*testserver.Client, contacts)
+	bare := make([]string, contacts)
+	for i := range cs {
+		bare[i] = ts.AddUser("c"+strconv.Itoa(i), "pw")
+		cs[i] = ts.Login("c"+strconv.Itoa(i), "pw", "phone")
+		cs[i].Send("<presence/>")
+	}
+
+	// While bob is offline each contact writes 100 messages of about 1 kB
+	// as Conversations sends them: receipt request, markable, origin-id.
+	pad := strings.Repeat("words ", 160)
+	for i, c := range cs {
+		for j := 0; j < perContact; j++ {
+			c.Send("<message to='%s' type='chat' id='o%d-%d'><body>o%d-%d %s</body><request xmlns='urn:xmpp:receipts'/>"+
+				"<markable xmlns='urn:xmpp:chat-markers:0'/><origin-id xmlns='urn:xmpp:sid:0' id='o%d-%d'/></message>", bobBare, i, j, i, j, pad, i, j)
+		}
+		c.Sync()
+	}
+	ts.WaitOfflineMessages(bobBare, contacts*perContact)
+
+	// bob logs in with resumable stream management and acknowledges
+	// whenever the server asks, counting what it received.
+	b, _ := enableSM(t, ts, "bob", "pw", "conversations.abcd")
+	var handled atomic.Int64
+	b.Tap(func(s *wire.Stanza) bool {
+		switch {
+		case s.NS == nsSM && s.Name == "r":
+			_ = b.TryWrite(fmt.Sprintf("<a xmlns='%s' h='%d'/>", nsSM, handled.Load()))
+			return true
+		case s.Name == "message" || s.Name == "iq" || s.Name == "presence":
+			handled.Add(1)
+		}
+		return false
+	})
+	b.IQ("carbons", "<iq type='set' id='carbons'><enable xmlns='%s'/></iq>", nsCarbons)
+	b.IQ("roster", "<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+	b.Send("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='http://conversations.im' ver='x'/></presence>")
+	next := make([]int, contacts)
+	for n := 0; n < contacts*perContact; n++ {
+		m := b.Expect("offline message "+strconv.Itoa(n), func(s *wire.Stanza) bool {
+			return s.Name == "message" && strings.HasPrefix(s.Child(wire.NSClient, "body").Text(), "o")
+		})
+		var i, j int
+		if _, err := fmt.Sscanf(m.Child(wire.NSClient, "body").Text(), "o%d-%d", &i, &j); err != nil || j != next[i] {
+			t.Fatalf("offline message %d out of order (want o%d-%d): %.100s", n, i, next[i], m.Raw)
+		}
+		next[i]++
+	}
+
+	// A new device of bob's catches up on the archive: 1,000 messages in
+	// pages of 250.
+	got, after := 0, ""
+	for page := 0; page < 10; page++ {
+		p := queryMAM(t, b, "mam"+strconv.Itoa(page), "<set xmlns='"+nsRSM+"'><max>250</max>"+after+"</set>")
+		got += len(p.ids)
+		if p.complete {
+			break
+		}
+		after = "<after>" + p.last + "</after>"
+	}
+	if got != contacts*perContact {
+		t.Fatalf("MAM catch-up: %d of %d messages", got, contacts*perContact)
+	}
+
+	// Avatars of 100 kB (base64 in the item: 133 kB) both ways.
+	subscribe(t, b, cs[0], bobBare, bare[0])
+	publish := func(c *testserver.Client, seed uint8) string {
+		t.Helper()
+		img := make([]byte, 100<<10)
+		_, _ = rand.NewChaCha8([32]byte{seed}).Read(img)
+		sum := sha1.Sum(img)
+		id := hex.EncodeToString(sum[:])
+		data := base64.StdEncoding.EncodeToString(img)
+		if r := c.IQ("pub-data", "<iq type='set' id='pub-data'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'>"+
+			"<item id='%s'><data xmlns='%s'>%s</data></item></publish></pubsub></iq>", nodeAvatarData, id, nodeAvatarData, data); r.Type != "result" {
+			t.Fatalf("avatar data publish: %.300s", r.Raw)
+		}
+		if r := c.IQ("pub-meta", "<iq type='set' id='pub-meta'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'>"+
+			"<item id='%s'><metadata xmlns='%s'><info id='%s' bytes='%d' type='image/png' width='192' height='192'/></metadata></item>"+
+			"</publish></pubsub></iq>", nodeAvatarMeta, id, nodeAvatarMeta, id, len(img)); r.Type != "result" {
+			t.Fatalf("avatar metadata publish: %.300s", r.Raw)
+		}
+		return data
+	}
+	fetch := func(c *testserver.Client, owner, data string) {
+		t.Helper()
+		r := c.IQ("get-av", "<iq type='get' id='get-av' to='%s'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='%s'/></pubsub></iq>", owner, nodeAvatarData)
+		if r.Type != "result" || !strings.Contains(string(r.Raw), data) {
+			t.Fatalf("avatar fetch from %s: %.300s", owner, r.Raw)
+		}
+	}
+	fetch(cs[0], bobBare, publish(b, 1))
+	fetch(b, bare[0], publish(cs[0], 2))
+
+	// A 10 MB video over HTTP upload, its link sent to a contact.
+	host, _ := findUploadService(t, b)
+	video := make([]byte, 10<<20)
+	_, _ = rand.NewChaCha8([32]byte{3}).Read(video)
+	r := b.IQ("slot", "<iq type='get' id='slot' to='%s'><request xmlns='%s' filename='VID_0001.mp4' size='%d' content-type='video/mp4'/></iq>",
+		host, nsUpload, len(video))
+	slot := r.Child(nsUpload, "slot")
+	if r.Type != "result" || slot == nil {
+		t.Fatalf("slot request: %s", r.Raw)
+	}
+	hc := uploadClient(ts)
+	req, _ := http.NewRequest(http.MethodPut, slot.Child(nsUpload, "put").AttrValue("url"), bytes.NewReader(video))
+	req.Header.Set("Content-Type", "video/mp4")
+	for _, h := range slot.Child(nsUpload, "put").ChildrenNamed(nsUpload, "header") {
+		req.Header.Set(h.AttrValue("name"), h.Text())
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %s", resp.Status)
+	}
+	getURL := slot.Child(nsUpload, "get").AttrValue("url")
+	b.Send("<message to='%s' type='chat' id='link'><body>%s</body><x xmlns='jabber:x:oob'><url>%s</url></x></message>", bare[0], getURL, getURL)
+	cs[0].Expect("the link", isMsg(getURL))
+	resp, err = hc.Get(getURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(dl, video) {
+		t.Fatalf("GET: %s, %d bytes", resp.Status, len(dl))
+	}
+
+	// The screen goes off: presence changes and chat states wait.
+	b.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
+	b.Sync()
+	for round := 0; round < 5; round++ {
+		for _, c := range cs {
+			c.Send("<presence to='%s'><show>away</show><status>round %d</status></presence>", b.JID, round)
+			c.Send("<message to='%s' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>", b.JID)
+		}
+	}
+	for _, c := range cs {
+		c.Sync()
+	}
+	// The screen goes on: what was held arrives (the latest of each), then
+	// every contact writes 50 messages at once.
+	b.Send("<active xmlns='urn:xmpp:csi:0'/>")
+	for _, c := range bare {
+		b.Expect("held presence of "+c, func(s *wire.Stanza) bool {
+			return s.Name == "presence" && strings.HasPrefix(s.From, c+"/") && s.Child(wire.NSClient, "status").Text() == "round 4"
+		})
+	}
+	for _, c := range cs {
+		for j := 0; j < 50; j++ {
+			c.Send("<message to='%s' type='chat' id='live%d'><body>live%d %s</body><markable xmlns='urn:xmpp:chat-markers:0'/></message>", bobBare, j, j, pad)
+		}
+	}
+	for i := range next {
+		next[i] = 0
+	}
+	for n := 0; n < contacts*50; n++ {
+		m := b.Expect("live message "+strconv.Itoa(n), func(s *wire.Stanza) bool {
+			return s.Name == "message" && strings.HasPrefix(s.Child(wire.NSClient, "body").Text(), "live")
+		})
+		i := -1
+		for k, c := range bare {
+			if strings.HasPrefix(m.From, c+"/") {
+				i = k
+			}
+		}
+		if i < 0 || !strings.HasPrefix(m.Child(wire.NSClient, "body").Text(), "live"+strconv.Itoa(next[i])+" ") {
+			t.Fatalf("live message %d out of order or from a stranger: %.100s", n, m.Raw)
+		}
+		next[i]++
+	}
+	// bob reads them all: a burst of 250 displayed markers, more than the
+	// stanza rate's burst, is slowed, not refused.
+	for j := 0; j < 25; j++ {
+		for i := range cs {
+			b.Send("<message to='%s' type='chat'><displayed xmlns='urn:xmpp:chat-markers:0' id='live%d'/></message>", bare[i], j)
+		}
+	}
+	for i, c := range cs {
+		for j := 0; j < 25; j++ {
+			id := "live" + strconv.Itoa(j)
+			c.Expect(fmt.Sprintf("marker %d for c%d", j, i), func(s *wire.Stanza) bool {
+				d := s.Child("urn:xmpp:chat-markers:0", "displayed")
+				return s.Name == "message" && d != nil && d.AttrValue("id") == id
+			})
+		}
+	}
+	b.Sync()
+	if se := streamErrorSeen(b); se != "" {
+		t.Fatalf("stream error: %s", se)
+	}
+	if ts.Router().Session(jid.MustParse(b.JID)) == nil {
+		t.Fatal("bob's session is gone")
+	}
+	t.Logf("bob handled %d stanzas", handled.Load())
+}
