@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -116,4 +119,64 @@ func TestHTTPConnectionsPerAddress(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("Content-Type"), "xrd") {
 		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
 	}
+}
+
+// TestHTTPStalledDownloadClosed: a client that asks for a large file and
+// stops reading the response is dropped after http.write_timeout without
+// progress (it held the connection, its goroutine and the open file
+// forever before the write deadlines). Seen from outside: the address's
+// only connection slot (http.connections_per_address 1) comes free.
+func TestHTTPStalledDownloadClosed(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = time.Second
+	ts := testserver.Start(t, func(c *server.Config) {
+		c.HTTP.WriteTimeout = writeTimeout
+		c.HTTP.ConnectionsPerAddress = 1
+		c.HTTP.TrustedProxies = nil
+	})
+	ts.AddUser("alice", "pw1")
+	a := ts.Login("alice", "pw1", "phone")
+	// More than the socket buffers of both ends hold on loopback.
+	data := make([]byte, 32<<20)
+	_, _ = rand.NewChaCha8([32]byte{5}).Read(data)
+	getURL := uploadFile(t, ts, a, "big.bin", "application/octet-stream", data)
+	status := func() int {
+		c := uploadClient(ts)
+		defer c.CloseIdleConnections()
+		resp, err := c.Get("https://" + ts.Addr("https") + "/.well-known/host-meta")
+		if err != nil {
+			return 0 // https refuses with a closed connection
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The slot is free once the connections before are closed (the
+	// server notices that a moment after the client closed them).
+	var c *tls.Conn
+	var err error
+	waitUntil(t, 20*time.Second, "a connection of our own", func() bool {
+		c, err = tls.Dial("tcp", ts.Addr("https"), &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+		return err == nil
+	})
+	defer c.Close()
+	path := getURL[strings.Index(getURL[len("https://"):], "/")+len("https://"):]
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 512)
+	if _, err := io.ReadAtLeast(c, head, len(head)); err != nil || !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
+		t.Fatalf("download: %q %v", head, err)
+	}
+	// Now the client reads no more. Its connection holds the address's
+	// one slot until the server gives up on the write.
+	if s := status(); s == http.StatusOK {
+		t.Fatal("a second connection was served: the limit is not under test")
+	}
+	took := waitUntil(t, writeTimeout+20*time.Second, "the stalled download dropped", func() bool { return status() == http.StatusOK })
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, _ := io.Copy(io.Discard, c)
+	if n+int64(len(head)) >= int64(len(data)) {
+		t.Fatalf("the whole file arrived (%d bytes) although the connection was dropped", n)
+	}
+	t.Logf("stalled download dropped %v after the client stopped reading (%d of %d bytes sent)", took.Round(time.Millisecond), n+int64(len(head)), len(data))
 }

@@ -135,39 +135,52 @@ func TestPreAuthFloodWithoutReadingIsDropped(t *testing.T) {
 // TestClientThatNeverReadsIsFreed (issue 17): a logged-in client stops
 // reading while a contact sends it more than the socket buffers hold. The
 // write deadline fails the stuck write and the session and its goroutines
-// are gone within the configured time.
+// are gone within the configured time, over TCP and over WebSocket (where
+// each frame is written with the deadline; without it the web session
+// outlived the test).
 func TestClientThatNeverReadsIsFreed(t *testing.T) {
 	t.Parallel()
-	const writeTimeout = time.Second
-	ts := testserver.Start(t, func(c *server.Config) {
-		c.Limits.WriteTimeout = writeTimeout
-		c.Limits.SendQueueBytes = 256 << 20 // only the deadline is under test
-		c.MAM.DefaultPolicy = "never"
-	})
-	ts.AddUser("alice", "pw1")
-	ts.AddUser("bob", "pw2")
-	a := ts.Login("alice", "pw1", "a")
-	bob := ts.Authenticate("bob", "pw2")
-	bob.Bind("b") // and never read again
-	full := bob.JID
-	pad := strings.Repeat("x", 200<<10)
-	sent := 0
-	start := time.Now()
-	for ts.Router().Session(jid.MustParse(full)) != nil && sent < 1000 {
-		a.Send("<message to='%s' type='chat'><body>%d %s</body></message>", full, sent, pad)
-		sent++
-		if sent%20 == 0 {
-			// Let the server catch up so alice is not the one slowed down.
-			syncPing(a, "p"+strconv.Itoa(sent))
-		}
+	for _, transport := range []string{"tcp", "websocket"} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			const writeTimeout = time.Second
+			ts := testserver.Start(t, func(c *server.Config) {
+				c.Limits.WriteTimeout = writeTimeout
+				c.Limits.SendQueueBytes = 256 << 20 // only the deadline is under test
+				c.MAM.DefaultPolicy = "never"
+			})
+			ts.AddUser("alice", "pw1")
+			ts.AddUser("bob", "pw2")
+			a := ts.Login("alice", "pw1", "a")
+			full := "bob@localhost/b"
+			if transport == "tcp" {
+				ts.Authenticate("bob", "pw2").Bind("b") // and never read again
+			} else {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				w, _ := dialWS(ctx, t, ts)
+				w.login("bob", "pw2", "b") // and never read again
+			}
+			pad := strings.Repeat("x", 200<<10)
+			sent := 0
+			start := time.Now()
+			for ts.Router().Session(jid.MustParse(full)) != nil && sent < 1000 {
+				a.Send("<message to='%s' type='chat'><body>%d %s</body></message>", full, sent, pad)
+				sent++
+				if sent%20 == 0 {
+					// Let the server catch up so alice is not the one slowed down.
+					syncPing(a, "p"+strconv.Itoa(sent))
+				}
+			}
+			waitUntil(t, writeTimeout+5*time.Second, "bob's session ended", func() bool {
+				return ts.Router().Session(jid.MustParse(full)) == nil
+			})
+			waitUntil(t, 5*time.Second, "goroutines of bob's connection gone", func() bool {
+				return ts.ClientGoroutines() == 1 // alice's reader; her writer exits when idle
+			})
+			t.Logf("%d messages of 200 kB; session freed %v after the first", sent, time.Since(start).Round(time.Millisecond))
+		})
 	}
-	waitUntil(t, writeTimeout+5*time.Second, "bob's session ended", func() bool {
-		return ts.Router().Session(jid.MustParse(full)) == nil
-	})
-	waitUntil(t, 5*time.Second, "goroutines of bob's connection gone", func() bool {
-		return ts.ClientGoroutines() == 1 // alice's reader; her writer exits when idle
-	})
-	t.Logf("%d messages of 200 kB; session freed %v after the first", sent, time.Since(start).Round(time.Millisecond))
 }
 
 // TestSendQueueBoundedInBytes (finding 4): a logged-in client stops
@@ -416,17 +429,7 @@ func TestStockClientWithinLimits(t *testing.T) {
 			b.Send("<a xmlns='urn:xmpp:sm:3' h='%d'/>", i+1)
 		}
 	}
-	got := 0
-	after := ""
-	for page := 0; page < 10; page++ {
-		p := queryMAM(t, b, "q"+strconv.Itoa(page), "<set xmlns='"+nsRSM+"'><max>250</max>"+after+"</set>")
-		got += len(p.ids)
-		if p.complete {
-			break
-		}
-		after = "<after>" + p.last + "</after>"
-	}
-	if got != n {
+	if got := mamCatchUp(t, b, 250); got != n {
 		t.Fatalf("MAM catch-up: %d of %d messages", got, n)
 	}
 	avatar := strings.Repeat("QUJD", 100<<10/4) // 100 kB of base64

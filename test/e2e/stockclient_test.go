@@ -56,7 +56,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 			c.Send("<message to='%s' type='chat' id='o%d-%d'><body>o%d-%d %s</body><request xmlns='urn:xmpp:receipts'/>"+
 				"<markable xmlns='urn:xmpp:chat-markers:0'/><origin-id xmlns='urn:xmpp:sid:0' id='o%d-%d'/></message>", bobBare, i, j, i, j, pad, i, j)
 		}
-		c.Sync()
+		syncPing(c, "stored")
 	}
 	ts.WaitOfflineMessages(bobBare, contacts*perContact)
 
@@ -91,16 +91,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 
 	// A new device of bob's catches up on the archive: 1,000 messages in
 	// pages of 250.
-	got, after := 0, ""
-	for page := 0; page < 10; page++ {
-		p := queryMAM(t, b, "mam"+strconv.Itoa(page), "<set xmlns='"+nsRSM+"'><max>250</max>"+after+"</set>")
-		got += len(p.ids)
-		if p.complete {
-			break
-		}
-		after = "<after>" + p.last + "</after>"
-	}
-	if got != contacts*perContact {
+	if got := mamCatchUp(t, b, 250); got != contacts*perContact {
 		t.Fatalf("MAM catch-up: %d of %d messages", got, contacts*perContact)
 	}
 
@@ -135,33 +126,13 @@ func TestStockClientDefaultLimits(t *testing.T) {
 	fetch(b, bare[0], publish(cs[0], 2))
 
 	// A 10 MB video over HTTP upload, its link sent to a contact.
-	host, _ := findUploadService(t, b)
 	video := make([]byte, 10<<20)
 	_, _ = rand.NewChaCha8([32]byte{3}).Read(video)
-	r := b.IQ("slot", "<iq type='get' id='slot' to='%s'><request xmlns='%s' filename='VID_0001.mp4' size='%d' content-type='video/mp4'/></iq>",
-		host, nsUpload, len(video))
-	slot := r.Child(nsUpload, "slot")
-	if r.Type != "result" || slot == nil {
-		t.Fatalf("slot request: %s", r.Raw)
-	}
+	getURL := uploadFile(t, ts, b, "VID_0001.mp4", "video/mp4", video)
 	hc := uploadClient(ts)
-	req, _ := http.NewRequest(http.MethodPut, slot.Child(nsUpload, "put").AttrValue("url"), bytes.NewReader(video))
-	req.Header.Set("Content-Type", "video/mp4")
-	for _, h := range slot.Child(nsUpload, "put").ChildrenNamed(nsUpload, "header") {
-		req.Header.Set(h.AttrValue("name"), h.Text())
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT: %s", resp.Status)
-	}
-	getURL := slot.Child(nsUpload, "get").AttrValue("url")
 	b.Send("<message to='%s' type='chat' id='link'><body>%s</body><x xmlns='jabber:x:oob'><url>%s</url></x></message>", bare[0], getURL, getURL)
 	cs[0].Expect("the link", isMsg(getURL))
-	resp, err = hc.Get(getURL)
+	resp, err := hc.Get(getURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +144,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 
 	// The screen goes off: presence changes and chat states wait.
 	b.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
-	b.Sync()
+	syncPing(b, "sync")
 	for round := 0; round < 5; round++ {
 		for _, c := range cs {
 			c.Send("<presence to='%s'><show>away</show><status>round %d</status></presence>", b.JID, round)
@@ -181,7 +152,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 		}
 	}
 	for _, c := range cs {
-		c.Sync()
+		syncPing(c, "typed")
 	}
 	// The screen goes on: what was held arrives (the latest of each), then
 	// every contact writes 50 messages at once.
@@ -230,7 +201,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 			})
 		}
 	}
-	b.Sync()
+	syncPing(b, "sync")
 	if se := streamErrorSeen(b); se != "" {
 		t.Fatalf("stream error: %s", se)
 	}
@@ -238,4 +209,48 @@ func TestStockClientDefaultLimits(t *testing.T) {
 		t.Fatal("bob's session is gone")
 	}
 	t.Logf("bob handled %d stanzas", handled.Load())
+}
+
+// mamCatchUp pages through c's whole archive as a new device does (RSM
+// after, pages of max) and returns how many messages it got.
+func mamCatchUp(t testing.TB, c *testserver.Client, max int) int {
+	t.Helper()
+	got, after := 0, ""
+	for page := 0; ; page++ {
+		p := queryMAM(t, c, "catch-up"+strconv.Itoa(page), "<set xmlns='"+nsRSM+"'><max>"+strconv.Itoa(max)+"</max>"+after+"</set>")
+		got += len(p.ids)
+		if p.complete || len(p.ids) == 0 {
+			return got
+		}
+		after = "<after>" + p.last + "</after>"
+	}
+}
+
+// uploadFile gets an XEP-0363 slot for data, PUTs it over the server's
+// HTTPS listener and returns the GET URL.
+func uploadFile(t *testing.T, ts *testserver.Server, c *testserver.Client, name, contentType string, data []byte) string {
+	t.Helper()
+	host, _ := findUploadService(t, c)
+	r := c.IQ("slot", "<iq type='get' id='slot' to='%s'><request xmlns='%s' filename='%s' size='%d' content-type='%s'/></iq>",
+		host, nsUpload, name, len(data), contentType)
+	slot := r.Child(nsUpload, "slot")
+	if r.Type != "result" || slot == nil {
+		t.Fatalf("slot request: %s", r.Raw)
+	}
+	hc := uploadClient(ts)
+	defer hc.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPut, slot.Child(nsUpload, "put").AttrValue("url"), bytes.NewReader(data))
+	req.Header.Set("Content-Type", contentType)
+	for _, h := range slot.Child(nsUpload, "put").ChildrenNamed(nsUpload, "header") {
+		req.Header.Set(h.AttrValue("name"), h.Text())
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %s", resp.Status)
+	}
+	return slot.Child(nsUpload, "get").AttrValue("url")
 }

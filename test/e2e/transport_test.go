@@ -131,50 +131,12 @@ func TestWebSocket(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, "ws://"+ts.Addr("http")+"/xmpp-websocket", &websocket.DialOptions{Subprotocols: []string{"xmpp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	w, resp := dialWS(ctx, t, ts)
+	ws, send := w.c, w.send
 	if resp.Header.Get("Sec-WebSocket-Protocol") != "xmpp" {
 		t.Fatalf("subprotocol %q", resp.Header.Get("Sec-WebSocket-Protocol"))
 	}
-	send := func(s string) {
-		if err := ws.Write(ctx, websocket.MessageText, []byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	recv := func() *wire.Stanza {
-		_, data, err := ws.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := wire.Parse(data, wire.Limits{})
-		if err != nil {
-			t.Fatalf("server sent a frame that is not one element: %q: %v", data, err)
-		}
-		return st
-	}
-	open := "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
-	send(open)
-	if o := recv(); o.Name != "open" || o.NS != wire.NSFraming {
-		t.Fatalf("expected open, got %s", o.Raw)
-	}
-	f := recv()
-	if f.Name != "features" || f.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms") == nil {
-		t.Fatalf("features %s", f.Raw)
-	}
-	send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00pw1")) + "</auth>")
-	if s := recv(); s.Name != "success" {
-		t.Fatalf("auth: %s", s.Raw)
-	}
-	send(open)
-	recv() // open
-	recv() // features
-	send("<iq type='set' id='b' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>web</resource></bind></iq>")
-	if s := recv(); s.Type != "result" {
-		t.Fatalf("bind: %s", s.Raw)
-	}
+	w.login("alice", "pw1", "web")
 	send("<message xmlns='jabber:client' to='" + bob + "' type='chat'><body>from the web</body></message>")
 	m := b.Expect("message from websocket", isMsg("from the web"))
 	if m.From != "alice@localhost/web" {
@@ -274,5 +236,68 @@ func TestShutdownSendsSystemShutdown(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", ts.Cfg.Listen.C2S, time.Second); err == nil && ts.Cfg.Listen.C2S != "127.0.0.1:0" {
 		c.Close()
 		t.Fatal("listener still open")
+	}
+}
+
+// wsClient is a raw RFC 7395 client: one element per frame.
+type wsClient struct {
+	t   *testing.T
+	ctx context.Context
+	c   *websocket.Conn
+}
+
+// dialWS opens a WebSocket to the server's /xmpp-websocket; it is closed
+// when the test ends.
+func dialWS(ctx context.Context, t *testing.T, ts *testserver.Server) (*wsClient, *http.Response) {
+	t.Helper()
+	ws, resp, err := websocket.Dial(ctx, "ws://"+ts.Addr("http")+"/xmpp-websocket", &websocket.DialOptions{Subprotocols: []string{"xmpp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	return &wsClient{t: t, ctx: ctx, c: ws}, resp
+}
+
+func (w *wsClient) send(s string) {
+	w.t.Helper()
+	if err := w.c.Write(w.ctx, websocket.MessageText, []byte(s)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wsClient) recv() *wire.Stanza {
+	w.t.Helper()
+	_, data, err := w.c.Read(w.ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	st, err := wire.Parse(data, wire.Limits{})
+	if err != nil {
+		w.t.Fatalf("server sent a frame that is not one element: %q: %v", data, err)
+	}
+	return st
+}
+
+// login opens the stream, authenticates with PLAIN and binds resource.
+func (w *wsClient) login(user, password, resource string) {
+	w.t.Helper()
+	open := "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
+	w.send(open)
+	if o := w.recv(); o.Name != "open" || o.NS != wire.NSFraming {
+		w.t.Fatalf("expected open, got %s", o.Raw)
+	}
+	if f := w.recv(); f.Name != "features" || f.Child("urn:ietf:params:xml:ns:xmpp-sasl", "mechanisms") == nil {
+		w.t.Fatalf("features %s", f.Raw)
+	}
+	w.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+password)) + "</auth>")
+	if s := w.recv(); s.Name != "success" {
+		w.t.Fatalf("auth: %s", s.Raw)
+	}
+	w.send(open)
+	w.recv() // open
+	w.recv() // features
+	w.send("<iq type='set' id='b' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>" + resource + "</resource></bind></iq>")
+	if s := w.recv(); s.Type != "result" {
+		w.t.Fatalf("bind: %s", s.Raw)
 	}
 }
