@@ -55,6 +55,9 @@ type lib struct {
 	command func(ctx context.Context, cfg []byte) *exec.Cmd
 	// connect adds where to connect to the config.
 	connect func(ts *testserver.Server, cfg map[string]any)
+	// deadline, when set, replaces scriptDeadline (seconds) for a script
+	// that does a day's work; its process gets 30 s more.
+	deadline int
 }
 
 const pythonPath = "/usr/bin/python3"
@@ -211,6 +214,7 @@ type peer struct {
 	t      *testing.T
 	name   string
 	cancel context.CancelFunc
+	limit  time.Duration // of the process
 	cmd    *exec.Cmd
 
 	mu     sync.Mutex
@@ -239,6 +243,10 @@ func start(t *testing.T, ts *testserver.Server, l lib, jid, password string, act
 		"jid": jid, "password": password, "domain": testserver.Domain,
 		"timeout": waitTimeout, "deadline": scriptDeadline, "actions": actions,
 	}
+	limit := processTimeout
+	if l.deadline > 0 {
+		cfg["deadline"], limit = l.deadline, time.Duration(l.deadline+30)*time.Second
+	}
 	if l.mech != "" {
 		cfg["mechanism"] = l.mech
 	}
@@ -250,8 +258,8 @@ func start(t *testing.T, ts *testserver.Server, l lib, jid, password string, act
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), processTimeout)
-	p := &peer{t: t, name: l.name + " " + jid, cancel: cancel, notify: make(chan struct{}, 1), exited: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	p := &peer{t: t, name: l.name + " " + jid, cancel: cancel, limit: limit, notify: make(chan struct{}, 1), exited: make(chan struct{})}
 	p.cmd = l.command(ctx, raw)
 	p.cmd.WaitDelay = 5 * time.Second
 	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
@@ -396,7 +404,7 @@ func (p *peer) waitEvent(ev, op string, d time.Duration) event {
 func (p *peer) result() (evs []event, ok bool) {
 	select {
 	case <-p.exited:
-	case <-time.After(processTimeout + 10*time.Second):
+	case <-time.After(p.limit + 10*time.Second):
 		return nil, false
 	}
 	p.mu.Lock()
