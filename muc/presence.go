@@ -60,6 +60,8 @@ func (r *room) handlePresence(ev *module.Event) {
 	switch {
 	case o == nil:
 		r.join(ev, nick)
+	case o.nick == nick && st.Child(NS, "x") != nil:
+		r.resync(o, from, st)
 	case o.nick == nick:
 		r.updatePresence(o, from, st)
 	default:
@@ -171,6 +173,20 @@ func (r *room) join(ev *module.Event, nick string) {
 	r.sendHistory(from, mucX)
 	r.sendSubject(from)
 	occupantsJoined.Inc()
+}
+
+// resync answers a join from a session that is already in the room, as a
+// client sends when it thinks it lost the room (after a reconnection, a
+// failed self-ping, or a library's join call): XEP-0045 §17.3.3 makes it
+// a full synchronization request, so the session gets everything a join
+// sends (others' presence, its own with 110, history, subject) and the
+// others get its presence.
+func (r *room) resync(o *occupant, from jid.JID, st *wire.Stanza) {
+	r.sendRoster(o, from)
+	r.updatePresence(o, from, st)
+	r.sendAvatarPresence(from, false)
+	r.sendHistory(from, st.Child(NS, "x"))
+	r.sendSubject(from)
 }
 
 // mayCreate checks that the sender may create a room here.

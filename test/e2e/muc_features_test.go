@@ -80,6 +80,43 @@ func TestMUCNickChangeAndSessions(t *testing.T) {
 	b.Expect("carol gone", fromOccupant(room, "Carol", "unavailable"))
 }
 
+// TestMUCRejoinResyncs: a join presence (with <x xmlns='…muc'/>) from a
+// session that is already in the room is a full synchronization request
+// (XEP-0045 §17.3.3): it gets the others' presence, its own with 110, the
+// history and the subject again, as on its first join (slixmpp's
+// join_muc_wait, and clients after a failed self-ping, wait for the
+// subject). A presence without <x/> stays a plain presence update.
+func TestMUCRejoinResyncs(t *testing.T) {
+	t.Parallel()
+	_, a, b, _ := mucTrio(t)
+	room := roomJID("resync")
+	createRoom(t, a, room, "Alice", nil)
+	a.Send("<message to='%s' type='groupchat'><subject>Resync</subject></message>", room)
+	a.Expect("subject set", subjectFrom(room))
+	a.Send("<message to='%s' type='groupchat'><body>said before</body></message>", room)
+	a.Expect("own message", groupchat(room, "said before"))
+	join(t, b, room, "Bob", "")
+	b.Expect("history on the first join", groupchat(room, "said before"))
+	b.Expect("alice on the first join", fromOccupant(room, "Alice", ""))
+
+	b.Send("<presence to='%s/Bob'><show>away</show></presence>", room)
+	b.Expect("own presence update", selfPresence(room, "Bob"))
+	b.ExpectNone("history after a presence update", 200*time.Millisecond, groupchat(room, "said before"))
+
+	b.Send("<presence to='%s/Bob'><x xmlns='%s'/></presence>", room, nsMUC)
+	b.Expect("alice again", fromOccupant(room, "Alice", ""))
+	if self := b.Expect("own presence again", selfPresence(room, "Bob")); mucItem(self).AttrValue("role") != "participant" {
+		t.Fatalf("own presence on the resync: %s", self.Raw)
+	}
+	if h := b.Expect("history again", groupchat(room, "said before")); h.Child("urn:xmpp:delay", "delay") == nil {
+		t.Fatalf("history without delay: %s", h.Raw)
+	}
+	if s := b.Expect("subject again", subjectFrom(room)); s.Child(wire.NSClient, "subject").Text() != "Resync" {
+		t.Fatalf("subject: %s", s.Raw)
+	}
+	a.Expect("bob's presence for the others", fromOccupant(room, "Bob", ""))
+}
+
 // TestMUCPrivateMessages: §7.5 with the room's private message setting.
 func TestMUCPrivateMessages(t *testing.T) {
 	t.Parallel()

@@ -167,7 +167,9 @@ func TestXmppjsMUC(t *testing.T) {
 		op("muc_join", "room", room, "nick", "Alice", "create", true),
 		op("muc_say", "room", room, "body", "first"),
 		op("muc_wait", "room", room, "body", "first"),
-		op("muc_wait", "room", room, "body", "from websocket"),
+		// bob's node process starts only after "first": on a busy
+		// machine its start and login alone can take 10 s.
+		op("muc_wait", "room", room, "body", "from websocket", "timeout", 40),
 		op("muc_say", "room", room, "body", "from tcp"),
 		op("muc_wait", "room", room, "body", "bye"),
 	)
