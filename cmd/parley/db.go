@@ -361,6 +361,49 @@ func (c *copier) eachOwner(kind string, fn func(owner string) error) error {
 	return nil
 }
 
+// addMissing adds each record of src that have lacks (same compares them
+// as the target's key does), counting the additions under table.
+func addMissing[T any](c *copier, table string, src, have []T, same func(a, b T) bool, add func(T) error) error {
+	for _, r := range src {
+		if slices.ContainsFunc(have, func(h T) bool { return same(h, r) }) {
+			continue
+		}
+		if err := add(r); err != nil {
+			return err
+		}
+		c.copied[table]++
+	}
+	return nil
+}
+
+// setIfAbsent calls set when get finds nothing in the target
+// (storage.ErrNotFound), counting it under table; a record the target has
+// is kept (set there since the move began, it is the newer).
+func (c *copier) setIfAbsent(table string, get func() error, set func() error) error {
+	if err := get(); err == nil {
+		return nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if err := set(); err != nil {
+		return err
+	}
+	c.copied[table]++
+	return nil
+}
+
+// created counts a record created in the target under table; one that
+// exists there already (storage.ErrExists) is kept as it is.
+func (c *copier) created(table string, err error) error {
+	switch {
+	case err == nil:
+		c.copied[table]++
+	case !errors.Is(err, storage.ErrExists):
+		return err
+	}
+	return nil
+}
+
 func (c *copier) rosters() error {
 	return c.eachOwner("roster", func(o string) error {
 		items, ver, err := c.src.RosterItems(c.ctx, o)
@@ -390,16 +433,9 @@ func (c *copier) rosters() error {
 		if err != nil {
 			return err
 		}
-		for _, p := range pending {
-			if slices.ContainsFunc(have, func(h storage.PendingSubscription) bool { return h.From == p.From }) {
-				continue
-			}
-			if err := c.dst.AddPendingIn(c.ctx, o, p); err != nil {
-				return err
-			}
-			c.copied["pending_in"]++
-		}
-		return nil
+		return addMissing(c, "pending_in", pending, have,
+			func(a, b storage.PendingSubscription) bool { return a.From == b.From },
+			func(p storage.PendingSubscription) error { return c.dst.AddPendingIn(c.ctx, o, p) })
 	})
 }
 
@@ -421,13 +457,8 @@ func (c *copier) vcards() error {
 		if err != nil {
 			return err
 		}
-		if _, err := c.dst.VCard(c.ctx, o); err == nil {
-			return nil // exists: keep it
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		c.copied["vcards"]++
-		return c.dst.SetVCard(c.ctx, o, raw)
+		return c.setIfAbsent("vcards", func() error { _, err := c.dst.VCard(c.ctx, o); return err },
+			func() error { return c.dst.SetVCard(c.ctx, o, raw) })
 	})
 }
 
@@ -479,13 +510,8 @@ func (c *copier) archivePrefs() error {
 		if err != nil {
 			return err
 		}
-		if _, err := c.dst.ArchivePrefs(c.ctx, o); err == nil {
-			return nil
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		c.copied["archive_prefs"]++
-		return c.dst.SetArchivePrefs(c.ctx, o, p)
+		return c.setIfAbsent("archive_prefs", func() error { _, err := c.dst.ArchivePrefs(c.ctx, o); return err },
+			func() error { return c.dst.SetArchivePrefs(c.ctx, o, p) })
 	})
 }
 
@@ -499,16 +525,9 @@ func (c *copier) pushes() error {
 		if err != nil {
 			return err
 		}
-		for _, r := range regs {
-			if slices.ContainsFunc(have, func(h storage.PushRegistration) bool { return h.JID == r.JID && h.Node == r.Node }) {
-				continue
-			}
-			if err := c.dst.AddPush(c.ctx, o, r); err != nil {
-				return err
-			}
-			c.copied["push_registrations"]++
-		}
-		return nil
+		return addMissing(c, "push_registrations", regs, have,
+			func(a, b storage.PushRegistration) bool { return a.JID == b.JID && a.Node == b.Node },
+			func(r storage.PushRegistration) error { return c.dst.AddPush(c.ctx, o, r) })
 	})
 }
 
@@ -565,10 +584,7 @@ func (c *copier) invites() error {
 		return err
 	}
 	for _, inv := range invs {
-		switch err := c.dst.CreateInvite(c.ctx, inv); {
-		case err == nil:
-			c.copied["invites"]++
-		case !errors.Is(err, storage.ErrExists):
+		if err := c.created("invites", c.dst.CreateInvite(c.ctx, inv)); err != nil {
 			return fmt.Errorf("invitation %s: %w", inv.ID, err)
 		}
 	}
@@ -590,20 +606,15 @@ func (c *copier) pushJobs() error {
 	if err != nil {
 		return err
 	}
-	same := func(a, b storage.PushJob) bool {
+	return addMissing(c, "push_jobs", jobs, have, func(a, b storage.PushJob) bool {
 		return a.Owner == b.Owner && a.JID == b.JID && a.Node == b.Node && a.Created.Equal(b.Created) &&
 			string(a.Payload) == string(b.Payload)
-	}
-	for _, j := range jobs {
-		if slices.ContainsFunc(have, func(h storage.PushJob) bool { return same(h, j) }) {
-			continue
-		}
+	}, func(j storage.PushJob) error {
 		if _, err := c.dst.EnqueuePushJob(c.ctx, j); err != nil {
 			return fmt.Errorf("%s: %w", j.Owner, err)
 		}
-		c.copied["push_jobs"]++
-	}
-	return nil
+		return nil
+	})
 }
 
 func (c *copier) roles() error {
@@ -636,16 +647,10 @@ func (c *copier) settings() error {
 		return err
 	}
 	for k, v := range all {
-		_, err := c.dst.Setting(c.ctx, k)
-		if err == nil {
-			continue
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		if err := c.dst.SetSetting(c.ctx, k, v); err != nil {
+		if err := c.setIfAbsent("settings", func() error { _, err := c.dst.Setting(c.ctx, k); return err },
+			func() error { return c.dst.SetSetting(c.ctx, k, v) }); err != nil {
 			return fmt.Errorf("%s: %w", k, err)
 		}
-		c.copied["settings"]++
 	}
 	return nil
 }
@@ -656,15 +661,11 @@ func (c *copier) apiTokens() error {
 		return err
 	}
 	for _, t := range toks {
-		switch err := c.dst.CreateAPIToken(c.ctx, t); {
-		case err == nil:
-			c.copied["api_tokens"]++
-		case !errors.Is(err, storage.ErrExists):
+		if err := c.created("api_tokens", c.dst.CreateAPIToken(c.ctx, t)); err != nil {
 			return fmt.Errorf("token %s: %w", t.ID, err)
 		}
 	}
 	return nil
-
 }
 
 func (c *copier) privateXML() error {
@@ -705,16 +706,9 @@ func (c *copier) rooms() error {
 		if err != nil {
 			return err
 		}
-		for _, a := range affs {
-			if slices.ContainsFunc(have, func(h storage.MUCAffiliation) bool { return h.JID == a.JID }) {
-				continue
-			}
-			if err := c.dst.SetRoomAffiliation(c.ctx, jid, a); err != nil {
-				return err
-			}
-			c.copied["muc_affiliations"]++
-		}
-		return nil
+		return addMissing(c, "muc_affiliations", affs, have,
+			func(a, b storage.MUCAffiliation) bool { return a.JID == b.JID },
+			func(a storage.MUCAffiliation) error { return c.dst.SetRoomAffiliation(c.ctx, jid, a) })
 	})
 }
 
@@ -746,15 +740,10 @@ func (c *copier) suspensions() error {
 		return err
 	}
 	for _, sp := range list {
-		if _, err := c.dst.AccountSuspension(c.ctx, sp.Account); err == nil {
-			continue
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		if err := c.dst.SuspendAccount(c.ctx, sp); err != nil {
+		if err := c.setIfAbsent("account_suspensions", func() error { _, err := c.dst.AccountSuspension(c.ctx, sp.Account); return err },
+			func() error { return c.dst.SuspendAccount(c.ctx, sp) }); err != nil {
 			return fmt.Errorf("%s: %w", sp.Account, err)
 		}
-		c.copied["account_suspensions"]++
 	}
 	return nil
 }
