@@ -1,59 +1,14 @@
 package pg
 
 import (
-	"context"
-	"fmt"
 	"testing"
-	"time"
 
-	"github.com/parley-xmpp/parley/storage"
+	"github.com/parley-xmpp/parley/storage/storagetest"
 )
 
-// The benchmarks have the shapes of storage/sqlite's, so that the figures
-// compare.
+// The bodies are storagetest's, shared with storage/sqlite, so that the
+// figures compare.
 
-func BenchmarkStoreOffline(b *testing.B) {
-	st := openTest(b)
-	ctx := context.Background()
-	raw := []byte(`<message from='romeo@montague.example/orchard' to='juliet@capulet.example' type='chat' id='a1b2c3'>` +
-		`<body>Lady, by yonder blessèd moon I vow, that tips with silver all these fruit-tree tops — </body>` +
-		`<delay xmlns='urn:xmpp:delay' from='capulet.example' stamp='2024-02-29T13:14:15Z'/></message>`)
-	owners := make([]string, 100)
-	for i := range owners {
-		owners[i] = fmt.Sprintf("user%d@example.com", i)
-	}
-	now := time.Now()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		// A realistic quota keeps the count query in the measured path.
-		if _, err := st.StoreOffline(ctx, owners[i%len(owners)], raw, now, 1<<20); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
+func BenchmarkStoreOffline(b *testing.B) { storagetest.BenchStoreOffline(b, openTest(b)) }
 
-func BenchmarkRosterItems(b *testing.B) {
-	st := openTest(b)
-	ctx := context.Background()
-	const owner = "romeo@montague.example"
-	for i := range 100 {
-		item := storage.RosterItem{
-			JID:          fmt.Sprintf("contact%03d@example.com", i),
-			Name:         fmt.Sprintf("Contact %d", i),
-			Subscription: storage.SubBoth,
-			Groups:       []string{"Friends", fmt.Sprintf("Group %d", i%7)},
-		}
-		if _, err := st.UpsertRosterItem(ctx, owner, item); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		items, _, err := st.RosterItems(ctx, owner)
-		if err != nil || len(items) != 100 {
-			b.Fatal(len(items), err)
-		}
-	}
-}
+func BenchmarkRosterItems(b *testing.B) { storagetest.BenchRosterItems(b, openTest(b)) }

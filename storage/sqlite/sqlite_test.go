@@ -312,51 +312,12 @@ func TestMigrations(t *testing.T) {
 	})
 }
 
-func BenchmarkStoreOffline(b *testing.B) {
-	st := openTemp(b, b.TempDir())
-	ctx := context.Background()
-	raw := []byte(`<message from='romeo@montague.example/orchard' to='juliet@capulet.example' type='chat' id='a1b2c3'>` +
-		`<body>Lady, by yonder blessèd moon I vow, that tips with silver all these fruit-tree tops — </body>` +
-		`<delay xmlns='urn:xmpp:delay' from='capulet.example' stamp='2024-02-29T13:14:15Z'/></message>`)
-	owners := make([]string, 100)
-	for i := range owners {
-		owners[i] = fmt.Sprintf("user%d@example.com", i)
-	}
-	now := time.Now()
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		// A realistic quota keeps the count query in the measured path.
-		if _, err := st.StoreOffline(ctx, owners[i%len(owners)], raw, now, 1<<20); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-}
+// The bodies are storagetest's, shared with storage/pg, so that the
+// figures compare.
 
-func BenchmarkRosterItems(b *testing.B) {
-	st := openTemp(b, b.TempDir())
-	ctx := context.Background()
-	const owner = "romeo@montague.example"
-	for i := range 100 {
-		item := storage.RosterItem{
-			JID:          fmt.Sprintf("contact%03d@example.com", i),
-			Name:         fmt.Sprintf("Contact %d", i),
-			Subscription: storage.SubBoth,
-			Groups:       []string{"Friends", fmt.Sprintf("Group %d", i%7)},
-		}
-		if _, err := st.UpsertRosterItem(ctx, owner, item); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		items, _, err := st.RosterItems(ctx, owner)
-		if err != nil || len(items) != 100 {
-			b.Fatal(len(items), err)
-		}
-	}
-}
+func BenchmarkStoreOffline(b *testing.B) { storagetest.BenchStoreOffline(b, openTemp(b, b.TempDir())) }
+
+func BenchmarkRosterItems(b *testing.B) { storagetest.BenchRosterItems(b, openTemp(b, b.TempDir())) }
 
 // A writer queued behind a long transaction gives up when its context
 // expires instead of waiting for the single write connection forever.

@@ -1,0 +1,60 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parley-xmpp/parley/storage"
+)
+
+// The benchmarks of the hot repository calls, one body for both backends
+// so that their figures compare: each backend's BenchmarkX opens a store
+// and calls BenchX.
+
+// BenchStoreOffline stores a typical chat message for one of 100 owners.
+func BenchStoreOffline(b *testing.B, st storage.Offline) {
+	ctx := context.Background()
+	raw := []byte(`<message from='romeo@montague.example/orchard' to='juliet@capulet.example' type='chat' id='a1b2c3'>` +
+		`<body>Lady, by yonder blessèd moon I vow, that tips with silver all these fruit-tree tops — </body>` +
+		`<delay xmlns='urn:xmpp:delay' from='capulet.example' stamp='2024-02-29T13:14:15Z'/></message>`)
+	owners := make([]string, 100)
+	for i := range owners {
+		owners[i] = fmt.Sprintf("user%d@example.com", i)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		// A realistic quota keeps the count query in the measured path.
+		if _, err := st.StoreOffline(ctx, owners[i%len(owners)], raw, now, 1<<20); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchRosterItems reads a roster of 100 contacts in groups.
+func BenchRosterItems(b *testing.B, st storage.Roster) {
+	ctx := context.Background()
+	const owner = "romeo@montague.example"
+	for i := range 100 {
+		item := storage.RosterItem{
+			JID:          fmt.Sprintf("contact%03d@example.com", i),
+			Name:         fmt.Sprintf("Contact %d", i),
+			Subscription: storage.SubBoth,
+			Groups:       []string{"Friends", fmt.Sprintf("Group %d", i%7)},
+		}
+		if _, err := st.UpsertRosterItem(ctx, owner, item); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		items, _, err := st.RosterItems(ctx, owner)
+		if err != nil || len(items) != 100 {
+			b.Fatal(len(items), err)
+		}
+	}
+}
