@@ -219,8 +219,10 @@ func (s *Service) derive(password string) ([]storage.SCRAMCredential, error) {
 	return creds, nil
 }
 
-// UserExists reports whether the account exists.
-func (s *Service) UserExists(ctx context.Context, bare string) (bool, error) {
+// AccountExists reports whether the account exists: the store's answer
+// (module.Registry.AccountExists is the same question in a running server,
+// which also knows the accounts with a bound session).
+func (s *Service) AccountExists(ctx context.Context, bare string) (bool, error) {
 	return s.store.AccountExists(ctx, bare)
 }
 

@@ -259,7 +259,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ok, err := a.svc.UserExists(r.Context(), bare); err != nil {
+	if ok, err := a.svc.AccountExists(r.Context(), bare); err != nil {
 		return err
 	} else if !ok {
 		return admin.ErrNoSuchUser

@@ -1,6 +1,8 @@
 // Package sm holds XEP-0198 stream management state: the counters and the
 // buffer of stanzas not yet acknowledged by the client, and the directory
-// of sessions that can be resumed.
+// of sessions that can be resumed. It is a package of its own, rather
+// than part of c2s, because cluster hands these sessions between nodes
+// (handover.go) and must not import c2s.
 package sm
 
 import (

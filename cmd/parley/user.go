@@ -175,7 +175,7 @@ func withNewPassword(cmd *cobra.Command, opts *globalOptions, arg string, mustEx
 		if err != nil {
 			return err
 		}
-		exists, err := svc.UserExists(ctx, bare)
+		exists, err := svc.AccountExists(ctx, bare)
 		if err != nil {
 			return err
 		}
