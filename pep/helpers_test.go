@@ -6,12 +6,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/storage"
@@ -22,90 +22,14 @@ import (
 
 const domain = "example.org"
 
-// session records what it is sent, like a c2s session would queue it.
-type session struct {
-	j     jid.JID
-	mu    sync.Mutex
-	got   []*wire.Stanza
-	pres  *wire.Stanza
-	flags module.Flags
-}
+// session stands in for a c2s session (the module test kit's).
+type session = modtest.Session
 
-func (s *session) JID() jid.JID { return s.j }
-func (s *session) Send(st *wire.Stanza) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.got = append(s.got, st)
-	return nil
-}
-func (s *session) Presence() *wire.Stanza {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pres
-}
-func (s *session) SetPresence(st *wire.Stanza) {
-	s.mu.Lock()
-	s.pres = st
-	s.mu.Unlock()
-}
-func (s *session) Priority() int { return 0 }
-func (s *session) Flags() module.Flags {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.flags
-}
-func (s *session) SetFlags(set, clear module.Flags) {
-	s.mu.Lock()
-	s.flags = (s.flags | set) &^ clear
-	s.mu.Unlock()
-}
-func (s *session) Close(*wire.StreamError) {}
-func (s *session) ConnID() string          { return "test-" + s.j.String() }
-
-func (s *session) find(pred func(*wire.Stanza) bool) *wire.Stanza {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, st := range s.got {
-		if pred(st) {
-			s.got = append(s.got[:i:i], s.got[i+1:]...)
-			return st
-		}
-	}
-	return nil
-}
-
-func (s *session) dump() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b strings.Builder
-	for _, st := range s.got {
-		b.WriteString("\n  " + string(st.Raw))
-	}
-	return b.String()
-}
-
-// wait waits up to 2s for a stanza matching pred.
-func (s *session) wait(t *testing.T, desc string, pred func(*wire.Stanza) bool) *wire.Stanza {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		if st := s.find(pred); st != nil {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s did not receive it; got:%s", desc, s.j, s.dump())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// none fails if a matching stanza arrives within d.
-func (s *session) none(t *testing.T, desc string, d time.Duration, pred func(*wire.Stanza) bool) {
+// none fails if a matching stanza arrives at s within d.
+func none(t *testing.T, s *session, desc string, d time.Duration, pred func(*wire.Stanza) bool) {
 	t.Helper()
 	time.Sleep(d)
-	if st := s.find(pred); st != nil {
-		t.Fatalf("%s: %s unexpectedly received %s", desc, s.j, st.Raw)
-	}
+	s.ExpectNone(t, desc, pred)
 }
 
 // event matches a notification for node carrying item id (or any item
@@ -175,7 +99,7 @@ func (e *env) login(full string) *session {
 			e.t.Fatal(err)
 		}
 	}
-	s := &session{j: j}
+	s := modtest.NewSession(full)
 	if _, err := e.router.Bind(s); err != nil {
 		e.t.Fatal(err)
 	}
@@ -184,7 +108,7 @@ func (e *env) login(full string) *session {
 
 func (e *env) send(s *session, format string, args ...any) {
 	e.t.Helper()
-	st := wire.MustParse(fmt.Sprintf(format, args...)).WithAttr("from", s.j.String())
+	st := wire.MustParse(fmt.Sprintf(format, args...)).WithAttr("from", s.JID().String())
 	e.router.Route(e.ctx, st, module.Origin{Kind: module.FromClient, Session: s})
 }
 
@@ -193,7 +117,7 @@ func (e *env) iq(s *session, format string, args ...any) *wire.Stanza {
 	e.t.Helper()
 	st := wire.MustParse(fmt.Sprintf(format, args...))
 	e.send(s, format, args...)
-	return s.wait(e.t, "response to "+st.ID, func(r *wire.Stanza) bool {
+	return s.Await(e.t, "response to "+st.ID, func(r *wire.Stanza) bool {
 		return r.Name == "iq" && r.ID == st.ID && (r.Type == "result" || r.Type == "error")
 	})
 }
@@ -256,7 +180,7 @@ func (e *env) answerCaps(s *session, info string) {
 	if known {
 		return // cached: no query
 	}
-	q := s.wait(e.t, "caps query", func(st *wire.Stanza) bool {
+	q := s.Await(e.t, "caps query", func(st *wire.Stanza) bool {
 		return st.Name == "iq" && st.Type == "get" && st.Child(xep.NSDiscoInfo, "query") != nil
 	})
 	e.send(s, "<iq type='result' id='%s' to='%s'>%s</iq>", q.ID, q.From, info)
@@ -268,7 +192,7 @@ func (e *env) ownOnline(s *session, notify ...string) {
 	e.t.Helper()
 	c, info := caps(notify...)
 	p := "<presence>" + c + "</presence>"
-	s.SetPresence(wire.MustParse(p).WithAttr("from", s.j.String()))
+	s.SetPresence(wire.MustParse(p).WithAttr("from", s.JID().String()))
 	e.send(s, "%s", p)
 	e.answerCaps(s, info)
 }
@@ -279,7 +203,7 @@ func (e *env) ownOnline(s *session, notify ...string) {
 func (e *env) contactOnline(s *session, owner string, answer bool, notify ...string) {
 	e.t.Helper()
 	c, info := caps(notify...)
-	p := wire.MustParse("<presence>"+c+"</presence>").WithFromTo(s.j.String(), owner)
+	p := wire.MustParse("<presence>"+c+"</presence>").WithFromTo(s.JID().String(), owner)
 	s.SetPresence(p)
 	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
 	if answer {

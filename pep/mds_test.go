@@ -16,7 +16,7 @@ func TestMDSServerAssist(t *testing.T) {
 	a2 := e.login(alice + "/b")
 	e.ownOnline(a2, NodeMDS)
 	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if in, _ := e.mod.interestsOf(alice, a2.j.String()); in[NodeMDS] {
+		if in, _ := e.mod.interestsOf(alice, a2.JID().String()); in[NodeMDS] {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -28,11 +28,11 @@ func TestMDSServerAssist(t *testing.T) {
 
 	e.send(a, "<message to='%s' type='chat' id='m'><body>hi</body><displayed xmlns='%s'><stanza-id xmlns='urn:xmpp:sid:0' by='%s' id='s1'/></displayed></message>",
 		bob, NodeMDS, alice)
-	m := b.wait(t, "message", func(st *wire.Stanza) bool { return st.Name == "message" && st.ID == "m" })
+	m := b.Await(t, "message", func(st *wire.Stanza) bool { return st.Name == "message" && st.ID == "m" })
 	if strings.Contains(string(m.Raw), "displayed") || !strings.Contains(string(m.Raw), "<body>hi</body>") {
 		t.Fatalf("delivered %s", m.Raw)
 	}
-	n := a2.wait(t, "notification", event(NodeMDS, "item", bob))
+	n := a2.Await(t, "notification", event(NodeMDS, "item", bob))
 	if !strings.Contains(string(n.Raw), "id='s1'") && !strings.Contains(string(n.Raw), `id="s1"`) {
 		t.Fatalf("notification %s", n.Raw)
 	}
@@ -45,8 +45,8 @@ func TestMDSServerAssist(t *testing.T) {
 	}
 	// Messages without it pass unchanged.
 	e.send(a, "<message to='%s' type='chat' id='m2'><body>x</body></message>", bob)
-	if m := b.wait(t, "message", func(st *wire.Stanza) bool { return st.ID == "m2" }); string(m.Raw) != "<message to='"+bob+"' type='chat' id='m2' from='"+alice+"/a'><body>x</body></message>" {
+	if m := b.Await(t, "message", func(st *wire.Stanza) bool { return st.ID == "m2" }); string(m.Raw) != "<message to='"+bob+"' type='chat' id='m2' from='"+alice+"/a'><body>x</body></message>" {
 		t.Fatalf("changed: %s", m.Raw)
 	}
-	a2.none(t, "second notification", 50*time.Millisecond, event(NodeMDS, "item", ""))
+	none(t, a2, "second notification", 50*time.Millisecond, event(NodeMDS, "item", ""))
 }

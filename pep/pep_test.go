@@ -241,30 +241,30 @@ func TestNotifications(t *testing.T) {
 	e.contactOnline(s, alice, true, tune) // directed presence from a stranger
 
 	e.ok(a, "%s", publishXML("p1", tune, "t1", "<tune xmlns='"+tune+"'><title>Finzi</title></tune>", ""))
-	n := b.wait(t, "contact notification", event(tune, "item", "t1"))
+	n := b.Await(t, "contact notification", event(tune, "item", "t1"))
 	if n.From != alice || n.To != bob+"/pc" || !strings.Contains(string(n.Raw), "<title>Finzi</title>") {
 		t.Fatalf("notification: %s", n.Raw)
 	}
-	a.wait(t, "own notification", event(tune, "item", "t1"))
-	a2.none(t, "uninterested own resource", 50*time.Millisecond, event(tune, "item", ""))
-	s.none(t, "stranger on a presence node", 0, event(tune, "item", ""))
+	a.Await(t, "own notification", event(tune, "item", "t1"))
+	none(t, a2, "uninterested own resource", 50*time.Millisecond, event(tune, "item", ""))
+	none(t, s, "stranger on a presence node", 0, event(tune, "item", ""))
 
 	// Opening the node lets the stranger's interest count.
 	e.ok(a, "%s", publishXML("p2", tune, "t2", "<tune xmlns='"+tune+"'/>", field(fAccessModel, AccessPresence)))
-	b.wait(t, "second", event(tune, "item", "t2"))
+	b.Await(t, "second", event(tune, "item", "t2"))
 	e.ok(a, "<iq type='set' id='c'><pubsub xmlns='%s'><configure node='%s'><x xmlns='jabber:x:data' type='submit'>%s</x></configure></pubsub></iq>", nsOwner, tune, field(fAccessModel, AccessOpen))
 	e.ok(a, "%s", publishXML("p3", tune, "t3", "<tune xmlns='"+tune+"'/>", ""))
-	s.wait(t, "stranger on an open node", event(tune, "item", "t3"))
+	s.Await(t, "stranger on an open node", event(tune, "item", "t3"))
 
 	// Retract notifies; blocked contacts get nothing.
 	e.ok(a, "<iq type='set' id='r'><pubsub xmlns='%s'><retract node='%s' notify='1'><item id='t3'/></retract></pubsub></iq>", NSPubSub, tune)
-	b.wait(t, "retract", event(tune, "retract", "t3"))
+	b.Await(t, "retract", event(tune, "retract", "t3"))
 	if err := e.store.Block(e.ctx, alice, []string{bob}); err != nil {
 		t.Fatal(err)
 	}
 	e.ok(a, "%s", publishXML("p4", tune, "t4", "<tune xmlns='"+tune+"'/>", ""))
-	a.wait(t, "own after block", event(tune, "item", "t4"))
-	b.none(t, "blocked contact", 50*time.Millisecond, event(tune, "item", "t4"))
+	a.Await(t, "own after block", event(tune, "item", "t4"))
+	none(t, b, "blocked contact", 50*time.Millisecond, event(tune, "item", "t4"))
 	if err := e.store.Unblock(e.ctx, alice, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -273,13 +273,13 @@ func TestNotifications(t *testing.T) {
 	p := wire.MustParse("<presence type='unavailable'/>").WithFromTo(bob+"/pc", alice)
 	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
 	e.ok(a, "%s", publishXML("p5", tune, "t5", "<tune xmlns='"+tune+"'/>", ""))
-	b.none(t, "offline contact", 50*time.Millisecond, event(tune, "item", "t5"))
+	none(t, b, "offline contact", 50*time.Millisecond, event(tune, "item", "t5"))
 
 	// Delete notifies.
 	e.contactOnline(b, alice, false, tune)
-	b.wait(t, "last item on presence", event(tune, "item", "t5"))
+	b.Await(t, "last item on presence", event(tune, "item", "t5"))
 	e.ok(a, "<iq type='set' id='d'><pubsub xmlns='%s'><delete node='%s'/></pubsub></iq>", nsOwner, tune)
-	b.wait(t, "delete", event(tune, "delete", ""))
+	b.Await(t, "delete", event(tune, "delete", ""))
 }
 
 func TestLastItemOnPresence(t *testing.T) {
@@ -291,24 +291,24 @@ func TestLastItemOnPresence(t *testing.T) {
 
 	b := e.login(bob + "/pc")
 	e.contactOnline(b, alice, true, tune)
-	n := b.wait(t, "last item", event(tune, "item", "t1"))
+	n := b.Await(t, "last item", event(tune, "item", "t1"))
 	if n.Child(xep.NSDelay, "delay") == nil || !strings.Contains(string(n.Raw), "<title>Last</title>") {
 		t.Fatalf("last item: %s", n.Raw)
 	}
-	b.none(t, "unwanted node", 50*time.Millisecond, event("urn:not-wanted", "item", ""))
+	none(t, b, "unwanted node", 50*time.Millisecond, event("urn:not-wanted", "item", ""))
 	// A subsequent presence does not resend.
 	e.contactOnline(b, alice, false, tune)
-	b.none(t, "second presence", 50*time.Millisecond, event(tune, "item", ""))
+	none(t, b, "second presence", 50*time.Millisecond, event(tune, "item", ""))
 
 	// Own resource coming online gets the last item too.
 	a2 := e.login(alice + "/laptop")
 	e.ownOnline(a2, tune)
-	a2.wait(t, "own last item", event(tune, "item", "t1"))
+	a2.Await(t, "own last item", event(tune, "item", "t1"))
 
 	// A stranger with interest gets nothing from a presence node.
 	s := e.login(eve + "/x")
 	e.contactOnline(s, alice, false, tune) // caps already verified and cached
-	s.none(t, "stranger", 50*time.Millisecond, event(tune, "item", ""))
+	none(t, s, "stranger", 50*time.Millisecond, event(tune, "item", ""))
 }
 
 func TestWrongCapsHashNotShared(t *testing.T) {
@@ -320,16 +320,16 @@ func TestWrongCapsHashNotShared(t *testing.T) {
 	// Bob claims a ver that does not match what he answers.
 	c, _ := caps("urn:other")
 	_, info := caps(tune)
-	p := wire.MustParse("<presence>"+c+"</presence>").WithFromTo(b.j.String(), alice)
+	p := wire.MustParse("<presence>"+c+"</presence>").WithFromTo(b.JID().String(), alice)
 	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
-	q := b.wait(t, "caps query", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
+	q := b.Await(t, "caps query", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
 	e.send(b, "<iq type='result' id='%s' to='%s'>%s</iq>", q.ID, q.From, strings.Replace(info, "node='https://test.example#", "node='x#", 1))
 	// Trusted for bob himself...
-	b.wait(t, "last item", event(tune, "item", "t1"))
+	b.Await(t, "last item", event(tune, "item", "t1"))
 	// ...but not for others advertising the same ver.
 	e.rosterItem(alice, eve, "both")
 	s := e.login(eve + "/x")
-	p = wire.MustParse("<presence>"+c+"</presence>").WithFromTo(s.j.String(), alice)
+	p = wire.MustParse("<presence>"+c+"</presence>").WithFromTo(s.JID().String(), alice)
 	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
-	s.wait(t, "caps query for the unverified ver", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
+	s.Await(t, "caps query for the unverified ver", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -176,6 +177,18 @@ func (s *Session) Expect(t testing.TB, desc string, pred func(*wire.Stanza) bool
 		t.Fatalf("%s: %s did not receive it; got %s", desc, s.j, Dump(s.Take()))
 	}
 	return st
+}
+
+// Await is Expect for a stanza sent asynchronously (from a module's
+// goroutine or timer): it polls until one matches, for at most 10 s.
+func (s *Session) Await(t testing.TB, desc string, pred func(*wire.Stanza) bool) *wire.Stanza {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if st := s.Find(pred); st != nil {
+			return st
+		}
+	}
+	return s.Expect(t, desc, pred)
 }
 
 // ExpectNone fails the test if the session received a stanza matching
