@@ -3,11 +3,9 @@ package omemo
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
-	"mellium.im/xmpp/jid"
-
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
@@ -30,33 +28,8 @@ func TestNodeDefaults(t *testing.T) {
 	}
 }
 
-type session struct {
-	j   jid.JID
-	mu  sync.Mutex
-	got []*wire.Stanza
-}
-
-func (s *session) JID() jid.JID { return s.j }
-func (s *session) Send(st *wire.Stanza) error {
-	s.mu.Lock()
-	s.got = append(s.got, st)
-	s.mu.Unlock()
-	return nil
-}
-func (s *session) Presence() *wire.Stanza     { return wire.MustParse("<presence/>") }
-func (s *session) SetPresence(*wire.Stanza)   {}
-func (s *session) Priority() int              { return 0 }
-func (s *session) Flags() module.Flags        { return 0 }
-func (s *session) SetFlags(_, _ module.Flags) {}
-func (s *session) Close(*wire.StreamError)    {}
-func (s *session) ConnID() string             { return "test" }
-func (s *session) take() []*wire.Stanza {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.got
-	s.got = nil
-	return g
-}
+// session stands in for a c2s session (the module test kit's).
+type session = modtest.Session
 
 func TestRequireE2E(t *testing.T) {
 	ctx := context.Background()
@@ -67,7 +40,7 @@ func TestRequireE2E(t *testing.T) {
 	}
 	r.SetRegistry(reg)
 	bind := func(full string) *session {
-		s := &session{j: jid.MustParse(full)}
+		s := modtest.NewSession(full).Available(0)
 		if _, err := r.Bind(s); err != nil {
 			t.Fatal(err)
 		}
@@ -75,16 +48,16 @@ func TestRequireE2E(t *testing.T) {
 	}
 	a, b, c := bind("a@strict.example/x"), bind("b@lax.example/y"), bind("c@lax.example/z")
 	send := func(from *session, raw string) {
-		st := wire.MustParse(raw).WithAttr("from", from.j.String())
+		st := wire.MustParse(raw).WithAttr("from", from.JID().String())
 		r.Route(ctx, st, module.Origin{Kind: module.FromClient, Session: from})
 	}
 
 	// Plain chat from a strict domain is refused with an explanation.
 	send(a, "<message type='chat' to='b@lax.example' id='m1'><body>hi</body></message>")
-	if got := b.take(); len(got) != 0 {
+	if got := b.Take(); len(got) != 0 {
 		t.Fatalf("plain message delivered: %s", got[0].Raw)
 	}
-	got := a.take()
+	got := a.Take()
 	if len(got) != 1 || got[0].Type != "error" || got[0].ID != "m1" {
 		t.Fatalf("sender got %v", got)
 	}
@@ -96,7 +69,7 @@ func TestRequireE2E(t *testing.T) {
 	// Encrypted (with fallback body) passes byte for byte.
 	enc := "<message type='chat' to='b@lax.example/y' id='m2'><encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='27183'><key rid='31415'>BASE64ENCODED=</key><iv>BASE64IV=</iv></header><payload>BASE64PAYLOAD=</payload></encrypted><body>I sent you an OMEMO encrypted message</body></message>"
 	send(a, enc)
-	got = b.take()
+	got = b.Take()
 	want := wire.MustParse(enc).WithAttr("from", "a@strict.example/x")
 	if len(got) != 1 || string(got[0].Raw) != string(want.Raw) {
 		t.Fatalf("encrypted message: got %v", got)
@@ -104,12 +77,12 @@ func TestRequireE2E(t *testing.T) {
 	// OMEMO 2 too; chat states and groupchat are not affected.
 	send(a, "<message type='chat' to='b@lax.example/y'><encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/><payload>x</payload></encrypted><body>fallback</body></message>")
 	send(a, "<message type='chat' to='b@lax.example/y'><active xmlns='http://jabber.org/protocol/chatstates'/></message>")
-	if got := b.take(); len(got) != 2 {
+	if got := b.Take(); len(got) != 2 {
 		t.Fatalf("want 2 delivered, got %d", len(got))
 	}
 	// Other domains are not affected.
 	send(c, "<message type='chat' to='b@lax.example/y'><body>plain</body></message>")
-	if got := b.take(); len(got) != 1 {
+	if got := b.Take(); len(got) != 1 {
 		t.Fatalf("lax domain message not delivered: %v", got)
 	}
 }

@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/parley-xmpp/parley/internal/modtest"
 	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/storage/sqlite"
@@ -26,35 +26,8 @@ const (
 	uploadHost = "upload.example.org"
 )
 
-// session stands in for a client connection and records what it is sent.
-type session struct {
-	j   jid.JID
-	mu  sync.Mutex
-	got []*wire.Stanza
-}
-
-func (s *session) JID() jid.JID { return s.j }
-func (s *session) Send(st *wire.Stanza) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.got = append(s.got, st)
-	return nil
-}
-func (s *session) Presence() *wire.Stanza           { return wire.MustParse("<presence/>") }
-func (s *session) SetPresence(*wire.Stanza)         {}
-func (s *session) Priority() int                    { return 0 }
-func (s *session) Flags() module.Flags              { return 0 }
-func (s *session) SetFlags(set, clear module.Flags) {}
-func (s *session) Close(*wire.StreamError)          {}
-func (s *session) ConnID() string                   { return "test-" + s.j.String() }
-
-func (s *session) take() []*wire.Stanza {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	got := s.got
-	s.got = nil
-	return got
-}
+// session stands in for a client connection (the module test kit's).
+type session = modtest.Session
 
 type env struct {
 	t      *testing.T
@@ -145,7 +118,7 @@ func (e *env) login(full string) *session {
 			e.t.Fatal(err)
 		}
 	}
-	s := &session{j: j}
+	s := modtest.NewSession(j.String()).Available(0)
 	if _, err := e.router.Bind(s); err != nil {
 		e.t.Fatal(err)
 	}
@@ -155,9 +128,9 @@ func (e *env) login(full string) *session {
 // iq sends a request from s as c2s does and returns its reply.
 func (e *env) iq(s *session, xml string) *wire.Stanza {
 	e.t.Helper()
-	st := wire.MustParse(xml).WithAttr("from", s.j.String())
+	st := wire.MustParse(xml).WithAttr("from", s.JID().String())
 	e.router.Route(context.Background(), st, module.Origin{Kind: module.FromClient, Session: s})
-	for _, g := range s.take() {
+	for _, g := range s.Take() {
 		if g.Name == "iq" && g.ID == st.ID {
 			return g
 		}
