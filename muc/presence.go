@@ -54,7 +54,7 @@ func (r *room) handlePresence(ev *module.Event) {
 		return
 	}
 	if len(nick) > maxNickBytes {
-		r.replyError(st, wire.ErrNotAcceptable, "the nick is too long")
+		r.presenceError(st, wire.ErrNotAcceptable, "the nick is too long")
 		return
 	}
 	switch {
@@ -87,7 +87,22 @@ func clientPresence(st *wire.Stanza) *wire.Stanza {
 // joinError sends the presence error of a refused join (§7.2.x).
 func (r *room) joinError(st *wire.Stanza, cond, text string) {
 	joinsRefused.WithLabelValues(cond).Inc()
-	r.replyError(st, cond, text)
+	r.presenceError(st, cond, text)
+}
+
+// presenceError answers a refused join or nick change as XEP-0045's
+// examples do (§7.2.6-§7.2.11, §7.6): with an empty <x xmlns='…muc'/>
+// (never the password the request carried) and the error 'by' the room.
+// Clients tell a failed join by that <x/>: slixmpp's join_muc_wait waited
+// until its timeout for an error without it.
+func (r *room) presenceError(st *wire.Stanza, cond, text string) {
+	if st.Type == "error" {
+		return
+	}
+	e := wire.ErrorElement(cond, text, nil)
+	e.SetAttr("by", r.key)
+	r.m.send(wire.FromElement(wire.NewElement(wire.NSClient, "presence", "from", st.To, "to", st.From, "type", "error", "id", st.ID).
+		Add(wire.NewElement(NS, "x"), e)))
 }
 
 // join handles a presence from a session that is not in the room (§7.2).
@@ -406,15 +421,15 @@ func (r *room) updatePresence(o *occupant, from jid.JID, st *wire.Stanza) {
 func (r *room) changeNick(ev *module.Event, o *occupant, nick string) {
 	st := ev.Stanza
 	if other := r.occupants[nick]; other != nil {
-		r.replyError(st, wire.ErrConflict, "this nick is used by another occupant")
+		r.presenceError(st, wire.ErrConflict, "this nick is used by another occupant")
 		return
 	}
 	if holder := r.nickHolder(nick); holder != "" && holder != o.bare.String() {
-		r.replyError(st, wire.ErrConflict, "this nick is registered by another user")
+		r.presenceError(st, wire.ErrConflict, "this nick is registered by another user")
 		return
 	}
 	if len(o.sessions) > 1 {
-		r.replyError(st, wire.ErrNotAcceptable, "leave from your other devices before changing the nick")
+		r.presenceError(st, wire.ErrNotAcceptable, "leave from your other devices before changing the nick")
 		return
 	}
 	old := o.nick

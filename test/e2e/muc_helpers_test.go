@@ -85,7 +85,13 @@ func join(t testing.TB, c *testserver.Client, room, nick, extra string) *wire.St
 func joinError(t testing.TB, c *testserver.Client, room, nick, extra string) *wire.Stanza {
 	t.Helper()
 	c.Send("<presence to='%s/%s'><x xmlns='%s'>%s</x></presence>", room, nick, nsMUC, extra)
-	return c.Expect("join error from "+room, fromOccupant(room, nick, "error"))
+	st := c.Expect("join error from "+room, fromOccupant(room, nick, "error"))
+	// As XEP-0045's examples (§7.2.6-§7.2.11): slixmpp's join_muc_wait
+	// recognises a refused join only by the <x/>.
+	if x := st.Child(nsMUC, "x"); x == nil || len(x.Elements()) != 0 || st.Child(wire.NSClient, "error").AttrValue("by") != room {
+		t.Fatalf("join error without an empty <x xmlns='%s'/> or by='%s': %s", nsMUC, room, st.Raw)
+	}
+	return st
 }
 
 // createRoom creates a room as an instant room (§10.1.2) with the form

@@ -144,6 +144,50 @@ func TestSlixmppMUC(t *testing.T) {
 	}
 }
 
+// TestSlixmppMUCJoinErrorsAndResync: slixmpp's join_muc_wait gets a
+// refused join as an error at once (the error presence carries the
+// <x xmlns='…muc'/> it looks for, as in XEP-0045's examples), not after
+// its timeout; and calling it again for a room the client is in returns
+// the room again (XEP-0045 §17.3.3: a full synchronization), where it
+// used to wait for a subject that never came.
+func TestSlixmppMUCJoinErrorsAndResync(t *testing.T) {
+	slixmppAvailable(t)
+	ts := testserver.Start(t)
+	alice := ts.AddUser("alice", "alice-pw")
+	bob := ts.AddUser("bob", "bob-pw")
+	room := "closed@conference." + testserver.Domain
+	locked := "secret@conference." + testserver.Domain
+	l := mucLib()
+	a := start(t, ts, l, alice+"/phone", "alice-pw",
+		op("create", "room", room, "nick", "Alice", "fields", map[string]any{
+			"muc#roomconfig_persistentroom": true, "muc#roomconfig_membersonly": true}),
+		op("create", "room", locked, "nick", "Alice", "fields", map[string]any{
+			"muc#roomconfig_persistentroom": true, "muc#roomconfig_passwordprotectedroom": true, "muc#roomconfig_roomsecret": "s3cret"}),
+		op("say", "room", room, "body", "members only"),
+		op("wait_groupchat", "room", room, "body", "members only"),
+		op("join", "room", room, "nick", "Alice", "maxstanzas", 10),
+	)
+	aEv := finish(t, a)[0]
+	aj := decode[joinedEvent](t, aEv, "joined")
+	if len(aj) != 3 || aj[2].Room != room || !slices.Contains(aj[2].Codes, 110) || slices.Contains(aj[2].Codes, 201) ||
+		!slices.Equal(aj[2].History, []string{"members only"}) || aj[2].Affiliation != "owner" {
+		t.Errorf("joining again as slixmpp saw it: %+v", aj)
+	}
+	b := start(t, ts, l, bob+"/laptop", "bob-pw",
+		op("join", "room", room, "nick", "Bob", "timeout", 5),
+		op("join", "room", locked, "nick", "Bob", "password", "wrong", "timeout", 5),
+		op("join", "room", locked, "nick", "Bob", "password", "s3cret", "timeout", 5),
+	)
+	bEv := finish(t, b)[0]
+	errs := decode[event](t, bEv, "join_error", "timeout")
+	if len(errs) != 2 || errs[0].Condition != "registration-required" || errs[1].Condition != "not-authorized" {
+		t.Errorf("refused joins as slixmpp saw them: %+v\n%s", errs, b.transcript())
+	}
+	if bj := decode[joinedEvent](t, bEv, "joined"); len(bj) != 1 || bj[0].Room != locked {
+		t.Errorf("join with the password: %+v", bj)
+	}
+}
+
 type xjsJoined struct {
 	Op          string   `json:"op"`
 	Codes       []int    `json:"codes"`
