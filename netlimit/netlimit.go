@@ -143,18 +143,22 @@ func (b *Bucket) Take(n float64) bool {
 	return b.tokens >= 0
 }
 
-// Listener wraps ln so that connections beyond max per address are closed
-// as soon as they are accepted (after reject, which may write a short
-// explanation and must not block). The count is released when the
+// Listener wraps ln so that connections beyond max per address are not
+// counted and are handed to refused as soon as they are accepted. refused
+// (which must not block) either closes the connection and returns nil, or
+// returns a connection for Accept to return anyway, uncounted, so that
+// the server can read the client's request and answer it with a refusal
+// (a response written before the request arrives is one the client does
+// not expect). A nil refused closes them. The count is released when the
 // connection is closed.
-func Listener(ln net.Listener, p *PerAddress, reject func(net.Conn)) net.Listener {
-	return &listener{Listener: ln, p: p, reject: reject}
+func Listener(ln net.Listener, p *PerAddress, refused func(net.Conn) net.Conn) net.Listener {
+	return &listener{Listener: ln, p: p, refused: refused}
 }
 
 type listener struct {
 	net.Listener
-	p      *PerAddress
-	reject func(net.Conn)
+	p       *PerAddress
+	refused func(net.Conn) net.Conn
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -167,10 +171,11 @@ func (l *listener) Accept() (net.Conn, error) {
 		if ok {
 			return &countedConn{Conn: c, release: release}, nil
 		}
-		if l.reject != nil {
-			l.reject(c)
+		if l.refused == nil {
+			_ = c.Close()
+		} else if rc := l.refused(c); rc != nil {
+			return rc, nil
 		}
-		_ = c.Close()
 	}
 }
 

@@ -89,7 +89,11 @@ func TestListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := make(chan struct{}, 4)
-	l := Listener(ln, NewPerAddress(1), func(c net.Conn) { rejected <- struct{}{} })
+	l := Listener(ln, NewPerAddress(1), func(c net.Conn) net.Conn {
+		rejected <- struct{}{}
+		_ = c.Close()
+		return nil
+	})
 	defer l.Close()
 	accepted := make(chan net.Conn, 4)
 	go func() {
@@ -123,6 +127,37 @@ func TestListener(t *testing.T) {
 		s3.Close()
 	case <-time.After(5 * time.Second):
 		t.Fatal("refused after the first connection closed")
+	}
+}
+
+// TestListenerHandsOutRefused: a connection that refused returns is
+// accepted anyway, uncounted, so the server can answer it.
+func TestListenerHandsOutRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type marked struct{ net.Conn }
+	p := NewPerAddress(1)
+	l := Listener(ln, p, func(c net.Conn) net.Conn { return marked{c} })
+	defer l.Close()
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, isRefused := s.(marked); isRefused != (i == 1) {
+			t.Fatalf("connection %d: refused %v", i+1, isRefused)
+		}
+	}
+	if n := p.Count("127.0.0.1:1"); n != 1 {
+		t.Fatalf("count = %d, want 1 (the refused connection is not counted)", n)
 	}
 }
 

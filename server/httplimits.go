@@ -1,11 +1,12 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,20 +26,74 @@ func init() {
 	httpLimitHits.WithLabelValues("per_address")
 }
 
+// httpRefusals bounds the refused plain-HTTP connections being answered
+// at once; beyond it a refused connection is closed at once, so a flood of
+// them costs no more than this many goroutines.
+const httpRefusals = 64
+
 // limitHTTPListener refuses connections beyond http.connections_per_address
 // (reverse proxies in http.trusted_proxies are not counted). On plain HTTP
-// the client is told with a 429 response; on TLS the connection is closed
-// before the handshake, which a refusal is not worth.
+// the refused connection is served anyway, marked as a refusedConn: its
+// request is read (within http.read_header_timeout) and answered with 429
+// and Connection: close (refuseOverLimit). Answering before the request
+// arrives is not HTTP: a client that has not written its request yet
+// takes the response as unsolicited on an idle connection and fails the
+// request, and closing with the request unread resets the connection,
+// which can destroy the response before it is read. On TLS the connection
+// is closed before the handshake, which a refusal is not worth.
 func (s *Server) limitHTTPListener(ln net.Listener, plain bool) net.Listener {
 	per := netlimit.NewPerAddress(s.cfg.HTTP.ConnectionsPerAddress, s.proxies...)
-	return netlimit.Listener(ln, per, func(c net.Conn) {
+	slots := make(chan struct{}, httpRefusals)
+	return netlimit.Listener(ln, per, func(c net.Conn) net.Conn {
 		httpLimitHits.WithLabelValues("per_address").Inc()
 		if plain {
-			const body = "too many connections from your address\n"
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = io.WriteString(c, "HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 60\r\n"+
-				"Content-Type: text/plain; charset=utf-8\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+			select {
+			case slots <- struct{}{}:
+				return &refusedConn{Conn: c, slots: slots}
+			default:
+			}
 		}
+		_ = c.Close()
+		return nil
+	})
+}
+
+// refusedConn is a connection over the per-address limit that is served
+// only to be refused; closing it frees its refusal slot.
+type refusedConn struct {
+	net.Conn
+	slots chan struct{}
+	once  sync.Once
+}
+
+func (c *refusedConn) Close() error {
+	c.once.Do(func() { <-c.slots })
+	return c.Conn.Close()
+}
+
+type refusedKey struct{}
+
+// markRefused is the http.Server's ConnContext: requests on a refusedConn
+// carry refusedKey in their context.
+func markRefused(ctx context.Context, c net.Conn) context.Context {
+	if _, ok := c.(*refusedConn); ok {
+		return context.WithValue(ctx, refusedKey{}, true)
+	}
+	return ctx
+}
+
+// refuseOverLimit answers a request on a refusedConn with 429 (the write
+// within write) and closes the connection after it; other requests go to h.
+func refuseOverLimit(h http.Handler, write time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(refusedKey{}) == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(write))
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "60")
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 	})
 }
 

@@ -483,11 +483,13 @@ func (s *Server) certNames() []string {
 
 // serveHTTP serves h on ln with the http.* timeouts: for the header, for
 // an idle keep-alive connection, and for progress of request bodies and
-// responses (withDeadlines).
+// responses (withDeadlines). Connections that limitHTTPListener refused
+// get 429 instead.
 func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 	c := s.cfg.HTTP
-	hs := &http.Server{Handler: withDeadlines(h, c.BodyTimeout, c.WriteTimeout), ReadHeaderTimeout: c.ReadHeaderTimeout,
-		IdleTimeout: c.IdleTimeout, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	hs := &http.Server{Handler: refuseOverLimit(withDeadlines(h, c.BodyTimeout, c.WriteTimeout), c.WriteTimeout),
+		ReadHeaderTimeout: c.ReadHeaderTimeout, IdleTimeout: c.IdleTimeout, ConnContext: markRefused,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.https = append(s.https, hs)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {

@@ -88,13 +88,22 @@ func TestHTTPConnectionsPerAddress(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	resp, err := http.Get("http://" + ts.Addr("http") + "/.well-known/host-meta")
-	if err != nil {
-		t.Fatalf("third connection: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("third connection: status %d, want 429", resp.StatusCode)
+	// The refusal answers the request (a response before the request is
+	// one a client takes as unsolicited), also one with a body (BOSH).
+	for method, body := range map[string]string{http.MethodGet: "", http.MethodPost: strings.Repeat("x", 64<<10)} {
+		req, err := http.NewRequest(method, "http://"+ts.Addr("http")+"/.well-known/host-meta", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("third connection, %s: %v", method, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !resp.Close {
+			t.Fatalf("third connection, %s: status %d, Retry-After %q, close %v; want 429, a Retry-After and close",
+				method, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Close)
+		}
 	}
 
 	proxied := testserver.Start(t, func(c *server.Config) { c.HTTP.ConnectionsPerAddress = 2 }) // trusts 127.0.0.0/8
@@ -111,7 +120,7 @@ func TestHTTPConnectionsPerAddress(t *testing.T) {
 			c.Close()
 		}
 	}()
-	resp, err = http.Get("http://" + proxied.Addr("http") + "/.well-known/host-meta")
+	resp, err := http.Get("http://" + proxied.Addr("http") + "/.well-known/host-meta")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("through a trusted proxy: %v %v", resp, err)
 	}
