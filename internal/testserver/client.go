@@ -469,6 +469,20 @@ func Is(name, typ string) func(*wire.Stanza) bool {
 	return func(s *wire.Stanza) bool { return s.Name == name && (typ == "*" || s.Type == typ) }
 }
 
+// Subscribe makes a and b mutually subscribed, as two clients would: each
+// asks, the other approves, and each sees the other's answer.
+func Subscribe(t testing.TB, a, b *Client, aBare, bBare string) {
+	t.Helper()
+	a.Send("<presence to='%s' type='subscribe'/>", bBare)
+	b.Expect("subscribe from a", PresenceFrom(aBare, "subscribe"))
+	b.Send("<presence to='%s' type='subscribed'/>", aBare)
+	a.Expect("subscribed from b", PresenceFrom(bBare, "subscribed"))
+	b.Send("<presence to='%s' type='subscribe'/>", aBare)
+	a.Expect("subscribe from b", PresenceFrom(bBare, "subscribe"))
+	a.Send("<presence to='%s' type='subscribed'/>", bBare)
+	b.Expect("subscribed from a", PresenceFrom(aBare, "subscribed"))
+}
+
 // MessageWithBody matches a message with the body text.
 func MessageWithBody(body string) func(*wire.Stanza) bool {
 	return func(s *wire.Stanza) bool {

@@ -18,17 +18,10 @@ import (
 
 func isMsg(body string) func(*wire.Stanza) bool { return testserver.MessageWithBody(body) }
 
-// subscribe makes a and b mutually subscribed, as two clients would.
+// subscribe makes a and b mutually subscribed (testserver.Subscribe).
 func subscribe(t *testing.T, a, b *testserver.Client, aBare, bBare string) {
 	t.Helper()
-	a.Send("<presence to='%s' type='subscribe'/>", bBare)
-	b.Expect("subscribe from a", testserver.PresenceFrom(aBare, "subscribe"))
-	b.Send("<presence to='%s' type='subscribed'/>", aBare)
-	a.Expect("subscribed from b", testserver.PresenceFrom(bBare, "subscribed"))
-	b.Send("<presence to='%s' type='subscribe'/>", aBare)
-	a.Expect("subscribe from b", testserver.PresenceFrom(bBare, "subscribe"))
-	a.Send("<presence to='%s' type='subscribed'/>", bBare)
-	b.Expect("subscribed from a", testserver.PresenceFrom(aBare, "subscribed"))
+	testserver.Subscribe(t, a, b, aBare, bBare)
 }
 
 func stanzaError(st *wire.Stanza) string {
