@@ -102,6 +102,7 @@ type pendingAttach struct {
 
 type incoming struct {
 	old      string         // the node handing the session over
+	key      string         // the session's registry key
 	fromOld  []*wire.Stanza // forwarded by it (older)
 	direct   []*wire.Stanza // sent here by the others (and by this node to itself)
 	finished chan struct{}  // closed when the old node's forwards are done
@@ -123,9 +124,9 @@ const finishWait = 3 * time.Second
 
 func (p *pendingAttach) init() { p.m = map[string]*incoming{} }
 
-func (p *pendingAttach) add(conn, old string) {
+func (p *pendingAttach) add(conn, old, key string) {
 	p.mu.Lock()
-	p.m[conn] = &incoming{old: old, finished: make(chan struct{}), routed: true, flushed: make(chan struct{})}
+	p.m[conn] = &incoming{old: old, key: key, finished: make(chan struct{}), routed: true, flushed: make(chan struct{})}
 	p.mu.Unlock()
 }
 
@@ -182,12 +183,12 @@ func (p *pendingAttach) finish(conn string) {
 	}
 }
 
-// releaseHeld ends holding for conn once the old node's forwards are done (or
-// finishWait passed), passing what was held to deliver in order: the
-// forwarded stanzas, then the direct ones. Stanzas arriving meanwhile
-// wait for it. Stanzas this node routes to the session meanwhile go to it
-// directly (the session holds them behind what is released here), so
-// before releasing it waits for what it sent itself over the bus.
+// releaseHeld ends holding for conn once the old node's forwards are
+// done (or finishWait passed), passing what was held to deliver in order:
+// the forwarded stanzas, then the direct ones. Stanzas arriving later, and
+// those this node routes to the session meanwhile, go to the session
+// directly, which keeps them behind what is released here; so before
+// releasing it waits for what it sent itself over the bus.
 func (n *Node) releaseHeld(conn string, deliver func(st *wire.Stanza)) bool {
 	p := &n.pending
 	p.mu.Lock()
@@ -207,10 +208,20 @@ func (n *Node) releaseHeld(conn string, deliver func(st *wire.Stanza)) bool {
 	}
 	// From now on this node delivers to the session here; what it sent
 	// through its bus before (sends still under way included: the
-	// barrier) comes back before the flush marker.
-	p.mu.Lock()
-	in.routed = false
-	p.mu.Unlock()
+	// barrier) comes back before the flush marker. What it queued for the
+	// session while it was on the old node (stanzas waiting for their
+	// writes) goes through the bus first: delivered here directly it
+	// would overtake what its senders routed to the session here since.
+	wait := time.NewTimer(finishWait)
+	defer wait.Stop()
+	if !n.afterQueued(in.key, wait.C, func() {
+		p.mu.Lock()
+		in.routed = false
+		p.mu.Unlock()
+	}) {
+		handoverFinishTimeouts.Inc()
+		finished = false
+	}
 	n.sendBarrier.Lock()
 	n.sendBarrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
 	if n.publish(n.cfg.Node, kindFlush, "", conn, nil, nil) == nil {
@@ -221,15 +232,17 @@ func (n *Node) releaseHeld(conn string, deliver func(st *wire.Stanza)) bool {
 			finished = false
 		}
 	}
+	// Once the entry is gone, stanzas for conn go to the session, which
+	// puts them behind these (c2s: arrive). deliver runs unlocked: for a
+	// failed hand-over it routes, which may queue for other nodes (lock
+	// order: outgoing queue, then this one).
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, st := range in.fromOld {
-		deliver(st)
-	}
-	for _, st := range in.direct {
-		deliver(st)
-	}
+	held := append(in.fromOld, in.direct...)
 	delete(p.m, conn)
+	p.mu.Unlock()
+	for _, st := range held {
+		deliver(st)
+	}
 	return finished
 }
 
@@ -267,7 +280,7 @@ func (n *Node) TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Han
 		handovers.WithLabelValues("in", "not-found").Inc()
 		return nil, ErrNotFound
 	}
-	n.pending.add(conn, e.Node)
+	n.pending.add(conn, e.Node, r.key)
 	rep, err := n.call(ctx, e.Node, rpcRequest{Op: opHandover, Bare: bare, PrevID: previd, Rev: n.horizon(),
 		NewNode: n.cfg.Node, NewBoot: n.boot, NewConn: conn})
 	var h sm.Handover

@@ -124,9 +124,13 @@ func (n *Node) deadEntry(e *entry) bool {
 		return e.Boot != n.boot // our previous life (killed, restarted)
 	}
 	n.peers.mu.Lock()
-	pr := n.peers.m[e.Node]
+	var pr peer
+	p, known := n.peers.m[e.Node]
+	if known {
+		pr = *p // onHeartbeat updates it in place
+	}
 	n.peers.mu.Unlock()
-	if pr == nil {
+	if !known {
 		return time.Since(n.started) > n.cfg.DeadAfter
 	}
 	if pr.hb.Boot != e.Boot && !pr.hb.Bye && time.Since(pr.last) < 3*n.cfg.Heartbeat {

@@ -65,13 +65,25 @@ func (r *remote) Send(st *wire.Stanza) error { return r.SendAfter(st, module.Bar
 // committed (store before forward) without making the caller wait, so the
 // sender's stream reads on as it does for a session on its own node.
 // Stanzas for one session stay in order: while one waits, those after it
-// queue behind it (one queue per shard of sessions).
+// queue behind it (one queue per shard of sessions). A session that moved
+// here gets st in its own queue once nothing of it waits in this one (a
+// move here waits for that: see Node.afterQueued), behind what was routed
+// to it before.
 func (r *remote) SendAfter(st *wire.Stanza, b module.Barrier) error {
 	q := &r.n.outq[r.shard]
 	q.mu.Lock()
-	if len(q.items) == 0 && !q.running && b.Passed() {
-		q.mu.Unlock()
-		return r.send(st)
+	if q.keys[r.key] == 0 {
+		if conn, ok := r.n.boundHere(r); ok {
+			q.mu.Unlock()
+			if s, ok := r.n.router.LocalSession(r.full, conn).(module.HeldSender); ok {
+				return s.SendAfter(st, b)
+			}
+			return module.ErrNoSession
+		}
+		if len(q.items) == 0 && !q.running && b.Passed() {
+			q.mu.Unlock()
+			return r.send(st)
+		}
 	}
 	if len(q.items) >= maxOutQueue {
 		// Back-pressure rather than unbounded memory.
@@ -82,6 +94,10 @@ func (r *remote) SendAfter(st *wire.Stanza, b module.Barrier) error {
 		return r.send(st)
 	}
 	q.items = append(q.items, outItem{r: r, st: st, after: b})
+	if q.keys == nil {
+		q.keys = map[string]int{}
+	}
+	q.keys[r.key]++
 	if !q.running {
 		q.running = true
 		go r.n.drainOut(q)
@@ -101,6 +117,10 @@ type outQueue struct {
 	mu      sync.Mutex
 	items   []outItem
 	running bool
+	// keys counts, per session (registry key), the items not yet sent;
+	// idle holds who waits for a count to reach zero.
+	keys map[string]int
+	idle map[string][]chan struct{}
 }
 
 type outItem struct {
@@ -121,15 +141,68 @@ func (n *Node) drainOut(q *outQueue) {
 		it := q.items[0]
 		q.items = q.items[1:]
 		q.mu.Unlock()
-		if it.after.Wait(context.Background()) != nil {
-			continue // not stored: the sender was told, nothing goes out
-		}
-		if it.r.send(it.st) != nil {
+		if it.after.Wait(context.Background()) == nil && it.r.send(it.st) != nil {
 			// The session's node went away meanwhile: as for a resource
 			// that is gone (another resource or offline storage).
 			it.r.n.router.Deliver(context.Background(), it.r.full, "", it.st)
 		}
+		// (Not stored: the sender was told, nothing went out.)
+		q.mu.Lock()
+		if q.keys[it.r.key]--; q.keys[it.r.key] <= 0 {
+			delete(q.keys, it.r.key)
+			for _, ch := range q.idle[it.r.key] {
+				close(ch)
+			}
+			delete(q.idle, it.r.key)
+		}
+		q.mu.Unlock()
 	}
+}
+
+// afterQueued runs f once none of the stanzas this node queued for the
+// session key (waiting for their writes) is still to be sent, or once t
+// fires (false), under the queue's lock: a send that finds the queue
+// empty for key afterwards sees what f did.
+func (n *Node) afterQueued(key string, t <-chan time.Time, f func()) bool {
+	q := &n.outq[shardOf(key)]
+	for {
+		q.mu.Lock()
+		if q.keys[key] == 0 {
+			f()
+			q.mu.Unlock()
+			return true
+		}
+		ch := make(chan struct{})
+		if q.idle == nil {
+			q.idle = map[string][]chan struct{}{}
+		}
+		q.idle[key] = append(q.idle[key], ch)
+		q.mu.Unlock()
+		select {
+		case <-ch:
+		case <-t:
+			q.mu.Lock()
+			f()
+			q.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// boundHere reports whether the session r names has moved to this node
+// and is bound here (no longer being handed over), with its connection.
+func (n *Node) boundHere(r *remote) (conn string, ok bool) {
+	n.registry.mu.RLock()
+	cur := n.registry.byKey[r.key]
+	n.registry.mu.RUnlock()
+	if cur == nil {
+		return "", false
+	}
+	e := cur.state().e
+	if e.Node != n.cfg.Node || e.Boot != n.boot || n.pending.has(e.Conn) {
+		return "", false
+	}
+	return e.Conn, true
 }
 
 // send publishes st to the session's node. It goes by the registry as it
