@@ -84,7 +84,9 @@ type Node struct {
 	stopping atomic.Bool
 	draining atomic.Bool
 	onDrain  func()
-	writeMu  [64]sync.Mutex // serializes the writes of one key
+	// dbPending: whether this node's s2s waits on a dialback result.
+	dbPending func(local, remote, id string) bool
+	writeMu   [64]sync.Mutex // serializes the writes of one key
 }
 
 var _ router.Cluster = (*Node)(nil)
@@ -242,6 +244,7 @@ func (n *Node) Start(ctx context.Context, r *router.Router, reg *module.Registry
 		{n.subject("rpc", n.cfg.Node), n.onRPC},
 		{n.subject("hb"), n.onHeartbeat},
 		{n.subject("moved"), n.onMoved},
+		{n.subject("dialback"), n.onDialback},
 	} {
 		sub, err := n.nc.Subscribe(s.subj, s.h)
 		if err != nil {

@@ -294,7 +294,7 @@ func (s *Service) dialbackVerify(str *stream, st *wire.Stanza) error {
 	}
 	key := strings.TrimSpace(st.Tree().Text())
 	typ := "invalid"
-	if s.checkKey(from, to, st.ID, key) && s.isPending(to, from, st.ID) {
+	if s.checkKey(from, to, st.ID, key) && s.pendingAnywhere(to, from, st.ID) {
 		typ = "valid"
 	}
 	return str.send([]byte("<db:verify from='" + wire.EscapeAttr(to) + "' to='" + wire.EscapeAttr(from) +

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -59,6 +60,40 @@ func (s *Service) isPending(local, remote, id string) bool {
 	defer s.dbMu.Unlock()
 	return s.dbPending[pendingKey(local, remote, id)] > 0
 }
+
+// DialbackPending reports whether this server is waiting on the result of
+// a dialback request it sent on its outbound stream id from local to
+// remote (for the other nodes of a cluster, see SetDialbackElsewhere).
+func (s *Service) DialbackPending(local, remote, id string) bool {
+	return s.isPending(local, remote, id)
+}
+
+// SetDialbackElsewhere makes this server one node of a cluster for
+// dialback: a remote server may verify a key one node sent by asking
+// another (whichever its DNS names). The nodes share the secret the keys
+// are made with; f asks the others whether one of them is waiting on that
+// stream, so that a key is confirmed only while its stream is. Call it
+// before serving.
+func (s *Service) SetDialbackElsewhere(f func(ctx context.Context, local, remote, id string) bool) {
+	s.dbElsewhere = f
+}
+
+// pendingAnywhere is isPending on this node or, in a cluster, another.
+func (s *Service) pendingAnywhere(local, remote, id string) bool {
+	if s.isPending(local, remote, id) {
+		return true
+	}
+	if s.dbElsewhere == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, dialbackElsewhereTimeout)
+	defer cancel()
+	return s.dbElsewhere(ctx, local, remote, id)
+}
+
+// dialbackElsewhereTimeout bounds the question to the other nodes (asked
+// only for a key that matches the shared secret).
+const dialbackElsewhereTimeout = 2 * time.Second
 
 // errDialbackInvalid: the authoritative server said the key is wrong.
 var errDialbackInvalid = errors.New("dialback key invalid")

@@ -128,6 +128,9 @@ type Service struct {
 
 	dbMu      sync.Mutex
 	dbPending map[string]int // local, remote, stream id of our outbound dialback requests
+	// dbElsewhere asks the other nodes of a cluster whether one of them
+	// is waiting on a dialback request (nil: a single node).
+	dbElsewhere func(ctx context.Context, local, remote, id string) bool
 
 	perAddr   *netlimit.PerAddress
 	rejects   *netlimit.Refusals

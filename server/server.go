@@ -297,6 +297,12 @@ func (s *Server) joinCluster(cfg Config, log *slog.Logger) error {
 	s.c2s.SetPeers(s.cluster)
 	s.reg.SetPlacement(s.cluster.Placement())
 	s.cluster.OnDrain(s.Stop)
+	if s.s2s != nil {
+		// A remote server may verify a dialback key one node sent by
+		// asking another.
+		s.s2s.SetDialbackElsewhere(s.cluster.DialbackPending)
+		s.cluster.SetDialbackPending(s.s2s.DialbackPending)
+	}
 	return nil
 }
 
