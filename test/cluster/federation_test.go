@@ -62,7 +62,7 @@ func TestFederationAcrossNodes(t *testing.T) {
 	c.Expect("message to carol", isMsg("to n2"))
 
 	// Subscription and presence between alice (n1) and bob.
-	subscribe(t, a, bc, alice, bob)
+	testserver.Subscribe(t, a, bc, alice, bob)
 	a.Expect("bob's presence", testserver.PresenceFrom(bc.JID, ""))
 	bc.Expect("alice's presence", testserver.PresenceFrom(a.JID, ""))
 	// An IQ from bob to alice's full JID on n1 and its result back.
