@@ -209,7 +209,11 @@ func (r *room) setRole(a actor, o *occupant, role, reason string) {
 	if o.role == role {
 		return
 	}
+	wasShown := r.cfg.broadcasts(o.role)
 	o.role = role
+	if wasShown && !r.cfg.broadcasts(role) {
+		r.hidePresence(o)
+	}
 	r.broadcastRoleChange(o, a, reason)
 }
 

@@ -2,6 +2,7 @@ package muc
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -129,8 +130,13 @@ func TestDecodeConfigKeepsNewDefaults(t *testing.T) {
 		t.Fatalf("decoded %+v, %v", got, err)
 	}
 	again, err := decodeConfig(encodeConfig(got), def)
-	if err != nil || again != got {
+	if err != nil || !reflect.DeepEqual(again, got) || again.PresenceBroadcast != nil {
 		t.Fatalf("round trip: %+v, %v", again, err)
+	}
+	// No role shown stays no role, not every role.
+	got.PresenceBroadcast = []string{}
+	if again, err = decodeConfig(encodeConfig(got), def); err != nil || again.PresenceBroadcast == nil || again.broadcasts(roleVisitor) {
+		t.Fatalf("round trip of an empty presence broadcast: %+v, %v", again, err)
 	}
 }
 

@@ -96,6 +96,16 @@ func (r *room) applyListChange(a actor, aff string, list []string) {
 // archiving starts/stops.
 func (r *room) announceConfigChange(old RoomConfig) {
 	codes := []int{104}
+	for _, o := range r.sortedOccupants() {
+		// Occupants whose role the room now shows, or no longer shows.
+		was, is := old.broadcasts(o.role), r.cfg.broadcasts(o.role)
+		switch {
+		case was && !is:
+			r.hidePresence(o)
+		case !was && is:
+			r.broadcastPresence(o, nil, o.bare)
+		}
+	}
 	if old.NonAnonymous() != r.cfg.NonAnonymous() {
 		if r.cfg.NonAnonymous() {
 			codes = append(codes, 172)

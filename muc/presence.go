@@ -350,7 +350,7 @@ func (r *room) sendSelfPresence(o *occupant, to jid.JID, extra []int) {
 func (r *room) sendRoster(self *occupant, to jid.JID) {
 	withJID := r.seesJIDs(self)
 	for _, o := range r.sortedOccupants() {
-		if o == self {
+		if o == self || !r.cfg.broadcasts(o.role) {
 			continue
 		}
 		p := r.presenceElement(o, o.speaker().pres, r.item(o, withJID), nil)
@@ -395,8 +395,12 @@ func (r *room) fanOut(withJID, withoutJID *wire.Stanza, skip jid.JID) {
 }
 
 // broadcastPresence sends o's current presence (or unavailable with
-// status codes) to everyone but o's own sessions.
+// status codes) to everyone but o's own sessions, when the room shows
+// the presence of o's role.
 func (r *room) broadcastPresence(o *occupant, codes []int, skip jid.JID, extra ...*wire.Element) {
+	if !r.cfg.broadcasts(o.role) {
+		return
+	}
 	pres := o.speaker().pres
 	with := wire.FromElement(r.presenceElement(o, pres, r.item(o, true), codes, extra...))
 	without := wire.FromElement(r.presenceElement(o, pres, r.item(o, false), codes, extra...))
@@ -437,9 +441,11 @@ func (r *room) changeNick(ev *module.Event, o *occupant, nick string) {
 	itemWith, itemWithout := r.item(o, true), r.item(o, false)
 	itemWith.SetAttr("nick", nick)
 	itemWithout.SetAttr("nick", nick)
-	with := wire.FromElement(r.presenceElement(o, nil, itemWith, []int{303}))
-	without := wire.FromElement(r.presenceElement(o, nil, itemWithout, []int{303}))
-	r.fanOut(with, without, o.bare)
+	if r.cfg.broadcasts(o.role) {
+		with := wire.FromElement(r.presenceElement(o, nil, itemWith, []int{303}))
+		without := wire.FromElement(r.presenceElement(o, nil, itemWithout, []int{303}))
+		r.fanOut(with, without, o.bare)
+	}
 	self := r.presenceElement(o, nil, itemWith.Copy(), append(r.selfCodes(nil), 303))
 	self.SetAttr("to", o.sessions[0].full.String())
 	r.m.send(wire.FromElement(self))
@@ -499,6 +505,7 @@ func (r *room) removeOccupant(o *occupant, why removal) {
 	for _, s := range o.sessions {
 		delete(r.byFull, s.full.String())
 	}
+	shown := r.cfg.broadcasts(o.role)
 	o.role = roleNone
 	build := func(withJID bool, self bool) *wire.Element {
 		it := r.item(o, withJID)
@@ -523,7 +530,7 @@ func (r *room) removeOccupant(o *occupant, why removal) {
 		}
 		return p
 	}
-	if why.destroy == nil {
+	if why.destroy == nil && shown {
 		r.fanOut(wire.FromElement(build(true, false)), wire.FromElement(build(false, false)), o.bare)
 	}
 	self := wire.FromElement(build(true, true))
@@ -545,4 +552,12 @@ func (r *room) sendSubject(to jid.JID) {
 		m.Add(wire.NewElement(xep.NSDelay, "delay", "from", r.key, "stamp", r.subjectAt.UTC().Format(time.RFC3339)))
 	}
 	r.m.send(wire.FromElement(m))
+}
+
+// hidePresence tells everyone but o that o is gone from their view: its
+// role is no longer one whose presence the room shows.
+func (r *room) hidePresence(o *occupant) {
+	with := wire.FromElement(r.presenceElement(o, nil, r.item(o, true), nil).SetAttr("type", "unavailable"))
+	without := wire.FromElement(r.presenceElement(o, nil, r.item(o, false), nil).SetAttr("type", "unavailable"))
+	r.fanOut(with, without, o.bare)
 }

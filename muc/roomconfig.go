@@ -65,6 +65,24 @@ type RoomConfig struct {
 	AllowInvites  bool   `json:"allow_invites"`
 	Archive       bool   `json:"archive"`
 	Notify        string `json:"notify"`
+	// PresenceBroadcast lists the roles whose presence the others get
+	// (muc#roomconfig_presencebroadcast); nil, as in rooms stored before
+	// the field existed, is every role.
+	PresenceBroadcast []string `json:"presence_broadcast"`
+}
+
+// broadcasts reports whether the presence of an occupant in role goes to
+// the other occupants (its own sessions always get it).
+func (c RoomConfig) broadcasts(role string) bool {
+	return c.PresenceBroadcast == nil || slices.Contains(c.PresenceBroadcast, role)
+}
+
+// broadcastRoles is the value of muc#roomconfig_presencebroadcast.
+func (c RoomConfig) broadcastRoles() []string {
+	if c.PresenceBroadcast == nil {
+		return []string{roleModerator, roleParticipant, roleVisitor}
+	}
+	return c.PresenceBroadcast
 }
 
 // DefaultRoomConfig is the configuration of new rooms by default.
@@ -147,6 +165,8 @@ func (r *room) configForm() *wire.Element {
 			PMAnyone, "Anyone", PMParticipants, "Participants", PMModerators, "Moderators", PMNone, "Nobody"),
 		field("boolean", "muc#roomconfig_changesubject", "Participants may change the subject", boolValue(c.ChangeSubject)),
 		field("boolean", "muc#roomconfig_allowinvites", "Participants may invite others", boolValue(c.AllowInvites)),
+		options(field("list-multi", "muc#roomconfig_presencebroadcast", "Roles whose presence is shown to everyone", c.broadcastRoles()...),
+			roleModerator, "Moderators", roleParticipant, "Participants", roleVisitor, "Visitors"),
 		field("boolean", fieldArchiving, "Archive messages", boolValue(c.Archive)),
 		options(field("list-single", fieldNotify, "Push notifications for members who are away", c.Notify),
 			NotifyMentions, "Mentions of their nick", NotifyAll, "Every message", NotifyNone, "None"),
@@ -293,6 +313,19 @@ func (r *room) applyConfigForm(c RoomConfig, x *wire.Element) (RoomConfig, confi
 			setBool(&c.ChangeSubject)
 		case "muc#roomconfig_allowinvites":
 			setBool(&c.AllowInvites)
+		case "muc#roomconfig_presencebroadcast":
+			roles := []string{}
+			for _, role := range v {
+				switch role {
+				case roleModerator, roleParticipant, roleVisitor:
+					if !slices.Contains(roles, role) {
+						roles = append(roles, role)
+					}
+				default:
+					err = bad(name, "expected moderator, participant or visitor")
+				}
+			}
+			c.PresenceBroadcast = roles
 		case fieldArchiving, "mam":
 			setBool(&c.Archive)
 		case fieldNotify:

@@ -117,6 +117,54 @@ func TestMUCRejoinResyncs(t *testing.T) {
 	a.Expect("bob's presence for the others", fromOccupant(room, "Bob", ""))
 }
 
+// TestMUCPresenceBroadcast: muc#roomconfig_presencebroadcast (every role
+// by default) limits whose presence the others get; an occupant always
+// gets its own, hidden occupants are not in a joining user's list, a
+// role that becomes shown or hidden is announced as a join or a leave,
+// and a hidden occupant leaves silently.
+func TestMUCPresenceBroadcast(t *testing.T) {
+	t.Parallel()
+	_, a, b, c := mucTrio(t)
+	room := roomJID("stage")
+	createRoom(t, a, room, "Alice", nil)
+	form := a.IQ("form", "<iq type='get' id='form' to='%s'><query xmlns='%s'/></iq>", room, nsMUCOwner)
+	if vals := formField(form, "muc#roomconfig_presencebroadcast"); !slices.Equal(vals, []string{"moderator", "participant", "visitor"}) {
+		t.Fatalf("default presencebroadcast %v: %s", vals, form.Raw)
+	}
+	configure(t, a, room, map[string]string{"muc#roomconfig_presencebroadcast": "moderator"})
+	form = a.IQ("form2", "<iq type='get' id='form2' to='%s'><query xmlns='%s'/></iq>", room, nsMUCOwner)
+	if vals := formField(form, "muc#roomconfig_presencebroadcast"); !slices.Equal(vals, []string{"moderator"}) {
+		t.Fatalf("presencebroadcast after the change %v", vals)
+	}
+
+	join(t, b, room, "Bob", "")
+	b.Expect("the moderator's presence", fromOccupant(room, "Alice", ""))
+	join(t, c, room, "Carol", "")
+	c.Expect("the moderator's presence", fromOccupant(room, "Alice", ""))
+	a.ExpectNone("a participant's presence", 200*time.Millisecond, fromOccupant(room, "Bob", ""))
+	c.ExpectNone("a participant's presence", 0, fromOccupant(room, "Bob", ""))
+	b.ExpectNone("a participant's presence", 0, fromOccupant(room, "Carol", ""))
+
+	// Bob becomes a moderator: shown; back to participant: gone.
+	a.IQ("mod", "<iq type='set' id='mod' to='%s'><query xmlns='%s'><item nick='Bob' role='moderator'/></query></iq>", room, nsMUCAdmin)
+	c.Expect("bob shown as a moderator", fromOccupant(room, "Bob", ""))
+	a.IQ("unmod", "<iq type='set' id='unmod' to='%s'><query xmlns='%s'><item nick='Bob' role='participant'/></query></iq>", room, nsMUCAdmin)
+	c.Expect("bob hidden again", fromOccupant(room, "Bob", "unavailable"))
+	b.Expect("bob's own new role", func(s *wire.Stanza) bool {
+		return selfPresence(room, "Bob")(s) && mucItem(s).AttrValue("role") == "participant"
+	})
+
+	// Carol leaves unseen; showing only participants shows bob and hides
+	// alice.
+	c.Send("<presence to='%s/Carol' type='unavailable'/>", room)
+	c.Expect("carol's own leave", fromOccupant(room, "Carol", "unavailable"))
+	configure(t, a, room, map[string]string{"muc#roomconfig_presencebroadcast": "participant"})
+	a.Expect("bob shown by the new configuration", fromOccupant(room, "Bob", ""))
+	a.ExpectNone("carol's leave", 200*time.Millisecond, fromOccupant(room, "Carol", "unavailable"))
+	b.ExpectNone("carol's leave", 0, fromOccupant(room, "Carol", "unavailable"))
+	b.Expect("alice hidden by the new configuration", fromOccupant(room, "Alice", "unavailable"))
+}
+
 // TestMUCPrivateMessages: §7.5 with the room's private message setting.
 func TestMUCPrivateMessages(t *testing.T) {
 	t.Parallel()

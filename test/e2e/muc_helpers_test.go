@@ -153,3 +153,18 @@ func wantCond(t *testing.T, what string, st *wire.Stanza, cond string) {
 		t.Fatalf("%s: want error %s, got %s", what, cond, st.Raw)
 	}
 }
+
+// formField returns the values of a field of the owner's configuration
+// form in an iq result.
+func formField(iq *wire.Stanza, name string) []string {
+	var out []string
+	x := iq.Child(nsMUCOwner, "query").Child("jabber:x:data", "x")
+	for _, f := range x.ChildrenNamed("jabber:x:data", "field") {
+		if f.AttrValue("var") == name {
+			for _, v := range f.ChildrenNamed("jabber:x:data", "value") {
+				out = append(out, v.Text())
+			}
+		}
+	}
+	return out
+}
