@@ -148,14 +148,14 @@ func (t *memTransport) lastActivity() time.Time        { return time.Unix(0, t.l
 // harness is a c2s server with a real router and SQLite store, served over
 // memTransports.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	router *router.Router
 }
 
 const testDomain = "example.org"
 
-func newHarness(t *testing.T, mod func(*Config)) *harness {
+func newHarness(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, t.TempDir())
@@ -195,7 +195,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 
 // client drives one memTransport connection.
 type client struct {
-	t   *testing.T
+	t   testing.TB
 	tr  *memTransport
 	jid string
 }
@@ -204,9 +204,16 @@ type client struct {
 // stream; it returns the features.
 func (h *harness) connect() (*client, *wire.Stanza) {
 	h.t.Helper()
+	return h.connectAs(h.t)
+}
+
+// connectAs is connect reporting to t (a fuzz input's, where the harness
+// belongs to the fuzz target).
+func (h *harness) connectAs(t testing.TB) (*client, *wire.Stanza) {
+	t.Helper()
 	adm, se := h.srv.admit("192.0.2.1:5222", false)
 	if se != nil {
-		h.t.Fatalf("admit: %v", se)
+		t.Fatalf("admit: %v", se)
 	}
 	tr := newMemTransport(true)
 	c := newConn(h.srv, tr, adm)
@@ -215,7 +222,7 @@ func (h *harness) connect() (*client, *wire.Stanza) {
 		defer h.srv.lives.done()
 		c.serve(false)
 	}()
-	cl := &client{t: h.t, tr: tr}
+	cl := &client{t: t, tr: tr}
 	return cl, cl.open()
 }
 
