@@ -106,6 +106,10 @@ type Module struct {
 	// stage: a connection costs a goroutine from its accept on, also
 	// before its SOCKS5 request is in.
 	maxConns int
+	// idle: a connection that moves no byte either way for this long, or
+	// a write that makes no progress, ends the stream (a field so tests
+	// can shorten it).
+	idle time.Duration
 
 	mu      sync.Mutex
 	pending map[string][]*pconn // by destination hash: connections waiting
@@ -123,7 +127,7 @@ func New(cfg Config) *Module {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Module{cfg: cfg, log: cfg.Logger, maxConns: maxPending + 2*cfg.MaxStreams,
+	return &Module{cfg: cfg, log: cfg.Logger, maxConns: maxPending + 2*cfg.MaxStreams, idle: idleTimeout,
 		pending: map[string][]*pconn{}, perUser: map[string]int{}, all: map[*pconn]struct{}{}}
 }
 
@@ -267,7 +271,7 @@ func (m *Module) relay(a, b *pconn, user string) {
 	budget := &byteBudget{left: m.cfg.MaxBytes}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src *pconn) {
-		n, _ := io.Copy(dst.nc, budget.reader(src))
+		n, _ := io.Copy(dst.nc, budget.reader(src, m.idle))
 		bytesRelayed.Add(float64(n))
 		_ = dst.nc.CloseWrite() // the other side learns that no more data comes
 		done <- struct{}{}
@@ -294,11 +298,12 @@ type byteBudget struct {
 	left int64
 }
 
-func (b *byteBudget) reader(c *pconn) io.Reader { return budgetReader{b, c} }
+func (b *byteBudget) reader(c *pconn, idle time.Duration) io.Reader { return budgetReader{b, c, idle} }
 
 type budgetReader struct {
-	b *byteBudget
-	c *pconn
+	b    *byteBudget
+	c    *pconn
+	idle time.Duration
 }
 
 func (r budgetReader) Read(p []byte) (int, error) {
@@ -311,7 +316,7 @@ func (r budgetReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > left {
 		p = p[:left]
 	}
-	_ = r.c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	_ = r.c.nc.SetReadDeadline(time.Now().Add(r.idle))
 	n, err := r.c.nc.Read(p)
 	r.b.mu.Lock()
 	r.b.left -= int64(n)
@@ -329,7 +334,7 @@ func (m *Module) Serve(ln net.Listener) error {
 	return netlimit.Serve(ln, func(nc net.Conn) {
 		// Every write has a deadline: a peer that stops reading ends
 		// the stream instead of holding the relay.
-		c := &pconn{nc: netlimit.NewConn(nc, idleTimeout, nil), act: make(chan struct{}), fin: make(chan struct{})}
+		c := &pconn{nc: netlimit.NewConn(nc, m.idle, nil), act: make(chan struct{}), fin: make(chan struct{})}
 		m.mu.Lock()
 		if m.closed || len(m.all) >= m.maxConns {
 			closed := m.closed
@@ -380,6 +385,12 @@ func (m *Module) serveConn(c *pconn) {
 		c.nc.Close()
 		return
 	}
+	// The handshake's deadline ends here, before the connection can be
+	// activated: cleared later, it could clear the deadlines the relay
+	// had set meanwhile and leave a stalled peer's stream without any.
+	// Waiting for the pair is bounded by the timer below, each write by
+	// netlimit.Conn.
+	_ = c.nc.SetDeadline(time.Time{})
 	m.mu.Lock()
 	n := 0
 	for _, cs := range m.pending {
@@ -403,7 +414,6 @@ func (m *Module) serveConn(c *pconn) {
 	defer timer.Stop()
 	select {
 	case <-c.act:
-		_ = c.nc.SetDeadline(time.Time{})
 		<-c.fin // the relay owns it now
 	case <-timer.C:
 		if !m.drop(c, hash) {
@@ -411,7 +421,6 @@ func (m *Module) serveConn(c *pconn) {
 			c.nc.Close()
 			return
 		}
-		_ = c.nc.SetDeadline(time.Time{})
 		<-c.fin
 	}
 }
@@ -463,6 +472,35 @@ func socks5Reply(w io.Writer, hash string) error {
 	reply := append([]byte{5, 0, 0, 3, 40}, hash...)
 	_, err := w.Write(append(reply, 0, 0))
 	return err
+}
+
+// Connect is the client side of the CONNECT this proxy accepts (XEP-0065
+// §5.3: no authentication, the destination hash as a domain name, port
+// 0): it returns once the proxy has answered, so the stream can be
+// activated. For tests and tools; clients have their own.
+func Connect(rw io.ReadWriter, hash string) error {
+	if _, err := rw.Write([]byte{5, 1, 0}); err != nil {
+		return err
+	}
+	var sel [2]byte
+	if _, err := io.ReadFull(rw, sel[:]); err != nil {
+		return err
+	}
+	if sel != [2]byte{5, 0} {
+		return fmt.Errorf("proxy65: method selection %v", sel)
+	}
+	req := append([]byte{5, 1, 0, 3, byte(len(hash))}, hash...)
+	if _, err := rw.Write(append(req, 0, 0)); err != nil {
+		return err
+	}
+	reply := make([]byte, 5+len(hash)+2)
+	if _, err := io.ReadFull(rw, reply); err != nil {
+		return err
+	}
+	if reply[1] != 0 || string(reply[5:5+len(hash)]) != hash {
+		return fmt.Errorf("proxy65: CONNECT answered %v", reply)
+	}
+	return nil
 }
 
 // pconn is one SOCKS5 connection.

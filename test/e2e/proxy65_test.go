@@ -31,16 +31,8 @@ func socks5Connect(t *testing.T, addr, hash string) net.Conn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(testserver.Timeout))
-	nc.Write([]byte{5, 1, 0})
-	var r [2]byte
-	if _, err := io.ReadFull(nc, r[:]); err != nil || r != [2]byte{5, 0} {
-		t.Fatalf("method selection: %v %v", r, err)
-	}
-	req := append([]byte{5, 1, 0, 3, 40}, hash...)
-	nc.Write(append(req, 0, 0))
-	reply := make([]byte, 5+40+2)
-	if _, err := io.ReadFull(nc, reply); err != nil || reply[1] != 0 || string(reply[5:45]) != hash {
-		t.Fatalf("connect reply %v: %v", reply, err)
+	if err := proxy65.Connect(nc, hash); err != nil {
+		t.Fatal(err)
 	}
 	nc.SetDeadline(time.Time{})
 	return nc
