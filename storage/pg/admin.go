@@ -7,13 +7,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// connectSchema is connect with schema (when not "") as the only schema
-// on the search_path; create makes the schema first if it is missing.
+// connectSchema opens a single connection for the migration commands,
+// with schema (when not "") as the only schema on the search_path (""
+// keeps the DSN's); create makes the schema first if it is missing.
 func connectSchema(ctx context.Context, dsn, schema string, create bool) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, openError(dsn, nil, err)
 	}
+	// Without connect_timeout in the DSN, an unreachable host must not
+	// hold the command until the operating system gives up.
 	if cc.ConnectTimeout == 0 {
 		cc.ConnectTimeout = DefaultQueryTimeout
 	}

@@ -201,54 +201,18 @@ func checkCurrent(ctx context.Context, conn *pgx.Conn, fsys fs.FS) error {
 	return nil
 }
 
-// connect opens a single connection for Migrate and Status.
-func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cc, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return nil, openError(dsn, nil, err)
-	}
-	// Without connect_timeout in the DSN, an unreachable host must not
-	// hold the command until the operating system gives up.
-	if cc.ConnectTimeout == 0 {
-		cc.ConnectTimeout = DefaultQueryTimeout
-	}
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return nil, openError(dsn, &cc.Config, err)
-	}
-	return conn, nil
-}
-
 // Migrate connects to dsn and applies the pending migrations, returning
 // the names of those it applied (none when the schema was up to date). It
 // is safe to run while Parley nodes start: migrations are serialised by an
 // advisory lock. The schema is the DSN's search_path (for example
 // "postgres://host/db?search_path=parley").
 func Migrate(ctx context.Context, dsn string) ([]string, error) {
-	conn, err := connect(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	applied, err := migrate(ctx, conn, embeddedMigrations())
-	if err != nil {
-		return applied, openError(dsn, &conn.Config().Config, err)
-	}
-	return applied, nil
+	return MigrateSchema(ctx, dsn, "")
 }
 
 // Status connects to dsn and reports every migration this binary knows,
 // whether applied or not, plus any the database records that it does not
 // know, ordered by version.
 func Status(ctx context.Context, dsn string) ([]MigrationStatus, error) {
-	conn, err := connect(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	st, err := readStatus(ctx, conn, embeddedMigrations())
-	if err != nil {
-		return nil, openError(dsn, &conn.Config().Config, err)
-	}
-	return st, nil
+	return StatusSchema(ctx, dsn, "")
 }
