@@ -279,7 +279,18 @@ func TestQueryTimeout(t *testing.T) {
 		t.Fatalf("SetVCard with the caller's deadline: %v, want a non-unavailable error", err)
 	}
 	tx.Rollback(ctx)
-	if err := st.SetVCard(ctx, "a@example.com", []byte("<vCard/>")); err != nil {
-		t.Fatalf("SetVCard after the lock is gone: %v", err)
+	// The timed-out calls cost their pool connections (pgx closes a
+	// connection whose query it cancels), so the next call may have to
+	// connect first, which on a loaded machine can take longer than the
+	// 300 ms timeout itself: what must hold is that the store works again,
+	// within a bounded time, and fails only with timeouts meanwhile.
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		err := st.SetVCard(ctx, "a@example.com", []byte("<vCard/>"))
+		if err == nil {
+			break
+		}
+		if !IsUnavailable(err) || time.Now().After(deadline) {
+			t.Fatalf("SetVCard after the lock is gone: %v", err)
+		}
 	}
 }
