@@ -184,100 +184,88 @@ func blockItems(e *wire.Element) ([]string, error) {
 }
 
 func (m *Module) handleBlock(ctx context.Context, ev *module.Event) (*wire.Element, error) {
-	if err := ownAccount(ev); err != nil {
-		return nil, err
-	}
-	if ev.Stanza.Type != "set" {
-		return nil, stanzaErr(wire.ErrBadRequest, "")
-	}
-	jids, err := blockItems(ev.Stanza.Child(xep.NSBlocking, "block"))
+	jids, err := blockRequest(ev, "block")
 	if err != nil {
 		return nil, err
 	}
 	if len(jids) == 0 {
 		return nil, stanzaErr(wire.ErrBadRequest, "block needs at least one item")
 	}
-	owner := ev.To.Bare()
-	bare := owner.String()
-	unlock := m.lock(bare)
-	current, err := m.blocks.BlockList(ctx, bare)
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	have := map[string]bool{}
-	for _, j := range current {
-		have[j] = true
-	}
-	added := blockSet{}
-	for _, j := range jids {
-		if !have[j] {
-			added[j] = true
+	return nil, m.changeBlocks(ctx, ev, "block", jids, func(current []string, have blockSet) (blockSet, error) {
+		added := blockSet{}
+		for _, j := range jids {
+			if !have[j] {
+				added[j] = true
+			}
 		}
-	}
-	if m.limit().MaxBlockItems >= 0 && len(current)+len(added) > m.limit().MaxBlockItems {
-		unlock()
-		return nil, stanzaErr(wire.ErrNotAllowed, fmt.Sprintf("the block list is limited to %d items", m.limit().MaxBlockItems))
-	}
-	err = m.blocks.Block(ctx, bare, jids)
-	m.invalidateBlocks(bare)
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	m.blockPush(owner, "block", jids)
-	unlock()
-	// The blocked JIDs that could see the user's presence see it go
-	// offline.
-	m.routeAll(ctx, m.presenceToMatching(ctx, owner, added, true))
-	return nil, nil
+		if m.limit().MaxBlockItems >= 0 && len(current)+len(added) > m.limit().MaxBlockItems {
+			return nil, stanzaErr(wire.ErrNotAllowed, fmt.Sprintf("the block list is limited to %d items", m.limit().MaxBlockItems))
+		}
+		return added, m.blocks.Block(ctx, ev.To.Bare().String(), jids)
+	})
 }
 
 func (m *Module) handleUnblock(ctx context.Context, ev *module.Event) (*wire.Element, error) {
+	jids, err := blockRequest(ev, "unblock")
+	if err != nil {
+		return nil, err
+	}
+	return nil, m.changeBlocks(ctx, ev, "unblock", jids, func(current []string, have blockSet) (blockSet, error) {
+		removed := blockSet{}
+		if len(jids) == 0 { // unblock everyone
+			for _, j := range current {
+				removed[j] = true
+			}
+		}
+		for _, j := range jids {
+			if have[j] {
+				removed[j] = true
+			}
+		}
+		return removed, m.blocks.Unblock(ctx, ev.To.Bare().String(), jids)
+	})
+}
+
+// blockRequest checks a block or unblock request (op) on the user's own
+// account and returns its JIDs.
+func blockRequest(ev *module.Event, op string) ([]string, error) {
 	if err := ownAccount(ev); err != nil {
 		return nil, err
 	}
 	if ev.Stanza.Type != "set" {
 		return nil, stanzaErr(wire.ErrBadRequest, "")
 	}
-	jids, err := blockItems(ev.Stanza.Child(xep.NSBlocking, "unblock"))
-	if err != nil {
-		return nil, err
-	}
+	return blockItems(ev.Stanza.Child(xep.NSBlocking, op))
+}
+
+// changeBlocks runs change on the block list of ev's account under the
+// account's lock, with the list as it was, then pushes op with jids to
+// the sessions that asked for the list. The entities change returns lose
+// the user's presence (block) or get it again (unblock), after the lock.
+func (m *Module) changeBlocks(ctx context.Context, ev *module.Event, op string, jids []string,
+	change func(current []string, have blockSet) (blockSet, error)) error {
 	owner := ev.To.Bare()
 	bare := owner.String()
 	unlock := m.lock(bare)
 	current, err := m.blocks.BlockList(ctx, bare)
 	if err != nil {
 		unlock()
-		return nil, err
+		return err
 	}
-	have := map[string]bool{}
+	have := blockSet{}
 	for _, j := range current {
 		have[j] = true
 	}
-	removed := blockSet{}
-	if len(jids) == 0 {
-		for _, j := range current {
-			removed[j] = true
-		}
-	}
-	for _, j := range jids {
-		if have[j] {
-			removed[j] = true
-		}
-	}
-	err = m.blocks.Unblock(ctx, bare, jids)
+	affected, err := change(current, have)
 	m.invalidateBlocks(bare)
 	if err != nil {
 		unlock()
-		return nil, err
+		return err
 	}
-	m.blockPush(owner, "unblock", jids)
+	m.blockPush(owner, op, jids)
 	unlock()
-	// Unblocked contacts get the user's current presence again.
-	m.routeAll(ctx, m.presenceToMatching(ctx, owner, removed, false))
-	return nil, nil
+	m.routeAll(ctx, m.presenceToMatching(ctx, owner, affected, op == "block"))
+	return nil
 }
 
 // blockPush sends a block or unblock push to the sessions of owner that
