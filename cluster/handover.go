@@ -225,9 +225,13 @@ func (n *Node) releaseHeld(conn string, deliver func(st *wire.Stanza)) bool {
 	n.sendBarrier.Lock()
 	n.sendBarrier.Unlock() //nolint:staticcheck // an empty critical section is the barrier
 	if n.publish(n.cfg.Node, kindFlush, "", conn, nil, nil) == nil {
+		// A timer of its own: t may have fired already (and its channel
+		// been read), and the flush may never come back when NATS is gone.
+		ft := time.NewTimer(finishWait)
+		defer ft.Stop()
 		select {
 		case <-in.flushed:
-		case <-t.C:
+		case <-ft.C:
 			handoverFinishTimeouts.Inc()
 			finished = false
 		}
