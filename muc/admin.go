@@ -2,6 +2,7 @@ package muc
 
 import (
 	"errors"
+	"slices"
 
 	"mellium.im/xmpp/jid"
 
@@ -81,10 +82,13 @@ func (r *room) adminList(ev *module.Event, it *wire.Element) (*wire.Element, err
 	aff := it.AttrValue("affiliation")
 	switch aff {
 	case affOwner, affAdmin, affMember:
-		// Members see the member list in rooms where real JIDs are
-		// public (OMEMO group chats fetch it to find every device).
+		// Admins and owners always; occupants whose role the room's
+		// getmemberlist names; members when real JIDs are public (OMEMO
+		// group chats fetch the list to find every device, also before
+		// joining).
 		if affRank(a.aff) < affRank(affAdmin) &&
-			!(r.cfg.NonAnonymous() && (affRank(a.aff) >= affRank(affMember) || a.occ != nil)) {
+			!(a.occ != nil && slices.Contains(r.cfg.memberListRoles(), a.occ.role)) &&
+			!(r.cfg.NonAnonymous() && affRank(a.aff) >= affRank(affMember)) {
 			return nil, module.Errorf(wire.ErrForbidden, "only admins may list affiliations here")
 		}
 	case affOutcast:

@@ -69,6 +69,22 @@ type RoomConfig struct {
 	// (muc#roomconfig_presencebroadcast); nil, as in rooms stored before
 	// the field existed, is every role.
 	PresenceBroadcast []string `json:"presence_broadcast"`
+	// GetMemberList lists the roles whose occupants may read the member
+	// list (muc#roomconfig_getmemberlist); nil, as in rooms stored before
+	// the field existed, is moderators, and every role when real JIDs are
+	// public (OMEMO group chats).
+	GetMemberList []string `json:"get_member_list"`
+}
+
+// memberListRoles is the value of muc#roomconfig_getmemberlist.
+func (c RoomConfig) memberListRoles() []string {
+	switch {
+	case c.GetMemberList != nil:
+		return c.GetMemberList
+	case c.NonAnonymous():
+		return []string{roleModerator, roleParticipant, roleVisitor}
+	}
+	return []string{roleModerator}
 }
 
 // broadcasts reports whether the presence of an occupant in role goes to
@@ -166,6 +182,8 @@ func (r *room) configForm() *wire.Element {
 		field("boolean", "muc#roomconfig_changesubject", "Participants may change the subject", boolValue(c.ChangeSubject)),
 		field("boolean", "muc#roomconfig_allowinvites", "Participants may invite others", boolValue(c.AllowInvites)),
 		options(field("list-multi", "muc#roomconfig_presencebroadcast", "Roles whose presence is shown to everyone", c.broadcastRoles()...),
+			roleModerator, "Moderators", roleParticipant, "Participants", roleVisitor, "Visitors"),
+		options(field("list-multi", "muc#roomconfig_getmemberlist", "Roles that may read the member list", c.memberListRoles()...),
 			roleModerator, "Moderators", roleParticipant, "Participants", roleVisitor, "Visitors"),
 		field("boolean", fieldArchiving, "Archive messages", boolValue(c.Archive)),
 		options(field("list-single", fieldNotify, "Push notifications for members who are away", c.Notify),
@@ -313,7 +331,7 @@ func (r *room) applyConfigForm(c RoomConfig, x *wire.Element) (RoomConfig, confi
 			setBool(&c.ChangeSubject)
 		case "muc#roomconfig_allowinvites":
 			setBool(&c.AllowInvites)
-		case "muc#roomconfig_presencebroadcast":
+		case "muc#roomconfig_presencebroadcast", "muc#roomconfig_getmemberlist":
 			roles := []string{}
 			for _, role := range v {
 				switch role {
@@ -325,7 +343,11 @@ func (r *room) applyConfigForm(c RoomConfig, x *wire.Element) (RoomConfig, confi
 					err = bad(name, "expected moderator, participant or visitor")
 				}
 			}
-			c.PresenceBroadcast = roles
+			if name == "muc#roomconfig_getmemberlist" {
+				c.GetMemberList = roles
+			} else {
+				c.PresenceBroadcast = roles
+			}
 		case fieldArchiving, "mam":
 			setBool(&c.Archive)
 		case fieldNotify:

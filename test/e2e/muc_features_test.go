@@ -165,6 +165,45 @@ func TestMUCPresenceBroadcast(t *testing.T) {
 	b.Expect("alice hidden by the new configuration", fromOccupant(room, "Alice", "unavailable"))
 }
 
+// TestMUCGetMemberList: muc#roomconfig_getmemberlist says which roles
+// may read the member list: by default moderators, and every role where
+// real JIDs are public; admins and owners always.
+func TestMUCGetMemberList(t *testing.T) {
+	t.Parallel()
+	_, a, b, _ := mucTrio(t)
+	room := roomJID("members")
+	createRoom(t, a, room, "Alice", nil)
+	form := a.IQ("form", "<iq type='get' id='form' to='%s'><query xmlns='%s'/></iq>", room, nsMUCOwner)
+	if vals := formField(form, "muc#roomconfig_getmemberlist"); !slices.Equal(vals, []string{"moderator"}) {
+		t.Fatalf("default getmemberlist of a semi-anonymous room %v: %s", vals, form.Raw)
+	}
+	join(t, b, room, "Bob", "")
+	list := func(id string) *wire.Stanza {
+		return b.IQ(id, "<iq type='get' id='%s' to='%s'><query xmlns='%s'><item affiliation='member'/></query></iq>", id, room, nsMUCAdmin)
+	}
+	wantCond(t, "a participant reads the member list", list("l1"), "forbidden")
+	configure(t, a, room, map[string]string{"muc#roomconfig_getmemberlist": "participant"})
+	if r := list("l2"); r.Type != "result" {
+		t.Fatalf("a participant with getmemberlist=participant: %s", r.Raw)
+	}
+	configure(t, a, room, map[string]string{"muc#roomconfig_getmemberlist": "moderator"})
+	wantCond(t, "a participant after getmemberlist=moderator", list("l3"), "forbidden")
+	if r := a.IQ("l4", "<iq type='get' id='l4' to='%s'><query xmlns='%s'><item affiliation='member'/></query></iq>", room, nsMUCAdmin); r.Type != "result" {
+		t.Fatalf("the owner: %s", r.Raw)
+	}
+
+	open := roomJID("open-members")
+	createRoom(t, a, open, "Alice", map[string]string{"muc#roomconfig_whois": "anyone"})
+	form = a.IQ("form2", "<iq type='get' id='form2' to='%s'><query xmlns='%s'/></iq>", open, nsMUCOwner)
+	if vals := formField(form, "muc#roomconfig_getmemberlist"); !slices.Equal(vals, []string{"moderator", "participant", "visitor"}) {
+		t.Fatalf("default getmemberlist of a non-anonymous room %v", vals)
+	}
+	join(t, b, open, "Bob", "")
+	if r := b.IQ("l5", "<iq type='get' id='l5' to='%s'><query xmlns='%s'><item affiliation='member'/></query></iq>", open, nsMUCAdmin); r.Type != "result" {
+		t.Fatalf("a participant of a non-anonymous room: %s", r.Raw)
+	}
+}
+
 // TestMUCPrivateMessages: §7.5 with the room's private message setting.
 func TestMUCPrivateMessages(t *testing.T) {
 	t.Parallel()
