@@ -27,7 +27,7 @@ import (
 // (-race): everything c sent before has been routed when it arrives.
 func syncPing(c *testserver.Client, id string) {
 	c.Send("<iq type='get' id='%s' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", id)
-	c.ExpectWithin("ping "+id, 60*time.Second, func(s *wire.Stanza) bool { return s.Name == "iq" && s.ID == id })
+	c.ExpectWithin("ping "+id, 3*time.Minute, func(s *wire.Stanza) bool { return s.Name == "iq" && s.ID == id })
 }
 
 // waitUntil polls cond until it holds or d has passed.

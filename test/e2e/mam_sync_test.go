@@ -26,7 +26,7 @@ func queryMAM(t testing.TB, c *testserver.Client, qid, extra string) mamResults 
 	c.Send("<iq type='set' id='%s'><query xmlns='urn:xmpp:mam:2' queryid='%s'>%s</query></iq>", qid, qid, extra)
 	var p mamResults
 	for {
-		st := c.Expect("mam "+qid, func(s *wire.Stanza) bool {
+		st := c.ExpectWithin("mam "+qid, time.Minute, func(s *wire.Stanza) bool {
 			if s.ID == qid {
 				return true
 			}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -56,9 +58,19 @@ func TestStockClientDefaultLimits(t *testing.T) {
 			c.Send("<message to='%s' type='chat' id='o%d-%d'><body>o%d-%d %s</body><request xmlns='urn:xmpp:receipts'/>"+
 				"<markable xmlns='urn:xmpp:chat-markers:0'/><origin-id xmlns='urn:xmpp:sid:0' id='o%d-%d'/></message>", bobBare, i, j, i, j, pad, i, j)
 		}
-		syncPing(c, "stored")
 	}
-	ts.WaitOfflineMessages(bobBare, contacts*perContact)
+	// Bounded by progress, not in total (minutes under -race on a loaded
+	// machine).
+	last, since := -1, time.Now()
+	waitUntil(t, time.Hour, "1,000 messages stored offline", func() bool {
+		n, err := ts.Store().CountOffline(context.Background(), bobBare)
+		if err != nil || n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > patient {
+			t.Fatalf("%d of %d messages stored offline, none for %v", n, contacts*perContact, patient)
+		}
+		return n == contacts*perContact
+	})
 
 	// bob logs in with resumable stream management and acknowledges
 	// whenever the server asks, counting what it received.
@@ -74,12 +86,12 @@ func TestStockClientDefaultLimits(t *testing.T) {
 		}
 		return false
 	})
-	b.IQ("carbons", "<iq type='set' id='carbons'><enable xmlns='%s'/></iq>", nsCarbons)
-	b.IQ("roster", "<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+	iqPatient(b, "carbons", "<iq type='set' id='carbons'><enable xmlns='%s'/></iq>", nsCarbons)
+	iqPatient(b, "roster", "<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
 	b.Send("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='http://conversations.im' ver='x'/></presence>")
 	next := make([]int, contacts)
 	for n := 0; n < contacts*perContact; n++ {
-		m := b.Expect("offline message "+strconv.Itoa(n), func(s *wire.Stanza) bool {
+		m := b.ExpectWithin("offline message "+strconv.Itoa(n), patient, func(s *wire.Stanza) bool {
 			return s.Name == "message" && strings.HasPrefix(s.Child(wire.NSClient, "body").Text(), "o")
 		})
 		var i, j int
@@ -104,11 +116,11 @@ func TestStockClientDefaultLimits(t *testing.T) {
 		sum := sha1.Sum(img)
 		id := hex.EncodeToString(sum[:])
 		data := base64.StdEncoding.EncodeToString(img)
-		if r := c.IQ("pub-data", "<iq type='set' id='pub-data'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'>"+
+		if r := iqPatient(c, "pub-data", "<iq type='set' id='pub-data'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'>"+
 			"<item id='%s'><data xmlns='%s'>%s</data></item></publish></pubsub></iq>", nodeAvatarData, id, nodeAvatarData, data); r.Type != "result" {
 			t.Fatalf("avatar data publish: %.300s", r.Raw)
 		}
-		if r := c.IQ("pub-meta", "<iq type='set' id='pub-meta'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'>"+
+		if r := iqPatient(c, "pub-meta", "<iq type='set' id='pub-meta'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'>"+
 			"<item id='%s'><metadata xmlns='%s'><info id='%s' bytes='%d' type='image/png' width='192' height='192'/></metadata></item>"+
 			"</publish></pubsub></iq>", nodeAvatarMeta, id, nodeAvatarMeta, id, len(img)); r.Type != "result" {
 			t.Fatalf("avatar metadata publish: %.300s", r.Raw)
@@ -117,7 +129,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 	}
 	fetch := func(c *testserver.Client, owner, data string) {
 		t.Helper()
-		r := c.IQ("get-av", "<iq type='get' id='get-av' to='%s'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='%s'/></pubsub></iq>", owner, nodeAvatarData)
+		r := iqPatient(c, "get-av", "<iq type='get' id='get-av' to='%s'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='%s'/></pubsub></iq>", owner, nodeAvatarData)
 		if r.Type != "result" || !strings.Contains(string(r.Raw), data) {
 			t.Fatalf("avatar fetch from %s: %.300s", owner, r.Raw)
 		}
@@ -131,7 +143,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 	getURL := uploadFile(t, ts, b, "VID_0001.mp4", "video/mp4", video)
 	hc := uploadClient(ts)
 	b.Send("<message to='%s' type='chat' id='link'><body>%s</body><x xmlns='jabber:x:oob'><url>%s</url></x></message>", bare[0], getURL, getURL)
-	cs[0].Expect("the link", isMsg(getURL))
+	cs[0].ExpectWithin("the link", patient, isMsg(getURL))
 	resp, err := hc.Get(getURL)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +170,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 	// every contact writes 50 messages at once.
 	b.Send("<active xmlns='urn:xmpp:csi:0'/>")
 	for _, c := range bare {
-		b.Expect("held presence of "+c, func(s *wire.Stanza) bool {
+		b.ExpectWithin("held presence of "+c, patient, func(s *wire.Stanza) bool {
 			return s.Name == "presence" && strings.HasPrefix(s.From, c+"/") && s.Child(wire.NSClient, "status").Text() == "round 4"
 		})
 	}
@@ -171,7 +183,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 		next[i] = 0
 	}
 	for n := 0; n < contacts*50; n++ {
-		m := b.Expect("live message "+strconv.Itoa(n), func(s *wire.Stanza) bool {
+		m := b.ExpectWithin("live message "+strconv.Itoa(n), patient, func(s *wire.Stanza) bool {
 			return s.Name == "message" && strings.HasPrefix(s.Child(wire.NSClient, "body").Text(), "live")
 		})
 		i := -1
@@ -195,7 +207,7 @@ func TestStockClientDefaultLimits(t *testing.T) {
 	for i, c := range cs {
 		for j := 0; j < 25; j++ {
 			id := "live" + strconv.Itoa(j)
-			c.Expect(fmt.Sprintf("marker %d for c%d", j, i), func(s *wire.Stanza) bool {
+			c.ExpectWithin(fmt.Sprintf("marker %d for c%d", j, i), patient, func(s *wire.Stanza) bool {
 				d := s.Child("urn:xmpp:chat-markers:0", "displayed")
 				return s.Name == "message" && d != nil && d.AttrValue("id") == id
 			})
@@ -209,6 +221,19 @@ func TestStockClientDefaultLimits(t *testing.T) {
 		t.Fatal("bob's session is gone")
 	}
 	t.Logf("bob handled %d stanzas", handled.Load())
+}
+
+// patient bounds each wait of the stock client tests: on a machine
+// shared by several suites under -race, storing 1,000 messages or a
+// 133 kB PEP item took over a minute.
+const patient = 3 * time.Minute
+
+// iqPatient is Client.IQ with the patient wait.
+func iqPatient(c *testserver.Client, id, format string, args ...any) *wire.Stanza {
+	c.Send(format, args...)
+	return c.ExpectWithin("iq response "+id, patient, func(s *wire.Stanza) bool {
+		return s.Name == "iq" && s.ID == id && (s.Type == "result" || s.Type == "error")
+	})
 }
 
 // mamCatchUp pages through c's whole archive as a new device does (RSM
@@ -231,7 +256,7 @@ func mamCatchUp(t testing.TB, c *testserver.Client, max int) int {
 func uploadFile(t *testing.T, ts *testserver.Server, c *testserver.Client, name, contentType string, data []byte) string {
 	t.Helper()
 	host, _ := findUploadService(t, c)
-	r := c.IQ("slot", "<iq type='get' id='slot' to='%s'><request xmlns='%s' filename='%s' size='%d' content-type='%s'/></iq>",
+	r := iqPatient(c, "slot", "<iq type='get' id='slot' to='%s'><request xmlns='%s' filename='%s' size='%d' content-type='%s'/></iq>",
 		host, nsUpload, name, len(data), contentType)
 	slot := r.Child(nsUpload, "slot")
 	if r.Type != "result" || slot == nil {
