@@ -129,9 +129,16 @@ func (s *Store) FindArchivedByOrigin(ctx context.Context, owner, originID, fromF
 	var m storage.ArchivedMessage
 	err := s.run(ctx, func(ctx context.Context) error {
 		var err error
+		// The partial index archive_by_origin answers this: origin_id
+		// <> '' lets a generic plan use it, and ordering by ts alone
+		// (which it holds) keeps the planner from walking the owner's
+		// rows of the window in (ts, id) order for the LIMIT (7.3 ms
+		// with 2,000 of them, BenchmarkFindArchivedByOrigin, on every
+		// message with an origin-id). Rows tied on ts here would be
+		// copies of one message.
 		m, err = scanArchived(s.pool.QueryRow(ctx, `SELECT `+archiveColumns+` FROM archive
-			WHERE owner = $1 AND origin_id = $2 AND from_full = $3 AND ts >= $4
-			ORDER BY ts DESC, id DESC LIMIT 1`, owner, originID, fromFull, micros(since)), owner)
+			WHERE owner = $1 AND origin_id = $2 AND origin_id <> '' AND from_full = $3 AND ts >= $4
+			ORDER BY ts DESC LIMIT 1`, owner, originID, fromFull, micros(since)), owner)
 		return err
 	})
 	if isNoRows(err) {

@@ -12,3 +12,7 @@ import (
 func BenchmarkStoreOffline(b *testing.B) { storagetest.BenchStoreOffline(b, openTest(b)) }
 
 func BenchmarkRosterItems(b *testing.B) { storagetest.BenchRosterItems(b, openTest(b)) }
+
+func BenchmarkFindArchivedByOrigin(b *testing.B) {
+	storagetest.BenchFindArchivedByOrigin(b, openTest(b))
+}

@@ -161,8 +161,12 @@ func (s *Store) FindArchivedByOrigin(ctx context.Context, owner, originID, fromF
 	if originID == "" {
 		return storage.ArchivedMessage{}, storage.ErrNotFound
 	}
-	m, err := scanArchived(s.r.QueryRowContext(ctx, `SELECT `+archiveColumns+` FROM archive
-		WHERE owner = ? AND origin_id = ? AND from_full = ? AND ts >= ?
+	// Named: for a bound origin_id SQLite cannot prove the partial
+	// index's origin_id <> '' and, for the ORDER BY, walked every row of
+	// the owner inside the window (13.9 ms with 2,000 of them,
+	// BenchmarkFindArchivedByOrigin) on every message with an origin-id.
+	m, err := scanArchived(s.r.QueryRowContext(ctx, `SELECT `+archiveColumns+` FROM archive INDEXED BY archive_by_origin
+		WHERE owner = ? AND origin_id = ? AND origin_id <> '' AND from_full = ? AND ts >= ?
 		ORDER BY ts DESC, id DESC LIMIT 1`, owner, originID, fromFull, toMicros(since)), owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, storage.ErrNotFound

@@ -344,3 +344,7 @@ func TestQueuedWriterHonoursDeadline(t *testing.T) {
 		t.Fatalf("VCard while writer busy: %v", err)
 	}
 }
+
+func BenchmarkFindArchivedByOrigin(b *testing.B) {
+	storagetest.BenchFindArchivedByOrigin(b, openTemp(b, b.TempDir()))
+}

@@ -344,6 +344,17 @@ func testArchiveDedup(t *testing.T, open archiveOpener) {
 			t.Errorf("%s: %v, want ErrNotFound", name, err)
 		}
 	}
+	// Archived again once the first was outside the window: the newest
+	// row answers (another resource's later row does not count).
+	again, err := st.AppendArchive(ctx, archOwner, storage.ArchivedMessage{With: archRomeo, Timestamp: stamp(60), OriginID: "o1", FromFull: from, Raw: []byte("<message/>")})
+	must(t, "AppendArchive", err)
+	_, err = st.AppendArchive(ctx, archOwner, storage.ArchivedMessage{With: archRomeo, Timestamp: stamp(120), OriginID: "o1", FromFull: archRomeo + "/hall", Raw: []byte("<message/>")})
+	must(t, "AppendArchive", err)
+	m, err = st.FindArchivedByOrigin(ctx, archOwner, "o1", from, stamp(-300))
+	must(t, "FindArchivedByOrigin", err)
+	if m.ID != again {
+		t.Fatalf("found %q, want the newest %q", m.ID, again)
+	}
 }
 
 func testArchivePrefs(t *testing.T, open archiveOpener) {

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -55,6 +56,31 @@ func BenchRosterItems(b *testing.B, st storage.Roster) {
 		items, _, err := st.RosterItems(ctx, owner)
 		if err != nil || len(items) != 100 {
 			b.Fatal(len(items), err)
+		}
+	}
+}
+
+// BenchFindArchivedByOrigin is the resend check of a message whose
+// origin-id is new (the common case) with 2,000 of the owner's messages
+// inside the dedup window: the lookup must seek the origin-id index, not
+// walk the owner's recent rows.
+func BenchFindArchivedByOrigin(b *testing.B, st storage.Archive) {
+	ctx := context.Background()
+	const owner, from = "juliet@capulet.example", "romeo@montague.example/orchard"
+	now := time.Now()
+	for i := range 2000 {
+		msg := storage.ArchivedMessage{With: "romeo@montague.example", WithResource: "orchard", FromFull: from,
+			Timestamp: now.Add(time.Duration(i-2000) * time.Millisecond), OriginID: fmt.Sprintf("origin-%d", i),
+			Raw: []byte(`<message type='chat'><body>hi</body></message>`)}
+		if _, err := st.AppendArchive(ctx, owner, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	since := now.Add(-5 * time.Minute)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := st.FindArchivedByOrigin(ctx, owner, "origin-new", from, since); !errors.Is(err, storage.ErrNotFound) {
+			b.Fatal(err)
 		}
 	}
 }
