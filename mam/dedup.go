@@ -94,6 +94,22 @@ func (d *dedup) check(key string, now time.Time) (w pendingWrite, maybe bool) {
 	return pendingWrite{}, false
 }
 
+// settle narrows the uncertainty of a start: nothing an earlier run
+// archived is newer than newest (zero: nothing at all), so a miss is
+// certain once the window has passed since then rather than since the
+// start — at once on a new server, or one idle for the window before.
+func (d *dedup) settle(newest time.Time) {
+	var until time.Time
+	if !newest.IsZero() {
+		until = newest.Add(d.window)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if until.Before(d.unsureUntil) {
+		d.unsureUntil = until
+	}
+}
+
 // starting records that a write of key is about to be queued; queued
 // gives it its id once known (its outcome may be known first).
 func (d *dedup) starting(key string) {

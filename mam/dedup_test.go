@@ -152,3 +152,81 @@ func TestDedupWithoutLookups(t *testing.T) {
 		t.Errorf("bob's archive has %d messages after a resend in flight, want 1", n)
 	}
 }
+
+// A start learns from the newest archived message how long misses stay
+// uncertain: not at all on an empty store or one idle for the window, a
+// window after an earlier run's last message otherwise; it never makes
+// them less uncertain than they are.
+func TestDedupSettle(t *testing.T) {
+	start := time.Now()
+	for name, c := range map[string]struct {
+		newest time.Time
+		maybe  bool
+	}{
+		"empty store":            {time.Time{}, false},
+		"idle for the window":    {start.Add(-2 * time.Minute), false},
+		"recent earlier run":     {start.Add(-30 * time.Second), true},
+		"clock went backwards":   {start.Add(time.Hour), true},
+		"newest at the start":    {start, true},
+		"exactly one window ago": {start.Add(-time.Minute), false},
+	} {
+		d := newDedup(time.Minute, false, start)
+		d.settle(c.newest)
+		if _, maybe := d.check("k", start.Add(time.Second)); maybe != c.maybe {
+			t.Errorf("%s: maybe = %v, want %v", name, maybe, c.maybe)
+		}
+	}
+}
+
+// Started on an empty store, the module asks the database about no new
+// origin-id; started on a store with a message archived moments before
+// (an earlier run), it asks, and a resend of that message is archived
+// once.
+func TestDedupAfterStart(t *testing.T) {
+	t.Run("EmptyStore", func(t *testing.T) {
+		me := modtest.New(t)
+		var lookups atomic.Int32
+		m := New(Config{}, countingOrigin{me.Store, &lookups}, me.Store)
+		me.Register(m)
+		if err := m.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e := &env{Env: me, mod: m}
+		alice := e.login("alice@example.org/phone")
+		bob := e.login("bob@example.org/desk")
+		for i := range 10 {
+			e.Send(alice, fmt.Sprintf("<message to='bob@example.org' type='chat' id='m%d'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='o%d'/></message>", i, i))
+		}
+		bob.Expect(t, "last message", func(s *wire.Stanza) bool { return s.ID == "m9" })
+		if n := lookups.Load(); n != 0 {
+			t.Errorf("%d origin-id lookups after a start on an empty store, want none", n)
+		}
+	})
+	t.Run("EarlierRun", func(t *testing.T) {
+		me := modtest.New(t)
+		me.Account("alice@example.org")
+		me.Account("bob@example.org")
+		earlier := storage.ArchivedMessage{With: "alice@example.org", WithResource: "phone", Timestamp: time.Now().Add(-10 * time.Second),
+			OriginID: "before", FromFull: "alice@example.org/phone", Raw: []byte("<message type='chat' id='m0'><body>hi</body></message>")}
+		if _, err := me.Store.AppendArchive(t.Context(), "bob@example.org", earlier); err != nil {
+			t.Fatal(err)
+		}
+		var lookups atomic.Int32
+		m := New(Config{}, countingOrigin{me.Store, &lookups}, me.Store)
+		me.Register(m)
+		if err := m.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		e := &env{Env: me, mod: m}
+		alice := e.login("alice@example.org/phone")
+		bob := e.login("bob@example.org/desk")
+		e.Send(alice, "<message to='bob@example.org' type='chat' id='m0'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='before'/></message>")
+		bob.Expect(t, "resend", func(s *wire.Stanza) bool { return s.ID == "m0" })
+		if lookups.Load() == 0 {
+			t.Error("no origin-id lookup after a start on a store with a message of a moment ago")
+		}
+		if n := len(e.archive("bob@example.org")); n != 1 {
+			t.Errorf("bob's archive has %d messages after the resend, want 1", n)
+		}
+	})
+}

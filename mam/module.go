@@ -97,6 +97,15 @@ func (m *Module) Register(r *module.Registry) error {
 // Start implements module.Starter: with a retention period, a background
 // loop deletes expired messages.
 func (m *Module) Start(ctx context.Context) error {
+	if m.cfg.DedupWindow > 0 && !m.cfg.SharedArchive {
+		// Without this, every message with an origin-id asked the
+		// database during the first window after a start.
+		if newest, err := m.archive.NewestArchived(ctx); err != nil {
+			m.log.Warn("mam: reading the newest archived message failed; resends are checked in the database for a while", "err", err)
+		} else {
+			m.dedup.settle(newest)
+		}
+	}
 	if m.cfg.Retention <= 0 || m.stop != nil {
 		return nil
 	}

@@ -165,6 +165,11 @@ type ArchiveReader interface {
 	// with the origin-id, sent by fromFull, at or after since (duplicate
 	// detection for resent messages); ErrNotFound when there is none.
 	FindArchivedByOrigin(ctx context.Context, owner, originID, fromFull string, since time.Time) (ArchivedMessage, error)
+	// NewestArchived returns the timestamp of the newest message in any
+	// archive, zero when every archive is empty (so a process knows for
+	// how long what an earlier run archived can matter to the resend
+	// check).
+	NewestArchived(ctx context.Context) (time.Time, error)
 	// ArchivePrefs returns owner's preferences; ErrNotFound when never set.
 	ArchivePrefs(ctx context.Context, owner string) (ArchivePrefs, error)
 }

@@ -147,6 +147,19 @@ func (s *Store) FindArchivedByOrigin(ctx context.Context, owner, originID, fromF
 	return m, err
 }
 
+// NewestArchived implements storage.ArchiveReader (each partition's
+// archive_by_ts answers max(ts) without a scan).
+func (s *Store) NewestArchived(ctx context.Context) (time.Time, error) {
+	var ts *time.Time
+	err := s.run(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT max(ts) FROM archive`).Scan(&ts)
+	})
+	if err != nil || ts == nil {
+		return time.Time{}, err
+	}
+	return ts.UTC(), nil
+}
+
 // archiveKey is a position in an archive's order.
 type archiveKey struct {
 	ts time.Time

@@ -174,6 +174,16 @@ func (s *Store) FindArchivedByOrigin(ctx context.Context, owner, originID, fromF
 	return m, err
 }
 
+// NewestArchived implements storage.ArchiveReader (archive_by_ts answers
+// max(ts) without a scan).
+func (s *Store) NewestArchived(ctx context.Context) (time.Time, error) {
+	var ts sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT max(ts) FROM archive`).Scan(&ts); err != nil || !ts.Valid {
+		return time.Time{}, err
+	}
+	return fromMicros(ts.Int64), nil
+}
+
 // archiveKey is a position in an archive's order.
 type archiveKey struct {
 	ts int64

@@ -29,6 +29,7 @@ func runArchive(t *testing.T, open archiveOpener) {
 	t.Run("SameTimestamp", func(t *testing.T) { testArchiveSameTimestamp(t, open) })
 	t.Run("Metadata", func(t *testing.T) { testArchiveMetadata(t, open) })
 	t.Run("Dedup", func(t *testing.T) { testArchiveDedup(t, open) })
+	t.Run("Newest", func(t *testing.T) { testArchiveNewest(t, open) })
 	t.Run("Prefs", func(t *testing.T) { testArchivePrefs(t, open) })
 	t.Run("Delete", func(t *testing.T) { testArchiveDelete(t, open) })
 	t.Run("Retention", func(t *testing.T) { testArchiveRetention(t, open) })
@@ -354,6 +355,29 @@ func testArchiveDedup(t *testing.T, open archiveOpener) {
 	must(t, "FindArchivedByOrigin", err)
 	if m.ID != again {
 		t.Fatalf("found %q, want the newest %q", m.ID, again)
+	}
+}
+
+// The newest message of any archive, whatever the order of the writes.
+func testArchiveNewest(t *testing.T, open archiveOpener) {
+	st := open(t)
+	ctx := t.Context()
+	newest, err := st.NewestArchived(ctx)
+	must(t, "NewestArchived empty", err)
+	if !newest.IsZero() {
+		t.Fatalf("empty archives: newest %v", newest)
+	}
+	for _, w := range []struct {
+		owner string
+		sec   int
+	}{{archOwner, 60}, {archRomeo, 120}, {archOwner, 30}} {
+		_, err := st.AppendArchive(ctx, w.owner, storage.ArchivedMessage{With: archNurse, Timestamp: stamp(w.sec).Add(7 * time.Microsecond), FromFull: archNurse, Raw: []byte("<message/>")})
+		must(t, "AppendArchive", err)
+	}
+	newest, err = st.NewestArchived(ctx)
+	must(t, "NewestArchived", err)
+	if want := stamp(120).Add(7 * time.Microsecond); !newest.Equal(want) {
+		t.Fatalf("newest %v, want %v", newest, want)
 	}
 }
 
