@@ -188,8 +188,11 @@ func (c *conn) resume(st *wire.Stanza) error {
 	}
 	s.mu.Lock()
 	if s.ended {
+		// Ending, not yet in the tombs: its h is final (end settles it
+		// before marking the session ended), and the client needs it.
+		h := s.hIn
 		s.mu.Unlock()
-		return c.resumeFailed(smFailed("item-not-found", nil))
+		return c.resumeFailed(smFailed("item-not-found", &h))
 	}
 	old := s.owner
 	s.owner = nil
