@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"mellium.im/xmpp/jid"
 
@@ -279,8 +280,16 @@ func (n *Node) TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Han
 		handovers.WithLabelValues("in", "not-found").Inc()
 		return nil, ErrNotFound
 	}
-	e := r.state().e
-	if !n.alive(&e) {
+	// The entry as the bucket has it now, not as this node's watch has
+	// applied it: the client resumes here as soon as the previous move
+	// answered, and a watch running behind names the node the session
+	// left, which no longer knows it (<item-not-found/> for a live
+	// session).
+	e, ok := n.currentEntry(ctx, r)
+	if !ok || e.Resume != resumeDigest(previd) || e.Node == n.cfg.Node || n.deadEntry(&e) {
+		// Not "unreachable" (three heartbeats): on a loaded machine a
+		// late heartbeat would refuse a live session; a node that is
+		// gone does not answer the request.
 		handovers.WithLabelValues("in", "not-found").Inc()
 		return nil, ErrNotFound
 	}
@@ -308,6 +317,26 @@ func (n *Node) TakeOver(ctx context.Context, previd, bare, conn string) (*sm.Han
 	handovers.WithLabelValues("in", "ok").Inc()
 	n.log.Info("cluster: session handed over", "jid", h.JID, "peer", e.Node, "took", time.Since(start))
 	return &h, nil
+}
+
+// currentEntry reads r's entry from the bucket (and applies it), false
+// when the session is gone. When the bucket cannot be read it falls back
+// on the replicated entry.
+func (n *Node) currentEntry(ctx context.Context, r *remote) (entry, bool) {
+	kve, err := n.kv.Get(ctx, r.key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		return entry{}, false
+	case err != nil:
+		registryErrors.Inc()
+		return r.state().e, true
+	}
+	var e entry
+	if json.Unmarshal(kve.Value(), &e) != nil {
+		return entry{}, false
+	}
+	n.apply(r.key, &e, kve.Revision(), false)
+	return e, true
 }
 
 // Attached releases what arrived for conn during its hand-over, once the

@@ -97,9 +97,27 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	n.peers.mu.Unlock()
 }
 
-// liveness heart-beats and reaps the entries of dead nodes.
+// liveness heart-beats and reaps the entries of dead nodes. Heartbeats
+// have a goroutine of their own: reaping waits for the bucket (up to 5 s a
+// delete), and a heartbeat behind it would be late enough for the others
+// to take this node for unreachable (three heartbeats) and send its
+// sessions' messages to offline storage.
 func (n *Node) liveness() {
 	defer n.wg.Done()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(n.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-t.C:
+			}
+			n.heartbeat()
+		}
+	}()
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -108,7 +126,6 @@ func (n *Node) liveness() {
 			return
 		case <-t.C:
 		}
-		n.heartbeat()
 		n.reap()
 		n.reapLeases()
 		n.moves.expire()
