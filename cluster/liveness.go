@@ -107,18 +107,20 @@ func (n *Node) liveness() {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		t := time.NewTicker(n.cfg.Heartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-t.C:
-			}
-			n.heartbeat()
-		}
+		n.every(n.cfg.Heartbeat, n.heartbeat)
 	}()
-	t := time.NewTicker(n.cfg.Heartbeat)
+	n.every(n.cfg.Heartbeat, func() {
+		n.reap()
+		n.reapLeases()
+		n.moves.expire()
+		nodesGauge.Set(float64(len(n.Peers()) + 1))
+		registryGauge.Set(float64(n.registry.size()))
+	})
+}
+
+// every runs f each period until the node stops.
+func (n *Node) every(period time.Duration, f func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -126,11 +128,7 @@ func (n *Node) liveness() {
 			return
 		case <-t.C:
 		}
-		n.reap()
-		n.reapLeases()
-		n.moves.expire()
-		nodesGauge.Set(float64(len(n.Peers()) + 1))
-		registryGauge.Set(float64(n.registry.size()))
+		f()
 	}
 }
 

@@ -30,13 +30,18 @@ func queryAll[T any](ctx context.Context, db *sql.DB, q string, args []any, scan
 
 // oneRow turns "no row affected" into ErrNotFound.
 func oneRow(res sql.Result, err error) error {
+	return affectedOr(res, err, storage.ErrNotFound)
+}
+
+// affectedOr returns none when the statement affected no row.
+func affectedOr(res sql.Result, err, none error) error {
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return storage.ErrNotFound
+		return none
 	}
 	return nil
 }

@@ -60,15 +60,7 @@ func (s *Store) CreateUpload(ctx context.Context, u storage.Upload, quota int64)
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO uploads (`+uploadColumns+`) VALUES (?, ?, ?, ?, ?, 0, ?, ?, NULL) ON CONFLICT DO NOTHING`,
 			u.ID, u.Owner, u.Filename, u.Size, u.ContentType, toMicros(u.Created), toMicros(u.Expires))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrExists
-		}
-		return nil
+		return affectedOr(res, err, storage.ErrExists)
 	})
 }
 
