@@ -19,7 +19,9 @@ import (
 	"github.com/parley-xmpp/parley/auth"
 	"github.com/parley-xmpp/parley/cluster"
 	"github.com/parley-xmpp/parley/server"
+	"github.com/parley-xmpp/parley/storage"
 	"github.com/parley-xmpp/parley/storage/pg"
+	"github.com/parley-xmpp/parley/storage/sqlite"
 )
 
 // target is the server under load: its addresses, its domain, the
@@ -214,16 +216,7 @@ func spawn(ctx context.Context, o spawnOptions) (*target, error) {
 		return nil, fmt.Errorf("%s did not start: %w\n%s", o.binary, err, tail(log, 2000))
 	}
 	if !o.ownBuild {
-		// Another version may have another schema: its own command
-		// creates the accounts, in the store the server runs on.
-		if err := parallel(ctx, o.accounts, 4, func(i int) error {
-			c := exec.CommandContext(ctx, o.binary, "user", "add", t.bare(i), "--password", t.password, "--config", conf)
-			c.Dir, c.Env = dir, env
-			if out, err := c.CombinedOutput(); err != nil {
-				return fmt.Errorf("%s user add %s: %w: %s", o.binary, t.bare(i), err, out)
-			}
-			return nil
-		}); err != nil {
+		if err := createAccountsWith(ctx, o.binary, cfg, conf, env, dir, t, o.accounts); err != nil {
 			t.stop()
 			return nil, err
 		}
@@ -262,9 +255,50 @@ func waitReady(ctx context.Context, admin string, exited <-chan struct{}, exitEr
 	return errors.New("not ready after 60s")
 }
 
-// createAccounts creates n accounts with one password. The SCRAM
-// credentials are derived once and shared: a load test needs many accounts
-// quickly, not distinct salts.
+// createAccountsWith creates the accounts of a server that another binary
+// runs (and has migrated). When its database has exactly the schema this
+// tree knows, they are written through our store code like
+// createAccounts's (seconds for 10,000); otherwise another version may
+// write accounts differently, and its own command creates them, one
+// process per account (minutes for 10,000).
+func createAccountsWith(ctx context.Context, binary string, cfg server.Config, conf string, env []string, dir string, t *target, n int) error {
+	if n == 0 {
+		return nil
+	}
+	st, err := openCurrent(ctx, cfg)
+	if err == nil {
+		defer st.Close()
+		return addAccounts(ctx, st, cfg, t, n)
+	}
+	fmt.Fprintf(os.Stderr, "parley-bench: %s: creating %d accounts with its own command (its store is not this tree's: %v)\n", binary, n, err)
+	return parallel(ctx, n, 4, func(i int) error {
+		c := exec.CommandContext(ctx, binary, "user", "add", t.bare(i), "--password", t.password, "--config", conf)
+		c.Dir, c.Env = dir, env
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s user add %s: %w: %s", binary, t.bare(i), err, out)
+		}
+		return nil
+	})
+}
+
+// openCurrent opens the store of cfg without migrating it, and only if its
+// schema is exactly the one this tree knows.
+func openCurrent(ctx context.Context, cfg server.Config) (storage.Store, error) {
+	if cfg.Storage.Backend == "postgres" {
+		st, err := pg.Open(ctx, pg.Config{DSN: cfg.Storage.Postgres.DSN, Schema: cfg.Storage.Postgres.Schema})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := sqlite.OpenOptions(ctx, cfg.DataDir, sqlite.Options{NoMigrate: true})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// createAccounts creates n accounts in a new store of cfg.
 func createAccounts(ctx context.Context, cfg server.Config, t *target, n int) error {
 	if n == 0 {
 		return nil
@@ -274,6 +308,13 @@ func createAccounts(ctx context.Context, cfg server.Config, t *target, n int) er
 		return err
 	}
 	defer st.Close()
+	return addAccounts(ctx, st, cfg, t, n)
+}
+
+// addAccounts creates n accounts with one password. The SCRAM credentials
+// are derived once and shared: a load test needs many accounts quickly,
+// not distinct salts.
+func addAccounts(ctx context.Context, st storage.Store, cfg server.Config, t *target, n int) error {
 	creds, err := auth.DeriveCredentials(t.password, cfg.Auth.Iterations)
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ func search(t *testing.T, st *Store, owner, text string) storage.ArchivePage {
 func TestFulltextBackfill(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	old, err := open(ctx, dir, storagetest.MigrationsBefore(t, migrationsRoot(), 8))
+	old, err := open(ctx, dir, storagetest.MigrationsBefore(t, migrationsRoot(), 8), true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,11 +25,16 @@ type Options struct {
 	// storage.FulltextIndex); switching it on rebuilds the index before
 	// OpenOptions returns.
 	Fulltext storage.FulltextIndex
+	// NoMigrate opens a database that another binary manages (as
+	// pg.Config without Migrate): no migration is applied, and the open
+	// fails unless the database has exactly the migrations this binary
+	// knows, so that what it writes is what that binary reads.
+	NoMigrate bool
 }
 
 // OpenOptions is Open with Options.
 func OpenOptions(ctx context.Context, dir string, o Options) (*Store, error) {
-	s, err := open(ctx, dir, migrationsRoot())
+	s, err := open(ctx, dir, migrationsRoot(), !o.NoMigrate)
 	if err != nil {
 		return nil, err
 	}

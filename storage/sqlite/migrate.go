@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/parley-xmpp/parley/storage"
@@ -93,4 +95,44 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// checkCurrent fails unless db has applied exactly the migrations in fsys
+// (Options.NoMigrate).
+func checkCurrent(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+	ms, err := loadMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	var exists bool
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return errors.New("the database has no schema (no migration applied)")
+	}
+	rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return err
+	}
+	var applied []int
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		applied = append(applied, v)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	known := make([]int, len(ms))
+	for i, m := range ms {
+		known[i] = m.version
+	}
+	if !slices.Equal(applied, known) {
+		return fmt.Errorf("database schema has migrations %v, this binary knows %v", applied, known)
+	}
+	return nil
 }

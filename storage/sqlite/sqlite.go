@@ -50,7 +50,7 @@ var _ storage.Store = (*Store)(nil)
 // brings its schema up to date. It leaves the full-text index as it is
 // (storage.FulltextKeep); see OpenOptions.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	return open(ctx, dir, migrationsRoot())
+	return open(ctx, dir, migrationsRoot(), true)
 }
 
 func migrationsRoot() fs.FS {
@@ -61,7 +61,9 @@ func migrationsRoot() fs.FS {
 	return sub
 }
 
-func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
+// open opens dir/parley.db; with migrateOK false it changes no schema and
+// fails unless the database has exactly the migrations in migrations.
+func open(ctx context.Context, dir string, migrations fs.FS, migrateOK bool) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -86,7 +88,11 @@ func open(ctx context.Context, dir string, migrations fs.FS) (*Store, error) {
 
 	// The writer must create the file and switch it to WAL before any
 	// reader opens it.
-	if err := migrate(ctx, w, migrations); err != nil {
+	check := migrate
+	if !migrateOK {
+		check = checkCurrent
+	}
+	if err := check(ctx, w, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}

@@ -240,7 +240,7 @@ func TestMigrations(t *testing.T) {
 		good := fstest.MapFS{
 			"0001_a.sql": {Data: []byte(`CREATE TABLE a (x INTEGER);`)},
 		}
-		st, err := open(ctx, dir, good)
+		st, err := open(ctx, dir, good, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,12 +250,12 @@ func TestMigrations(t *testing.T) {
 			"0001_a.sql": good["0001_a.sql"],
 			"0002_b.sql": {Data: []byte(`CREATE TABLE b (x INTEGER); INSERT INTO a VALUES (1); ALTER TABLE a ADD COLUMN y; SELECT * FROM no_such_table;`)},
 		}
-		if st, err := open(ctx, dir, bad); err == nil {
+		if st, err := open(ctx, dir, bad, true); err == nil {
 			st.Close()
 			t.Fatal("open with a failing migration succeeded")
 		}
 
-		st, err = open(ctx, dir, good)
+		st, err = open(ctx, dir, good, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestMigrations(t *testing.T) {
 	t.Run("Incremental", func(t *testing.T) {
 		dir := t.TempDir()
 		v1 := fstest.MapFS{"0001_a.sql": {Data: []byte(`CREATE TABLE a (x INTEGER);`)}}
-		st, err := open(ctx, dir, v1)
+		st, err := open(ctx, dir, v1, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +290,7 @@ func TestMigrations(t *testing.T) {
 			"0002_a_y.sql":   {Data: []byte(`ALTER TABLE a ADD COLUMN y TEXT NOT NULL DEFAULT 'y';`)},
 			"0010_later.sql": {Data: []byte(`CREATE TABLE later (z); -- numbers, not names, order migrations`)},
 		}
-		st, err = open(ctx, dir, v2)
+		st, err = open(ctx, dir, v2, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,15 +311,41 @@ func TestMigrations(t *testing.T) {
 			"0001_a.sql": {Data: []byte(`CREATE TABLE a (x);`)},
 			"0002_b.sql": {Data: []byte(`CREATE TABLE b (x);`)},
 		}
-		st, err := open(ctx, dir, v2)
+		st, err := open(ctx, dir, v2, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		st.Close()
-		if st, err := open(ctx, dir, fstest.MapFS{"0001_a.sql": v2["0001_a.sql"]}); err == nil {
+		if st, err := open(ctx, dir, fstest.MapFS{"0001_a.sql": v2["0001_a.sql"]}, true); err == nil {
 			st.Close()
 			t.Fatal("an older binary opened a newer schema")
 		}
+	})
+
+	t.Run("NoMigrate", func(t *testing.T) {
+		dir := t.TempDir()
+		v1 := fstest.MapFS{"0001_a.sql": {Data: []byte(`CREATE TABLE a (x);`)}}
+		v2 := fstest.MapFS{"0001_a.sql": v1["0001_a.sql"], "0002_b.sql": {Data: []byte(`CREATE TABLE b (x);`)}}
+		if st, err := open(ctx, dir, v1, false); err == nil {
+			st.Close()
+			t.Fatal("opened an empty database without migrating")
+		}
+		st, err := open(ctx, dir, v1, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		if st, err := open(ctx, dir, v2, false); err == nil {
+			st.Close()
+			t.Fatal("opened an older schema without migrating")
+		}
+		if st, err = open(ctx, dir, v1, false); err != nil {
+			t.Fatalf("the current schema: %v", err)
+		}
+		if tableExists(t, st, "b") {
+			t.Error("a migration was applied")
+		}
+		st.Close()
 	})
 
 	t.Run("BadNames", func(t *testing.T) {
