@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/parley-xmpp/parley/module"
@@ -22,17 +22,25 @@ const (
 
 // outConn owns the outbound stream for one (local, remote) pair. Its
 // goroutine connects, authenticates and then drains the queue; stanzas
-// wait in the queue while it connects.
+// wait in the queue while it connects, and while their senders' archive
+// rows commit.
 type outConn struct {
-	// qbytes are the bytes of the stanzas in queue (bounded by QueueBytes).
-	qbytes atomic.Int64
-	svc    *Service
-	p      pair
-	queue  chan outItem
-	log    *slog.Logger
+	svc *Service
+	p   pair
+	log *slog.Logger
 	// via, when set, is a bidirectional stream the peer opened (XEP-0288)
 	// that carries the queue until it ends; then we dial as usual.
 	via *link
+
+	// The queue is a slice rather than a channel so that its bound
+	// (Config.QueueStanzas, QueueBytes) costs memory only while stanzas
+	// are queued: a channel of that capacity would be allocated for every
+	// domain pair, busy or not.
+	mu     sync.Mutex
+	items  []outItem
+	head   int // items[head:] are queued
+	qbytes int // bytes of the queued stanzas
+	ready  chan struct{}
 }
 
 // outItem is a queued stanza, written once the writes it waits for (the
@@ -44,25 +52,58 @@ type outItem struct {
 
 // enqueue queues st unless the queue is full in stanzas or bytes.
 func (o *outConn) enqueue(st *wire.Stanza, after module.Barrier) bool {
-	n := int64(len(st.Raw))
-	if o.qbytes.Add(n) > int64(o.svc.cfg.QueueBytes) {
-		o.qbytes.Add(-n)
+	n := len(st.Raw)
+	o.mu.Lock()
+	if len(o.items)-o.head >= o.svc.cfg.QueueStanzas || o.qbytes+n > o.svc.cfg.QueueBytes {
+		o.mu.Unlock()
 		limitHits.WithLabelValues(limitQueue).Inc()
 		return false
 	}
-	select {
-	case o.queue <- outItem{st: st, after: after}:
-		return true
-	default:
-		o.qbytes.Add(-n)
-		return false
-	}
+	o.items = append(o.items, outItem{st: st, after: after})
+	o.qbytes += n
+	o.mu.Unlock()
+	o.wake()
+	return true
 }
 
-func (o *outConn) dequeued(st *wire.Stanza) { o.qbytes.Add(-int64(len(st.Raw))) }
+// next takes the oldest queued stanza.
+func (o *outConn) next() (outItem, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.head == len(o.items) {
+		return outItem{}, false
+	}
+	it := o.items[o.head]
+	o.items[o.head] = outItem{}
+	o.head++
+	o.qbytes -= len(it.st.Raw)
+	if o.head == len(o.items) {
+		// Empty: start over at the front, and give a large array back.
+		o.head = 0
+		if cap(o.items) > 64 {
+			o.items = nil
+		} else {
+			o.items = o.items[:0]
+		}
+	} else if o.head >= 1024 && o.head*2 >= len(o.items) {
+		// Mostly consumed: move the rest to the front.
+		n := copy(o.items, o.items[o.head:])
+		clear(o.items[n:])
+		o.items = o.items[:n]
+		o.head = 0
+	}
+	return it, true
+}
+
+// queued reports how many stanzas are queued.
+func (o *outConn) queued() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.items) - o.head
+}
 
 func newOutConn(s *Service, p pair) *outConn {
-	return &outConn{svc: s, p: p, queue: make(chan outItem, s.cfg.QueueSize),
+	return &outConn{svc: s, p: p, ready: make(chan struct{}, 1),
 		log: s.log.With("dir", "out", "local", p.local, "remote", p.remote)}
 }
 
@@ -113,14 +154,17 @@ func (o *outConn) fail(err error) {
 		s.backoff[o.p] = b
 	}
 	s.mu.Unlock()
+	o.bounceAll(cond, text)
+}
+
+// bounceAll bounces every queued stanza.
+func (o *outConn) bounceAll(cond, text string) {
 	for {
-		select {
-		case it := <-o.queue:
-			o.dequeued(it.st)
-			s.bounce(it.st, cond, text)
-		default:
+		it, ok := o.next()
+		if !ok {
 			return
 		}
+		o.svc.bounce(it.st, cond, text)
 	}
 }
 
@@ -365,37 +409,24 @@ func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{
 	s := o.svc
 	idle := time.NewTimer(s.cfg.IdleTimeout)
 	defer idle.Stop()
+	// Stanzas queued while connecting, or left by a stream that failed.
+	o.wake()
 	for {
 		select {
-		case it := <-o.queue:
-			o.dequeued(it.st)
-			n := 0
-			err := o.write(w, it)
-			for n = 1; err == nil && n < maxBatch; n++ {
-				var more outItem
-				select {
-				case more = <-o.queue:
-					o.dequeued(more.st)
-				default:
-				}
-				if more.st == nil {
-					break
-				}
-				err = o.write(w, more)
-			}
-			if err == nil {
-				err = w.flush()
-			}
+		case <-o.ready:
+			n, err := o.writeQueued(w)
 			if err != nil {
 				o.log.Info("write failed", "err", err)
 				w.close()
 				s.stats.failure(o.p.remote, "write")
 				return o.retire()
 			}
+			if n == 0 {
+				continue
+			}
 			if !owned {
 				w.setReadDeadline(s.cfg.IdleTimeout)
 			}
-			s.stats.out(o.p.remote, n)
 			idle.Reset(s.cfg.IdleTimeout)
 		case <-activity:
 			idle.Reset(s.cfg.IdleTimeout)
@@ -417,27 +448,58 @@ func (o *outConn) serve(w *stream, done <-chan struct{}, activity <-chan struct{
 		case <-s.ctx.Done():
 			w.closeStream(&wire.StreamError{Condition: wire.CondSystemShutdown})
 			o.retire()
-			for {
-				select {
-				case it := <-o.queue:
-					o.dequeued(it.st)
-					s.bounce(it.st, wire.ErrRemoteServerTimeout, "the server is shutting down")
-				default:
-					return false
-				}
-			}
+			o.bounceAll(wire.ErrRemoteServerTimeout, "the server is shutting down")
+			return false
 		}
 	}
 }
 
-// write writes a queued stanza once its sender's archive row is committed
-// (store before forward); one whose row could not be stored is dropped,
-// its sender has been told.
-func (o *outConn) write(w *stream, it outItem) error {
-	if !it.after.Empty() && it.after.Wait(o.svc.ctx) != nil {
-		return nil
+// writeQueued writes up to maxBatch queued stanzas, each once its
+// sender's archive row is committed (store before forward; one whose row
+// could not be stored is dropped, its sender has been told), and flushes.
+// What is buffered is flushed before waiting for a commit, so that a
+// stanza never waits in the buffer for the commits of later ones. It
+// reports how many stanzas it wrote; when more may be queued it leaves
+// o.ready set for the next round.
+func (o *outConn) writeQueued(w *stream) (int, error) {
+	wrote, unflushed := 0, 0
+	flush := func() error {
+		if unflushed == 0 {
+			return nil
+		}
+		o.svc.stats.out(o.p.remote, unflushed)
+		unflushed = 0
+		return w.flush()
 	}
-	return w.write(it.st.Raw)
+	for range maxBatch {
+		it, ok := o.next()
+		if !ok {
+			return wrote, flush()
+		}
+		if !it.after.Empty() && !it.after.Passed() {
+			if err := flush(); err != nil {
+				return wrote, err
+			}
+			if it.after.Wait(o.svc.ctx) != nil {
+				continue
+			}
+		}
+		if err := w.write(it.st.Raw); err != nil {
+			return wrote, err
+		}
+		wrote++
+		unflushed++
+	}
+	o.wake()
+	return wrote, flush()
+}
+
+// wake makes serve look at the queue.
+func (o *outConn) wake() {
+	select {
+	case o.ready <- struct{}{}:
+	default:
+	}
 }
 
 // retire removes the pair from the pool unless stanzas are queued; it
@@ -446,7 +508,7 @@ func (o *outConn) retire() bool {
 	s := o.svc
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(o.queue) > 0 && !s.closed {
+	if o.queued() > 0 && !s.closed {
 		return true
 	}
 	if s.out[o.p] == o {

@@ -48,14 +48,17 @@ type Settings struct {
 	// MaxDialbacks bounds the dialback verifications run at once for
 	// peers (each opens a connection to a domain the peer names).
 	MaxDialbacks int `mapstructure:"max_dialbacks"`
-	// QueueBytes bounds what is queued for one remote domain.
-	QueueBytes int `mapstructure:"queue_bytes"`
+	// QueueStanzas and QueueBytes bound what is queued for one remote
+	// domain, and what one server stream reads ahead of its archive
+	// commits (Config.QueueStanzas).
+	QueueStanzas int `mapstructure:"queue_stanzas"`
+	QueueBytes   int `mapstructure:"queue_bytes"`
 }
 
 // DefaultSettings are the defaults of the s2s section.
 func DefaultSettings() Settings {
 	return Settings{IdleTimeout: 10 * time.Minute, Bidi: true, AuthTimeout: time.Minute, MaxInbound: 1000,
-		ConnectionsPerAddress: 100, MaxDialbacks: 32, QueueBytes: 8 << 20}
+		ConnectionsPerAddress: 100, MaxDialbacks: 32, QueueStanzas: DefaultQueueStanzas, QueueBytes: DefaultQueueBytes}
 }
 
 // Problems returns what is wrong with s, each as "key: problem" with the
@@ -72,7 +75,7 @@ func (s Settings) Problems() []string {
 		key      string
 		got, min int
 	}{{"max_inbound", s.MaxInbound, 0}, {"connections_per_address", s.ConnectionsPerAddress, 0},
-		{"max_dialbacks", s.MaxDialbacks, 1}, {"queue_bytes", s.QueueBytes, 1 << 20}} {
+		{"max_dialbacks", s.MaxDialbacks, 1}, {"queue_stanzas", s.QueueStanzas, 100}, {"queue_bytes", s.QueueBytes, 1 << 20}} {
 		if v.got < v.min {
 			p = append(p, fmt.Sprintf("%s: expected a number >= %d, got %d", v.key, v.min, v.got))
 		}

@@ -753,6 +753,7 @@ func (s *Server) setupS2S(cfg Config, secret []byte) error {
 		MaxInbound:              cfg.S2S.MaxInbound,
 		ConnectionsPerAddress:   cfg.S2S.ConnectionsPerAddress,
 		MaxDialbacks:            cfg.S2S.MaxDialbacks,
+		QueueStanzas:            cfg.S2S.QueueStanzas,
 		QueueBytes:              cfg.S2S.QueueBytes,
 		DisableBidi:             !cfg.S2S.Bidi,
 		MetricsDomains:          cfg.S2S.MetricsDomains,

@@ -186,6 +186,7 @@ type nodeOpts struct {
 	connectionsPerAddress int
 	maxDialbacks          int
 	queueBytes            int
+	queueStanzas          int
 	preAuthStanzas        int
 }
 
@@ -239,6 +240,7 @@ func startNode(t *testing.T, domain string, ln *countingListener, ca *testCA, o 
 		ConnectionsPerAddress:   o.connectionsPerAddress,
 		MaxDialbacks:            o.maxDialbacks,
 		QueueBytes:              o.queueBytes,
+		QueueStanzas:            o.queueStanzas,
 		PreAuthStanzasPerSecond: o.preAuthStanzas,
 		Logger:                  log,
 	}, r)

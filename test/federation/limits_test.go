@@ -149,10 +149,15 @@ func TestOutboundQueueBoundedInBytes(t *testing.T) {
 	for i := 0; i < 40; i++ { // 2.6 MB
 		a.sendFrom(t, alice, message("alice@a.test/x", "bob@slow.test", "q"+strconv.Itoa(i), pad))
 	}
-	// Messages queued while a connection attempt to the black hole times
-	// out are bounced with remote-server-timeout (on a loaded machine the
-	// 40 sends outlast an attempt); those beyond 1 MB of queue must be
-	// bounced with resource-constraint.
+	expectQueueFull(t, alice)
+}
+
+// expectQueueFull reads bounces until one says the queue is full
+// (resource-constraint). Messages queued while a connection attempt to the
+// black hole times out are bounced with remote-server-timeout first (on a
+// loaded machine the sends outlast an attempt); anything else fails.
+func expectQueueFull(t *testing.T, alice *recSession) {
+	t.Helper()
 	for {
 		st := alice.expect(t, 10*time.Second)
 		if st.Type == "error" && strings.Contains(string(st.Raw), wire.ErrResourceConstraint) {
@@ -162,6 +167,22 @@ func TestOutboundQueueBoundedInBytes(t *testing.T) {
 			t.Fatalf("want a resource-constraint bounce, got %.300s", st.Raw)
 		}
 	}
+}
+
+// TestOutboundQueueBoundedInStanzas: the queue of a domain pair is
+// bounded in stanzas too (s2s.queue_stanzas), whatever their size: it was
+// fixed at 1,000, which a run at 1,000 msg/s overflowed while the stanzas
+// waited for their senders' archive commits.
+func TestOutboundQueueBoundedInStanzas(t *testing.T) {
+	ca := newCA(t)
+	hole := blackhole(t, "127.0.0.4")
+	a := startNode(t, "a.test", listen(t, "127.0.0.2"), ca, nodeOpts{cert: ca.issue(t, "a.test", "a.test"),
+		queueStanzas: 100, routes: map[string][]string{"slow.test": {hole.Addr().String()}}})
+	alice := a.bind(t, "alice@a.test/x")
+	for i := 0; i < 150; i++ {
+		a.sendFrom(t, alice, message("alice@a.test/x", "bob@slow.test", "q"+strconv.Itoa(i), "hi"))
+	}
+	expectQueueFull(t, alice)
 }
 
 // TestVerifyStreamPreAuthRate: before authentication a stream may send only
