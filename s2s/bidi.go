@@ -197,7 +197,7 @@ func (s *Service) acceptStanza(ctx context.Context, str *stream, a *authSet, st 
 	// message is delivered in waits for them).
 	h := module.NewHold()
 	s.router.Route(ctx, st, module.Origin{Kind: module.FromServer, Hold: h})
-	str.pend.routed(ctx, h, len(st.Raw), s.cfg.QueueStanzas, s.cfg.QueueBytes)
+	str.pend.routed(ctx, h, queuedSize(st), s.cfg.QueueStanzas, s.cfg.QueueBytes)
 	return nil
 }
 

@@ -50,9 +50,17 @@ type outItem struct {
 	after module.Barrier
 }
 
+// stanzaOverhead is what a queued or pending stanza costs beyond its
+// bytes (the Stanza, its attributes, the queue entry), so that many tiny
+// stanzas count for what they hold against QueueBytes (as c2s counts its
+// send queue).
+const stanzaOverhead = 256
+
+func queuedSize(st *wire.Stanza) int { return len(st.Raw) + stanzaOverhead }
+
 // enqueue queues st unless the queue is full in stanzas or bytes.
 func (o *outConn) enqueue(st *wire.Stanza, after module.Barrier) bool {
-	n := len(st.Raw)
+	n := queuedSize(st)
 	o.mu.Lock()
 	if len(o.items)-o.head >= o.svc.cfg.QueueStanzas || o.qbytes+n > o.svc.cfg.QueueBytes {
 		o.mu.Unlock()
@@ -76,7 +84,7 @@ func (o *outConn) next() (outItem, bool) {
 	it := o.items[o.head]
 	o.items[o.head] = outItem{}
 	o.head++
-	o.qbytes -= len(it.st.Raw)
+	o.qbytes -= queuedSize(it.st)
 	if o.head == len(o.items) {
 		// Empty: start over at the front, and give a large array back.
 		o.head = 0

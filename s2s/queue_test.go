@@ -47,7 +47,7 @@ func TestOutQueueBounds(t *testing.T) {
 		t.Fatal("refused with room for one")
 	}
 
-	s = New(Config{QueueBytes: 1000}, nil)
+	s = New(Config{QueueBytes: 2000}, nil) // two stanzas of 427 bytes with the overhead, not three
 	o = newOutConn(s, pair{"a.test", "b.test"})
 	pad := strings.Repeat("x", 400)
 	if !o.enqueue(stanza(0, pad), module.Barrier{}) || !o.enqueue(stanza(1, pad), module.Barrier{}) {

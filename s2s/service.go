@@ -36,11 +36,11 @@ const DefaultMaxStanzaBytes = 512 << 10
 // QueueBytes). Stanzas to a remote domain wait in its queue for their
 // senders' archive commits, so the queue holds at least the commit latency
 // times the rate: about 1,000 stanzas at 10,000 msg/s with commits of
-// 100 ms (the earlier fixed bound, which bounced under such load). 10,000
-// leaves a second of commit stall at that rate; the bytes bound it to
-// 8 MiB whatever the stanzas' size.
+// 100 ms (the earlier fixed bound, which bounced under such load).
+// 20,000 leaves two seconds of stall at that rate; the bytes (each stanza
+// counted with stanzaOverhead) bound the memory whatever the stanzas' size.
 const (
-	DefaultQueueStanzas = 10000
+	DefaultQueueStanzas = 20000
 	DefaultQueueBytes   = 8 << 20
 )
 
