@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/parley-xmpp/parley/module"
 	"github.com/parley-xmpp/parley/wire"
 	"github.com/parley-xmpp/parley/xep"
 )
@@ -193,11 +192,9 @@ func (s *Service) acceptStanza(ctx context.Context, str *stream, a *authSet, st 
 		return nil
 	}
 	s.stats.in(fromDom)
-	// Read on while the archive commits (store before forward: what the
-	// message is delivered in waits for them).
-	h := module.NewHold()
-	s.router.Route(ctx, st, module.Origin{Kind: module.FromServer, Hold: h})
-	str.pend.routed(ctx, h, queuedSize(st), s.cfg.QueueStanzas, s.cfg.QueueBytes)
+	// Read on while the stanza is routed and its archive rows commit
+	// (store before forward: what it is delivered in waits for them).
+	str.route(ctx, s, st)
 	return nil
 }
 

@@ -40,9 +40,26 @@ type stream struct {
 	wmu    sync.Mutex
 	tls    bool
 	closed atomic.Bool
-	// pend: stanzas read on this stream waiting for their archive
-	// commits (its reader's).
-	pend pending
+	// disp routes the stanzas read on this stream (its reader's; nil
+	// until the first).
+	disp *dispatcher
+}
+
+// route routes a stanza its reader accepted (see dispatcher); ctx is the
+// reader's, which must outlive endRouting.
+func (s *stream) route(ctx context.Context, svc *Service, st *wire.Stanza) {
+	if s.disp == nil {
+		s.disp = newDispatcher(ctx, svc)
+	}
+	s.disp.route(st)
+}
+
+// endRouting waits until what the reader accepted is routed; the reader
+// calls it when it ends.
+func (s *stream) endRouting() {
+	if s.disp != nil {
+		s.disp.close()
+	}
 }
 
 func newStream(c *netlimit.Conn, lim wire.Limits) *stream {

@@ -1,10 +1,14 @@
 package federation
 
 import (
+	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/jid"
 
 	"github.com/parley-xmpp/parley/wire"
 )
@@ -171,5 +175,48 @@ func TestFederationPeerComesBack(t *testing.T) {
 			t.Fatal("b.test never reached again")
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestFederationOrderPerConversation: stanzas read on one server stream
+// are routed by several goroutines, one per shard of conversations; every
+// conversation (sender and recipient) keeps its order, both ways over one
+// bidirectional stream (the inbound reader on b.test, the reader of a.test's
+// outbound stream for what b.test sends back), and everything arrives.
+func TestFederationOrderPerConversation(t *testing.T) {
+	ca := newCA(t)
+	a, b := pairOf(t, ca, ca.issue(t, "a.test", "a.test"), ca.issue(t, "b.test", "b.test"), true)
+	const senders, recipients, each = 8, 4, 25
+	bindAll := func(n *node, prefix string, count int) []*recSession {
+		var ss []*recSession
+		for i := range count {
+			s := &recSession{j: jid.MustParse(fmt.Sprintf("%s%d@%s/r", prefix, i, n.domain)), ch: make(chan *wire.Stanza, senders*each+10)}
+			if _, err := n.router.Bind(s); err != nil {
+				t.Fatal(err)
+			}
+			ss = append(ss, s)
+		}
+		return ss
+	}
+	for _, dir := range []struct{ from, to *node }{{a, b}, {b, a}} {
+		from, to := bindAll(dir.from, "s", senders), bindAll(dir.to, "r", recipients)
+		for i := range each {
+			for _, s := range from {
+				for _, r := range to {
+					dir.from.sendFrom(t, s, message(s.j.String(), r.j.String(), "m"+strconv.Itoa(i), strconv.Itoa(i)))
+				}
+			}
+		}
+		for _, r := range to {
+			next := map[string]int{}
+			for range senders * each {
+				st := r.expect(t, 10*time.Second)
+				got, _ := strconv.Atoi(st.Child(wire.NSClient, "body").Text())
+				if got != next[st.From] {
+					t.Fatalf("%s got message %d from %s, want %d: out of order", r.j, got, st.From, next[st.From])
+				}
+				next[st.From]++
+			}
+		}
 	}
 }
