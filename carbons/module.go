@@ -105,7 +105,7 @@ func (m *Module) handleToggle(ctx context.Context, ev *module.Event) (*wire.Elem
 
 // isCarbon reports whether st carries a carbon copy.
 func isCarbon(st *wire.Stanza) bool {
-	return st.Child(NS, "sent") != nil || st.Child(NS, "received") != nil
+	return st.HasChild(NS, "sent") || st.HasChild(NS, "received")
 }
 
 // eligible implements §6.1 for the messages this server sees. A
@@ -114,8 +114,8 @@ func isCarbon(st *wire.Stanza) bool {
 // messages to a bare JID (isBounce: we do not track which message an
 // error answers); groupchat is left to the MUC.
 func eligible(st *wire.Stanza) bool {
-	if st.Name != "message" || st.Child(NS, "private") != nil || xep.Hint(st, "no-copy") ||
-		isCarbon(st) || st.Child(nsMAM, "result") != nil {
+	if st.Name != "message" || st.HasChild(NS, "private") || xep.Hint(st, "no-copy") ||
+		isCarbon(st) || st.HasChild(nsMAM, "result") {
 		return false
 	}
 	switch st.Type {
@@ -125,24 +125,18 @@ func eligible(st *wire.Stanza) bool {
 	default: // error, groupchat, headline
 		return false
 	}
-	if xep.HasBody(st) || xep.IsEncrypted(st) || st.Child(nsInvite, "x") != nil ||
+	if xep.HasBody(st) || xep.IsEncrypted(st) || st.HasChild(nsInvite, "x") ||
 		st.Child(nsMUCUser, "x").Child(nsMUCUser, "invite") != nil {
 		return true
 	}
-	for _, c := range st.Tree().Elements() {
-		switch c.Name.Space {
-		case xep.NSReceipts, xep.NSChatStates, xep.NSMarkers:
-			return true
-		}
-	}
-	return false
+	return st.HasChildIn(xep.NSReceipts) || st.HasChildIn(xep.NSChatStates) || st.HasChildIn(xep.NSMarkers)
 }
 
 // answersCopied reports whether an inbound error message answers a message
 // the user sent and this module copied (§6.1).
 func (m *Module) answersCopied(ev *module.Event) bool {
 	st := ev.Stanza
-	if st.Name != "message" || st.Type != "error" || st.ID == "" || st.Child(NS, "private") != nil || xep.Hint(st, "no-copy") {
+	if st.Name != "message" || st.Type != "error" || st.ID == "" || st.HasChild(NS, "private") || xep.Hint(st, "no-copy") {
 		return false
 	}
 	return m.sent.answered(sentKey{ev.To.Bare().String(), ev.From.String(), st.ID}, time.Now())

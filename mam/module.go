@@ -205,16 +205,14 @@ func shouldArchive(st *wire.Stanza) bool {
 	if xep.Hint(st, "no-store") || xep.Hint(st, "no-permanent-store") {
 		return false
 	}
-	if st.Child(NS, "result") != nil || st.Child(nsCarbons, "sent") != nil || st.Child(nsCarbons, "received") != nil {
+	if st.HasChild(NS, "result") || st.HasChild(nsCarbons, "sent") || st.HasChild(nsCarbons, "received") {
 		return false
 	}
-	if xep.HasBody(st) || xep.IsEncrypted(st) || st.Child(wire.NSClient, "subject") != nil {
+	if xep.HasBody(st) || xep.IsEncrypted(st) || st.HasChild(wire.NSClient, "subject") {
 		return true
 	}
-	for _, c := range st.Tree().Elements() {
-		if c.Name.Space == xep.NSMarkers {
-			return true
-		}
+	if st.HasChildIn(xep.NSMarkers) {
+		return true
 	}
 	return xep.Hint(st, "store") && !xep.IsChatStateOnly(st)
 }
@@ -514,6 +512,9 @@ func matchAny(list []string, target jid.JID) bool {
 
 // hasStanzaID reports whether st carries a stanza-id by 'by'.
 func hasStanzaID(st *wire.Stanza, by string) bool {
+	if !st.HasChild(xep.NSSID, "stanza-id") {
+		return false
+	}
 	for _, e := range st.Tree().ChildrenNamed(xep.NSSID, "stanza-id") {
 		if sameJID(e.AttrValue("by"), by) {
 			return true

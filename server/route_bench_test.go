@@ -25,11 +25,14 @@ func BenchmarkRouteChat(b *testing.B) {
 		if archive {
 			name = "archive=on"
 		}
-		b.Run(name, func(b *testing.B) { benchRouteChat(b, archive) })
+		b.Run(name, func(b *testing.B) { benchRouteChat(b, archive, 2) })
 	}
+	// One device a user, as parley-bench throughput connects them: no
+	// carbon copies to make.
+	b.Run("archive=off/devices=1", func(b *testing.B) { benchRouteChat(b, false, 1) })
 }
 
-func benchRouteChat(b *testing.B, archive bool) {
+func benchRouteChat(b *testing.B, archive bool, devices int) {
 	cfg := server.DefaultConfig()
 	cfg.DataDir = b.TempDir()
 	cfg.Auth.Iterations = 4096
@@ -61,9 +64,12 @@ func benchRouteChat(b *testing.B, archive bool) {
 		return s
 	}
 	alice := bind("alice@localhost/phone")
-	bind("alice@localhost/laptop")
 	bob := bind("bob@localhost/desk")
-	bobLaptop := bind("bob@localhost/laptop")
+	bobLaptop := bob
+	if devices > 1 {
+		bind("alice@localhost/laptop")
+		bobLaptop = bind("bob@localhost/laptop")
+	}
 	in := wire.MustParse("<message to='bob@localhost' type='chat' id='m1'><body>Hello there, how are you?</body>" +
 		"<active xmlns='http://jabber.org/protocol/chatstates'/><origin-id xmlns='urn:xmpp:sid:0' id='0a1b2c3d'/></message>")
 	b.ReportAllocs()

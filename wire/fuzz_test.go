@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"sort"
 	"strconv"
@@ -36,8 +37,39 @@ func readStream(in []byte, chunk int) (out [][]byte, last error) {
 		if err != nil {
 			return out, err
 		}
+		if msg := kidsMismatch(s); msg != "" {
+			panic(msg) // the same for every chunking: an error would compare equal
+		}
 		out = append(out, s.Raw)
 	}
+}
+
+// kidsMismatch compares the children the Reader noted (Stanza.kids) with
+// those of a tree parsed afresh from Raw; "" when they agree or none were
+// noted.
+func kidsMismatch(s *Stanza) string {
+	if !s.kidsKnown {
+		return ""
+	}
+	tree, err := parseTree(s.Raw, contentDefault(s.NS))
+	if err != nil {
+		return "kids: Raw does not parse: " + err.Error()
+	}
+	var want []childName
+	for _, c := range tree.Children {
+		if c.Elem != nil {
+			want = append(want, childName{c.Elem.Name.Space, c.Elem.Name.Local})
+		}
+	}
+	if len(want) != len(s.kids) {
+		return fmt.Sprintf("kids: noted %q, the tree has %q in %s", s.kids, want, s.Raw)
+	}
+	for i := range want {
+		if want[i] != s.kids[i] {
+			return fmt.Sprintf("kids: noted %q, the tree has %q in %s", s.kids, want, s.Raw)
+		}
+	}
+	return ""
 }
 
 // FuzzReader: no panics; the same elements and error for every chunking;
@@ -211,8 +243,17 @@ func FuzzStampFrom(f *testing.F) {
 			if err != nil {
 				return
 			}
-			want := infoset(s.Tree(), "from")
+			if msg := kidsMismatch(s); msg != "" {
+				t.Fatal(msg)
+			}
 			stamped := s.WithAttr("from", "alice@example.org/ph'o<ne")
+			if msg := kidsMismatch(stamped); msg != "" {
+				t.Fatal("stamped: " + msg)
+			}
+			if msg := kidsMismatch(stamped.WithChild(NewElement("urn:x", "added"))); msg != "" {
+				t.Fatal("with a child: " + msg)
+			}
+			want := infoset(s.Tree(), "from")
 			for _, ns := range []string{NSClient, NSServer} {
 				got, err := reread(stamped.Raw, ns)
 				if err != nil {

@@ -509,6 +509,10 @@ func (r *Reader) Next() (*Stanza, error) {
 	}
 }
 
+// inheritNS marks, while an element is read, a child in whatever default
+// namespace its root passes on (not a namespace name: it holds a NUL).
+const inheritNS = "\x00inherit"
+
 type scope struct {
 	name  xml.Name
 	decls map[string]string // prefixes declared on this element
@@ -519,6 +523,7 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	var stack []scope
 	needCanonical := false // uses stream-scope prefixes or is prefixed
 	dropXmlns := false     // the root declares the content namespace
+	var kids []childName   // the root's children, see Stanza.kids
 
 	lookup := func(prefix string) (string, bool) {
 		for i := len(stack) - 1; i >= 0; i-- {
@@ -569,10 +574,30 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		}
 		stack = append(stack, scope{name: t.Name, decls: decls})
 		// Every prefix used must be bound (XML Namespaces §5).
+		var ns string
 		if p := t.Name.Space; p != "" {
-			if _, ok := lookup(p); !ok {
+			var ok bool
+			if ns, ok = lookup(p); !ok {
 				return streamErr(CondNotWellFormed, "undeclared namespace prefix "+p)
 			}
+		}
+		if len(stack) == 2 {
+			// A child of the root: note its name as the tree will
+			// resolve it (see Stanza.kids).
+			switch {
+			case t.Name.Space != "":
+			case t.Name.Local == "xmlns":
+				// encoding/xml leaves an element named xmlns unresolved.
+			default:
+				if v, ok := decls[""]; ok {
+					ns = v
+				} else if v, ok := stack[0].decls[""]; ok && !dropXmlns {
+					ns = v
+				} else {
+					ns = inheritNS
+				}
+			}
+			kids = append(kids, childName{ns, t.Name.Local})
 		}
 		for i, a := range t.Attr {
 			if p := a.Name.Space; p != "" && p != "xmlns" && p != "xml" {
@@ -688,6 +713,14 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		c := FromElement(tree)
 		return c, nil
 	}
+	// Children in the default namespace the root passes on take the one
+	// the tree is parsed with.
+	for i := range kids {
+		if kids[i].ns == inheritNS {
+			kids[i].ns = contentDefault(s.NS)
+		}
+	}
+	s.kids, s.kidsKnown = kids, true
 	s.attrs = rootAttrs
 	s.rawAttrs = make([]xml.Attr, 0, len(first.Attr))
 	for _, a := range first.Attr {

@@ -467,3 +467,38 @@ func TestReaderErrorSurvivesIdle(t *testing.T) {
 		t.Fatal("the read error was lost: Next waits for input")
 	}
 }
+
+// TestChildWithoutTree: the children the Reader noted answer Child,
+// HasChild and HasChildIn for children that are not there without
+// parsing the tree, in any default namespace the root passes on.
+func TestChildWithoutTree(t *testing.T) {
+	for _, tc := range []struct{ ns, in string }{
+		{NSClient, `<message to='b@x' type='chat'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+		{NSClient, `<message xmlns='jabber:client' to='b@x'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+		{NSServer, `<message xmlns='jabber:server' to='b@x'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+	} {
+		h := strings.Replace(hdr, "jabber:client", tc.ns, 1)
+		r := NewReader(strings.NewReader(h+tc.in), Limits{})
+		if _, err := r.ReadHeader(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = s.WithAttr("from", "a@x/r")
+		if s.Child("urn:xmpp:hints", "no-store") != nil || s.HasChild(NSClient, "subject") || s.HasChildIn("urn:xmpp:chat-markers:0") ||
+			!s.HasChild(NSClient, "body") || !s.HasChild("", "active") || !s.HasChildIn("http://jabber.org/protocol/chatstates") {
+			t.Fatalf("%s: wrong answers from the noted children %q", tc.in, s.kids)
+		}
+		if s.parsedTree() != nil {
+			t.Fatalf("%s: the tree was parsed", tc.in)
+		}
+		if s.Child(NSClient, "body").Text() != "hi" || s.Child("http://jabber.org/protocol/chatstates", "active") == nil {
+			t.Fatalf("%s: Child does not find what is there", tc.in)
+		}
+		if s.Child("urn:xmpp:hints", "no-store") != nil || !s.HasChild(NSClient, "body") {
+			t.Fatalf("%s: wrong answers from the tree", tc.in)
+		}
+	}
+}

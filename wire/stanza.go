@@ -37,6 +37,13 @@ type Stanza struct {
 	// the payload may use a prefix declared there; nil for stanzas built
 	// from a tree, whose children declare their own namespaces.
 	rawAttrs []xml.Attr
+	// kids names the root's child elements (resolved namespace and local
+	// name, in order) when the Reader saw them: whether a child is there
+	// is then answered without parsing a tree, which most stanzas never
+	// need (a chat message is asked for a dozen children it does not have
+	// on its way through the hooks). Valid when kidsKnown; shared by copies.
+	kids      []childName
+	kidsKnown bool
 
 	once    sync.Once
 	tree    *Element
@@ -99,8 +106,55 @@ func (s *Stanza) Tree() *Element {
 	return s.tree
 }
 
-// Child returns the first child element of the root with ns and local.
-func (s *Stanza) Child(ns, local string) *Element { return s.Tree().Child(ns, local) }
+// childName is a child element's resolved name.
+type childName struct{ ns, local string }
+
+// Child returns the first child element of the root with ns and local
+// (ns "" matches any namespace).
+func (s *Stanza) Child(ns, local string) *Element {
+	if s.parsedTree() == nil && s.kidsKnown && !s.hasKid(ns, local) {
+		return nil
+	}
+	return s.Tree().Child(ns, local)
+}
+
+// HasChild reports whether the root has a child element with ns and local
+// (ns "" matches any namespace), without building the tree when the
+// Reader noted the children.
+func (s *Stanza) HasChild(ns, local string) bool {
+	if s.parsedTree() == nil && s.kidsKnown {
+		return s.hasKid(ns, local)
+	}
+	return s.Tree().Child(ns, local) != nil
+}
+
+// HasChildIn reports whether the root has a child element in namespace
+// ns, as HasChild does.
+func (s *Stanza) HasChildIn(ns string) bool {
+	if s.parsedTree() == nil && s.kidsKnown {
+		for _, k := range s.kids {
+			if k.ns == ns {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range s.Tree().Children {
+		if c.Elem != nil && c.Elem.Name.Space == ns {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Stanza) hasKid(ns, local string) bool {
+	for _, k := range s.kids {
+		if k.local == local && (ns == "" || k.ns == ns) {
+			return true
+		}
+	}
+	return false
+}
 
 // WithAttr returns a copy of s with the plain root attribute set (or
 // removed when value is ""). Only the start tag is rewritten.
@@ -165,7 +219,7 @@ func (n *Stanza) shareTree(t *Element, children []Node) {
 
 func (s *Stanza) rebuild(attrs, rawAttrs []xml.Attr) *Stanza {
 	selfClosing := s.bodyStart >= len(s.Raw)
-	n := &Stanza{Name: s.Name, NS: s.NS, attrs: attrs, rawAttrs: rawAttrs}
+	n := &Stanza{Name: s.Name, NS: s.NS, attrs: attrs, rawAttrs: rawAttrs, kids: s.kids, kidsKnown: s.kidsKnown}
 	hdr := n.startTag(selfClosing)
 	raw := make([]byte, 0, len(hdr)+len(s.Raw)-s.bodyStart)
 	raw = append(raw, hdr...)
@@ -416,6 +470,9 @@ func (s *Stanza) WithChild(e *Element) *Stanza {
 		bodyStart = s.bodyStart
 	}
 	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: s.attrs, rawAttrs: s.rawAttrs, bodyStart: bodyStart}
+	if s.kidsKnown {
+		n.kids, n.kidsKnown = append(slices.Clip(s.kids), childName{e.Name.Space, e.Name.Local}), true
+	}
 	n.fillHeader()
 	if t := s.parsedTree(); t != nil {
 		n.shareTree(t, append(slices.Clip(t.Children), Node{Elem: e.Copy()}))

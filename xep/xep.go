@@ -118,18 +118,18 @@ const (
 
 // HasBody reports whether a message has a <body/>.
 func HasBody(s *wire.Stanza) bool {
-	return s.Name == "message" && s.Child(wire.NSClient, "body") != nil
+	return s.Name == "message" && s.HasChild(wire.NSClient, "body")
 }
 
 // IsEncrypted reports whether a message carries an OMEMO payload in either
 // namespace.
 func IsEncrypted(s *wire.Stanza) bool {
-	return s.Name == "message" && (s.Child(NSOMEMOLegacy, "encrypted") != nil || s.Child(NSOMEMO2, "encrypted") != nil)
+	return s.Name == "message" && (s.HasChild(NSOMEMOLegacy, "encrypted") || s.HasChild(NSOMEMO2, "encrypted"))
 }
 
 // Hint reports whether a message carries the XEP-0334 hint (e.g. "no-store").
 func Hint(s *wire.Stanza, hint string) bool {
-	return s.Child(NSHints, hint) != nil
+	return s.HasChild(NSHints, hint)
 }
 
 // IsChatStateOnly reports whether a message has a chat state and no
@@ -138,12 +138,7 @@ func IsChatStateOnly(s *wire.Stanza) bool {
 	if s.Name != "message" || HasBody(s) || IsEncrypted(s) {
 		return false
 	}
-	for _, c := range s.Tree().Elements() {
-		if c.Name.Space == NSChatStates {
-			return true
-		}
-	}
-	return false
+	return s.HasChildIn(NSChatStates)
 }
 
 // OfflineWorthy reports whether a message to an unavailable user should be
@@ -156,8 +151,8 @@ func OfflineWorthy(s *wire.Stanza) bool {
 		return false
 	}
 	return HasBody(s) || IsEncrypted(s) || Hint(s, "store") ||
-		s.Child(NSReceipts, "received") != nil || s.Child(NSMarkers, "displayed") != nil ||
-		s.Child(wire.NSClient, "subject") != nil
+		s.HasChild(NSReceipts, "received") || s.HasChild(NSMarkers, "displayed") ||
+		s.HasChild(wire.NSClient, "subject")
 }
 
 // DateTime formats t as an XEP-0082 DateTime in UTC with at most six
