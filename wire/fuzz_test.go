@@ -281,3 +281,44 @@ func FuzzStampFrom(f *testing.F) {
 		}
 	})
 }
+
+// msgReader hands out one message per Read, as a socket does when the
+// peer writes one stanza at a time: the Reader goes idle between them.
+type msgReader struct {
+	msg  []byte
+	rest []byte
+}
+
+func (m *msgReader) Read(p []byte) (int, error) {
+	if len(m.rest) == 0 {
+		m.rest = m.msg
+	}
+	n := copy(p, m.rest)
+	m.rest = m.rest[n:]
+	return n, nil
+}
+
+// BenchmarkReadMessageIdle is BenchmarkReadMessage with the stream going
+// idle before every message (the Reader gives its buffers back and waits),
+// which is how a server reads a client that sends less than a stanza per
+// round trip.
+func BenchmarkReadMessageIdle(b *testing.B) {
+	msg := []byte(`<message to='bob@example.org' type='chat' id='a1b2c3'><body>Hello, how are you doing today?</body><active xmlns='http://jabber.org/protocol/chatstates'/><origin-id xmlns='urn:xmpp:sid:0' id='de305d54-75b4-431b-adb2-eb6b9e546014'/></message>`)
+	r := NewReader(strings.NewReader(hdr), Limits{})
+	if _, err := r.ReadHeader(); err != nil {
+		b.Fatal(err)
+	}
+	r.Reset(&msgReader{msg: msg})
+	r.started = true
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := r.WaitIdle(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

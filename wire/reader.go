@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +59,11 @@ type Reader struct {
 	lim Limits
 	src *byteSource
 	dec *xml.Decoder
+	pd  *pooledDecoder // dec's, while the reader has one from the pool
+	// broken: an error was returned, so the decoder may hold state (a
+	// sticky error, an unfinished element) and must not go back to the
+	// pool.
+	broken bool
 
 	started      bool   // header read
 	contentNS    string // default namespace of the stream
@@ -73,14 +79,16 @@ type Reader struct {
 // (see idle), so a connection waiting for its next stanza holds neither.
 type byteSource struct {
 	r          io.Reader
-	rbuf       []byte // read buffer: a pooled buffer, one[:] after an idle wait, or nil
+	rbuf       []byte  // read buffer: a pooled buffer, one[:] after an idle wait, or nil
+	rbufp      *[]byte // the pool's pointer to rbuf, kept to put it back without allocating
 	rpos, rend int
 	rerr       error // the read error, returned once the bytes before it are read
 	one        [1]byte
 
 	buf   []byte // recorded bytes (pooled, nil while idle)
-	base  int64  // input offset of buf[0]
-	limit int    // max len(buf) before errTooBig; 0 = no limit
+	bufp  *[]byte
+	base  int64 // input offset of buf[0]
+	limit int   // max len(buf) before errTooBig; 0 = no limit
 }
 
 const (
@@ -102,8 +110,9 @@ func (b *byteSource) fill() error {
 		// Errors stay: a decoder made after one (idle) must see it too.
 		return b.rerr
 	}
-	if len(b.rbuf) < readBufSize {
-		b.rbuf = *readPool.Get().(*[]byte)
+	if b.rbufp == nil {
+		b.rbufp = readPool.Get().(*[]byte)
+		b.rbuf = *b.rbufp
 	}
 	for range 100 {
 		n, err := b.r.Read(b.rbuf)
@@ -140,7 +149,8 @@ func (b *byteSource) ReadByte() (byte, error) {
 	}
 	b.rpos++
 	if b.buf == nil {
-		b.buf = (*recordPool.Get().(*[]byte))[:0]
+		b.bufp = recordPool.Get().(*[]byte)
+		b.buf = (*b.bufp)[:0]
 	}
 	b.buf = append(b.buf, c)
 	return c, nil
@@ -179,16 +189,15 @@ func (b *byteSource) buffered() bool { return b.rpos < b.rend || b.rerr != nil }
 // release gives both buffers back to their pools. The recorded bytes must
 // have been discarded.
 func (b *byteSource) release() {
-	if len(b.rbuf) == readBufSize {
-		rb := b.rbuf
-		readPool.Put(&rb)
+	if b.rbufp != nil {
+		readPool.Put(b.rbufp)
 	}
-	b.rbuf, b.rpos, b.rend = nil, 0, 0
-	if b.buf != nil && cap(b.buf) <= maxPooledRecord {
-		rb := b.buf[:0]
-		recordPool.Put(&rb)
+	b.rbuf, b.rbufp, b.rpos, b.rend = nil, nil, 0, 0
+	if b.bufp != nil && cap(b.buf) <= maxPooledRecord {
+		*b.bufp = b.buf[:0]
+		recordPool.Put(b.bufp)
 	}
-	b.buf = nil
+	b.buf, b.bufp = nil, nil
 }
 
 // idle waits for the next input byte holding no buffer: it is called
@@ -223,18 +232,57 @@ func (r *Reader) Reset(rd io.Reader) {
 		r.src.release()
 	}
 	r.src = &byteSource{r: rd}
+	// The old decoder may be in the middle of the old stream: it is left
+	// to the garbage collector.
+	r.pd, r.broken = nil, false
 	r.newDecoder()
 	r.started = false
 	r.streamNS = nil
 }
 
-func (r *Reader) newDecoder() {
-	r.dec = xml.NewDecoder(r.src)
-	r.dec.Strict = true
-	r.dec.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
+// pooledDecoder is an xml.Decoder lent to one Reader at a time: between
+// top-level elements RawToken keeps no state (no lookahead once the
+// recorded bytes are all consumed, no open elements, no error), so the
+// decoder a stream drops when it goes idle (see waitIdle) serves the next
+// stream that has input instead of being made anew for every stanza.
+type pooledDecoder struct {
+	dec *xml.Decoder
+	src *byteSource
+}
+
+func (p *pooledDecoder) ReadByte() (byte, error)    { return p.src.ReadByte() }
+func (p *pooledDecoder) Read(b []byte) (int, error) { return p.src.Read(b) }
+
+var decoderPool = sync.Pool{New: func() any {
+	p := &pooledDecoder{}
+	p.dec = xml.NewDecoder(p)
+	p.dec.Strict = true
+	p.dec.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
 		return nil, streamErr(CondUnsupportedEncoding, "only UTF-8 is supported")
 	}
-	r.src.base = 0
+	return p
+}}
+
+// newDecoder takes a decoder from the pool. Nothing may be recorded: the
+// decoder's offset (which runs on from stream to stream) becomes the
+// source's base.
+func (r *Reader) newDecoder() {
+	r.pd = decoderPool.Get().(*pooledDecoder)
+	r.pd.src = r.src
+	r.dec = r.pd.dec
+	r.src.base = r.dec.InputOffset()
+}
+
+// dropDecoder gives the decoder back to the pool between top-level
+// elements, unless an error may have left state in it or it read a large
+// element (its token buffer grew with it: that one is left to the garbage
+// collector, as the record buffer is).
+func (r *Reader) dropDecoder() {
+	if r.pd != nil && !r.broken && cap(r.src.buf) <= recordBufSize {
+		r.pd.src = nil
+		decoderPool.Put(r.pd)
+	}
+	r.pd, r.dec = nil, nil
 }
 
 // Release returns the reader's buffers to their pools; the reader must not
@@ -254,7 +302,11 @@ func (r *Reader) WaitIdle() error {
 		return errors.New("wire: WaitIdle before ReadHeader")
 	}
 	r.src.discard(r.dec.InputOffset())
-	return r.waitIdle()
+	if err := r.waitIdle(); err != nil {
+		r.broken = true
+		return err
+	}
+	return nil
 }
 
 // waitIdle is called between top-level elements. When nothing is buffered
@@ -266,9 +318,9 @@ func (r *Reader) waitIdle() error {
 		// Input is waiting, or the decoder has looked one byte ahead.
 		return nil
 	}
-	// The decoder is dropped while idle too (it holds nothing between
-	// elements) and made anew when input arrives.
-	r.dec = nil
+	// The decoder is given back while idle too (it holds nothing between
+	// elements) and another taken when input arrives.
+	r.dropDecoder()
 	err := r.src.idle()
 	r.newDecoder()
 	if err != nil {
@@ -303,6 +355,14 @@ func (r *Reader) fragment(ns string) {
 // A <stream:stream> is required unless websocket is true, in which case an
 // RFC 7395 <open/> is expected.
 func (r *Reader) ReadHeader() (Header, error) {
+	h, err := r.readHeader()
+	if err != nil {
+		r.broken = true
+	}
+	return h, err
+}
+
+func (r *Reader) readHeader() (Header, error) {
 	r.src.limit = maxHeaderBytes
 	defer func() { r.src.limit = 0 }()
 	// Fail fast on peers that are not speaking XML at all (an HTTP request,
@@ -472,6 +532,14 @@ func (r *Reader) Next() (*Stanza, error) {
 	if !r.started {
 		return nil, errors.New("wire: Next before ReadHeader")
 	}
+	s, err := r.next()
+	if err != nil {
+		r.broken = true
+	}
+	return s, err
+}
+
+func (r *Reader) next() (*Stanza, error) {
 	r.src.limit = 0
 	for {
 		r.src.discard(r.dec.InputOffset())
@@ -515,20 +583,46 @@ const inheritNS = "\x00inherit"
 
 type scope struct {
 	name  xml.Name
-	decls map[string]string // prefixes declared on this element
+	decls int // where the prefixes this element declares start in the declaration stack
 }
+
+// elemScratch is what reading one element needs only while it reads:
+// the open elements, the namespace declarations in scope (innermost
+// last) and the root's children. Pooled, so reading a stanza does not
+// grow them anew.
+type elemScratch struct {
+	stack []scope
+	decls []nsDecl
+	kids  []childName
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(elemScratch) }}
+
+// maxPooledScratch: scratch grown beyond this by a deep or declaration-
+// heavy element is left to the garbage collector.
+const maxPooledScratch = 256
 
 // element reads the rest of a top-level element started by first.
 func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
-	var stack []scope
+	sc := scratchPool.Get().(*elemScratch)
+	stack, decls, kids := sc.stack[:0], sc.decls[:0], sc.kids[:0]
+	defer func() {
+		if cap(stack) > maxPooledScratch || cap(decls) > maxPooledScratch || cap(kids) > maxPooledScratch {
+			return
+		}
+		clear(stack[:cap(stack)])
+		clear(decls[:cap(decls)])
+		clear(kids[:cap(kids)])
+		sc.stack, sc.decls, sc.kids = stack[:0], decls[:0], kids[:0]
+		scratchPool.Put(sc)
+	}()
 	needCanonical := false // uses stream-scope prefixes or is prefixed
 	dropXmlns := false     // the root declares the content namespace
-	var kids []childName   // the root's children, see Stanza.kids
 
 	lookup := func(prefix string) (string, bool) {
-		for i := len(stack) - 1; i >= 0; i-- {
-			if v, ok := stack[i].decls[prefix]; ok {
-				return v, true
+		for i := len(decls) - 1; i >= 0; i-- {
+			if decls[i].prefix == prefix {
+				return decls[i].uri, true
 			}
 		}
 		if v, ok := r.streamNS.get(prefix); ok {
@@ -547,7 +641,7 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		if !validName(t.Name) {
 			return streamErr(CondNotWellFormed, "invalid element name "+attrName(t.Name))
 		}
-		var decls map[string]string
+		first := len(decls)
 		for i, a := range t.Attr {
 			if !validName(a.Name) {
 				return streamErr(CondNotWellFormed, "invalid attribute name "+attrName(a.Name))
@@ -561,18 +655,12 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 				if a.Name.Local == "xml" || a.Name.Local == "xmlns" || a.Value == "" {
 					return streamErr(CondNotWellFormed, "invalid namespace declaration xmlns:"+a.Name.Local)
 				}
-				if decls == nil {
-					decls = map[string]string{}
-				}
-				decls[a.Name.Local] = a.Value
+				decls = append(decls, nsDecl{a.Name.Local, a.Value})
 			} else if a.Name.Space == "" && a.Name.Local == "xmlns" {
-				if decls == nil {
-					decls = map[string]string{}
-				}
-				decls[""] = a.Value
+				decls = append(decls, nsDecl{"", a.Value})
 			}
 		}
-		stack = append(stack, scope{name: t.Name, decls: decls})
+		stack = append(stack, scope{name: t.Name, decls: first})
 		// Every prefix used must be bound (XML Namespaces §5).
 		var ns string
 		if p := t.Name.Space; p != "" {
@@ -589,9 +677,9 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 			case t.Name.Local == "xmlns":
 				// encoding/xml leaves an element named xmlns unresolved.
 			default:
-				if v, ok := decls[""]; ok {
+				if v, ok := nsList(decls[first:]).get(""); ok {
 					ns = v
-				} else if v, ok := stack[0].decls[""]; ok && !dropXmlns {
+				} else if v, ok := nsList(decls[:first]).get(""); ok && !dropXmlns {
 					ns = v
 				} else {
 					ns = inheritNS
@@ -624,7 +712,9 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	}
 	// The root's attributes, resolved now while its declarations are in
 	// scope, and as written, for rewriting the start tag later.
-	var rootAttrs []xml.Attr
+	// Both lists share one allocation.
+	attrs := make([]xml.Attr, 0, 2*len(first.Attr))
+	rootAttrs := attrs[:0:len(first.Attr)]
 	for _, a := range first.Attr {
 		switch {
 		case a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns"):
@@ -644,7 +734,7 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 	if rootNS == NSStream && first.Name.Local == "stream" {
 		// A second stream header inside the stream would never end.
 		return nil, streamErr(CondUnsupportedStanzaType, "a stream cannot be opened inside a stream")
-	} else if v, ok := stack[0].decls[""]; ok {
+	} else if v, ok := nsList(decls).get(""); ok {
 		rootNS = v
 		if v == r.contentNS || isContentNS(v) {
 			// The root says it is content (every WebSocket frame does):
@@ -672,6 +762,7 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 			if t.Name != top {
 				return nil, streamErr(CondNotWellFormed, "mismatched end tag </"+attrName(t.Name)+">")
 			}
+			decls = decls[:stack[len(stack)-1].decls]
 			stack = stack[:len(stack)-1]
 		case xml.Comment:
 			return nil, streamErr(CondRestrictedXML, "comments are not allowed")
@@ -688,8 +779,13 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 			return nil, err
 		}
 	}
-	raw := make([]byte, len(b))
-	copy(raw, b)
+	var raw []byte
+	if dropXmlns && !needCanonical {
+		raw = b // the start tag is rewritten below, into bytes of its own
+	} else {
+		raw = make([]byte, len(b))
+		copy(raw, b)
+	}
 
 	ns := rootNS
 	if isContentNS(ns) {
@@ -720,9 +816,9 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 			kids[i].ns = contentDefault(s.NS)
 		}
 	}
-	s.kids, s.kidsKnown = kids, true
+	s.kids, s.kidsKnown = slices.Clone(kids), true
 	s.attrs = rootAttrs
-	s.rawAttrs = make([]xml.Attr, 0, len(first.Attr))
+	s.rawAttrs = attrs[len(first.Attr):len(first.Attr):cap(attrs)]
 	for _, a := range first.Attr {
 		if dropXmlns && a.Name.Space == "" && a.Name.Local == "xmlns" {
 			continue
@@ -734,15 +830,13 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 		// namespace through the root's, and are so without it too: in any
 		// stream the bytes are written to, content is the default.
 		selfClosing := s.bodyStart >= len(raw)
-		hdr := s.startTag(selfClosing)
-		if !selfClosing {
-			hdr = append(hdr, raw[s.bodyStart:]...)
-		}
-		s.Raw = hdr
-		s.bodyStart = len(s.startTag(selfClosing))
+		body := raw[s.bodyStart:]
 		if selfClosing {
-			s.bodyStart = len(s.Raw)
+			body = nil
 		}
+		out := s.appendStartTag(make([]byte, 0, s.startTagSize()+len(body)), selfClosing)
+		s.bodyStart = len(out)
+		s.Raw = append(out, body...)
 	}
 	s.fillHeader()
 	return s, nil

@@ -220,16 +220,13 @@ func (n *Stanza) shareTree(t *Element, children []Node) {
 func (s *Stanza) rebuild(attrs, rawAttrs []xml.Attr) *Stanza {
 	selfClosing := s.bodyStart >= len(s.Raw)
 	n := &Stanza{Name: s.Name, NS: s.NS, attrs: attrs, rawAttrs: rawAttrs, kids: s.kids, kidsKnown: s.kidsKnown}
-	hdr := n.startTag(selfClosing)
-	raw := make([]byte, 0, len(hdr)+len(s.Raw)-s.bodyStart)
-	raw = append(raw, hdr...)
+	var body []byte
 	if !selfClosing {
-		raw = append(raw, s.Raw[s.bodyStart:]...)
+		body = s.Raw[s.bodyStart:]
 	}
-	n.Raw, n.bodyStart = raw, len(hdr)
-	if selfClosing {
-		n.bodyStart = len(raw)
-	}
+	raw := n.appendStartTag(make([]byte, 0, n.startTagSize()+len(body)), selfClosing)
+	n.bodyStart = len(raw)
+	n.Raw = append(raw, body...)
 	n.fillHeader()
 	if t := s.parsedTree(); t != nil {
 		n.shareTree(t, t.Children)
@@ -258,10 +255,30 @@ func (s *Stanza) fillHeader() {
 // startTag writes the root start tag: the sender's attributes as written
 // when s has them, else from the resolved attributes.
 func (s *Stanza) startTag(selfClosing bool) []byte {
-	if s.rawAttrs == nil {
-		return appendStartTag(nil, s.Name, s.NS, s.attrs, selfClosing)
+	return s.appendStartTag(nil, selfClosing)
+}
+
+// startTagSize is about what startTag writes (exact unless values need
+// escaping), for sizing a buffer once.
+func (s *Stanza) startTagSize() int {
+	n := len(s.Name) + 3
+	attrs := s.rawAttrs
+	if attrs == nil {
+		attrs = s.attrs
+		n += len(s.NS) + 9
 	}
-	buf := append([]byte{'<'}, s.Name...)
+	for _, a := range attrs {
+		n += len(a.Name.Space) + len(a.Name.Local) + len(a.Value) + 5
+	}
+	return n
+}
+
+func (s *Stanza) appendStartTag(buf []byte, selfClosing bool) []byte {
+	if s.rawAttrs == nil {
+		return appendStartTag(buf, s.Name, s.NS, s.attrs, selfClosing)
+	}
+	buf = append(buf, '<')
+	buf = append(buf, s.Name...)
 	for _, a := range s.rawAttrs {
 		buf = append(buf, ' ')
 		if a.Name.Space != "" {
