@@ -155,15 +155,18 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 		// or a <received/> copy from the inbound hook.
 		return module.Continue
 	}
-	if st.ID != "" {
-		m.sent.add(sentKey{user.String(), ev.To.String(), st.ID}, time.Now())
-	}
 	var fwd *wire.Stanza
 	for _, s := range m.reg.Sessions().Resources(user) {
 		if s.JID().Equal(ev.From) || s.Flags()&module.FlagCarbons == 0 {
 			continue
 		}
 		if fwd == nil {
+			// Only a copied message's error answer is copied (§6.1), so
+			// only copied messages are remembered: a user with one
+			// device costs nothing here.
+			if st.ID != "" {
+				m.sent.add(sentKey{user.String(), ev.To.String(), st.ID}, time.Now())
+			}
 			fwd = st
 			if ev.ArchiveID != "" {
 				fwd = st.WithChild(wire.NewElement(xep.NSSID, "stanza-id", "by", user.String(), "id", ev.ArchiveID))
