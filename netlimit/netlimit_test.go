@@ -2,8 +2,10 @@ package netlimit
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -221,5 +223,81 @@ func TestServe(t *testing.T) {
 	other := errors.New("accept: something else")
 	if err := Serve(&fakeListener{results: []error{other}}, func(net.Conn) {}); err != other {
 		t.Fatalf("Serve: %v, want %v", err, other)
+	}
+}
+
+// lender counts what ReadIdle borrows: the buffer must be back whenever
+// the wait goes on.
+type lender struct {
+	buf    []byte
+	out    bool
+	takes  int
+	misses int
+}
+
+func (l *lender) Take() []byte {
+	if !l.out {
+		l.out = true
+		l.takes++
+	}
+	return l.buf
+}
+func (l *lender) Give() { l.out = false; l.misses++ }
+
+// TestReadIdle: on TCP, ReadIdle waits without holding the buffer, reads
+// what arrives with one read, charges the budget, keeps the deadline and
+// reports the end of input as io.EOF.
+func TestReadIdle(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConn(sc, time.Second, nil)
+	defer c.Close()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_, _ = client.Write([]byte("<message/>"))
+	}()
+	l := &lender{buf: make([]byte, 64)}
+	n, ok, err := c.ReadIdle(l)
+	if !ok || err != nil || string(l.buf[:n]) != "<message/>" || !l.out || l.takes != l.misses+1 {
+		t.Fatalf("read %q ok=%v err=%v lent=%v takes=%d misses=%d", l.buf[:n], ok, err, l.out, l.takes, l.misses)
+	}
+	if l.misses == 0 {
+		t.Log("the input was there before the first read")
+	}
+	c.SetBudget(NewBucket(1, 4))
+	_, _ = client.Write([]byte("too much"))
+	l.out = false
+	if _, _, err := c.ReadIdle(l); !errors.Is(err, ErrBudget) {
+		t.Fatalf("over budget: %v", err)
+	}
+	c.SetBudget(nil)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	l.out = false
+	if _, _, err := c.ReadIdle(l); !errors.Is(err, os.ErrDeadlineExceeded) || l.out {
+		t.Fatalf("deadline: %v, buffer lent: %v", err, l.out)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	client.Close()
+	if n, _, err := c.ReadIdle(l); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %d %v", n, err)
+	}
+	// Without a descriptor it does nothing.
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if _, ok, _ := NewConn(p1, time.Second, nil).ReadIdle(l); ok {
+		t.Fatal("ReadIdle on a pipe")
 	}
 }

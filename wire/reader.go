@@ -205,6 +205,19 @@ func (b *byteSource) release() {
 // idle connection spends its time.
 func (b *byteSource) idle() error {
 	b.release()
+	if ir, ok := b.r.(idleReader); ok {
+		n, ok, err := ir.ReadIdle(b)
+		if ok {
+			if n > 0 {
+				b.rpos, b.rend, b.rerr = 0, n, err
+				return nil
+			}
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return err
+		}
+	}
 	n, err := b.r.Read(b.one[:])
 	if n == 1 {
 		b.rbuf, b.rpos, b.rend, b.rerr = b.one[:], 0, 1, err
@@ -214,6 +227,35 @@ func (b *byteSource) idle() error {
 		err = io.ErrNoProgress
 	}
 	return err
+}
+
+// idleReader is an io.Reader that can wait for input without being handed
+// a buffer (netlimit.Conn on a TCP connection): ReadIdle blocks until
+// input is there and reads it into buf.Take(), or calls buf.Give() when
+// it found none after all; ok false means it cannot, and did nothing.
+// Waiting so, a message that arrives is read with one read instead of a
+// one-byte read and another for the rest.
+type idleReader interface {
+	ReadIdle(buf interface {
+		Take() []byte
+		Give()
+	}) (n int, ok bool, err error)
+}
+
+// Take and Give lend the read buffer to an idleReader.
+func (b *byteSource) Take() []byte {
+	if b.rbufp == nil {
+		b.rbufp = readPool.Get().(*[]byte)
+		b.rbuf = *b.rbufp
+	}
+	return b.rbuf
+}
+
+func (b *byteSource) Give() {
+	if b.rbufp != nil {
+		readPool.Put(b.rbufp)
+	}
+	b.rbuf, b.rbufp, b.rpos, b.rend = nil, nil, 0, 0
 }
 
 // NewReader returns a Reader on r.

@@ -502,3 +502,56 @@ func TestChildWithoutTree(t *testing.T) {
 		}
 	}
 }
+
+// idleSource is an idleReader: each ReadIdle first finds nothing (the
+// buffer goes back), then serves the next message into a buffer.
+type idleSource struct {
+	msgs  []string
+	lent  bool // a buffer is held
+	idles int
+}
+
+func (s *idleSource) Read(p []byte) (int, error) {
+	panic("Read while the reader could wait in ReadIdle")
+}
+
+func (s *idleSource) ReadIdle(buf interface {
+	Take() []byte
+	Give()
+}) (int, bool, error) {
+	s.idles++
+	buf.Take()
+	buf.Give()
+	if len(s.msgs) == 0 {
+		return 0, true, io.EOF
+	}
+	n := copy(buf.Take(), s.msgs[0])
+	s.msgs = s.msgs[1:]
+	return n, true, nil
+}
+
+// TestReaderReadIdle: a source that can wait without a buffer is read
+// through ReadIdle between elements, one read a message.
+func TestReaderReadIdle(t *testing.T) {
+	src := &idleSource{msgs: []string{hdr, "<message to='a@b'><body>1</body></message>", "<presence/>"}}
+	r := NewReader(src, Limits{})
+	r.src.rbuf, r.src.rpos, r.src.rend = nil, 0, 0
+	if err := r.src.idle(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<message to='a@b'><body>1</body></message>", "<presence/>"} {
+		st, err := r.Next()
+		if err != nil || string(st.Raw) != want {
+			t.Fatalf("got %v %v, want %s", st, err, want)
+		}
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %v", err)
+	}
+	if src.idles != 4 {
+		t.Fatalf("%d idle reads, want 4", src.idles)
+	}
+}
