@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/parley-xmpp/parley/internal/testserver"
@@ -19,23 +21,26 @@ func TestScannerSplitsTopLevelElements(t *testing.T) {
 	in := "  <message to='a' id='1'><body>x &lt; y</body></message>\n<r xmlns='urn:xmpp:sm:3'/>" +
 		"<iq type='get' id='p&apos;1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>" +
 		"<message a=\"q'>\"><x/><body>pb:3:7:42:1700000000000000000</body></message></stream:stream>"
-	sc := newScanner(bufio.NewReader(strings.NewReader(in)))
-	var got []string
-	for {
-		el, err := sc.next()
-		if errors.Is(err, errStreamEnd) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, string(el))
-	}
 	want := []string{"<message to='a' id='1'><body>x &lt; y</body></message>", "<r xmlns='urn:xmpp:sm:3'/>",
 		"<iq type='get' id='p&apos;1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
 		"<message a=\"q'>\"><x/><body>pb:3:7:42:1700000000000000000</body></message>"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Fatalf("got %q\nwant %q", got, want)
+	// Whole, and a byte a read (the scanner works on what is buffered).
+	for _, src := range []io.Reader{strings.NewReader(in), iotest.OneByteReader(strings.NewReader(in))} {
+		sc := newScanner(bufio.NewReader(src))
+		var got []string
+		for {
+			el, err := sc.next()
+			if errors.Is(err, errStreamEnd) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(el))
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("got %q\nwant %q", got, want)
+		}
 	}
 	if elemName([]byte(want[1])) != "r" || isStanza([]byte(want[1])) || !isStanza([]byte(want[2])) {
 		t.Error("elemName/isStanza")
@@ -53,6 +58,31 @@ func TestScannerSplitsTopLevelElements(t *testing.T) {
 	m := appendMarker(nil, 1, 2, 3, 4)
 	if string(m) != "pb:1:2:3:4" {
 		t.Errorf("appendMarker = %s", m)
+	}
+}
+
+// BenchmarkReceive is a receiver's work for one delivered message:
+// splitting it off the stream, the stanza count and the marker.
+func BenchmarkReceive(b *testing.B) {
+	msg := "<message from='bench1@localhost/r' to='bench0@localhost' type='chat' id='k3'><body>pb:1:7:12345:1700000000000000000</body></message>"
+	in := strings.Repeat(msg, 1000)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	c := &client{}
+	for i := 0; i < b.N; {
+		sc := newScanner(bufio.NewReader(strings.NewReader(in)))
+		for j := 0; j < 1000 && i < b.N; j, i = j+1, i+1 {
+			el, err := sc.next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if stanza, _ := c.answer(el, true); !stanza || elemName(el) != "message" {
+				b.Fatal("not a message")
+			}
+			if _, _, _, _, ok := parseMarker(el); !ok {
+				b.Fatal("no marker")
+			}
+		}
 	}
 }
 

@@ -50,6 +50,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,23 +60,24 @@ import (
 type options struct {
 	scenario string
 	// target
-	binaries  []binary
-	addr      string
-	tlsAddr   string
-	admin     string
-	domain    string
-	pid       int
-	prefix    string
-	password  string
-	store     string
-	archive   bool
-	sets      []string
-	pprof     bool
-	keep      bool
-	rounds    int
-	timeout   time.Duration
-	federated bool
-	cluster   bool
+	binaries   []binary
+	addr       string
+	tlsAddr    string
+	admin      string
+	domain     string
+	pid        int
+	prefix     string
+	password   string
+	store      string
+	archive    bool
+	sets       []string
+	pprof      bool
+	cpuProfile string
+	keep       bool
+	rounds     int
+	timeout    time.Duration
+	federated  bool
+	cluster    bool
 	// clients
 	sec        string
 	scramCache bool
@@ -113,6 +115,19 @@ func main() {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	if o.cpuProfile != "" {
+		// The tool's own CPU: it shares the machine with the server.
+		f, err := os.Create(o.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "parley-bench:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "parley-bench:", err)
 		os.Exit(1)
@@ -134,6 +149,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.archive, "archive", true, "archive messages (mam.default_policy always; false: never)")
 	fs.Var(setFlag{&o.sets}, "set", "spawned server config key=value, e.g. -set storage.group_commit=false (repeatable)")
 	fs.BoolVar(&o.pprof, "pprof", false, "spawned server serves /debug/pprof on its admin listener (printed on stderr)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file")
 	fs.BoolVar(&o.keep, "keep", false, "keep the spawned server's data directory (its log is server.log)")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the scenario this many times per binary, alternating binaries")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "bound on the whole run")

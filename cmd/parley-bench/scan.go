@@ -24,76 +24,101 @@ type scanner struct {
 
 func newScanner(br *bufio.Reader) *scanner { return &scanner{br: br, max: 1 << 20} }
 
-// read appends the next byte to buf and returns it.
-func (s *scanner) read() (byte, error) {
-	c, err := s.br.ReadByte()
-	if err != nil {
-		return 0, err
+// peek returns what is buffered, reading more when nothing is.
+func (s *scanner) peek() ([]byte, error) {
+	if n := s.br.Buffered(); n > 0 {
+		return s.br.Peek(n)
 	}
-	if len(s.buf) >= s.max {
-		return 0, errors.New("element too large")
+	if _, err := s.br.Peek(1); err != nil {
+		return nil, err
 	}
-	s.buf = append(s.buf, c)
-	return c, nil
+	return s.br.Peek(s.br.Buffered())
 }
 
+// Where next is in an element.
+const (
+	scText = iota // between tags, up to the next '<'
+	scLt          // after '<': the tag's first byte
+	scTag         // in a tag, up to the '>' outside quotes
+)
+
 // next returns the next top-level element; the slice is valid until the
-// following call.
+// following call. It scans what is buffered a chunk at a time (the
+// receivers of a load test read every message the server delivers: a
+// call per byte cost the tool more CPU than scanning needs).
 func (s *scanner) next() ([]byte, error) {
 	s.buf = s.buf[:0]
 	// Skip whitespace (keepalives) between elements.
 	for {
-		c, err := s.br.ReadByte()
+		chunk, err := s.peek()
 		if err != nil {
 			return nil, err
 		}
-		if c == '<' {
-			s.buf = append(s.buf, c)
+		if i := bytes.IndexByte(chunk, '<'); i >= 0 {
+			_, _ = s.br.Discard(i)
 			break
 		}
+		_, _ = s.br.Discard(len(chunk))
 	}
-	depth := 0
+	state, depth := scText, 0
+	var closing bool
+	var quote, prev byte
 	for {
-		// s.buf ends with '<': read one tag.
-		c, err := s.read()
+		chunk, err := s.peek()
 		if err != nil {
 			return nil, err
 		}
-		closing := c == '/'
-		var quote byte
-		prev := c
-		for {
-			if c, err = s.read(); err != nil {
-				return nil, err
-			}
-			if quote != 0 {
-				if c == quote {
-					quote = 0
+		i, done := 0, false
+		for i < len(chunk) && !done {
+			switch state {
+			case scText:
+				j := bytes.IndexByte(chunk[i:], '<')
+				if j < 0 {
+					i = len(chunk)
+					continue
 				}
-			} else if c == '\'' || c == '"' {
-				quote = c
-			} else if c == '>' {
-				break
+				i += j + 1
+				state = scLt
+			case scLt:
+				c := chunk[i]
+				i++
+				closing, quote, prev = c == '/', 0, c
+				state = scTag
+			case scTag:
+				c := chunk[i]
+				i++
+				switch {
+				case quote != 0:
+					if c == quote {
+						quote = 0
+					}
+				case c == '\'' || c == '"':
+					quote = c
+				case c == '>':
+					switch {
+					case closing:
+						depth--
+						if depth < 0 {
+							_, _ = s.br.Discard(i)
+							return nil, errStreamEnd
+						}
+					case prev != '/':
+						depth++
+					}
+					state = scText
+					done = depth == 0
+					continue
+				}
+				prev = c
 			}
-			prev = c
 		}
-		switch {
-		case closing:
-			depth--
-			if depth < 0 {
-				return nil, errStreamEnd
-			}
-		case prev != '/':
-			depth++
+		if len(s.buf)+i > s.max {
+			return nil, errors.New("element too large")
 		}
-		if depth == 0 {
+		s.buf = append(s.buf, chunk[:i]...)
+		_, _ = s.br.Discard(i)
+		if done {
 			return s.buf, nil
-		}
-		// Text up to the next tag.
-		for c != '<' {
-			if c, err = s.read(); err != nil {
-				return nil, err
-			}
 		}
 	}
 }
