@@ -68,7 +68,23 @@ type Module struct {
 	nAvail   int
 	caps     map[string]map[string]bool // caps key → nodes of interest
 	fetching map[string][]waiter        // caps key → who waits for its resolution
+	// deferred holds, per caps key being resolved, the notifications
+	// published meanwhile for resources with that key: sent once the
+	// capabilities say the resource wants them. Without it a publish that
+	// came right after a client's presence (before its disco#info answer
+	// was handled, on another goroutine) never reached it.
+	deferred map[string][]deferredNote
 }
+
+// deferredNote is a notification waiting for the capabilities of full.
+type deferredNote struct {
+	owner, full, node string
+	c                 nodeConfig
+	st                *wire.Stanza
+}
+
+// maxDeferred bounds the notifications kept per caps key being resolved.
+const maxDeferred = 32
 
 // waiter waits for capabilities to be resolved; a quiet one only records
 // them (another node sends the last items).
@@ -89,7 +105,8 @@ func New(cfg Config, store storage.PEP, roster storage.Roster, blocks storage.Bl
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, store: store, roster: roster, blocks: blocks, log: cfg.Logger, now: time.Now,
 		ctx: ctx, cancel: cancel,
-		avail: map[string]map[string]string{}, caps: map[string]map[string]bool{}, fetching: map[string][]waiter{}}
+		avail: map[string]map[string]string{}, caps: map[string]map[string]bool{}, fetching: map[string][]waiter{},
+		deferred: map[string][]deferredNote{}}
 }
 
 // Name implements module.Module.

@@ -192,6 +192,8 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 		verified  bool
 	)
 	res, err := m.sender.Request(ctx, wire.FromElement(iq))
+	var notes []deferredNote
+	defer func() { m.sendDeferred(notes) }()
 	if err == nil && res.Type == "result" {
 		if q := res.Child(xep.NSDiscoInfo, "query"); q != nil {
 			interests = notifyInterests(q)
@@ -204,6 +206,8 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 	m.mu.Lock()
 	waiters := m.fetching[key]
 	delete(m.fetching, key)
+	pending := m.deferred[key]
+	delete(m.deferred, key)
 	if len(m.caps) >= maxCapsCached {
 		clear(m.caps)
 	}
@@ -230,9 +234,38 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 			}
 		}
 	}
+	// Notifications published while the answer was awaited go to the
+	// resources the answer now covers, unless the last item sent to
+	// them on presence (sendLast) already carries the node's news.
+	for _, n := range pending {
+		k := m.avail[n.owner][n.full]
+		if !m.caps[k][n.node] || k != key && k != jidKey(n.full, key) {
+			continue
+		}
+		if n.c.get(fSendLast) == "on_sub_and_presence" && slices.ContainsFunc(ready, func(w waiter) bool { return w.owner == n.owner && w.full == n.full }) {
+			continue
+		}
+		notes = append(notes, n)
+	}
 	m.mu.Unlock()
 	for _, w := range ready {
 		m.sendLast(m.ctx, w.owner, w.full, interests)
+	}
+}
+
+// sendDeferred sends notifications held back while capabilities were
+// resolved (see Module.deferred), checking access as notify does.
+func (m *Module) sendDeferred(notes []deferredNote) {
+	for _, n := range notes {
+		oj, err := jid.Parse(n.owner)
+		if err != nil {
+			continue
+		}
+		to, err := jid.Parse(n.full)
+		if err != nil || !m.newAccessCache(oj).allowed(m.ctx, to, n.c) || m.blocked(m.ctx, n.owner)(to) {
+			continue
+		}
+		m.sender.Route(m.ctx, n.st.WithAttr("to", n.full))
 	}
 }
 
@@ -320,6 +353,12 @@ func (m *Module) notify(ctx context.Context, owner, node string, c nodeConfig, i
 	for full, key := range m.avail[owner] {
 		if m.caps[key][node] {
 			targets[full] = m.caps[key]
+			continue
+		}
+		if _, known := m.caps[key]; !known && key != "" && len(m.deferred[key]) < maxDeferred {
+			if _, inflight := m.fetching[key]; inflight {
+				m.deferred[key] = append(m.deferred[key], deferredNote{owner, full, node, c, st})
+			}
 		}
 	}
 	m.mu.Unlock()

@@ -2,6 +2,7 @@ package pep
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,4 +333,38 @@ func TestWrongCapsHashNotShared(t *testing.T) {
 	p = wire.MustParse("<presence>"+c+"</presence>").WithFromTo(s.JID().String(), alice)
 	e.router.Route(e.ctx, p, module.Origin{Kind: module.FromLocal})
 	s.Await(t, "caps query for the unverified ver", func(st *wire.Stanza) bool { return st.Name == "iq" && st.Type == "get" })
+}
+
+// TestNotificationWhileCapsResolve: a publish handled while a contact's
+// capabilities are still being asked for reaches the contact once its
+// answer says it is interested (it was lost when the answer was handled
+// after the publish), and a contact whose answer says it is not gets
+// nothing.
+func TestNotificationWhileCapsResolve(t *testing.T) {
+	e := setup(t, Config{})
+	a := e.login(alice + "/phone")
+	b := e.login(bob + "/pc")
+	e.rosterItem(alice, bob, "both")
+	e.rosterItem(bob, alice, "both")
+	e.ownOnline(a, tune)
+	for i, interested := range []bool{true, false} {
+		notify := []string{"urn:other" + strconv.Itoa(i)}
+		if interested {
+			notify = append(notify, tune)
+		}
+		e.contactOnline(b, alice, false, notify...) // the query is left unanswered for now
+		_, info := caps(notify...)
+		q := b.Await(t, "caps query", func(st *wire.Stanza) bool {
+			return st.Name == "iq" && st.Type == "get" && st.Child(xep.NSDiscoInfo, "query") != nil
+		})
+		id := "t" + strconv.Itoa(i)
+		e.ok(a, "%s", publishXML("p"+id, tune, id, "<tune xmlns='"+tune+"'/>", field(fSendLast, "never")))
+		a.Await(t, "own notification", event(tune, "item", id))
+		e.send(b, "<iq type='result' id='%s' to='%s'>%s</iq>", q.ID, q.From, info)
+		if interested {
+			b.Await(t, "notification held while the caps were asked for", event(tune, "item", id))
+		} else {
+			none(t, b, "uninterested contact", 100*time.Millisecond, event(tune, "item", id))
+		}
+	}
 }
