@@ -29,8 +29,9 @@ const (
 // errRestart tells the read loop that the stream restarts (RFC 6120 §4.3.3).
 var errRestart = errors.New("stream restart")
 
-// conn is one client connection. Its goroutine (serve) owns all fields
-// but those under mu.
+// conn is one client connection. Its reader goroutine owns all fields but
+// those under mu: serve, then after each idle wait the wake that follows
+// it (one at a time: a new one starts only as the last one ends).
 type conn struct {
 	srv *Server
 	t   transport
@@ -55,6 +56,7 @@ type conn struct {
 	// invitation token presented with XEP-0445).
 	preauth module.PreAuthStream
 
+	opened      bool             // the client's stream header was read (loop)
 	preauthRate *netlimit.Bucket // elements allowed before authentication
 	limiter     *limiter
 	// timer is the deadline to bind a session (from the first byte, not
@@ -95,10 +97,9 @@ func (c *conn) debug(msg string, args ...any) {
 	}
 }
 
-// serve is the connection's goroutine: it reads and handles what the
-// client sends until the stream ends, then closes the connection. It is
-// also where an idle connection waits, so what it keeps on its stack while
-// waiting is small (see docs/memory.md).
+// serve is the connection's first goroutine: it reads and handles what
+// the client sends until the stream ends, then closes the connection, or
+// until the stream goes idle (see run).
 func (c *conn) serve(directTLS bool) {
 	srv := c.srv
 	srv.mu.Lock()
@@ -114,15 +115,40 @@ func (c *conn) serve(directTLS bool) {
 	connections.WithLabelValues(c.t.kind()).Inc()
 	connectionsTotal.WithLabelValues(c.t.kind()).Inc()
 	c.timer = time.AfterFunc(srv.cfg.AuthTimeout, c.authTimeout)
+	c.debug("connection opened")
 	var err error
 	if directTLS {
 		err = c.t.startTLS(srv.cfg.TLS)
 		c.t.restart()
 	}
+	c.run(err)
+}
+
+// errIdle: the read loop stopped because the stream is idle.
+var errIdle = errors.New("idle")
+
+// run reads and handles input until the stream ends, or until it goes
+// idle: then the connection passes to a new goroutine that waits for input
+// on a short stack (wake) and this one, whose stack has grown with the
+// work (TLS, the XML decoder, handlers), ends. An idle connection thus
+// costs the smallest goroutine stack instead of the deepest one its
+// reader ever needed (see docs/memory.md).
+func (c *conn) run(err error) {
 	if err == nil {
 		err = c.loop()
 	}
+	if err == errIdle {
+		c.srv.lives.Go(c.wake)
+		return
+	}
 	c.end(err)
+}
+
+// wake is an idle connection's goroutine: it waits for input below any
+// TLS layer, then reads it on the same goroutine, growing its stack only
+// then.
+func (c *conn) wake() {
+	c.run(c.t.wait())
 }
 
 func (c *conn) authTimeout() {
@@ -144,16 +170,19 @@ func (c *conn) end(err error) {
 	c.srv.mu.Unlock()
 }
 
+// loop reads streams and their elements; it returns errIdle when the
+// stream goes idle, and is called again (by wake) when input arrives.
 func (c *conn) loop() error {
-	c.debug("connection opened")
 	for {
-		if err := c.openStream(); err != nil {
-			return err
+		if !c.opened {
+			if err := c.openStream(); err != nil {
+				return err
+			}
+			c.opened = true
 		}
 		for {
-			// An idle stream waits here, before next, on a short stack.
-			if err := c.t.waitIdle(); err != nil {
-				return err
+			if c.t.park() {
+				return errIdle
 			}
 			st, err := c.t.next()
 			if err != nil {
@@ -161,6 +190,7 @@ func (c *conn) loop() error {
 			}
 			if err := c.handle(st); err != nil {
 				if err == errRestart {
+					c.opened = false
 					break
 				}
 				return err

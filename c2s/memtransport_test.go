@@ -65,7 +65,8 @@ func (t *memTransport) readHeader() (wire.Header, error) {
 	return h, nil
 }
 
-func (t *memTransport) waitIdle() error { return nil }
+func (t *memTransport) park() bool  { return false }
+func (t *memTransport) wait() error { return nil }
 
 func (t *memTransport) next() (*wire.Stanza, error) {
 	v, err := t.read()

@@ -23,9 +23,13 @@ import (
 type transport interface {
 	// readHeader waits for the client's stream header (or <open/>).
 	readHeader() (wire.Header, error)
-	// waitIdle waits for input when nothing is buffered (see
-	// wire.Reader.WaitIdle); next reads the next element.
-	waitIdle() error
+	// park reports, between elements, that nothing is buffered and the
+	// stream has given its buffers back (wire.Reader.Park): the reader may
+	// then hand the connection to a new goroutine that waits in wait, on
+	// a short stack. Transports that cannot wait that way report false.
+	park() bool
+	wait() error
+	// next reads the next element.
 	next() (*wire.Stanza, error)
 	// writeHeader sends our stream header followed by features.
 	writeHeader(id, from, lang string, features []byte) error
@@ -110,7 +114,16 @@ func (t *tcpTransport) setBudget(b *netlimit.Bucket) { t.raw.SetBudget(b) }
 
 func (t *tcpTransport) readHeader() (wire.Header, error) { return t.rd.ReadHeader() }
 func (t *tcpTransport) next() (*wire.Stanza, error)      { return t.rd.Next() }
-func (t *tcpTransport) waitIdle() error                  { return t.rd.WaitIdle() }
+func (t *tcpTransport) park() bool                       { return t.rd.Park() }
+func (t *tcpTransport) wait() error {
+	if t.secure() {
+		// Below crypto/tls (see tlsRecords): waiting in tls.Conn.Read
+		// would take the deeper stack this wait exists to avoid.
+		return t.raw.Wait()
+	}
+	// One read of what arrived, into a pooled buffer (netlimit.ReadIdle).
+	return t.rd.Wait()
+}
 
 // buffer returns the write buffer, taking one from the pool. Caller holds wmu.
 func (t *tcpTransport) buffer() *bufio.Writer {
@@ -233,7 +246,7 @@ func (t *tcpTransport) finalClose() {
 }
 
 func (t *tcpTransport) startTLS(cfg *tls.Config) error {
-	tc := tls.Server(t.raw, cfg)
+	tc := tls.Server(&tlsRecords{Conn: t.raw}, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -327,7 +340,10 @@ func (t *wsTransport) readHeader() (wire.Header, error) {
 	return wire.Header{To: st.To, From: st.From, Version: st.Attr("version"), Lang: st.Lang, NS: wire.NSClient}, nil
 }
 
-func (t *wsTransport) waitIdle() error { return nil }
+// park: an idle WebSocket stream waits in next (the library reads
+// through its own buffers).
+func (t *wsTransport) park() bool  { return false }
+func (t *wsTransport) wait() error { return nil }
 
 func (t *wsTransport) next() (*wire.Stanza, error) {
 	st, err := t.readFrame()

@@ -80,3 +80,146 @@ func TestTLSStateReadWhileUpgrading(t *testing.T) {
 	}
 	tr.closeStream(nil)
 }
+
+// heldConn sends what is written while hold is set in one write on
+// release: several TLS records in one TCP segment.
+type heldConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if c.hold {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *heldConn) release() error {
+	c.hold = false
+	_, err := c.Conn.Write(c.buf)
+	c.buf = nil
+	return err
+}
+
+// TestIdleStreamWaitsBelowTLS: a TCP stream, plain and TLS, parks between
+// elements only when it holds no input, including records crypto/tls
+// read in the same segment as the previous one (tlsRecords), skips
+// keepalives while parked, and reads what arrives after waiting on the
+// raw connection.
+func TestIdleStreamWaitsBelowTLS(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "tls"}[secure], func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			client := make(chan *heldConn, 1)
+			var cc net.Conn
+			go func() {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					close(client)
+					return
+				}
+				hc := &heldConn{Conn: c}
+				client <- hc
+			}()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			hc := <-client
+			if hc == nil {
+				t.Fatal("no client")
+			}
+			defer hc.Close()
+			tr := newTCPTransport(c, wire.Limits{}, 5*time.Second)
+			defer tr.close()
+			cc = hc
+			if secure {
+				tc := tls.Client(hc, &tls.Config{InsecureSkipVerify: true})
+				done := make(chan error, 1)
+				go func() { done <- tc.Handshake() }()
+				if err := tr.startTLS(&tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				tr.restart()
+				cc = tc
+			}
+			_ = tr.raw.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang fails
+			send := func(parts ...string) {
+				t.Helper()
+				hc.hold = true
+				for _, p := range parts {
+					if _, err := cc.Write([]byte(p)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := hc.release(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// next reads an element as conn.loop does: waiting below
+			// the stream whenever it parks, then parking again (which
+			// reads what arrived) until there is an element to read.
+			parked, waits := false, 0
+			next := func() string {
+				t.Helper()
+				for {
+					if !parked {
+						parked = tr.park()
+					}
+					if !parked {
+						break
+					}
+					waits++
+					if err := tr.wait(); err != nil {
+						t.Fatal(err)
+					}
+					parked = false
+				}
+				st, err := tr.next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st.Name
+			}
+			send("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
+			if _, err := tr.readHeader(); err != nil {
+				t.Fatal(err)
+			}
+			// Separate TLS records in one segment: crypto/tls must not
+			// keep b's record where the wait below it cannot see it (the
+			// read deadline fails a hang).
+			send("<a/>", "<b/>")
+			if a, b := next(), next(); a != "a" || b != "b" {
+				t.Fatalf("read %s, %s", a, b)
+			}
+			if parked = tr.park(); !parked {
+				t.Fatal("not parked with nothing left")
+			}
+			send(" ") // a keepalive: parks again once read
+			if err := tr.wait(); err != nil {
+				t.Fatal(err)
+			}
+			if parked = tr.park(); !parked {
+				t.Fatal("not parked after a keepalive")
+			}
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				send("<c/>")
+			}()
+			waits = 0
+			if c := next(); c != "c" || waits != 1 {
+				t.Fatalf("after waiting: %s (%d waits)", c, waits)
+			}
+		})
+	}
+}

@@ -208,6 +208,10 @@ type Conn struct {
 	// since a deadline was set otherwise).
 	armed atomic.Int64
 	raw   syscall.RawConn // the connection's, when it has a descriptor (TCP): see ReadIdle
+	// waited is a byte Wait read that the next Read returns first (only
+	// the reading goroutine touches these two).
+	waited    [1]byte
+	hasWaited bool
 }
 
 // NewConn wraps c. onTimeout (may be nil) is called when a write fails on
@@ -228,7 +232,39 @@ func (c *Conn) SetBudget(b *Bucket) { c.budget.Store(b) }
 // LastRead is when input last arrived.
 func (c *Conn) LastRead() time.Time { return time.Unix(0, c.last.Load()) }
 
+// Wait blocks until input arrives or reading fails, without a buffer of
+// the caller's: the byte it reads is returned first by the next Read. An
+// idle connection's reader waits here on a short goroutine stack, below
+// any TLS layer, so it holds neither buffers nor the deeper stack that
+// reading through TLS and the XML decoder needs (see docs/memory.md).
+// Only the goroutine that reads may call it.
+func (c *Conn) Wait() error {
+	if c.hasWaited {
+		return nil
+	}
+	n, err := c.Conn.Read(c.waited[:])
+	if n == 1 {
+		c.hasWaited = true
+		c.last.Store(time.Now().UnixNano())
+		if b := c.budget.Load(); b != nil && !b.Take(1) {
+			return ErrBudget
+		}
+		// An error that came with the byte comes again from the next
+		// Read of the connection.
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.hasWaited && len(p) > 0 {
+		p[0] = c.waited[0]
+		c.hasWaited = false
+		return 1, nil
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
@@ -256,6 +292,11 @@ func (c *Conn) ReadIdle(buf interface {
 }) (n int, ok bool, err error) {
 	if c.raw == nil {
 		return 0, false, nil
+	}
+	if c.hasWaited {
+		p := buf.Take()
+		p[0], c.hasWaited = c.waited[0], false
+		return 1, true, nil
 	}
 	var rerr error
 	err = c.raw.Read(func(fd uintptr) bool {

@@ -301,3 +301,42 @@ func TestReadIdle(t *testing.T) {
 		t.Fatal("ReadIdle on a pipe")
 	}
 }
+
+// TestConnWait: the byte Wait reads comes first from the next Read and is
+// charged to the budget.
+func TestConnWait(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	c := NewConn(b, time.Second, nil)
+	go func() { _, _ = a.Write([]byte("<x/>")) }()
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil { // the byte is still there
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "<" {
+		t.Fatalf("first read %q %v", buf[:n], err)
+	}
+	n, err = c.Read(buf)
+	if err != nil || string(buf[:n]) != "x/>" {
+		t.Fatalf("second read %q %v", buf[:n], err)
+	}
+	c.SetBudget(NewBucket(1, 1)) // a burst of one byte
+	go func() { _, _ = a.Write([]byte("ab")) }()
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); n != 1 || err != nil {
+		t.Fatalf("read after wait: %d %v", n, err)
+	}
+	if _, err := c.Read(buf); !errors.Is(err, ErrBudget) {
+		t.Fatalf("over budget: %v", err)
+	}
+	a.Close()
+	if err := c.Wait(); err == nil {
+		t.Fatal("Wait on a closed connection")
+	}
+}

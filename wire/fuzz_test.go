@@ -314,8 +314,10 @@ func BenchmarkReadMessageIdle(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := r.WaitIdle(); err != nil {
-			b.Fatal(err)
+		if r.Park() {
+			if err := r.Wait(); err != nil {
+				b.Fatal(err)
+			}
 		}
 		if _, err := r.Next(); err != nil {
 			b.Fatal(err)

@@ -84,6 +84,9 @@ type byteSource struct {
 	rpos, rend int
 	rerr       error // the read error, returned once the bytes before it are read
 	one        [1]byte
+	// full: the last read filled the read buffer, so the reader below
+	// (crypto/tls) may hold more (see Reader.Park).
+	full bool
 
 	buf   []byte // recorded bytes (pooled, nil while idle)
 	bufp  *[]byte
@@ -117,7 +120,7 @@ func (b *byteSource) fill() error {
 	for range 100 {
 		n, err := b.r.Read(b.rbuf)
 		if n > 0 {
-			b.rpos, b.rend, b.rerr = 0, n, err
+			b.rpos, b.rend, b.rerr, b.full = 0, n, err, n == len(b.rbuf)
 			return nil
 		}
 		if err != nil {
@@ -209,7 +212,7 @@ func (b *byteSource) idle() error {
 		n, ok, err := ir.ReadIdle(b)
 		if ok {
 			if n > 0 {
-				b.rpos, b.rend, b.rerr = 0, n, err
+				b.rpos, b.rend, b.rerr, b.full = 0, n, err, n == len(b.rbuf)
 				return nil
 			}
 			if err == nil {
@@ -220,7 +223,7 @@ func (b *byteSource) idle() error {
 	}
 	n, err := b.r.Read(b.one[:])
 	if n == 1 {
-		b.rbuf, b.rpos, b.rend, b.rerr = b.one[:], 0, 1, err
+		b.rbuf, b.rpos, b.rend, b.rerr, b.full = b.one[:], 0, 1, err, true
 		return nil
 	}
 	if err == nil {
@@ -336,26 +339,68 @@ func (r *Reader) Release() {
 	}
 }
 
-// WaitIdle may be called between top-level elements (Next does it too): when
-// nothing is buffered it gives the buffers back and waits for input, so the
-// caller can wait on a shorter stack than Next's. Errors are Next's.
-func (r *Reader) WaitIdle() error {
+// Park may be called between top-level elements: it skips the whitespace
+// that is buffered (keepalives) and, when the reader then holds no input
+// (nothing more buffered, and its last read did not fill its buffer, so
+// that a reader below it that returns at most one record a read, such as
+// crypto/tls on c2s's tlsRecords, holds none either), gives its buffers
+// back, drops its decoder and reports true: the caller may wait for input
+// on the connection below (netlimit.Conn.Wait), on a shorter stack than
+// Next's, and then call Park again (which reads what arrived) or Next.
+// Otherwise it reports false and Next has input to read, or an error, or
+// waits in its read. Read errors are left to Next.
+func (r *Reader) Park() bool {
 	if !r.started {
-		return errors.New("wire: WaitIdle before ReadHeader")
+		return false
 	}
-	r.src.discard(r.dec.InputOffset())
-	if err := r.waitIdle(); err != nil {
-		r.broken = true
-		return err
+	src := r.src
+	if r.dec != nil {
+		src.discard(r.dec.InputOffset())
+		if len(src.buf) != 0 {
+			return false // the decoder has looked ahead
+		}
+	} else if !src.buffered() && src.fill() != nil {
+		return false
+	}
+	// The decoder holds no state between top-level elements, so input it
+	// has not seen may be skipped once it is given back (the next one
+	// starts with an empty record, see newDecoder).
+	r.dropDecoder()
+	for src.rpos < src.rend && isSpace(src.rbuf[src.rpos]) {
+		src.rpos++
+	}
+	if src.buffered() || src.full {
+		return false
+	}
+	src.release()
+	return true
+}
+
+// Wait, after Park reported true, blocks until input arrives, on the
+// caller's stack: on a connection that can wait without a buffer
+// (netlimit.Conn on TCP, see idleReader) it reads what arrived into a
+// pooled buffer with one read; otherwise it reads one byte, through
+// whatever the reader reads from (below TLS, wait on the raw connection
+// instead). Park then finds what arrived.
+func (r *Reader) Wait() error {
+	if err := r.src.idle(); err != nil {
+		return r.mapErr(err)
 	}
 	return nil
 }
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }
 
 // waitIdle is called between top-level elements. When nothing is buffered
 // it gives the buffers back and blocks until input arrives, so an idle
 // stream holds no buffer and no decoder (it holds no state between
 // elements, see Next).
 func (r *Reader) waitIdle() error {
+	if r.dec == nil {
+		// Parked: the caller waited for input.
+		r.newDecoder()
+		return nil
+	}
 	if r.src.buffered() || len(r.src.buf) != 0 {
 		// Input is waiting, or the decoder has looked one byte ahead.
 		return nil
@@ -584,7 +629,9 @@ func (r *Reader) Next() (*Stanza, error) {
 func (r *Reader) next() (*Stanza, error) {
 	r.src.limit = 0
 	for {
-		r.src.discard(r.dec.InputOffset())
+		if r.dec != nil {
+			r.src.discard(r.dec.InputOffset())
+		}
 		// RawToken keeps no state between top-level elements (it neither
 		// checks nor translates names), so this is where the stream may
 		// go idle and the decoder may be replaced.

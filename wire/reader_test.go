@@ -555,3 +555,78 @@ func TestReaderReadIdle(t *testing.T) {
 		t.Fatalf("%d idle reads, want 4", src.idles)
 	}
 }
+
+// chunks returns one string a Read, then blocks until more are sent.
+type chunks struct {
+	ch   chan string
+	rest string
+}
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if c.rest == "" {
+		s, ok := <-c.ch
+		if !ok {
+			return 0, io.EOF
+		}
+		c.rest = s
+	}
+	n := copy(p, c.rest)
+	c.rest = c.rest[n:]
+	return n, nil
+}
+
+// TestReaderPark: Park gives everything back only when no input is held
+// (nothing buffered, whitespace skipped, a read that did not fill the
+// buffer), and reading goes on after it.
+func TestReaderPark(t *testing.T) {
+	src := &chunks{ch: make(chan string, 4)}
+	r := NewReader(src, Limits{})
+	if r.Park() {
+		t.Fatal("parked before the header")
+	}
+	src.ch <- hdr + "<a/><b/>\n "
+	if _, err := r.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Next(); err != nil || st.Name != "a" {
+		t.Fatalf("a: %v %v", st, err)
+	}
+	if r.Park() {
+		t.Fatal("parked with <b/> buffered")
+	}
+	if st, err := r.Next(); err != nil || st.Name != "b" {
+		t.Fatalf("b: %v %v", st, err)
+	}
+	if !r.Park() {
+		t.Fatal("not parked with only whitespace left")
+	}
+	if r.src.rbuf != nil || r.src.buf != nil || r.dec != nil {
+		t.Fatal("a parked reader holds buffers")
+	}
+	src.ch <- "  " // a keepalive: read by Park, which parks again
+	if !r.Park() {
+		t.Fatal("not parked after a keepalive")
+	}
+	// A read that fills the buffer may leave more below (TLS).
+	src.ch <- "<c/>" + strings.Repeat(" ", readBufSize-len("<c/>"))
+	if r.Park() {
+		t.Fatal("parked with input")
+	}
+	if st, err := r.Next(); err != nil || st.Name != "c" {
+		t.Fatalf("c: %v %v", st, err)
+	}
+	if r.Park() {
+		t.Fatal("parked after a full read")
+	}
+	src.ch <- "<d/>"
+	if st, err := r.Next(); err != nil || st.Name != "d" {
+		t.Fatalf("d: %v %v", st, err)
+	}
+	close(src.ch)
+	if !r.Park() { // the end of input is news to a read
+		t.Fatal("not parked after <d/>")
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("end: %v", err)
+	}
+}
