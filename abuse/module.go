@@ -168,7 +168,11 @@ func (m *Module) outbound(ctx context.Context, ev *module.Event) module.Verdict 
 	st := ev.Stanza
 	switch st.Name {
 	case "message", "presence":
-		if st.Type != "error" && ev.To.Localpart() != "" {
+		// What a user sends to their own account (presence broadcast,
+		// notes to self) is no contact with anyone: every client's
+		// initial presence would otherwise give each online user a
+		// table of their own.
+		if st.Type != "error" && ev.To.Localpart() != "" && !ev.To.Bare().Equal(ev.From.Bare()) {
 			m.written.add(ev.From.Bare().String(), ev.To.Bare().String(), time.Now())
 		}
 	case "iq":

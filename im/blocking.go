@@ -54,9 +54,13 @@ func (m *Module) blockList(ctx context.Context, owner string) (blockSet, error) 
 	if err != nil {
 		return nil, err
 	}
-	b = make(blockSet, len(list))
-	for _, j := range list {
-		b[j] = true
+	// Most users block nobody: their cached list is nil (read-only, as
+	// every cached list), not an empty map of their own.
+	if len(list) > 0 {
+		b = make(blockSet, len(list))
+		for _, j := range list {
+			b[j] = true
+		}
 	}
 	m.blockMu.Lock()
 	// A change since the load began invalidated what was read.
