@@ -64,7 +64,7 @@ type Module struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	avail    map[string]map[string]string // owner bare → available full JID → caps key
+	avail    map[string]resources // owner bare → available full JIDs and their caps keys
 	nAvail   int
 	caps     map[string]map[string]bool // caps key → nodes of interest
 	fetching map[string][]waiter        // caps key → who waits for its resolution
@@ -86,6 +86,38 @@ type deferredNote struct {
 // maxDeferred bounds the notifications kept per caps key being resolved.
 const maxDeferred = 32
 
+// resources are an account's available resources with their caps keys:
+// a slice, since an account has one or a few (a map of its own cost every
+// online user some 300 bytes).
+type resources []resource
+
+type resource struct{ full, key string }
+
+func (r resources) get(full string) (string, bool) {
+	for _, e := range r {
+		if e.full == full {
+			return e.key, true
+		}
+	}
+	return "", false
+}
+
+// set returns r with full's key set.
+func (r resources) set(full, key string) resources {
+	for i := range r {
+		if r[i].full == full {
+			r[i].key = key
+			return r
+		}
+	}
+	return append(r, resource{full, key})
+}
+
+// del returns r without full.
+func (r resources) del(full string) resources {
+	return slices.DeleteFunc(r, func(e resource) bool { return e.full == full })
+}
+
 // waiter waits for capabilities to be resolved; a quiet one only records
 // them (another node sends the last items).
 type waiter struct {
@@ -105,7 +137,7 @@ func New(cfg Config, store storage.PEP, roster storage.Roster, blocks storage.Bl
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Module{cfg: cfg, store: store, roster: roster, blocks: blocks, log: cfg.Logger, now: time.Now,
 		ctx: ctx, cancel: cancel,
-		avail: map[string]map[string]string{}, caps: map[string]map[string]bool{}, fetching: map[string][]waiter{},
+		avail: map[string]resources{}, caps: map[string]map[string]bool{}, fetching: map[string][]waiter{},
 		deferred: map[string][]deferredNote{}}
 }
 

@@ -107,23 +107,18 @@ func (m *Module) relayedPresence(ctx context.Context, s module.Session, st *wire
 func (m *Module) observeAs(ctx context.Context, owner, full string, p *wire.Stanza, sendLast, quiet bool) {
 	key, c := capsKey(p, full)
 	m.mu.Lock()
-	entries := m.avail[owner]
-	prev, had := entries[full]
+	prev, had := m.avail[owner].get(full)
 	if !had {
 		if m.nAvail >= maxTracked {
 			m.mu.Unlock()
 			return
-		}
-		if entries == nil {
-			entries = map[string]string{}
-			m.avail[owner] = entries
 		}
 		m.nAvail++
 	}
 	if had && prev == jidKey(full, key) {
 		key = prev // capabilities resolved for this JID only
 	}
-	entries[full] = key
+	m.avail[owner] = m.avail[owner].set(full, key)
 	var prevInterests map[string]bool
 	if had {
 		prevInterests = m.caps[prev]
@@ -163,14 +158,14 @@ func (m *Module) observeAs(ctx context.Context, owner, full string, p *wire.Stan
 func (m *Module) unavailable(owner, full string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	entries := m.avail[owner]
-	key, ok := entries[full]
+	key, ok := m.avail[owner].get(full)
 	if !ok {
 		return
 	}
-	delete(entries, full)
 	m.nAvail--
-	if len(entries) == 0 {
+	if rest := m.avail[owner].del(full); len(rest) > 0 {
+		m.avail[owner] = rest
+	} else {
 		delete(m.avail, owner)
 	}
 	if strings.HasPrefix(key, jidKey(full, "")) {
@@ -217,7 +212,7 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 	case verified:
 		m.caps[key] = interests
 		for _, w := range waiters {
-			if m.avail[w.owner][w.full] == key && !w.quiet {
+			if k, _ := m.avail[w.owner].get(w.full); k == key && !w.quiet {
 				ready = append(ready, w)
 			}
 		}
@@ -227,8 +222,8 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 		// their next presence.
 		jk := jidKey(full, key)
 		m.caps[jk] = interests
-		if m.avail[owner][full] == key {
-			m.avail[owner][full] = jk
+		if k, ok := m.avail[owner].get(full); ok && k == key {
+			m.avail[owner] = m.avail[owner].set(full, jk)
 			if !slices.ContainsFunc(waiters, func(w waiter) bool { return w.owner == owner && w.full == full && w.quiet }) {
 				ready = append(ready, waiter{owner: owner, full: full})
 			}
@@ -238,7 +233,7 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 	// resources the answer now covers, unless the last item sent to
 	// them on presence (sendLast) already carries the node's news.
 	for _, n := range pending {
-		k := m.avail[n.owner][n.full]
+		k, _ := m.avail[n.owner].get(n.full)
 		if !m.caps[k][n.node] || k != key && k != jidKey(n.full, key) {
 			continue
 		}
@@ -273,7 +268,7 @@ func (m *Module) sendDeferred(notes []deferredNote) {
 func (m *Module) interestsOf(owner, full string) (map[string]bool, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	key, ok := m.avail[owner][full]
+	key, ok := m.avail[owner].get(full)
 	if !ok {
 		return nil, false
 	}
@@ -350,7 +345,8 @@ func (m *Module) notify(ctx context.Context, owner, node string, c nodeConfig, i
 	}
 	m.mu.Lock()
 	targets := map[string]map[string]bool{}
-	for full, key := range m.avail[owner] {
+	for _, r := range m.avail[owner] {
+		full, key := r.full, r.key
 		if m.caps[key][node] {
 			targets[full] = m.caps[key]
 			continue
