@@ -42,6 +42,7 @@ type Store struct {
 	r *sql.DB // read-only pool
 
 	archiveW *groupcommit.Committer[archiveRow] // AppendArchive's writer
+	ckpt     *checkpointer                      // the WAL's checkpoints
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -77,14 +78,10 @@ func open(ctx context.Context, dir string, migrations fs.FS, migrateOK bool) (*S
 	// Take the write lock at BEGIN, so a transaction never fails halfway
 	// because it could not upgrade from a read lock.
 	registerDriver()
-	w, err := sql.Open(driverName, dsn(file, writerPragmas...)+"&_txlock=immediate")
+	w, err := openOne(dsn(file, writerPragmas...) + "&_txlock=immediate")
 	if err != nil {
 		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxIdleTime(0)
-	w.SetConnMaxLifetime(0)
 
 	// The writer must create the file and switch it to WAL before any
 	// reader opens it.
@@ -106,7 +103,13 @@ func open(ctx context.Context, dir string, migrations fs.FS, migrateOK bool) (*S
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 
-	s := &Store{w: w, r: r}
+	ckpt, err := startCheckpointer(file, w)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	s := &Store{w: w, r: r, ckpt: ckpt}
 	s.archiveW = s.newArchiveWriter(groupcommit.Options{})
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
@@ -121,17 +124,28 @@ func open(ctx context.Context, dir string, migrations fs.FS, migrateOK bool) (*S
 //   - cache_size: 32 MiB of page cache (the default is 2 MiB), so the
 //     pages of the archive indexes that busy accounts touch stay cached
 //     between commits instead of being read back from the WAL;
-//   - wal_autocheckpoint: the commit that finds the WAL longer than this
-//     many pages copies it back into the database file (and syncs both).
-//     At the default 1,000 pages a busy server checkpointed after nearly
-//     every group commit; at 10,000 (40 MiB) a page changed by many
-//     commits is copied once, and journal_size_limit gives the WAL file's
-//     space back after a checkpoint;
+//   - wal_autocheckpoint: off; the checkpointer (checkpoint.go) copies
+//     the WAL back into the database file on a connection of its own, so
+//     that no commit waits for a checkpoint. journal_size_limit gives the
+//     WAL file's space back when it starts over after a burst;
 //   - temp_store: statement journals (a multi-statement transaction keeps
 //     one per statement that could fail halfway) in memory, not in
 //     temporary files.
-var writerPragmas = []string{"journal_mode(WAL)", "cache_size(-32768)", "wal_autocheckpoint(10000)",
+var writerPragmas = []string{"journal_mode(WAL)", "cache_size(-32768)", "wal_autocheckpoint(0)",
 	"journal_size_limit(67108864)", "temp_store(MEMORY)"}
+
+// openOne opens a pool of exactly one connection, kept open.
+func openOne(dsn string) (*sql.DB, error) {
+	db, err := sql.Open(driverName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	return db, nil
+}
 
 // dsn builds a driver DSN that sets the pragmas every connection needs
 // plus extra ones.
@@ -166,7 +180,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // main file.
 func (s *Store) Close() error {
 	s.archiveW.Close()
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.ckpt.close(), s.r.Close(), s.w.Close())
 }
 
 // write runs fn in a write transaction, committing when fn returns nil.

@@ -104,7 +104,7 @@ func TestPragmas(t *testing.T) {
 			}
 		}
 	}
-	for pragma, want := range map[string]string{"cache_size": "-32768", "wal_autocheckpoint": "10000", "temp_store": "2"} {
+	for pragma, want := range map[string]string{"cache_size": "-32768", "wal_autocheckpoint": "0", "temp_store": "2"} {
 		var got string
 		if err := st.w.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
 			t.Fatalf("writer: PRAGMA %s: %v", pragma, err)
@@ -396,4 +396,44 @@ func TestQueuedWriterHonoursDeadline(t *testing.T) {
 
 func BenchmarkFindArchivedByOrigin(b *testing.B) {
 	storagetest.BenchFindArchivedByOrigin(b, openTemp(b, b.TempDir()))
+}
+
+// The WAL is copied into the database file by the checkpointer, not by
+// the commits. Past
+// walRestartPages the checkpointer finishes on the write connection, so
+// that the WAL starts over.
+func TestCheckpointer(t *testing.T) {
+	old := walRestartPages
+	walRestartPages = 1
+	t.Cleanup(func() { walRestartPages = old })
+	st := openTemp(t, t.TempDir()) // wal_autocheckpoint 0: TestPragmas
+	for i := range 50 {
+		if _, err := st.AppendArchive(t.Context(), "a@example.org", storage.ArchivedMessage{
+			With: "b@example.org", Raw: fmt.Appendf(nil, "<message id='%d'/>", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st.ckpt.copied.Load() == 0 || st.ckpt.onWriter.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %d frames checkpointed, %d passes on the writer", st.ckpt.copied.Load(), st.ckpt.onWriter.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Everything copied and no reader on the WAL: the next write starts
+	// it over.
+	if _, err := st.AppendArchive(t.Context(), "a@example.org", storage.ArchivedMessage{With: "b@example.org", Raw: []byte("<message/>")}); err != nil {
+		t.Fatal(err)
+	}
+	var busy, log, done int
+	if err := st.w.QueryRowContext(t.Context(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err != nil {
+		t.Fatal(err)
+	}
+	if log > 10 {
+		t.Errorf("WAL holds %d frames after a restart and one insert", log)
+	}
+	page, err := st.QueryArchive(t.Context(), "a@example.org", storage.ArchiveQuery{Max: 100})
+	if err != nil || page.Count != 51 {
+		t.Fatalf("archive: %d messages, %v; want 51", page.Count, err)
+	}
 }
