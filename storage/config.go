@@ -39,7 +39,7 @@ type PostgresConfig struct {
 // commit on.
 func DefaultConfig() Config {
 	return Config{Backend: "sqlite", Postgres: PostgresConfig{MaxConns: 10},
-		GroupCommit: true, GroupCommitMaxBatch: 1024, GroupCommitMaxWait: time.Millisecond}
+		GroupCommit: true, GroupCommitMaxBatch: 4000, GroupCommitMaxWait: time.Millisecond}
 }
 
 // Problems returns what is wrong with c, each as "key: problem" with the

@@ -18,7 +18,7 @@ import (
 // BenchmarkAppendArchive is the archive writer under the load of
 // parley-bench's throughput scenario: 100 pairs chatting, so 200 owners,
 // each message two rows, many sessions waiting on group commit at once
-// (the server's defaults: batches of up to 1,024 rows, 1 ms wait). The
+// (the server's defaults: batches of up to 4,000 rows, 1 ms wait). The
 // archive already holds rows (-seed), as a running server's does. One op
 // is one row; rows/s is the figure to compare. Full-text indexing is
 // off, as by default on a server.
@@ -28,7 +28,7 @@ func BenchmarkAppendArchive(b *testing.B) {
 	const owners, writers, window, seed = 200, 200, 16, 100000
 	ctx := context.Background()
 	st, err := OpenOptions(ctx, b.TempDir(), Options{GroupCommit: groupcommit.Options{
-		Enabled: true, MaxBatch: 1024, MaxWait: time.Millisecond}, Fulltext: storage.FulltextOff})
+		Enabled: true, MaxBatch: storage.DefaultConfig().GroupCommitMaxBatch, MaxWait: time.Millisecond}, Fulltext: storage.FulltextOff})
 	if err != nil {
 		b.Fatal(err)
 	}
