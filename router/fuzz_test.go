@@ -28,6 +28,10 @@ func FuzzJID(f *testing.F) {
 	e.LoginAvailable("bob@example.org/phone", 0)
 	f.Fuzz(func(t *testing.T, s string) {
 		if j, err := router.ParseJID(s); err == nil {
+			// The second parse comes from the cache.
+			if j2, err := router.ParseJID(s); err != nil || !j2.Equal(j) || j2.String() != j.String() {
+				t.Fatalf("%q parses to %q, then to %q (%v)", s, j, j2, err)
+			}
 			again, err := jid.Parse(j.String())
 			if err != nil || !again.Equal(j) || again.String() != j.String() {
 				t.Fatalf("%q parses to %q, which reads back as %q (%v)", s, j, again, err)

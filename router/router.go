@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -670,10 +671,37 @@ func NewID() string {
 // blocked domain looked like another). A result whose domain still ends
 // with a dot is parsed again (each time shorter), until it is stable or
 // invalid ("..." is no JID).
+//
+// Results are cached (the 'to' of every routed stanza is parsed, and the
+// PRECIS and IDNA rules cost 3 % of the server's CPU at 20,000 msg/s): a
+// jid.JID is immutable (its methods copy), so one value may be shared.
 func ParseJID(s string) (jid.JID, error) {
+	if v, ok := jidCache.m.Load(s); ok {
+		return v.(jid.JID), nil
+	}
 	j, err := jid.Parse(s)
 	for err == nil && strings.HasSuffix(j.Domainpart(), ".") {
 		j, err = jid.Parse(j.String())
 	}
+	if err == nil && len(s) <= maxCachedJID {
+		if jidCache.n.Add(1) > jidCacheEntries {
+			// Bounded simply: a full cache starts again.
+			jidCache.m.Clear()
+			jidCache.n.Store(0)
+		}
+		jidCache.m.Store(s, j)
+	}
 	return j, err
 }
+
+// jidCache holds ParseJID's results for valid JIDs (errors are not kept:
+// made-up invalid addresses cannot fill it).
+var jidCache struct {
+	m sync.Map // string → jid.JID
+	n atomic.Int32
+}
+
+const (
+	jidCacheEntries = 8192
+	maxCachedJID    = 256 // bytes; longer ones are parsed each time
+)
