@@ -33,6 +33,11 @@ func carbon(t *testing.T, s *modtest.Session, kind string, st *wire.Stanza) *wir
 	if w == nil {
 		t.Fatalf("not a %s carbon: %s", kind, st.Raw)
 	}
+	// A copy answers from the name of its one child until its tree is
+	// parsed from its bytes: both agree with a fresh parse.
+	if p := wire.MustParse(string(st.Raw)); p.Tree().String() != st.Tree().String() || st.HasChild(wire.NSClient, "body") || !st.HasChild(NS, kind) {
+		t.Fatalf("copy's tree %s, parsed afresh %s", st.Tree(), p.Tree())
+	}
 	msg := w.Child(NSForward, "forwarded").Child(wire.NSClient, "message")
 	if msg == nil {
 		t.Fatalf("no forwarded message: %s", st.Raw)

@@ -233,7 +233,8 @@ func (m *Module) deliver(ev *module.Event, s module.Session, kind string, user j
 
 // wrap builds <message from=user to=resource><sent|received><forwarded>
 // st </forwarded></…></message>, keeping st's bytes and without parsing
-// them again: st's tree (already parsed by eligible) is shared.
+// them: the copy's tree is parsed from its bytes only if something asks
+// for it (nothing on the way to the client does).
 func wrap(kind, from, to string, st *wire.Stanza) *wire.Stanza {
 	attrs := []xml.Attr{{Name: xml.Name{Local: "from"}, Value: from}, {Name: xml.Name{Local: "to"}, Value: to}}
 	if st.Type != "" {
@@ -246,9 +247,10 @@ func wrap(kind, from, to string, st *wire.Stanza) *wire.Stanza {
 	if bytes.HasPrefix(raw, []byte(root)) && len(raw) > len(root) && bytes.IndexByte([]byte(" \t\r\n/>"), raw[len(root)]) >= 0 {
 		b.WriteString(root + " xmlns='" + wire.NSClient + "'")
 		b.Write(raw[len(root):])
-	} else {
-		b.Write(st.Tree().AppendXML(nil, NSForward))
+		b.WriteString("</forwarded></" + kind + ">")
+		return wire.ComposeOne("message", attrs, b.Bytes(), NS, kind)
 	}
+	b.Write(st.Tree().AppendXML(nil, NSForward))
 	b.WriteString("</forwarded></" + kind + ">")
 	tree := &wire.Element{Name: xml.Name{Space: wire.NSClient, Local: "message"}, Attr: attrs}
 	tree.Add(wire.NewElement(NS, kind).Add(wire.NewElement(NSForward, "forwarded").Add(st.Tree())))

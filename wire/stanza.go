@@ -349,6 +349,16 @@ func Compose(name string, attrs []xml.Attr, content []byte, tree *Element) *Stan
 	return s
 }
 
+// ComposeOne is Compose for content that is exactly one child element,
+// in namespace ns with name local, and no tree: Child and HasChild answer
+// from that name, and the tree is parsed from the bytes only if asked
+// for (a carbon copy is written out without anyone asking).
+func ComposeOne(name string, attrs []xml.Attr, content []byte, ns, local string) *Stanza {
+	s := Compose(name, attrs, content, nil)
+	s.kids, s.kidsKnown = []childName{{ns, local}}, true
+	return s
+}
+
 // FromElement builds a stanza from a tree. Stanza roots must use NSClient.
 func FromElement(e *Element) *Stanza {
 	raw := e.AppendXML(nil, rootParent(e.Name.Space))
