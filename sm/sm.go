@@ -71,7 +71,22 @@ func (q *Queue) Ack(h uint32) error {
 	for _, it := range q.items[:n] {
 		q.bytes -= len(it.St.Raw)
 	}
-	q.items = append(q.items[:0:0], q.items[n:]...)
+	rest := q.items[n:]
+	switch {
+	case len(rest) == 0:
+		// All acknowledged: an idle session holds no array.
+		q.items = nil
+	case cap(q.items) <= 4*len(rest)+32:
+		// Under load the client acknowledges with stanzas in flight:
+		// keep the array (it was grown for this traffic) rather than
+		// grow a new one from nothing after every ack.
+		k := copy(q.items, rest)
+		clear(q.items[k:])
+		q.items = q.items[:k]
+	default:
+		// Far bigger than what is left: give the surplus back.
+		q.items = append(make([]Item, 0, len(rest)+8), rest...)
+	}
 	q.acked = h
 	return nil
 }

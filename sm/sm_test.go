@@ -95,3 +95,42 @@ func TestDirectoryBindsToAccount(t *testing.T) {
 		t.Fatal("removed id still resumable")
 	}
 }
+
+// BenchmarkQueueInFlight: a session under load, acknowledged every 16
+// stanzas with 4 still in flight.
+func BenchmarkQueueInFlight(b *testing.B) {
+	st := wire.MustParse("<message to='a@b' type='chat'><body>x</body></message>")
+	q := NewQueue(0, 0)
+	now := time.Now()
+	var h uint32
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		q.Push(st, now)
+		if q.Len() == 16 {
+			h += 12
+			if err := q.Ack(h); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestQueueAckKeepsLittle: an acknowledged queue holds no array, and one
+// far bigger than what is left gives the surplus back.
+func TestQueueAckKeepsLittle(t *testing.T) {
+	st := wire.MustParse("<message/>")
+	q := NewQueue(0, 0)
+	for range 1000 {
+		q.Push(st, time.Now())
+	}
+	if err := q.Ack(998); err != nil || q.Len() != 2 || cap(q.items) > 64 {
+		t.Fatalf("after a large ack: len %d cap %d, %v", q.Len(), cap(q.items), err)
+	}
+	q.Push(st, time.Now())
+	if err := q.Ack(1000); err != nil || q.Len() != 1 || q.Unacked()[0].St != st {
+		t.Fatalf("in flight: %d %v", q.Len(), err)
+	}
+	if err := q.Ack(1001); err != nil || q.items != nil || q.Bytes() != 0 {
+		t.Fatalf("all acknowledged: %v items %v bytes %d", err, q.items, q.Bytes())
+	}
+}
