@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/parley-xmpp/parley/module"
+	"github.com/parley-xmpp/parley/router"
 	"github.com/parley-xmpp/parley/wire"
 )
 
@@ -103,16 +104,30 @@ func newDispatcher(ctx context.Context, s *Service) *dispatcher {
 
 var shardSeed = maphash.MakeSeed()
 
-// shardOf keeps a conversation on one shard: the bare JIDs of both ends,
-// without case (a peer may spell a JID in another case from one stanza to
-// the next).
+// shardOf keeps a conversation on one shard: the bare JIDs of both ends
+// as routing reads them (router.ParseJID, cached: PRECIS case and width
+// mapping, IDNA), since a peer may spell a JID differently from one stanza
+// to the next ("ＵＳＥＲ@xn--bcher-kva.example" is user@bücher.example), and
+// two spellings on two shards would be routed in parallel, out of order.
 func shardOf(st *wire.Stanza) int {
 	var h maphash.Hash
 	h.SetSeed(shardSeed)
-	h.WriteString(strings.ToLower(bare(st.From)))
+	writeBare(&h, st.From)
 	h.WriteByte(0)
-	h.WriteString(strings.ToLower(bare(st.To)))
+	writeBare(&h, st.To)
 	return int(h.Sum64() % routeShards)
+}
+
+func writeBare(h *maphash.Hash, s string) {
+	j, err := router.ParseJID(s)
+	if err != nil {
+		// acceptStanza let through only addresses that parse.
+		h.WriteString(strings.ToLower(bare(s)))
+		return
+	}
+	h.WriteString(j.Localpart())
+	h.WriteByte('@')
+	h.WriteString(j.Domainpart())
 }
 
 func bare(j string) string {
