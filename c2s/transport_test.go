@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,5 +222,56 @@ func TestIdleStreamWaitsBelowTLS(t *testing.T) {
 				t.Fatalf("after waiting: %s (%d waits)", c, waits)
 			}
 		})
+	}
+}
+
+// A client that sends a self-closing stream header ends its stream: the
+// reader must not park it (and so give its decoder, which holds that end,
+// to the pool) but read the end, and another connection's stream must not
+// read an end it never sent (over real sockets, as conn.loop reads).
+func TestSelfClosingHeaderEndsOnlyItsStream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	open := func(header string) *tcpTransport {
+		t.Helper()
+		cc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := newTCPTransport(c, wire.Limits{}, 5*time.Second)
+		t.Cleanup(tr.close)
+		_ = tr.raw.SetReadDeadline(time.Now().Add(5 * time.Second)) // a hang fails
+		if _, err := cc.Write([]byte(header)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.readHeader(); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	const hdr = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
+	for i := range 20 { // the race detector drops pooled items at random
+		a := open(strings.Replace(hdr, "'1.0'>", "'1.0'/>", 1))
+		if a.park() {
+			t.Fatal("parked a stream whose end was read")
+		}
+		b := open(hdr + "<message/>")
+		if b.park() {
+			t.Fatal("parked with a stanza buffered")
+		}
+		if st, err := b.next(); err != nil || st.Name != "message" {
+			t.Fatalf("round %d: another stream read %v, %v", i, st, err)
+		}
+		if _, err := a.next(); err != wire.ErrStreamEnd {
+			t.Fatalf("round %d: the self-closed stream read %v, not its end", i, err)
+		}
 	}
 }

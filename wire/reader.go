@@ -64,6 +64,12 @@ type Reader struct {
 	// sticky error, an unfinished element) and must not go back to the
 	// pool.
 	broken bool
+	// selfClosed: the stream header was self-closing (<stream:stream/>).
+	// The decoder then holds the stream's end, which RawToken returns
+	// next without reading: it must neither go back to the pool (the next
+	// stream to take it would read an end it never sent) nor be dropped
+	// while idle (this stream would never see its end).
+	selfClosed bool
 
 	started      bool   // header read
 	contentNS    string // default namespace of the stream
@@ -279,7 +285,7 @@ func (r *Reader) Reset(rd io.Reader) {
 	r.src = &byteSource{r: rd}
 	// The old decoder may be in the middle of the old stream: it is left
 	// to the garbage collector.
-	r.pd, r.broken = nil, false
+	r.pd, r.broken, r.selfClosed = nil, false, false
 	r.newDecoder()
 	r.started = false
 	r.streamNS = nil
@@ -323,7 +329,7 @@ func (r *Reader) newDecoder() {
 // element (its token buffer grew with it: that one is left to the garbage
 // collector, as the record buffer is).
 func (r *Reader) dropDecoder() {
-	if r.pd != nil && !r.broken && cap(r.src.buf) <= recordBufSize {
+	if r.pd != nil && !r.broken && !r.selfClosed && cap(r.src.buf) <= recordBufSize {
 		r.pd.src = nil
 		decoderPool.Put(r.pd)
 	}
@@ -350,7 +356,7 @@ func (r *Reader) Release() {
 // Otherwise it reports false and Next has input to read, or an error, or
 // waits in its read. Read errors are left to Next.
 func (r *Reader) Park() bool {
-	if !r.started {
+	if !r.started || r.selfClosed {
 		return false
 	}
 	src := r.src
@@ -401,8 +407,9 @@ func (r *Reader) waitIdle() error {
 		r.newDecoder()
 		return nil
 	}
-	if r.src.buffered() || len(r.src.buf) != 0 {
-		// Input is waiting, or the decoder has looked one byte ahead.
+	if r.src.buffered() || len(r.src.buf) != 0 || r.selfClosed {
+		// Input is waiting, or the decoder has looked one byte ahead,
+		// or it holds the stream's end.
 		return nil
 	}
 	// The decoder is given back while idle too (it holds nothing between
@@ -534,6 +541,9 @@ func (r *Reader) header(t xml.StartElement) (Header, error) {
 	}
 	switch {
 	case t.Name.Local == "stream" && elemNS == NSStream:
+		// The decoder reads a start tag up to its '>' and no further,
+		// so the recorded bytes end the tag.
+		r.selfClosed = bytes.HasSuffix(r.src.buf, []byte("/>"))
 	case t.Name.Local == "open" && elemNS == NSFraming:
 		// RFC 7395: a self-closing <open/> frame is the whole header.
 		r.src.discard(r.dec.InputOffset())

@@ -630,3 +630,30 @@ func TestReaderPark(t *testing.T) {
 		t.Fatalf("end: %v", err)
 	}
 }
+
+// A self-closing stream header leaves the stream's end in the decoder
+// (encoding/xml returns it next without reading): that decoder must stay
+// with its stream, which then ends, and never serve another stream from
+// the pool, which would read an end its peer never sent.
+func TestSelfClosingHeaderKeepsDecoder(t *testing.T) {
+	selfClosed := strings.Replace(hdr, "'1.0'>", "'1.0'/>", 1)
+	for i := range 50 { // the race detector drops pooled items at random
+		a := NewReader(strings.NewReader(selfClosed), Limits{})
+		if _, err := a.ReadHeader(); err != nil {
+			t.Fatal(err)
+		}
+		if a.Park() {
+			t.Fatal("parked holding the stream's end")
+		}
+		b := NewReader(strings.NewReader(hdr+"<message/>"), Limits{})
+		if _, err := b.ReadHeader(); err != nil {
+			t.Fatalf("round %d: another stream's header: %v", i, err)
+		}
+		if s, err := b.Next(); err != nil || s.Name != "message" {
+			t.Fatalf("round %d: another stream read %v, %v", i, s, err)
+		}
+		if _, err := a.Next(); err != ErrStreamEnd {
+			t.Fatalf("round %d: the self-closed stream read %v, not its end", i, err)
+		}
+	}
+}
