@@ -194,7 +194,7 @@ func (s *Service) acceptStanza(ctx context.Context, str *stream, a *authSet, st 
 	s.stats.in(fromDom)
 	// Read on while the stanza is routed and its archive rows commit
 	// (store before forward: what it is delivered in waits for them).
-	str.route(ctx, s, st)
+	str.route(s, st)
 	return nil
 }
 

@@ -64,7 +64,7 @@ func (c *inConn) run(directTLS bool) {
 	defer c.svc.removeIn(c)
 	ctx, cancel := context.WithCancel(c.svc.ctx)
 	defer cancel()
-	defer c.s.endRouting() // with ctx alive
+	defer c.s.endRouting()
 	c.ctx = ctx
 	defer c.auth.release()
 	defer close(c.done)

@@ -353,7 +353,7 @@ func (o *outConn) serveOwn(ost *outStream) bool {
 		defer s.wg.Done()
 		defer close(done)
 		defer cancel()
-		defer ost.stream.endRouting() // with ctx alive
+		defer ost.stream.endRouting()
 		if auth != nil {
 			defer auth.release()
 		}

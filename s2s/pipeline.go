@@ -96,8 +96,12 @@ type dispatcher struct {
 	closed bool
 }
 
-func newDispatcher(ctx context.Context, s *Service) *dispatcher {
-	d := &dispatcher{svc: s, ctx: ctx}
+// newDispatcher routes with the service's context, not the reader's: the
+// stanzas handed over were read in full and are routed even when the
+// reader's context is canceled before they are (serveOwn cancels it once
+// its writer gives up, as on a failed write); shutdown still cancels.
+func newDispatcher(s *Service) *dispatcher {
+	d := &dispatcher{svc: s, ctx: s.ctx}
 	d.room = sync.NewCond(&d.mu)
 	return d
 }
@@ -178,7 +182,7 @@ func (d *dispatcher) run(ch <-chan *wire.Stanza) {
 }
 
 // close routes what was handed over and waits for it: call it when the
-// stream's reader has ended, before the stream's context is canceled.
+// stream's reader has ended.
 func (d *dispatcher) close() {
 	d.mu.Lock()
 	if d.closed {

@@ -45,11 +45,10 @@ type stream struct {
 	disp *dispatcher
 }
 
-// route routes a stanza its reader accepted (see dispatcher); ctx is the
-// reader's, which must outlive endRouting.
-func (s *stream) route(ctx context.Context, svc *Service, st *wire.Stanza) {
+// route routes a stanza its reader accepted (see dispatcher).
+func (s *stream) route(svc *Service, st *wire.Stanza) {
 	if s.disp == nil {
-		s.disp = newDispatcher(ctx, svc)
+		s.disp = newDispatcher(svc)
 	}
 	s.disp.route(st)
 }
