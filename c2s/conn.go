@@ -172,7 +172,7 @@ const activeStack = 16 << 10
 //go:noinline
 func growStack(i int) byte {
 	var frame [activeStack - 2048]byte
-	return frame[i&(len(frame)-1)]
+	return frame[i%len(frame)]
 }
 
 func (c *conn) authTimeout() {
