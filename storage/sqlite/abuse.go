@@ -200,6 +200,10 @@ func (s *Store) stringMap(ctx context.Context, q string, args ...any) (map[strin
 
 // AccountUsage implements storage.UsageReader.
 func (s *Store) AccountUsage(ctx context.Context, bare string) (storage.Usage, error) {
+	// Archive bytes are counted as rows reach the archive.
+	if err := s.log.settle(ctx, bare); err != nil {
+		return storage.Usage{}, err
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT kind, bytes FROM account_usage WHERE owner = ?`, bare)
 	if err != nil {
 		return storage.Usage{}, err
@@ -220,6 +224,9 @@ func (s *Store) AccountUsage(ctx context.Context, bare string) (storage.Usage, e
 // TrimArchive implements storage.UsageReader: it keeps the newest
 // messages that fit in maxBytes and deletes the rest in one statement.
 func (s *Store) TrimArchive(ctx context.Context, owner string, maxBytes int64) (int, error) {
+	if err := s.log.settle(ctx, owner); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM archive WHERE rowid IN (

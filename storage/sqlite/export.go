@@ -56,6 +56,10 @@ func (s *Store) ExportOwners(ctx context.Context, kind string) ([]string, error)
 	if !ok {
 		return nil, fmt.Errorf("sqlite: unknown export kind %q", kind)
 	}
+	// Exports see every archive row committed before they start.
+	if err := s.log.settle(ctx, ""); err != nil {
+		return nil, err
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT owner FROM (`+q+`) ORDER BY owner`)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,9 @@ func (s *Store) Tables(ctx context.Context) ([]string, error) {
 // ExportCount counts the rows of one of Tables (for verifying a copy).
 func (s *Store) ExportCount(ctx context.Context, table string) (int64, error) {
 	if err := s.knownTable(ctx, table); err != nil {
+		return 0, err
+	}
+	if err := s.log.settle(ctx, ""); err != nil {
 		return 0, err
 	}
 	var n int64
@@ -113,6 +120,9 @@ func (s *Store) ExportPrivateXML(ctx context.Context, owner string) (map[string]
 // message afterID ("" for the start), in archive order (timestamp, ID),
 // with their IDs and timestamps.
 func (s *Store) ExportArchive(ctx context.Context, owner, afterID string, limit int) ([]storage.ArchivedMessage, error) {
+	if err := s.log.settle(ctx, owner); err != nil {
+		return nil, err
+	}
 	var out []storage.ArchivedMessage
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var rows *sql.Rows
@@ -146,6 +156,9 @@ func (s *Store) ExportArchive(ctx context.Context, owner, afterID string, limit 
 // row of a deleted account is left, in whichever table a migration adds.
 func (s *Store) CountMentions(ctx context.Context, table, needle string) (int64, error) {
 	if err := s.knownTable(ctx, table); err != nil {
+		return 0, err
+	}
+	if err := s.log.settle(ctx, ""); err != nil {
 		return 0, err
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)

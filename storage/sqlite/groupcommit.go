@@ -115,8 +115,8 @@ func archiveInsert(rows []archiveRow) (string, []any) {
 	return b.String(), args
 }
 
-func (s *Store) insertArchive(ctx context.Context, r archiveRow) error {
-	return s.insertArchiveRows(ctx, []archiveRow{r})
+func (s *Store) appendArchive(ctx context.Context, r archiveRow) error {
+	return s.log.appendRows(ctx, []archiveRow{r})
 }
 
 // rowSpecific reports whether a failed batch may have failed because of
@@ -143,8 +143,8 @@ const archiveWriteTimeout = 30 * time.Second
 // without, each row is its own.
 func (s *Store) newArchiveWriter(o groupcommit.Options) *groupcommit.Committer[archiveRow] {
 	return groupcommit.New(o, groupcommit.Config[archiveRow]{
-		Batch: s.insertArchiveRows,
-		One:   s.insertArchive,
+		Batch: s.log.appendRows,
+		One:   s.appendArchive,
 		Retry: rowSpecific,
 		Context: func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), archiveWriteTimeout)

@@ -168,6 +168,9 @@ func (s *Store) DeleteUserRoomAffiliations(ctx context.Context, jid string) erro
 // ReplaceArchived implements storage.ArchiveEditor. The full-text
 // trigger re-indexes the row.
 func (s *Store) ReplaceArchived(ctx context.Context, owner, id string, raw []byte) error {
+	if err := s.log.settle(ctx, owner); err != nil {
+		return err
+	}
 	res, err := s.w.ExecContext(ctx, `UPDATE archive SET raw = ? WHERE owner = ? AND id = ?`, blob(raw), owner, id)
 	return oneRow(res, err)
 }

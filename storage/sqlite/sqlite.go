@@ -41,7 +41,9 @@ type Store struct {
 	w *sql.DB // exactly one connection: all writes
 	r *sql.DB // read-only pool
 
-	archiveW *groupcommit.Committer[archiveRow] // AppendArchive's writer
+	archiveW *groupcommit.Committer[archiveRow] // AppendArchive's writer (into log)
+	log      *archiveLog                        // archive rows not yet in the archive (archivelog.go)
+	logFile  string                             // its file
 	ckpt     *checkpointer                      // the WAL's checkpoints
 }
 
@@ -109,8 +111,16 @@ func open(ctx context.Context, dir string, migrations fs.FS, migrateOK bool) (*S
 		r.Close()
 		return nil, err
 	}
-	s := &Store{w: w, r: r, ckpt: ckpt}
+	l, err := openArchiveLog(ctx, dir)
+	if err != nil {
+		ckpt.close()
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	s := &Store{w: w, r: r, ckpt: ckpt, log: l, logFile: filepath.Join(dir, LogFileName)}
 	s.archiveW = s.newArchiveWriter(groupcommit.Options{})
+	l.startMover(s)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -175,12 +185,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.w.PingContext(ctx)
 }
 
-// Close writes the archive rows queued for group commit and closes both
-// pools. The last connection to close checkpoints the WAL back into the
-// main file.
+// Close writes the archive rows queued for group commit, moves the
+// archive log's rows into the archive and closes the pools. The last
+// connection to a file checkpoints its WAL back into it.
 func (s *Store) Close() error {
 	s.archiveW.Close()
-	return errors.Join(s.ckpt.close(), s.r.Close(), s.w.Close())
+	return errors.Join(s.log.close(), s.ckpt.close(), s.r.Close(), s.w.Close())
 }
 
 // write runs fn in a write transaction, committing when fn returns nil.

@@ -401,7 +401,8 @@ func BenchmarkFindArchivedByOrigin(b *testing.B) {
 // The WAL is copied into the database file by the checkpointer, not by
 // the commits. Past
 // walRestartPages the checkpointer finishes on the write connection, so
-// that the WAL starts over.
+// that the WAL starts over. Here the archive log's (archive rows are
+// committed there; parley.db has a checkpointer of the same kind).
 func TestCheckpointer(t *testing.T) {
 	old := walRestartPages
 	walRestartPages = 1
@@ -414,9 +415,10 @@ func TestCheckpointer(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for st.ckpt.copied.Load() == 0 || st.ckpt.onWriter.Load() == 0 {
+	ckpt := st.log.ckpt
+	for ckpt.copied.Load() == 0 || ckpt.onWriter.Load() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10 s: %d frames checkpointed, %d passes on the writer", st.ckpt.copied.Load(), st.ckpt.onWriter.Load())
+			t.Fatalf("after 10 s: %d frames checkpointed, %d passes on the writer", ckpt.copied.Load(), ckpt.onWriter.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -426,7 +428,7 @@ func TestCheckpointer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var busy, log, done int
-	if err := st.w.QueryRowContext(t.Context(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err != nil {
+	if err := st.log.w.QueryRowContext(t.Context(), `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &done); err != nil {
 		t.Fatal(err)
 	}
 	if log > 10 {

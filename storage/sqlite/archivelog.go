@@ -1,0 +1,565 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The archive log: archive rows are committed first into a table of their
+// own in a second database file, and moved from there into parley.db's
+// archive table in large batches by a background goroutine (the mover).
+//
+// Why: an archive row lands in five B-trees of parley.db (the table and
+// indexes led by the owner), so a commit dirties a few pages per owner it
+// holds, and every dirty page is a WAL frame written (two write system
+// calls in SQLite) and later copied back. Under chat load a group commit
+// holds a few rows of each of hundreds of owners: at 5,000 msg/s the
+// writer spent a third of its time writing WAL frames, a commit took
+// 25–50 ms, and every message waited for one (store before forward).
+// The log is a table appended at its end (plus one small index), so a
+// commit dirties pages in proportion to the bytes it adds; the mover
+// inserts thousands of rows a commit, a few dozen per owner, on a write
+// lock of its own (another file), so no message waits for it.
+//
+// Readers see the log through settle: before a query or a change of an
+// owner's archive, the rows of that owner still in the log are moved
+// (readers that cover every owner wait for the whole log). Origin-id
+// lookups read the log itself (FindArchivedByOrigin), since they run
+// while a message is routed.
+//
+// Crash safety: a row is moved by committing it into parley.db (fsynced:
+// synchronous FULL for that transaction) and then deleting it from the
+// log, so a crash between the two leaves it in both. Moves therefore use
+// INSERT OR IGNORE, which skips a row already in the archive
+// (archive_by_id is unique on owner and id; ids are never reused). The
+// same makes a second process on the data directory harmless (an admin
+// command opening the store while the server runs moves rows too).
+
+// LogFileName is the archive log's database file, beside FileName.
+const LogFileName = "parley-archive-log.db"
+
+const archiveLogSchema = `CREATE TABLE IF NOT EXISTS archive_log (
+	seq           INTEGER PRIMARY KEY, -- commit order
+	owner         TEXT    NOT NULL,
+	ts            INTEGER NOT NULL,
+	id            TEXT    NOT NULL,
+	with_bare     TEXT    NOT NULL,
+	with_resource TEXT    NOT NULL,
+	origin_id     TEXT    NOT NULL,
+	from_full     TEXT    NOT NULL,
+	raw           BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_log_by_origin ON archive_log (owner, origin_id) WHERE origin_id <> ''`
+
+const (
+	// moveEvery: rows wait at most this long in the log when nobody
+	// asks for them (a reader's settle moves them at once). The longer,
+	// the more rows of each owner a move holds (each owner's index pages
+	// are written once a move).
+	moveEvery = 500 * time.Millisecond
+	// maxMoveRows bounds a move: one statement that holds the write
+	// connection (other writes to parley.db wait) for ~0.2 s at most.
+	maxMoveRows = 8192
+	// moveRetry: the wait after a failed move.
+	moveRetry = time.Second
+)
+
+// logMaxBytes bounds the raw bytes waiting in the log: appends wait for
+// the mover beyond it, so that a load the mover cannot keep up with
+// shows as commit latency rather than as a log that grows without end.
+// 32 MiB: over a second of the mover's work at its fastest. A variable
+// for tests.
+var logMaxBytes int64 = 32 << 20
+
+// logRowOverhead is what a row costs in the log beyond its raw XML (the
+// other columns and the index entry), counted against logMaxBytes.
+const logRowOverhead = 200
+
+var (
+	logBacklog = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "storage", Name: "archive_log_rows",
+		Help: "SQLite: archive rows committed to the archive log and not yet moved into the archive.",
+	})
+	logMoves = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "parley", Subsystem: "storage", Name: "archive_log_move_rows",
+		Help:    "SQLite: rows per move from the archive log into the archive.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+	})
+	logMoveErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "storage", Name: "archive_log_move_errors_total",
+		Help: "SQLite: failed moves from the archive log into the archive (retried).",
+	})
+	logDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: "storage", Name: "archive_log_dropped_total",
+		Help: "SQLite: archive-log rows the archive refused (logged one by one); none is expected.",
+	})
+)
+
+func init() {
+	prometheus.MustRegister(logBacklog, logMoves, logMoveErrors, logDropped)
+}
+
+// archiveLog is the log's connections and the mover's state.
+type archiveLog struct {
+	w    *sql.DB // one connection: appends and deletes
+	r    *sql.DB // reads
+	ckpt *checkpointer
+
+	// appendMu makes seq order commit order: the mover takes the rows
+	// it read (up to some seq) as all those committed up to it.
+	appendMu sync.Mutex
+	seq      int64 // last seq given
+
+	mu        sync.Mutex
+	committed int64            // last seq committed
+	moved     int64            // every committed row with seq <= moved is in the archive
+	owners    map[string]int64 // owner → its last committed seq, while > moved
+	batches   []logBatch       // committed and not moved, oldest first
+	backlog   int64            // bytes committed and not moved (logMaxBytes)
+	rows      int64            // rows committed and not moved
+	changed   chan struct{}    // closed and replaced when moved or backlog change
+	err       error            // the last move's error, until one succeeds
+
+	kick chan struct{} // buffered 1: a reader waits
+	stop chan struct{}
+	done sync.WaitGroup
+	once sync.Once
+}
+
+// logBatch is an append's rows, for the backlog's accounting: seqs up to
+// last.
+type logBatch struct {
+	last, rows, bytes int64
+}
+
+// openArchiveLog opens (creating) the log beside file and reads what it
+// holds; the mover starts with startMover.
+func openArchiveLog(ctx context.Context, dir string) (*archiveLog, error) {
+	file := filepath.Join(dir, LogFileName)
+	w, err := openOne(dsn(file, writerPragmas...) + "&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	l := &archiveLog{w: w, owners: map[string]int64{}, changed: make(chan struct{}),
+		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	fail := func(err error) (*archiveLog, error) {
+		l.closeConns()
+		return nil, fmt.Errorf("sqlite: archive log %s: %w", file, err)
+	}
+	for _, stmt := range strings.Split(archiveLogSchema, ";\n") {
+		if _, err := w.ExecContext(ctx, stmt); err != nil {
+			return fail(err)
+		}
+	}
+	if l.r, err = sql.Open(driverName, dsn(file, "query_only(1)")); err != nil {
+		return fail(err)
+	}
+	l.r.SetMaxOpenConns(2)
+	l.r.SetMaxIdleConns(2)
+	rows, err := w.QueryContext(ctx, `SELECT owner, max(seq), count(*), sum(length(CAST(raw AS BLOB))) FROM archive_log GROUP BY owner ORDER BY max(seq)`)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var owner string
+		var seq, n, bytes int64
+		if err := rows.Scan(&owner, &seq, &n, &bytes); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		l.owners[owner] = seq
+		l.seq = max(l.seq, seq)
+		b := logBatch{last: seq, rows: n, bytes: bytes + n*logRowOverhead}
+		l.batches = append(l.batches, b)
+		l.rows += b.rows
+		l.backlog += b.bytes
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	l.committed = l.seq
+	if err := w.QueryRowContext(ctx, `SELECT coalesce(min(seq) - 1, 0) FROM archive_log`).Scan(&l.moved); err != nil {
+		return fail(err)
+	}
+	logBacklog.Set(float64(l.rows))
+	if l.ckpt, err = startCheckpointer(file, w); err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+func (l *archiveLog) closeConns() error {
+	var errs []error
+	if l.ckpt != nil {
+		errs = append(errs, l.ckpt.close())
+	}
+	if l.r != nil {
+		errs = append(errs, l.r.Close())
+	}
+	return errors.Join(append(errs, l.w.Close())...)
+}
+
+const insertLogSQL = `INSERT INTO archive_log (seq, owner, ts, id, with_bare, with_resource, origin_id, from_full, raw) VALUES `
+
+// logRowsPerStatement: 9 parameters a row.
+const logRowsPerStatement = 32766 / 9
+
+// appendRows commits rows to the log, atomically. It waits first while
+// the log holds logMaxBytes (the mover is behind).
+func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
+	if err := l.waitRoom(ctx); err != nil {
+		return err
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	first := l.seq + 1
+	var err error
+	if len(rows) <= logRowsPerStatement {
+		q, args := logInsert(rows, first)
+		_, err = l.w.ExecContext(ctx, q, args...)
+	} else {
+		err = inTx(ctx, l.w, func(tx *sql.Tx) error {
+			for i := 0; i < len(rows); i += logRowsPerStatement {
+				part := rows[i:min(len(rows), i+logRowsPerStatement)]
+				q, args := logInsert(part, first+int64(i))
+				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	// Past these seqs even when it failed: should a failed commit have
+	// gone through after all, its seqs are not given again.
+	l.seq += int64(len(rows))
+	if err != nil {
+		return err
+	}
+	var bytes int64
+	l.mu.Lock()
+	for i, r := range rows {
+		l.owners[r.owner] = first + int64(i)
+		bytes += int64(len(r.msg.Raw)) + logRowOverhead
+	}
+	l.committed = l.seq
+	l.batches = append(l.batches, logBatch{last: l.seq, rows: int64(len(rows)), bytes: bytes})
+	l.backlog += bytes
+	l.rows += int64(len(rows))
+	logBacklog.Set(float64(l.rows))
+	full := l.rows >= maxMoveRows
+	l.mu.Unlock()
+	if full {
+		l.wake()
+	}
+	return nil
+}
+
+func logInsert(rows []archiveRow, first int64) (string, []any) {
+	var b strings.Builder
+	b.Grow(len(insertLogSQL) + len(rows)*len("(?,?,?,?,?,?,?,?,?),"))
+	b.WriteString(insertLogSQL)
+	args := make([]any, 0, 9*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?)")
+		args = append(args, first+int64(i), r.owner, r.ts, r.id, r.msg.With, r.msg.WithResource, r.msg.OriginID, r.msg.FromFull, blob(r.msg.Raw))
+	}
+	return b.String(), args
+}
+
+func inTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// waitRoom waits while the log is full.
+func (l *archiveLog) waitRoom(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		full, ch := l.backlog >= logMaxBytes, l.changed
+		l.mu.Unlock()
+		if !full {
+			return nil
+		}
+		l.wake()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *archiveLog) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// settle returns once every row of owner committed so far (of every
+// owner when owner is "") is in the archive.
+func (l *archiveLog) settle(ctx context.Context, owner string) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	target := l.committed
+	if owner != "" {
+		target = l.owners[owner] // 0 when none waits
+	}
+	l.mu.Unlock()
+	for {
+		l.mu.Lock()
+		moved, ch, err := l.moved, l.changed, l.err
+		l.mu.Unlock()
+		if moved >= target {
+			return nil
+		}
+		l.wake()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("sqlite: archive rows not yet moved from the archive log: %w", err)
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// startMover starts the goroutine that moves the log's rows into the
+// archive of s.
+func (l *archiveLog) startMover(s *Store) {
+	l.done.Add(1)
+	go l.mover(s)
+}
+
+func (l *archiveLog) mover(s *Store) {
+	defer l.done.Done()
+	t := time.NewTicker(moveEvery)
+	defer t.Stop()
+	for {
+		stopping := false
+		select {
+		case <-l.stop:
+			stopping = true
+		case <-l.kick:
+		case <-t.C:
+		}
+		for {
+			n, err := l.moveOnce(s)
+			if err != nil {
+				logMoveErrors.Inc()
+				slog.Error("sqlite: moving rows from the archive log into the archive failed; retrying", "err", err)
+				l.mu.Lock()
+				l.err = err
+				l.mu.Unlock()
+				if stopping {
+					return // the rows stay in the log for the next start
+				}
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(moveRetry):
+				}
+				continue
+			}
+			if n < maxMoveRows {
+				break
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// moveOnce moves the oldest rows of the log (up to maxMoveRows) and
+// returns how many it moved.
+func (l *archiveLog) moveOnce(s *Store) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), archiveWriteTimeout)
+	defer cancel()
+	l.mu.Lock()
+	// Seqs are given in commit order (appendMu), so every row up to
+	// committed is committed.
+	first, last := l.moved+1, min(l.committed, l.moved+maxMoveRows)
+	l.mu.Unlock()
+	if last < first {
+		return 0, nil
+	}
+	if err := s.moveRange(ctx, first, last); err != nil {
+		if !rowSpecific(err) {
+			return 0, err
+		}
+		// One row the archive refuses: row by row.
+		if err := l.moveRows(ctx, s, last); err != nil {
+			return 0, err
+		}
+	}
+	// Failing here leaves them in both; the next move skips them.
+	if _, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE seq <= ?`, last); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	n := last - l.moved
+	l.moved = last
+	l.err = nil
+	for len(l.batches) > 0 && l.batches[0].last <= last {
+		l.backlog -= l.batches[0].bytes
+		l.rows -= l.batches[0].rows
+		l.batches = l.batches[1:]
+	}
+	if len(l.owners) > 0 && (len(l.batches) == 0 || n > int64(len(l.owners))) {
+		for o, seq := range l.owners {
+			if seq <= last {
+				delete(l.owners, o)
+			}
+		}
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+	logBacklog.Set(float64(l.rows))
+	l.mu.Unlock()
+	logMoves.Observe(float64(n))
+	return int(n), nil
+}
+
+// moveRange copies the log's rows first…last into the archive in one
+// statement on the write connection, with the log attached for it: the
+// rows go from one B-tree to the others inside SQLite. Fsynced
+// (synchronous FULL for it), since the log forgets the rows next; rows
+// already there are skipped (see above).
+func (s *Store) moveRange(ctx context.Context, first, last int64) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS alog`, s.logFile); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.Background(), `DETACH DATABASE alog`)
+	if _, err := conn.ExecContext(ctx, `PRAGMA main.synchronous = FULL`); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.Background(), `PRAGMA main.synchronous = NORMAL`)
+	_, err = conn.ExecContext(ctx, `INSERT OR IGNORE INTO main.archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+		SELECT owner, ts, id, with_bare, with_resource, origin_id, from_full, raw FROM alog.archive_log
+		WHERE seq BETWEEN ? AND ? ORDER BY seq`, first, last)
+	return err
+}
+
+// moveRows moves the rows up to last one by one, dropping (and logging)
+// those the archive refuses, so that they cannot hold back the others.
+func (l *archiveLog) moveRows(ctx context.Context, s *Store, last int64) error {
+	for {
+		rows, err := l.oldest(ctx, last)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		for _, r := range rows {
+			if err := s.insertMoved(ctx, r.archiveRow); err != nil {
+				if !rowSpecific(err) {
+					return err
+				}
+				logDropped.Inc()
+				slog.Error("sqlite: the archive refused a row of the archive log; it is dropped", "owner", r.owner, "id", r.id, "err", err)
+			}
+			if _, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE seq = ?`, r.seq); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// loggedRow is a row read back from the log.
+type loggedRow struct {
+	seq int64
+	archiveRow
+}
+
+// oldest reads the log's first rows up to seq last, at most 1,000, in
+// seq order.
+func (l *archiveLog) oldest(ctx context.Context, last int64) ([]loggedRow, error) {
+	q, err := l.r.QueryContext(ctx, `SELECT seq, owner, ts, id, with_bare, with_resource, origin_id, from_full, raw
+		FROM archive_log WHERE seq <= ? ORDER BY seq LIMIT 1000`, last)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	var rows []loggedRow
+	for q.Next() {
+		var r loggedRow
+		m := &r.msg
+		if err := q.Scan(&r.seq, &r.owner, &r.ts, &r.id, &m.With, &m.WithResource, &m.OriginID, &m.FromFull, &m.Raw); err != nil {
+			return nil, err
+		}
+		rows = append(rows, r)
+	}
+	return rows, q.Err()
+}
+
+// insertMoved commits one row into the archive, fsynced (see moveRange).
+func (s *Store) insertMoved(ctx context.Context, r archiveRow) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA main.synchronous = FULL`); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.Background(), `PRAGMA main.synchronous = NORMAL`)
+	q, args := archiveInsert([]archiveRow{r})
+	_, err = conn.ExecContext(ctx, "INSERT OR IGNORE"+strings.TrimPrefix(q, "INSERT"), args...)
+	return err
+}
+
+// findByOrigin is FindArchivedByOrigin in the log.
+func (l *archiveLog) findByOrigin(ctx context.Context, owner, originID, fromFull string, since int64) (archiveRow, bool, error) {
+	r := archiveRow{owner: owner}
+	m := &r.msg
+	err := l.r.QueryRowContext(ctx, `SELECT ts, id, with_bare, with_resource, origin_id, from_full, raw FROM archive_log
+		INDEXED BY archive_log_by_origin
+		WHERE owner = ? AND origin_id = ? AND origin_id <> '' AND from_full = ? AND ts >= ?
+		ORDER BY ts DESC, id DESC LIMIT 1`, owner, originID, fromFull, since).
+		Scan(&r.ts, &r.id, &m.With, &m.WithResource, &m.OriginID, &m.FromFull, &m.Raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, false, nil
+	}
+	return r, err == nil, err
+}
+
+// close stops the mover after a last move of whatever the log holds.
+func (l *archiveLog) close() error {
+	if l == nil {
+		return nil
+	}
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		l.done.Wait()
+		err = l.closeConns()
+	})
+	return err
+}
