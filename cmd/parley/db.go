@@ -90,8 +90,8 @@ func newDBCmd(opts *globalOptions) *cobra.Command {
 	cp := &cobra.Command{
 		Use:   "copy --from DATA_DIR --to DSN [--schema SCHEMA]",
 		Short: "Copy everything from a SQLite data directory to PostgreSQL (safe to re-run)",
-		Long: `Copy every record of the SQLite database in DATA_DIR (parley.db) to the
-PostgreSQL database DSN: accounts with their SCRAM credentials, rosters with
+		Long: `Copy every record of the SQLite database in DATA_DIR (parley.db, and the
+archived messages still in parley-archive-log.db) to the PostgreSQL database DSN: accounts with their SCRAM credentials, rosters with
 their versions, pending subscriptions, offline messages, vCards, block lists,
 the message archive (IDs and timestamps kept) and preferences, push
 registrations and queued push notifications, PEP nodes and items, private
@@ -108,7 +108,7 @@ Uploaded files themselves stay in DATA_DIR/upload.`,
 			return runCopy(cmd.Context(), cmd.OutOrStdout(), from, to, schema)
 		},
 	}
-	cp.Flags().StringVar(&from, "from", "", "SQLite data directory (holding parley.db)")
+	cp.Flags().StringVar(&from, "from", "", "SQLite data directory (holding parley.db and parley-archive-log.db)")
 	cp.Flags().StringVar(&to, "to", "", "PostgreSQL connection string")
 	cp.Flags().StringVar(&schema, "schema", "", "PostgreSQL schema (default: the DSN's search_path)")
 

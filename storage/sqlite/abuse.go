@@ -200,10 +200,12 @@ func (s *Store) stringMap(ctx context.Context, q string, args ...any) (map[strin
 
 // AccountUsage implements storage.UsageReader.
 func (s *Store) AccountUsage(ctx context.Context, bare string) (storage.Usage, error) {
-	// Archive bytes are counted as rows reach the archive.
-	if err := s.log.settle(ctx, bare); err != nil {
-		return storage.Usage{}, err
-	}
+	// Archive bytes are counted (by a trigger) as rows reach the
+	// archive; those still in the archive log are counted here, read
+	// first: a move in between counts them twice, never not at all.
+	// Quotas are checked on every offline message and PEP publish, which
+	// must not wait for a move.
+	logged := s.log.pendingBytes(bare)
 	rows, err := s.r.QueryContext(ctx, `SELECT kind, bytes FROM account_usage WHERE owner = ?`, bare)
 	if err != nil {
 		return storage.Usage{}, err
@@ -218,6 +220,7 @@ func (s *Store) AccountUsage(ctx context.Context, bare string) (storage.Usage, e
 		}
 		u.Set(kind, n)
 	}
+	u.Archive += logged
 	return u, rows.Err()
 }
 

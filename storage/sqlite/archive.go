@@ -45,7 +45,7 @@ func (s *Store) SubmitArchive(ctx context.Context, owner string, msg storage.Arc
 
 // DeleteArchive implements storage.ArchiveWriter.
 func (s *Store) DeleteArchive(ctx context.Context, owner string) error {
-	if err := s.log.settle(ctx, owner); err != nil {
+	if err := s.log.deleteOwner(ctx, owner); err != nil {
 		return err
 	}
 	return s.write(ctx, func(tx *sql.Tx) error {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,13 +43,17 @@ import (
 // INSERT OR IGNORE, which skips a row already in the archive
 // (archive_by_id is unique on owner and id; ids are never reused). The
 // same makes a second process on the data directory harmless (an admin
-// command opening the store while the server runs moves rows too).
+// command opening the store while the server runs moves rows too): each
+// deletes from the log only the seqs it moved, and seqs are never given
+// twice (AUTOINCREMENT keeps the highest ever given). The delete is
+// fsynced too: otherwise a power cut could bring back rows whose owner's
+// archive was deleted since, and the next start would move them again.
 
 // LogFileName is the archive log's database file, beside FileName.
 const LogFileName = "parley-archive-log.db"
 
 const archiveLogSchema = `CREATE TABLE IF NOT EXISTS archive_log (
-	seq           INTEGER PRIMARY KEY, -- commit order
+	seq           INTEGER PRIMARY KEY AUTOINCREMENT, -- commit order; never reused
 	owner         TEXT    NOT NULL,
 	ts            INTEGER NOT NULL,
 	id            TEXT    NOT NULL,
@@ -120,19 +125,38 @@ type archiveLog struct {
 	seq      int64 // last seq given
 
 	mu        sync.Mutex
-	committed int64            // last seq committed
-	moved     int64            // every committed row with seq <= moved is in the archive
-	owners    map[string]int64 // owner → its last committed seq, while > moved
-	batches   []logBatch       // committed and not moved, oldest first
-	backlog   int64            // bytes committed and not moved (logMaxBytes)
-	rows      int64            // rows committed and not moved
-	changed   chan struct{}    // closed and replaced when moved or backlog change
-	err       error            // the last move's error, until one succeeds
+	committed int64                    // last seq committed
+	moved     int64                    // every committed row with seq <= moved is in the archive
+	owners    map[string]*pendingOwner // owners with rows committed and not moved
+	batches   []logBatch               // committed and not moved, oldest first
+	backlog   int64                    // bytes committed and not moved (logMaxBytes)
+	rows      int64                    // rows committed and not moved
+	changed   chan struct{}            // closed and replaced when moved or backlog change
+	err       error                    // the last move's error, until one succeeds
 
-	kick chan struct{} // buffered 1: a reader waits
-	stop chan struct{}
-	done sync.WaitGroup
-	once sync.Once
+	kick    chan struct{} // buffered 1: a reader waits
+	stop    chan struct{}
+	stopped chan struct{} // closed when the mover has ended
+	done    sync.WaitGroup
+	once    sync.Once
+}
+
+// pendingOwner is an owner's rows in the log.
+type pendingOwner struct {
+	rows  []pendingRow // oldest first
+	bytes int64        // their raw XML (what account_usage counts)
+}
+
+type pendingRow struct{ seq, bytes int64 }
+
+func (l *archiveLog) addPending(owner string, seq, bytes int64) {
+	p := l.owners[owner]
+	if p == nil {
+		p = &pendingOwner{}
+		l.owners[owner] = p
+	}
+	p.rows = append(p.rows, pendingRow{seq, bytes})
+	p.bytes += bytes
 }
 
 // logBatch is an append's rows, for the backlog's accounting: seqs up to
@@ -149,8 +173,8 @@ func openArchiveLog(ctx context.Context, dir string) (*archiveLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &archiveLog{w: w, owners: map[string]int64{}, changed: make(chan struct{}),
-		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	l := &archiveLog{w: w, owners: map[string]*pendingOwner{}, changed: make(chan struct{}),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	fail := func(err error) (*archiveLog, error) {
 		l.closeConns()
 		return nil, fmt.Errorf("sqlite: archive log %s: %w", file, err)
@@ -163,22 +187,22 @@ func openArchiveLog(ctx context.Context, dir string) (*archiveLog, error) {
 	if l.r, err = sql.Open(driverName, dsn(file, "query_only(1)")); err != nil {
 		return fail(err)
 	}
-	l.r.SetMaxOpenConns(2)
-	l.r.SetMaxIdleConns(2)
-	rows, err := w.QueryContext(ctx, `SELECT owner, max(seq), count(*), sum(length(CAST(raw AS BLOB))) FROM archive_log GROUP BY owner ORDER BY max(seq)`)
+	l.r.SetMaxOpenConns(4)
+	l.r.SetMaxIdleConns(4)
+	rows, err := w.QueryContext(ctx, `SELECT seq, owner, length(CAST(raw AS BLOB)) FROM archive_log ORDER BY seq`)
 	if err != nil {
 		return fail(err)
 	}
 	for rows.Next() {
 		var owner string
-		var seq, n, bytes int64
-		if err := rows.Scan(&owner, &seq, &n, &bytes); err != nil {
+		var seq, bytes int64
+		if err := rows.Scan(&seq, &owner, &bytes); err != nil {
 			rows.Close()
 			return fail(err)
 		}
-		l.owners[owner] = seq
+		l.addPending(owner, seq, bytes)
 		l.seq = max(l.seq, seq)
-		b := logBatch{last: seq, rows: n, bytes: bytes + n*logRowOverhead}
+		b := logBatch{last: seq, rows: 1, bytes: bytes + logRowOverhead}
 		l.batches = append(l.batches, b)
 		l.rows += b.rows
 		l.backlog += b.bytes
@@ -187,8 +211,13 @@ func openArchiveLog(ctx context.Context, dir string) (*archiveLog, error) {
 	if err := rows.Err(); err != nil {
 		return fail(err)
 	}
+	var given sql.NullInt64
+	if err := w.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'archive_log'`).Scan(&given); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fail(err)
+	}
+	l.seq = max(l.seq, given.Int64)
 	l.committed = l.seq
-	if err := w.QueryRowContext(ctx, `SELECT coalesce(min(seq) - 1, 0) FROM archive_log`).Scan(&l.moved); err != nil {
+	if err := w.QueryRowContext(ctx, `SELECT coalesce(min(seq) - 1, ?) FROM archive_log`, l.seq).Scan(&l.moved); err != nil {
 		return fail(err)
 	}
 	logBacklog.Set(float64(l.rows))
@@ -248,7 +277,7 @@ func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
 	var bytes int64
 	l.mu.Lock()
 	for i, r := range rows {
-		l.owners[r.owner] = first + int64(i)
+		l.addPending(r.owner, first+int64(i), int64(len(r.msg.Raw)))
 		bytes += int64(len(r.msg.Raw)) + logRowOverhead
 	}
 	l.committed = l.seq
@@ -325,7 +354,10 @@ func (l *archiveLog) settle(ctx context.Context, owner string) error {
 	l.mu.Lock()
 	target := l.committed
 	if owner != "" {
-		target = l.owners[owner] // 0 when none waits
+		target = 0 // none waits
+		if p := l.owners[owner]; p != nil {
+			target = p.rows[len(p.rows)-1].seq
+		}
 	}
 	l.mu.Unlock()
 	for {
@@ -338,6 +370,8 @@ func (l *archiveLog) settle(ctx context.Context, owner string) error {
 		l.wake()
 		select {
 		case <-ch:
+		case <-l.stopped:
+			return errors.New("sqlite: store closed")
 		case <-ctx.Done():
 			if err != nil {
 				return fmt.Errorf("sqlite: archive rows not yet moved from the archive log: %w", err)
@@ -345,6 +379,16 @@ func (l *archiveLog) settle(ctx context.Context, owner string) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// pendingBytes is the raw XML of owner's rows in the log.
+func (l *archiveLog) pendingBytes(owner string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := l.owners[owner]; p != nil {
+		return p.bytes
+	}
+	return 0
 }
 
 // startMover starts the goroutine that moves the log's rows into the
@@ -356,6 +400,7 @@ func (l *archiveLog) startMover(s *Store) {
 
 func (l *archiveLog) mover(s *Store) {
 	defer l.done.Done()
+	defer close(l.stopped)
 	t := time.NewTicker(moveEvery)
 	defer t.Stop()
 	for {
@@ -417,7 +462,10 @@ func (l *archiveLog) moveOnce(s *Store) (int, error) {
 		}
 	}
 	// Failing here leaves them in both; the next move skips them.
-	if _, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE seq <= ?`, last); err != nil {
+	if err := withConn(ctx, l.w, "", func(conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, `DELETE FROM archive_log WHERE seq BETWEEN ? AND ?`, first, last)
+		return err
+	}); err != nil {
 		return 0, err
 	}
 	l.mu.Lock()
@@ -429,11 +477,16 @@ func (l *archiveLog) moveOnce(s *Store) (int, error) {
 		l.rows -= l.batches[0].rows
 		l.batches = l.batches[1:]
 	}
-	if len(l.owners) > 0 && (len(l.batches) == 0 || n > int64(len(l.owners))) {
-		for o, seq := range l.owners {
-			if seq <= last {
-				delete(l.owners, o)
-			}
+	for o, p := range l.owners {
+		i := 0
+		for i < len(p.rows) && p.rows[i].seq <= last {
+			p.bytes -= p.rows[i].bytes
+			i++
+		}
+		if i == len(p.rows) {
+			delete(l.owners, o)
+		} else {
+			p.rows = p.rows[i:]
 		}
 	}
 	close(l.changed)
@@ -446,27 +499,60 @@ func (l *archiveLog) moveOnce(s *Store) (int, error) {
 
 // moveRange copies the log's rows first…last into the archive in one
 // statement on the write connection, with the log attached for it: the
-// rows go from one B-tree to the others inside SQLite. Fsynced
-// (synchronous FULL for it), since the log forgets the rows next; rows
-// already there are skipped (see above).
+// rows go from one B-tree to the others inside SQLite. Rows already there
+// are skipped (see above).
 func (s *Store) moveRange(ctx context.Context, first, last int64) error {
-	conn, err := s.w.Conn(ctx)
+	return withConn(ctx, s.w, s.logFile, func(conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, `INSERT OR IGNORE INTO main.archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
+			SELECT owner, ts, id, with_bare, with_resource, origin_id, from_full, raw FROM alog.archive_log
+			WHERE seq BETWEEN ? AND ? ORDER BY seq`, first, last)
+		return err
+	})
+}
+
+// withConn runs fn on db's connection with synchronous FULL (its commits
+// fsynced: the log forgets moved rows next, or has forgotten them) and,
+// when attach is set, that file attached as alog. The connection is put
+// back as it was, or dropped from the pool if it cannot be (the pool then
+// opens a new one with the DSN's pragmas): a writer left at FULL would
+// fsync every commit, one left with alog attached would lock the log at
+// every BEGIN IMMEDIATE. Those statements run without fn's deadline, so
+// that a deadline cannot strike between them.
+func withConn(ctx context.Context, db *sql.DB, attach string, fn func(conn *sql.Conn) error) error {
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `ATTACH DATABASE ? AS alog`, s.logFile); err != nil {
+	bg, cancel := context.WithTimeout(context.Background(), busyTimeout)
+	defer cancel()
+	var attached, full bool
+	defer func() {
+		var errs []error
+		if full {
+			_, err := conn.ExecContext(bg, `PRAGMA main.synchronous = NORMAL`)
+			errs = append(errs, err)
+		}
+		if attached {
+			_, err := conn.ExecContext(bg, `DETACH DATABASE alog`)
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			slog.Warn("sqlite: a write connection could not be reset; it is replaced", "err", err)
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	if attach != "" {
+		attached = true
+		if _, err := conn.ExecContext(bg, `ATTACH DATABASE ? AS alog`, attach); err != nil {
+			return err
+		}
+	}
+	full = true
+	if _, err := conn.ExecContext(bg, `PRAGMA main.synchronous = FULL`); err != nil {
 		return err
 	}
-	defer conn.ExecContext(context.Background(), `DETACH DATABASE alog`)
-	if _, err := conn.ExecContext(ctx, `PRAGMA main.synchronous = FULL`); err != nil {
-		return err
-	}
-	defer conn.ExecContext(context.Background(), `PRAGMA main.synchronous = NORMAL`)
-	_, err = conn.ExecContext(ctx, `INSERT OR IGNORE INTO main.archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw)
-		SELECT owner, ts, id, with_bare, with_resource, origin_id, from_full, raw FROM alog.archive_log
-		WHERE seq BETWEEN ? AND ? ORDER BY seq`, first, last)
-	return err
+	return fn(conn)
 }
 
 // moveRows moves the rows up to last one by one, dropping (and logging)
@@ -485,7 +571,10 @@ func (l *archiveLog) moveRows(ctx context.Context, s *Store, last int64) error {
 				logDropped.Inc()
 				slog.Error("sqlite: the archive refused a row of the archive log; it is dropped", "owner", r.owner, "id", r.id, "err", err)
 			}
-			if _, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE seq = ?`, r.seq); err != nil {
+			if err := withConn(ctx, l.w, "", func(conn *sql.Conn) error {
+				_, err := conn.ExecContext(ctx, `DELETE FROM archive_log WHERE seq = ?`, r.seq)
+				return err
+			}); err != nil {
 				return err
 			}
 		}
@@ -521,17 +610,18 @@ func (l *archiveLog) oldest(ctx context.Context, last int64) ([]loggedRow, error
 
 // insertMoved commits one row into the archive, fsynced (see moveRange).
 func (s *Store) insertMoved(ctx context.Context, r archiveRow) error {
-	conn, err := s.w.Conn(ctx)
-	if err != nil {
+	return withConn(ctx, s.w, "", func(conn *sql.Conn) error {
+		q, args := archiveInsert([]archiveRow{r})
+		_, err := conn.ExecContext(ctx, "INSERT OR IGNORE"+strings.TrimPrefix(q, "INSERT"), args...)
 		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `PRAGMA main.synchronous = FULL`); err != nil {
-		return err
-	}
-	defer conn.ExecContext(context.Background(), `PRAGMA main.synchronous = NORMAL`)
-	q, args := archiveInsert([]archiveRow{r})
-	_, err = conn.ExecContext(ctx, "INSERT OR IGNORE"+strings.TrimPrefix(q, "INSERT"), args...)
+	})
+}
+
+// deleteOwner deletes owner's rows from the log, before its archive is
+// deleted: a move that read them has then already inserted them (its
+// statement held parley.db's write lock first), and no later one can.
+func (l *archiveLog) deleteOwner(ctx context.Context, owner string) error {
+	_, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE owner = ?`, owner)
 	return err
 }
 

@@ -160,6 +160,16 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// And n2 sees n1, or it has nowhere to send its clients: n2 learns
+	// of n1 from n1's next heartbeat, which can come after n1 learnt of
+	// n2 (a loaded run saw the drain start first and end the stream with
+	// system-shutdown).
+	for !strings.Contains(p.log(), `msg="cluster: node joined" node=n2 peer=n1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 does not see n1")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
