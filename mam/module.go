@@ -342,10 +342,7 @@ func (m *Module) store(ctx context.Context, ev *module.Event, owner, other, from
 		return "", nil
 	}
 	now := m.now()
-	originID := ""
-	if o := st.Child(xep.NSSID, "origin-id"); o != nil {
-		originID = o.AttrValue("id")
-	}
+	originID := st.ChildID(xep.NSSID, "origin-id")
 	key := ""
 	if originID != "" && m.cfg.DedupWindow > 0 {
 		key = dedupKey(owner.String(), from.String(), originID)

@@ -44,9 +44,9 @@ func readStream(in []byte, chunk int) (out [][]byte, last error) {
 	}
 }
 
-// kidsMismatch compares the children the Reader noted (Stanza.kids) with
-// those of a tree parsed afresh from Raw; "" when they agree or none were
-// noted.
+// kidsMismatch compares the children the Reader noted (Stanza.kids, with
+// their ids) with those of a tree parsed afresh from Raw; "" when they
+// agree or none were noted.
 func kidsMismatch(s *Stanza) string {
 	if !s.kidsKnown {
 		return ""
@@ -58,15 +58,15 @@ func kidsMismatch(s *Stanza) string {
 	var want []childName
 	for _, c := range tree.Children {
 		if c.Elem != nil {
-			want = append(want, childName{c.Elem.Name.Space, c.Elem.Name.Local})
+			want = append(want, childName{ns: c.Elem.Name.Space, local: c.Elem.Name.Local, id: c.Elem.AttrValue("id"), idKnown: true})
 		}
 	}
 	if len(want) != len(s.kids) {
-		return fmt.Sprintf("kids: noted %q, the tree has %q in %s", s.kids, want, s.Raw)
+		return fmt.Sprintf("kids: noted %+v, the tree has %+v in %s", s.kids, want, s.Raw)
 	}
 	for i := range want {
-		if want[i] != s.kids[i] {
-			return fmt.Sprintf("kids: noted %q, the tree has %q in %s", s.kids, want, s.Raw)
+		if k := s.kids[i]; k.ns != want[i].ns || k.local != want[i].local || k.idKnown && k.id != want[i].id {
+			return fmt.Sprintf("kids: noted %+v, the tree has %+v in %s", s.kids, want, s.Raw)
 		}
 	}
 	return ""

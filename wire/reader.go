@@ -784,7 +784,14 @@ func (r *Reader) element(first xml.StartElement, start int64) (*Stanza, error) {
 					ns = inheritNS
 				}
 			}
-			kids = append(kids, childName{ns, t.Name.Local})
+			k := childName{ns: ns, local: t.Name.Local, idKnown: true}
+			for _, a := range t.Attr {
+				if a.Name.Local == "id" && a.Name.Space == "" {
+					k.id = a.Value
+					break
+				}
+			}
+			kids = append(kids, k)
 		}
 		for i, a := range t.Attr {
 			if p := a.Name.Space; p != "" && p != "xmlns" && p != "xml" {

@@ -469,13 +469,13 @@ func TestReaderErrorSurvivesIdle(t *testing.T) {
 }
 
 // TestChildWithoutTree: the children the Reader noted answer Child,
-// HasChild and HasChildIn for children that are not there without
-// parsing the tree, in any default namespace the root passes on.
+// HasChild and HasChildIn for children that are not there, and ChildID,
+// without parsing the tree, in any default namespace the root passes on.
 func TestChildWithoutTree(t *testing.T) {
 	for _, tc := range []struct{ ns, in string }{
-		{NSClient, `<message to='b@x' type='chat'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
-		{NSClient, `<message xmlns='jabber:client' to='b@x'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
-		{NSServer, `<message xmlns='jabber:server' to='b@x'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+		{NSClient, `<message to='b@x' type='chat'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='o&amp;1'/><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+		{NSClient, `<message xmlns='jabber:client' to='b@x'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='o&amp;1'/><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
+		{NSServer, `<message xmlns='jabber:server' to='b@x'><body>hi</body><origin-id xmlns='urn:xmpp:sid:0' id='o&amp;1'/><active xmlns='http://jabber.org/protocol/chatstates'/></message>`},
 	} {
 		h := strings.Replace(hdr, "jabber:client", tc.ns, 1)
 		r := NewReader(strings.NewReader(h+tc.in), Limits{})
@@ -489,7 +489,16 @@ func TestChildWithoutTree(t *testing.T) {
 		s = s.WithAttr("from", "a@x/r")
 		if s.Child("urn:xmpp:hints", "no-store") != nil || s.HasChild(NSClient, "subject") || s.HasChildIn("urn:xmpp:chat-markers:0") ||
 			!s.HasChild(NSClient, "body") || !s.HasChild("", "active") || !s.HasChildIn("http://jabber.org/protocol/chatstates") {
-			t.Fatalf("%s: wrong answers from the noted children %q", tc.in, s.kids)
+			t.Fatalf("%s: wrong answers from the noted children %+v", tc.in, s.kids)
+		}
+		if id := s.ChildID("urn:xmpp:sid:0", "origin-id"); id != "o&1" {
+			t.Fatalf("%s: origin-id %q, want o&1", tc.in, id)
+		}
+		if id := s.ChildID(NSClient, "body"); id != "" {
+			t.Fatalf("%s: body's id %q, want none", tc.in, id)
+		}
+		if id := s.ChildID("urn:xmpp:sid:0", "stanza-id"); id != "" {
+			t.Fatalf("%s: absent child's id %q", tc.in, id)
 		}
 		if s.parsedTree() != nil {
 			t.Fatalf("%s: the tree was parsed", tc.in)

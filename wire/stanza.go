@@ -107,7 +107,14 @@ func (s *Stanza) Tree() *Element {
 }
 
 // childName is a child element's resolved name.
-type childName struct{ ns, local string }
+// childName is a noted child: its name and, when idKnown, its plain 'id'
+// attribute ("" when it has none), which XEP-0359 origin-ids are asked
+// for on every archived message.
+type childName struct {
+	ns, local string
+	id        string
+	idKnown   bool
+}
 
 // Child returns the first child element of the root with ns and local
 // (ns "" matches any namespace).
@@ -116,6 +123,25 @@ func (s *Stanza) Child(ns, local string) *Element {
 		return nil
 	}
 	return s.Tree().Child(ns, local)
+}
+
+// ChildID returns the plain 'id' attribute of Child(ns, local) ("" when
+// there is no such child or it has no id), without building the tree
+// when the Reader noted the children.
+func (s *Stanza) ChildID(ns, local string) string {
+	if s.parsedTree() == nil && s.kidsKnown {
+		i := slices.IndexFunc(s.kids, func(k childName) bool { return k.local == local && (ns == "" || k.ns == ns) })
+		if i < 0 {
+			return ""
+		}
+		if s.kids[i].idKnown {
+			return s.kids[i].id
+		}
+	}
+	if c := s.Tree().Child(ns, local); c != nil {
+		return c.AttrValue("id")
+	}
+	return ""
 }
 
 // HasChild reports whether the root has a child element with ns and local
@@ -355,7 +381,7 @@ func Compose(name string, attrs []xml.Attr, content []byte, tree *Element) *Stan
 // for (a carbon copy is written out without anyone asking).
 func ComposeOne(name string, attrs []xml.Attr, content []byte, ns, local string) *Stanza {
 	s := Compose(name, attrs, content, nil)
-	s.kids, s.kidsKnown = []childName{{ns, local}}, true
+	s.kids, s.kidsKnown = []childName{{ns: ns, local: local}}, true
 	return s
 }
 
@@ -498,7 +524,7 @@ func (s *Stanza) WithChild(e *Element) *Stanza {
 	}
 	n := &Stanza{Name: s.Name, NS: s.NS, Raw: raw, attrs: s.attrs, rawAttrs: s.rawAttrs, bodyStart: bodyStart}
 	if s.kidsKnown {
-		n.kids, n.kidsKnown = append(slices.Clip(s.kids), childName{e.Name.Space, e.Name.Local}), true
+		n.kids, n.kidsKnown = append(slices.Clip(s.kids), childName{ns: e.Name.Space, local: e.Name.Local, id: e.AttrValue("id"), idKnown: true}), true
 	}
 	n.fillHeader()
 	if t := s.parsedTree(); t != nil {

@@ -70,10 +70,12 @@ const (
 	// asks for them (a reader's settle moves them at once). The longer,
 	// the more rows of each owner a move holds (each owner's index pages
 	// are written once a move).
-	moveEvery = 500 * time.Millisecond
+	moveEvery = time.Second
 	// maxMoveRows bounds a move: one statement that holds the write
-	// connection (other writes to parley.db wait) for ~0.2 s at most.
-	maxMoveRows = 8192
+	// connection (other writes to parley.db wait) for ~0.4 s at most. At
+	// 10,000 archived msg/s, 16,384 rather than 8,192 rows a move (and
+	// moveEvery 1 s rather than 0.5 s) took 6–12 % less server CPU.
+	maxMoveRows = 16384
 	// moveRetry: the wait after a failed move.
 	moveRetry = time.Second
 )
