@@ -200,10 +200,7 @@ func (r *room) groupchat(ev *module.Event, o *occupant) {
 // archive stores a groupchat message (store before forward) and returns
 // its id, which is also its stanza-id.
 func (r *room) archive(st *wire.Stanza, o *occupant, at time.Time) (string, error) {
-	origin := ""
-	if oid := st.Child(xep.NSSID, "origin-id"); oid != nil {
-		origin = oid.AttrValue("id")
-	}
+	origin := st.ChildID(xep.NSSID, "origin-id")
 	return r.m.store.AppendArchive(r.ctx(), r.key, storage.ArchivedMessage{
 		With: r.key, WithResource: o.nick, Timestamp: at, OriginID: origin,
 		FromFull: o.speaker().full.String(), Raw: st.Raw,
