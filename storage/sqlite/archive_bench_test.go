@@ -87,6 +87,9 @@ func BenchmarkAppendArchive(b *testing.B) {
 		wg.Wait()
 	}
 	run(seed)
+	if err := st.log.settle(ctx, ""); err != nil {
+		b.Fatal(err)
+	}
 	rows0, commits0 := batches(b)
 	cpu0 := cpuTime()
 	b.ResetTimer()
