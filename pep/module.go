@@ -73,7 +73,8 @@ type Module struct {
 	// capabilities say the resource wants them. Without it a publish that
 	// came right after a client's presence (before its disco#info answer
 	// was handled, on another goroutine) never reached it.
-	deferred map[string][]deferredNote
+	deferred      map[string][]deferredNote
+	deferredBytes int // of the stanzas in deferred (maxDeferredBytes)
 }
 
 // deferredNote is a notification waiting for the capabilities of full.
@@ -83,8 +84,13 @@ type deferredNote struct {
 	st                *wire.Stanza
 }
 
-// maxDeferred bounds the notifications kept per caps key being resolved.
+// maxDeferred bounds the notifications kept per caps key being resolved,
+// maxDeferredBytes the bytes of all those kept (a publish beyond either
+// is not held: the resource gets the node's last item when its
+// capabilities are known, if the node sends it on presence).
 const maxDeferred = 32
+
+var maxDeferredBytes = 4 << 20 // a variable for tests
 
 // resources are an account's available resources with their caps keys:
 // a slice, since an account has one or a few (a map of its own cost every

@@ -203,6 +203,9 @@ func (m *Module) resolveCaps(owner, full, key string, c *wire.Element) {
 	delete(m.fetching, key)
 	pending := m.deferred[key]
 	delete(m.deferred, key)
+	for _, n := range pending {
+		m.deferredBytes -= len(n.st.Raw)
+	}
 	if len(m.caps) >= maxCapsCached {
 		clear(m.caps)
 	}
@@ -351,9 +354,11 @@ func (m *Module) notify(ctx context.Context, owner, node string, c nodeConfig, i
 			targets[full] = m.caps[key]
 			continue
 		}
-		if _, known := m.caps[key]; !known && key != "" && len(m.deferred[key]) < maxDeferred {
+		if _, known := m.caps[key]; !known && key != "" && len(m.deferred[key]) < maxDeferred &&
+			m.deferredBytes+len(st.Raw) <= maxDeferredBytes {
 			if _, inflight := m.fetching[key]; inflight {
 				m.deferred[key] = append(m.deferred[key], deferredNote{owner, full, node, c, st})
+				m.deferredBytes += len(st.Raw)
 			}
 		}
 	}

@@ -367,4 +367,39 @@ func TestNotificationWhileCapsResolve(t *testing.T) {
 			none(t, b, "uninterested contact", 100*time.Millisecond, event(tune, "item", id))
 		}
 	}
+	e.mod.mu.Lock()
+	defer e.mod.mu.Unlock()
+	if e.mod.deferredBytes != 0 || len(e.mod.deferred) != 0 {
+		t.Fatalf("after the answers: %d bytes held in %d keys, want none", e.mod.deferredBytes, len(e.mod.deferred))
+	}
+}
+
+// Held notifications are bounded in bytes too: beyond maxDeferredBytes a
+// publish is not held (and does not reach a resource whose capabilities
+// were being asked for, as before holding).
+func TestNotificationHeldBoundedInBytes(t *testing.T) {
+	old := maxDeferredBytes
+	maxDeferredBytes = 10
+	t.Cleanup(func() { maxDeferredBytes = old })
+	e := setup(t, Config{})
+	a := e.login(alice + "/phone")
+	b := e.login(bob + "/pc")
+	e.rosterItem(alice, bob, "both")
+	e.rosterItem(bob, alice, "both")
+	e.ownOnline(a, tune)
+	e.contactOnline(b, alice, false, "urn:other-bytes", tune) // the query is left unanswered for now
+	_, info := caps("urn:other-bytes", tune)
+	q := b.Await(t, "caps query", func(st *wire.Stanza) bool {
+		return st.Name == "iq" && st.Type == "get" && st.Child(xep.NSDiscoInfo, "query") != nil
+	})
+	e.ok(a, "%s", publishXML("p1", tune, "i1", "<tune xmlns='"+tune+"'/>", field(fSendLast, "never")))
+	a.Await(t, "own notification", event(tune, "item", "i1"))
+	e.mod.mu.Lock()
+	held := e.mod.deferredBytes
+	e.mod.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d bytes held beyond a bound of 10", held)
+	}
+	e.send(b, "<iq type='result' id='%s' to='%s'>%s</iq>", q.ID, q.From, info)
+	none(t, b, "a notification not held", 100*time.Millisecond, event(tune, "item", "i1"))
 }
