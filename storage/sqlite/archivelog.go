@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -242,8 +243,10 @@ func (l *archiveLog) closeConns() error {
 
 const insertLogSQL = `INSERT INTO archive_log (seq, owner, ts, id, with_bare, with_resource, origin_id, from_full, raw) VALUES `
 
-// logRowsPerStatement: 9 parameters a row.
-const logRowsPerStatement = 32766 / 9
+// logRowsPerStatement: 8 parameters a row (the seq is written out in the
+// statement), so that a default group-commit batch (4,000 rows) is one
+// statement.
+const logRowsPerStatement = 32766 / 8
 
 // appendRows commits rows to the log, atomically. It waits first while
 // the log holds logMaxBytes (the mover is behind).
@@ -297,15 +300,17 @@ func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
 
 func logInsert(rows []archiveRow, first int64) (string, []any) {
 	var b strings.Builder
-	b.Grow(len(insertLogSQL) + len(rows)*len("(?,?,?,?,?,?,?,?,?),"))
+	b.Grow(len(insertLogSQL) + len(rows)*len("(1234567890,?,?,?,?,?,?,?,?),"))
 	b.WriteString(insertLogSQL)
-	args := make([]any, 0, 9*len(rows))
+	args := make([]any, 0, 8*len(rows))
 	for i, r := range rows {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?)")
-		args = append(args, first+int64(i), r.owner, r.ts, r.id, r.msg.With, r.msg.WithResource, r.msg.OriginID, r.msg.FromFull, blob(r.msg.Raw))
+		b.WriteByte('(')
+		b.WriteString(strconv.FormatInt(first+int64(i), 10))
+		b.WriteString(",?,?,?,?,?,?,?,?)")
+		args = append(args, r.owner, r.ts, r.id, r.msg.With, r.msg.WithResource, r.msg.OriginID, r.msg.FromFull, blob(r.msg.Raw))
 	}
 	return b.String(), args
 }

@@ -225,3 +225,25 @@ func TestArchiveLogMoveResetsWriter(t *testing.T) {
 		t.Fatalf("log writer synchronous = %d, %v; want 1 (NORMAL)", sync, err)
 	}
 }
+
+// A batch larger than one statement takes (a group commit of up to
+// storage.group_commit_max_batch rows) commits whole, and moves whole.
+func TestArchiveLogBigBatch(t *testing.T) {
+	st := openTemp(t, t.TempDir())
+	ctx := t.Context()
+	n := logRowsPerStatement + 100
+	rows := make([]archiveRow, n)
+	for i := range rows {
+		rows[i] = newArchiveRow("a@example.org", storage.ArchivedMessage{With: "b@example.org", Raw: []byte("<message/>")})
+	}
+	if err := st.log.appendRows(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	page, err := st.QueryArchive(ctx, "a@example.org", storage.ArchiveQuery{Max: 1})
+	if err != nil || page.Count != n {
+		t.Fatalf("archive holds %d rows, %v; want %d", page.Count, err, n)
+	}
+	if logRowsPerStatement < storage.DefaultConfig().GroupCommitMaxBatch {
+		t.Errorf("a default batch (%d rows) takes more than one statement (%d rows)", storage.DefaultConfig().GroupCommitMaxBatch, logRowsPerStatement)
+	}
+}
