@@ -35,8 +35,10 @@ import (
 // Readers see the log through settle: before a query or a change of an
 // owner's archive, the rows of that owner still in the log are moved
 // (readers that cover every owner wait for the whole log). Origin-id
-// lookups read the log itself (FindArchivedByOrigin), since they run
-// while a message is routed.
+// lookups (FindArchivedByOrigin) run while a message is routed and must
+// not wait: the origin-ids of the rows in the log are kept in memory,
+// since an index on them in the log would be written all over at each
+// commit (a third of the append's cost).
 //
 // Crash safety: a row is moved by committing it into parley.db (fsynced:
 // synchronous FULL for that transaction) and then deleting it from the
@@ -64,7 +66,7 @@ const archiveLogSchema = `CREATE TABLE IF NOT EXISTS archive_log (
 	from_full     TEXT    NOT NULL,
 	raw           BLOB    NOT NULL
 );
-CREATE INDEX IF NOT EXISTS archive_log_by_origin ON archive_log (owner, origin_id) WHERE origin_id <> ''`
+DROP INDEX IF EXISTS archive_log_by_origin`
 
 const (
 	// moveEvery: rows wait at most this long in the log when nobody
@@ -150,16 +152,22 @@ type pendingOwner struct {
 	bytes int64        // their raw XML (what account_usage counts)
 }
 
-type pendingRow struct{ seq, bytes int64 }
+type pendingRow struct {
+	seq, bytes, ts   int64
+	id, origin, from string // origin "": none, and id and from not kept
+}
 
-func (l *archiveLog) addPending(owner string, seq, bytes int64) {
+func (l *archiveLog) addPending(owner string, r pendingRow) {
 	p := l.owners[owner]
 	if p == nil {
 		p = &pendingOwner{}
 		l.owners[owner] = p
 	}
-	p.rows = append(p.rows, pendingRow{seq, bytes})
-	p.bytes += bytes
+	if r.origin == "" {
+		r.id, r.from = "", ""
+	}
+	p.rows = append(p.rows, r)
+	p.bytes += r.bytes
 }
 
 // logBatch is an append's rows, for the backlog's accounting: seqs up to
@@ -192,20 +200,20 @@ func openArchiveLog(ctx context.Context, dir string) (*archiveLog, error) {
 	}
 	l.r.SetMaxOpenConns(4)
 	l.r.SetMaxIdleConns(4)
-	rows, err := w.QueryContext(ctx, `SELECT seq, owner, length(CAST(raw AS BLOB)) FROM archive_log ORDER BY seq`)
+	rows, err := w.QueryContext(ctx, `SELECT seq, owner, length(CAST(raw AS BLOB)), ts, id, origin_id, from_full FROM archive_log ORDER BY seq`)
 	if err != nil {
 		return fail(err)
 	}
 	for rows.Next() {
 		var owner string
-		var seq, bytes int64
-		if err := rows.Scan(&seq, &owner, &bytes); err != nil {
+		var r pendingRow
+		if err := rows.Scan(&r.seq, &owner, &r.bytes, &r.ts, &r.id, &r.origin, &r.from); err != nil {
 			rows.Close()
 			return fail(err)
 		}
-		l.addPending(owner, seq, bytes)
-		l.seq = max(l.seq, seq)
-		b := logBatch{last: seq, rows: 1, bytes: bytes + logRowOverhead}
+		l.addPending(owner, r)
+		l.seq = max(l.seq, r.seq)
+		b := logBatch{last: r.seq, rows: 1, bytes: r.bytes + logRowOverhead}
 		l.batches = append(l.batches, b)
 		l.rows += b.rows
 		l.backlog += b.bytes
@@ -282,7 +290,8 @@ func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
 	var bytes int64
 	l.mu.Lock()
 	for i, r := range rows {
-		l.addPending(r.owner, first+int64(i), int64(len(r.msg.Raw)))
+		l.addPending(r.owner, pendingRow{seq: first + int64(i), bytes: int64(len(r.msg.Raw)), ts: r.ts,
+			id: r.id, origin: r.msg.OriginID, from: r.msg.FromFull})
 		bytes += int64(len(r.msg.Raw)) + logRowOverhead
 	}
 	l.committed = l.seq
@@ -632,14 +641,28 @@ func (l *archiveLog) deleteOwner(ctx context.Context, owner string) error {
 	return err
 }
 
-// findByOrigin is FindArchivedByOrigin in the log.
+// findByOrigin is FindArchivedByOrigin in the log: the newest (by
+// timestamp, then id) of owner's rows there with that origin-id from
+// fromFull at since or later. A row moved meanwhile is not found here; it
+// is in the archive by then.
 func (l *archiveLog) findByOrigin(ctx context.Context, owner, originID, fromFull string, since int64) (archiveRow, bool, error) {
+	var best pendingRow
+	l.mu.Lock()
+	if p := l.owners[owner]; p != nil && originID != "" {
+		for _, r := range p.rows {
+			if r.origin == originID && r.from == fromFull && r.ts >= since &&
+				(best.seq == 0 || r.ts > best.ts || r.ts == best.ts && r.id > best.id) {
+				best = r
+			}
+		}
+	}
+	l.mu.Unlock()
 	r := archiveRow{owner: owner}
+	if best.seq == 0 {
+		return r, false, nil
+	}
 	m := &r.msg
-	err := l.r.QueryRowContext(ctx, `SELECT ts, id, with_bare, with_resource, origin_id, from_full, raw FROM archive_log
-		INDEXED BY archive_log_by_origin
-		WHERE owner = ? AND origin_id = ? AND origin_id <> '' AND from_full = ? AND ts >= ?
-		ORDER BY ts DESC, id DESC LIMIT 1`, owner, originID, fromFull, since).
+	err := l.r.QueryRowContext(ctx, `SELECT ts, id, with_bare, with_resource, origin_id, from_full, raw FROM archive_log WHERE seq = ?`, best.seq).
 		Scan(&r.ts, &r.id, &m.With, &m.WithResource, &m.OriginID, &m.FromFull, &m.Raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false, nil
