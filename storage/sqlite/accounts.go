@@ -119,8 +119,7 @@ func (s *Store) AccountExists(ctx context.Context, bare string) (bool, error) {
 var ownedTables = []string{"roster_items", "roster_versions", "pending_in", "offline", "vcards", "blocklist", "archive", "archive_prefs", "push_registrations", "pep_items", "pep_nodes", "private_xml", "push_jobs", "invites", "account_roles", "account_suspensions", "spam_reports", "account_settings", "account_usage"}
 
 func (s *Store) DeleteAccount(ctx context.Context, bare string) error {
-	// Should the account not exist, its archive (rows a race left) goes
-	// anyway.
+	// The owner's rows in the archive log first, as in DeleteArchive.
 	if err := s.log.deleteOwner(ctx, bare); err != nil {
 		return err
 	}

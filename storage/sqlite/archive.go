@@ -45,6 +45,7 @@ func (s *Store) SubmitArchive(ctx context.Context, owner string, msg storage.Arc
 
 // DeleteArchive implements storage.ArchiveWriter.
 func (s *Store) DeleteArchive(ctx context.Context, owner string) error {
+	// The owner's rows in the archive log first (see deleteOwner).
 	if err := s.log.deleteOwner(ctx, owner); err != nil {
 		return err
 	}
@@ -171,8 +172,9 @@ func (s *Store) FindArchivedByOrigin(ctx context.Context, owner, originID, fromF
 		return storage.ArchivedMessage{}, storage.ErrNotFound
 	}
 	// The log first: a row moved meanwhile is in the archive before it
-	// leaves the log. The newest wins either way (the log's rows are the
-	// newest).
+	// leaves the log. A match in the log is taken as the newest: its
+	// rows were archived after the archive's (only a row archived with
+	// an older timestamp of its own could be older).
 	if r, ok, err := s.log.findByOrigin(ctx, owner, originID, fromFull, toMicros(since)); err != nil || ok {
 		return storage.ArchivedMessage{Owner: owner, ID: r.id, Timestamp: fromMicros(r.ts), With: r.msg.With,
 			WithResource: r.msg.WithResource, OriginID: r.msg.OriginID, FromFull: r.msg.FromFull, Raw: r.msg.Raw}, err
@@ -222,11 +224,11 @@ func lookupKey(ctx context.Context, tx *sql.Tx, owner, id string) (archiveKey, e
 // (owner, ts, id).
 func (s *Store) QueryArchive(ctx context.Context, owner string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
 	var page storage.ArchivePage
-	if err := s.log.settle(ctx, owner); err != nil {
-		return page, err
-	}
 	if len(q.IDs) > maxArchiveIDs {
 		return page, fmt.Errorf("sqlite: more than %d archive ids in one query", maxArchiveIDs)
+	}
+	if err := s.log.settle(ctx, owner); err != nil {
+		return page, err
 	}
 	if err := q.Validate(); err != nil {
 		return page, err

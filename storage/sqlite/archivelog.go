@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +26,8 @@ import (
 // holds a few rows of each of hundreds of owners: at 5,000 msg/s the
 // writer spent a third of its time writing WAL frames, a commit took
 // 25–50 ms, and every message waited for one (store before forward).
-// The log is a table appended at its end (plus one small index), so a
-// commit dirties pages in proportion to the bytes it adds; the mover
+// The log is a table appended at its end, without an index, so a commit
+// dirties pages in proportion to the bytes it adds; the mover
 // inserts thousands of rows a commit, a few dozen per owner, on a write
 // lock of its own (another file), so no message waits for it.
 //
@@ -91,7 +90,8 @@ const (
 var logMaxBytes int64 = 32 << 20
 
 // logRowOverhead is what a row costs in the log beyond its raw XML (the
-// other columns and the index entry), counted against logMaxBytes.
+// other columns, and its pendingRow in memory), counted against
+// logMaxBytes.
 const logRowOverhead = 200
 
 var (
@@ -132,10 +132,9 @@ type archiveLog struct {
 	mu        sync.Mutex
 	committed int64                    // last seq committed
 	moved     int64                    // every committed row with seq <= moved is in the archive
-	owners    map[string]*pendingOwner // owners with rows committed and not moved
-	batches   []logBatch               // committed and not moved, oldest first
-	backlog   int64                    // bytes committed and not moved (logMaxBytes)
-	rows      int64                    // rows committed and not moved
+	owners    map[string]*pendingOwner // the rows committed and not moved, by owner
+	backlog   int64                    // their bytes (logMaxBytes): raw XML and logRowOverhead each
+	rows      int64                    // how many
 	changed   chan struct{}            // closed and replaced when moved or backlog change
 	err       error                    // the last move's error, until one succeeds
 
@@ -157,6 +156,7 @@ type pendingRow struct {
 	id, origin, from string // origin "": none, and id and from not kept
 }
 
+// addPending notes a committed row; l.mu is held.
 func (l *archiveLog) addPending(owner string, r pendingRow) {
 	p := l.owners[owner]
 	if p == nil {
@@ -168,12 +168,28 @@ func (l *archiveLog) addPending(owner string, r pendingRow) {
 	}
 	p.rows = append(p.rows, r)
 	p.bytes += r.bytes
+	l.backlog += r.bytes + logRowOverhead
+	l.rows++
 }
 
-// logBatch is an append's rows, for the backlog's accounting: seqs up to
-// last.
-type logBatch struct {
-	last, rows, bytes int64
+// dropPending forgets owner's rows up to seq last (moved or deleted);
+// l.mu is held.
+func (l *archiveLog) dropPending(owner string, last int64) {
+	p := l.owners[owner]
+	if p == nil {
+		return
+	}
+	i := 0
+	for ; i < len(p.rows) && p.rows[i].seq <= last; i++ {
+		p.bytes -= p.rows[i].bytes
+		l.backlog -= p.rows[i].bytes + logRowOverhead
+		l.rows--
+	}
+	if i == len(p.rows) {
+		delete(l.owners, owner)
+	} else {
+		p.rows = p.rows[i:]
+	}
 }
 
 // openArchiveLog opens (creating) the log beside file and reads what it
@@ -213,10 +229,6 @@ func openArchiveLog(ctx context.Context, dir string) (*archiveLog, error) {
 		}
 		l.addPending(owner, r)
 		l.seq = max(l.seq, r.seq)
-		b := logBatch{last: r.seq, rows: 1, bytes: r.bytes + logRowOverhead}
-		l.batches = append(l.batches, b)
-		l.rows += b.rows
-		l.backlog += b.bytes
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -251,11 +263,6 @@ func (l *archiveLog) closeConns() error {
 
 const insertLogSQL = `INSERT INTO archive_log (seq, owner, ts, id, with_bare, with_resource, origin_id, from_full, raw) VALUES `
 
-// logRowsPerStatement: 8 parameters a row (the seq is written out in the
-// statement), so that a default group-commit batch (4,000 rows) is one
-// statement.
-const logRowsPerStatement = 32766 / 8
-
 // appendRows commits rows to the log, atomically. It waits first while
 // the log holds logMaxBytes (the mover is behind).
 func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
@@ -266,14 +273,14 @@ func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
 	defer l.appendMu.Unlock()
 	first := l.seq + 1
 	var err error
-	if len(rows) <= logRowsPerStatement {
-		q, args := logInsert(rows, first)
+	if len(rows) <= rowsPerStatement {
+		q, args := insertRows(insertLogSQL, rows, first)
 		_, err = l.w.ExecContext(ctx, q, args...)
 	} else {
 		err = inTx(ctx, l.w, func(tx *sql.Tx) error {
-			for i := 0; i < len(rows); i += logRowsPerStatement {
-				part := rows[i:min(len(rows), i+logRowsPerStatement)]
-				q, args := logInsert(part, first+int64(i))
+			for i := 0; i < len(rows); i += rowsPerStatement {
+				part := rows[i:min(len(rows), i+rowsPerStatement)]
+				q, args := insertRows(insertLogSQL, part, first+int64(i))
 				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 					return err
 				}
@@ -287,17 +294,12 @@ func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
 	if err != nil {
 		return err
 	}
-	var bytes int64
 	l.mu.Lock()
 	for i, r := range rows {
 		l.addPending(r.owner, pendingRow{seq: first + int64(i), bytes: int64(len(r.msg.Raw)), ts: r.ts,
 			id: r.id, origin: r.msg.OriginID, from: r.msg.FromFull})
-		bytes += int64(len(r.msg.Raw)) + logRowOverhead
 	}
 	l.committed = l.seq
-	l.batches = append(l.batches, logBatch{last: l.seq, rows: int64(len(rows)), bytes: bytes})
-	l.backlog += bytes
-	l.rows += int64(len(rows))
 	logBacklog.Set(float64(l.rows))
 	full := l.rows >= maxMoveRows
 	l.mu.Unlock()
@@ -305,35 +307,6 @@ func (l *archiveLog) appendRows(ctx context.Context, rows []archiveRow) error {
 		l.wake()
 	}
 	return nil
-}
-
-func logInsert(rows []archiveRow, first int64) (string, []any) {
-	var b strings.Builder
-	b.Grow(len(insertLogSQL) + len(rows)*len("(1234567890,?,?,?,?,?,?,?,?),"))
-	b.WriteString(insertLogSQL)
-	args := make([]any, 0, 8*len(rows))
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		b.WriteString(strconv.FormatInt(first+int64(i), 10))
-		b.WriteString(",?,?,?,?,?,?,?,?)")
-		args = append(args, r.owner, r.ts, r.id, r.msg.With, r.msg.WithResource, r.msg.OriginID, r.msg.FromFull, blob(r.msg.Raw))
-	}
-	return b.String(), args
-}
-
-func inTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // waitRoom waits while the log is full.
@@ -364,9 +337,6 @@ func (l *archiveLog) wake() {
 // settle returns once every row of owner committed so far (of every
 // owner when owner is "") is in the archive.
 func (l *archiveLog) settle(ctx context.Context, owner string) error {
-	if l == nil {
-		return nil
-	}
 	l.mu.Lock()
 	target := l.committed
 	if owner != "" {
@@ -488,22 +458,8 @@ func (l *archiveLog) moveOnce(s *Store) (int, error) {
 	n := last - l.moved
 	l.moved = last
 	l.err = nil
-	for len(l.batches) > 0 && l.batches[0].last <= last {
-		l.backlog -= l.batches[0].bytes
-		l.rows -= l.batches[0].rows
-		l.batches = l.batches[1:]
-	}
-	for o, p := range l.owners {
-		i := 0
-		for i < len(p.rows) && p.rows[i].seq <= last {
-			p.bytes -= p.rows[i].bytes
-			i++
-		}
-		if i == len(p.rows) {
-			delete(l.owners, o)
-		} else {
-			p.rows = p.rows[i:]
-		}
+	for o := range l.owners {
+		l.dropPending(o, last)
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
@@ -627,8 +583,8 @@ func (l *archiveLog) oldest(ctx context.Context, last int64) ([]loggedRow, error
 // insertMoved commits one row into the archive, fsynced (see moveRange).
 func (s *Store) insertMoved(ctx context.Context, r archiveRow) error {
 	return withConn(ctx, s.w, "", func(conn *sql.Conn) error {
-		q, args := archiveInsert([]archiveRow{r})
-		_, err := conn.ExecContext(ctx, "INSERT OR IGNORE"+strings.TrimPrefix(q, "INSERT"), args...)
+		q, args := insertRows(`INSERT OR IGNORE INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw) VALUES `, []archiveRow{r}, 0)
+		_, err := conn.ExecContext(ctx, q, args...)
 		return err
 	})
 }
@@ -636,9 +592,19 @@ func (s *Store) insertMoved(ctx context.Context, r archiveRow) error {
 // deleteOwner deletes owner's rows from the log, before its archive is
 // deleted: a move that read them has then already inserted them (its
 // statement held parley.db's write lock first), and no later one can.
+// Appends wait meanwhile, so that the rows forgotten in memory are
+// exactly those deleted.
 func (l *archiveLog) deleteOwner(ctx context.Context, owner string) error {
-	_, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE owner = ?`, owner)
-	return err
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if _, err := l.w.ExecContext(ctx, `DELETE FROM archive_log WHERE owner = ?`, owner); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.dropPending(owner, l.seq)
+	logBacklog.Set(float64(l.rows))
+	l.mu.Unlock()
+	return nil
 }
 
 // findByOrigin is FindArchivedByOrigin in the log: the newest (by
@@ -672,9 +638,6 @@ func (l *archiveLog) findByOrigin(ctx context.Context, owner, originID, fromFull
 
 // close stops the mover after a last move of whatever the log holds.
 func (l *archiveLog) close() error {
-	if l == nil {
-		return nil
-	}
 	var err error
 	l.once.Do(func() {
 		close(l.stop)

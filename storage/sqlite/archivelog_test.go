@@ -188,6 +188,17 @@ func TestArchiveLogDeleteAndUsage(t *testing.T) {
 	if err := <-deleted; err != nil {
 		t.Fatal(err)
 	}
+	// Forgotten in memory with them: usage and the log's backlog drop at
+	// once, not at the next move.
+	if u, err := st.AccountUsage(ctx, owner); err != nil || u.Archive != 0 {
+		t.Fatalf("usage right after delete: %+v, %v", u, err)
+	}
+	st.log.mu.Lock()
+	rows, backlog := st.log.rows, st.log.backlog
+	st.log.mu.Unlock()
+	if rows != 0 || backlog != 0 {
+		t.Fatalf("log backlog after delete: %d rows, %d bytes", rows, backlog)
+	}
 	if err := st.log.settle(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +242,7 @@ func TestArchiveLogMoveResetsWriter(t *testing.T) {
 func TestArchiveLogBigBatch(t *testing.T) {
 	st := openTemp(t, t.TempDir())
 	ctx := t.Context()
-	n := logRowsPerStatement + 100
+	n := rowsPerStatement + 100
 	rows := make([]archiveRow, n)
 	for i := range rows {
 		rows[i] = newArchiveRow("a@example.org", storage.ArchivedMessage{With: "b@example.org", Raw: []byte("<message/>")})
@@ -243,7 +254,7 @@ func TestArchiveLogBigBatch(t *testing.T) {
 	if err != nil || page.Count != n {
 		t.Fatalf("archive holds %d rows, %v; want %d", page.Count, err, n)
 	}
-	if logRowsPerStatement < storage.DefaultConfig().GroupCommitMaxBatch {
-		t.Errorf("a default batch (%d rows) takes more than one statement (%d rows)", storage.DefaultConfig().GroupCommitMaxBatch, logRowsPerStatement)
+	if rowsPerStatement < storage.DefaultConfig().GroupCommitMaxBatch {
+		t.Errorf("a default batch (%d rows) takes more than one statement (%d rows)", storage.DefaultConfig().GroupCommitMaxBatch, rowsPerStatement)
 	}
 }

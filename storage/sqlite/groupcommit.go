@@ -2,9 +2,9 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,49 +67,38 @@ func newArchiveRow(owner string, msg storage.ArchivedMessage) archiveRow {
 const insertArchiveSQL = `INSERT INTO archive (owner, ts, id, with_bare, with_resource, origin_id, from_full, raw) VALUES `
 
 // rowsPerStatement bounds the rows of one INSERT: 8 parameters a row stay
-// within SQLite's 32766 parameters a statement. As many as the default
+// within SQLite's 32766 parameters a statement (the archive log's seq is
+// written out in the statement, not bound). As many as the default
 // storage.group_commit_max_batch (4000), so that a full batch is still one
 // statement: split in two it costs statement journals (at 4,096 rows in
 // two statements BenchmarkInsertArchiveBatch took twice the CPU a row of
 // one 4,000-row statement).
 const rowsPerStatement = 32766 / 8
 
-// insertArchiveRows inserts rows atomically. Up to rowsPerStatement rows
-// go in one multi-row INSERT that runs on its own (autocommit): a single
-// statement that is the whole transaction needs no statement journal,
-// while one INSERT per row inside BEGIN…COMMIT makes SQLite keep one per
-// statement (the UNIQUE indexes could make it fail halfway), a copy of
-// every page it changes — a third of the writer's time in profiles.
-func (s *Store) insertArchiveRows(ctx context.Context, rows []archiveRow) error {
-	if len(rows) <= rowsPerStatement {
-		q, args := archiveInsert(rows)
-		_, err := s.w.ExecContext(ctx, q, args...)
-		return err
-	}
-	return s.write(ctx, func(tx *sql.Tx) error {
-		for len(rows) > 0 {
-			n := min(len(rows), rowsPerStatement)
-			q, args := archiveInsert(rows[:n])
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return err
-			}
-			rows = rows[n:]
-		}
-		return nil
-	})
+// archiveInsert returns the INSERT statement into the archive for rows
+// and its arguments.
+func archiveInsert(rows []archiveRow) (string, []any) {
+	return insertRows(insertArchiveSQL, rows, 0)
 }
 
-// archiveInsert returns the INSERT statement for rows and its arguments.
-func archiveInsert(rows []archiveRow) (string, []any) {
+// insertRows returns a multi-row INSERT of rows, head naming the table
+// and columns, and its arguments. With first > 0 each row starts with its
+// seq (first, first+1, …) written out (the archive log's).
+func insertRows(head string, rows []archiveRow, first int64) (string, []any) {
 	var b strings.Builder
-	b.Grow(len(insertArchiveSQL) + len(rows)*len("(?,?,?,?,?,?,?,?),"))
-	b.WriteString(insertArchiveSQL)
+	b.Grow(len(head) + len(rows)*len("(1234567890,?,?,?,?,?,?,?,?),"))
+	b.WriteString(head)
 	args := make([]any, 0, 8*len(rows))
 	for i, r := range rows {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?)")
+		b.WriteByte('(')
+		if first > 0 {
+			b.WriteString(strconv.FormatInt(first+int64(i), 10))
+			b.WriteByte(',')
+		}
+		b.WriteString("?,?,?,?,?,?,?,?)")
 		args = append(args, r.owner, r.ts, r.id, r.msg.With, r.msg.WithResource, r.msg.OriginID, r.msg.FromFull, blob(r.msg.Raw))
 	}
 	return b.String(), args

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
@@ -100,6 +101,31 @@ func TestInsertArchiveRowsAtomic(t *testing.T) {
 			t.Fatalf("%d rows: %d stored", n, total)
 		}
 	}
+}
+
+// insertArchiveRows inserts rows into the archive atomically, as the
+// archive log's mover does (one statement, moveRange): up to
+// rowsPerStatement rows in one multi-row INSERT that runs on its own
+// (autocommit), which needs no statement journal, more in one
+// transaction. Tests and BenchmarkInsertArchiveBatch measure the archive's
+// own insert with it.
+func (s *Store) insertArchiveRows(ctx context.Context, rows []archiveRow) error {
+	if len(rows) <= rowsPerStatement {
+		q, args := archiveInsert(rows)
+		_, err := s.w.ExecContext(ctx, q, args...)
+		return err
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		for len(rows) > 0 {
+			n := min(len(rows), rowsPerStatement)
+			q, args := archiveInsert(rows[:n])
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return err
+			}
+			rows = rows[n:]
+		}
+		return nil
+	})
 }
 
 func countArchive(t *testing.T, st *Store) int {

@@ -195,7 +195,12 @@ func (s *Store) Close() error {
 
 // write runs fn in a write transaction, committing when fn returns nil.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	return inTx(ctx, s.w, fn)
+}
+
+// inTx runs fn in a transaction on db, committing when fn returns nil.
+func inTx(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
