@@ -341,12 +341,7 @@ func TestWrongCapsHashNotShared(t *testing.T) {
 // after the publish), and a contact whose answer says it is not gets
 // nothing.
 func TestNotificationWhileCapsResolve(t *testing.T) {
-	e := setup(t, Config{})
-	a := e.login(alice + "/phone")
-	b := e.login(bob + "/pc")
-	e.rosterItem(alice, bob, "both")
-	e.rosterItem(bob, alice, "both")
-	e.ownOnline(a, tune)
+	e, a, b := friendsWithTune(t)
 	for i, interested := range []bool{true, false} {
 		notify := []string{"urn:other" + strconv.Itoa(i)}
 		if interested {
@@ -374,6 +369,18 @@ func TestNotificationWhileCapsResolve(t *testing.T) {
 	}
 }
 
+// friendsWithTune: alice (publishing tune, online with her caps) and bob
+// with mutual subscriptions, both logged in.
+func friendsWithTune(t *testing.T) (e *env, a, b *session) {
+	e = setup(t, Config{})
+	a = e.login(alice + "/phone")
+	b = e.login(bob + "/pc")
+	e.rosterItem(alice, bob, "both")
+	e.rosterItem(bob, alice, "both")
+	e.ownOnline(a, tune)
+	return e, a, b
+}
+
 // Held notifications are bounded in bytes too: beyond maxDeferredBytes a
 // publish is not held (and does not reach a resource whose capabilities
 // were being asked for, as before holding).
@@ -381,12 +388,7 @@ func TestNotificationHeldBoundedInBytes(t *testing.T) {
 	old := maxDeferredBytes
 	maxDeferredBytes = 10
 	t.Cleanup(func() { maxDeferredBytes = old })
-	e := setup(t, Config{})
-	a := e.login(alice + "/phone")
-	b := e.login(bob + "/pc")
-	e.rosterItem(alice, bob, "both")
-	e.rosterItem(bob, alice, "both")
-	e.ownOnline(a, tune)
+	e, a, b := friendsWithTune(t)
 	e.contactOnline(b, alice, false, "urn:other-bytes", tune) // the query is left unanswered for now
 	_, info := caps("urn:other-bytes", tune)
 	q := b.Await(t, "caps query", func(st *wire.Stanza) bool {

@@ -106,7 +106,6 @@ func (s *Stanza) Tree() *Element {
 	return s.tree
 }
 
-// childName is a child element's resolved name.
 // childName is a noted child: its name and, when idKnown, its plain 'id'
 // attribute ("" when it has none), which XEP-0359 origin-ids are asked
 // for on every archived message.
@@ -130,7 +129,7 @@ func (s *Stanza) Child(ns, local string) *Element {
 // when the Reader noted the children.
 func (s *Stanza) ChildID(ns, local string) string {
 	if s.parsedTree() == nil && s.kidsKnown {
-		i := slices.IndexFunc(s.kids, func(k childName) bool { return k.local == local && (ns == "" || k.ns == ns) })
+		i := s.kid(ns, local)
 		if i < 0 {
 			return ""
 		}
@@ -173,13 +172,11 @@ func (s *Stanza) HasChildIn(ns string) bool {
 	return false
 }
 
-func (s *Stanza) hasKid(ns, local string) bool {
-	for _, k := range s.kids {
-		if k.local == local && (ns == "" || k.ns == ns) {
-			return true
-		}
-	}
-	return false
+func (s *Stanza) hasKid(ns, local string) bool { return s.kid(ns, local) >= 0 }
+
+// kid is the index of the first noted child with ns and local, or -1.
+func (s *Stanza) kid(ns, local string) int {
+	return slices.IndexFunc(s.kids, func(k childName) bool { return k.local == local && (ns == "" || k.ns == ns) })
 }
 
 // WithAttr returns a copy of s with the plain root attribute set (or

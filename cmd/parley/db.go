@@ -91,9 +91,10 @@ func newDBCmd(opts *globalOptions) *cobra.Command {
 		Use:   "copy --from DATA_DIR --to DSN [--schema SCHEMA]",
 		Short: "Copy everything from a SQLite data directory to PostgreSQL (safe to re-run)",
 		Long: `Copy every record of the SQLite database in DATA_DIR (parley.db, and the
-archived messages still in parley-archive-log.db) to the PostgreSQL database DSN: accounts with their SCRAM credentials, rosters with
-their versions, pending subscriptions, offline messages, vCards, block lists,
-the message archive (IDs and timestamps kept) and preferences, push
+archived messages still in parley-archive-log.db) to the PostgreSQL database
+DSN: accounts with their SCRAM credentials, rosters with their versions,
+pending subscriptions, offline messages, vCards, block lists, the message
+archive (IDs and timestamps kept) and preferences, push
 registrations and queued push notifications, PEP nodes and items, private
 XML storage (legacy bookmarks among it), and upload records. The PostgreSQL schema
 is migrated first. Records that already exist are left alone, so the copy can
